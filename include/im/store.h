@@ -1,0 +1,343 @@
+/**
+ * @file store.h
+ * The storage abstraction: what libim's modules and servers persist.
+ *
+ * An im_store is an opaque handle onto one backend (sqlite, PostgreSQL or
+ * your own, see im/sys/store.h). The im_store_* functions below are thin
+ * wrappers over the backend's ops table; they check arguments and gate ops
+ * that were added after version 1 of the table.
+ *
+ * Data model:
+ *  - messages belong to a group ("conversation"); each carries a per-group
+ *    seq (unique, strictly increasing, with gaps), the group's previous seq
+ *    (prev_seq) and a contiguous per-group ordinal (1, 2, 3, ...) that makes
+ *    unread counts exact: unread = last ordinal - ordinal at read pointer.
+ *  - the dedup key (conv, sender, dedup_id) is unique in the store.
+ *  - every owner write carries a fence (kind, slot, epoch); the store rejects
+ *    it with IM_ESTALE once the slot's epoch moved on.
+ *  - members rows double as the per-user conversation state (read pointer,
+ *    flags); conv_load returns a user's groups with their last message.
+ *  - the user queue holds what is addressed to one user (membership events,
+ *    read-sync between devices), ordered by its own segment-allocated seq.
+ *
+ * Ownership: inputs are borrowed for the call. Rows handed to callbacks are
+ * borrowed until the callback returns. A callback returning non-zero stops
+ * the read and the read returns that value.
+ *
+ * Thread-safety: one thread at a time per handle; backends take no locks.
+ * Error detail is per handle: im_store_errmsg().
+ */
+#ifndef IM_STORE_H
+#define IM_STORE_H
+
+#include "im.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct im_store im_store;
+
+/** Highest schema version this build knows (see libim/store/schema/). */
+#define IM_STORE_SCHEMA_VERSION 1
+
+/**
+ * A write fence: a slot the writer owns and the epoch it owns it at. Writes
+ * take an array of fences, one per slot the batch touches; the store checks
+ * all of them inside the write's transaction.
+ */
+typedef struct im_fence {
+	im_kind kind;
+	uint32_t slot;
+	im_epoch epoch;
+} im_fence;
+
+/** Which counter an ID segment is taken from. */
+typedef enum im_seg_space {
+	IM_SEG_GROUP_SEQ = 0, /**< per-group message seqs, id = gid */
+	IM_SEG_USER_SEQ = 1,  /**< per-user queue seqs, id = uid */
+	IM_SEG_GROUP_ID = 2,  /**< new group ids, id = 0 */
+} im_seg_space;
+
+typedef struct im_seg_key {
+	im_seg_space space;
+	uint64_t id;
+} im_seg_key;
+
+/** A segment [first, last] of ids, all larger than any handed out before. */
+typedef struct im_seg {
+	uint64_t first;
+	uint64_t last;
+} im_seg;
+
+/** Largest body a message may carry, in bytes. */
+#define IM_MSG_BODY_MAX 4096
+/** Bytes of a body kept as the conversation preview. */
+#define IM_PREVIEW_MAX 64
+
+/** One group message. */
+typedef struct im_msg {
+	im_gid conv;
+	im_seq seq;
+	im_seq prev_seq;   /**< the group's previous seq, 0 for the first */
+	uint64_t ordinal;  /**< contiguous per group, starting at 1 */
+	im_uid sender;
+	uint64_t dedup_id; /**< client chosen; (conv, sender, dedup_id) unique */
+	im_seq reply_to;   /**< 0 if none */
+	uint64_t time_ms;  /**< server time at commit */
+	uint32_t type;     /**< application defined, 0 = text */
+	uint32_t body_len; /**< at most IM_MSG_BODY_MAX */
+	const void *body;
+} im_msg;
+
+/** What msg_append did with one input message. */
+typedef struct im_append_result {
+	im_seq seq;        /**< stored seq, or the original one when dup */
+	im_seq prev_seq;   /**< as stored (after rechaining around dups) */
+	uint64_t ordinal;  /**< as stored (after rechaining around dups) */
+	uint64_t time_ms;  /**< as stored (the original's when dup) */
+	bool dup;          /**< the dedup key existed; nothing was stored */
+} im_append_result;
+
+/** Position of a message in its group: enough to count unread. */
+typedef struct im_msg_pos {
+	im_seq seq;
+	uint64_t ordinal;
+} im_msg_pos;
+
+/** A group's metadata. */
+#define IM_GROUP_NAME_MAX 64
+typedef struct im_group {
+	im_gid gid;
+	im_uid creator;
+	uint64_t created_ms;
+	char name[IM_GROUP_NAME_MAX + 1];
+} im_group;
+
+/** Per-user conversation flags (members.flags). */
+#define IM_CONV_MUTED 0x1u
+#define IM_CONV_PINNED 0x2u
+
+/** A user's state in one conversation, as loaded at login. */
+typedef struct im_conv_row {
+	im_gid conv;
+	im_seq read_seq;
+	uint64_t read_ordinal;
+	uint32_t flags;
+	im_msg_pos last;       /**< {0,0} when the group has no message */
+	im_uid last_sender;
+	uint64_t last_time_ms;
+	uint32_t preview_len;  /**< at most IM_PREVIEW_MAX */
+	const void *preview;   /**< first bytes of the last body */
+} im_conv_row;
+
+/** One item of a user's own queue. */
+#define IM_UQ_BODY_MAX 1024
+typedef struct im_uq_item {
+	im_uid user;
+	im_seq seq;
+	uint64_t time_ms;
+	uint32_t type;     /**< application defined event type */
+	uint32_t body_len; /**< at most IM_UQ_BODY_MAX */
+	const void *body;
+} im_uq_item;
+
+/** Owner of a slot as recorded in the store. */
+#define IM_OWNER_MAX 64
+typedef struct im_slot_row {
+	im_kind kind;
+	uint32_t slot;
+	im_epoch epoch;
+	const char *owner; /**< NUL terminated, at most IM_OWNER_MAX bytes */
+} im_slot_row;
+
+typedef int (*im_msg_cb)(const im_msg *msg, void *payload);
+typedef int (*im_conv_cb)(const im_conv_row *row, void *payload);
+typedef int (*im_uid_cb)(im_uid user, void *payload);
+typedef int (*im_uq_cb)(const im_uq_item *item, void *payload);
+typedef int (*im_slot_cb)(const im_slot_row *row, void *payload);
+
+/** sqlite durability: FULL survives power loss, NORMAL only crashes. */
+typedef enum im_sqlite_sync {
+	IM_SQLITE_SYNC_FULL = 0,
+	IM_SQLITE_SYNC_NORMAL = 1,
+} im_sqlite_sync;
+
+#define IM_STORE_SQLITE_OPTS_VERSION 1
+typedef struct im_store_sqlite_opts {
+	uint32_t version;
+	im_sqlite_sync sync;
+	uint32_t busy_timeout_ms; /**< wait on a locked database, default 5000 */
+} im_store_sqlite_opts;
+#define IM_STORE_SQLITE_OPTS_INIT {IM_STORE_SQLITE_OPTS_VERSION, IM_SQLITE_SYNC_FULL, 5000}
+
+/**
+ * Open (creating if needed) a sqlite store and migrate its schema.
+ * @param path a file path, or ":memory:" for a private in-memory database
+ * @param opts NULL for defaults
+ * @retval IM_OK, IM_ESCHEMA (the file's schema is newer), IM_ERR
+ * On failure *out is NULL and, if errbuf is not NULL, a reason is written
+ * into errbuf (at most errlen bytes, NUL terminated).
+ */
+IM_API int im_store_sqlite_open(im_store **out, const char *path,
+				const im_store_sqlite_opts *opts, char *errbuf,
+				size_t errlen);
+
+#define IM_STORE_PG_OPTS_VERSION 1
+typedef struct im_store_pg_opts {
+	uint32_t version;
+	uint32_t connect_timeout_ms; /**< per connection attempt */
+	uint32_t reconnect_tries;    /**< after a lost connection, per call */
+} im_store_pg_opts;
+#define IM_STORE_PG_OPTS_INIT {IM_STORE_PG_OPTS_VERSION, 5000, 3}
+
+/**
+ * Open a PostgreSQL store from a libpq conninfo string and migrate it.
+ * @retval IM_OK, IM_ESCHEMA, IM_EUNAVAIL (server unreachable), IM_ERR
+ * Returns IM_ENOTSUP if libim was built without libpq.
+ */
+IM_API int im_store_pg_open(im_store **out, const char *conninfo,
+			    const im_store_pg_opts *opts, char *errbuf,
+			    size_t errlen);
+
+/** Close the store; NULL is a no-op. */
+IM_API void im_store_close(im_store *st);
+
+/** The backend's name ("sqlite", "pg"). */
+IM_API const char *im_store_name(const im_store *st);
+
+/** Detail of the last error on this handle; never NULL. */
+IM_API const char *im_store_errmsg(const im_store *st);
+
+/**
+ * Bring the schema to IM_STORE_SCHEMA_VERSION (open does this already).
+ * @retval IM_OK, IM_ESCHEMA (schema newer than this build), IM_ERR
+ */
+IM_API int im_store_migrate(im_store *st, uint32_t *schema_out);
+
+/** Stream every recorded slot of one kind (unowned slots have no row). */
+IM_API int im_store_slot_load(im_store *st, im_kind kind, im_slot_cb cb,
+			      void *payload);
+
+/**
+ * Compare-and-set a slot's owner: succeeds only when the slot's epoch is
+ * `expect` (0 for a slot never owned), then sets owner and epoch expect+1.
+ * @retval IM_OK (*epoch_out = expect+1), IM_ECONFLICT (epoch moved;
+ *         *epoch_out = current epoch), IM_EINVAL, IM_ERR, IM_EUNAVAIL
+ */
+IM_API int im_store_slot_cas(im_store *st, im_kind kind, uint32_t slot,
+			     im_epoch expect, const char *owner,
+			     im_epoch *epoch_out);
+
+/**
+ * Take the next segment of `step` ids for a key. Segments of one key never
+ * overlap and always lie above every id handed out before, also across
+ * processes sharing the store. The first segment of a new key starts at 1.
+ * @retval IM_OK, IM_EINVAL (step 0), IM_ERR, IM_EUNAVAIL
+ */
+IM_API int im_store_seg_take(im_store *st, const im_seg_key *key, uint32_t step,
+			     im_seg *seg_out);
+
+/**
+ * Append n group messages in one transaction, fenced.
+ *
+ * Messages of one conv must come in increasing seq order, chained: each
+ * prev_seq is the seq of the previous message of that conv and each ordinal
+ * the previous one + 1. A message whose dedup key exists already (in the
+ * store or earlier in this batch) is not stored: res_out[i].dup is set with
+ * the original seq, and the later messages of that conv in this batch are
+ * rechained (their prev_seq and ordinal shift down) so the chain stored has
+ * no hole. res_out (n entries, caller memory) reports what was stored.
+ *
+ * @retval IM_OK       everything durable (or dup)
+ * @retval IM_ESTALE   a fence's epoch is not its slot's epoch; nothing stored
+ *                     (errmsg names the slot)
+ * @retval IM_EINVAL   bad batch (n or nfences 0, oversized body, zero ids,
+ *                     broken chain); nothing stored
+ * @retval IM_EUNAVAIL outcome unknown (connection lost at commit); retrying
+ *                     the same batch is safe thanks to the dedup keys
+ */
+IM_API int im_store_msg_append(im_store *st, const im_fence *fences,
+			       size_t nfences, const im_msg *msgs, size_t n,
+			       im_append_result *res_out);
+
+/**
+ * Stream messages of conv with after < seq <= until in seq order, at most
+ * limit of them (limit 0 = IM_STORE_READ_LIMIT_MAX).
+ */
+#define IM_STORE_READ_LIMIT_MAX 1000
+IM_API int im_store_msg_read(im_store *st, im_gid conv, im_seq after,
+			     im_seq until, uint32_t limit, im_msg_cb cb,
+			     void *payload);
+
+/**
+ * Position of the last message of conv with seq <= at (IM_SEQ_MAX for the
+ * latest).
+ * @retval IM_OK, IM_ENOTFOUND (no such message: *pos_out = {0,0}), IM_ERR
+ */
+IM_API int im_store_msg_last(im_store *st, im_gid conv, im_seq at,
+			     im_msg_pos *pos_out);
+
+/**
+ * Look a message up by its dedup key.
+ * @retval IM_OK (*msg_out filled, body not returned), IM_ENOTFOUND, IM_ERR
+ */
+IM_API int im_store_msg_find_dedup(im_store *st, im_gid conv, im_uid sender,
+				   uint64_t dedup_id, im_msg *msg_out);
+
+/**
+ * Create a group.
+ * @retval IM_OK, IM_ECONFLICT (gid exists), IM_EINVAL, IM_ERR
+ */
+IM_API int im_store_group_create(im_store *st, const im_group *group);
+
+/** @retval IM_OK, IM_ENOTFOUND, IM_ERR */
+IM_API int im_store_group_lookup(im_store *st, im_gid gid, im_group *out);
+
+/**
+ * Add a member (the conversation state starts with the read pointer at the
+ * group's current last message, so history before joining is not unread).
+ * *added_out (may be NULL) tells whether the user was not a member before.
+ * @retval IM_OK, IM_ENOTFOUND (no such group), IM_EINVAL, IM_ERR
+ */
+IM_API int im_store_member_add(im_store *st, im_gid gid, im_uid user,
+			       bool *added_out);
+
+/** *removed_out (may be NULL) tells whether the user was a member. */
+IM_API int im_store_member_remove(im_store *st, im_gid gid, im_uid user,
+				  bool *removed_out);
+
+/** Stream a group's members in uid order. */
+IM_API int im_store_member_list(im_store *st, im_gid gid, im_uid_cb cb,
+				void *payload);
+
+/** A user's conversations (the groups of a user) with their last message. */
+IM_API int im_store_conv_load(im_store *st, im_uid user, im_conv_cb cb,
+			      void *payload);
+
+/**
+ * Move a user's read pointer forward and set flags. The pointer never moves
+ * backwards: a read_seq below the stored one keeps the stored pointer.
+ * @retval IM_OK, IM_ENOTFOUND (not a member), IM_ERR
+ */
+IM_API int im_store_conv_update(im_store *st, im_uid user, im_gid conv,
+				im_seq read_seq, uint64_t read_ordinal,
+				uint32_t flags);
+
+/**
+ * Append n items to user queues in one transaction, fenced by the user
+ * slots they touch (see msg_append). Appending an existing (user, seq) again is a no-op (idempotent).
+ * @retval IM_OK, IM_ESTALE, IM_EINVAL, IM_EUNAVAIL, IM_ERR
+ */
+IM_API int im_store_uq_append(im_store *st, const im_fence *fences,
+			      size_t nfences, const im_uq_item *items, size_t n);
+
+/** Stream a user's queue items with after < seq, in order, at most limit. */
+IM_API int im_store_uq_read(im_store *st, im_uid user, im_seq after,
+			    uint32_t limit, im_uq_cb cb, void *payload);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,305 @@
+/*
+ * The im_store_* wrappers: argument checks shared by every backend, then a
+ * call through the ops table. Ops newer than version 1 are gated here.
+ */
+#include "im/sys/store.h"
+#include "internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+#define CHECK(cond)                                                          \
+	do {                                                                 \
+		if (!(cond)) {                                               \
+			if (st != NULL) {                                    \
+				im_store_set_error(st, "invalid argument: %s", \
+						   #cond);                   \
+			}                                                    \
+			return IM_EINVAL;                                    \
+		}                                                            \
+	} while (0)
+
+int
+im_store_init(im_store *st, const struct im_store_ops *ops)
+{
+	if (st == NULL || ops == NULL || ops->version == 0 ||
+	    ops->version > IM_STORE_OPS_VERSION || ops->name == NULL) {
+		return IM_EINVAL;
+	}
+	if (!ops->close || !ops->migrate || !ops->slot_load || !ops->slot_cas ||
+	    !ops->seg_take || !ops->msg_append || !ops->msg_read ||
+	    !ops->msg_last || !ops->msg_find_dedup || !ops->group_create ||
+	    !ops->group_lookup || !ops->member_add || !ops->member_remove ||
+	    !ops->member_list || !ops->conv_load || !ops->conv_update ||
+	    !ops->uq_append || !ops->uq_read) {
+		return IM_EINVAL;
+	}
+	st->ops = ops;
+	st->errmsg[0] = '\0';
+	return IM_OK;
+}
+
+void
+im_store_set_error(im_store *st, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (st == NULL) {
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(st->errmsg, sizeof(st->errmsg), fmt, ap);
+	va_end(ap);
+}
+
+void
+im_store_close(im_store *st)
+{
+	if (st != NULL) {
+		st->ops->close(st);
+	}
+}
+
+const char *
+im_store_name(const im_store *st)
+{
+	return st != NULL ? st->ops->name : "(null)";
+}
+
+const char *
+im_store_errmsg(const im_store *st)
+{
+	return st != NULL ? st->errmsg : "no store";
+}
+
+int
+im_store_migrate(im_store *st, uint32_t *schema_out)
+{
+	uint32_t ignored;
+
+	CHECK(st != NULL);
+	return st->ops->migrate(st, schema_out != NULL ? schema_out : &ignored);
+}
+
+static bool
+kind_ok(im_kind kind)
+{
+	return kind == IM_KIND_USER || kind == IM_KIND_GROUP;
+}
+
+int
+im_store_slot_load(im_store *st, im_kind kind, im_slot_cb cb, void *payload)
+{
+	CHECK(st != NULL);
+	CHECK(kind_ok(kind));
+	CHECK(cb != NULL);
+	return st->ops->slot_load(st, kind, cb, payload);
+}
+
+int
+im_store_slot_cas(im_store *st, im_kind kind, uint32_t slot, im_epoch expect,
+		  const char *owner, im_epoch *epoch_out)
+{
+	im_epoch ignored;
+
+	CHECK(st != NULL);
+	CHECK(kind_ok(kind));
+	CHECK(owner != NULL);
+	CHECK(strlen(owner) <= IM_OWNER_MAX);
+	CHECK(expect < UINT64_MAX);
+	return st->ops->slot_cas(st, kind, slot, expect, owner,
+				 epoch_out != NULL ? epoch_out : &ignored);
+}
+
+int
+im_store_seg_take(im_store *st, const im_seg_key *key, uint32_t step,
+		  im_seg *seg_out)
+{
+	CHECK(st != NULL);
+	CHECK(key != NULL);
+	CHECK(seg_out != NULL);
+	CHECK(step > 0);
+	CHECK(key->space == IM_SEG_GROUP_SEQ || key->space == IM_SEG_USER_SEQ ||
+	      key->space == IM_SEG_GROUP_ID);
+	return st->ops->seg_take(st, key, step, seg_out);
+}
+
+static int
+check_fences(im_store *st, const im_fence *fences, size_t nfences)
+{
+	size_t i;
+
+	CHECK(fences != NULL);
+	CHECK(nfences > 0);
+	for (i = 0; i < nfences; i++) {
+		CHECK(kind_ok(fences[i].kind));
+	}
+	return IM_OK;
+}
+
+int
+im_store_msg_append(im_store *st, const im_fence *fences, size_t nfences,
+		    const im_msg *msgs, size_t n, im_append_result *res_out)
+{
+	size_t i;
+	int rc;
+
+	CHECK(st != NULL);
+	CHECK(msgs != NULL);
+	CHECK(res_out != NULL);
+	CHECK(n > 0);
+	if ((rc = check_fences(st, fences, nfences)) != IM_OK) {
+		return rc;
+	}
+	for (i = 0; i < n; i++) {
+		const im_msg *m = &msgs[i];
+
+		CHECK(m->conv != 0 && m->seq != 0 && m->sender != 0);
+		CHECK(m->ordinal != 0);
+		CHECK(m->prev_seq < m->seq);
+		CHECK(m->body_len <= IM_MSG_BODY_MAX);
+		CHECK(m->body_len == 0 || m->body != NULL);
+	}
+	return st->ops->msg_append(st, fences, nfences, msgs, n, res_out);
+}
+
+int
+im_store_msg_read(im_store *st, im_gid conv, im_seq after, im_seq until,
+		  uint32_t limit, im_msg_cb cb, void *payload)
+{
+	CHECK(st != NULL);
+	CHECK(conv != 0);
+	CHECK(cb != NULL);
+	if (limit == 0 || limit > IM_STORE_READ_LIMIT_MAX) {
+		limit = IM_STORE_READ_LIMIT_MAX;
+	}
+	if (until <= after) {
+		return IM_OK;
+	}
+	return st->ops->msg_read(st, conv, after, until, limit, cb, payload);
+}
+
+int
+im_store_msg_last(im_store *st, im_gid conv, im_seq at, im_msg_pos *pos_out)
+{
+	CHECK(st != NULL);
+	CHECK(conv != 0);
+	CHECK(pos_out != NULL);
+	pos_out->seq = 0;
+	pos_out->ordinal = 0;
+	return st->ops->msg_last(st, conv, at, pos_out);
+}
+
+int
+im_store_msg_find_dedup(im_store *st, im_gid conv, im_uid sender,
+			uint64_t dedup_id, im_msg *msg_out)
+{
+	CHECK(st != NULL);
+	CHECK(conv != 0 && sender != 0);
+	CHECK(msg_out != NULL);
+	return st->ops->msg_find_dedup(st, conv, sender, dedup_id, msg_out);
+}
+
+int
+im_store_group_create(im_store *st, const im_group *group)
+{
+	CHECK(st != NULL);
+	CHECK(group != NULL);
+	CHECK(group->gid != 0);
+	CHECK(memchr(group->name, '\0', sizeof(group->name)) != NULL);
+	return st->ops->group_create(st, group);
+}
+
+int
+im_store_group_lookup(im_store *st, im_gid gid, im_group *out)
+{
+	CHECK(st != NULL);
+	CHECK(gid != 0);
+	CHECK(out != NULL);
+	return st->ops->group_lookup(st, gid, out);
+}
+
+int
+im_store_member_add(im_store *st, im_gid gid, im_uid user, bool *added_out)
+{
+	bool ignored;
+
+	CHECK(st != NULL);
+	CHECK(gid != 0 && user != 0);
+	return st->ops->member_add(st, gid, user,
+				   added_out != NULL ? added_out : &ignored);
+}
+
+int
+im_store_member_remove(im_store *st, im_gid gid, im_uid user, bool *removed_out)
+{
+	bool ignored;
+
+	CHECK(st != NULL);
+	CHECK(gid != 0 && user != 0);
+	return st->ops->member_remove(st, gid, user,
+				      removed_out != NULL ? removed_out
+							  : &ignored);
+}
+
+int
+im_store_member_list(im_store *st, im_gid gid, im_uid_cb cb, void *payload)
+{
+	CHECK(st != NULL);
+	CHECK(gid != 0);
+	CHECK(cb != NULL);
+	return st->ops->member_list(st, gid, cb, payload);
+}
+
+int
+im_store_conv_load(im_store *st, im_uid user, im_conv_cb cb, void *payload)
+{
+	CHECK(st != NULL);
+	CHECK(user != 0);
+	CHECK(cb != NULL);
+	return st->ops->conv_load(st, user, cb, payload);
+}
+
+int
+im_store_conv_update(im_store *st, im_uid user, im_gid conv, im_seq read_seq,
+		     uint64_t read_ordinal, uint32_t flags)
+{
+	CHECK(st != NULL);
+	CHECK(user != 0 && conv != 0);
+	return st->ops->conv_update(st, user, conv, read_seq, read_ordinal,
+				    flags);
+}
+
+int
+im_store_uq_append(im_store *st, const im_fence *fences, size_t nfences,
+		   const im_uq_item *items, size_t n)
+{
+	size_t i;
+	int rc;
+
+	CHECK(st != NULL);
+	CHECK(items != NULL);
+	CHECK(n > 0);
+	if ((rc = check_fences(st, fences, nfences)) != IM_OK) {
+		return rc;
+	}
+	for (i = 0; i < n; i++) {
+		CHECK(items[i].user != 0 && items[i].seq != 0);
+		CHECK(items[i].body_len <= IM_UQ_BODY_MAX);
+		CHECK(items[i].body_len == 0 || items[i].body != NULL);
+	}
+	return st->ops->uq_append(st, fences, nfences, items, n);
+}
+
+int
+im_store_uq_read(im_store *st, im_uid user, im_seq after, uint32_t limit,
+		 im_uq_cb cb, void *payload)
+{
+	CHECK(st != NULL);
+	CHECK(user != 0);
+	CHECK(cb != NULL);
+	if (limit == 0 || limit > IM_STORE_READ_LIMIT_MAX) {
+		limit = IM_STORE_READ_LIMIT_MAX;
+	}
+	return st->ops->uq_read(st, user, after, limit, cb, payload);
+}
