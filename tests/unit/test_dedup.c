@@ -524,7 +524,6 @@ test_dedup_matches_a_reference_model_over_random_ops(void **state)
 				if (i == SIZE_MAX) {
 					assert_int_equal(rc, IM_ENOTFOUND);
 				} else {
-if (rc != IM_OK) fprintf(stderr, "round %u op %u cap %zu ttl %lu n %zu now %lu newest %lu stamp %lu\n", round, op, m.cap, (unsigned long)m.ttl, m.n, (unsigned long)now, (unsigned long)m.newest, (unsigned long)m.e[i].stamp);
 					assert_int_equal(rc, IM_OK);
 					assert_int_equal(got.seq,
 							 m.e[i].val.seq);
