@@ -438,14 +438,16 @@ im_convlist_lookup(const im_convlist *cl, im_gid conv, im_conv_entry *out)
 {
 	const im_conv_entry *e;
 
-	if (cl == NULL || out == NULL) {
+	if (cl == NULL) {
 		return IM_EINVAL;
 	}
 	e = find(&cl->t, conv);
 	if (e == NULL) {
 		return IM_ENOTFOUND;
 	}
-	*out = *e;
+	if (out != NULL) {
+		*out = *e;
+	}
 	return IM_OK;
 }
 

@@ -112,7 +112,8 @@ IM_API int im_convlist_set_flags(im_convlist *cl, im_gid conv, uint32_t flags);
  *  IM_EINVAL (NULL list) */
 IM_API int im_convlist_remove(im_convlist *cl, im_gid conv);
 
-/** Copy one conversation out. @retval IM_OK, IM_ENOTFOUND, IM_EINVAL */
+/** Copy one conversation out; out may be NULL (a membership test).
+ *  @retval IM_OK, IM_ENOTFOUND, IM_EINVAL (cl NULL) */
 IM_API int im_convlist_lookup(const im_convlist *cl, im_gid conv,
 			      im_conv_entry *out);
 
