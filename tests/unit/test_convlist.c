@@ -13,6 +13,16 @@
 
 #include <string.h>
 
+/*
+ * The sqlite backend's private header lands with the backend: its presence
+ * means libim/store/sqlite is built and linked into this test.
+ */
+#if defined(__has_include)
+#if __has_include("store/sqlite/sqlite.h")
+#define HAVE_SQLITE_BACKEND 1
+#endif
+#endif
+
 static uint64_t seed;
 
 /*
@@ -834,6 +844,121 @@ test_convlist_load_survives_allocation_failure_at_every_step(void **state)
 	assert_int_equal(fa.live, 0);
 }
 
+#ifdef HAVE_SQLITE_BACKEND
+struct sq {
+	im_store *st;
+	im_fence fence;
+};
+
+static void
+sq_open(struct sq *sq)
+{
+	char err[256] = "";
+
+	assert_int_equal(im_store_sqlite_open(&sq->st, ":memory:", NULL, err,
+					      sizeof(err)), IM_OK);
+	sq->fence.kind = IM_KIND_GROUP;
+	sq->fence.slot = 1;
+	assert_int_equal(im_store_slot_cas(sq->st, IM_KIND_GROUP, 1, 0, "t",
+					   &sq->fence.epoch), IM_OK);
+}
+
+static void
+sq_group(struct sq *sq, im_gid gid)
+{
+	im_group g;
+
+	memset(&g, 0, sizeof(g));
+	g.gid = gid;
+	g.creator = 1;
+	assert_int_equal(im_store_group_create(sq->st, &g), IM_OK);
+}
+
+/* Append one message to the store and return it (body "hello"). */
+static im_msg
+sq_append(struct sq *sq, im_gid conv, im_seq prev, im_seq seq, uint64_t ord,
+	  uint64_t dedup)
+{
+	im_msg m = msg(conv, prev, seq, ord, 1000 + seq);
+	im_append_result r;
+
+	m.dedup_id = dedup;
+	assert_int_equal(im_store_msg_append(sq->st, &sq->fence, 1, &m, 1,
+					     &r), IM_OK);
+	assert_false(r.dup);
+	return m;
+}
+
+static void
+test_convlist_load_from_sqlite_matches_deliveries(void **state)
+{
+	im_convlist *cl = make(16), *fresh = make(16);
+	struct sq sq;
+	im_conv_entry a, b;
+	im_msg m;
+	im_gid c;
+
+	(void)state;
+	sq_open(&sq);
+	sq_group(&sq, 10);
+	sq_group(&sq, 20);
+	sq_group(&sq, 30);
+	assert_int_equal(im_store_member_add(sq.st, 10, 5, NULL), IM_OK);
+	assert_int_equal(im_store_member_add(sq.st, 20, 5, NULL), IM_OK);
+	/* Group 30 had history before user 5 joined: not unread. */
+	(void)sq_append(&sq, 30, 0, 1, 1, 1);
+	(void)sq_append(&sq, 30, 1, 2, 2, 2);
+	assert_int_equal(im_store_member_add(sq.st, 30, 5, NULL), IM_OK);
+	/* Seqs with gaps; the list sees them delivered as well. */
+	m = sq_append(&sq, 10, 0, 3, 1, 3);
+	assert_int_equal(im_convlist_deliver(cl, &m, false), IM_OK);
+	m = sq_append(&sq, 10, 3, 7, 2, 4);
+	assert_int_equal(im_convlist_deliver(cl, &m, false), IM_OK);
+	m = sq_append(&sq, 10, 7, 8, 3, 5);
+	assert_int_equal(im_convlist_deliver(cl, &m, false), IM_OK);
+	m = sq_append(&sq, 30, 2, 9, 3, 6);
+	assert_int_equal(im_convlist_deliver(cl, &m, false), IM_OK);
+
+	assert_int_equal(im_convlist_load(fresh, sq.st, 5), IM_OK);
+	assert_int_equal(im_convlist_count(fresh), 3);
+	assert_int_equal(get(fresh, 10).unread, 3);
+	assert_int_equal(get(fresh, 20).unread, 0);
+	assert_int_equal(get(fresh, 30).unread, 1);
+	assert_int_equal(im_convlist_unread_total(fresh), 4);
+	/* What was counted on delivery is what the store says. */
+	for (c = 10; c <= 30; c += 20) {
+		a = get(cl, c);
+		b = get(fresh, c);
+		assert_int_equal(a.unread, b.unread);
+		assert_int_equal(a.last.seq, b.last.seq);
+		assert_int_equal(a.last.ordinal, b.last.ordinal);
+		assert_int_equal(a.last_time_ms, b.last_time_ms);
+		assert_int_equal(a.preview_len, b.preview_len);
+		assert_memory_equal(a.preview, b.preview, a.preview_len);
+	}
+	/* A read written back survives a reload. */
+	assert_int_equal(im_convlist_read(fresh, 10, 7, 2, NULL), IM_OK);
+	assert_int_equal(im_store_conv_update(sq.st, 5, 10, 7, 2,
+					      IM_CONV_MUTED), IM_OK);
+	assert_int_equal(im_convlist_load(cl, sq.st, 5), IM_OK);
+	a = get(cl, 10);
+	assert_int_equal(a.unread, 1);
+	assert_int_equal(a.read.seq, 7);
+	assert_int_equal(a.flags, IM_CONV_MUTED);
+	assert_int_equal(im_convlist_unread_total(cl), 1);
+	/* More conversations than max_convs: IM_EFULL, list unchanged. */
+	im_convlist_destroy(fresh);
+	fresh = make(2);
+	deliver(fresh, 99, 0, 1, 1, 1, false);
+	assert_int_equal(im_convlist_load(fresh, sq.st, 5), IM_EFULL);
+	assert_int_equal(im_convlist_count(fresh), 1);
+	assert_int_equal(get(fresh, 99).unread, 1);
+	im_convlist_destroy(fresh);
+	im_convlist_destroy(cl);
+	im_store_close(sq.st);
+}
+#endif
+
 /*
  * Property test. Each conversation has a fixed chain of messages (random
  * seq gaps, contiguous ordinals). Random deliveries (new ones, skipping
@@ -1038,6 +1163,10 @@ main(void)
 			test_convlist_survives_allocation_failure_at_every_step),
 		cmocka_unit_test(
 			test_convlist_load_survives_allocation_failure_at_every_step),
+#ifdef HAVE_SQLITE_BACKEND
+		cmocka_unit_test(
+			test_convlist_load_from_sqlite_matches_deliveries),
+#endif
 		cmocka_unit_test(
 			test_convlist_unread_matches_a_reference_model),
 	};
