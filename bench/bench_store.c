@@ -54,9 +54,9 @@ static result
 result_of(uint64_t done, double t0, double t, double c0)
 {
 	result r = {
-		.rate = (double)done / (t - t0),
-		.cpu_us = (clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0) * 1e6 /
-			  (double)done,
+	        .rate = (double)done / (t - t0),
+	        .cpu_us = (clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0) * 1e6 /
+	                  (double)done,
 	};
 	return r;
 }
@@ -86,7 +86,7 @@ static void
 fresh_path(bench *b)
 {
 	snprintf(b->path, sizeof(b->path), "%s/bench-%u.db", b->dir,
-		 b->serial++);
+	         b->serial++);
 	remove_db(b->path);
 }
 
@@ -97,15 +97,15 @@ fill(const bench *b, im_msg *m, size_t n, uint64_t *next)
 		uint64_t s = (*next)++;
 
 		m[i] = (im_msg){
-			.conv = 1,
-			.seq = s,
-			.prev_seq = s - 1,
-			.ordinal = s,
-			.sender = 1 + s % 7,
-			.dedup_id = s,
-			.time_ms = 1700000000000ull + s,
-			.body_len = b->body_len,
-			.body = b->body,
+		        .conv = 1,
+		        .seq = s,
+		        .prev_seq = s - 1,
+		        .ordinal = s,
+		        .sender = 1 + s % 7,
+		        .dedup_id = s,
+		        .time_ms = 1700000000000ull + s,
+		        .body_len = b->body_len,
+		        .body = b->body,
 		};
 	}
 }
@@ -188,18 +188,18 @@ run_raw(bench *b, im_sqlite_sync sync, size_t batch)
 	must(db, sqlite3_exec(db, "PRAGMA journal_mode=WAL", 0, 0, 0), "wal");
 	must(db,
 	     sqlite3_exec(db,
-			  sync == IM_SQLITE_SYNC_NORMAL
-				  ? "PRAGMA synchronous=NORMAL"
-				  : "PRAGMA synchronous=FULL",
-			  0, 0, 0),
+	                  sync == IM_SQLITE_SYNC_NORMAL
+	                          ? "PRAGMA synchronous=NORMAL"
+	                          : "PRAGMA synchronous=FULL",
+	                  0, 0, 0),
 	     "sync");
 	must(db,
 	     sqlite3_prepare_v2(db,
-				"INSERT INTO im_messages (conv, seq, prev_seq, "
-				"ordinal, sender, dedup_id, reply_to, time_ms, "
-				"type, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
-				"?7, ?8, ?9, ?10)",
-				-1, &ins, NULL),
+	                        "INSERT INTO im_messages (conv, seq, prev_seq, "
+	                        "ordinal, sender, dedup_id, reply_to, time_ms, "
+	                        "type, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
+	                        "?7, ?8, ?9, ?10)",
+	                        -1, &ins, NULL),
 	     "prepare");
 	must(db, sqlite3_prepare_v2(db, "BEGIN", -1, &begin, NULL), "begin");
 	must(db, sqlite3_prepare_v2(db, "COMMIT", -1, &commit, NULL), "commit");
@@ -212,15 +212,17 @@ run_raw(bench *b, im_sqlite_sync sync, size_t batch)
 		for (size_t i = 0; i < batch; i++) {
 			sqlite3_bind_int64(ins, 1, (sqlite3_int64)m[i].conv);
 			sqlite3_bind_int64(ins, 2, (sqlite3_int64)m[i].seq);
-			sqlite3_bind_int64(ins, 3, (sqlite3_int64)m[i].prev_seq);
+			sqlite3_bind_int64(ins, 3,
+			                   (sqlite3_int64)m[i].prev_seq);
 			sqlite3_bind_int64(ins, 4, (sqlite3_int64)m[i].ordinal);
 			sqlite3_bind_int64(ins, 5, (sqlite3_int64)m[i].sender);
-			sqlite3_bind_int64(ins, 6, (sqlite3_int64)m[i].dedup_id);
+			sqlite3_bind_int64(ins, 6,
+			                   (sqlite3_int64)m[i].dedup_id);
 			sqlite3_bind_int64(ins, 7, 0);
 			sqlite3_bind_int64(ins, 8, (sqlite3_int64)m[i].time_ms);
 			sqlite3_bind_int64(ins, 9, 0);
 			sqlite3_bind_blob(ins, 10, m[i].body,
-					  (int)m[i].body_len, SQLITE_STATIC);
+			                  (int)m[i].body_len, SQLITE_STATIC);
 			must(db, sqlite3_step(ins), "insert");
 			sqlite3_reset(ins);
 		}
@@ -242,8 +244,8 @@ static void
 usage(void)
 {
 	fprintf(stderr,
-		"usage: bench_store [-t seconds_per_row] [-d dir] "
-		"[-b body_bytes] [-s full|normal] [-B batch] [-r repeats]\n");
+	        "usage: bench_store [-t seconds_per_row] [-d dir] "
+	        "[-b body_bytes] [-s full|normal] [-B batch] [-r repeats]\n");
 	exit(2);
 }
 
@@ -252,7 +254,7 @@ main(int argc, char **argv)
 {
 	static const size_t batches[] = {1, 16, 128, 1024};
 	static const im_sqlite_sync syncs[] = {IM_SQLITE_SYNC_FULL,
-					       IM_SQLITE_SYNC_NORMAL};
+	                                       IM_SQLITE_SYNC_NORMAL};
 	static bench b;
 	const char *dir = NULL;
 	const char *only_sync = NULL;
@@ -298,7 +300,7 @@ main(int argc, char **argv)
 		const char *tmp = getenv("TMPDIR");
 
 		snprintf(b.dir, sizeof(b.dir), "%s/im-bench-XXXXXX",
-			 tmp != NULL && *tmp != '\0' ? tmp : "/tmp");
+		         tmp != NULL && *tmp != '\0' ? tmp : "/tmp");
 		if (mkdtemp(b.dir) == NULL) {
 			perror("mkdtemp");
 			return 1;
@@ -315,7 +317,7 @@ main(int argc, char **argv)
 	fflush(stdout);
 	for (size_t s = 0; s < 2; s++) {
 		const char *sname =
-			syncs[s] == IM_SQLITE_SYNC_FULL ? "full" : "normal";
+		        syncs[s] == IM_SQLITE_SYNC_FULL ? "full" : "normal";
 
 		if (only_sync != NULL && strcmp(only_sync, sname) != 0) {
 			continue;
@@ -327,21 +329,22 @@ main(int argc, char **argv)
 				continue;
 			}
 			for (int k = 0; k < repeats; k++) {
-				result vk = run_vtable(&b, syncs[s], batches[i]);
+				result vk =
+				        run_vtable(&b, syncs[s], batches[i]);
 				result rk = run_raw(&b, syncs[s], batches[i]);
 
 				v.rate = vk.rate > v.rate ? vk.rate : v.rate;
 				r.rate = rk.rate > r.rate ? rk.rate : r.rate;
 				v.cpu_us = vk.cpu_us < v.cpu_us ? vk.cpu_us
-								: v.cpu_us;
+				                                : v.cpu_us;
 				r.cpu_us = rk.cpu_us < r.cpu_us ? rk.cpu_us
-								: r.cpu_us;
+				                                : r.cpu_us;
 			}
 
 			printf("| %-6s | %5zu | %12.0f | %9.0f | %9.1f%% "
 			       "| %17.2f | %14.2f |\n",
 			       syncs[s] == IM_SQLITE_SYNC_FULL ? "FULL"
-							       : "NORMAL",
+			                                       : "NORMAL",
 			       batches[i], v.rate, r.rate,
 			       100.0 * v.rate / r.rate, v.cpu_us, r.cpu_us);
 			fflush(stdout);

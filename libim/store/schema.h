@@ -43,7 +43,7 @@ uint32_t im__schema_latest(void);
  * reason into errbuf (may be NULL).
  */
 int im__schema_next(uint32_t current, const struct im__migration **next_out,
-		    char *errbuf, size_t errlen);
+                    char *errbuf, size_t errlen);
 
 /* Write the statement(s) recording `version` into buf; IM_EFULL if short. */
 int im__schema_set_sql(char *buf, size_t len, uint32_t version);

@@ -38,7 +38,7 @@ setup(void **state)
 	rc = fx->open(fx->ctx, &c->st);
 	if (rc != IM_OK) {
 		fprintf(stderr, "# %s: open failed: %s\n", fx->name,
-			im_strerror(rc));
+		        im_strerror(rc));
 		free(c);
 		return -1;
 	}
@@ -73,7 +73,7 @@ claim(im_store *st, im_kind kind, uint32_t slot)
 	im_epoch e = 0;
 
 	assert_int_equal(im_store_slot_cas(st, kind, slot, 0, "node-a", &e),
-			 IM_OK);
+	                 IM_OK);
 	assert_int_equal(e, 1);
 	return e;
 }
@@ -83,17 +83,17 @@ mk(im_gid conv, im_seq seq, im_seq prev, uint64_t ord, im_uid sender,
    uint64_t dedup, const char *body)
 {
 	im_msg m = {
-		.conv = conv,
-		.seq = seq,
-		.prev_seq = prev,
-		.ordinal = ord,
-		.sender = sender,
-		.dedup_id = dedup,
-		.reply_to = 0,
-		.time_ms = 1000 + seq,
-		.type = 0,
-		.body_len = body != NULL ? (uint32_t)strlen(body) : 0,
-		.body = body,
+	        .conv = conv,
+	        .seq = seq,
+	        .prev_seq = prev,
+	        .ordinal = ord,
+	        .sender = sender,
+	        .dedup_id = dedup,
+	        .reply_to = 0,
+	        .time_ms = 1000 + seq,
+	        .type = 0,
+	        .body_len = body != NULL ? (uint32_t)strlen(body) : 0,
+	        .body = body,
 	};
 	return m;
 }
@@ -132,9 +132,9 @@ read_all(im_store *st, im_gid conv)
 	collect *c = calloc(1, sizeof(*c));
 
 	assert_non_null(c);
-	assert_int_equal(im_store_msg_read(st, conv, 0, IM_SEQ_MAX, 0,
-					   collect_msg, c),
-			 IM_OK);
+	assert_int_equal(
+	        im_store_msg_read(st, conv, 0, IM_SEQ_MAX, 0, collect_msg, c),
+	        IM_OK);
 	return c;
 }
 
@@ -151,7 +151,7 @@ count_msgs(im_store *st, im_gid conv)
 /* Append a clean chain of n messages to conv: seqs start, start+step... */
 static void
 append_chain(im_store *st, const im_fence *f, im_gid conv, im_seq start,
-	     im_seq step, size_t n, uint64_t first_ord, im_seq prev)
+             im_seq step, size_t n, uint64_t first_ord, im_seq prev)
 {
 	im_msg m[32];
 	im_append_result r[32];
@@ -161,8 +161,8 @@ append_chain(im_store *st, const im_fence *f, im_gid conv, im_seq start,
 	for (i = 0; i < n; i++) {
 		im_seq seq = start + i * step;
 
-		m[i] = mk(conv, seq, i == 0 ? prev : seq - step,
-			  first_ord + i, 7, conv * 1000 + seq, "hello");
+		m[i] = mk(conv, seq, i == 0 ? prev : seq - step, first_ord + i,
+		          7, conv * 1000 + seq, "hello");
 	}
 	assert_int_equal(im_store_msg_append(st, f, 1, m, n, r), IM_OK);
 	for (i = 0; i < n; i++) {
@@ -210,9 +210,9 @@ test_store_migrate_refuses_a_schema_newer_than_the_build(void **state)
 	im_store *st = st_of(state);
 	uint32_t v = 0;
 
-	assert_int_equal(fx->exec(fx->ctx, st,
-				  "UPDATE im_schema SET version = 999"),
-			 IM_OK);
+	assert_int_equal(
+	        fx->exec(fx->ctx, st, "UPDATE im_schema SET version = 999"),
+	        IM_OK);
 	assert_int_equal(im_store_migrate(st, &v), IM_ESCHEMA);
 	assert_non_null(strstr(im_store_errmsg(st), "999"));
 }
@@ -226,11 +226,11 @@ test_slot_cas_first_claim_expects_epoch_zero(void **state)
 	im_epoch e = 0;
 
 	assert_int_equal(im_store_slot_cas(st, IM_KIND_GROUP, 3, 0, "n1", &e),
-			 IM_OK);
+	                 IM_OK);
 	assert_int_equal(e, 1);
 	/* A claim that expects an epoch the slot never had loses. */
 	assert_int_equal(im_store_slot_cas(st, IM_KIND_GROUP, 4, 1, "n1", &e),
-			 IM_ECONFLICT);
+	                 IM_ECONFLICT);
 	assert_int_equal(e, 0);
 }
 
@@ -242,17 +242,17 @@ test_slot_cas_conflict_returns_the_current_epoch(void **state)
 
 	claim(st, IM_KIND_USER, 10);
 	assert_int_equal(im_store_slot_cas(st, IM_KIND_USER, 10, 0, "n2", &e),
-			 IM_ECONFLICT);
+	                 IM_ECONFLICT);
 	assert_int_equal(e, 1);
 	assert_true(strlen(im_store_errmsg(st)) > 0);
 	assert_int_equal(im_store_slot_cas(st, IM_KIND_USER, 10, 5, "n2", &e),
-			 IM_ECONFLICT);
+	                 IM_ECONFLICT);
 	assert_int_equal(e, 1);
 	assert_int_equal(im_store_slot_cas(st, IM_KIND_USER, 10, 1, "n2", &e),
-			 IM_OK);
+	                 IM_OK);
 	assert_int_equal(e, 2);
 	assert_int_equal(im_store_slot_cas(st, IM_KIND_USER, 10, 1, "n3", &e),
-			 IM_ECONFLICT);
+	                 IM_ECONFLICT);
 	assert_int_equal(e, 2);
 }
 
@@ -291,23 +291,22 @@ test_slot_epochs_only_grow_and_kinds_are_separate(void **state)
 		snprintf(owner, sizeof(owner), "node-%d", i);
 		/* A stale expectation never wins and never lowers the epoch. */
 		if (cur > 1) {
-			assert_int_equal(im_store_slot_cas(st, IM_KIND_GROUP,
-							   1, cur - 1, "z",
-							   &e),
-					 IM_ECONFLICT);
+			assert_int_equal(im_store_slot_cas(st, IM_KIND_GROUP, 1,
+			                                   cur - 1, "z", &e),
+			                 IM_ECONFLICT);
 			assert_int_equal(e, cur);
 		}
-		assert_int_equal(im_store_slot_cas(st, IM_KIND_GROUP, 1, cur,
-						   owner, &e),
-				 IM_OK);
+		assert_int_equal(
+		        im_store_slot_cas(st, IM_KIND_GROUP, 1, cur, owner, &e),
+		        IM_OK);
 		assert_true(e > cur);
 		cur = e;
 	}
 	/* The same slot number of the other kind is untouched. */
 	claim(st, IM_KIND_USER, 1);
-	assert_int_equal(im_store_slot_load(st, IM_KIND_GROUP, collect_slot,
-					    &seen),
-			 IM_OK);
+	assert_int_equal(
+	        im_store_slot_load(st, IM_KIND_GROUP, collect_slot, &seen),
+	        IM_OK);
 	assert_int_equal(seen.n, 1);
 	assert_int_equal(seen.row[0].slot, 1);
 	assert_int_equal(seen.row[0].kind, IM_KIND_GROUP);
@@ -324,14 +323,14 @@ test_slot_load_streams_in_slot_order_and_stops_on_nonzero(void **state)
 
 	memset(owner, 'o', IM_OWNER_MAX);
 	owner[IM_OWNER_MAX] = '\0';
-	assert_int_equal(im_store_slot_cas(st, IM_KIND_USER, 900, 0, owner,
-					   NULL),
-			 IM_OK);
+	assert_int_equal(
+	        im_store_slot_cas(st, IM_KIND_USER, 900, 0, owner, NULL),
+	        IM_OK);
 	claim(st, IM_KIND_USER, 7);
 	claim(st, IM_KIND_USER, 0);
-	assert_int_equal(im_store_slot_load(st, IM_KIND_USER, collect_slot,
-					    &seen),
-			 IM_OK);
+	assert_int_equal(
+	        im_store_slot_load(st, IM_KIND_USER, collect_slot, &seen),
+	        IM_OK);
 	assert_int_equal(seen.n, 3);
 	assert_int_equal(seen.row[0].slot, 0);
 	assert_int_equal(seen.row[1].slot, 7);
@@ -339,9 +338,8 @@ test_slot_load_streams_in_slot_order_and_stops_on_nonzero(void **state)
 	assert_string_equal(seen.row[2].owner, owner);
 	memset(&seen, 0, sizeof(seen));
 	seen.stop_after = 2;
-	assert_int_equal(im_store_slot_load(st, IM_KIND_USER, collect_slot,
-					    &seen),
-			 9);
+	assert_int_equal(
+	        im_store_slot_load(st, IM_KIND_USER, collect_slot, &seen), 9);
 	assert_int_equal(seen.n, 2);
 }
 
@@ -355,22 +353,21 @@ test_slot_ops_reject_bad_arguments(void **state)
 	memset(owner, 'x', sizeof(owner) - 1);
 	owner[sizeof(owner) - 1] = '\0';
 	assert_int_equal(im_store_slot_cas(st, IM_KIND_USER, 1, 0, NULL, &e),
-			 IM_EINVAL);
+	                 IM_EINVAL);
 	assert_int_equal(im_store_slot_cas(st, IM_KIND_USER, 1, 0, owner, &e),
-			 IM_EINVAL);
+	                 IM_EINVAL);
 	assert_int_equal(im_store_slot_cas(st, (im_kind)9, 1, 0, "n", &e),
-			 IM_EINVAL);
-	assert_int_equal(im_store_slot_cas(st, IM_KIND_USER, 1, UINT64_MAX,
-					   "n", &e),
-			 IM_EINVAL);
+	                 IM_EINVAL);
+	assert_int_equal(
+	        im_store_slot_cas(st, IM_KIND_USER, 1, UINT64_MAX, "n", &e),
+	        IM_EINVAL);
 	assert_int_equal(im_store_slot_load(st, IM_KIND_USER, NULL, NULL),
-			 IM_EINVAL);
-	assert_int_equal(im_store_slot_load(st, (im_kind)9, collect_slot,
-					    NULL),
-			 IM_EINVAL);
+	                 IM_EINVAL);
+	assert_int_equal(im_store_slot_load(st, (im_kind)9, collect_slot, NULL),
+	                 IM_EINVAL);
 	/* Nothing was recorded by the refused calls. */
 	assert_int_equal(im_store_slot_cas(st, IM_KIND_USER, 1, 0, "n", &e),
-			 IM_OK);
+	                 IM_OK);
 }
 
 /* ---- segments -------------------------------------------------------- */
@@ -393,9 +390,9 @@ test_seg_take_hands_out_disjoint_increasing_ranges(void **state)
 	static const uint32_t steps[] = {1, 7, 1000, 1, 65536, 3, 1u << 30};
 	im_store *st = st_of(state);
 	im_seg_key keys[] = {
-		{IM_SEG_GROUP_SEQ, 1},
-		{IM_SEG_USER_SEQ, 1},
-		{IM_SEG_GROUP_ID, 0},
+	        {IM_SEG_GROUP_SEQ, 1},
+	        {IM_SEG_USER_SEQ, 1},
+	        {IM_SEG_GROUP_ID, 0},
 	};
 	uint64_t last[3] = {0, 0, 0};
 	size_t i, k;
@@ -403,9 +400,9 @@ test_seg_take_hands_out_disjoint_increasing_ranges(void **state)
 
 	for (i = 0; i < LEN(steps); i++) {
 		for (k = 0; k < 3; k++) {
-			assert_int_equal(im_store_seg_take(st, &keys[k],
-							   steps[i], &s),
-					 IM_OK);
+			assert_int_equal(
+			        im_store_seg_take(st, &keys[k], steps[i], &s),
+			        IM_OK);
 			/* Keys are independent: each continues its own. */
 			assert_int_equal(s.first, last[k] + 1);
 			assert_int_equal(s.last - s.first + 1, steps[i]);
@@ -495,19 +492,18 @@ test_msg_append_with_a_stale_fence_stores_nothing(void **state)
 	m[0] = mk(100, 1, 0, 1, 7, 1, "a");
 	m[1] = mk(200, 1, 0, 1, 7, 1, "b");
 	/* A new owner took slot 2 over: the old owner's batch is fenced. */
-	assert_int_equal(im_store_slot_cas(st, IM_KIND_GROUP, 2, 1, "new",
-					   &e),
-			 IM_OK);
+	assert_int_equal(im_store_slot_cas(st, IM_KIND_GROUP, 2, 1, "new", &e),
+	                 IM_OK);
 	assert_int_equal(im_store_msg_append(st, f, 2, m, 2, r), IM_ESTALE);
 	assert_non_null(strstr(im_store_errmsg(st), "2"));
 	assert_int_equal(count_msgs(st, 100), 0);
 	assert_int_equal(count_msgs(st, 200), 0);
 	/* A slot nobody ever owned fences everyone, epoch 0 included. */
 	assert_int_equal(im_store_msg_append(st, &never, 1, m, 1, r),
-			 IM_ESTALE);
+	                 IM_ESTALE);
 	never.epoch = 1;
 	assert_int_equal(im_store_msg_append(st, &never, 1, m, 1, r),
-			 IM_ESTALE);
+	                 IM_ESTALE);
 	assert_int_equal(count_msgs(st, 100), 0);
 	/* The new epoch works. */
 	f[1].epoch = e;
@@ -611,13 +607,12 @@ test_msg_append_rejects_bad_batches_and_stores_nothing(void **state)
 	assert_int_equal(im_store_msg_append(st, &f, 1, &ok, 0, r), IM_EINVAL);
 	assert_int_equal(im_store_msg_append(st, &f, 0, &ok, 1, r), IM_EINVAL);
 	assert_int_equal(im_store_msg_append(st, NULL, 1, &ok, 1, r),
-			 IM_EINVAL);
+	                 IM_EINVAL);
 	assert_int_equal(im_store_msg_append(st, &badf, 1, &ok, 1, r),
-			 IM_EINVAL);
-	assert_int_equal(im_store_msg_append(st, &f, 1, NULL, 1, r),
-			 IM_EINVAL);
+	                 IM_EINVAL);
+	assert_int_equal(im_store_msg_append(st, &f, 1, NULL, 1, r), IM_EINVAL);
 	assert_int_equal(im_store_msg_append(st, &f, 1, &ok, 1, NULL),
-			 IM_EINVAL);
+	                 IM_EINVAL);
 	m[0] = ok;
 	m[0].body = big;
 	m[0].body_len = sizeof(big);
@@ -665,13 +660,12 @@ test_msg_append_of_a_taken_seq_fails_and_stores_nothing(void **state)
 	m[1] = mk(100, 6, 5, 2, 7, 2, "b");
 	m[2] = mk(100, 5, 0, 1, 9, 3, "c");
 	assert_int_equal(im_store_msg_append(st, &f, 1, &m[2], 1, r),
-			 IM_ECONFLICT);
+	                 IM_ECONFLICT);
 	assert_int_equal(im_store_msg_append(st, &f, 1, m, 2, r), IM_OK);
 	m[0] = mk(200, 2, 1, 2, 7, 2, "a2");
 	m[1] = mk(300, 1, 0, 1, 7, 3, "b2");
 	m[2] = mk(100, 6, 5, 2, 9, 9, "taken");
-	assert_int_equal(im_store_msg_append(st, &f, 1, m, 3, r),
-			 IM_ECONFLICT);
+	assert_int_equal(im_store_msg_append(st, &f, 1, m, 3, r), IM_ECONFLICT);
 	assert_non_null(strstr(im_store_errmsg(st), "seq 6"));
 	assert_int_equal(count_msgs(st, 200), 1);
 	assert_int_equal(count_msgs(st, 300), 0);
@@ -691,56 +685,56 @@ test_msg_read_pages_with_after_until_and_limit(void **state)
 	f.epoch = claim(st, IM_KIND_GROUP, 1);
 	/* Seqs 3, 6, ..., 30: gaps as segments leave them. */
 	append_chain(st, &f, 100, 3, 3, 10, 1, 0);
-	assert_int_equal(im_store_msg_read(st, 100, 0, IM_SEQ_MAX, 4,
-					   collect_msg, c),
-			 IM_OK);
+	assert_int_equal(
+	        im_store_msg_read(st, 100, 0, IM_SEQ_MAX, 4, collect_msg, c),
+	        IM_OK);
 	assert_int_equal(c->n, 4);
 	assert_int_equal(c->m[3].seq, 12);
 	/* The next page starts after the last seq seen. */
-	assert_int_equal(im_store_msg_read(st, 100, c->m[3].seq, IM_SEQ_MAX,
-					   4, collect_msg, c),
-			 IM_OK);
+	assert_int_equal(im_store_msg_read(st, 100, c->m[3].seq, IM_SEQ_MAX, 4,
+	                                   collect_msg, c),
+	                 IM_OK);
 	assert_int_equal(c->n, 8);
 	assert_int_equal(c->m[4].seq, 15);
-	assert_int_equal(im_store_msg_read(st, 100, 24, IM_SEQ_MAX, 4,
-					   collect_msg, c),
-			 IM_OK);
+	assert_int_equal(
+	        im_store_msg_read(st, 100, 24, IM_SEQ_MAX, 4, collect_msg, c),
+	        IM_OK);
 	assert_int_equal(c->n, 10);
 	assert_int_equal(c->m[9].seq, 30);
 	/* after and until fall in gaps: until is inclusive. */
 	memset(c, 0, sizeof(*c));
 	assert_int_equal(im_store_msg_read(st, 100, 4, 13, 0, collect_msg, c),
-			 IM_OK);
+	                 IM_OK);
 	assert_int_equal(c->n, 3);
 	assert_int_equal(c->m[0].seq, 6);
 	assert_int_equal(c->m[2].seq, 12);
 	memset(c, 0, sizeof(*c));
 	assert_int_equal(im_store_msg_read(st, 100, 6, 12, 0, collect_msg, c),
-			 IM_OK);
+	                 IM_OK);
 	assert_int_equal(c->n, 2);
 	/* Empty windows and other convs return nothing. */
 	memset(c, 0, sizeof(*c));
 	assert_int_equal(im_store_msg_read(st, 100, 12, 12, 0, collect_msg, c),
-			 IM_OK);
+	                 IM_OK);
 	assert_int_equal(im_store_msg_read(st, 100, 20, 10, 0, collect_msg, c),
-			 IM_OK);
-	assert_int_equal(im_store_msg_read(st, 100, 30, IM_SEQ_MAX, 0,
-					   collect_msg, c),
-			 IM_OK);
-	assert_int_equal(im_store_msg_read(st, 101, 0, IM_SEQ_MAX, 0,
-					   collect_msg, c),
-			 IM_OK);
+	                 IM_OK);
+	assert_int_equal(
+	        im_store_msg_read(st, 100, 30, IM_SEQ_MAX, 0, collect_msg, c),
+	        IM_OK);
+	assert_int_equal(
+	        im_store_msg_read(st, 101, 0, IM_SEQ_MAX, 0, collect_msg, c),
+	        IM_OK);
 	assert_int_equal(c->n, 0);
 	/* A callback's non-zero return stops the read and is passed on. */
 	c->stop_after = 2;
-	assert_int_equal(im_store_msg_read(st, 100, 0, IM_SEQ_MAX, 0,
-					   collect_msg, c),
-			 42);
+	assert_int_equal(
+	        im_store_msg_read(st, 100, 0, IM_SEQ_MAX, 0, collect_msg, c),
+	        42);
 	assert_int_equal(c->n, 2);
 	assert_int_equal(im_store_msg_read(st, 0, 0, 1, 0, collect_msg, c),
-			 IM_EINVAL);
+	                 IM_EINVAL);
 	assert_int_equal(im_store_msg_read(st, 100, 0, 1, 0, NULL, c),
-			 IM_EINVAL);
+	                 IM_EINVAL);
 	free(c);
 }
 
@@ -753,7 +747,7 @@ test_msg_last_finds_the_last_message_at_or_before_a_seq(void **state)
 
 	f.epoch = claim(st, IM_KIND_GROUP, 1);
 	assert_int_equal(im_store_msg_last(st, 100, IM_SEQ_MAX, &p),
-			 IM_ENOTFOUND);
+	                 IM_ENOTFOUND);
 	assert_int_equal(p.seq, 0);
 	assert_int_equal(p.ordinal, 0);
 	append_chain(st, &f, 100, 10, 10, 5, 1, 0); /* 10, 20, ... 50 */
@@ -787,7 +781,7 @@ test_msg_find_dedup_returns_the_stored_message_without_body(void **state)
 	assert_int_equal(im_store_msg_append(st, &f, 1, &m, 1, &r), IM_OK);
 	memset(&out, 0xff, sizeof(out));
 	assert_int_equal(im_store_msg_find_dedup(st, 100, 7, 4242, &out),
-			 IM_OK);
+	                 IM_OK);
 	assert_int_equal(out.conv, 100);
 	assert_int_equal(out.seq, 10);
 	assert_int_equal(out.prev_seq, 0);
@@ -799,13 +793,13 @@ test_msg_find_dedup_returns_the_stored_message_without_body(void **state)
 	assert_int_equal(out.time_ms, 1010);
 	assert_int_equal(out.body_len, 0);
 	assert_int_equal(im_store_msg_find_dedup(st, 100, 8, 4242, &out),
-			 IM_ENOTFOUND);
+	                 IM_ENOTFOUND);
 	assert_int_equal(im_store_msg_find_dedup(st, 101, 7, 4242, &out),
-			 IM_ENOTFOUND);
+	                 IM_ENOTFOUND);
 	assert_int_equal(im_store_msg_find_dedup(st, 100, 0, 4242, &out),
-			 IM_EINVAL);
+	                 IM_EINVAL);
 	assert_int_equal(im_store_msg_find_dedup(st, 100, 7, 4242, NULL),
-			 IM_EINVAL);
+	                 IM_EINVAL);
 }
 
 /* ---- groups, members, conversations ---------------------------------- */
@@ -815,8 +809,7 @@ make_group(im_store *st, im_gid gid)
 {
 	im_group g = {.gid = gid, .creator = 1, .created_ms = 123};
 
-	snprintf(g.name, sizeof(g.name), "group %llu",
-		 (unsigned long long)gid);
+	snprintf(g.name, sizeof(g.name), "group %llu", (unsigned long long)gid);
 	assert_int_equal(im_store_group_create(st, &g), IM_OK);
 }
 
@@ -880,8 +873,7 @@ test_member_add_remove_and_list_in_uid_order(void **state)
 	assert_int_equal(im_store_member_add(st, 1, 20, &added), IM_OK);
 	assert_int_equal(im_store_member_add(st, 1, 20, &added), IM_OK);
 	assert_false(added);
-	assert_int_equal(im_store_member_add(st, 2, 20, &added),
-			 IM_ENOTFOUND);
+	assert_int_equal(im_store_member_add(st, 2, 20, &added), IM_ENOTFOUND);
 	assert_int_equal(im_store_member_add(st, 1, 0, &added), IM_EINVAL);
 	assert_int_equal(im_store_member_list(st, 1, collect_uid, &s), IM_OK);
 	assert_int_equal(s.n, 3);
@@ -1006,7 +998,7 @@ test_conv_load_returns_each_group_with_its_last_message(void **state)
 	c.stop_after = 1;
 	assert_int_equal(im_store_conv_load(st, 5, collect_conv, &c), 6);
 	assert_int_equal(im_store_conv_load(st, 0, collect_conv, &c),
-			 IM_EINVAL);
+	                 IM_EINVAL);
 }
 
 static void
@@ -1017,13 +1009,11 @@ test_conv_update_moves_the_read_pointer_only_forward(void **state)
 
 	make_group(st, 100);
 	assert_int_equal(im_store_member_add(st, 100, 5, NULL), IM_OK);
-	assert_int_equal(im_store_conv_update(st, 5, 100, 50, 5,
-					      IM_CONV_PINNED),
-			 IM_OK);
+	assert_int_equal(
+	        im_store_conv_update(st, 5, 100, 50, 5, IM_CONV_PINNED), IM_OK);
 	/* An older device reporting an older read: pointer stays. */
-	assert_int_equal(im_store_conv_update(st, 5, 100, 30, 3,
-					      IM_CONV_MUTED),
-			 IM_OK);
+	assert_int_equal(im_store_conv_update(st, 5, 100, 30, 3, IM_CONV_MUTED),
+	                 IM_OK);
 	assert_int_equal(im_store_conv_load(st, 5, collect_conv, &c), IM_OK);
 	assert_int_equal(c.n, 1);
 	assert_int_equal(c.row[0].read_seq, 50);
@@ -1036,11 +1026,10 @@ test_conv_update_moves_the_read_pointer_only_forward(void **state)
 	assert_int_equal(c.row[0].read_ordinal, 6);
 	assert_int_equal(c.row[0].flags, 0);
 	assert_int_equal(im_store_conv_update(st, 6, 100, 60, 6, 0),
-			 IM_ENOTFOUND);
+	                 IM_ENOTFOUND);
 	assert_int_equal(im_store_conv_update(st, 5, 101, 60, 6, 0),
-			 IM_ENOTFOUND);
-	assert_int_equal(im_store_conv_update(st, 0, 100, 60, 6, 0),
-			 IM_EINVAL);
+	                 IM_ENOTFOUND);
+	assert_int_equal(im_store_conv_update(st, 0, 100, 60, 6, 0), IM_EINVAL);
 }
 
 /* ---- user queues ----------------------------------------------------- */
@@ -1070,12 +1059,12 @@ static im_uq_item
 uq(im_uid user, im_seq seq, const char *body)
 {
 	im_uq_item it = {
-		.user = user,
-		.seq = seq,
-		.time_ms = 500 + seq,
-		.type = 4,
-		.body_len = (uint32_t)strlen(body),
-		.body = body,
+	        .user = user,
+	        .seq = seq,
+	        .time_ms = 500 + seq,
+	        .type = 4,
+	        .body_len = (uint32_t)strlen(body),
+	        .body = body,
 	};
 	return it;
 }
@@ -1116,7 +1105,7 @@ test_uq_append_is_fenced_idempotent_and_read_in_order(void **state)
 	assert_int_equal(im_store_uq_read(st, 5, 0, 0, collect_uq, &s), 3);
 	/* A fenced-off writer stores nothing. */
 	assert_int_equal(im_store_slot_cas(st, IM_KIND_USER, 3, 1, "new", &e),
-			 IM_OK);
+	                 IM_OK);
 	it[0] = uq(5, 20, "late");
 	assert_int_equal(im_store_uq_append(st, &f, 1, it, 1), IM_ESTALE);
 	memset(&s, 0, sizeof(s));
@@ -1128,7 +1117,7 @@ test_uq_append_is_fenced_idempotent_and_read_in_order(void **state)
 	assert_int_equal(im_store_uq_append(st, &f, 1, it, 0), IM_EINVAL);
 	assert_int_equal(im_store_uq_append(st, NULL, 1, it, 1), IM_EINVAL);
 	assert_int_equal(im_store_uq_read(st, 0, 0, 0, collect_uq, &s),
-			 IM_EINVAL);
+	                 IM_EINVAL);
 }
 
 /* ---- through the test doubles ---------------------------------------- */
@@ -1147,7 +1136,7 @@ test_fake_store_counts_each_op_it_forwards(void **state)
 	assert_int_equal(im_store_seg_take(fake, &k, 10, &s), IM_OK);
 	assert_int_equal(s.first, 11);
 	assert_int_equal(im_store_msg_last(fake, 1, IM_SEQ_MAX, &p),
-			 IM_ENOTFOUND);
+	                 IM_ENOTFOUND);
 	assert_true(strlen(im_store_errmsg(fake)) > 0);
 	/* Refused by the wrapper: the backend never sees it. */
 	assert_int_equal(im_store_seg_take(fake, &k, 0, &s), IM_EINVAL);
@@ -1164,7 +1153,7 @@ batch_of(im_msg *m, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		m[i] = mk(100, 10 + i, i == 0 ? 0 : 9 + i, 1 + i, 7, 900 + i,
-			  "payload");
+		          "payload");
 	}
 }
 
@@ -1174,10 +1163,10 @@ test_failed_append_leaves_nothing_and_a_retry_stores_once(void **state)
 	im_store *faulty = NULL;
 	im_fence f = {IM_KIND_GROUP, 1, 0};
 	faulty_plan plan = {
-		.ops = STORE_OP_BIT(STORE_OP_MSG_APPEND),
-		.nth = 1,
-		.err = IM_EUNAVAIL,
-		.when = FAULTY_BEFORE,
+	        .ops = STORE_OP_BIT(STORE_OP_MSG_APPEND),
+	        .nth = 1,
+	        .err = IM_EUNAVAIL,
+	        .when = FAULTY_BEFORE,
 	};
 	im_msg m[5];
 	im_append_result r[5];
@@ -1185,11 +1174,11 @@ test_failed_append_leaves_nothing_and_a_retry_stores_once(void **state)
 
 	f.epoch = claim(st_of(state), IM_KIND_GROUP, 1);
 	assert_int_equal(faulty_store_wrap(&faulty, st_of(state), false),
-			 IM_OK);
+	                 IM_OK);
 	batch_of(m, 5);
 	faulty_store_arm(faulty, &plan);
 	assert_int_equal(im_store_msg_append(faulty, &f, 1, m, 5, r),
-			 IM_EUNAVAIL);
+	                 IM_EUNAVAIL);
 	assert_int_equal(faulty_store_faults(faulty), 1);
 	assert_non_null(strstr(im_store_errmsg(faulty), "msg_append"));
 	assert_int_equal(count_msgs(st_of(state), 100), 0);
@@ -1215,11 +1204,11 @@ test_append_with_unknown_outcome_is_retried_exactly_once(void **state)
 	im_store *faulty = NULL;
 	im_fence f = {IM_KIND_GROUP, 1, 0};
 	faulty_plan plan = {
-		.ops = STORE_OP_BIT(STORE_OP_MSG_APPEND),
-		.nth = 1,
-		.persistent = true,
-		.err = IM_EUNAVAIL,
-		.when = FAULTY_AFTER,
+	        .ops = STORE_OP_BIT(STORE_OP_MSG_APPEND),
+	        .nth = 1,
+	        .persistent = true,
+	        .err = IM_EUNAVAIL,
+	        .when = FAULTY_AFTER,
 	};
 	im_msg m[5];
 	im_append_result r[5];
@@ -1227,14 +1216,14 @@ test_append_with_unknown_outcome_is_retried_exactly_once(void **state)
 
 	f.epoch = claim(st_of(state), IM_KIND_GROUP, 1);
 	assert_int_equal(faulty_store_wrap(&faulty, st_of(state), false),
-			 IM_OK);
+	                 IM_OK);
 	batch_of(m, 5);
 	/* Committed, but the ack is lost, twice. */
 	faulty_store_arm(faulty, &plan);
 	assert_int_equal(im_store_msg_append(faulty, &f, 1, m, 5, r),
-			 IM_EUNAVAIL);
+	                 IM_EUNAVAIL);
 	assert_int_equal(im_store_msg_append(faulty, &f, 1, m, 5, r),
-			 IM_EUNAVAIL);
+	                 IM_EUNAVAIL);
 	assert_int_equal(faulty_store_faults(faulty), 2);
 	faulty_store_arm(faulty, NULL);
 	/*
@@ -1286,9 +1275,9 @@ test_data_and_schema_version_survive_reopening(void **state)
 	assert_int_equal(im_store_group_lookup(cf->st, 100, &g), IM_OK);
 	assert_int_equal(im_store_seg_take(cf->st, &k, 50, &s), IM_OK);
 	assert_int_equal(s.first, 51);
-	assert_int_equal(im_store_slot_cas(cf->st, IM_KIND_GROUP, 1, 0, "n",
-					   &e),
-			 IM_ECONFLICT);
+	assert_int_equal(
+	        im_store_slot_cas(cf->st, IM_KIND_GROUP, 1, 0, "n", &e),
+	        IM_ECONFLICT);
 	assert_int_equal(e, 1);
 }
 
@@ -1298,8 +1287,8 @@ test_reopening_a_newer_schema_fails_with_eschema(void **state)
 	conf *cf = *state;
 
 	assert_int_equal(fx->exec(fx->ctx, cf->st,
-				  "UPDATE im_schema SET version = 1000"),
-			 IM_OK);
+	                          "UPDATE im_schema SET version = 1000"),
+	                 IM_OK);
 	im_store_close(cf->st);
 	cf->st = NULL;
 	assert_int_equal(fx->reopen(fx->ctx, &cf->st), IM_ESCHEMA);
@@ -1309,38 +1298,38 @@ test_reopening_a_newer_schema_fails_with_eschema(void **state)
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 static const struct CMUnitTest tests[] = {
-	T(test_store_reports_its_name_and_the_latest_schema_version),
-	T(test_store_migrate_twice_is_a_no_op),
-	T(test_store_migrate_refuses_a_schema_newer_than_the_build),
-	T(test_slot_cas_first_claim_expects_epoch_zero),
-	T(test_slot_cas_conflict_returns_the_current_epoch),
-	T(test_slot_epochs_only_grow_and_kinds_are_separate),
-	T(test_slot_load_streams_in_slot_order_and_stops_on_nonzero),
-	T(test_slot_ops_reject_bad_arguments),
-	T(test_seg_take_first_segment_of_a_key_starts_at_one),
-	T(test_seg_take_hands_out_disjoint_increasing_ranges),
-	T(test_seg_take_rejects_step_zero_and_unknown_spaces),
-	T(test_msg_append_with_a_valid_fence_stores_the_batch),
-	T(test_msg_append_with_a_stale_fence_stores_nothing),
-	T(test_msg_append_dup_of_a_stored_message_returns_the_original),
-	T(test_msg_append_dup_within_one_batch_rechains_later_messages),
-	T(test_msg_append_rejects_bad_batches_and_stores_nothing),
-	T(test_msg_append_of_a_taken_seq_fails_and_stores_nothing),
-	T(test_msg_read_pages_with_after_until_and_limit),
-	T(test_msg_last_finds_the_last_message_at_or_before_a_seq),
-	T(test_msg_find_dedup_returns_the_stored_message_without_body),
-	T(test_group_create_and_lookup_round_trip),
-	T(test_member_add_remove_and_list_in_uid_order),
-	T(test_member_add_starts_the_read_pointer_at_the_last_message),
-	T(test_conv_load_returns_each_group_with_its_last_message),
-	T(test_conv_update_moves_the_read_pointer_only_forward),
-	T(test_uq_append_is_fenced_idempotent_and_read_in_order),
-	T(test_fake_store_counts_each_op_it_forwards),
-	T(test_failed_append_leaves_nothing_and_a_retry_stores_once),
-	T(test_append_with_unknown_outcome_is_retried_exactly_once),
-	/* Persistent fixtures only: keep these last. */
-	T(test_data_and_schema_version_survive_reopening),
-	T(test_reopening_a_newer_schema_fails_with_eschema),
+        T(test_store_reports_its_name_and_the_latest_schema_version),
+        T(test_store_migrate_twice_is_a_no_op),
+        T(test_store_migrate_refuses_a_schema_newer_than_the_build),
+        T(test_slot_cas_first_claim_expects_epoch_zero),
+        T(test_slot_cas_conflict_returns_the_current_epoch),
+        T(test_slot_epochs_only_grow_and_kinds_are_separate),
+        T(test_slot_load_streams_in_slot_order_and_stops_on_nonzero),
+        T(test_slot_ops_reject_bad_arguments),
+        T(test_seg_take_first_segment_of_a_key_starts_at_one),
+        T(test_seg_take_hands_out_disjoint_increasing_ranges),
+        T(test_seg_take_rejects_step_zero_and_unknown_spaces),
+        T(test_msg_append_with_a_valid_fence_stores_the_batch),
+        T(test_msg_append_with_a_stale_fence_stores_nothing),
+        T(test_msg_append_dup_of_a_stored_message_returns_the_original),
+        T(test_msg_append_dup_within_one_batch_rechains_later_messages),
+        T(test_msg_append_rejects_bad_batches_and_stores_nothing),
+        T(test_msg_append_of_a_taken_seq_fails_and_stores_nothing),
+        T(test_msg_read_pages_with_after_until_and_limit),
+        T(test_msg_last_finds_the_last_message_at_or_before_a_seq),
+        T(test_msg_find_dedup_returns_the_stored_message_without_body),
+        T(test_group_create_and_lookup_round_trip),
+        T(test_member_add_remove_and_list_in_uid_order),
+        T(test_member_add_starts_the_read_pointer_at_the_last_message),
+        T(test_conv_load_returns_each_group_with_its_last_message),
+        T(test_conv_update_moves_the_read_pointer_only_forward),
+        T(test_uq_append_is_fenced_idempotent_and_read_in_order),
+        T(test_fake_store_counts_each_op_it_forwards),
+        T(test_failed_append_leaves_nothing_and_a_retry_stores_once),
+        T(test_append_with_unknown_outcome_is_retried_exactly_once),
+        /* Persistent fixtures only: keep these last. */
+        T(test_data_and_schema_version_survive_reopening),
+        T(test_reopening_a_newer_schema_fails_with_eschema),
 };
 #define NPERSIST 2
 

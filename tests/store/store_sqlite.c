@@ -25,8 +25,8 @@ sq_fx_open_path(sqlite_ctx *c, im_store **out)
 	int rc = im_store_sqlite_open(out, c->path, NULL, err, sizeof(err));
 
 	if (rc != IM_OK) {
-		fprintf(stderr, "# open %s: %s: %s\n", c->path,
-			im_strerror(rc), err);
+		fprintf(stderr, "# open %s: %s: %s\n", c->path, im_strerror(rc),
+		        err);
 	}
 	return rc;
 }
@@ -38,7 +38,7 @@ sq_fx_open(void *ctx, im_store **out)
 
 #ifdef STORE_SQLITE_FILE
 	snprintf(c->path, sizeof(c->path), "%s/store-%u.db", c->dir,
-		 c->serial++);
+	         c->serial++);
 #else
 	snprintf(c->path, sizeof(c->path), ":memory:");
 #endif
@@ -61,7 +61,7 @@ sq_fx_exec(void *ctx, im_store *st, const char *sql)
 
 	if (db == NULL || sqlite3_exec(db, sql, NULL, NULL, &err) != 0) {
 		fprintf(stderr, "# exec %s: %s\n", sql,
-			err != NULL ? err : "not a sqlite store");
+		        err != NULL ? err : "not a sqlite store");
 		sqlite3_free(err);
 		return IM_ERR;
 	}
@@ -90,10 +90,10 @@ main(void)
 {
 	sqlite_ctx c = {0};
 	store_fixture fx = {
-		.ctx = &c,
-		.open = sq_fx_open,
-		.exec = sq_fx_exec,
-		.cleanup = sq_fx_cleanup,
+	        .ctx = &c,
+	        .open = sq_fx_open,
+	        .exec = sq_fx_exec,
+	        .cleanup = sq_fx_cleanup,
 	};
 	int failed;
 
@@ -101,7 +101,7 @@ main(void)
 	const char *tmp = getenv("TMPDIR");
 
 	snprintf(c.dir, sizeof(c.dir), "%s/im-store-XXXXXX",
-		 tmp != NULL && *tmp != '\0' ? tmp : "/tmp");
+	         tmp != NULL && *tmp != '\0' ? tmp : "/tmp");
 	if (mkdtemp(c.dir) == NULL) {
 		perror("mkdtemp");
 		return 1;

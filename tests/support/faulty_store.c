@@ -28,10 +28,11 @@ static int
 faulty_inject(faulty_store *fs, enum store_op op)
 {
 	fs->faults++;
-	im_store_set_error(&fs->w.base, "faulty_store: injected %s into %s "
-					"(call %lu)",
-			   im_strerror(fs->plan.err), store_op_name(op),
-			   fs->seen);
+	im_store_set_error(&fs->w.base,
+	                   "faulty_store: injected %s into %s "
+	                   "(call %lu)",
+	                   im_strerror(fs->plan.err), store_op_name(op),
+	                   fs->seen);
 	return fs->plan.err;
 }
 

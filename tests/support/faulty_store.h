@@ -19,10 +19,10 @@ typedef enum faulty_when {
 } faulty_when;
 
 typedef struct faulty_plan {
-	uint32_t ops;        /* STORE_OP_BIT() mask of ops counted; 0 = all */
-	unsigned long nth;   /* 1-based matching call that fails; 0 = off */
-	bool persistent;     /* also fail every matching call after nth */
-	int err;             /* what the failing call returns (negative) */
+	uint32_t ops;      /* STORE_OP_BIT() mask of ops counted; 0 = all */
+	unsigned long nth; /* 1-based matching call that fails; 0 = off */
+	bool persistent;   /* also fail every matching call after nth */
+	int err;           /* what the failing call returns (negative) */
 	faulty_when when;
 } faulty_plan;
 

@@ -35,10 +35,10 @@ const char *store_op_name(enum store_op op);
 
 typedef struct wrap_store wrap_store;
 struct wrap_store {
-	im_store base;              /* first, as in every backend */
-	struct im_store_ops ops;    /* a copy named after the inner store */
+	im_store base;           /* first, as in every backend */
+	struct im_store_ops ops; /* a copy named after the inner store */
 	im_store *inner;
-	bool own_inner;             /* close inner on close */
+	bool own_inner; /* close inner on close */
 	/* Non-zero: return it without calling inner. May be NULL. */
 	int (*pre)(wrap_store *w, enum store_op op);
 	/* Sees the inner result and returns the one the caller gets. */

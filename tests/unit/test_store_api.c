@@ -51,7 +51,7 @@ fb_slot_load(im_store *st, im_kind k, im_slot_cb cb, void *p)
 
 static int
 fb_slot_cas(im_store *st, im_kind k, uint32_t slot, im_epoch e,
-	    const char *owner, im_epoch *out)
+            const char *owner, im_epoch *out)
 {
 	fb(st)->calls++;
 	fb(st)->out_was_null = out == NULL;
@@ -68,7 +68,7 @@ fb_seg_take(im_store *st, const im_seg_key *k, uint32_t step, im_seg *s)
 
 static int
 fb_msg_append(im_store *st, const im_fence *f, size_t nf, const im_msg *m,
-	      size_t n, im_append_result *r)
+              size_t n, im_append_result *r)
 {
 	fb(st)->calls++;
 	return IM_OK;
@@ -76,7 +76,7 @@ fb_msg_append(im_store *st, const im_fence *f, size_t nf, const im_msg *m,
 
 static int
 fb_msg_read(im_store *st, im_gid c, im_seq a, im_seq u, uint32_t limit,
-	    im_msg_cb cb, void *p)
+            im_msg_cb cb, void *p)
 {
 	fb(st)->calls++;
 	fb(st)->last_limit = limit;
@@ -146,15 +146,15 @@ fb_conv_load(im_store *st, im_uid u, im_conv_cb cb, void *p)
 
 static int
 fb_conv_update(im_store *st, im_uid u, im_gid c, im_seq r, uint64_t o,
-	       uint32_t flags)
+               uint32_t flags)
 {
 	fb(st)->calls++;
 	return IM_OK;
 }
 
 static int
-fb_uq_append(im_store *st, const im_fence *f, size_t nf,
-	     const im_uq_item *it, size_t n)
+fb_uq_append(im_store *st, const im_fence *f, size_t nf, const im_uq_item *it,
+             size_t n)
 {
 	fb(st)->calls++;
 	return IM_OK;
@@ -162,7 +162,7 @@ fb_uq_append(im_store *st, const im_fence *f, size_t nf,
 
 static int
 fb_uq_read(im_store *st, im_uid u, im_seq a, uint32_t limit, im_uq_cb cb,
-	   void *p)
+           void *p)
 {
 	fb(st)->calls++;
 	fb(st)->last_limit = limit;
@@ -170,48 +170,48 @@ fb_uq_read(im_store *st, im_uid u, im_seq a, uint32_t limit, im_uq_cb cb,
 }
 
 static const struct im_store_ops fb_ops = {
-	.version = IM_STORE_OPS_VERSION,
-	.name = "fake",
-	.close = fb_close,
-	.migrate = fb_migrate,
-	.slot_load = fb_slot_load,
-	.slot_cas = fb_slot_cas,
-	.seg_take = fb_seg_take,
-	.msg_append = fb_msg_append,
-	.msg_read = fb_msg_read,
-	.msg_last = fb_msg_last,
-	.msg_find_dedup = fb_msg_find_dedup,
-	.group_create = fb_group_create,
-	.group_lookup = fb_group_lookup,
-	.member_add = fb_member_add,
-	.member_remove = fb_member_remove,
-	.member_list = fb_member_list,
-	.conv_load = fb_conv_load,
-	.conv_update = fb_conv_update,
-	.uq_append = fb_uq_append,
-	.uq_read = fb_uq_read,
+        .version = IM_STORE_OPS_VERSION,
+        .name = "fake",
+        .close = fb_close,
+        .migrate = fb_migrate,
+        .slot_load = fb_slot_load,
+        .slot_cas = fb_slot_cas,
+        .seg_take = fb_seg_take,
+        .msg_append = fb_msg_append,
+        .msg_read = fb_msg_read,
+        .msg_last = fb_msg_last,
+        .msg_find_dedup = fb_msg_find_dedup,
+        .group_create = fb_group_create,
+        .group_lookup = fb_group_lookup,
+        .member_add = fb_member_add,
+        .member_remove = fb_member_remove,
+        .member_list = fb_member_list,
+        .conv_load = fb_conv_load,
+        .conv_update = fb_conv_update,
+        .uq_append = fb_uq_append,
+        .uq_read = fb_uq_read,
 };
 
 /* Offsets of every version 1 op, to null them one at a time. */
 static const size_t v1_ops[] = {
-	offsetof(struct im_store_ops, close),
-	offsetof(struct im_store_ops, migrate),
-	offsetof(struct im_store_ops, slot_load),
-	offsetof(struct im_store_ops, slot_cas),
-	offsetof(struct im_store_ops, seg_take),
-	offsetof(struct im_store_ops, msg_append),
-	offsetof(struct im_store_ops, msg_read),
-	offsetof(struct im_store_ops, msg_last),
-	offsetof(struct im_store_ops, msg_find_dedup),
-	offsetof(struct im_store_ops, group_create),
-	offsetof(struct im_store_ops, group_lookup),
-	offsetof(struct im_store_ops, member_add),
-	offsetof(struct im_store_ops, member_remove),
-	offsetof(struct im_store_ops, member_list),
-	offsetof(struct im_store_ops, conv_load),
-	offsetof(struct im_store_ops, conv_update),
-	offsetof(struct im_store_ops, uq_append),
-	offsetof(struct im_store_ops, uq_read),
+        offsetof(struct im_store_ops, close),
+        offsetof(struct im_store_ops, migrate),
+        offsetof(struct im_store_ops, slot_load),
+        offsetof(struct im_store_ops, slot_cas),
+        offsetof(struct im_store_ops, seg_take),
+        offsetof(struct im_store_ops, msg_append),
+        offsetof(struct im_store_ops, msg_read),
+        offsetof(struct im_store_ops, msg_last),
+        offsetof(struct im_store_ops, msg_find_dedup),
+        offsetof(struct im_store_ops, group_create),
+        offsetof(struct im_store_ops, group_lookup),
+        offsetof(struct im_store_ops, member_add),
+        offsetof(struct im_store_ops, member_remove),
+        offsetof(struct im_store_ops, member_list),
+        offsetof(struct im_store_ops, conv_load),
+        offsetof(struct im_store_ops, conv_update),
+        offsetof(struct im_store_ops, uq_append),
+        offsetof(struct im_store_ops, uq_read),
 };
 
 static int
@@ -322,14 +322,14 @@ test_store_calls_on_a_null_store_fail_without_crashing(void **state)
 	im_store_set_error(NULL, "ignored %d", 1);
 	assert_int_equal(im_store_migrate(NULL, NULL), IM_EINVAL);
 	assert_int_equal(im_store_slot_load(NULL, IM_KIND_USER, nop_slot, NULL),
-			 IM_EINVAL);
+	                 IM_EINVAL);
 	assert_int_equal(im_store_slot_cas(NULL, IM_KIND_USER, 1, 0, "o", NULL),
-			 IM_EINVAL);
+	                 IM_EINVAL);
 	assert_int_equal(im_store_seg_take(NULL, &k, 1, &seg), IM_EINVAL);
 	assert_int_equal(im_store_msg_append(NULL, &fence, 1, &m, 1, &r),
-			 IM_EINVAL);
+	                 IM_EINVAL);
 	assert_int_equal(im_store_msg_read(NULL, 1, 0, 9, 0, nop_msg, NULL),
-			 IM_EINVAL);
+	                 IM_EINVAL);
 	assert_int_equal(im_store_msg_last(NULL, 1, 9, &pos), IM_EINVAL);
 	assert_int_equal(im_store_msg_find_dedup(NULL, 1, 1, 1, &m), IM_EINVAL);
 	assert_int_equal(im_store_group_create(NULL, &g), IM_EINVAL);
@@ -337,12 +337,14 @@ test_store_calls_on_a_null_store_fail_without_crashing(void **state)
 	assert_int_equal(im_store_member_add(NULL, 1, 1, NULL), IM_EINVAL);
 	assert_int_equal(im_store_member_remove(NULL, 1, 1, NULL), IM_EINVAL);
 	assert_int_equal(im_store_member_list(NULL, 1, nop_uid, NULL),
-			 IM_EINVAL);
-	assert_int_equal(im_store_conv_load(NULL, 1, nop_conv, NULL), IM_EINVAL);
+	                 IM_EINVAL);
+	assert_int_equal(im_store_conv_load(NULL, 1, nop_conv, NULL),
+	                 IM_EINVAL);
 	assert_int_equal(im_store_conv_update(NULL, 1, 1, 1, 1, 0), IM_EINVAL);
-	assert_int_equal(im_store_uq_append(NULL, &fence, 1, &it, 1), IM_EINVAL);
+	assert_int_equal(im_store_uq_append(NULL, &fence, 1, &it, 1),
+	                 IM_EINVAL);
 	assert_int_equal(im_store_uq_read(NULL, 1, 0, 0, nop_uq, NULL),
-			 IM_EINVAL);
+	                 IM_EINVAL);
 }
 
 static void
@@ -350,8 +352,8 @@ test_store_bad_arguments_never_reach_the_backend(void **state)
 {
 	im_fence fence = {IM_KIND_GROUP, 1, 1};
 	im_fence badfence = {(im_kind)3, 1, 1};
-	im_msg ok = {.conv = 1, .seq = 2, .prev_seq = 1, .sender = 1,
-		     .ordinal = 1};
+	im_msg ok = {
+	        .conv = 1, .seq = 2, .prev_seq = 1, .sender = 1, .ordinal = 1};
 	im_uq_item it = {.user = 1, .seq = 1};
 	im_seg_key k = {IM_SEG_GROUP_SEQ, 1};
 	im_seg_key badk = {(im_seg_space)9, 1};
@@ -364,55 +366,55 @@ test_store_bad_arguments_never_reach_the_backend(void **state)
 
 	fake_init(&f);
 	assert_int_equal(im_store_slot_load(&f.base, (im_kind)2, nop_slot, 0),
-			 IM_EINVAL);
+	                 IM_EINVAL);
 	assert_int_equal(im_store_slot_load(&f.base, IM_KIND_USER, NULL, 0),
-			 IM_EINVAL);
-	assert_int_equal(im_store_slot_cas(&f.base, IM_KIND_USER, 1, 0, NULL,
-					   NULL),
-			 IM_EINVAL);
+	                 IM_EINVAL);
+	assert_int_equal(
+	        im_store_slot_cas(&f.base, IM_KIND_USER, 1, 0, NULL, NULL),
+	        IM_EINVAL);
 	assert_int_equal(im_store_seg_take(&f.base, &k, 0, &seg), IM_EINVAL);
 	assert_int_equal(im_store_seg_take(&f.base, &badk, 1, &seg), IM_EINVAL);
 	assert_int_equal(im_store_msg_append(&f.base, &badfence, 1, &m, 1, &r),
-			 IM_EINVAL);
+	                 IM_EINVAL);
 	m.seq = (uint64_t)INT64_MAX + 1;
 	assert_int_equal(im_store_msg_append(&f.base, &fence, 1, &m, 1, &r),
-			 IM_EINVAL);
+	                 IM_EINVAL);
 	m = ok;
 	m.ordinal = UINT64_MAX;
 	assert_int_equal(im_store_msg_append(&f.base, &fence, 1, &m, 1, &r),
-			 IM_EINVAL);
+	                 IM_EINVAL);
 	m = ok;
 	m.body_len = IM_MSG_BODY_MAX + 1;
 	m.body = "x";
 	assert_int_equal(im_store_msg_append(&f.base, &fence, 1, &m, 1, &r),
-			 IM_EINVAL);
+	                 IM_EINVAL);
 	assert_non_null(strstr(im_store_errmsg(&f.base), "IM_MSG_BODY_MAX"));
 	assert_int_equal(im_store_msg_read(&f.base, 0, 0, 9, 0, nop_msg, 0),
-			 IM_EINVAL);
+	                 IM_EINVAL);
 	assert_int_equal(im_store_msg_last(&f.base, 1, 9, NULL), IM_EINVAL);
 	assert_int_equal(im_store_msg_find_dedup(&f.base, 1, 0, 1, &m),
-			 IM_EINVAL);
+	                 IM_EINVAL);
 	g.gid = 0;
 	assert_int_equal(im_store_group_create(&f.base, &g), IM_EINVAL);
 	assert_int_equal(im_store_group_lookup(&f.base, 1, NULL), IM_EINVAL);
 	assert_int_equal(im_store_member_add(&f.base, 1, 0, NULL), IM_EINVAL);
 	assert_int_equal(im_store_member_list(&f.base, 0, nop_uid, 0),
-			 IM_EINVAL);
+	                 IM_EINVAL);
 	assert_int_equal(im_store_conv_load(&f.base, 1, NULL, 0), IM_EINVAL);
 	assert_int_equal(im_store_conv_update(&f.base, 0, 1, 1, 1, 0),
-			 IM_EINVAL);
+	                 IM_EINVAL);
 	it.body_len = IM_UQ_BODY_MAX + 1;
 	it.body = "x";
 	assert_int_equal(im_store_uq_append(&f.base, &fence, 1, &it, 1),
-			 IM_EINVAL);
+	                 IM_EINVAL);
 	it.body_len = 0;
 	it.seq = (uint64_t)INT64_MAX + 1;
 	assert_int_equal(im_store_uq_append(&f.base, &fence, 1, &it, 1),
-			 IM_EINVAL);
+	                 IM_EINVAL);
 	assert_int_equal(im_store_uq_append(&f.base, &fence, 0, &it, 1),
-			 IM_EINVAL);
+	                 IM_EINVAL);
 	assert_int_equal(im_store_uq_read(&f.base, 1, 0, 0, NULL, 0),
-			 IM_EINVAL);
+	                 IM_EINVAL);
 	assert_int_equal(f.calls, 0);
 	(void)pos;
 }
@@ -424,21 +426,21 @@ test_store_read_limits_are_clamped_and_empty_windows_skipped(void **state)
 
 	fake_init(&f);
 	assert_int_equal(im_store_msg_read(&f.base, 1, 0, 9, 0, nop_msg, 0),
-			 IM_OK);
+	                 IM_OK);
 	assert_int_equal(f.last_limit, IM_STORE_READ_LIMIT_MAX);
 	assert_int_equal(im_store_msg_read(&f.base, 1, 0, 9, 5000, nop_msg, 0),
-			 IM_OK);
+	                 IM_OK);
 	assert_int_equal(f.last_limit, IM_STORE_READ_LIMIT_MAX);
 	assert_int_equal(im_store_msg_read(&f.base, 1, 0, 9, 7, nop_msg, 0),
-			 IM_OK);
+	                 IM_OK);
 	assert_int_equal(f.last_limit, 7);
 	assert_int_equal(im_store_uq_read(&f.base, 1, 0, 0, nop_uq, 0), IM_OK);
 	assert_int_equal(f.last_limit, IM_STORE_READ_LIMIT_MAX);
 	f.calls = 0;
 	assert_int_equal(im_store_msg_read(&f.base, 1, 9, 9, 0, nop_msg, 0),
-			 IM_OK);
+	                 IM_OK);
 	assert_int_equal(im_store_msg_read(&f.base, 1, 9, 3, 0, nop_msg, 0),
-			 IM_OK);
+	                 IM_OK);
 	assert_int_equal(f.calls, 0);
 }
 
@@ -452,13 +454,12 @@ test_store_optional_outs_reach_the_backend_as_valid_pointers(void **state)
 	fake_init(&f);
 	assert_int_equal(im_store_migrate(&f.base, NULL), IM_OK);
 	assert_false(f.out_was_null);
-	assert_int_equal(im_store_slot_cas(&f.base, IM_KIND_USER, 1, 0, "o",
-					   NULL),
-			 IM_OK);
+	assert_int_equal(
+	        im_store_slot_cas(&f.base, IM_KIND_USER, 1, 0, "o", NULL),
+	        IM_OK);
 	assert_false(f.out_was_null);
-	assert_int_equal(im_store_slot_cas(&f.base, IM_KIND_USER, 1, 4, "o",
-					   &e),
-			 IM_OK);
+	assert_int_equal(
+	        im_store_slot_cas(&f.base, IM_KIND_USER, 1, 4, "o", &e), IM_OK);
 	assert_int_equal(e, 5);
 	assert_int_equal(im_store_member_add(&f.base, 1, 1, NULL), IM_OK);
 	assert_false(f.out_was_null);
@@ -480,7 +481,7 @@ test_store_set_error_truncates_long_messages(void **state)
 	big[sizeof(big) - 1] = '\0';
 	im_store_set_error(&f.base, "%s", big);
 	assert_int_equal(strlen(im_store_errmsg(&f.base)),
-			 IM_STORE_ERRMSG_MAX - 1);
+	                 IM_STORE_ERRMSG_MAX - 1);
 	im_store_set_error(&f.base, "code %d", 7);
 	assert_string_equal(im_store_errmsg(&f.base), "code 7");
 }
@@ -489,23 +490,23 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(
-			test_store_init_accepts_a_complete_version_1_table),
-		cmocka_unit_test(
-			test_store_init_rejects_version_zero_and_newer_versions),
-		cmocka_unit_test(
-			test_store_init_rejects_each_missing_version_1_op),
-		cmocka_unit_test(
-			test_store_init_rejects_null_arguments_and_a_nameless_table),
-		cmocka_unit_test(
-			test_store_calls_on_a_null_store_fail_without_crashing),
-		cmocka_unit_test(
-			test_store_bad_arguments_never_reach_the_backend),
-		cmocka_unit_test(
-			test_store_read_limits_are_clamped_and_empty_windows_skipped),
-		cmocka_unit_test(
-			test_store_optional_outs_reach_the_backend_as_valid_pointers),
-		cmocka_unit_test(test_store_set_error_truncates_long_messages),
+	        cmocka_unit_test(
+	                test_store_init_accepts_a_complete_version_1_table),
+	        cmocka_unit_test(
+	                test_store_init_rejects_version_zero_and_newer_versions),
+	        cmocka_unit_test(
+	                test_store_init_rejects_each_missing_version_1_op),
+	        cmocka_unit_test(
+	                test_store_init_rejects_null_arguments_and_a_nameless_table),
+	        cmocka_unit_test(
+	                test_store_calls_on_a_null_store_fail_without_crashing),
+	        cmocka_unit_test(
+	                test_store_bad_arguments_never_reach_the_backend),
+	        cmocka_unit_test(
+	                test_store_read_limits_are_clamped_and_empty_windows_skipped),
+	        cmocka_unit_test(
+	                test_store_optional_outs_reach_the_backend_as_valid_pointers),
+	        cmocka_unit_test(test_store_set_error_truncates_long_messages),
 	};
 
 	return cmocka_run_group_tests_name("store_api", tests, NULL, NULL);

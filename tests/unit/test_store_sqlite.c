@@ -32,7 +32,7 @@ tmp_setup(void **state)
 		return -1;
 	}
 	snprintf(t->dir, sizeof(t->dir), "%s/im-sq-XXXXXX",
-		 tmp != NULL && *tmp != '\0' ? tmp : "/tmp");
+	         tmp != NULL && *tmp != '\0' ? tmp : "/tmp");
 	if (mkdtemp(t->dir) == NULL) {
 		free(t);
 		return -1;
@@ -65,23 +65,23 @@ test_sqlite_open_rejects_bad_arguments(void **state)
 	im_store *st = (im_store *)&o;
 	char err[64] = "";
 
-	assert_int_equal(im_store_sqlite_open(NULL, ":memory:", NULL, err,
-					      sizeof(err)),
-			 IM_EINVAL);
+	assert_int_equal(
+	        im_store_sqlite_open(NULL, ":memory:", NULL, err, sizeof(err)),
+	        IM_EINVAL);
 	assert_true(strlen(err) > 0);
 	assert_int_equal(im_store_sqlite_open(&st, NULL, NULL, NULL, 0),
-			 IM_EINVAL);
+	                 IM_EINVAL);
 	assert_null(st);
 	o.version = 0;
 	assert_int_equal(im_store_sqlite_open(&st, ":memory:", &o, NULL, 0),
-			 IM_EINVAL);
+	                 IM_EINVAL);
 	o.version = IM_STORE_SQLITE_OPTS_VERSION + 1;
 	assert_int_equal(im_store_sqlite_open(&st, ":memory:", &o, NULL, 0),
-			 IM_EINVAL);
+	                 IM_EINVAL);
 	o.version = IM_STORE_SQLITE_OPTS_VERSION;
 	o.sync = (im_sqlite_sync)7;
 	assert_int_equal(im_store_sqlite_open(&st, ":memory:", &o, NULL, 0),
-			 IM_EINVAL);
+	                 IM_EINVAL);
 	assert_null(st);
 }
 
@@ -92,8 +92,8 @@ test_sqlite_open_of_an_unreachable_path_fails_with_a_reason(void **state)
 	char err[256] = "";
 
 	assert_int_equal(im_store_sqlite_open(&st, "/nonexistent-dir/x/y.db",
-					      NULL, err, sizeof(err)),
-			 IM_ERR);
+	                                      NULL, err, sizeof(err)),
+	                 IM_ERR);
 	assert_null(st);
 	assert_non_null(strstr(err, "sqlite"));
 }
@@ -108,7 +108,7 @@ test_sqlite_open_with_sync_normal_works(void **state)
 
 	o.sync = IM_SQLITE_SYNC_NORMAL;
 	assert_int_equal(im_store_sqlite_open(&st, t->path, &o, NULL, 0),
-			 IM_OK);
+	                 IM_OK);
 	assert_string_equal(im_store_name(st), "sqlite");
 	assert_int_equal(im_store_migrate(st, &v), IM_OK);
 	assert_int_equal(v, IM_STORE_SCHEMA_VERSION);
@@ -128,20 +128,63 @@ test_sqlite_write_on_a_locked_database_is_unavailable(void **state)
 
 	o.busy_timeout_ms = 20;
 	assert_int_equal(im_store_sqlite_open(&st, t->path, &o, NULL, 0),
-			 IM_OK);
+	                 IM_OK);
 	/* Another process holds the write lock longer than our timeout. */
 	assert_int_equal(sqlite3_open(t->path, &other), SQLITE_OK);
 	assert_int_equal(sqlite3_exec(other, "BEGIN IMMEDIATE", 0, 0, 0),
-			 SQLITE_OK);
+	                 SQLITE_OK);
 	assert_int_equal(im_store_group_create(st, &g), IM_EUNAVAIL);
 	assert_non_null(strstr(im_store_errmsg(st), "locked"));
 	assert_int_equal(im_store_slot_cas(st, IM_KIND_USER, 1, 0, "n", &e),
-			 IM_EUNAVAIL);
+	                 IM_EUNAVAIL);
 	assert_int_equal(sqlite3_exec(other, "ROLLBACK", 0, 0, 0), SQLITE_OK);
 	/* Once the lock is gone the same call goes through. */
 	assert_int_equal(im_store_group_create(st, &g), IM_OK);
 	sqlite3_close(other);
 	im_store_close(st);
+}
+
+static void
+test_sqlite_two_handles_on_one_file_fence_a_zombie_owner(void **state)
+{
+	tmpdb *t = *state;
+	im_store *a = NULL, *b = NULL;
+	im_seg_key k = {IM_SEG_GROUP_SEQ, 9};
+	im_fence fa = {IM_KIND_GROUP, 4, 0};
+	im_msg m = {.conv = 9, .seq = 1, .ordinal = 1, .sender = 3};
+	im_append_result r;
+	im_seg sa, sb;
+	im_epoch eb = 0;
+	int i;
+
+	assert_int_equal(im_store_sqlite_open(&a, t->path, NULL, NULL, 0),
+	                 IM_OK);
+	assert_int_equal(im_store_sqlite_open(&b, t->path, NULL, NULL, 0),
+	                 IM_OK);
+	/* Segments taken through two processes never overlap. */
+	for (i = 0; i < 10; i++) {
+		assert_int_equal(im_store_seg_take(a, &k, 10, &sa), IM_OK);
+		assert_int_equal(im_store_seg_take(b, &k, 10, &sb), IM_OK);
+		assert_int_equal(sb.first, sa.last + 1);
+	}
+	/* a owns the slot; b takes it over; a is now a zombie. */
+	assert_int_equal(
+	        im_store_slot_cas(a, IM_KIND_GROUP, 4, 0, "a", &fa.epoch),
+	        IM_OK);
+	assert_int_equal(im_store_msg_append(a, &fa, 1, &m, 1, &r), IM_OK);
+	assert_int_equal(im_store_slot_cas(b, IM_KIND_GROUP, 4, 0, "b", &eb),
+	                 IM_ECONFLICT);
+	assert_int_equal(eb, 1);
+	assert_int_equal(im_store_slot_cas(b, IM_KIND_GROUP, 4, 1, "b", &eb),
+	                 IM_OK);
+	m.seq = 2;
+	m.prev_seq = 1;
+	m.ordinal = 2;
+	m.dedup_id = 2;
+	assert_int_equal(im_store_msg_append(a, &fa, 1, &m, 1, &r), IM_ESTALE);
+	assert_non_null(strstr(im_store_errmsg(a), "group/4"));
+	im_store_close(a);
+	im_store_close(b);
 }
 
 static int
@@ -163,7 +206,7 @@ test_sqlite_refuses_calls_from_its_own_read_callback(void **state)
 	im_group out;
 
 	assert_int_equal(im_store_sqlite_open(&st, ":memory:", NULL, NULL, 0),
-			 IM_OK);
+	                 IM_OK);
 	assert_int_equal(im_store_group_create(st, &g), IM_OK);
 	assert_int_equal(im_store_member_add(st, 1, 5, NULL), IM_OK);
 	assert_int_equal(im_store_member_list(st, 1, reenter, st), IM_OK);
@@ -180,13 +223,13 @@ test_sqlite_segment_space_exhaustion_is_efull(void **state)
 	im_seg s;
 
 	assert_int_equal(im_store_sqlite_open(&st, ":memory:", NULL, NULL, 0),
-			 IM_OK);
+	                 IM_OK);
 	assert_int_equal(im_store_seg_take(st, &k, 10, &s), IM_OK);
 	assert_int_equal(sqlite3_exec(im__store_sqlite_db(st),
-				      "UPDATE im_segments SET max_id = "
-				      "9223372036854775800",
-				      0, 0, 0),
-			 SQLITE_OK);
+	                              "UPDATE im_segments SET max_id = "
+	                              "9223372036854775800",
+	                              0, 0, 0),
+	                 SQLITE_OK);
 	assert_int_equal(im_store_seg_take(st, &k, 7, &s), IM_OK);
 	assert_int_equal(s.last, (uint64_t)INT64_MAX);
 	assert_int_equal(im_store_seg_take(st, &k, 1, &s), IM_EFULL);
@@ -198,18 +241,21 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_sqlite_open_rejects_bad_arguments),
-		cmocka_unit_test(
-			test_sqlite_open_of_an_unreachable_path_fails_with_a_reason),
-		cmocka_unit_test_setup_teardown(
-			test_sqlite_open_with_sync_normal_works, tmp_setup,
-			tmp_teardown),
-		cmocka_unit_test_setup_teardown(
-			test_sqlite_write_on_a_locked_database_is_unavailable,
-			tmp_setup, tmp_teardown),
-		cmocka_unit_test(
-			test_sqlite_refuses_calls_from_its_own_read_callback),
-		cmocka_unit_test(test_sqlite_segment_space_exhaustion_is_efull),
+	        cmocka_unit_test(test_sqlite_open_rejects_bad_arguments),
+	        cmocka_unit_test(
+	                test_sqlite_open_of_an_unreachable_path_fails_with_a_reason),
+	        cmocka_unit_test_setup_teardown(
+	                test_sqlite_open_with_sync_normal_works, tmp_setup,
+	                tmp_teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_sqlite_write_on_a_locked_database_is_unavailable,
+	                tmp_setup, tmp_teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_sqlite_two_handles_on_one_file_fence_a_zombie_owner,
+	                tmp_setup, tmp_teardown),
+	        cmocka_unit_test(
+	                test_sqlite_refuses_calls_from_its_own_read_callback),
+	        cmocka_unit_test(test_sqlite_segment_space_exhaustion_is_efull),
 	};
 
 	return cmocka_run_group_tests_name("store_sqlite", tests, NULL, NULL);

@@ -57,70 +57,70 @@ enum sq_stmt_id {
 };
 
 static const char *const sq_sql[SQ_NSTMT] = {
-	[SQ_BEGIN] = "BEGIN IMMEDIATE",
-	[SQ_COMMIT] = "COMMIT",
-	[SQ_ROLLBACK] = "ROLLBACK",
-	[SQ_SLOT_LOAD] = "SELECT slot, epoch, owner FROM im_slots "
-			 "WHERE kind = ?1 ORDER BY slot",
-	[SQ_SLOT_GET] = "SELECT epoch FROM im_slots "
-			"WHERE kind = ?1 AND slot = ?2",
-	[SQ_SLOT_INSERT] = "INSERT INTO im_slots (kind, slot, owner, epoch) "
-			   "VALUES (?1, ?2, ?3, 1)",
-	[SQ_SLOT_UPDATE] = "UPDATE im_slots SET owner = ?3, epoch = ?4 "
-			   "WHERE kind = ?1 AND slot = ?2",
-	/* The guard keeps max_id + step from leaving the signed range. */
-	[SQ_SEG_BUMP] = "UPDATE im_segments SET max_id = max_id + ?3 "
-			"WHERE space = ?1 AND id = ?2 "
-			"AND max_id <= 9223372036854775807 - ?3 "
-			"RETURNING max_id",
-	[SQ_SEG_FIRST] = "INSERT INTO im_segments (space, id, max_id) "
-			 "VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-	[SQ_MSG_INSERT] = "INSERT INTO im_messages (conv, seq, prev_seq, "
-			  "ordinal, sender, dedup_id, reply_to, time_ms, "
-			  "type, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
-			  "?8, ?9, ?10) ON CONFLICT DO NOTHING",
-	[SQ_MSG_BY_DEDUP] = "SELECT seq, prev_seq, ordinal, reply_to, "
-			    "time_ms, type FROM im_messages "
-			    "WHERE conv = ?1 AND sender = ?2 "
-			    "AND dedup_id = ?3",
-	[SQ_MSG_READ] = "SELECT seq, prev_seq, ordinal, sender, dedup_id, "
-			"reply_to, time_ms, type, body FROM im_messages "
-			"WHERE conv = ?1 AND seq > ?2 AND seq <= ?3 "
-			"ORDER BY seq LIMIT ?4",
-	[SQ_MSG_LAST] = "SELECT seq, ordinal FROM im_messages "
-			"WHERE conv = ?1 AND seq <= ?2 "
-			"ORDER BY seq DESC LIMIT 1",
-	[SQ_GROUP_INSERT] = "INSERT INTO im_groups (gid, creator, "
-			    "created_ms, name) VALUES (?1, ?2, ?3, ?4) "
-			    "ON CONFLICT DO NOTHING",
-	[SQ_GROUP_GET] = "SELECT creator, created_ms, name FROM im_groups "
-			 "WHERE gid = ?1",
-	[SQ_MEMBER_INSERT] = "INSERT INTO im_members (gid, uid, read_seq, "
-			     "read_ordinal, flags, joined_ms) "
-			     "VALUES (?1, ?2, ?3, ?4, 0, ?5) "
-			     "ON CONFLICT DO NOTHING",
-	[SQ_MEMBER_DELETE] = "DELETE FROM im_members "
-			     "WHERE gid = ?1 AND uid = ?2",
-	[SQ_MEMBER_LIST] = "SELECT uid FROM im_members WHERE gid = ?1 "
-			   "ORDER BY uid",
-	[SQ_CONV_LOAD] = "SELECT m.gid, m.read_seq, m.read_ordinal, m.flags, "
-			 "g.seq, g.ordinal, g.sender, g.time_ms, "
-			 "substr(g.body, 1, ?2) "
-			 "FROM im_members m LEFT JOIN im_messages g "
-			 "ON g.conv = m.gid AND g.seq = (SELECT MAX(x.seq) "
-			 "FROM im_messages x WHERE x.conv = m.gid) "
-			 "WHERE m.uid = ?1 ORDER BY m.gid",
-	/* SET sees the old row, so the ordinal follows the old read_seq. */
-	[SQ_CONV_UPDATE] = "UPDATE im_members SET "
-			   "read_ordinal = CASE WHEN ?3 > read_seq THEN ?4 "
-			   "ELSE read_ordinal END, "
-			   "read_seq = MAX(read_seq, ?3), flags = ?5 "
-			   "WHERE gid = ?2 AND uid = ?1",
-	[SQ_UQ_INSERT] = "INSERT INTO im_userq (uid, seq, time_ms, type, "
-			 "body) VALUES (?1, ?2, ?3, ?4, ?5) "
-			 "ON CONFLICT DO NOTHING",
-	[SQ_UQ_READ] = "SELECT seq, time_ms, type, body FROM im_userq "
-		       "WHERE uid = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+        [SQ_BEGIN] = "BEGIN IMMEDIATE",
+        [SQ_COMMIT] = "COMMIT",
+        [SQ_ROLLBACK] = "ROLLBACK",
+        [SQ_SLOT_LOAD] = "SELECT slot, epoch, owner FROM im_slots "
+                         "WHERE kind = ?1 ORDER BY slot",
+        [SQ_SLOT_GET] = "SELECT epoch FROM im_slots "
+                        "WHERE kind = ?1 AND slot = ?2",
+        [SQ_SLOT_INSERT] = "INSERT INTO im_slots (kind, slot, owner, epoch) "
+                           "VALUES (?1, ?2, ?3, 1)",
+        [SQ_SLOT_UPDATE] = "UPDATE im_slots SET owner = ?3, epoch = ?4 "
+                           "WHERE kind = ?1 AND slot = ?2",
+        /* The guard keeps max_id + step from leaving the signed range. */
+        [SQ_SEG_BUMP] = "UPDATE im_segments SET max_id = max_id + ?3 "
+                        "WHERE space = ?1 AND id = ?2 "
+                        "AND max_id <= 9223372036854775807 - ?3 "
+                        "RETURNING max_id",
+        [SQ_SEG_FIRST] = "INSERT INTO im_segments (space, id, max_id) "
+                         "VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+        [SQ_MSG_INSERT] = "INSERT INTO im_messages (conv, seq, prev_seq, "
+                          "ordinal, sender, dedup_id, reply_to, time_ms, "
+                          "type, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
+                          "?8, ?9, ?10) ON CONFLICT DO NOTHING",
+        [SQ_MSG_BY_DEDUP] = "SELECT seq, prev_seq, ordinal, reply_to, "
+                            "time_ms, type FROM im_messages "
+                            "WHERE conv = ?1 AND sender = ?2 "
+                            "AND dedup_id = ?3",
+        [SQ_MSG_READ] = "SELECT seq, prev_seq, ordinal, sender, dedup_id, "
+                        "reply_to, time_ms, type, body FROM im_messages "
+                        "WHERE conv = ?1 AND seq > ?2 AND seq <= ?3 "
+                        "ORDER BY seq LIMIT ?4",
+        [SQ_MSG_LAST] = "SELECT seq, ordinal FROM im_messages "
+                        "WHERE conv = ?1 AND seq <= ?2 "
+                        "ORDER BY seq DESC LIMIT 1",
+        [SQ_GROUP_INSERT] = "INSERT INTO im_groups (gid, creator, "
+                            "created_ms, name) VALUES (?1, ?2, ?3, ?4) "
+                            "ON CONFLICT DO NOTHING",
+        [SQ_GROUP_GET] = "SELECT creator, created_ms, name FROM im_groups "
+                         "WHERE gid = ?1",
+        [SQ_MEMBER_INSERT] = "INSERT INTO im_members (gid, uid, read_seq, "
+                             "read_ordinal, flags, joined_ms) "
+                             "VALUES (?1, ?2, ?3, ?4, 0, ?5) "
+                             "ON CONFLICT DO NOTHING",
+        [SQ_MEMBER_DELETE] = "DELETE FROM im_members "
+                             "WHERE gid = ?1 AND uid = ?2",
+        [SQ_MEMBER_LIST] = "SELECT uid FROM im_members WHERE gid = ?1 "
+                           "ORDER BY uid",
+        [SQ_CONV_LOAD] = "SELECT m.gid, m.read_seq, m.read_ordinal, m.flags, "
+                         "g.seq, g.ordinal, g.sender, g.time_ms, "
+                         "substr(g.body, 1, ?2) "
+                         "FROM im_members m LEFT JOIN im_messages g "
+                         "ON g.conv = m.gid AND g.seq = (SELECT MAX(x.seq) "
+                         "FROM im_messages x WHERE x.conv = m.gid) "
+                         "WHERE m.uid = ?1 ORDER BY m.gid",
+        /* SET sees the old row, so the ordinal follows the old read_seq. */
+        [SQ_CONV_UPDATE] = "UPDATE im_members SET "
+                           "read_ordinal = CASE WHEN ?3 > read_seq THEN ?4 "
+                           "ELSE read_ordinal END, "
+                           "read_seq = MAX(read_seq, ?3), flags = ?5 "
+                           "WHERE gid = ?2 AND uid = ?1",
+        [SQ_UQ_INSERT] = "INSERT INTO im_userq (uid, seq, time_ms, type, "
+                         "body) VALUES (?1, ?2, ?3, ?4, ?5) "
+                         "ON CONFLICT DO NOTHING",
+        [SQ_UQ_READ] = "SELECT seq, time_ms, type, body FROM im_userq "
+                       "WHERE uid = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
 };
 
 /* Where the chain of a conv stands after message i of a batch. */
@@ -195,7 +195,7 @@ sq_fail(sq_store *sq, int rc, const char *what)
 	int prim = rc & 0xff;
 
 	im_store_set_error(&sq->base, "sqlite: %s: %s (%d)", what,
-			   sqlite3_errmsg(sq->db), rc);
+	                   sqlite3_errmsg(sq->db), rc);
 	if (prim == SQLITE_BUSY || prim == SQLITE_LOCKED) {
 		return IM_EUNAVAIL;
 	}
@@ -210,7 +210,7 @@ sq_guard(sq_store *sq)
 {
 	if (sq->in_cb) {
 		im_store_set_error(&sq->base, "sqlite: store called from its "
-					      "own read callback");
+		                              "own read callback");
 		return IM_ERR;
 	}
 	return IM_OK;
@@ -299,7 +299,7 @@ sq_exec_sql(sq_store *sq, const char *sql, const char *what)
 
 		if (err != NULL) {
 			im_store_set_error(&sq->base, "sqlite: %s: %s", what,
-					   err);
+			                   err);
 			sqlite3_free(err);
 		}
 		return ret;
@@ -328,9 +328,10 @@ sq_schema_version(sq_store *sq, uint32_t *out)
 	v = sqlite3_column_int64(s, 0);
 	sqlite3_finalize(s);
 	if (v < 0 || v > (sqlite3_int64)UINT32_MAX) {
-		im_store_set_error(&sq->base, "sqlite: schema version %lld "
-					      "is out of range",
-				   (long long)v);
+		im_store_set_error(&sq->base,
+		                   "sqlite: schema version %lld "
+		                   "is out of range",
+		                   (long long)v);
 		return IM_ESCHEMA;
 	}
 	*out = (uint32_t)v;
@@ -356,7 +357,7 @@ sq_migrate_step(sq_store *sq, uint32_t *version_out, bool *done_out)
 	}
 	if (rc == IM_OK) {
 		rc = im__schema_next(cur, &m, sq->base.errmsg,
-				     sizeof(sq->base.errmsg));
+		                     sizeof(sq->base.errmsg));
 	}
 	if (rc == IM_OK && m == NULL) {
 		*version_out = cur;
@@ -388,8 +389,8 @@ sq_prepare_all(sq_store *sq)
 	}
 	for (i = 0; i < SQ_NSTMT; i++) {
 		rc = sqlite3_prepare_v3(sq->db, sq_sql[i], -1,
-					SQLITE_PREPARE_PERSISTENT,
-					&sq->stmt[i], NULL);
+		                        SQLITE_PREPARE_PERSISTENT, &sq->stmt[i],
+		                        NULL);
 		if (rc != SQLITE_OK) {
 			return sq_fail(sq, rc, sq_sql[i]);
 		}
@@ -443,10 +444,10 @@ sq_slot_load(im_store *st, im_kind kind, im_slot_cb cb, void *payload)
 	sq->in_cb = true;
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		im_slot_row row = {
-			.kind = kind,
-			.slot = (uint32_t)sqlite3_column_int64(s, 0),
-			.epoch = sq_col_u64(s, 1),
-			.owner = (const char *)sqlite3_column_text(s, 2),
+		        .kind = kind,
+		        .slot = (uint32_t)sqlite3_column_int64(s, 0),
+		        .epoch = sq_col_u64(s, 1),
+		        .owner = (const char *)sqlite3_column_text(s, 2),
 		};
 
 		if (row.owner == NULL) {
@@ -484,7 +485,7 @@ sq_slot_epoch(sq_store *sq, im_kind kind, uint32_t slot, im_epoch *out)
 
 static int
 sq_slot_cas(im_store *st, im_kind kind, uint32_t slot, im_epoch expect,
-	    const char *owner, im_epoch *epoch_out)
+            const char *owner, im_epoch *epoch_out)
 {
 	sq_store *sq = sq_of(st);
 	sqlite3_stmt *s;
@@ -500,9 +501,9 @@ sq_slot_cas(im_store *st, im_kind kind, uint32_t slot, im_epoch expect,
 	if (cur != expect) {
 		*epoch_out = cur;
 		im_store_set_error(st, "slot %s/%u is at epoch %llu, not %llu",
-				   sq_kind_name(kind), slot,
-				   (unsigned long long)cur,
-				   (unsigned long long)expect);
+		                   sq_kind_name(kind), slot,
+		                   (unsigned long long)cur,
+		                   (unsigned long long)expect);
 		rc = IM_ECONFLICT;
 		goto out;
 	}
@@ -521,8 +522,7 @@ out:
 }
 
 static int
-sq_seg_take(im_store *st, const im_seg_key *key, uint32_t step,
-	    im_seg *seg_out)
+sq_seg_take(im_store *st, const im_seg_key *key, uint32_t step, im_seg *seg_out)
 {
 	sq_store *sq = sq_of(st);
 	sqlite3_stmt *s;
@@ -561,8 +561,8 @@ sq_seg_take(im_store *st, const im_seg_key *key, uint32_t step,
 		if (sqlite3_changes(sq->db) == 0) {
 			/* The row exists but the guard refused the bump. */
 			im_store_set_error(st, "id space %d/%llu is exhausted",
-					   (int)key->space,
-					   (unsigned long long)key->id);
+			                   (int)key->space,
+			                   (unsigned long long)key->id);
 			rc = IM_EFULL;
 			goto out;
 		}
@@ -591,11 +591,11 @@ sq_check_fences(sq_store *sq, const im_fence *fences, size_t nfences)
 		/* Epoch 0 is "never owned": no owner may write with it. */
 		if (cur != f->epoch || cur == 0) {
 			im_store_set_error(&sq->base,
-					   "fenced: slot %s/%u is at epoch "
-					   "%llu, writer holds epoch %llu",
-					   sq_kind_name(f->kind), f->slot,
-					   (unsigned long long)cur,
-					   (unsigned long long)f->epoch);
+			                   "fenced: slot %s/%u is at epoch "
+			                   "%llu, writer holds epoch %llu",
+			                   sq_kind_name(f->kind), f->slot,
+			                   (unsigned long long)cur,
+			                   (unsigned long long)f->epoch);
 			return IM_ESTALE;
 		}
 	}
@@ -614,9 +614,10 @@ sq_chain_reserve(sq_store *sq, size_t n)
 	}
 	c = realloc(sq->chain, n * sizeof(*c));
 	if (c == NULL) {
-		im_store_set_error(&sq->base, "out of memory for a batch "
-					      "of %zu",
-				   n);
+		im_store_set_error(&sq->base,
+		                   "out of memory for a batch "
+		                   "of %zu",
+		                   n);
 		return IM_ENOMEM;
 	}
 	sq->chain = c;
@@ -645,16 +646,16 @@ sq_chain_check(sq_store *sq, const im_msg *msgs, size_t n)
 		}
 		j = sq->chain[i].prev_idx;
 		if (j != SIZE_MAX && (msgs[i].prev_seq != msgs[j].seq ||
-				      msgs[i].ordinal != msgs[j].ordinal + 1)) {
+		                      msgs[i].ordinal != msgs[j].ordinal + 1)) {
 			im_store_set_error(&sq->base,
-					   "message %zu breaks the chain of "
-					   "conv %llu (prev_seq %llu, ordinal "
-					   "%llu after seq %llu ordinal %llu)",
-					   i, (unsigned long long)msgs[i].conv,
-					   (unsigned long long)msgs[i].prev_seq,
-					   (unsigned long long)msgs[i].ordinal,
-					   (unsigned long long)msgs[j].seq,
-					   (unsigned long long)msgs[j].ordinal);
+			                   "message %zu breaks the chain of "
+			                   "conv %llu (prev_seq %llu, ordinal "
+			                   "%llu after seq %llu ordinal %llu)",
+			                   i, (unsigned long long)msgs[i].conv,
+			                   (unsigned long long)msgs[i].prev_seq,
+			                   (unsigned long long)msgs[i].ordinal,
+			                   (unsigned long long)msgs[j].seq,
+			                   (unsigned long long)msgs[j].ordinal);
 			return IM_EINVAL;
 		}
 	}
@@ -663,7 +664,7 @@ sq_chain_check(sq_store *sq, const im_msg *msgs, size_t n)
 
 static int
 sq_find_dedup(sq_store *sq, im_gid conv, im_uid sender, uint64_t dedup_id,
-	      im_msg *out)
+              im_msg *out)
 {
 	sqlite3_stmt *s = sq_stmt(sq, SQ_MSG_BY_DEDUP);
 	int rc;
@@ -674,15 +675,15 @@ sq_find_dedup(sq_store *sq, im_gid conv, im_uid sender, uint64_t dedup_id,
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW) {
 		*out = (im_msg){
-			.conv = conv,
-			.seq = sq_col_u64(s, 0),
-			.prev_seq = sq_col_u64(s, 1),
-			.ordinal = sq_col_u64(s, 2),
-			.sender = sender,
-			.dedup_id = dedup_id,
-			.reply_to = sq_col_u64(s, 3),
-			.time_ms = sq_col_u64(s, 4),
-			.type = (uint32_t)sqlite3_column_int64(s, 5),
+		        .conv = conv,
+		        .seq = sq_col_u64(s, 0),
+		        .prev_seq = sq_col_u64(s, 1),
+		        .ordinal = sq_col_u64(s, 2),
+		        .sender = sender,
+		        .dedup_id = dedup_id,
+		        .reply_to = sq_col_u64(s, 3),
+		        .time_ms = sq_col_u64(s, 4),
+		        .type = (uint32_t)sqlite3_column_int64(s, 5),
 		};
 	}
 	sqlite3_reset(s);
@@ -696,8 +697,7 @@ sq_find_dedup(sq_store *sq, im_gid conv, im_uid sender, uint64_t dedup_id,
 }
 
 static int
-sq_append_one(sq_store *sq, const im_msg *msgs, size_t i,
-	      im_append_result *res)
+sq_append_one(sq_store *sq, const im_msg *msgs, size_t i, im_append_result *res)
 {
 	const im_msg *m = &msgs[i];
 	struct sq_chain *c = &sq->chain[i];
@@ -737,17 +737,18 @@ sq_append_one(sq_store *sq, const im_msg *msgs, size_t i,
 	 */
 	rc = sq_find_dedup(sq, m->conv, m->sender, m->dedup_id, &orig);
 	if (rc == IM_ENOTFOUND) {
-		im_store_set_error(&sq->base, "seq %llu of conv %llu already "
-					      "holds another message",
-				   (unsigned long long)m->seq,
-				   (unsigned long long)m->conv);
+		im_store_set_error(&sq->base,
+		                   "seq %llu of conv %llu already "
+		                   "holds another message",
+		                   (unsigned long long)m->seq,
+		                   (unsigned long long)m->conv);
 		return IM_ECONFLICT;
 	}
 	if (rc != IM_OK) {
 		return rc;
 	}
 	*res = (im_append_result){orig.seq, orig.prev_seq, orig.ordinal,
-				  orig.time_ms, true};
+	                          orig.time_ms, true};
 	c->next_prev = prev;
 	c->next_ord = ord;
 	return IM_OK;
@@ -755,7 +756,7 @@ sq_append_one(sq_store *sq, const im_msg *msgs, size_t i,
 
 static int
 sq_msg_append(im_store *st, const im_fence *fences, size_t nfences,
-	      const im_msg *msgs, size_t n, im_append_result *res_out)
+              const im_msg *msgs, size_t n, im_append_result *res_out)
 {
 	sq_store *sq = sq_of(st);
 	size_t i;
@@ -783,7 +784,7 @@ out:
 
 static int
 sq_msg_read(im_store *st, im_gid conv, im_seq after, im_seq until,
-	    uint32_t limit, im_msg_cb cb, void *payload)
+            uint32_t limit, im_msg_cb cb, void *payload)
 {
 	sq_store *sq = sq_of(st);
 	sqlite3_stmt *s;
@@ -803,17 +804,17 @@ sq_msg_read(im_store *st, im_gid conv, im_seq after, im_seq until,
 	sq->in_cb = true;
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		im_msg m = {
-			.conv = conv,
-			.seq = sq_col_u64(s, 0),
-			.prev_seq = sq_col_u64(s, 1),
-			.ordinal = sq_col_u64(s, 2),
-			.sender = sq_col_u64(s, 3),
-			.dedup_id = sq_col_u64(s, 4),
-			.reply_to = sq_col_u64(s, 5),
-			.time_ms = sq_col_u64(s, 6),
-			.type = (uint32_t)sqlite3_column_int64(s, 7),
-			.body = sqlite3_column_blob(s, 8),
-			.body_len = (uint32_t)sqlite3_column_bytes(s, 8),
+		        .conv = conv,
+		        .seq = sq_col_u64(s, 0),
+		        .prev_seq = sq_col_u64(s, 1),
+		        .ordinal = sq_col_u64(s, 2),
+		        .sender = sq_col_u64(s, 3),
+		        .dedup_id = sq_col_u64(s, 4),
+		        .reply_to = sq_col_u64(s, 5),
+		        .time_ms = sq_col_u64(s, 6),
+		        .type = (uint32_t)sqlite3_column_int64(s, 7),
+		        .body = sqlite3_column_blob(s, 8),
+		        .body_len = (uint32_t)sqlite3_column_bytes(s, 8),
 		};
 
 		if ((ret = cb(&m, payload)) != 0) {
@@ -865,17 +866,18 @@ sq_msg_last(im_store *st, im_gid conv, im_seq at, im_msg_pos *pos_out)
 	}
 	rc = sq_last(sq, conv, at, pos_out);
 	if (rc == IM_ENOTFOUND) {
-		im_store_set_error(st, "conv %llu has no message at or "
-				       "before seq %llu",
-				   (unsigned long long)conv,
-				   (unsigned long long)at);
+		im_store_set_error(st,
+		                   "conv %llu has no message at or "
+		                   "before seq %llu",
+		                   (unsigned long long)conv,
+		                   (unsigned long long)at);
 	}
 	return rc;
 }
 
 static int
-sq_msg_find_dedup(im_store *st, im_gid conv, im_uid sender,
-		  uint64_t dedup_id, im_msg *msg_out)
+sq_msg_find_dedup(im_store *st, im_gid conv, im_uid sender, uint64_t dedup_id,
+                  im_msg *msg_out)
 {
 	sq_store *sq = sq_of(st);
 	int rc;
@@ -885,11 +887,12 @@ sq_msg_find_dedup(im_store *st, im_gid conv, im_uid sender,
 	}
 	rc = sq_find_dedup(sq, conv, sender, dedup_id, msg_out);
 	if (rc == IM_ENOTFOUND) {
-		im_store_set_error(st, "no message with dedup key "
-				       "(%llu, %llu, %llu)",
-				   (unsigned long long)conv,
-				   (unsigned long long)sender,
-				   (unsigned long long)dedup_id);
+		im_store_set_error(st,
+		                   "no message with dedup key "
+		                   "(%llu, %llu, %llu)",
+		                   (unsigned long long)conv,
+		                   (unsigned long long)sender,
+		                   (unsigned long long)dedup_id);
 	}
 	return rc;
 }
@@ -914,7 +917,7 @@ sq_group_create(im_store *st, const im_group *group)
 	rc = sq_exec_stmt(sq, s, "group_create");
 	if (rc == IM_OK && sqlite3_changes(sq->db) == 0) {
 		im_store_set_error(st, "group %llu exists",
-				   (unsigned long long)group->gid);
+		                   (unsigned long long)group->gid);
 		rc = IM_ECONFLICT;
 	}
 	return sq_end(sq, rc);
@@ -947,7 +950,7 @@ sq_group_get(sq_store *sq, im_gid gid, im_group *out)
 	}
 	if (rc == SQLITE_DONE) {
 		im_store_set_error(&sq->base, "no group %llu",
-				   (unsigned long long)gid);
+		                   (unsigned long long)gid);
 		return IM_ENOTFOUND;
 	}
 	return sq_fail(sq, rc, "group_lookup");
@@ -1057,18 +1060,18 @@ sq_conv_load(im_store *st, im_uid user, im_conv_cb cb, void *payload)
 	sq->in_cb = true;
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		im_conv_row row = {
-			.conv = sq_col_u64(s, 0),
-			.read_seq = sq_col_u64(s, 1),
-			.read_ordinal = sq_col_u64(s, 2),
-			.flags = (uint32_t)sqlite3_column_int64(s, 3),
-			.last = {sq_col_u64(s, 4), sq_col_u64(s, 5)},
-			.last_sender = sq_col_u64(s, 6),
-			.last_time_ms = sq_col_u64(s, 7),
-			.preview = sqlite3_column_blob(s, 8),
+		        .conv = sq_col_u64(s, 0),
+		        .read_seq = sq_col_u64(s, 1),
+		        .read_ordinal = sq_col_u64(s, 2),
+		        .flags = (uint32_t)sqlite3_column_int64(s, 3),
+		        .last = {sq_col_u64(s, 4), sq_col_u64(s, 5)},
+		        .last_sender = sq_col_u64(s, 6),
+		        .last_time_ms = sq_col_u64(s, 7),
+		        .preview = sqlite3_column_blob(s, 8),
 		};
 
 		row.preview_len = (uint32_t)IM__MIN(sqlite3_column_bytes(s, 8),
-						    IM_PREVIEW_MAX);
+		                                    IM_PREVIEW_MAX);
 		if ((ret = cb(&row, payload)) != 0) {
 			break;
 		}
@@ -1083,7 +1086,7 @@ sq_conv_load(im_store *st, im_uid user, im_conv_cb cb, void *payload)
 
 static int
 sq_conv_update(im_store *st, im_uid user, im_gid conv, im_seq read_seq,
-	       uint64_t read_ordinal, uint32_t flags)
+               uint64_t read_ordinal, uint32_t flags)
 {
 	sq_store *sq = sq_of(st);
 	sqlite3_stmt *s;
@@ -1101,8 +1104,8 @@ sq_conv_update(im_store *st, im_uid user, im_gid conv, im_seq read_seq,
 	rc = sq_exec_stmt(sq, s, "conv_update");
 	if (rc == IM_OK && sqlite3_changes(sq->db) == 0) {
 		im_store_set_error(st, "user %llu is not a member of %llu",
-				   (unsigned long long)user,
-				   (unsigned long long)conv);
+		                   (unsigned long long)user,
+		                   (unsigned long long)conv);
 		rc = IM_ENOTFOUND;
 	}
 	return sq_end(sq, rc);
@@ -1112,7 +1115,7 @@ sq_conv_update(im_store *st, im_uid user, im_gid conv, im_seq read_seq,
 
 static int
 sq_uq_append(im_store *st, const im_fence *fences, size_t nfences,
-	     const im_uq_item *items, size_t n)
+             const im_uq_item *items, size_t n)
 {
 	sq_store *sq = sq_of(st);
 	sqlite3_stmt *s;
@@ -1139,8 +1142,8 @@ out:
 }
 
 static int
-sq_uq_read(im_store *st, im_uid user, im_seq after, uint32_t limit,
-	   im_uq_cb cb, void *payload)
+sq_uq_read(im_store *st, im_uid user, im_seq after, uint32_t limit, im_uq_cb cb,
+           void *payload)
 {
 	sq_store *sq = sq_of(st);
 	sqlite3_stmt *s;
@@ -1159,12 +1162,12 @@ sq_uq_read(im_store *st, im_uid user, im_seq after, uint32_t limit,
 	sq->in_cb = true;
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		im_uq_item it = {
-			.user = user,
-			.seq = sq_col_u64(s, 0),
-			.time_ms = sq_col_u64(s, 1),
-			.type = (uint32_t)sqlite3_column_int64(s, 2),
-			.body = sqlite3_column_blob(s, 3),
-			.body_len = (uint32_t)sqlite3_column_bytes(s, 3),
+		        .user = user,
+		        .seq = sq_col_u64(s, 0),
+		        .time_ms = sq_col_u64(s, 1),
+		        .type = (uint32_t)sqlite3_column_int64(s, 2),
+		        .body = sqlite3_column_blob(s, 3),
+		        .body_len = (uint32_t)sqlite3_column_bytes(s, 3),
 		};
 
 		if ((ret = cb(&it, payload)) != 0) {
@@ -1197,26 +1200,26 @@ sq_close(im_store *st)
 }
 
 static const struct im_store_ops sq_ops = {
-	.version = IM_STORE_OPS_VERSION,
-	.name = "sqlite",
-	.close = sq_close,
-	.migrate = sq_migrate,
-	.slot_load = sq_slot_load,
-	.slot_cas = sq_slot_cas,
-	.seg_take = sq_seg_take,
-	.msg_append = sq_msg_append,
-	.msg_read = sq_msg_read,
-	.msg_last = sq_msg_last,
-	.msg_find_dedup = sq_msg_find_dedup,
-	.group_create = sq_group_create,
-	.group_lookup = sq_group_lookup,
-	.member_add = sq_member_add,
-	.member_remove = sq_member_remove,
-	.member_list = sq_member_list,
-	.conv_load = sq_conv_load,
-	.conv_update = sq_conv_update,
-	.uq_append = sq_uq_append,
-	.uq_read = sq_uq_read,
+        .version = IM_STORE_OPS_VERSION,
+        .name = "sqlite",
+        .close = sq_close,
+        .migrate = sq_migrate,
+        .slot_load = sq_slot_load,
+        .slot_cas = sq_slot_cas,
+        .seg_take = sq_seg_take,
+        .msg_append = sq_msg_append,
+        .msg_read = sq_msg_read,
+        .msg_last = sq_msg_last,
+        .msg_find_dedup = sq_msg_find_dedup,
+        .group_create = sq_group_create,
+        .group_lookup = sq_group_lookup,
+        .member_add = sq_member_add,
+        .member_remove = sq_member_remove,
+        .member_list = sq_member_list,
+        .conv_load = sq_conv_load,
+        .conv_update = sq_conv_update,
+        .uq_append = sq_uq_append,
+        .uq_read = sq_uq_read,
 };
 
 static void
@@ -1234,21 +1237,21 @@ sq_pragmas(sq_store *sq, const im_store_sqlite_opts *opts)
 	int rc;
 
 	sqlite3_busy_timeout(sq->db, (int)IM__MIN(opts->busy_timeout_ms,
-						   (uint32_t)INT32_MAX));
+	                                          (uint32_t)INT32_MAX));
 	/* :memory: answers "memory" here, which is what it can do. */
 	rc = sq_exec_sql(sq, "PRAGMA journal_mode=WAL", "journal_mode");
 	if (rc != IM_OK) {
 		return rc;
 	}
 	snprintf(sql, sizeof(sql), "PRAGMA synchronous=%s",
-		 opts->sync == IM_SQLITE_SYNC_NORMAL ? "NORMAL" : "FULL");
+	         opts->sync == IM_SQLITE_SYNC_NORMAL ? "NORMAL" : "FULL");
 	return sq_exec_sql(sq, sql, "synchronous");
 }
 
 int
 im_store_sqlite_open(im_store **out, const char *path,
-		     const im_store_sqlite_opts *opts, char *errbuf,
-		     size_t errlen)
+                     const im_store_sqlite_opts *opts, char *errbuf,
+                     size_t errlen)
 {
 	static const im_store_sqlite_opts defaults = IM_STORE_SQLITE_OPTS_INIT;
 	sq_store *sq = NULL;
@@ -1280,9 +1283,9 @@ im_store_sqlite_open(im_store **out, const char *path,
 		return rc;
 	}
 	rc = sqlite3_open_v2(path, &sq->db,
-			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-				     SQLITE_OPEN_NOMUTEX,
-			     NULL);
+	                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+	                             SQLITE_OPEN_NOMUTEX,
+	                     NULL);
 	if (rc != SQLITE_OK) {
 		rc = sq_fail(sq, rc, path);
 		goto fail;
@@ -1297,8 +1300,8 @@ fail:
 	sq_errbuf(errbuf, errlen, sq->base.errmsg);
 	sq_close(&sq->base);
 	return rc == IM_EUNAVAIL || rc == IM_ESCHEMA || rc == IM_ENOMEM
-		       ? rc
-		       : IM_ERR;
+	               ? rc
+	               : IM_ERR;
 }
 
 sqlite3 *
