@@ -3,6 +3,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -12,6 +13,73 @@
 #include "test_rng.h"
 
 static uint64_t seed;
+
+/*
+ * Tests that only use the public store API run once per backend: the
+ * fixture opens a fresh store for each. Fault injection needs mem_store
+ * itself, so those tests open one directly.
+ */
+typedef struct backend {
+	const char *name;
+	im_store *(*open)(void);
+} backend;
+
+typedef struct fixture {
+	const backend *be;
+	im_store *st;
+} fixture;
+
+static im_store *
+open_mem(void)
+{
+	mem_store *m = mem_store_open();
+
+	return m != NULL ? &m->base : NULL;
+}
+
+static const backend mem = {"mem", open_mem};
+
+static int
+setup_store(void **state)
+{
+	const backend *be = *state;
+	fixture *f = calloc(1, sizeof(*f));
+
+	if (f == NULL) {
+		return -1;
+	}
+	f->be = be;
+	f->st = be->open();
+	if (f->st == NULL) {
+		free(f);
+		return -1;
+	}
+	*state = f;
+	return 0;
+}
+
+static int
+teardown_store(void **state)
+{
+	fixture *f = *state;
+
+	im_store_close(f->st);
+	free(f);
+	return 0;
+}
+
+static im_store *
+store_of(void **state)
+{
+	return ((fixture *)*state)->st;
+}
+
+/* One test on one backend, named test_x_on_<backend>. */
+#define STORE_TEST(fn, be)                                                   \
+	{                                                                    \
+		#fn "_on_" #be, fn, setup_store, teardown_store,             \
+			(void *)&be                                          \
+	}
 
 static const im_seg_key gkey = {IM_SEG_GROUP_SEQ, 42};
 
@@ -27,12 +95,12 @@ init(im_idseg *s, uint32_t step, uint32_t percent)
 
 /* Next id, refilling from the store first whenever it asks. */
 static uint64_t
-next_refilling(im_idseg *s, mem_store *m)
+next_refilling(im_idseg *s, im_store *st)
 {
 	uint64_t id = 0;
 
 	if (im_idseg_wants_refill(s)) {
-		assert_int_equal(im_idseg_refill(s, &m->base), IM_OK);
+		assert_int_equal(im_idseg_refill(s, st), IM_OK);
 	}
 	assert_int_equal(im_idseg_next(s, &id), IM_OK);
 	return id;
@@ -89,36 +157,33 @@ test_idseg_init_rejects_bad_opts(void **state)
 static void
 test_idseg_new_allocator_needs_a_refill_before_its_first_id(void **state)
 {
-	mem_store *m = mem_store_open();
+	im_store *st = store_of(state);
 	im_idseg s;
 	uint64_t id = 99;
 
-	(void)state;
 	init(&s, 10, 20);
 	assert_true(im_idseg_wants_refill(&s));
 	assert_int_equal(im_idseg_available(&s), 0);
 	assert_int_equal(im_idseg_next(&s, &id), IM_EAGAIN);
 	assert_int_equal(id, 99);
-	assert_int_equal(im_idseg_refill(&s, &m->base), IM_OK);
+	assert_int_equal(im_idseg_refill(&s, st), IM_OK);
 	assert_int_equal(im_idseg_available(&s), 10);
 	assert_int_equal(im_idseg_next(&s, &id), IM_OK);
 	/* The first segment of a new key starts at 1. */
 	assert_int_equal(id, 1);
 	im_idseg_finish(&s);
-	im_store_close(&m->base);
 }
 
 static void
 test_idseg_ids_are_strictly_increasing_and_unique(void **state)
 {
-	mem_store *m = mem_store_open();
+	im_store *st = store_of(state);
 	im_idseg s;
 	uint64_t prev = 0;
 
-	(void)state;
 	init(&s, 7, 50);
 	for (int i = 0; i < 10000; i++) {
-		uint64_t id = next_refilling(&s, m);
+		uint64_t id = next_refilling(&s, st);
 
 		assert_true(id > prev);
 		prev = id;
@@ -127,25 +192,23 @@ test_idseg_ids_are_strictly_increasing_and_unique(void **state)
 	assert_int_equal(prev, 10000);
 	assert_int_equal(s.last_id, 10000);
 	im_idseg_finish(&s);
-	im_store_close(&m->base);
 }
 
 static void
 test_idseg_wants_refill_once_refill_percent_is_used(void **state)
 {
-	mem_store *m = mem_store_open();
+	im_store *st = store_of(state);
 	im_idseg s;
 	uint64_t id;
 
-	(void)state;
 	init(&s, 10, 20);
-	assert_int_equal(im_idseg_refill(&s, &m->base), IM_OK);
+	assert_int_equal(im_idseg_refill(&s, st), IM_OK);
 	assert_false(im_idseg_wants_refill(&s));
 	assert_int_equal(im_idseg_next(&s, &id), IM_OK);
 	assert_false(im_idseg_wants_refill(&s)); /* 1 of 10 used */
 	assert_int_equal(im_idseg_next(&s, &id), IM_OK);
 	assert_true(im_idseg_wants_refill(&s)); /* 2 of 10 = 20% */
-	assert_int_equal(im_idseg_refill(&s, &m->base), IM_OK);
+	assert_int_equal(im_idseg_refill(&s, st), IM_OK);
 	/* The prefetched segment waits in spare. */
 	assert_false(im_idseg_wants_refill(&s));
 	assert_int_equal(im_idseg_available(&s), 18);
@@ -162,19 +225,17 @@ test_idseg_wants_refill_once_refill_percent_is_used(void **state)
 	assert_int_equal(im_idseg_next(&s, &id), IM_OK);
 	assert_true(im_idseg_wants_refill(&s));
 	assert_false(im_idseg_wants_refill(NULL));
-	im_store_close(&m->base);
 }
 
 static void
 test_idseg_refill_percent_100_asks_only_when_empty(void **state)
 {
-	mem_store *m = mem_store_open();
+	im_store *st = store_of(state);
 	im_idseg s;
 	uint64_t id;
 
-	(void)state;
 	init(&s, 4, 100);
-	assert_int_equal(im_idseg_refill(&s, &m->base), IM_OK);
+	assert_int_equal(im_idseg_refill(&s, st), IM_OK);
 	for (int i = 0; i < 3; i++) {
 		assert_int_equal(im_idseg_next(&s, &id), IM_OK);
 		assert_false(im_idseg_wants_refill(&s));
@@ -182,7 +243,6 @@ test_idseg_refill_percent_100_asks_only_when_empty(void **state)
 	assert_int_equal(im_idseg_next(&s, &id), IM_OK);
 	assert_true(im_idseg_wants_refill(&s));
 	assert_int_equal(im_idseg_next(&s, &id), IM_EAGAIN);
-	im_store_close(&m->base);
 }
 
 /*
@@ -194,9 +254,8 @@ static void
 test_idseg_steady_state_with_refill_when_wanted_never_waits(void **state)
 {
 	test_rng r = {seed};
-	mem_store *m = mem_store_open();
+	im_store *st = store_of(state);
 
-	(void)state;
 	for (int round = 0; round < 50; round++) {
 		uint32_t step = 1 + (uint32_t)test_rng_below(&r, 200);
 		uint32_t pct = 1 + (uint32_t)test_rng_below(&r, 99);
@@ -212,7 +271,7 @@ test_idseg_steady_state_with_refill_when_wanted_never_waits(void **state)
 		o.step = step;
 		o.refill_percent = pct;
 		assert_int_equal(im_idseg_init(&s, &key, &o), IM_OK);
-		assert_int_equal(im_idseg_refill(&s, &m->base), IM_OK);
+		assert_int_equal(im_idseg_refill(&s, st), IM_OK);
 		for (int i = 0; i < 5000; i++) {
 			uint64_t id;
 
@@ -227,7 +286,7 @@ test_idseg_steady_state_with_refill_when_wanted_never_waits(void **state)
 				if (pending != 0) {
 					break;
 				}
-				assert_int_equal(im_idseg_refill(&s, &m->base),
+				assert_int_equal(im_idseg_refill(&s, st),
 						 IM_OK);
 				pending = -1;
 			}
@@ -240,20 +299,18 @@ test_idseg_steady_state_with_refill_when_wanted_never_waits(void **state)
 		}
 		im_idseg_finish(&s);
 	}
-	im_store_close(&m->base);
 }
 
 static void
 test_idseg_next_returns_eagain_when_both_buffers_are_empty(void **state)
 {
-	mem_store *m = mem_store_open();
+	im_store *st = store_of(state);
 	im_idseg s;
 	uint64_t id;
 
-	(void)state;
 	init(&s, 3, 20);
-	assert_int_equal(im_idseg_refill(&s, &m->base), IM_OK);
-	assert_int_equal(im_idseg_refill(&s, &m->base), IM_OK);
+	assert_int_equal(im_idseg_refill(&s, st), IM_OK);
+	assert_int_equal(im_idseg_refill(&s, st), IM_OK);
 	for (uint64_t want = 1; want <= 6; want++) {
 		assert_int_equal(im_idseg_next(&s, &id), IM_OK);
 		assert_int_equal(id, want);
@@ -264,23 +321,21 @@ test_idseg_next_returns_eagain_when_both_buffers_are_empty(void **state)
 	assert_int_equal(im_idseg_next(NULL, &id), IM_EINVAL);
 	assert_int_equal(im_idseg_next(&s, NULL), IM_EINVAL);
 	/* Still consistent: a refill brings it back. */
-	assert_int_equal(im_idseg_refill(&s, &m->base), IM_OK);
+	assert_int_equal(im_idseg_refill(&s, st), IM_OK);
 	assert_int_equal(im_idseg_next(&s, &id), IM_OK);
 	assert_int_equal(id, 7);
-	im_store_close(&m->base);
 }
 
 static void
 test_idseg_restart_never_reuses_or_goes_below_a_handed_out_id(void **state)
 {
-	mem_store *m = mem_store_open();
+	im_store *st = store_of(state);
 	im_idseg before, after;
 	uint64_t id, held;
 
-	(void)state;
 	init(&before, 100, 10);
 	for (int i = 0; i < 250; i++) {
-		next_refilling(&before, m);
+		next_refilling(&before, st);
 	}
 	/* It holds the rest of its segment and a prefetched spare. */
 	assert_false(im_idseg_wants_refill(&before));
@@ -290,26 +345,24 @@ test_idseg_restart_never_reuses_or_goes_below_a_handed_out_id(void **state)
 	/* The process dies: a new allocator on the same key. */
 	init(&after, 100, 10);
 	assert_int_equal(im_idseg_next(&after, &id), IM_EAGAIN);
-	id = next_refilling(&after, m);
+	id = next_refilling(&after, st);
 	assert_true(id > before.last_id);
 	assert_true(id > held);
-	im_store_close(&m->base);
 }
 
 static void
 test_idseg_new_owner_never_hands_out_an_id_the_old_owner_could(void **state)
 {
 	static uint8_t owner_of[20000];
-	mem_store *m = mem_store_open();
+	im_store *st = store_of(state);
 	test_rng r = {seed ^ 0x77};
 	im_idseg a, b;
 	uint64_t held;
 
-	(void)state;
 	memset(owner_of, 0, sizeof(owner_of));
 	init(&a, 37, 30);
 	for (int i = 0; i < 100; i++) {
-		owner_of[next_refilling(&a, m)] = 1;
+		owner_of[next_refilling(&a, st)] = 1;
 	}
 	/* a holds the rest of its segment and a prefetched spare. */
 	assert_int_equal(im_idseg_available(&a), 111 - 100 + 37);
@@ -322,7 +375,7 @@ test_idseg_new_owner_never_hands_out_an_id_the_old_owner_could(void **state)
 	for (int i = 0; i < 5000; i++) {
 		im_idseg *who = test_rng_below(&r, 2) ? &a : &b;
 		uint8_t tag = who == &a ? 1 : 2;
-		uint64_t id = next_refilling(who, m);
+		uint64_t id = next_refilling(who, st);
 
 		assert_true(id < sizeof(owner_of));
 		/* Never handed out by anyone before. */
@@ -336,7 +389,6 @@ test_idseg_new_owner_never_hands_out_an_id_the_old_owner_could(void **state)
 			break;
 		}
 	}
-	im_store_close(&m->base);
 }
 
 /*
@@ -349,11 +401,10 @@ static void
 test_idseg_random_steps_and_restarts_keep_ids_increasing(void **state)
 {
 	test_rng r = {seed ^ 0x99};
-	mem_store *m = mem_store_open();
+	im_store *st = store_of(state);
 	uint64_t prev = 0, handed = 0;
 	im_idseg s;
 
-	(void)state;
 	init(&s, 1 + (uint32_t)test_rng_below(&r, 64), 50);
 	for (int op = 0; op < 20000; op++) {
 		uint64_t pick = test_rng_below(&r, 100);
@@ -369,13 +420,13 @@ test_idseg_random_steps_and_restarts_keep_ids_increasing(void **state)
 			im_seg g;
 			uint32_t step = 1 + (uint32_t)test_rng_below(&r, 64);
 
-			assert_int_equal(im_store_seg_take(&m->base, &gkey,
+			assert_int_equal(im_store_seg_take(st, &gkey,
 							   step, &g),
 					 IM_OK);
 			rc = im_idseg_feed(&s, &g);
 			assert_true(rc == IM_OK || rc == IM_EFULL);
 		} else if (pick < 20) {
-			rc = im_idseg_refill(&s, &m->base);
+			rc = im_idseg_refill(&s, st);
 			assert_true(rc == IM_OK || rc == IM_EFULL);
 		} else {
 			rc = im_idseg_next(&s, &id);
@@ -390,7 +441,6 @@ test_idseg_random_steps_and_restarts_keep_ids_increasing(void **state)
 		}
 	}
 	assert_true(handed > 1000);
-	im_store_close(&m->base);
 }
 
 static void
@@ -579,48 +629,44 @@ test_idseg_refill_drops_ids_a_backwards_store_hands_out_again(void **state)
 static void
 test_idseg_reset_drops_the_buffers_but_never_goes_back(void **state)
 {
-	mem_store *m = mem_store_open();
+	im_store *st = store_of(state);
 	im_idseg s;
 	uint64_t id;
 
-	(void)state;
 	init(&s, 10, 20);
-	id = next_refilling(&s, m);
-	id = next_refilling(&s, m);
+	id = next_refilling(&s, st);
+	id = next_refilling(&s, st);
 	assert_int_equal(id, 2);
-	assert_int_equal(im_idseg_refill(&s, &m->base), IM_OK);
+	assert_int_equal(im_idseg_refill(&s, st), IM_OK);
 	im_idseg_reset(&s);
 	im_idseg_reset(NULL);
 	assert_int_equal(im_idseg_available(&s), 0);
 	assert_true(im_idseg_wants_refill(&s));
 	assert_int_equal(im_idseg_next(&s, &id), IM_EAGAIN);
-	id = next_refilling(&s, m);
+	id = next_refilling(&s, st);
 	/* 3..20 were dropped with the buffers; the store moved on. */
 	assert_int_equal(id, 21);
 	assert_int_equal(im_idseg_available(NULL), 0);
-	im_store_close(&m->base);
 }
 
 static void
 test_idseg_keys_have_independent_counters(void **state)
 {
-	mem_store *m = mem_store_open();
+	im_store *st = store_of(state);
 	im_seg_key k2 = {IM_SEG_GROUP_SEQ, 43};
 	im_seg_key k3 = {IM_SEG_USER_SEQ, 42};
 	im_idseg a, b, c;
 	uint64_t id;
 
-	(void)state;
 	init(&a, 10, 20);
 	assert_int_equal(im_idseg_init(&b, &k2, NULL), IM_OK);
 	assert_int_equal(im_idseg_init(&c, &k3, NULL), IM_OK);
-	assert_int_equal(next_refilling(&a, m), 1);
-	assert_int_equal(next_refilling(&a, m), 2);
-	id = next_refilling(&b, m);
+	assert_int_equal(next_refilling(&a, st), 1);
+	assert_int_equal(next_refilling(&a, st), 2);
+	id = next_refilling(&b, st);
 	assert_int_equal(id, 1);
-	id = next_refilling(&c, m);
+	id = next_refilling(&c, st);
 	assert_int_equal(id, 1);
-	im_store_close(&m->base);
 }
 
 static int
@@ -636,24 +682,15 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_idseg_init_rejects_bad_opts),
-		cmocka_unit_test(
-			test_idseg_new_allocator_needs_a_refill_before_its_first_id),
-		cmocka_unit_test(
-			test_idseg_ids_are_strictly_increasing_and_unique),
-		cmocka_unit_test(
-			test_idseg_wants_refill_once_refill_percent_is_used),
-		cmocka_unit_test(
-			test_idseg_refill_percent_100_asks_only_when_empty),
-		cmocka_unit_test(
-			test_idseg_steady_state_with_refill_when_wanted_never_waits),
-		cmocka_unit_test(
-			test_idseg_next_returns_eagain_when_both_buffers_are_empty),
-		cmocka_unit_test(
-			test_idseg_restart_never_reuses_or_goes_below_a_handed_out_id),
-		cmocka_unit_test(
-			test_idseg_new_owner_never_hands_out_an_id_the_old_owner_could),
-		cmocka_unit_test(
-			test_idseg_random_steps_and_restarts_keep_ids_increasing),
+		STORE_TEST(test_idseg_new_allocator_needs_a_refill_before_its_first_id, mem),
+		STORE_TEST(test_idseg_ids_are_strictly_increasing_and_unique, mem),
+		STORE_TEST(test_idseg_wants_refill_once_refill_percent_is_used, mem),
+		STORE_TEST(test_idseg_refill_percent_100_asks_only_when_empty, mem),
+		STORE_TEST(test_idseg_steady_state_with_refill_when_wanted_never_waits, mem),
+		STORE_TEST(test_idseg_next_returns_eagain_when_both_buffers_are_empty, mem),
+		STORE_TEST(test_idseg_restart_never_reuses_or_goes_below_a_handed_out_id, mem),
+		STORE_TEST(test_idseg_new_owner_never_hands_out_an_id_the_old_owner_could, mem),
+		STORE_TEST(test_idseg_random_steps_and_restarts_keep_ids_increasing, mem),
 		cmocka_unit_test(
 			test_idseg_feed_rejects_stale_and_empty_segments),
 		cmocka_unit_test(
@@ -666,9 +703,8 @@ main(void)
 			test_idseg_refill_with_both_buffers_full_does_not_touch_the_store),
 		cmocka_unit_test(
 			test_idseg_refill_drops_ids_a_backwards_store_hands_out_again),
-		cmocka_unit_test(
-			test_idseg_reset_drops_the_buffers_but_never_goes_back),
-		cmocka_unit_test(test_idseg_keys_have_independent_counters),
+		STORE_TEST(test_idseg_reset_drops_the_buffers_but_never_goes_back, mem),
+		STORE_TEST(test_idseg_keys_have_independent_counters, mem),
 	};
 
 	return cmocka_run_group_tests_name("idseg", tests, setup_seed, NULL);

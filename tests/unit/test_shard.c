@@ -3,6 +3,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -16,6 +17,73 @@
 #define MAXN 32
 
 static uint64_t seed;
+
+/*
+ * Tests that only use the public store API run once per backend: the
+ * fixture opens a fresh store for each. Fault injection needs mem_store
+ * itself, so those tests open one directly.
+ */
+typedef struct backend {
+	const char *name;
+	im_store *(*open)(void);
+} backend;
+
+typedef struct fixture {
+	const backend *be;
+	im_store *st;
+} fixture;
+
+static im_store *
+open_mem(void)
+{
+	mem_store *m = mem_store_open();
+
+	return m != NULL ? &m->base : NULL;
+}
+
+static const backend mem = {"mem", open_mem};
+
+static int
+setup_store(void **state)
+{
+	const backend *be = *state;
+	fixture *f = calloc(1, sizeof(*f));
+
+	if (f == NULL) {
+		return -1;
+	}
+	f->be = be;
+	f->st = be->open();
+	if (f->st == NULL) {
+		free(f);
+		return -1;
+	}
+	*state = f;
+	return 0;
+}
+
+static int
+teardown_store(void **state)
+{
+	fixture *f = *state;
+
+	im_store_close(f->st);
+	free(f);
+	return 0;
+}
+
+static im_store *
+store_of(void **state)
+{
+	return ((fixture *)*state)->st;
+}
+
+/* One test on one backend, named test_x_on_<backend>. */
+#define STORE_TEST(fn, be)                                                   \
+	{                                                                    \
+		#fn "_on_" #be, fn, setup_store, teardown_store,             \
+			(void *)&be                                          \
+	}
 
 /* A set of node names with stable storage and a pointer list for plan. */
 typedef struct nodeset {
@@ -357,23 +425,21 @@ test_shard_apply_returns_efull_past_max_nodes_and_changes_nothing(void **state)
 static void
 test_shard_load_reads_both_kinds_from_the_store(void **state)
 {
-	mem_store *m = mem_store_open();
+	im_store *st = store_of(state);
 	im_shard_map *map = new_map(NSLOTS, 8);
 	im_shard_entry e;
 	im_epoch ep;
 
-	(void)state;
-	assert_non_null(m);
-	assert_int_equal(im_store_slot_cas(&m->base, IM_KIND_USER, 7, 0, "c1",
+	assert_int_equal(im_store_slot_cas(st, IM_KIND_USER, 7, 0, "c1",
 					   &ep),
 			 IM_OK);
-	assert_int_equal(im_store_slot_cas(&m->base, IM_KIND_USER, 7, 1, "c2",
+	assert_int_equal(im_store_slot_cas(st, IM_KIND_USER, 7, 1, "c2",
 					   &ep),
 			 IM_OK);
-	assert_int_equal(im_store_slot_cas(&m->base, IM_KIND_GROUP, 9, 0,
+	assert_int_equal(im_store_slot_cas(st, IM_KIND_GROUP, 9, 0,
 					   "chat", &ep),
 			 IM_OK);
-	assert_int_equal(im_shard_load(map, &m->base), IM_OK);
+	assert_int_equal(im_shard_load(map, st), IM_OK);
 	assert_int_equal(im_shard_get_slot(map, IM_KIND_USER, 7, &e), IM_OK);
 	assert_int_equal(e.epoch, 2);
 	assert_string_equal(e.owner, "c2");
@@ -385,34 +451,31 @@ test_shard_load_reads_both_kinds_from_the_store(void **state)
 	assert_int_equal(im_shard_count(map, IM_KIND_GROUP, "chat"), 1);
 	assert_int_equal(im_shard_count(map, IM_KIND_GROUP, ""), NSLOTS - 1);
 	/* Loading again changes nothing. */
-	assert_int_equal(im_shard_load(map, &m->base), IM_OK);
+	assert_int_equal(im_shard_load(map, st), IM_OK);
 	assert_int_equal(im_shard_count(map, IM_KIND_USER, "c2"), 1);
-	assert_int_equal(im_shard_load(NULL, &m->base), IM_EINVAL);
+	assert_int_equal(im_shard_load(NULL, st), IM_EINVAL);
 	assert_int_equal(im_shard_load(map, NULL), IM_EINVAL);
 	im_shard_destroy(map);
-	im_store_close(&m->base);
 }
 
 static void
 test_shard_load_never_moves_an_epoch_backwards(void **state)
 {
-	mem_store *m = mem_store_open();
+	im_store *st = store_of(state);
 	im_shard_map *map = new_map(NSLOTS, 8);
 	im_shard_entry e;
 	im_epoch ep;
 
-	(void)state;
-	assert_int_equal(im_store_slot_cas(&m->base, IM_KIND_USER, 3, 0, "old",
+	assert_int_equal(im_store_slot_cas(st, IM_KIND_USER, 3, 0, "old",
 					   &ep),
 			 IM_OK);
 	/* The map heard of a newer owner (e.g. by RPC) before the store. */
 	assert_int_equal(im_shard_apply(map, IM_KIND_USER, 3, 5, "new"), IM_OK);
-	assert_int_equal(im_shard_load(map, &m->base), IM_OK);
+	assert_int_equal(im_shard_load(map, st), IM_OK);
 	assert_int_equal(im_shard_get_slot(map, IM_KIND_USER, 3, &e), IM_OK);
 	assert_int_equal(e.epoch, 5);
 	assert_string_equal(e.owner, "new");
 	im_shard_destroy(map);
-	im_store_close(&m->base);
 }
 
 /* Snapshot of both kinds, to compare a map before and after a call. */
@@ -501,40 +564,37 @@ test_shard_load_failure_midway_leaves_the_map_unchanged(void **state)
 static void
 test_shard_load_rejects_slots_beyond_the_maps_nslots(void **state)
 {
-	mem_store *m = mem_store_open();
+	im_store *st = store_of(state);
 	im_shard_map *map = new_map(16, 4);
 	im_epoch e;
 
-	(void)state;
-	assert_int_equal(im_store_slot_cas(&m->base, IM_KIND_USER, 3, 0, "a",
+	assert_int_equal(im_store_slot_cas(st, IM_KIND_USER, 3, 0, "a",
 					   &e),
 			 IM_OK);
 	/* Written by a node configured with more slots. */
-	assert_int_equal(im_store_slot_cas(&m->base, IM_KIND_USER, 100, 0, "a",
+	assert_int_equal(im_store_slot_cas(st, IM_KIND_USER, 100, 0, "a",
 					   &e),
 			 IM_OK);
-	assert_int_equal(im_shard_load(map, &m->base), IM_EINVAL);
+	assert_int_equal(im_shard_load(map, st), IM_EINVAL);
 	assert_int_equal(im_shard_count(map, IM_KIND_USER, "a"), 0);
-	assert_non_null(strstr(im_store_errmsg(&m->base), "out of range"));
+	assert_non_null(strstr(im_store_errmsg(st), "out of range"));
 	im_shard_destroy(map);
-	im_store_close(&m->base);
 }
 
 static void
 test_shard_claim_takes_a_slot_through_the_store(void **state)
 {
-	mem_store *m = mem_store_open();
+	im_store *st = store_of(state);
 	im_shard_map *map = new_map(NSLOTS, 8);
 	im_shard_map *other = new_map(NSLOTS, 8);
 	im_shard_entry e;
 	im_epoch ep = 0;
 
-	(void)state;
-	assert_int_equal(im_shard_claim(map, &m->base, IM_KIND_GROUP, 12, "a",
+	assert_int_equal(im_shard_claim(map, st, IM_KIND_GROUP, 12, "a",
 					&ep),
 			 IM_OK);
 	assert_int_equal(ep, 1);
-	assert_int_equal(im_shard_claim(map, &m->base, IM_KIND_GROUP, 12, "b",
+	assert_int_equal(im_shard_claim(map, st, IM_KIND_GROUP, 12, "b",
 					&ep),
 			 IM_OK);
 	assert_int_equal(ep, 2);
@@ -542,11 +602,11 @@ test_shard_claim_takes_a_slot_through_the_store(void **state)
 	assert_int_equal(e.epoch, 2);
 	assert_string_equal(e.owner, "b");
 	/* epoch_out may be NULL. */
-	assert_int_equal(im_shard_claim(map, &m->base, IM_KIND_USER, 0, "a",
+	assert_int_equal(im_shard_claim(map, st, IM_KIND_USER, 0, "a",
 					NULL),
 			 IM_OK);
 	/* The store agrees with the map. */
-	assert_int_equal(im_shard_load(other, &m->base), IM_OK);
+	assert_int_equal(im_shard_load(other, st), IM_OK);
 	assert_int_equal(im_shard_get_slot(other, IM_KIND_GROUP, 12, &e),
 			 IM_OK);
 	assert_int_equal(e.epoch, 2);
@@ -554,24 +614,22 @@ test_shard_claim_takes_a_slot_through_the_store(void **state)
 	assert_int_equal(im_shard_count(other, IM_KIND_USER, "a"), 1);
 	im_shard_destroy(other);
 	im_shard_destroy(map);
-	im_store_close(&m->base);
 }
 
 static void
 test_shard_claim_conflict_refreshes_the_map_so_a_retry_wins(void **state)
 {
-	mem_store *m = mem_store_open();
+	im_store *st = store_of(state);
 	im_shard_map *r1 = new_map(NSLOTS, 8);
 	im_shard_map *r2 = new_map(NSLOTS, 8);
 	im_shard_entry e;
 	im_epoch ep = 0;
 
-	(void)state;
 	/* Two routers see slot 5 unowned; r2 wins the race. */
-	assert_int_equal(im_shard_claim(r2, &m->base, IM_KIND_GROUP, 5, "b",
+	assert_int_equal(im_shard_claim(r2, st, IM_KIND_GROUP, 5, "b",
 					&ep),
 			 IM_OK);
-	assert_int_equal(im_shard_claim(r1, &m->base, IM_KIND_GROUP, 5, "a",
+	assert_int_equal(im_shard_claim(r1, st, IM_KIND_GROUP, 5, "a",
 					&ep),
 			 IM_ECONFLICT);
 	assert_int_equal(ep, 1);
@@ -580,12 +638,12 @@ test_shard_claim_conflict_refreshes_the_map_so_a_retry_wins(void **state)
 	assert_int_equal(e.epoch, 1);
 	assert_string_equal(e.owner, "b");
 	/* A deliberate retry (a takeover) now works, fenced at epoch 2. */
-	assert_int_equal(im_shard_claim(r1, &m->base, IM_KIND_GROUP, 5, "a",
+	assert_int_equal(im_shard_claim(r1, st, IM_KIND_GROUP, 5, "a",
 					&ep),
 			 IM_OK);
 	assert_int_equal(ep, 2);
 	/* r2's stale view loses in turn. */
-	assert_int_equal(im_shard_claim(r2, &m->base, IM_KIND_GROUP, 5, "b",
+	assert_int_equal(im_shard_claim(r2, st, IM_KIND_GROUP, 5, "b",
 					&ep),
 			 IM_ECONFLICT);
 	assert_int_equal(im_shard_get_slot(r2, IM_KIND_GROUP, 5, &e), IM_OK);
@@ -593,7 +651,6 @@ test_shard_claim_conflict_refreshes_the_map_so_a_retry_wins(void **state)
 	assert_int_equal(e.epoch, 2);
 	im_shard_destroy(r1);
 	im_shard_destroy(r2);
-	im_store_close(&m->base);
 }
 
 static void
@@ -960,13 +1017,12 @@ test_shard_planned_moves_applied_through_the_store_reach_the_plan(void **state)
 {
 	static im_shard_move moves[NSLOTS];
 	test_rng r = {seed ^ 0x5555};
-	mem_store *m = mem_store_open();
+	im_store *st = store_of(state);
 	im_shard_map *router = new_map(NSLOTS, MAXN);
 	im_shard_map *fresh = new_map(NSLOTS, MAXN);
 	nodeset ns;
 	size_t nm;
 
-	(void)state;
 	nodeset_random(&ns, &r, 5);
 	ns.n = 4;
 	/* Start: 4 nodes; then a 5th joins; then the 2nd one dies. */
@@ -981,7 +1037,7 @@ test_shard_planned_moves_applied_through_the_store_reach_the_plan(void **state)
 		for (size_t i = 0; i < nm; i++) {
 			im_epoch ep = 0;
 
-			assert_int_equal(im_shard_claim(router, &m->base,
+			assert_int_equal(im_shard_claim(router, st,
 							IM_KIND_GROUP,
 							moves[i].slot,
 							moves[i].to, &ep),
@@ -990,7 +1046,7 @@ test_shard_planned_moves_applied_through_the_store_reach_the_plan(void **state)
 		}
 		assert_balanced(router, &ns);
 		/* Anyone reading the store sees the same balanced map. */
-		assert_int_equal(im_shard_load(fresh, &m->base), IM_OK);
+		assert_int_equal(im_shard_load(fresh, st), IM_OK);
 		assert_balanced(fresh, &ns);
 		assert_int_equal(plan(fresh, &ns, moves), 0);
 		for (uint32_t s = 0; s < NSLOTS; s++) {
@@ -1004,7 +1060,6 @@ test_shard_planned_moves_applied_through_the_store_reach_the_plan(void **state)
 	}
 	im_shard_destroy(fresh);
 	im_shard_destroy(router);
-	im_store_close(&m->base);
 }
 
 static void
@@ -1109,17 +1164,13 @@ main(void)
 		cmocka_unit_test(test_shard_apply_rejects_bad_arguments),
 		cmocka_unit_test(
 			test_shard_apply_returns_efull_past_max_nodes_and_changes_nothing),
-		cmocka_unit_test(
-			test_shard_load_reads_both_kinds_from_the_store),
-		cmocka_unit_test(test_shard_load_never_moves_an_epoch_backwards),
+		STORE_TEST(test_shard_load_reads_both_kinds_from_the_store, mem),
+		STORE_TEST(test_shard_load_never_moves_an_epoch_backwards, mem),
 		cmocka_unit_test(
 			test_shard_load_failure_midway_leaves_the_map_unchanged),
-		cmocka_unit_test(
-			test_shard_load_rejects_slots_beyond_the_maps_nslots),
-		cmocka_unit_test(
-			test_shard_claim_takes_a_slot_through_the_store),
-		cmocka_unit_test(
-			test_shard_claim_conflict_refreshes_the_map_so_a_retry_wins),
+		STORE_TEST(test_shard_load_rejects_slots_beyond_the_maps_nslots, mem),
+		STORE_TEST(test_shard_claim_takes_a_slot_through_the_store, mem),
+		STORE_TEST(test_shard_claim_conflict_refreshes_the_map_so_a_retry_wins, mem),
 		cmocka_unit_test(
 			test_shard_claim_conflict_with_failing_refresh_reports_the_store_error),
 		cmocka_unit_test(
@@ -1139,8 +1190,7 @@ main(void)
 			test_shard_plan_from_any_layout_balances_with_minimal_moves),
 		cmocka_unit_test(
 			test_shard_plan_is_deterministic_whatever_the_node_order),
-		cmocka_unit_test(
-			test_shard_planned_moves_applied_through_the_store_reach_the_plan),
+		STORE_TEST(test_shard_planned_moves_applied_through_the_store_reach_the_plan, mem),
 		cmocka_unit_test(
 			test_shard_plan_rejects_bad_arguments_and_reports_efull),
 	};
