@@ -1138,6 +1138,48 @@ test_shard_plan_rejects_bad_arguments_and_reports_efull(void **state)
 	im_shard_destroy(map);
 }
 
+static void
+test_shard_nothing_allocates_after_create(void **state)
+{
+	static im_shard_move moves[NSLOTS];
+	fail_alloc fa = {0, 0, 0};
+	im_shard_opts o = IM_SHARD_OPTS_INIT;
+	im_shard_map *map = NULL;
+	mem_store *m = mem_store_open();
+	test_rng r = {seed ^ 0x6666};
+	unsigned long after_create;
+	nodeset ns;
+	size_t nm;
+
+	(void)state;
+	o.nslots = NSLOTS;
+	o.max_nodes = MAXN;
+	o.alloc = fail_alloc_allocator(&fa);
+	assert_int_equal(im_shard_create(&map, &o), IM_OK);
+	after_create = fa.calls;
+	/* Any allocation from here on would fail and show in fa.calls. */
+	fa.fail_at = after_create + 1;
+
+	nodeset_random(&ns, &r, 6);
+	nm = plan(map, &ns, moves);
+	for (size_t i = 0; i < nm; i++) {
+		assert_int_equal(im_shard_claim(map, &m->base, IM_KIND_GROUP,
+						moves[i].slot, moves[i].to,
+						NULL),
+				 IM_OK);
+	}
+	assert_int_equal(im_shard_load(map, &m->base), IM_OK);
+	assert_int_equal(im_shard_apply(map, IM_KIND_USER, 1, 1, "late"),
+			 IM_OK);
+	for (uint64_t id = 1; id < 1000; id++) {
+		assert_true(im_shard_get(map, IM_KIND_GROUP, id).epoch > 0);
+	}
+	assert_int_equal(fa.calls, after_create);
+	im_shard_destroy(map);
+	assert_int_equal(fa.live, 0);
+	im_store_close(&m->base);
+}
+
 static int
 setup_seed(void **state)
 {
@@ -1193,6 +1235,7 @@ main(void)
 		STORE_TEST(test_shard_planned_moves_applied_through_the_store_reach_the_plan, mem),
 		cmocka_unit_test(
 			test_shard_plan_rejects_bad_arguments_and_reports_efull),
+		cmocka_unit_test(test_shard_nothing_allocates_after_create),
 	};
 
 	return cmocka_run_group_tests_name("shard", tests, setup_seed, NULL);
