@@ -81,6 +81,38 @@ store_of(void **state)
 			(void *)&be                                          \
 	}
 
+/*
+ * The sqlite backend's private header lands with the backend: its presence
+ * means libim/store/sqlite is built and linked into this test, and the
+ * store-backed tests run on it too.
+ */
+#if defined(__has_include)
+#if __has_include("store/sqlite/sqlite.h")
+#define HAVE_SQLITE_BACKEND 1
+#endif
+#endif
+
+#ifdef HAVE_SQLITE_BACKEND
+static im_store *
+open_sqlite(void)
+{
+	im_store *st = NULL;
+	char err[256];
+
+	if (im_store_sqlite_open(&st, ":memory:", NULL, err, sizeof(err)) !=
+	    IM_OK) {
+		fprintf(stderr, "# sqlite: %s\n", err);
+		return NULL;
+	}
+	return st;
+}
+
+static const backend sqlite = {"sqlite", open_sqlite};
+#define STORE_TESTS(fn) STORE_TEST(fn, mem), STORE_TEST(fn, sqlite)
+#else
+#define STORE_TESTS(fn) STORE_TEST(fn, mem)
+#endif
+
 static const im_seg_key gkey = {IM_SEG_GROUP_SEQ, 42};
 
 static void
@@ -682,15 +714,15 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_idseg_init_rejects_bad_opts),
-		STORE_TEST(test_idseg_new_allocator_needs_a_refill_before_its_first_id, mem),
-		STORE_TEST(test_idseg_ids_are_strictly_increasing_and_unique, mem),
-		STORE_TEST(test_idseg_wants_refill_once_refill_percent_is_used, mem),
-		STORE_TEST(test_idseg_refill_percent_100_asks_only_when_empty, mem),
-		STORE_TEST(test_idseg_steady_state_with_refill_when_wanted_never_waits, mem),
-		STORE_TEST(test_idseg_next_returns_eagain_when_both_buffers_are_empty, mem),
-		STORE_TEST(test_idseg_restart_never_reuses_or_goes_below_a_handed_out_id, mem),
-		STORE_TEST(test_idseg_new_owner_never_hands_out_an_id_the_old_owner_could, mem),
-		STORE_TEST(test_idseg_random_steps_and_restarts_keep_ids_increasing, mem),
+		STORE_TESTS(test_idseg_new_allocator_needs_a_refill_before_its_first_id),
+		STORE_TESTS(test_idseg_ids_are_strictly_increasing_and_unique),
+		STORE_TESTS(test_idseg_wants_refill_once_refill_percent_is_used),
+		STORE_TESTS(test_idseg_refill_percent_100_asks_only_when_empty),
+		STORE_TESTS(test_idseg_steady_state_with_refill_when_wanted_never_waits),
+		STORE_TESTS(test_idseg_next_returns_eagain_when_both_buffers_are_empty),
+		STORE_TESTS(test_idseg_restart_never_reuses_or_goes_below_a_handed_out_id),
+		STORE_TESTS(test_idseg_new_owner_never_hands_out_an_id_the_old_owner_could),
+		STORE_TESTS(test_idseg_random_steps_and_restarts_keep_ids_increasing),
 		cmocka_unit_test(
 			test_idseg_feed_rejects_stale_and_empty_segments),
 		cmocka_unit_test(
@@ -703,8 +735,8 @@ main(void)
 			test_idseg_refill_with_both_buffers_full_does_not_touch_the_store),
 		cmocka_unit_test(
 			test_idseg_refill_drops_ids_a_backwards_store_hands_out_again),
-		STORE_TEST(test_idseg_reset_drops_the_buffers_but_never_goes_back, mem),
-		STORE_TEST(test_idseg_keys_have_independent_counters, mem),
+		STORE_TESTS(test_idseg_reset_drops_the_buffers_but_never_goes_back),
+		STORE_TESTS(test_idseg_keys_have_independent_counters),
 	};
 
 	return cmocka_run_group_tests_name("idseg", tests, setup_seed, NULL);

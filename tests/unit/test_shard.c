@@ -85,6 +85,38 @@ store_of(void **state)
 			(void *)&be                                          \
 	}
 
+/*
+ * The sqlite backend's private header lands with the backend: its presence
+ * means libim/store/sqlite is built and linked into this test, and the
+ * store-backed tests run on it too.
+ */
+#if defined(__has_include)
+#if __has_include("store/sqlite/sqlite.h")
+#define HAVE_SQLITE_BACKEND 1
+#endif
+#endif
+
+#ifdef HAVE_SQLITE_BACKEND
+static im_store *
+open_sqlite(void)
+{
+	im_store *st = NULL;
+	char err[256];
+
+	if (im_store_sqlite_open(&st, ":memory:", NULL, err, sizeof(err)) !=
+	    IM_OK) {
+		fprintf(stderr, "# sqlite: %s\n", err);
+		return NULL;
+	}
+	return st;
+}
+
+static const backend sqlite = {"sqlite", open_sqlite};
+#define STORE_TESTS(fn) STORE_TEST(fn, mem), STORE_TEST(fn, sqlite)
+#else
+#define STORE_TESTS(fn) STORE_TEST(fn, mem)
+#endif
+
 /* A set of node names with stable storage and a pointer list for plan. */
 typedef struct nodeset {
 	char names[MAXN][IM_OWNER_MAX + 1];
@@ -1206,13 +1238,13 @@ main(void)
 		cmocka_unit_test(test_shard_apply_rejects_bad_arguments),
 		cmocka_unit_test(
 			test_shard_apply_returns_efull_past_max_nodes_and_changes_nothing),
-		STORE_TEST(test_shard_load_reads_both_kinds_from_the_store, mem),
-		STORE_TEST(test_shard_load_never_moves_an_epoch_backwards, mem),
+		STORE_TESTS(test_shard_load_reads_both_kinds_from_the_store),
+		STORE_TESTS(test_shard_load_never_moves_an_epoch_backwards),
 		cmocka_unit_test(
 			test_shard_load_failure_midway_leaves_the_map_unchanged),
-		STORE_TEST(test_shard_load_rejects_slots_beyond_the_maps_nslots, mem),
-		STORE_TEST(test_shard_claim_takes_a_slot_through_the_store, mem),
-		STORE_TEST(test_shard_claim_conflict_refreshes_the_map_so_a_retry_wins, mem),
+		STORE_TESTS(test_shard_load_rejects_slots_beyond_the_maps_nslots),
+		STORE_TESTS(test_shard_claim_takes_a_slot_through_the_store),
+		STORE_TESTS(test_shard_claim_conflict_refreshes_the_map_so_a_retry_wins),
 		cmocka_unit_test(
 			test_shard_claim_conflict_with_failing_refresh_reports_the_store_error),
 		cmocka_unit_test(
@@ -1232,7 +1264,7 @@ main(void)
 			test_shard_plan_from_any_layout_balances_with_minimal_moves),
 		cmocka_unit_test(
 			test_shard_plan_is_deterministic_whatever_the_node_order),
-		STORE_TEST(test_shard_planned_moves_applied_through_the_store_reach_the_plan, mem),
+		STORE_TESTS(test_shard_planned_moves_applied_through_the_store_reach_the_plan),
 		cmocka_unit_test(
 			test_shard_plan_rejects_bad_arguments_and_reports_efull),
 		cmocka_unit_test(test_shard_nothing_allocates_after_create),
