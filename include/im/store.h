@@ -182,7 +182,11 @@ typedef struct im_store_sqlite_opts {
  * Open (creating if needed) a sqlite store and migrate its schema.
  * @param path a file path, or ":memory:" for a private in-memory database
  * @param opts NULL for defaults
- * @retval IM_OK, IM_ESCHEMA (the file's schema is newer), IM_ERR
+ * @retval IM_OK, IM_ESCHEMA (the file's schema is newer), IM_ERR,
+ *         IM_EINVAL (NULL out/path, bad opts), IM_EUNAVAIL (the database
+ *         stayed locked past busy_timeout while migrating)
+ * Durability: IM_SQLITE_SYNC_FULL (default) makes every committed write
+ * survive power loss; NORMAL only survives a crash of the process.
  * On failure *out is NULL and, if errbuf is not NULL, a reason is written
  * into errbuf (at most errlen bytes, NUL terminated).
  */

@@ -188,6 +188,85 @@ test_sqlite_two_handles_on_one_file_fence_a_zombie_owner(void **state)
 }
 
 static int
+count_msg(const im_msg *m, void *payload)
+{
+	(*(int *)payload)++;
+	return 0;
+}
+
+/* Load the frozen SQL of an old store into a file, as a fixture. */
+static void
+load_fixture(const char *db_path, const char *name)
+{
+	const char *dir = getenv("IM_TEST_DATA");
+	char path[512];
+	char *sql;
+	sqlite3 *db = NULL;
+	FILE *f;
+	long len;
+
+	assert_non_null(dir);
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "rb");
+	assert_non_null(f);
+	assert_int_equal(fseek(f, 0, SEEK_END), 0);
+	len = ftell(f);
+	assert_true(len > 0);
+	rewind(f);
+	sql = calloc(1, (size_t)len + 1);
+	assert_non_null(sql);
+	assert_int_equal(fread(sql, 1, (size_t)len, f), (size_t)len);
+	fclose(f);
+	assert_int_equal(sqlite3_open(db_path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	free(sql);
+}
+
+static void
+test_sqlite_opens_a_version_1_store_and_keeps_its_data(void **state)
+{
+	tmpdb *t = *state;
+	im_store *st = NULL;
+	im_seg_key k = {IM_SEG_GROUP_SEQ, 100};
+	im_fence fence = {IM_KIND_GROUP, 7, 3};
+	im_msg m = {.conv = 100,
+	            .seq = 201,
+	            .prev_seq = 12,
+	            .ordinal = 3,
+	            .sender = 5,
+	            .dedup_id = 1};
+	im_append_result r;
+	im_group g;
+	im_msg_pos pos;
+	im_seg seg;
+	uint32_t v = 0;
+	int n = 0;
+
+	load_fixture(t->path, "store-v1.sql");
+	assert_int_equal(im_store_sqlite_open(&st, t->path, NULL, NULL, 0),
+	                 IM_OK);
+	assert_int_equal(im_store_migrate(st, &v), IM_OK);
+	assert_int_equal(v, IM_STORE_SCHEMA_VERSION);
+	assert_int_equal(im_store_group_lookup(st, 100, &g), IM_OK);
+	assert_string_equal(g.name, "old group");
+	assert_int_equal(
+	        im_store_msg_read(st, 100, 0, IM_SEQ_MAX, 0, count_msg, &n),
+	        IM_OK);
+	assert_int_equal(n, 2);
+	assert_int_equal(im_store_msg_last(st, 100, IM_SEQ_MAX, &pos), IM_OK);
+	assert_int_equal(pos.seq, 12);
+	assert_int_equal(pos.ordinal, 2);
+	/* Counters, epochs and dedup keys of the old store still hold. */
+	assert_int_equal(im_store_seg_take(st, &k, 10, &seg), IM_OK);
+	assert_int_equal(seg.first, 201);
+	assert_int_equal(im_store_msg_append(st, &fence, 1, &m, 1, &r), IM_OK);
+	assert_true(r.dup);
+	assert_int_equal(r.seq, 11);
+	im_store_close(st);
+}
+
+static int
 reenter(im_uid u, void *payload)
 {
 	im_store *st = payload;
@@ -252,6 +331,9 @@ main(void)
 	                tmp_setup, tmp_teardown),
 	        cmocka_unit_test_setup_teardown(
 	                test_sqlite_two_handles_on_one_file_fence_a_zombie_owner,
+	                tmp_setup, tmp_teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_sqlite_opens_a_version_1_store_and_keeps_its_data,
 	                tmp_setup, tmp_teardown),
 	        cmocka_unit_test(
 	                test_sqlite_refuses_calls_from_its_own_read_callback),

@@ -52,6 +52,11 @@ def main():
         'const size_t im__nmigrations =',
         '\tsizeof(im__migrations) / sizeof(im__migrations[0]);',
         '',
+        '/* A new migration must also bump the public constant. */',
+        '_Static_assert(IM_STORE_SCHEMA_VERSION == %d,' % len(migs),
+        '\t       "IM_STORE_SCHEMA_VERSION (im/store.h) must equal the "',
+        '\t       "highest migration in libim/store/schema/");',
+        '',
     ]
     with open(out_path, 'w', encoding='utf-8') as f:
         f.write('\n'.join(lines))
