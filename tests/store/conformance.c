@@ -1248,6 +1248,97 @@ test_append_with_unknown_outcome_is_retried_exactly_once(void **state)
 	im_store_close(faulty);
 }
 
+/*
+ * Three group-commit batches over two convs, with a dup inside a batch and
+ * a dup of a stored message. Each batch is retried (at most 3 times) while
+ * the store answers IM_EUNAVAIL, as a Chatter does.
+ */
+static void
+run_scenario(im_store *st, const im_fence *f, im_gid base)
+{
+	im_gid a = base + 1, b = base + 2;
+	im_msg b1[2] = {mk(a, 1, 0, 1, 7, 1, "a1"), mk(b, 1, 0, 1, 7, 1, "b1")};
+	im_msg b2[3] = {mk(a, 2, 1, 2, 7, 2, "a2"), mk(a, 3, 2, 3, 7, 2, "a2'"),
+	                mk(a, 4, 3, 4, 8, 3, "a3")};
+	im_msg b3[2] = {mk(a, 5, 4, 3, 7, 1, "a1 again"),
+	                mk(b, 2, 1, 2, 8, 9, "b2")};
+	struct {
+		im_msg *m;
+		size_t n;
+	} batches[3] = {{b1, 2}, {b2, 3}, {b3, 2}};
+	im_append_result r[3];
+
+	for (size_t i = 0; i < 3; i++) {
+		int rc = IM_EUNAVAIL;
+
+		for (int tries = 0; tries < 3 && rc == IM_EUNAVAIL; tries++) {
+			rc = im_store_msg_append(st, f, 1, batches[i].m,
+			                         batches[i].n, r);
+		}
+		assert_int_equal(rc, IM_OK);
+	}
+}
+
+/* The conv's messages relative to base, as one comparable string. */
+static void
+dump_conv(im_store *st, im_gid conv, char *out, size_t len)
+{
+	collect *c = read_all(st, conv);
+	size_t off = 0;
+
+	out[0] = '\0';
+	for (size_t i = 0; i < c->n && off < len; i++) {
+		int w = snprintf(
+		        out + off, len - off, "%llu/%llu/%llu/%llu/%s;",
+		        (unsigned long long)c->m[i].seq,
+		        (unsigned long long)c->m[i].prev_seq,
+		        (unsigned long long)c->m[i].ordinal,
+		        (unsigned long long)c->m[i].dedup_id, c->body[i]);
+
+		assert_true(w > 0);
+		off += (size_t)w;
+	}
+	free(c);
+}
+
+static void
+test_retries_after_a_fault_at_any_append_converge_to_one_state(void **state)
+{
+	im_store *st = st_of(state);
+	im_store *faulty = NULL;
+	im_fence f = {IM_KIND_GROUP, 1, 0};
+	char want_a[512], want_b[512], got[512];
+	im_gid base = 1000;
+
+	f.epoch = claim(st, IM_KIND_GROUP, 1);
+	run_scenario(st, &f, 0);
+	dump_conv(st, 1, want_a, sizeof(want_a));
+	dump_conv(st, 2, want_b, sizeof(want_b));
+	assert_string_equal(want_a, "1/0/1/1/a1;2/1/2/2/a2;4/2/3/3/a3;");
+	assert_int_equal(faulty_store_wrap(&faulty, st, false), IM_OK);
+	for (unsigned long n = 1; n <= 4; n++) {
+		for (int when = FAULTY_BEFORE; when <= FAULTY_AFTER; when++) {
+			faulty_plan plan = {
+			        .ops = STORE_OP_BIT(STORE_OP_MSG_APPEND),
+			        .nth = n,
+			        .err = IM_EUNAVAIL,
+			        .when = (faulty_when)when,
+			};
+
+			faulty_store_arm(faulty, &plan);
+			run_scenario(faulty, &f, base);
+			/* n == 4 is past the last call: no fault at all. */
+			assert_int_equal(faulty_store_faults(faulty), n <= 3);
+			dump_conv(st, base + 1, got, sizeof(got));
+			assert_string_equal(got, want_a);
+			dump_conv(st, base + 2, got, sizeof(got));
+			assert_string_equal(got, want_b);
+			base += 1000;
+		}
+	}
+	im_store_close(faulty);
+}
+
 /* ---- persistence (only for fixtures that can reopen) ----------------- */
 
 static void
@@ -1327,6 +1418,7 @@ static const struct CMUnitTest tests[] = {
         T(test_fake_store_counts_each_op_it_forwards),
         T(test_failed_append_leaves_nothing_and_a_retry_stores_once),
         T(test_append_with_unknown_outcome_is_retried_exactly_once),
+        T(test_retries_after_a_fault_at_any_append_converge_to_one_state),
         /* Persistent fixtures only: keep these last. */
         T(test_data_and_schema_version_survive_reopening),
         T(test_reopening_a_newer_schema_fails_with_eschema),
