@@ -1511,6 +1511,45 @@ test_node_ops_reject_bad_arguments(void **state)
 	assert_int_equal(ns.n, 0);
 }
 
+static void
+test_node_ops_go_through_the_test_wrappers(void **state)
+{
+	conf *cf = *state;
+	im_store *fake = NULL, *faulty = NULL;
+	faulty_plan plan = {
+	        .ops = STORE_OP_BIT(STORE_OP_NODE_HEARTBEAT),
+	        .nth = 1,
+	        .err = IM_EUNAVAIL,
+	        .when = FAULTY_BEFORE,
+	};
+	node_seen ns = {0};
+
+	assert_int_equal(fake_store_wrap(&fake, cf->st, false), IM_OK);
+	assert_int_equal(im_store_node_register(fake, "n", IM_NODE_CHATTER,
+	                                        "127.0.0.1:1", 1, NULL),
+	                 IM_OK);
+	assert_int_equal(im_store_node_heartbeat(fake, "n", 2), IM_OK);
+	assert_int_equal(im_store_node_list(fake, node_collect, &ns), IM_OK);
+	assert_int_equal(fake_store_calls(fake, STORE_OP_NODE_REGISTER), 1);
+	assert_int_equal(fake_store_calls(fake, STORE_OP_NODE_HEARTBEAT), 1);
+	assert_int_equal(fake_store_calls(fake, STORE_OP_NODE_LIST), 1);
+	im_store_close(fake);
+
+	/* A lost heartbeat changes nothing; the next one lands. */
+	assert_int_equal(faulty_store_wrap(&faulty, cf->st, false), IM_OK);
+	faulty_store_arm(faulty, &plan);
+	assert_int_equal(im_store_node_heartbeat(faulty, "n", 3), IM_EUNAVAIL);
+	assert_int_equal(faulty_store_faults(faulty), 1);
+	memset(&ns, 0, sizeof(ns));
+	assert_int_equal(im_store_node_list(faulty, node_collect, &ns), IM_OK);
+	assert_int_equal(ns.hb[0], 2);
+	assert_int_equal(im_store_node_heartbeat(faulty, "n", 4), IM_OK);
+	memset(&ns, 0, sizeof(ns));
+	assert_int_equal(im_store_node_list(cf->st, node_collect, &ns), IM_OK);
+	assert_int_equal(ns.hb[0], 4);
+	im_store_close(faulty);
+}
+
 /* ---- persistence (only for fixtures that can reopen) ----------------- */
 
 static void
@@ -1597,6 +1636,7 @@ static const struct CMUnitTest tests[] = {
         T(test_node_heartbeat_of_an_unknown_node_is_not_found),
         T(test_node_list_is_ordered_by_name_and_stops_on_nonzero),
         T(test_node_ops_reject_bad_arguments),
+        T(test_node_ops_go_through_the_test_wrappers),
         /* Persistent fixtures only: keep these last. */
         T(test_data_and_schema_version_survive_reopening),
         T(test_reopening_a_newer_schema_fails_with_eschema),
