@@ -342,8 +342,10 @@ sleep_done(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* Returns false when the line must wait (not connected yet, outbox full). */
 static bool
-exec_line(cli *c, char *line)
+exec_line(cli *c, const char *orig)
 {
+	/* A line may be retried (not connected yet): tokenize a copy. */
+	static char line[LINE_MAX_ * 2 + 1];
 	char *argv[70];
 	int argc = 0;
 	char *p = line;
@@ -353,6 +355,7 @@ exec_line(cli *c, char *line)
 	bool connected = c->cl != NULL &&
 			 im_client_get_state(c->cl) == IM_CLIENT_CONNECTED;
 
+	snprintf(line, sizeof(line), "%s", orig);
 	if (line[0] == '\0' || line[0] == '#') {
 		return true;
 	}
@@ -393,7 +396,6 @@ exec_line(cli *c, char *line)
 			return true;
 		}
 		if (!connected || im_client_outbox_count(c->cl) >= 1024) {
-			text[-1] = ' ';
 			return false;
 		}
 		do_send(c, a, text);
@@ -657,7 +659,7 @@ main(int argc, char **argv)
 
 	memset(&c, 0, sizeof(c));
 	c.host = "127.0.0.1";
-	c.port = 7700;
+	c.port = 7600;
 	c.device = "im-cli";
 	c.seed = (uint64_t)getpid() ^ ((uint64_t)time(NULL) << 20);
 	c.linger_s = 10.0;

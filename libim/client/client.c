@@ -900,11 +900,16 @@ became_connected(im_client *cl, bool login)
 				cl->login_convs[n++] = cl->convs[i].c;
 			}
 		}
-	}
-	cl->state = IM_CLIENT_DISCONNECTED; /* so set_state reports it */
-	set_state(cl, IM_CLIENT_CONNECTED);
-	if (login && cl->cb.on_login != NULL && cl->fd >= 0) {
 		cl->cb.on_login(cl, cl->user, cl->login_convs, n, cl->payload);
+		if (cl->fd < 0) {
+			return;
+		}
+	}
+	if (cl->cb.on_state != NULL) {
+		cl->cb.on_state(cl, IM_CLIENT_CONNECTED, cl->payload);
+		if (cl->fd < 0) {
+			return;
+		}
 	}
 	pump(cl);
 }
