@@ -305,14 +305,19 @@ busy_on(cli *c, int rc, uint64_t req, const char *what)
 	c->busy_what = what;
 }
 
-static void
+/* false: the outbox is full, retry the line after an ack */
+static bool
 do_send(cli *c, im_gid g, const char *text)
 {
 	int rc = im_client_send(c->cl, g, text, strlen(text), NULL);
 
+	if (rc == IM_EFULL) {
+		return false;
+	}
 	if (rc != IM_OK) {
 		printf("error send %s group=%" PRIu64 "\n", im_strerror(rc), g);
 	}
+	return true;
 }
 
 static void
@@ -367,11 +372,7 @@ exec_line(cli *c, const char *orig)
 			printf("error send no open group\n");
 			return true;
 		}
-		if (im_client_outbox_count(c->cl) >= 1024) {
-			return false;
-		}
-		do_send(c, c->open, line);
-		return true;
+		return do_send(c, c->open, line);
 	}
 	if (strncmp(line, "/send ", 6) == 0) {
 		/* /send GROUP TEXT: the text keeps its spaces */
@@ -395,11 +396,10 @@ exec_line(cli *c, const char *orig)
 			printf("error /send not logged in\n");
 			return true;
 		}
-		if (!connected || im_client_outbox_count(c->cl) >= 1024) {
+		if (!connected) {
 			return false;
 		}
-		do_send(c, a, text);
-		return true;
+		return do_send(c, a, text);
 	}
 	while (*p != '\0' && argc < 70) {
 		while (*p == ' ') {

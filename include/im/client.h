@@ -206,7 +206,7 @@ typedef struct im_client_opts {
 } im_client_opts;
 
 #define IM_CLIENT_OPTS_INIT                                                  \
-	{IM_CLIENT_OPTS_VERSION, "127.0.0.1", 7600, NULL, "libim", 1024,     \
+	{IM_CLIENT_OPTS_VERSION, "127.0.0.1", 7600, NULL, "libim", 256,      \
 	 4096, 256, 65536, 200, 30000, 30000, 10000, 0, true,                \
 	 {0, 0, 0, 0, 0, 0, 0}, NULL, {0, 0}}
 
