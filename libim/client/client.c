@@ -1201,6 +1201,13 @@ handle_env(im_client *cl, const im_Envelope *e)
 		memset(&r, 0, sizeof(r));
 		r.req_id = p->user_req;
 		if (e->which_msg == im_Envelope_group_created_tag) {
+			struct conv *c = conv_get(cl, e->msg.group_created.group);
+
+			/* The creator is in it from now on; a new group
+			 * starts empty, so its chain is known from 0. */
+			if (c != NULL && !c->known && c->c.last_seq == 0) {
+				c->known = true;
+			}
 			r.kind = IM_CLIENT_REPLY_CREATED;
 			r.group = e->msg.group_created.group;
 		} else if (e->which_msg == im_Envelope_members_tag) {
