@@ -198,7 +198,8 @@ on_reply(im_client *cl, const im_client_reply *r, void *payload)
 	size_t i;
 	int rc;
 
-	if (!c->busy || r->req_id != c->busy_req) {
+	if (!c->busy ||
+	    (r->req_id != c->busy_req && c->busy_req != REQ_UNKNOWN)) {
 		return;
 	}
 	if (r->kind == IM_CLIENT_REPLY_ERROR) {
@@ -293,16 +294,30 @@ make_client(cli *c, const char *token)
 	return 0;
 }
 
+/* A reply may come inside the request call (a sync with nothing to
+ * fetch): the command is marked busy before the call, with a req id that
+ * matches any reply until the call told the real one. */
+#define REQ_UNKNOWN UINT64_MAX
+
+static void
+busy_pre(cli *c, const char *what)
+{
+	c->busy = true;
+	c->busy_req = REQ_UNKNOWN;
+	c->busy_what = what;
+}
+
 static void
 busy_on(cli *c, int rc, uint64_t req, const char *what)
 {
 	if (rc != IM_OK) {
 		printf("error %s %s\n", what, im_strerror(rc));
+		c->busy = false;
 		return;
 	}
-	c->busy = true;
-	c->busy_req = req;
-	c->busy_what = what;
+	if (c->busy && c->busy_req == REQ_UNKNOWN) {
+		c->busy_req = req;
+	}
 }
 
 /* false: the outbox is full, retry the line after an ack */
@@ -460,12 +475,9 @@ exec_line(cli *c, const char *orig)
 			printf("error open usage: /open GROUP\n");
 			return true;
 		}
+		busy_pre(c, "open");
 		rc = im_client_sync(c->cl, a, 0, 0, 1000, &req);
 		busy_on(c, rc, req, "open");
-		if (!c->busy && rc == IM_OK) {
-			/* answered inside the call: nothing to fetch */
-			return true;
-		}
 	} else if (strcmp(argv[0], "/create") == 0) {
 		im_uid uids[64];
 		int i;
@@ -480,6 +492,7 @@ exec_line(cli *c, const char *orig)
 				return true;
 			}
 		}
+		busy_pre(c, "create");
 		rc = im_client_create_group(c->cl, argv[1], uids,
 					    (size_t)(argc - 2), &req);
 		busy_on(c, rc, req, "create");
@@ -493,6 +506,7 @@ exec_line(cli *c, const char *orig)
 			       argv[0]);
 			return true;
 		}
+		busy_pre(c, add ? "add" : "remove");
 		rc = add ? im_client_add_member(c->cl, a, b, &req) :
 			   im_client_remove_member(c->cl, a, b, &req);
 		busy_on(c, rc, req, add ? "add" : "remove");
@@ -502,6 +516,7 @@ exec_line(cli *c, const char *orig)
 			return true;
 		}
 		c->members_group = 0;
+		busy_pre(c, "members");
 		rc = im_client_list_members(c->cl, a, 0, &req);
 		busy_on(c, rc, req, "members");
 	} else if (strcmp(argv[0], "/read") == 0) {
@@ -510,6 +525,7 @@ exec_line(cli *c, const char *orig)
 			printf("error read usage: /read GROUP [SEQ]\n");
 			return true;
 		}
+		busy_pre(c, "read");
 		rc = im_client_mark_read(c->cl, a, b, &req);
 		busy_on(c, rc, req, "read");
 	} else {
