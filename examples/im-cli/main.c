@@ -36,6 +36,10 @@
 #include <unistd.h>
 
 #define LINE_MAX_ 4200
+/* A reply may come inside the request call (a sync with nothing to
+ * fetch): the command is marked busy before the call, with a req id that
+ * matches any reply until the call told the real one. */
+#define REQ_UNKNOWN UINT64_MAX
 #define QUEUE_MAX 256
 
 typedef struct cli {
@@ -294,10 +298,6 @@ make_client(cli *c, const char *token)
 	return 0;
 }
 
-/* A reply may come inside the request call (a sync with nothing to
- * fetch): the command is marked busy before the call, with a req id that
- * matches any reply until the call told the real one. */
-#define REQ_UNKNOWN UINT64_MAX
 
 static void
 busy_pre(cli *c, const char *what)
