@@ -68,7 +68,7 @@ typedef struct cli {
 	im_gid members_group;
 	double linger_s, wait_s;
 	double eof_at;
-	bool history_mode;
+	bool in_queue;
 } cli;
 
 static void run_queue(cli *c);
@@ -563,6 +563,12 @@ maybe_exit(cli *c)
 static void
 run_queue(cli *c)
 {
+	/* Callbacks inside a command call back here: the loop below goes on
+	 * by itself once the command returns. */
+	if (c->in_queue) {
+		return;
+	}
+	c->in_queue = true;
 	while (c->qlen > 0 && !c->busy && !c->sleeping && !c->quitting) {
 		char *line = c->queue[c->qhead];
 
@@ -573,6 +579,7 @@ run_queue(cli *c)
 		c->qhead = (c->qhead + 1) % QUEUE_MAX;
 		c->qlen--;
 	}
+	c->in_queue = false;
 	if (c->qlen < QUEUE_MAX && !c->eof && !c->quitting) {
 		ev_io_start(c->loop, &c->in);
 	}
