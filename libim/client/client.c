@@ -39,7 +39,8 @@ enum pkind {
 	P_REPAIR,  /* gap repair: applies through the cursor */
 	P_HIST,    /* history for the caller: history = true */
 	P_CREATE,
-	P_DONE,    /* add, remove, mark read: Error{OK} */
+	P_DONE,    /* add, remove: Error{OK} */
+	P_READ,    /* mark read: Error{OK} */
 	P_MEMBERS,
 	P_PING,
 };
@@ -506,7 +507,7 @@ drop_inflight(im_client *cl)
 
 		p->kind = P_FREE;
 		if (k == P_HIST || k == P_CREATE || k == P_DONE ||
-		    k == P_MEMBERS || k == P_PING) {
+		    k == P_READ || k == P_MEMBERS || k == P_PING) {
 			reply_error(cl, p->user_req, IM_EUNAVAIL, 0,
 				    "connection lost");
 		}
@@ -1091,6 +1092,18 @@ handle_error(im_client *cl, uint64_t req_id, const im_Error *er)
 		r.group = p->group;
 		r.server_code = (uint32_t)er->code;
 		r.text = er->text;
+		if (er->code == im_Code_OK && k == P_READ) {
+			struct conv *c = conv_find(cl, p->group);
+
+			/* The EV_READ echo comes later; when the read reached
+			 * the last message its ordinal is known already. */
+			if (c != NULL && p->until >= c->c.last_seq &&
+			    c->c.last_seq > c->c.read_seq) {
+				c->c.read_seq = c->c.last_seq;
+				c->c.read_ordinal = c->c.last_ordinal;
+				conv_unread(c);
+			}
+		}
 		if (er->code == im_Code_OK) {
 			r.kind = k == P_HIST ? IM_CLIENT_REPLY_SYNCED :
 					       IM_CLIENT_REPLY_DONE;
@@ -1846,11 +1859,12 @@ im_client_mark_read(im_client *cl, im_gid group, im_seq seq,
 		}
 		seq = c->c.last_seq;
 	}
-	rc = req_begin(cl, P_DONE, im_Envelope_mark_read_tag, &p, &e);
+	rc = req_begin(cl, P_READ, im_Envelope_mark_read_tag, &p, &e);
 	if (rc != IM_OK) {
 		return rc;
 	}
 	p->group = group;
+	p->until = seq;
 	e->msg.mark_read.group = group;
 	e->msg.mark_read.seq = seq;
 	return req_end(cl, p, e, req_out);
