@@ -32,6 +32,7 @@
 static int
 print_msg(const im_msg *m, void *payload)
 {
+	(void)payload;
 	printf("msg %" PRIu64 " %" PRIu64 " prev=%" PRIu64 " %.*s\n", m->conv,
 	       m->seq, m->prev_seq, (int)m->body_len, (const char *)m->body);
 	return 0;
