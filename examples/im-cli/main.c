@@ -85,6 +85,18 @@ print_text(const void *body, uint32_t len)
 	putchar('\n');
 }
 
+/* "IM_EPERM" out of "IM_EPERM: ...": one token, easy to match. */
+static const char *
+err_name(int err)
+{
+	static char buf[32];
+	const char *s = im_strerror(err);
+	size_t n = strcspn(s, ": ");
+
+	snprintf(buf, sizeof(buf), "%.*s", (int)n, s);
+	return buf;
+}
+
 static const char *
 state_name(im_client_state s)
 {
@@ -159,9 +171,9 @@ on_error(im_client *cl, const im_client_error *e, void *payload)
 
 	if (e->dedup_id != 0) {
 		printf("error send %s group=%" PRIu64 " %s\n",
-		       im_strerror(e->err), e->group, e->text);
+		       err_name(e->err), e->group, e->text);
 	} else {
-		printf("error client %s %s\n", im_strerror(e->err), e->text);
+		printf("error client %s %s\n", err_name(e->err), e->text);
 	}
 	if (im_client_get_state(cl) == IM_CLIENT_STOPPED &&
 	    e->err == IM_EPERM) {
@@ -207,7 +219,7 @@ on_reply(im_client *cl, const im_client_reply *r, void *payload)
 		return;
 	}
 	if (r->kind == IM_CLIENT_REPLY_ERROR) {
-		printf("error %s %s %s\n", c->busy_what, im_strerror(r->err),
+		printf("error %s %s %s\n", c->busy_what, err_name(r->err),
 		       r->text);
 		finish_busy(c);
 		return;
@@ -290,7 +302,7 @@ make_client(cli *c, const char *token)
 		rc = im_client_connect(c->cl);
 	}
 	if (rc != IM_OK) {
-		printf("error login %s\n", im_strerror(rc));
+		printf("error login %s\n", err_name(rc));
 		im_client_destroy(c->cl);
 		c->cl = NULL;
 		return -1;
@@ -311,7 +323,7 @@ static void
 busy_on(cli *c, int rc, uint64_t req, const char *what)
 {
 	if (rc != IM_OK) {
-		printf("error %s %s\n", what, im_strerror(rc));
+		printf("error %s %s\n", what, err_name(rc));
 		c->busy = false;
 		return;
 	}
@@ -330,7 +342,7 @@ do_send(cli *c, im_gid g, const char *text)
 		return false;
 	}
 	if (rc != IM_OK) {
-		printf("error send %s group=%" PRIu64 "\n", im_strerror(rc), g);
+		printf("error send %s group=%" PRIu64 "\n", err_name(rc), g);
 	}
 	return true;
 }

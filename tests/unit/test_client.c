@@ -870,6 +870,208 @@ test_client_requests_get_their_replies(void **state)
 	free(fs);
 }
 
+/* Answer the next Ping, so the test knows every earlier frame was read. */
+static int
+fs_pong(fsrv *fs)
+{
+	for (;;) {
+		if (fs_recv(fs) != 0) {
+			return -1;
+		}
+		if (fs->in.which_msg == im_Envelope_ping_tag) {
+			break;
+		}
+	}
+	fs_env(fs, fs->in.req_id, im_Envelope_pong_tag);
+	return fs_send(fs);
+}
+
+#define MANY 130
+
+static void
+script_many_convs(fsrv *fs)
+{
+	uint64_t req;
+	im_ConvPage *cp;
+	uint64_t g = 1;
+	size_t i;
+	static bool in_resume[MANY + 1];
+
+	FS_CHECK(fs, fs_accept(fs) >= 0);
+	FS_CHECK(fs, fs_recv_req(fs) == 0);
+	req = fs->in.req_id;
+	fs_env(fs, req, im_Envelope_login_ok_tag)->msg.login_ok.user = 7;
+	fs->out.msg.login_ok.uq_last_seq = 3;
+	FS_CHECK(fs, fs_send(fs) == 0);
+	while (g <= MANY) {
+		cp = &fs_env(fs, req, im_Envelope_conv_page_tag)->msg.conv_page;
+		for (i = 0; i < 32 && g <= MANY; i++, g++) {
+			cp->convs[i].group = g;
+			cp->convs[i].last_seq = g;
+		}
+		cp->convs_count = (pb_size_t)i;
+		cp->done = g > MANY;
+		FS_CHECK(fs, fs_send(fs) == 0);
+	}
+	FS_CHECK(fs, fs_pong(fs) == 0);
+	/* drop; the resume can carry 128 cursors, the rest must be synced */
+	FS_CHECK(fs, fs_accept(fs) >= 0);
+	FS_CHECK(fs, fs_recv_req(fs) == 0);
+	FS_CHECK(fs, fs->in.which_msg == im_Envelope_resume_tag);
+	fs->resume = fs->in.msg.resume;
+	FS_CHECK(fs, fs->resume.cursors_count == 128);
+	for (i = 0; i < fs->resume.cursors_count; i++) {
+		im_Cursor *cu = &fs->resume.cursors[i];
+
+		FS_CHECK(fs, cu->group <= MANY && !in_resume[cu->group]);
+		FS_CHECK(fs, cu->seq == (cu->group == 0 ? 3 : cu->group));
+		in_resume[cu->group] = true;
+	}
+	FS_CHECK(fs, in_resume[0]);
+	fs_env(fs, fs->in.req_id, im_Envelope_resume_ok_tag);
+	FS_CHECK(fs, fs_send(fs) == 0);
+	for (i = 0; i < MANY + 1 - 128; i++) {
+		FS_CHECK(fs, fs_recv_req(fs) == 0);
+		FS_CHECK(fs, fs->in.which_msg == im_Envelope_sync_tag);
+		g = fs->in.msg.sync.group;
+		FS_CHECK(fs, g >= 1 && g <= MANY && !in_resume[g]);
+		FS_CHECK(fs, fs->in.msg.sync.after == g);
+		in_resume[g] = true;
+		fs->nsync++;
+		fs_env(fs, fs->in.req_id, im_Envelope_sync_page_tag)
+			->msg.sync_page.group = g;
+		FS_CHECK(fs, fs_send(fs) == 0);
+	}
+	FS_CHECK(fs, fs_pong(fs) == 0);
+	(void)fs_recv(fs);
+}
+
+static bool
+pred_reconnected(im_client *cl, void *arg)
+{
+	return ((seen *)arg)->nstates >= 5 &&
+	       im_client_get_state(cl) == IM_CLIENT_CONNECTED;
+}
+
+static void
+test_client_resume_over_128_convs_syncs_the_rest(void **state)
+{
+	fsrv *fs = fs_start(script_many_convs);
+	seen s;
+	im_client *cl = mk_client(fs->port, &s);
+	uint64_t req;
+	int err = 1;
+
+	assert_int_equal(im_client_connect_wait(cl, WAIT_MS), IM_OK);
+	assert_int_equal(s.nlogin_convs, MANY);
+	assert_int_equal(im_client_ping(cl, &req), IM_OK);
+	/* the reply may be lost with the drop; the reconnect is what counts */
+	(void)im_client_wait_reply(cl, req, WAIT_MS, &err);
+	assert_int_equal(
+		im_client_run_until(cl, WAIT_MS, pred_reconnected, &s), IM_OK);
+	assert_int_equal(im_client_ping(cl, &req), IM_OK);
+	assert_int_equal(im_client_wait_reply(cl, req, WAIT_MS, &err), IM_OK);
+	assert_int_equal(err, IM_OK);
+	im_client_destroy(cl);
+	fs_join(fs);
+	assert_int_equal(fs->nsync, MANY + 1 - 128);
+	free(fs);
+}
+
+/* The server forgot the session: the client logs in afresh and syncs what
+ * the new login shows it missed, in the user queue and in its groups. */
+static void
+script_session_lost(fsrv *fs)
+{
+	uint64_t req;
+	im_ConvPage *cp;
+	im_SyncPage *sp;
+	int i, k;
+
+	FS_CHECK(fs, fs_login(fs) == 0);
+	FS_CHECK(fs, fs_pong(fs) == 0);
+	FS_CHECK(fs, fs_accept(fs) >= 0);
+	FS_CHECK(fs, fs_recv_req(fs) == 0);
+	FS_CHECK(fs, fs->in.which_msg == im_Envelope_resume_tag);
+	fs_env(fs, fs->in.req_id, im_Envelope_error_tag)->msg.error.code =
+		im_Code_ERR_SESSION;
+	FS_CHECK(fs, fs_send(fs) == 0);
+	FS_CHECK(fs, fs_accept(fs) >= 0);
+	FS_CHECK(fs, fs_recv_req(fs) == 0);
+	FS_CHECK(fs, fs->in.which_msg == im_Envelope_login_tag);
+	req = fs->in.req_id;
+	fs_env(fs, req, im_Envelope_login_ok_tag)->msg.login_ok.user = 7;
+	fs->out.msg.login_ok.uq_last_seq = 6;
+	FS_CHECK(fs, fs_send(fs) == 0);
+	cp = &fs_env(fs, req, im_Envelope_conv_page_tag)->msg.conv_page;
+	cp->convs_count = 1;
+	cp->convs[0].group = 10;
+	cp->convs[0].last_seq = 8;
+	cp->done = true;
+	FS_CHECK(fs, fs_send(fs) == 0);
+	for (k = 0; k < 2; k++) {
+		FS_CHECK(fs, fs_recv_req(fs) == 0);
+		FS_CHECK(fs, fs->in.which_msg == im_Envelope_sync_tag);
+		fs->nsync++;
+		sp = &fs_env(fs, fs->in.req_id, im_Envelope_sync_page_tag)
+			      ->msg.sync_page;
+		if (fs->in.msg.sync.group == 0) {
+			FS_CHECK(fs, fs->in.msg.sync.after == 3);
+			sp->events_count = 2;
+			sp->events[0].seq = 5;
+			sp->events[1].seq = 6;
+		} else {
+			FS_CHECK(fs, fs->in.msg.sync.group == 10);
+			FS_CHECK(fs, fs->in.msg.sync.after == 4);
+			sp->group = 10;
+			sp->msgs_count = 4;
+			for (i = 0; i < 4; i++) {
+				sp->msgs[i].group = 10;
+				sp->msgs[i].seq = 5 + (uint64_t)i;
+				sp->msgs[i].prev_seq = 4 + (uint64_t)i;
+			}
+		}
+		FS_CHECK(fs, fs_send(fs) == 0);
+	}
+	FS_CHECK(fs, fs_pong(fs) == 0);
+	(void)fs_recv(fs);
+}
+
+static bool
+pred_relogged(im_client *cl, void *arg)
+{
+	seen *s = arg;
+
+	return s->n >= 4 && s->nevents >= 2;
+}
+
+static void
+test_client_lost_session_logs_in_again_and_syncs_the_gap(void **state)
+{
+	fsrv *fs = fs_start(script_session_lost);
+	seen s;
+	im_client *cl = mk_client(fs->port, &s);
+	uint64_t req;
+	int err = 1, i;
+
+	assert_int_equal(im_client_connect_wait(cl, WAIT_MS), IM_OK);
+	assert_int_equal(im_client_ping(cl, &req), IM_OK);
+	(void)im_client_wait_reply(cl, req, WAIT_MS, &err);
+	assert_int_equal(im_client_run_until(cl, WAIT_MS, pred_relogged, &s),
+			 IM_OK);
+	for (i = 0; i < 4; i++) {
+		assert_int_equal(s.seq[i], 5 + i);
+	}
+	assert_int_equal(s.events[0], 5);
+	assert_int_equal(s.events[1], 6);
+	assert_int_equal(im_client_ping(cl, &req), IM_OK);
+	assert_int_equal(im_client_wait_reply(cl, req, WAIT_MS, &err), IM_OK);
+	im_client_destroy(cl);
+	fs_join(fs);
+	assert_int_equal(fs->nsync, 2);
+	free(fs);
+}
+
 /* ---- argument and bound errors (no server needed) ---- */
 
 static void
@@ -1011,6 +1213,10 @@ main(void)
 		cmocka_unit_test(
 			test_client_bad_token_stops_without_reconnecting),
 		cmocka_unit_test(test_client_requests_get_their_replies),
+		cmocka_unit_test(
+			test_client_resume_over_128_convs_syncs_the_rest),
+		cmocka_unit_test(
+			test_client_lost_session_logs_in_again_and_syncs_the_gap),
 	};
 
 	seed = test_seed();
