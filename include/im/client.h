@@ -293,6 +293,7 @@ IM_API int im_client_mark_read(im_client *cl, im_gid group, im_seq seq,
  * Fetch history after < seq <= until (until 0 = up to the last seq seen)
  * page by page; the messages come to on_deliver with msg->history set,
  * then on_reply with kind SYNCED. At most max_msgs messages (0 = no limit).
+ * When there is nothing to fetch, on_reply runs before this returns.
  */
 IM_API int im_client_sync(im_client *cl, im_gid group, im_seq after,
 			  im_seq until, uint32_t max_msgs, uint64_t *req_out);
@@ -334,15 +335,16 @@ IM_API int im_client_connect_wait(im_client *cl, uint32_t timeout_ms);
 /**
  * Send and wait for the ack.
  * @retval IM_OK (*seq_out set, may be NULL), IM_EAGAIN (timeout; the send
- *         stays queued), IM_EPERM (not a member), IM_EINVAL, IM_EFULL,
- *         other errors the server sent
+ *         stays queued), IM_EPERM (not a member, or the token was
+ *         refused), IM_EINVAL, IM_EFULL, other errors the server sent
  */
 IM_API int im_client_send_wait(im_client *cl, im_gid group, const void *body,
 			       size_t len, uint32_t timeout_ms,
 			       im_seq *seq_out);
 
 /** Run until the request is answered; *reply_err_out (may be NULL) gets
- *  the reply's err. @retval IM_OK, IM_EAGAIN (timeout) */
+ *  the reply's err. @retval IM_OK, IM_EAGAIN (timeout), IM_EPERM (the
+ *  token was refused) */
 IM_API int im_client_wait_reply(im_client *cl, uint64_t req_id,
 				uint32_t timeout_ms, int *reply_err_out);
 

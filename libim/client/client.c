@@ -63,6 +63,7 @@ struct conv {
 	bool known;     /* cursor is meaningful (else: take the first seen) */
 	bool member;
 	bool syncing;   /* a repair is in flight: drop live pushes */
+	bool want_repair; /* a gap seen before login finished */
 	bool dirty;     /* on the ack list */
 	bool in_resume; /* its cursor went with the last Resume */
 };
@@ -444,7 +445,16 @@ start_repair(im_client *cl, struct conv *c)
 	struct pending *p;
 	bool *syncing = c != NULL ? &c->syncing : &cl->uq_syncing;
 
-	if (*syncing || cl->state != IM_CLIENT_CONNECTED) {
+	if (*syncing) {
+		return;
+	}
+	if (cl->state != IM_CLIENT_CONNECTED) {
+		/* pushes during login: repair once logged in */
+		if (c != NULL) {
+			c->want_repair = true;
+		} else {
+			cl->uq_behind = true;
+		}
 		return;
 	}
 	p = pend_new(cl, P_REPAIR);
@@ -499,6 +509,7 @@ drop_inflight(im_client *cl)
 	}
 	for (i = 0; i < cl->conv_cap; i++) {
 		cl->convs[i].syncing = false;
+		cl->convs[i].want_repair = false;
 	}
 	cl->uq_syncing = false;
 	for (i = 0; i < cl->max_pending; i++) {
@@ -798,6 +809,11 @@ handle_event(im_client *cl, const im_UserEvent *u, bool repair)
 			}
 			/* fall through */
 		case im_EventType_EV_JOINED:
+			if (!c->member) {
+				/* back after leaving: what happened while away
+				 * is not ours, take the chain from here */
+				c->known = false;
+			}
 			c->member = true;
 			if (u->name[0] != '\0') {
 				snprintf(c->c.name, sizeof(c->c.name), "%s",
@@ -878,7 +894,7 @@ became_connected(im_client *cl, bool login)
 	}
 	cl->state = IM_CLIENT_CONNECTED;
 	/* Conversations the login/resume did not bring up to date. */
-	if (login && cl->uq_behind) {
+	if (cl->uq_behind) {
 		cl->uq_behind = false;
 		start_repair(cl, NULL);
 	}
@@ -888,7 +904,9 @@ became_connected(im_client *cl, bool login)
 		if (!c->used || !c->known || !c->member) {
 			continue;
 		}
-		if (login ? c->cursor < c->c.last_seq : !c->in_resume) {
+		if (c->want_repair ||
+		    (login ? c->cursor < c->c.last_seq : !c->in_resume)) {
+			c->want_repair = false;
 			start_repair(cl, c);
 		}
 	}
@@ -1377,7 +1395,10 @@ write_cb(struct ev_loop *loop, ev_io *w, int revents)
 		return;
 	}
 	if (cl->woff < cl->wlen) {
-		n = write(cl->fd, cl->wbuf + cl->woff, cl->wlen - cl->woff);
+		/* MSG_NOSIGNAL: a peer that went away is an error code
+		 * here, not a SIGPIPE that kills the caller's process. */
+		n = send(cl->fd, cl->wbuf + cl->woff, cl->wlen - cl->woff,
+			 MSG_NOSIGNAL);
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EINTR) {
 				return;
@@ -2071,7 +2092,7 @@ im_client_connect_wait(im_client *cl, uint32_t timeout_ms)
 static bool
 pred_wait(im_client *cl, void *arg)
 {
-	return cl->wait_done;
+	return cl->wait_done || cl->auth_failed;
 }
 
 int
@@ -2095,6 +2116,9 @@ im_client_send_wait(im_client *cl, im_gid group, const void *body, size_t len,
 	cl->wait_dedup = 0;
 	if (rc != IM_OK) {
 		return rc;
+	}
+	if (!cl->wait_done) {
+		return IM_EPERM; /* the token was refused */
 	}
 	if (cl->wait_err == IM_OK && seq_out != NULL) {
 		*seq_out = cl->wait_seq;
@@ -2120,6 +2144,9 @@ im_client_wait_reply(im_client *cl, uint64_t req_id, uint32_t timeout_ms,
 	}
 	rc = im_client_run_until(cl, timeout_ms, pred_wait, NULL);
 	cl->wait_req = 0;
+	if (rc == IM_OK && !cl->wait_done) {
+		return IM_EPERM; /* the token was refused */
+	}
 	if (rc == IM_OK && reply_err_out != NULL) {
 		*reply_err_out = cl->wait_err;
 	}
