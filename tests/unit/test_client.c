@@ -1073,6 +1073,174 @@ test_client_lost_session_logs_in_again_and_syncs_the_gap(void **state)
 	free(fs);
 }
 
+static void
+script_garbage(fsrv *fs)
+{
+	static const uint8_t junk[8] = {0, 0, 0, 4, 0xff, 0xff, 0xff, 0xff};
+
+	FS_CHECK(fs, fs_login(fs) == 0);
+	FS_CHECK(fs, fs_pong(fs) == 0);
+	FS_CHECK(fs, fs_send_raw(fs, junk, sizeof(junk)) == 0);
+	FS_CHECK(fs, fs_recv(fs) != 0);
+}
+
+static void
+test_client_undecodable_frame_closes_with_a_protocol_error(void **state)
+{
+	fsrv *fs = fs_start(script_garbage);
+	seen s;
+	im_client *cl = mk_client(fs->port, &s);
+	uint64_t req;
+	int err, i;
+	bool proto = false;
+
+	assert_int_equal(im_client_connect_wait(cl, WAIT_MS), IM_OK);
+	assert_int_equal(im_client_ping(cl, &req), IM_OK);
+	assert_int_equal(im_client_wait_reply(cl, req, WAIT_MS, &err), IM_OK);
+	assert_int_equal(
+		im_client_run_until(cl, WAIT_MS, pred_disconnected, NULL),
+		IM_OK);
+	im_client_close(cl);
+	fs_join(fs);
+	for (i = 0; i < s.nerr; i++) {
+		proto |= s.errs[i] == IM_EPROTO;
+	}
+	assert_true(proto);
+	im_client_destroy(cl);
+	free(fs);
+}
+
+/* Pings go unanswered: the client must give up on the connection. */
+static void
+script_silent(fsrv *fs)
+{
+	FS_CHECK(fs, fs_login(fs) == 0);
+	while (fs_recv(fs) == 0) {
+		if (fs->in.which_msg == im_Envelope_ping_tag) {
+			fs->nsync++; /* counts pings */
+		}
+	}
+}
+
+static void
+test_client_silent_server_is_dropped_after_missed_pings(void **state)
+{
+	fsrv *fs = fs_start(script_silent);
+	seen s;
+	im_client_opts o = IM_CLIENT_OPTS_INIT;
+	im_client *cl = NULL;
+
+	memset(&s, 0, sizeof(s));
+	o.port = fs->port;
+	o.token = "7.0.test";
+	o.ping_ms = 20;
+	o.reconnect = false;
+	o.cb.on_error = on_error;
+	o.payload = &s;
+	assert_int_equal(im_client_create(&cl, &o), IM_OK);
+	assert_int_equal(im_client_connect_wait(cl, WAIT_MS), IM_OK);
+	assert_int_equal(
+		im_client_run_until(cl, WAIT_MS, pred_disconnected, NULL),
+		IM_OK);
+	assert_int_equal(im_client_get_state(cl), IM_CLIENT_STOPPED);
+	assert_int_equal(s.errs[0], IM_EUNAVAIL);
+	im_client_destroy(cl);
+	fs_join(fs);
+	assert_true(fs->nsync >= 2);
+	free(fs);
+}
+
+/* Login never answered: the login timeout closes and the client retries. */
+static void
+script_mute_login(fsrv *fs)
+{
+	FS_CHECK(fs, fs_accept(fs) >= 0);
+	FS_CHECK(fs, fs_recv_req(fs) == 0);
+	FS_CHECK(fs, fs->in.which_msg == im_Envelope_login_tag);
+	FS_CHECK(fs, fs_recv(fs) != 0); /* the client hangs up */
+	FS_CHECK(fs, fs_login(fs) == 0);
+	(void)fs_recv(fs);
+}
+
+static void
+test_client_unanswered_login_times_out_and_retries(void **state)
+{
+	fsrv *fs = fs_start(script_mute_login);
+	seen s;
+	im_client_opts o = IM_CLIENT_OPTS_INIT;
+	im_client *cl = NULL;
+
+	memset(&s, 0, sizeof(s));
+	o.port = fs->port;
+	o.token = "7.0.test";
+	o.login_timeout_ms = 300;
+	o.backoff_min_ms = 5;
+	o.backoff_max_ms = 10;
+	o.cb.on_error = on_error;
+	o.payload = &s;
+	assert_int_equal(im_client_create(&cl, &o), IM_OK);
+	assert_int_equal(im_client_connect_wait(cl, WAIT_MS), IM_OK);
+	assert_int_equal(s.errs[0], IM_EAGAIN);
+	im_client_destroy(cl);
+	fs_join(fs);
+	assert_int_equal(fs->accepts, 2);
+	free(fs);
+}
+
+/* ERR_UNAVAILABLE: retried with the same dedup id on the same connection;
+ * ERR_NOT_MEMBER: dropped from the outbox with an error naming it. */
+static void
+script_send_errors(fsrv *fs)
+{
+	FS_CHECK(fs, fs_login(fs) == 0);
+	FS_CHECK(fs, fs_recv_req(fs) == 0);
+	FS_CHECK(fs, fs->in.which_msg == im_Envelope_send_tag);
+	fs->dedup[fs->ndedup++] = fs->in.msg.send.dedup_id;
+	fs_env(fs, fs->in.req_id, im_Envelope_error_tag)->msg.error.code =
+		im_Code_ERR_UNAVAILABLE;
+	FS_CHECK(fs, fs_send(fs) == 0);
+	FS_CHECK(fs, fs_recv_req(fs) == 0);
+	FS_CHECK(fs, fs->in.which_msg == im_Envelope_send_tag);
+	fs->dedup[fs->ndedup++] = fs->in.msg.send.dedup_id;
+	fs_env(fs, fs->in.req_id, im_Envelope_send_ack_tag);
+	fs->out.msg.send_ack.group = 10;
+	fs->out.msg.send_ack.dedup_id = fs->dedup[1];
+	fs->out.msg.send_ack.seq = 9;
+	FS_CHECK(fs, fs_send(fs) == 0);
+	FS_CHECK(fs, fs_recv_req(fs) == 0);
+	FS_CHECK(fs, fs->in.which_msg == im_Envelope_send_tag);
+	FS_CHECK(fs, fs->in.msg.send.group == 11);
+	fs_env(fs, fs->in.req_id, im_Envelope_error_tag)->msg.error.code =
+		im_Code_ERR_NOT_MEMBER;
+	fs->out.msg.error.group = 11;
+	FS_CHECK(fs, fs_send(fs) == 0);
+	(void)fs_recv(fs);
+}
+
+static void
+test_client_unavailable_send_is_retried_and_refused_one_dropped(void **state)
+{
+	fsrv *fs = fs_start(script_send_errors);
+	seen s;
+	im_client *cl = mk_client(fs->port, &s);
+	im_seq seq = 0;
+
+	assert_int_equal(im_client_connect_wait(cl, WAIT_MS), IM_OK);
+	assert_int_equal(im_client_send_wait(cl, 10, "a", 1, WAIT_MS, &seq),
+			 IM_OK);
+	assert_int_equal(seq, 9);
+	assert_int_equal(im_client_send_wait(cl, 11, "b", 1, WAIT_MS, &seq),
+			 IM_EPERM);
+	assert_int_equal(im_client_outbox_count(cl), 0);
+	assert_int_equal(s.nerr, 1);
+	assert_int_equal(s.errs[0], IM_EPERM);
+	im_client_destroy(cl);
+	fs_join(fs);
+	assert_int_equal(fs->ndedup, 2);
+	assert_true(fs->dedup[0] == fs->dedup[1]);
+	free(fs);
+}
+
 /* ---- argument and bound errors (no server needed) ---- */
 
 static void
@@ -1214,6 +1382,14 @@ main(void)
 		cmocka_unit_test(
 			test_client_bad_token_stops_without_reconnecting),
 		cmocka_unit_test(test_client_requests_get_their_replies),
+		cmocka_unit_test(
+			test_client_undecodable_frame_closes_with_a_protocol_error),
+		cmocka_unit_test(
+			test_client_silent_server_is_dropped_after_missed_pings),
+		cmocka_unit_test(
+			test_client_unanswered_login_times_out_and_retries),
+		cmocka_unit_test(
+			test_client_unavailable_send_is_retried_and_refused_one_dropped),
 		cmocka_unit_test(
 			test_client_resume_over_128_convs_syncs_the_rest),
 		cmocka_unit_test(
