@@ -64,6 +64,7 @@ struct conv {
 	bool member;
 	bool syncing;   /* a repair is in flight: drop live pushes */
 	bool want_repair; /* a gap seen before login finished */
+	im_seq gap_seq; /* the push whose prev_seq showed the gap */
 	bool dirty;     /* on the ack list */
 	bool in_resume; /* its cursor went with the last Resume */
 };
@@ -773,14 +774,13 @@ handle_deliver(im_client *cl, const im_Deliver *d)
 	if (c->syncing) {
 		return; /* the repair in flight brings it */
 	}
-	if (c->known) {
-		if (d->seq <= c->cursor) {
-			return;
-		}
-		if (d->prev_seq != c->cursor) {
-			start_repair(cl, c);
-			return;
-		}
+	if (c->cursor != 0 && d->seq <= c->cursor) {
+		return; /* seen: a replay or a retransmission */
+	}
+	if (c->known && d->prev_seq != c->cursor) {
+		c->gap_seq = d->seq;
+		start_repair(cl, c);
+		return;
 	}
 	apply_msg(cl, c, d, false);
 }
@@ -977,6 +977,13 @@ handle_sync_page(im_client *cl, struct pending *p, const im_SyncPage *sp)
 	if (p->kind == P_REPAIR) {
 		if (c != NULL) {
 			c->syncing = false;
+			if (c->cursor < c->gap_seq) {
+				/* The repair did not even bring the push that
+				 * showed the gap: take the server's chain as it
+				 * comes rather than asking forever. */
+				c->known = false;
+			}
+			c->gap_seq = 0;
 		}
 		if (p->group == 0) {
 			cl->uq_syncing = false;

@@ -663,6 +663,39 @@ test_client_gap_in_prev_seq_is_repaired_by_sync(void **state)
 }
 
 static void
+script_empty_repair(fsrv *fs)
+{
+	FS_CHECK(fs, fs_login(fs) == 0);
+	fs_deliver(fs, 10, 8, 7, 8, "eight");
+	FS_CHECK(fs, fs_recv_req(fs) == 0);
+	FS_CHECK(fs, fs->in.which_msg == im_Envelope_sync_tag);
+	fs->nsync++;
+	fs_env(fs, fs->in.req_id, im_Envelope_sync_page_tag)
+		->msg.sync_page.group = 10;
+	FS_CHECK(fs, fs_send(fs) == 0); /* nothing, more = false */
+	fs_deliver(fs, 10, 9, 8, 8, "nine");
+	fs_deliver(fs, 10, 10, 9, 8, "ten");
+	(void)fs_recv(fs);
+}
+
+static void
+test_client_empty_repair_does_not_stall_the_group(void **state)
+{
+	fsrv *fs = fs_start(script_empty_repair);
+	seen s;
+	im_client *cl = mk_client(fs->port, &s);
+
+	assert_int_equal(im_client_connect_wait(cl, WAIT_MS), IM_OK);
+	assert_int_equal(im_client_run_until(cl, WAIT_MS, pred_n, &s), IM_OK);
+	assert_int_equal(s.seq[0], 9);
+	assert_int_equal(s.seq[1], 10);
+	im_client_destroy(cl);
+	fs_join(fs);
+	assert_int_equal(fs->nsync, 1);
+	free(fs);
+}
+
+static void
 script_oversize(fsrv *fs)
 {
 	static const uint8_t big[4] = {0x00, 0x10, 0x00, 0x00}; /* 1 MiB */
@@ -1376,6 +1409,8 @@ main(void)
 		cmocka_unit_test(test_client_drops_replayed_group_seqs),
 		cmocka_unit_test(
 			test_client_gap_in_prev_seq_is_repaired_by_sync),
+		cmocka_unit_test(
+			test_client_empty_repair_does_not_stall_the_group),
 		cmocka_unit_test(
 			test_client_oversize_prefix_closes_with_a_clear_error),
 		cmocka_unit_test(test_client_reconnects_after_refusals),
