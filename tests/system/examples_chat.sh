@@ -66,6 +66,17 @@ printf '/send %s hello there\n/send %s second\n/wait\n' "$gid" "$gid" |
 [ "$(grep -c "^ack $gid " "$tmp/send.out")" -eq 2 ] || fail "sends not acked"
 wait "$botpid" || fail "bot did not answer twice"
 
+# A second device of user 2 stays online to see the read sync.
+{ sleep 6; echo /quit; } | timeout 30 "$cli" --port "$port" --token "$t2" \
+	--device other >"$tmp/u2b.out" 2>&1 &
+devpid=$!
+pids+=($devpid)
+for _ in $(seq 1 100); do
+	grep -q '^state connected' "$tmp/u2b.out" 2>/dev/null && break
+	sleep 0.1
+done
+grep -q '^state connected' "$tmp/u2b.out" || fail "second device not in"
+
 # user 2 was offline: 4 unread (2 from user 1, 2 from the bot), history
 # in seq order, then a read clears the count.
 printf '/list\n/open %s\n/read %s\n/list\n' "$gid" "$gid" | run_cli "$t2" u2
@@ -79,4 +90,13 @@ seqs=$(awk -v g="$gid" '$1 == "history" && $2 == g {print $3}' "$tmp/u2.out")
 grep -q "^ok read" "$tmp/u2.out" || fail "read not done"
 [ "$(grep "^conv $gid " "$tmp/u2.out" | tail -n 1 | cut -d' ' -f3)" = \
 	"unread=0" ] || fail "unread not cleared by the read"
+last=$(awk -v g="$gid" '$1 == "history" && $2 == g {print $3}' \
+	"$tmp/u2.out" | tail -n 1)
+for _ in $(seq 1 100); do
+	grep -q "^event read $gid $last\$" "$tmp/u2b.out" && break
+	sleep 0.1
+done
+grep -q "^event read $gid $last\$" "$tmp/u2b.out" ||
+	fail "the read did not reach the other device"
+kill "$devpid" 2>/dev/null || true
 echo "examples_chat: ok (group $gid)"
