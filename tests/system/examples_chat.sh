@@ -67,9 +67,11 @@ printf '/send %s hello there\n/send %s second\n/wait\n' "$gid" "$gid" |
 wait "$botpid" || fail "bot did not answer twice"
 
 # A second device of user 2 stays online to see the read sync.
-{ sleep 6; echo /quit; } | timeout 30 "$cli" --port "$port" --token "$t2" \
-	--device other >"$tmp/u2b.out" 2>&1 &
+mkfifo "$tmp/u2b.in"
+timeout 30 "$cli" --port "$port" --token "$t2" --device other \
+	<"$tmp/u2b.in" >"$tmp/u2b.out" 2>&1 &
 devpid=$!
+exec 8>"$tmp/u2b.in"
 pids+=($devpid)
 for _ in $(seq 1 100); do
 	grep -q '^state connected' "$tmp/u2b.out" 2>/dev/null && break
@@ -98,5 +100,7 @@ for _ in $(seq 1 100); do
 done
 grep -q "^event read $gid $last\$" "$tmp/u2b.out" ||
 	fail "the read did not reach the other device"
-kill "$devpid" 2>/dev/null || true
+echo /quit >&8
+exec 8>&-
+wait "$devpid" || fail "second device exited $?"
 echo "examples_chat: ok (group $gid)"
