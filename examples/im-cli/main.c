@@ -581,6 +581,7 @@ run_queue(cli *c)
 		return;
 	}
 	c->in_queue = true;
+	split_lines(c);
 	while (c->qlen > 0 && !c->busy && !c->sleeping && !c->quitting) {
 		char *line = c->queue[c->qhead];
 
@@ -590,9 +591,14 @@ run_queue(cli *c)
 		free(line);
 		c->qhead = (c->qhead + 1) % QUEUE_MAX;
 		c->qlen--;
+		split_lines(c);
 	}
 	c->in_queue = false;
-	if (c->qlen < QUEUE_MAX && !c->eof && !c->quitting) {
+	/* Read more only when the buffer holds no complete line and has
+	 * room: a read of 0 bytes would look like end of input. */
+	if (c->qlen < QUEUE_MAX && !c->eof && !c->quitting &&
+	    c->rlen < sizeof(c->rbuf) &&
+	    memchr(c->rbuf, '\n', c->rlen) == NULL) {
 		ev_io_start(c->loop, &c->in);
 	}
 	maybe_exit(c);
@@ -616,45 +622,50 @@ push_line(cli *c, const char *s, size_t n)
 	c->qlen++;
 }
 
+/* Move complete lines from the read buffer to the queue while it has room;
+ * at end of input a last line without a newline counts too. */
 static void
-stdin_cb(struct ev_loop *loop, ev_io *w, int revents)
+split_lines(cli *c)
 {
-	cli *c = w->data;
-	ssize_t n;
 	size_t start = 0, i;
 
-	n = read(0, c->rbuf + c->rlen, sizeof(c->rbuf) - c->rlen);
-	if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-		return;
-	}
-	if (n <= 0) {
-		if (c->rlen > 0 && c->qlen < QUEUE_MAX) {
-			push_line(c, c->rbuf, c->rlen);
-		}
-		c->rlen = 0;
-		c->eof = true;
-		c->eof_at = ev_now(loop);
-		ev_io_stop(loop, w);
-		ev_timer_set(&c->tick, 0.05, 0.05);
-		ev_timer_start(loop, &c->tick);
-		run_queue(c);
-		return;
-	}
-	c->rlen += (size_t)n;
 	for (i = 0; i < c->rlen && c->qlen < QUEUE_MAX; i++) {
 		if (c->rbuf[i] == '\n') {
 			push_line(c, c->rbuf + start, i - start);
 			start = i + 1;
 		}
 	}
-	if (start == 0 && c->rlen == sizeof(c->rbuf)) {
+	memmove(c->rbuf, c->rbuf + start, c->rlen - start);
+	c->rlen -= start;
+	if (c->rlen == sizeof(c->rbuf)) {
 		printf("error input line too long\n");
 		c->rlen = 0;
 	}
-	memmove(c->rbuf, c->rbuf + start, c->rlen - start);
-	c->rlen -= start;
-	if (c->qlen >= QUEUE_MAX) {
-		ev_io_stop(loop, w);
+	if (c->eof && c->rlen > 0 && c->qlen < QUEUE_MAX &&
+	    memchr(c->rbuf, '\n', c->rlen) == NULL) {
+		push_line(c, c->rbuf, c->rlen);
+		c->rlen = 0;
+	}
+}
+
+static void
+stdin_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	cli *c = w->data;
+	ssize_t n;
+
+	n = read(0, c->rbuf + c->rlen, sizeof(c->rbuf) - c->rlen);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+		return;
+	}
+	ev_io_stop(loop, w); /* run_queue restarts it when there is room */
+	if (n <= 0) {
+		c->eof = true;
+		c->eof_at = ev_now(loop);
+		ev_timer_set(&c->tick, 0.05, 0.05);
+		ev_timer_start(loop, &c->tick);
+	} else {
+		c->rlen += (size_t)n;
 	}
 	run_queue(c);
 }
