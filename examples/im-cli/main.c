@@ -72,6 +72,7 @@ typedef struct cli {
 } cli;
 
 static void run_queue(cli *c);
+static void split_lines(cli *c);
 
 static void
 print_text(const void *body, uint32_t len)
