@@ -36,7 +36,8 @@ answer(const bot *b, const im_client_msg *m, char *out, size_t cap)
 	size_t len = m->body_len;
 	static const char echo[] = "echo: ";
 
-	if (len >= sizeof(echo) - 1 && memcmp(text, echo, sizeof(echo) - 1) == 0) {
+	if (len >= sizeof(echo) - 1 &&
+	    memcmp(text, echo, sizeof(echo) - 1) == 0) {
 		return 0; /* another bot's answer */
 	}
 	if (len == 5 && memcmp(text, "!ping", 5) == 0) {

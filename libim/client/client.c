@@ -390,7 +390,8 @@ pend_find(im_client *cl, uint64_t req_id)
 		return NULL;
 	}
 	for (i = 0; i < cl->max_pending; i++) {
-		if (cl->pend[i].kind != P_FREE && cl->pend[i].req_id == req_id) {
+		if (cl->pend[i].kind != P_FREE &&
+		    cl->pend[i].req_id == req_id) {
 			return &cl->pend[i];
 		}
 	}
@@ -1239,7 +1240,8 @@ handle_env(im_client *cl, const im_Envelope *e)
 		memset(&r, 0, sizeof(r));
 		r.req_id = p->user_req;
 		if (e->which_msg == im_Envelope_group_created_tag) {
-			struct conv *c = conv_get(cl, e->msg.group_created.group);
+			struct conv *c =
+				conv_get(cl, e->msg.group_created.group);
 
 			/* The creator is in it from now on; a new group
 			 * starts empty, so its chain is known from 0. */
