@@ -45,12 +45,12 @@ answer(const bot *b, const im_client_msg *m, char *out, size_t cap)
 	}
 	if (len == 5 && memcmp(text, "!help", 5) == 0) {
 		return (size_t)snprintf(out, cap,
-					"commands: !ping !help !whoami; "
-					"anything else is echoed");
+		                        "commands: !ping !help !whoami; "
+		                        "anything else is echoed");
 	}
 	if (len == 7 && memcmp(text, "!whoami", 7) == 0) {
 		return (size_t)snprintf(out, cap, "you are %" PRIu64,
-					m->sender);
+		                        m->sender);
 	}
 	if (len > cap - (sizeof(echo) - 1)) {
 		len = cap - (sizeof(echo) - 1);
@@ -77,9 +77,9 @@ on_deliver(im_client *cl, const im_client_msg *m, void *payload)
 	}
 	rc = im_client_send_ex(cl, m->group, out, n, m->seq, 0, 0, NULL);
 	if (rc != IM_OK) {
-		fprintf(stderr, "bot: cannot answer %" PRIu64 "/%" PRIu64
-				": %s\n",
-			m->group, m->seq, im_strerror(rc));
+		fprintf(stderr,
+		        "bot: cannot answer %" PRIu64 "/%" PRIu64 ": %s\n",
+		        m->group, m->seq, im_strerror(rc));
 		return;
 	}
 	printf("reply %" PRIu64 " %" PRIu64 "\n", m->group, m->seq);
@@ -99,7 +99,7 @@ on_ack(im_client *cl, im_gid group, uint64_t dedup, im_seq seq, bool dup,
 
 static void
 on_login(im_client *cl, im_uid user, const im_client_conv *convs, size_t n,
-	 void *payload)
+         void *payload)
 {
 	printf("ready %" PRIu64 " convs=%zu\n", user, n);
 }
@@ -163,7 +163,7 @@ main(int argc, char **argv)
 	}
 	if (i != argc || o.token == NULL) {
 		fprintf(stderr, "usage: bot [--host H] [--port P] --token T "
-				"[--count N] [--timeout-ms MS]\n");
+		                "[--count N] [--timeout-ms MS]\n");
 		return 2;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);

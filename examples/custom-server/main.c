@@ -19,14 +19,14 @@
 #include <stdio.h>
 #include <string.h>
 
-#define CHECK(call)                                                          \
-	do {                                                                 \
-		int rc_ = (call);                                            \
-		if (rc_ != IM_OK) {                                          \
-			fprintf(stderr, "%s: %s (%s)\n", #call,              \
-				im_strerror(rc_), im_store_errmsg(st));      \
-			goto out;                                            \
-		}                                                            \
+#define CHECK(call)                                                            \
+	do {                                                                   \
+		int rc_ = (call);                                              \
+		if (rc_ != IM_OK) {                                            \
+			fprintf(stderr, "%s: %s (%s)\n", #call,                \
+			        im_strerror(rc_), im_store_errmsg(st));        \
+			goto out;                                              \
+		}                                                              \
 	} while (0)
 
 static int
@@ -80,7 +80,7 @@ main(int argc, char **argv)
 	fence.kind = IM_KIND_GROUP;
 	fence.slot = im_shard_slot_of(gid, im_shard_nslots(map));
 	CHECK(im_shard_claim(map, st, IM_KIND_GROUP, fence.slot, "custom",
-			     &fence.epoch));
+	                     &fence.epoch));
 	memset(&g, 0, sizeof(g));
 	g.gid = gid;
 	g.creator = 1;

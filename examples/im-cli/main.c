@@ -25,8 +25,8 @@
  */
 #include <im/client.h>
 
-#include <ev.h>
 #include <errno.h>
+#include <ev.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -57,7 +57,7 @@ typedef struct cli {
 	char *queue[QUEUE_MAX];
 	size_t qhead, qlen;
 	bool eof;
-	bool busy;        /* a command waits for its reply */
+	bool busy; /* a command waits for its reply */
 	uint64_t busy_req;
 	const char *busy_what;
 	bool sleeping;
@@ -115,7 +115,7 @@ state_name(im_client_state s)
 
 static void
 on_login(im_client *cl, im_uid user, const im_client_conv *convs, size_t n,
-	 void *payload)
+         void *payload)
 {
 	printf("login %" PRIu64 " convs=%zu\n", user, n);
 }
@@ -171,8 +171,8 @@ on_error(im_client *cl, const im_client_error *e, void *payload)
 	cli *c = payload;
 
 	if (e->dedup_id != 0) {
-		printf("error send %s group=%" PRIu64 " %s\n",
-		       err_name(e->err), e->group, e->text);
+		printf("error send %s group=%" PRIu64 " %s\n", err_name(e->err),
+		       e->group, e->text);
 	} else {
 		printf("error client %s %s\n", err_name(e->err), e->text);
 	}
@@ -239,8 +239,8 @@ on_reply(im_client *cl, const im_client_reply *r, void *payload)
 		}
 		if (r->more && r->nusers > 0) {
 			rc = im_client_list_members(cl, r->group,
-						    r->users[r->nusers - 1],
-						    &c->busy_req);
+			                            r->users[r->nusers - 1],
+			                            &c->busy_req);
 			if (rc == IM_OK) {
 				return;
 			}
@@ -310,7 +310,6 @@ make_client(cli *c, const char *token)
 	}
 	return 0;
 }
-
 
 static void
 busy_pre(cli *c, const char *what)
@@ -386,7 +385,7 @@ exec_line(cli *c, const char *orig)
 	uint64_t req = 0;
 	int rc;
 	bool connected = c->cl != NULL &&
-			 im_client_get_state(c->cl) == IM_CLIENT_CONNECTED;
+	                 im_client_get_state(c->cl) == IM_CLIENT_CONNECTED;
 
 	snprintf(line, sizeof(line), "%s", orig);
 	if (line[0] == '\0' || line[0] == '#') {
@@ -507,10 +506,10 @@ exec_line(cli *c, const char *orig)
 		}
 		busy_pre(c, "create");
 		rc = im_client_create_group(c->cl, argv[1], uids,
-					    (size_t)(argc - 2), &req);
+		                            (size_t)(argc - 2), &req);
 		busy_on(c, rc, req, "create");
 	} else if (strcmp(argv[0], "/add") == 0 ||
-		   strcmp(argv[0], "/remove") == 0) {
+	           strcmp(argv[0], "/remove") == 0) {
 		bool add = argv[0][1] == 'a';
 
 		if (argc != 3 || parse_u64(argv[1], &a) != 0 ||
@@ -520,8 +519,8 @@ exec_line(cli *c, const char *orig)
 			return true;
 		}
 		busy_pre(c, add ? "add" : "remove");
-		rc = add ? im_client_add_member(c->cl, a, b, &req) :
-			   im_client_remove_member(c->cl, a, b, &req);
+		rc = add ? im_client_add_member(c->cl, a, b, &req)
+		         : im_client_remove_member(c->cl, a, b, &req);
 		busy_on(c, rc, req, add ? "add" : "remove");
 	} else if (strcmp(argv[0], "/members") == 0) {
 		if (argc != 2 || parse_u64(argv[1], &a) != 0) {
@@ -685,15 +684,14 @@ tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static void
 usage(void)
 {
-	fprintf(stderr,
-		"usage: im-cli [--host H] [--port P] [--token T] "
-		"[--device D] [--seed N]\n"
-		"              [--linger-ms MS] [--wait-ms MS]\n"
-		"commands on stdin: /login TOKEN, /list, /open G, "
-		"/send G TEXT, TEXT,\n"
-		"  /create NAME [UID...], /add G UID, /remove G UID, "
-		"/members G,\n"
-		"  /read G [SEQ], /wait, /sleep MS, /quit\n");
+	fprintf(stderr, "usage: im-cli [--host H] [--port P] [--token T] "
+	                "[--device D] [--seed N]\n"
+	                "              [--linger-ms MS] [--wait-ms MS]\n"
+	                "commands on stdin: /login TOKEN, /list, /open G, "
+	                "/send G TEXT, TEXT,\n"
+	                "  /create NAME [UID...], /add G UID, /remove G UID, "
+	                "/members G,\n"
+	                "  /read G [SEQ], /wait, /sleep MS, /quit\n");
 }
 
 int
@@ -725,20 +723,20 @@ main(int argc, char **argv)
 		if (strcmp(argv[i], "--host") == 0) {
 			c.host = val;
 		} else if (strcmp(argv[i], "--port") == 0 &&
-			   parse_u64(val, &v) == 0 && v > 0 && v < 65536) {
+		           parse_u64(val, &v) == 0 && v > 0 && v < 65536) {
 			c.port = (uint16_t)v;
 		} else if (strcmp(argv[i], "--token") == 0) {
 			token = val;
 		} else if (strcmp(argv[i], "--device") == 0) {
 			c.device = val;
 		} else if (strcmp(argv[i], "--seed") == 0 &&
-			   parse_u64(val, &v) == 0) {
+		           parse_u64(val, &v) == 0) {
 			c.seed = v;
 		} else if (strcmp(argv[i], "--linger-ms") == 0 &&
-			   parse_u64(val, &v) == 0) {
+		           parse_u64(val, &v) == 0) {
 			c.linger_s = (double)v / 1000.0;
 		} else if (strcmp(argv[i], "--wait-ms") == 0 &&
-			   parse_u64(val, &v) == 0) {
+		           parse_u64(val, &v) == 0) {
 			c.wait_s = (double)v / 1000.0;
 		} else {
 			usage();

@@ -91,7 +91,7 @@ typedef enum im_client_event_type {
 } im_client_event_type;
 
 typedef struct im_client_event {
-	im_seq seq; /**< the user queue's seq */
+	im_seq seq;    /**< the user queue's seq */
 	uint32_t type; /**< im_client_event_type */
 	im_gid group;
 	im_uid actor;
@@ -104,11 +104,11 @@ typedef struct im_client_event {
 /** One conversation as the client knows it. */
 typedef struct im_client_conv {
 	im_gid group;
-	im_seq last_seq;       /**< last seq known (delivered or listed) */
+	im_seq last_seq; /**< last seq known (delivered or listed) */
 	uint64_t last_ordinal;
 	im_seq read_seq;
 	uint64_t read_ordinal;
-	uint64_t unread;       /**< last_ordinal - read_ordinal */
+	uint64_t unread; /**< last_ordinal - read_ordinal */
 	im_uid last_sender;
 	uint64_t last_time_ms;
 	uint32_t flags;
@@ -145,13 +145,13 @@ typedef enum im_client_reply_kind {
 typedef struct im_client_reply {
 	im_client_reply_kind kind;
 	uint64_t req_id;
-	int err;              /**< IM_OK unless kind is ERROR */
+	int err; /**< IM_OK unless kind is ERROR */
 	uint32_t server_code;
-	const char *text;     /**< never NULL */
+	const char *text; /**< never NULL */
 	im_gid group;
-	const im_uid *users;  /**< MEMBERS */
+	const im_uid *users; /**< MEMBERS */
 	size_t nusers;
-	bool more;            /**< MEMBERS: ask again after the last user */
+	bool more; /**< MEMBERS: ask again after the last user */
 	uint64_t server_time_ms;
 } im_client_reply;
 
@@ -159,56 +159,60 @@ typedef struct im_client_reply {
 typedef struct im_client_callbacks {
 	/** After Login: the user and the full conversation list. */
 	void (*on_login)(im_client *cl, im_uid user,
-			 const im_client_conv *convs, size_t n, void *payload);
+	                 const im_client_conv *convs, size_t n, void *payload);
 	/** A message, in order per group, each (group, seq) once (unless
 	 *  msg->history). */
 	void (*on_deliver)(im_client *cl, const im_client_msg *msg,
-			   void *payload);
+	                   void *payload);
 	/** A send was committed by the server (dup: it was a retry). */
 	void (*on_ack)(im_client *cl, im_gid group, uint64_t dedup_id,
-		       im_seq seq, bool dup, void *payload);
+	               im_seq seq, bool dup, void *payload);
 	/** A user-queue event, in order, each once. */
 	void (*on_event)(im_client *cl, const im_client_event *ev,
-			 void *payload);
+	                 void *payload);
 	/** Connection trouble, failed sends, server errors. */
 	void (*on_error)(im_client *cl, const im_client_error *err,
-			 void *payload);
+	                 void *payload);
 	/** State changes. */
-	void (*on_state)(im_client *cl, im_client_state state,
-			 void *payload);
+	void (*on_state)(im_client *cl, im_client_state state, void *payload);
 	/** Reply to a request made with im_client_create_group() & co. */
 	void (*on_reply)(im_client *cl, const im_client_reply *reply,
-			 void *payload);
+	                 void *payload);
 } im_client_callbacks;
 
 #define IM_CLIENT_OPTS_VERSION 1
 typedef struct im_client_opts {
 	uint32_t version;
-	const char *host;        /**< server address (copied) */
+	const char *host; /**< server address (copied) */
 	uint16_t port;
-	const char *token;       /**< login token (copied), see imd token */
-	const char *device;      /**< free text for the server's logs */
-	uint32_t max_outbox;     /**< unacked sends kept; more is IM_EFULL */
-	uint32_t max_convs;      /**< conversations tracked */
-	uint32_t max_pending;    /**< requests in flight */
-	uint32_t frame_max;      /**< largest incoming frame payload,
-				      <= 65536 (IM_FRAME_MAX) */
-	uint32_t backoff_min_ms; /**< first reconnect delay */
-	uint32_t backoff_max_ms; /**< reconnect delay cap */
-	uint32_t ping_ms;        /**< ping interval; 3 silent intervals
-				      close the connection. 0 = off */
+	const char *token;         /**< login token (copied), see imd token */
+	const char *device;        /**< free text for the server's logs */
+	uint32_t max_outbox;       /**< unacked sends kept; more is IM_EFULL */
+	uint32_t max_convs;        /**< conversations tracked */
+	uint32_t max_pending;      /**< requests in flight */
+	uint32_t frame_max;        /**< largest incoming frame payload,
+	                                <= 65536 (IM_FRAME_MAX) */
+	uint32_t backoff_min_ms;   /**< first reconnect delay */
+	uint32_t backoff_max_ms;   /**< reconnect delay cap */
+	uint32_t ping_ms;          /**< ping interval; 3 silent intervals
+	                                close the connection. 0 = off */
 	uint32_t login_timeout_ms; /**< connect + login must finish within */
-	uint64_t seed;           /**< PRNG seed: dedup ids and jitter */
-	bool reconnect;          /**< reconnect automatically */
+	uint64_t seed;             /**< PRNG seed: dedup ids and jitter */
+	bool reconnect;            /**< reconnect automatically */
 	im_client_callbacks cb;
 	void *payload;
 	im_allocator alloc;
 } im_client_opts;
 
-#define IM_CLIENT_OPTS_INIT                                                  \
-	{IM_CLIENT_OPTS_VERSION, "127.0.0.1", 7600, NULL, "libim", 256,      \
-	 4096, 256, 65536, 200, 30000, 30000, 10000, 0, true,                \
-	 {0, 0, 0, 0, 0, 0, 0}, NULL, {0, 0}}
+#define IM_CLIENT_OPTS_INIT                                                    \
+	{                                                                      \
+		IM_CLIENT_OPTS_VERSION, "127.0.0.1", 7600, NULL, "libim", 256, \
+		        4096, 256, 65536, 200, 30000, 30000, 10000, 0, true,   \
+		        {0, 0, 0, 0, 0, 0, 0}, NULL,                           \
+		{                                                              \
+			0, 0                                                   \
+		}                                                              \
+	}
 
 /**
  * Create a client. Nothing happens on the network until
@@ -258,13 +262,13 @@ IM_API im_uid im_client_user(const im_client *cl);
  *         with len > 0), IM_EFULL (outbox full; nothing queued)
  */
 IM_API int im_client_send(im_client *cl, im_gid group, const void *body,
-			  size_t len, uint64_t *dedup_out);
+                          size_t len, uint64_t *dedup_out);
 
 /** As im_client_send() with a reply-to seq, a type and a caller-chosen
  *  dedup id (0 = pick one). */
 IM_API int im_client_send_ex(im_client *cl, im_gid group, const void *body,
-			     size_t len, im_seq reply_to, uint32_t type,
-			     uint64_t dedup_id, uint64_t *dedup_out);
+                             size_t len, im_seq reply_to, uint32_t type,
+                             uint64_t dedup_id, uint64_t *dedup_out);
 
 /** Sends queued and not acked yet. */
 IM_API size_t im_client_outbox_count(const im_client *cl);
@@ -278,17 +282,17 @@ IM_API size_t im_client_outbox_count(const im_client *cl);
  *         IM_EFULL (too many requests in flight)
  */
 IM_API int im_client_create_group(im_client *cl, const char *name,
-				  const im_uid *members, size_t n,
-				  uint64_t *req_out);
+                                  const im_uid *members, size_t n,
+                                  uint64_t *req_out);
 IM_API int im_client_add_member(im_client *cl, im_gid group, im_uid user,
-				uint64_t *req_out);
+                                uint64_t *req_out);
 IM_API int im_client_remove_member(im_client *cl, im_gid group, im_uid user,
-				   uint64_t *req_out);
+                                   uint64_t *req_out);
 IM_API int im_client_list_members(im_client *cl, im_gid group,
-				  im_uid after_user, uint64_t *req_out);
+                                  im_uid after_user, uint64_t *req_out);
 /** Mark read up to seq (0 = the last seq known). */
 IM_API int im_client_mark_read(im_client *cl, im_gid group, im_seq seq,
-			       uint64_t *req_out);
+                               uint64_t *req_out);
 /**
  * Fetch history after < seq <= until (until 0 = up to the last seq seen)
  * page by page; the messages come to on_deliver with msg->history set,
@@ -296,7 +300,7 @@ IM_API int im_client_mark_read(im_client *cl, im_gid group, im_seq seq,
  * When there is nothing to fetch, on_reply runs before this returns.
  */
 IM_API int im_client_sync(im_client *cl, im_gid group, im_seq after,
-			  im_seq until, uint32_t max_msgs, uint64_t *req_out);
+                          im_seq until, uint32_t max_msgs, uint64_t *req_out);
 IM_API int im_client_ping(im_client *cl, uint64_t *req_out);
 
 /**
@@ -304,11 +308,11 @@ IM_API int im_client_ping(im_client *cl, uint64_t *req_out);
  * *n_out is the number copied.
  */
 IM_API void im_client_convs(const im_client *cl, im_client_conv *out,
-			    size_t max, size_t *n_out);
+                            size_t max, size_t *n_out);
 
 /** @retval IM_OK, IM_ENOTFOUND */
 IM_API int im_client_conv_lookup(const im_client *cl, im_gid group,
-				 im_client_conv *out);
+                                 im_client_conv *out);
 
 /** Last seq seen of a group (0 = the user queue), 0 if unknown. */
 IM_API im_seq im_client_cursor(const im_client *cl, im_gid group);
@@ -324,7 +328,7 @@ typedef bool (*im_client_pred)(im_client *cl, void *arg);
  * @retval IM_OK (pred true), IM_EAGAIN (timeout), IM_ENOMEM
  */
 IM_API int im_client_run_until(im_client *cl, uint32_t timeout_ms,
-			       im_client_pred pred, void *arg);
+                               im_client_pred pred, void *arg);
 
 /**
  * Connect if needed and wait until connected.
@@ -339,25 +343,25 @@ IM_API int im_client_connect_wait(im_client *cl, uint32_t timeout_ms);
  *         refused), IM_EINVAL, IM_EFULL, other errors the server sent
  */
 IM_API int im_client_send_wait(im_client *cl, im_gid group, const void *body,
-			       size_t len, uint32_t timeout_ms,
-			       im_seq *seq_out);
+                               size_t len, uint32_t timeout_ms,
+                               im_seq *seq_out);
 
 /** Run until the request is answered; *reply_err_out (may be NULL) gets
  *  the reply's err. @retval IM_OK, IM_EAGAIN (timeout), IM_EPERM (the
  *  token was refused) */
 IM_API int im_client_wait_reply(im_client *cl, uint64_t req_id,
-				uint32_t timeout_ms, int *reply_err_out);
+                                uint32_t timeout_ms, int *reply_err_out);
 
 /** im_client_sync() then im_client_wait_reply(). @retval IM_OK, the
  *  reply's error, IM_EAGAIN (timeout) */
 IM_API int im_client_sync_wait(im_client *cl, im_gid group, im_seq after,
-			       im_seq until, uint32_t max_msgs,
-			       uint32_t timeout_ms);
+                               im_seq until, uint32_t max_msgs,
+                               uint32_t timeout_ms);
 
 /** Pure: the reconnect delay for attempt (0-based) with jitter drawn from
  *  rnd: uniform in [d/2, d] where d = min(max, min << attempt). */
 IM_API uint32_t im_client_backoff_ms(uint32_t min_ms, uint32_t max_ms,
-				     uint32_t attempt, uint64_t rnd);
+                                     uint32_t attempt, uint64_t rnd);
 
 #ifdef __cplusplus
 }

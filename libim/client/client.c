@@ -36,11 +36,11 @@ enum pkind {
 	P_FREE = 0,
 	P_LOGIN,
 	P_RESUME,
-	P_REPAIR,  /* gap repair: applies through the cursor */
-	P_HIST,    /* history for the caller: history = true */
+	P_REPAIR, /* gap repair: applies through the cursor */
+	P_HIST,   /* history for the caller: history = true */
 	P_CREATE,
-	P_DONE,    /* add, remove: Error{OK} */
-	P_READ,    /* mark read: Error{OK} */
+	P_DONE, /* add, remove: Error{OK} */
+	P_READ, /* mark read: Error{OK} */
 	P_MEMBERS,
 	P_PING,
 };
@@ -51,7 +51,7 @@ struct pending {
 	uint64_t user_req; /* what the caller got */
 	im_gid group;
 	im_seq until;
-	uint32_t left;     /* P_HIST: messages still wanted, 0 = no limit */
+	uint32_t left; /* P_HIST: messages still wanted, 0 = no limit */
 	bool limited;
 };
 
@@ -60,13 +60,13 @@ struct conv {
 	im_seq cursor;
 	im_seq acked;
 	bool used;
-	bool known;     /* cursor is meaningful (else: take the first seen) */
+	bool known; /* cursor is meaningful (else: take the first seen) */
 	bool member;
-	bool syncing;   /* a repair is in flight: drop live pushes */
+	bool syncing;     /* a repair is in flight: drop live pushes */
 	bool want_repair; /* a gap seen before login finished */
-	im_seq gap_seq; /* the push whose prev_seq showed the gap */
-	bool dirty;     /* on the ack list */
-	bool in_resume; /* its cursor went with the last Resume */
+	im_seq gap_seq;   /* the push whose prev_seq showed the gap */
+	bool dirty;       /* on the ack list */
+	bool in_resume;   /* its cursor went with the last Resume */
 };
 
 struct obox {
@@ -95,13 +95,13 @@ struct im_client {
 	struct ev_loop *loop;
 	bool own_loop;
 	ev_io rio, wio;
-	ev_timer t_retry;   /* reconnect backoff */
-	ev_timer t_login;   /* connect + login deadline */
+	ev_timer t_retry; /* reconnect backoff */
+	ev_timer t_login; /* connect + login deadline */
 	ev_timer t_ping;
-	ev_timer t_resend;  /* sends rejected with ERR_UNAVAILABLE */
+	ev_timer t_resend; /* sends rejected with ERR_UNAVAILABLE */
 	int fd;
-	bool connecting;    /* TCP connect in progress */
-	uint64_t gen;       /* bumps on every close */
+	bool connecting; /* TCP connect in progress */
+	uint64_t gen;    /* bumps on every close */
 	uint32_t attempt;
 	im_client_state state;
 	bool auth_failed;
@@ -120,8 +120,8 @@ struct im_client {
 	bool uq_known;
 	im_seq uq_acked;
 	bool uq_dirty;
-	bool uq_syncing;   /* a user-queue repair is in flight */
-	bool uq_behind;    /* login showed events we have not seen */
+	bool uq_syncing; /* a user-queue repair is in flight */
+	bool uq_behind;  /* login showed events we have not seen */
 	uint64_t next_req;
 
 	struct conv *convs;
@@ -147,8 +147,7 @@ struct im_client {
 	im_seq wait_seq;
 };
 
-static void conn_lost(im_client *cl, int err, uint32_t code,
-		      const char *text);
+static void conn_lost(im_client *cl, int err, uint32_t code, const char *text);
 static void pump(im_client *cl);
 static void flush_acks(im_client *cl);
 
@@ -164,7 +163,7 @@ rng_next(im_client *cl)
 
 uint32_t
 im_client_backoff_ms(uint32_t min_ms, uint32_t max_ms, uint32_t attempt,
-		     uint64_t rnd)
+                     uint64_t rnd)
 {
 	uint64_t d = min_ms;
 	uint64_t half;
@@ -299,9 +298,9 @@ conv_get(im_client *cl, im_gid g)
 static void
 conv_unread(struct conv *c)
 {
-	c->c.unread = c->c.last_ordinal > c->c.read_ordinal ?
-			      c->c.last_ordinal - c->c.read_ordinal :
-			      0;
+	c->c.unread = c->c.last_ordinal > c->c.read_ordinal
+	                      ? c->c.last_ordinal - c->c.read_ordinal
+	                      : 0;
 }
 
 static void
@@ -337,7 +336,7 @@ put_env(im_client *cl, im_Envelope *e)
 		return IM_EFULL;
 	}
 	os = pb_ostream_from_buffer(cl->wbuf + cl->wlen + IM_FRAME_HEADER,
-				    need);
+	                            need);
 	if (!pb_encode(&os, im_Envelope_fields, e)) {
 		return IM_ERR;
 	}
@@ -415,7 +414,7 @@ emit_reply(im_client *cl, im_client_reply *r)
 
 static void
 reply_error(im_client *cl, uint64_t user_req, int err, uint32_t code,
-	    const char *text)
+            const char *text)
 {
 	im_client_reply r;
 
@@ -467,8 +466,7 @@ start_repair(im_client *cl, struct conv *c)
 		return;
 	}
 	p->group = c != NULL ? c->c.group : 0;
-	if (send_sync(cl, p, c != NULL ? c->cursor : cl->uq_cursor) !=
-	    IM_OK) {
+	if (send_sync(cl, p, c != NULL ? c->cursor : cl->uq_cursor) != IM_OK) {
 		p->kind = P_FREE;
 		conn_lost(cl, IM_EFULL, 0, "output full during gap repair");
 		return;
@@ -522,7 +520,7 @@ drop_inflight(im_client *cl)
 		if (k == P_HIST || k == P_CREATE || k == P_DONE ||
 		    k == P_READ || k == P_MEMBERS || k == P_PING) {
 			reply_error(cl, p->user_req, IM_EUNAVAIL, 0,
-				    "connection lost");
+			            "connection lost");
 		}
 	}
 }
@@ -535,8 +533,8 @@ schedule_reconnect(im_client *cl)
 	if (!cl->reconnect || cl->auth_failed) {
 		return;
 	}
-	ms = im_client_backoff_ms(cl->backoff_min, cl->backoff_max,
-				  cl->attempt, rng_next(cl));
+	ms = im_client_backoff_ms(cl->backoff_min, cl->backoff_max, cl->attempt,
+	                          rng_next(cl));
 	if (cl->attempt < 32) {
 		cl->attempt++;
 	}
@@ -560,9 +558,9 @@ conn_lost(im_client *cl, int err, uint32_t code, const char *text)
 	if (err != IM_OK) {
 		report(cl, err, code, 0, 0, 0, text);
 	}
-	set_state(cl, cl->auth_failed || !cl->reconnect ?
-			      IM_CLIENT_STOPPED :
-			      IM_CLIENT_DISCONNECTED);
+	set_state(cl, cl->auth_failed || !cl->reconnect
+	                      ? IM_CLIENT_STOPPED
+	                      : IM_CLIENT_DISCONNECTED);
 }
 
 static void
@@ -575,8 +573,8 @@ send_login(im_client *cl)
 	if (cl->have_session) {
 		p = pend_new(cl, P_RESUME);
 		e = env_out(cl, p->req_id, im_Envelope_resume_tag);
-		snprintf(e->msg.resume.token, sizeof(e->msg.resume.token),
-			 "%s", cl->token);
+		snprintf(e->msg.resume.token, sizeof(e->msg.resume.token), "%s",
+		         cl->token);
 		memcpy(e->msg.resume.session, cl->session, 16);
 		if (cl->uq_known) {
 			e->msg.resume.cursors[n].group = 0;
@@ -601,9 +599,9 @@ send_login(im_client *cl)
 		p = pend_new(cl, P_LOGIN);
 		e = env_out(cl, p->req_id, im_Envelope_login_tag);
 		snprintf(e->msg.login.token, sizeof(e->msg.login.token), "%s",
-			 cl->token);
-		snprintf(e->msg.login.device, sizeof(e->msg.login.device),
-			 "%s", cl->device);
+		         cl->token);
+		snprintf(e->msg.login.device, sizeof(e->msg.login.device), "%s",
+		         cl->device);
 	}
 	/* The write buffer is empty on a fresh connection and the pending
 	 * table was just cleared, so neither can fail here. */
@@ -642,12 +640,12 @@ start_connect(im_client *cl)
 	rc = getaddrinfo(cl->host, cl->port, &hints, &res);
 	if (rc != 0) {
 		snprintf(text, sizeof(text), "resolve %s: %s", cl->host,
-			 gai_strerror(rc));
+		         gai_strerror(rc));
 		goto fail;
 	}
 	for (ai = res; ai != NULL; ai = ai->ai_next) {
 		fd = socket(ai->ai_family,
-			    ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		            ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (fd < 0) {
 			continue;
 		}
@@ -660,7 +658,7 @@ start_connect(im_client *cl)
 	}
 	if (fd < 0) {
 		snprintf(text, sizeof(text), "connect %s:%s: %s", cl->host,
-			 cl->port, strerror(errno));
+		         cl->port, strerror(errno));
 		goto fail;
 	}
 	freeaddrinfo(res);
@@ -682,8 +680,8 @@ fail:
 	}
 	schedule_reconnect(cl);
 	report(cl, IM_EUNAVAIL, 0, 0, 0, 0, text);
-	set_state(cl, cl->reconnect ? IM_CLIENT_DISCONNECTED :
-				      IM_CLIENT_STOPPED);
+	set_state(cl,
+	          cl->reconnect ? IM_CLIENT_DISCONNECTED : IM_CLIENT_STOPPED);
 }
 
 /* ---- input ---- */
@@ -695,7 +693,7 @@ obox_remove(im_client *cl, size_t pos)
 
 	cl->oused[slot] = false;
 	memmove(&cl->oorder[pos], &cl->oorder[pos + 1],
-		(cl->nobox - pos - 1) * sizeof(cl->oorder[0]));
+	        (cl->nobox - pos - 1) * sizeof(cl->oorder[0]));
 	cl->nobox--;
 }
 
@@ -742,10 +740,9 @@ apply_msg(im_client *cl, struct conv *c, const im_Deliver *d, bool history)
 			c->c.last_ordinal = d->ordinal;
 			c->c.last_sender = d->sender;
 			c->c.last_time_ms = d->time_ms;
-			c->c.preview_len = IM__MIN(d->body.size,
-						   IM_CLIENT_PREVIEW_MAX);
-			memcpy(c->c.preview, d->body.bytes,
-			       c->c.preview_len);
+			c->c.preview_len =
+			        IM__MIN(d->body.size, IM_CLIENT_PREVIEW_MAX);
+			memcpy(c->c.preview, d->body.bytes, c->c.preview_len);
 			if (m.own && d->seq > c->c.read_seq) {
 				c->c.read_seq = d->seq;
 				c->c.read_ordinal = d->ordinal;
@@ -818,7 +815,7 @@ handle_event(im_client *cl, const im_UserEvent *u, bool repair)
 			c->member = true;
 			if (u->name[0] != '\0') {
 				snprintf(c->c.name, sizeof(c->c.name), "%s",
-					 u->name);
+				         u->name);
 			}
 			break;
 		case im_EventType_EV_LEFT:
@@ -890,7 +887,7 @@ became_connected(im_client *cl, bool login)
 	cl->attempt = 0;
 	if (cl->ping_ms > 0) {
 		ev_timer_set(&cl->t_ping, cl->ping_ms / 1000.0,
-			     cl->ping_ms / 1000.0);
+		             cl->ping_ms / 1000.0);
 		ev_timer_start(cl->loop, &cl->t_ping);
 	}
 	cl->state = IM_CLIENT_CONNECTED;
@@ -1030,7 +1027,7 @@ handle_send_ack(im_client *cl, uint64_t req_id, const im_SendAck *a)
 	}
 	if (cl->cb.on_ack != NULL) {
 		cl->cb.on_ack(cl, a->group, a->dedup_id, a->seq, a->dup,
-			      cl->payload);
+		              cl->payload);
 	}
 	pump(cl);
 }
@@ -1061,7 +1058,7 @@ handle_error(im_client *cl, uint64_t req_id, const im_Error *er)
 			o->req_id = 0;
 			if (!ev_is_active(&cl->t_resend)) {
 				ev_timer_set(&cl->t_resend,
-					     cl->backoff_min / 1000.0, 0.);
+				             cl->backoff_min / 1000.0, 0.);
 				ev_timer_start(cl->loop, &cl->t_resend);
 			}
 			return;
@@ -1085,8 +1082,8 @@ handle_error(im_client *cl, uint64_t req_id, const im_Error *er)
 			if (er->code == im_Code_ERR_AUTH) {
 				cl->auth_failed = true;
 			} else if (k == P_RESUME &&
-				   (er->code == im_Code_ERR_SESSION ||
-				    er->code == im_Code_ERR_NOT_FOUND)) {
+			           (er->code == im_Code_ERR_SESSION ||
+			            er->code == im_Code_ERR_NOT_FOUND)) {
 				cl->have_session = false;
 				cl->attempt = 0;
 			}
@@ -1108,8 +1105,8 @@ handle_error(im_client *cl, uint64_t req_id, const im_Error *er)
 					c->member = false;
 				}
 			}
-			report(cl, err, (uint32_t)er->code, req_id, p->group,
-			       0, er->text);
+			report(cl, err, (uint32_t)er->code, req_id, p->group, 0,
+			       er->text);
 			return;
 		}
 		p->kind = P_FREE;
@@ -1131,8 +1128,8 @@ handle_error(im_client *cl, uint64_t req_id, const im_Error *er)
 			}
 		}
 		if (er->code == im_Code_OK) {
-			r.kind = k == P_HIST ? IM_CLIENT_REPLY_SYNCED :
-					       IM_CLIENT_REPLY_DONE;
+			r.kind = k == P_HIST ? IM_CLIENT_REPLY_SYNCED
+			                     : IM_CLIENT_REPLY_DONE;
 		} else {
 			r.kind = IM_CLIENT_REPLY_ERROR;
 			r.err = err;
@@ -1163,7 +1160,7 @@ handle_redirect(im_client *cl, const im_Redirect *rd)
 	    (hl = (size_t)(colon - rd->address)) >= sizeof(cl->host) ||
 	    strlen(colon + 1) >= sizeof(cl->port)) {
 		conn_lost(cl, IM_EPROTO, im_Code_ERR_REDIRECT,
-			  "bad redirect address");
+		          "bad redirect address");
 		return;
 	}
 	memcpy(cl->host, rd->address, hl);
@@ -1241,7 +1238,7 @@ handle_env(im_client *cl, const im_Envelope *e)
 		r.req_id = p->user_req;
 		if (e->which_msg == im_Envelope_group_created_tag) {
 			struct conv *c =
-				conv_get(cl, e->msg.group_created.group);
+			        conv_get(cl, e->msg.group_created.group);
 
 			/* The creator is in it from now on; a new group
 			 * starts empty, so its chain is known from 0. */
@@ -1345,14 +1342,14 @@ read_cb(struct ev_loop *loop, ev_io *w, int revents)
 		int rc;
 
 		rc = im_frame_parse(cl->rbuf + off, cl->rlen - off,
-				    cl->frame_max, &payload, &plen, &used);
+		                    cl->frame_max, &payload, &plen, &used);
 		if (rc == IM_EAGAIN) {
 			break;
 		}
 		if (rc == IM_ETOOBIG) {
 			snprintf(text, sizeof(text),
-				 "incoming frame over %u bytes",
-				 (unsigned)cl->frame_max);
+			         "incoming frame over %u bytes",
+			         (unsigned)cl->frame_max);
 			conn_lost(cl, IM_ETOOBIG, 0, text);
 			return;
 		}
@@ -1363,7 +1360,7 @@ read_cb(struct ev_loop *loop, ev_io *w, int revents)
 		is = pb_istream_from_buffer(payload, plen);
 		if (!pb_decode(&is, im_Envelope_fields, cl->in)) {
 			snprintf(text, sizeof(text), "bad frame: %s",
-				 PB_GET_ERROR(&is));
+			         PB_GET_ERROR(&is));
 			conn_lost(cl, IM_EPROTO, 0, text);
 			return;
 		}
@@ -1396,7 +1393,7 @@ write_cb(struct ev_loop *loop, ev_io *w, int revents)
 		}
 		if (err != 0) {
 			snprintf(text, sizeof(text), "connect %s:%s: %s",
-				 cl->host, cl->port, strerror(err));
+			         cl->host, cl->port, strerror(err));
 			conn_lost(cl, IM_EUNAVAIL, 0, text);
 			return;
 		}
@@ -1407,13 +1404,13 @@ write_cb(struct ev_loop *loop, ev_io *w, int revents)
 		/* MSG_NOSIGNAL: a peer that went away is an error code
 		 * here, not a SIGPIPE that kills the caller's process. */
 		n = send(cl->fd, cl->wbuf + cl->woff, cl->wlen - cl->woff,
-			 MSG_NOSIGNAL);
+		         MSG_NOSIGNAL);
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EINTR) {
 				return;
 			}
 			snprintf(text, sizeof(text), "write: %s",
-				 strerror(errno));
+			         strerror(errno));
 			conn_lost(cl, IM_EUNAVAIL, 0, text);
 			return;
 		}
@@ -1539,12 +1536,12 @@ im_client_create(im_client **out, const im_client_opts *opts)
 	cl->convs = im__calloc(&cl->alloc, cap, sizeof(*cl->convs));
 	cl->dirty = im__calloc(&cl->alloc, cl->max_convs, sizeof(im_gid));
 	cl->obox = im__calloc(&cl->alloc, cl->max_outbox, sizeof(*cl->obox));
-	cl->oorder = im__calloc(&cl->alloc, cl->max_outbox,
-				sizeof(*cl->oorder));
+	cl->oorder =
+	        im__calloc(&cl->alloc, cl->max_outbox, sizeof(*cl->oorder));
 	cl->oused = im__calloc(&cl->alloc, cl->max_outbox, sizeof(bool));
 	cl->pend = im__calloc(&cl->alloc, cl->max_pending, sizeof(*cl->pend));
-	cl->login_convs = im__calloc(&cl->alloc, cl->max_convs,
-				     sizeof(*cl->login_convs));
+	cl->login_convs =
+	        im__calloc(&cl->alloc, cl->max_convs, sizeof(*cl->login_convs));
 	if (cl->rbuf == NULL || cl->wbuf == NULL || cl->in == NULL ||
 	    cl->out == NULL || cl->convs == NULL || cl->dirty == NULL ||
 	    cl->obox == NULL || cl->oorder == NULL || cl->oused == NULL ||
@@ -1558,7 +1555,7 @@ im_client_create(im_client **out, const im_client_opts *opts)
 	snprintf(cl->port, sizeof(cl->port), "%u", (unsigned)opts->port);
 	snprintf(cl->token, sizeof(cl->token), "%s", opts->token);
 	snprintf(cl->device, sizeof(cl->device), "%s",
-		 opts->device != NULL ? opts->device : "");
+	         opts->device != NULL ? opts->device : "");
 	cl->backoff_min = opts->backoff_min_ms;
 	cl->backoff_max = opts->backoff_max_ms;
 	cl->ping_ms = opts->ping_ms;
@@ -1693,8 +1690,8 @@ im_client_user(const im_client *cl)
 
 int
 im_client_send_ex(im_client *cl, im_gid group, const void *body, size_t len,
-		  im_seq reply_to, uint32_t type, uint64_t dedup_id,
-		  uint64_t *dedup_out)
+                  im_seq reply_to, uint32_t type, uint64_t dedup_id,
+                  uint64_t *dedup_out)
 {
 	struct obox *o;
 	uint32_t slot;
@@ -1732,7 +1729,7 @@ im_client_send_ex(im_client *cl, im_gid group, const void *body, size_t len,
 
 int
 im_client_send(im_client *cl, im_gid group, const void *body, size_t len,
-	       uint64_t *dedup_out)
+               uint64_t *dedup_out)
 {
 	return im_client_send_ex(cl, group, body, len, 0, 0, 0, dedup_out);
 }
@@ -1746,7 +1743,7 @@ im_client_outbox_count(const im_client *cl)
 /* Common head of the request calls: a slot and an envelope. */
 static int
 req_begin(im_client *cl, enum pkind kind, pb_size_t which,
-	  struct pending **p_out, im_Envelope **e_out)
+          struct pending **p_out, im_Envelope **e_out)
 {
 	struct pending *p;
 
@@ -1779,7 +1776,7 @@ req_end(im_client *cl, struct pending *p, im_Envelope *e, uint64_t *req_out)
 
 int
 im_client_create_group(im_client *cl, const char *name, const im_uid *members,
-		       size_t n, uint64_t *req_out)
+                       size_t n, uint64_t *req_out)
 {
 	struct pending *p;
 	im_Envelope *e;
@@ -1800,7 +1797,7 @@ im_client_create_group(im_client *cl, const char *name, const im_uid *members,
 		return rc;
 	}
 	snprintf(e->msg.create_group.name, sizeof(e->msg.create_group.name),
-		 "%s", name);
+	         "%s", name);
 	for (i = 0; i < n; i++) {
 		e->msg.create_group.members[i] = members[i];
 	}
@@ -1810,7 +1807,7 @@ im_client_create_group(im_client *cl, const char *name, const im_uid *members,
 
 static int
 member_req(im_client *cl, pb_size_t which, im_gid group, im_uid user,
-	   uint64_t *req_out)
+           uint64_t *req_out)
 {
 	struct pending *p;
 	im_Envelope *e;
@@ -1836,22 +1833,22 @@ member_req(im_client *cl, pb_size_t which, im_gid group, im_uid user,
 
 int
 im_client_add_member(im_client *cl, im_gid group, im_uid user,
-		     uint64_t *req_out)
+                     uint64_t *req_out)
 {
 	return member_req(cl, im_Envelope_add_member_tag, group, user, req_out);
 }
 
 int
 im_client_remove_member(im_client *cl, im_gid group, im_uid user,
-			uint64_t *req_out)
+                        uint64_t *req_out)
 {
 	return member_req(cl, im_Envelope_remove_member_tag, group, user,
-			  req_out);
+	                  req_out);
 }
 
 int
 im_client_list_members(im_client *cl, im_gid group, im_uid after_user,
-		       uint64_t *req_out)
+                       uint64_t *req_out)
 {
 	struct pending *p;
 	im_Envelope *e;
@@ -1871,8 +1868,7 @@ im_client_list_members(im_client *cl, im_gid group, im_uid after_user,
 }
 
 int
-im_client_mark_read(im_client *cl, im_gid group, im_seq seq,
-		    uint64_t *req_out)
+im_client_mark_read(im_client *cl, im_gid group, im_seq seq, uint64_t *req_out)
 {
 	struct pending *p;
 	im_Envelope *e;
@@ -1902,7 +1898,7 @@ im_client_mark_read(im_client *cl, im_gid group, im_seq seq,
 
 int
 im_client_sync(im_client *cl, im_gid group, im_seq after, im_seq until,
-	       uint32_t max_msgs, uint64_t *req_out)
+               uint32_t max_msgs, uint64_t *req_out)
 {
 	struct pending *p;
 	im_Envelope *e;
@@ -1970,7 +1966,7 @@ im_client_ping(im_client *cl, uint64_t *req_out)
 
 void
 im_client_convs(const im_client *cl, im_client_conv *out, size_t max,
-		size_t *n_out)
+                size_t *n_out)
 {
 	size_t i, n = 0, j;
 
@@ -2039,7 +2035,7 @@ deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 int
 im_client_run_until(im_client *cl, uint32_t timeout_ms, im_client_pred pred,
-		    void *arg)
+                    void *arg)
 {
 	ev_timer t;
 	bool expired = false;
@@ -2106,7 +2102,7 @@ pred_wait(im_client *cl, void *arg)
 
 int
 im_client_send_wait(im_client *cl, im_gid group, const void *body, size_t len,
-		    uint32_t timeout_ms, im_seq *seq_out)
+                    uint32_t timeout_ms, im_seq *seq_out)
 {
 	uint64_t dd;
 	int rc;
@@ -2137,7 +2133,7 @@ im_client_send_wait(im_client *cl, im_gid group, const void *body, size_t len,
 
 int
 im_client_wait_reply(im_client *cl, uint64_t req_id, uint32_t timeout_ms,
-		     int *reply_err_out)
+                     int *reply_err_out)
 {
 	int rc;
 
@@ -2164,7 +2160,7 @@ im_client_wait_reply(im_client *cl, uint64_t req_id, uint32_t timeout_ms,
 
 int
 im_client_sync_wait(im_client *cl, im_gid group, im_seq after, im_seq until,
-		    uint32_t max_msgs, uint32_t timeout_ms)
+                    uint32_t max_msgs, uint32_t timeout_ms)
 {
 	uint64_t req;
 	int rc, err = IM_OK;

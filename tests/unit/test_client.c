@@ -11,9 +11,9 @@
 #include <cmocka.h>
 
 #include "fail_alloc.h"
+#include "im.pb.h"
 #include "im/client.h"
 #include "im/frame.h"
-#include "im.pb.h"
 #include "test_rng.h"
 
 #include <arpa/inet.h>
@@ -54,14 +54,14 @@ struct fsrv {
 	int nsync;
 };
 
-#define FS_CHECK(fs, cond)                                                   \
-	do {                                                                 \
-		if (!(cond)) {                                               \
-			snprintf((fs)->why, sizeof((fs)->why),               \
-				 "%s:%d: %s", __FILE__, __LINE__, #cond);    \
-			(fs)->failed = 1;                                    \
-			return;                                              \
-		}                                                            \
+#define FS_CHECK(fs, cond)                                                     \
+	do {                                                                   \
+		if (!(cond)) {                                                 \
+			snprintf((fs)->why, sizeof((fs)->why), "%s:%d: %s",    \
+			         __FILE__, __LINE__, #cond);                   \
+			(fs)->failed = 1;                                      \
+			return;                                                \
+		}                                                              \
 	} while (0)
 
 static int
@@ -174,7 +174,7 @@ fs_send(fsrv *fs)
 
 static void
 fs_deliver(fsrv *fs, im_gid g, im_seq seq, im_seq prev, im_uid sender,
-	   const char *text)
+           const char *text)
 {
 	im_Deliver *d = &fs_env(fs, 0, im_Envelope_deliver_tag)->msg.deliver;
 
@@ -251,8 +251,7 @@ fs_start(fscript script)
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	assert_int_equal(bind(fs->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
 	assert_int_equal(listen(fs->lfd, 8), 0);
-	assert_int_equal(getsockname(fs->lfd, (struct sockaddr *)&a, &alen),
-			 0);
+	assert_int_equal(getsockname(fs->lfd, (struct sockaddr *)&a, &alen), 0);
 	fs->port = ntohs(a.sin_port);
 	assert_int_equal(pthread_create(&fs->th, NULL, fs_main, fs), 0);
 	return fs;
@@ -290,7 +289,7 @@ typedef struct seen {
 
 static void
 on_login(im_client *cl, im_uid user, const im_client_conv *convs, size_t n,
-	 void *payload)
+         void *payload)
 {
 	seen *s = payload;
 
@@ -318,7 +317,8 @@ on_error(im_client *cl, const im_client_error *e, void *payload)
 {
 	seen *s = payload;
 
-	if (getenv("DBG")) fprintf(stderr, "on_error %d %s\n", e->err, e->text);
+	if (getenv("DBG"))
+		fprintf(stderr, "on_error %d %s\n", e->err, e->text);
 	if (s->nerr < 16) {
 		s->errs[s->nerr++] = e->err;
 	}
@@ -477,8 +477,8 @@ test_client_send_returns_the_acked_seq(void **state)
 
 	assert_int_equal(im_client_connect_wait(cl, WAIT_MS), IM_OK);
 	assert_int_equal(s.login_conv.unread, 2);
-	assert_int_equal(
-		im_client_send_wait(cl, 10, "hello", 5, WAIT_MS, &seq), IM_OK);
+	assert_int_equal(im_client_send_wait(cl, 10, "hello", 5, WAIT_MS, &seq),
+	                 IM_OK);
 	assert_int_equal(seq, 55);
 	assert_int_equal(im_client_outbox_count(cl), 0);
 	im_client_destroy(cl);
@@ -543,7 +543,7 @@ test_client_retry_after_drop_reuses_the_dedup_id_and_resumes(void **state)
 
 	assert_int_equal(im_client_connect_wait(cl, WAIT_MS), IM_OK);
 	assert_int_equal(im_client_send_wait(cl, 10, "x", 1, WAIT_MS, &seq),
-			 IM_OK);
+	                 IM_OK);
 	assert_int_equal(seq, 6);
 	im_client_destroy(cl);
 	fs_join(fs);
@@ -615,7 +615,7 @@ script_gap(fsrv *fs)
 	fs->nsync++;
 	FS_CHECK(fs, fs->sync.group == 10 && fs->sync.after == 4);
 	sp = &fs_env(fs, fs->in.req_id, im_Envelope_sync_page_tag)
-		      ->msg.sync_page;
+	              ->msg.sync_page;
 	sp->group = 10;
 	for (i = 0; i < 4; i++) {
 		sp->msgs[i].group = 10;
@@ -647,7 +647,7 @@ test_client_gap_in_prev_seq_is_repaired_by_sync(void **state)
 
 	assert_int_equal(im_client_connect_wait(cl, WAIT_MS), IM_OK);
 	assert_int_equal(im_client_run_until(cl, WAIT_MS, pred_five, &s),
-			 IM_OK);
+	                 IM_OK);
 	for (i = 0; i < 4; i++) {
 		assert_int_equal(s.seq[i], 5 + i);
 		assert_false(s.history[i]);
@@ -671,7 +671,7 @@ script_empty_repair(fsrv *fs)
 	FS_CHECK(fs, fs->in.which_msg == im_Envelope_sync_tag);
 	fs->nsync++;
 	fs_env(fs, fs->in.req_id, im_Envelope_sync_page_tag)
-		->msg.sync_page.group = 10;
+	        ->msg.sync_page.group = 10;
 	FS_CHECK(fs, fs_send(fs) == 0); /* nothing, more = false */
 	fs_deliver(fs, 10, 9, 8, 8, "nine");
 	fs_deliver(fs, 10, 10, 9, 8, "ten");
@@ -721,8 +721,8 @@ test_client_oversize_prefix_closes_with_a_clear_error(void **state)
 	assert_int_equal(im_client_connect_wait(cl, WAIT_MS), IM_OK);
 	assert_int_equal(im_client_ping(cl, NULL), IM_OK);
 	assert_int_equal(
-		im_client_run_until(cl, WAIT_MS, pred_disconnected, NULL),
-		IM_OK);
+	        im_client_run_until(cl, WAIT_MS, pred_disconnected, NULL),
+	        IM_OK);
 	im_client_close(cl);
 	fs_join(fs);
 	for (i = 0; i < s.nerr; i++) {
@@ -779,9 +779,8 @@ test_client_backoff_is_bounded_and_jittered(void **state)
 	}
 	assert_true(lo < hi); /* it does jitter */
 	assert_int_equal(im_client_backoff_ms(100, 30000, 0, 0), 50);
-	assert_int_equal(im_client_backoff_ms(100, 30000, 1000, UINT64_MAX) <=
-				 30000,
-			 1);
+	assert_int_equal(
+	        im_client_backoff_ms(100, 30000, 1000, UINT64_MAX) <= 30000, 1);
 	assert_int_equal(im_client_backoff_ms(1, 1, 5, 12345) <= 1, 1);
 }
 
@@ -791,9 +790,9 @@ script_auth(fsrv *fs)
 	FS_CHECK(fs, fs_accept(fs) >= 0);
 	FS_CHECK(fs, fs_recv_req(fs) == 0);
 	fs_env(fs, fs->in.req_id, im_Envelope_error_tag)->msg.error.code =
-		im_Code_ERR_AUTH;
+	        im_Code_ERR_AUTH;
 	snprintf(fs->out.msg.error.text, sizeof(fs->out.msg.error.text),
-		 "bad token");
+	         "bad token");
 	FS_CHECK(fs, fs_send(fs) == 0);
 	/* No second try may come: the listener stays silent for a while. */
 	{
@@ -829,7 +828,7 @@ script_requests(fsrv *fs)
 	FS_CHECK(fs, fs->in.which_msg == im_Envelope_create_group_tag);
 	FS_CHECK(fs, fs->in.msg.create_group.members_count == 2);
 	fs_env(fs, fs->in.req_id, im_Envelope_group_created_tag)
-		->msg.group_created.group = 77;
+	        ->msg.group_created.group = 77;
 	FS_CHECK(fs, fs_send(fs) == 0);
 	FS_CHECK(fs, fs_recv_req(fs) == 0);
 	FS_CHECK(fs, fs->in.which_msg == im_Envelope_add_member_tag);
@@ -838,7 +837,7 @@ script_requests(fsrv *fs)
 	FS_CHECK(fs, fs_recv_req(fs) == 0);
 	FS_CHECK(fs, fs->in.which_msg == im_Envelope_list_members_tag);
 	fs_env(fs, fs->in.req_id, im_Envelope_members_tag)->msg.members.group =
-		77;
+	        77;
 	fs->out.msg.members.users_count = 3;
 	FS_CHECK(fs, fs_send(fs) == 0);
 	/* history of 10 up to the cursor (4), in two pages */
@@ -848,7 +847,7 @@ script_requests(fsrv *fs)
 		FS_CHECK(fs, fs->in.msg.sync.until == 4);
 		FS_CHECK(fs, fs->in.msg.sync.after == (page == 0 ? 0u : 2u));
 		sp = &fs_env(fs, fs->in.req_id, im_Envelope_sync_page_tag)
-			      ->msg.sync_page;
+		              ->msg.sync_page;
 		sp->msgs_count = 2;
 		sp->msgs[0].group = sp->msgs[1].group = 10;
 		sp->msgs[0].seq = 1 + (uint64_t)page * 2;
@@ -860,7 +859,7 @@ script_requests(fsrv *fs)
 	FS_CHECK(fs, fs->in.which_msg == im_Envelope_mark_read_tag);
 	FS_CHECK(fs, fs->in.msg.mark_read.seq == 4);
 	fs_env(fs, fs->in.req_id, im_Envelope_error_tag)->msg.error.code =
-		im_Code_ERR_NOT_MEMBER;
+	        im_Code_ERR_NOT_MEMBER;
 	FS_CHECK(fs, fs_send(fs) == 0);
 	(void)fs_recv(fs);
 }
@@ -876,7 +875,7 @@ test_client_requests_get_their_replies(void **state)
 	int err = 1;
 
 	assert_int_equal(im_client_create_group(cl, "g", mem, 2, &req),
-			 IM_EAGAIN);
+	                 IM_EAGAIN);
 	assert_int_equal(im_client_connect_wait(cl, WAIT_MS), IM_OK);
 	assert_int_equal(im_client_create_group(cl, "g", mem, 2, &req), IM_OK);
 	assert_int_equal(im_client_wait_reply(cl, req, WAIT_MS, &err), IM_OK);
@@ -973,7 +972,7 @@ script_many_convs(fsrv *fs)
 		in_resume[g] = true;
 		fs->nsync++;
 		fs_env(fs, fs->in.req_id, im_Envelope_sync_page_tag)
-			->msg.sync_page.group = g;
+		        ->msg.sync_page.group = g;
 		FS_CHECK(fs, fs_send(fs) == 0);
 	}
 	FS_CHECK(fs, fs_pong(fs) == 0);
@@ -1001,8 +1000,8 @@ test_client_resume_over_128_convs_syncs_the_rest(void **state)
 	assert_int_equal(im_client_ping(cl, &req), IM_OK);
 	/* the reply may be lost with the drop; the reconnect is what counts */
 	(void)im_client_wait_reply(cl, req, WAIT_MS, &err);
-	assert_int_equal(
-		im_client_run_until(cl, WAIT_MS, pred_reconnected, &s), IM_OK);
+	assert_int_equal(im_client_run_until(cl, WAIT_MS, pred_reconnected, &s),
+	                 IM_OK);
 	assert_int_equal(im_client_ping(cl, &req), IM_OK);
 	assert_int_equal(im_client_wait_reply(cl, req, WAIT_MS, &err), IM_OK);
 	assert_int_equal(err, IM_OK);
@@ -1028,7 +1027,7 @@ script_session_lost(fsrv *fs)
 	FS_CHECK(fs, fs_recv_req(fs) == 0);
 	FS_CHECK(fs, fs->in.which_msg == im_Envelope_resume_tag);
 	fs_env(fs, fs->in.req_id, im_Envelope_error_tag)->msg.error.code =
-		im_Code_ERR_SESSION;
+	        im_Code_ERR_SESSION;
 	FS_CHECK(fs, fs_send(fs) == 0);
 	FS_CHECK(fs, fs_accept(fs) >= 0);
 	FS_CHECK(fs, fs_recv_req(fs) == 0);
@@ -1048,7 +1047,7 @@ script_session_lost(fsrv *fs)
 		FS_CHECK(fs, fs->in.which_msg == im_Envelope_sync_tag);
 		fs->nsync++;
 		sp = &fs_env(fs, fs->in.req_id, im_Envelope_sync_page_tag)
-			      ->msg.sync_page;
+		              ->msg.sync_page;
 		if (fs->in.msg.sync.group == 0) {
 			FS_CHECK(fs, fs->in.msg.sync.after == 3);
 			sp->events_count = 2;
@@ -1092,7 +1091,7 @@ test_client_lost_session_logs_in_again_and_syncs_the_gap(void **state)
 	assert_int_equal(im_client_ping(cl, &req), IM_OK);
 	(void)im_client_wait_reply(cl, req, WAIT_MS, &err);
 	assert_int_equal(im_client_run_until(cl, WAIT_MS, pred_relogged, &s),
-			 IM_OK);
+	                 IM_OK);
 	for (i = 0; i < 4; i++) {
 		assert_int_equal(s.seq[i], 5 + i);
 	}
@@ -1131,8 +1130,8 @@ test_client_undecodable_frame_closes_with_a_protocol_error(void **state)
 	assert_int_equal(im_client_ping(cl, &req), IM_OK);
 	assert_int_equal(im_client_wait_reply(cl, req, WAIT_MS, &err), IM_OK);
 	assert_int_equal(
-		im_client_run_until(cl, WAIT_MS, pred_disconnected, NULL),
-		IM_OK);
+	        im_client_run_until(cl, WAIT_MS, pred_disconnected, NULL),
+	        IM_OK);
 	im_client_close(cl);
 	fs_join(fs);
 	for (i = 0; i < s.nerr; i++) {
@@ -1173,8 +1172,8 @@ test_client_silent_server_is_dropped_after_missed_pings(void **state)
 	assert_int_equal(im_client_create(&cl, &o), IM_OK);
 	assert_int_equal(im_client_connect_wait(cl, WAIT_MS), IM_OK);
 	assert_int_equal(
-		im_client_run_until(cl, WAIT_MS, pred_disconnected, NULL),
-		IM_OK);
+	        im_client_run_until(cl, WAIT_MS, pred_disconnected, NULL),
+	        IM_OK);
 	assert_int_equal(im_client_get_state(cl), IM_CLIENT_STOPPED);
 	assert_int_equal(s.errs[0], IM_EUNAVAIL);
 	im_client_destroy(cl);
@@ -1230,7 +1229,7 @@ script_send_errors(fsrv *fs)
 	FS_CHECK(fs, fs->in.which_msg == im_Envelope_send_tag);
 	fs->dedup[fs->ndedup++] = fs->in.msg.send.dedup_id;
 	fs_env(fs, fs->in.req_id, im_Envelope_error_tag)->msg.error.code =
-		im_Code_ERR_UNAVAILABLE;
+	        im_Code_ERR_UNAVAILABLE;
 	FS_CHECK(fs, fs_send(fs) == 0);
 	FS_CHECK(fs, fs_recv_req(fs) == 0);
 	FS_CHECK(fs, fs->in.which_msg == im_Envelope_send_tag);
@@ -1244,7 +1243,7 @@ script_send_errors(fsrv *fs)
 	FS_CHECK(fs, fs->in.which_msg == im_Envelope_send_tag);
 	FS_CHECK(fs, fs->in.msg.send.group == 11);
 	fs_env(fs, fs->in.req_id, im_Envelope_error_tag)->msg.error.code =
-		im_Code_ERR_NOT_MEMBER;
+	        im_Code_ERR_NOT_MEMBER;
 	fs->out.msg.error.group = 11;
 	FS_CHECK(fs, fs_send(fs) == 0);
 	(void)fs_recv(fs);
@@ -1260,10 +1259,10 @@ test_client_unavailable_send_is_retried_and_refused_one_dropped(void **state)
 
 	assert_int_equal(im_client_connect_wait(cl, WAIT_MS), IM_OK);
 	assert_int_equal(im_client_send_wait(cl, 10, "a", 1, WAIT_MS, &seq),
-			 IM_OK);
+	                 IM_OK);
 	assert_int_equal(seq, 9);
 	assert_int_equal(im_client_send_wait(cl, 11, "b", 1, WAIT_MS, &seq),
-			 IM_EPERM);
+	                 IM_EPERM);
 	assert_int_equal(im_client_outbox_count(cl), 0);
 	assert_int_equal(s.nerr, 1);
 	assert_int_equal(s.errs[0], IM_EPERM);
@@ -1347,10 +1346,10 @@ test_client_send_checks_args_and_the_outbox_bound(void **state)
 	assert_int_equal(im_client_send(cl, 0, "x", 1, NULL), IM_EINVAL);
 	assert_int_equal(im_client_send(cl, 1, NULL, 1, NULL), IM_EINVAL);
 	assert_int_equal(im_client_send(cl, 1, big, sizeof(big), NULL),
-			 IM_EINVAL);
+	                 IM_EINVAL);
 	assert_int_equal(im_client_send(NULL, 1, "x", 1, NULL), IM_EINVAL);
 	assert_int_equal(im_client_send(cl, 1, big, IM_CLIENT_BODY_MAX, &d1),
-			 IM_OK);
+	                 IM_OK);
 	assert_int_equal(im_client_send(cl, 1, "", 0, &d2), IM_OK);
 	assert_true(d1 != 0 && d2 != 0 && d1 != d2);
 	for (i = 2; i < 4; i++) {
@@ -1366,7 +1365,7 @@ test_client_send_checks_args_and_the_outbox_bound(void **state)
 	assert_int_equal(im_client_sync(cl, 1, 5, 3, 0, NULL), IM_EINVAL);
 	assert_int_equal(im_client_ping(cl, NULL), IM_EAGAIN);
 	assert_int_equal(im_client_create_group(cl, NULL, NULL, 0, NULL),
-			 IM_EINVAL);
+	                 IM_EINVAL);
 	assert_int_equal(im_client_conv_lookup(cl, 1, NULL), IM_ENOTFOUND);
 	assert_int_equal(im_client_attach(cl, NULL), IM_EINVAL);
 	assert_int_equal(im_client_get_state(cl), IM_CLIENT_STOPPED);
@@ -1395,40 +1394,40 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_client_create_rejects_bad_opts),
-		cmocka_unit_test(
-			test_client_create_survives_every_allocation_failure),
-		cmocka_unit_test(
-			test_client_send_checks_args_and_the_outbox_bound),
-		cmocka_unit_test(test_client_dedup_ids_follow_the_seed),
-		cmocka_unit_test(test_client_backoff_is_bounded_and_jittered),
-		cmocka_unit_test(test_client_login_collects_every_conv_page),
-		cmocka_unit_test(test_client_send_returns_the_acked_seq),
-		cmocka_unit_test(
-			test_client_retry_after_drop_reuses_the_dedup_id_and_resumes),
-		cmocka_unit_test(test_client_drops_replayed_group_seqs),
-		cmocka_unit_test(
-			test_client_gap_in_prev_seq_is_repaired_by_sync),
-		cmocka_unit_test(
-			test_client_empty_repair_does_not_stall_the_group),
-		cmocka_unit_test(
-			test_client_oversize_prefix_closes_with_a_clear_error),
-		cmocka_unit_test(test_client_reconnects_after_refusals),
-		cmocka_unit_test(
-			test_client_bad_token_stops_without_reconnecting),
-		cmocka_unit_test(test_client_requests_get_their_replies),
-		cmocka_unit_test(
-			test_client_undecodable_frame_closes_with_a_protocol_error),
-		cmocka_unit_test(
-			test_client_silent_server_is_dropped_after_missed_pings),
-		cmocka_unit_test(
-			test_client_unanswered_login_times_out_and_retries),
-		cmocka_unit_test(
-			test_client_unavailable_send_is_retried_and_refused_one_dropped),
-		cmocka_unit_test(
-			test_client_resume_over_128_convs_syncs_the_rest),
-		cmocka_unit_test(
-			test_client_lost_session_logs_in_again_and_syncs_the_gap),
+	        cmocka_unit_test(test_client_create_rejects_bad_opts),
+	        cmocka_unit_test(
+	                test_client_create_survives_every_allocation_failure),
+	        cmocka_unit_test(
+	                test_client_send_checks_args_and_the_outbox_bound),
+	        cmocka_unit_test(test_client_dedup_ids_follow_the_seed),
+	        cmocka_unit_test(test_client_backoff_is_bounded_and_jittered),
+	        cmocka_unit_test(test_client_login_collects_every_conv_page),
+	        cmocka_unit_test(test_client_send_returns_the_acked_seq),
+	        cmocka_unit_test(
+	                test_client_retry_after_drop_reuses_the_dedup_id_and_resumes),
+	        cmocka_unit_test(test_client_drops_replayed_group_seqs),
+	        cmocka_unit_test(
+	                test_client_gap_in_prev_seq_is_repaired_by_sync),
+	        cmocka_unit_test(
+	                test_client_empty_repair_does_not_stall_the_group),
+	        cmocka_unit_test(
+	                test_client_oversize_prefix_closes_with_a_clear_error),
+	        cmocka_unit_test(test_client_reconnects_after_refusals),
+	        cmocka_unit_test(
+	                test_client_bad_token_stops_without_reconnecting),
+	        cmocka_unit_test(test_client_requests_get_their_replies),
+	        cmocka_unit_test(
+	                test_client_undecodable_frame_closes_with_a_protocol_error),
+	        cmocka_unit_test(
+	                test_client_silent_server_is_dropped_after_missed_pings),
+	        cmocka_unit_test(
+	                test_client_unanswered_login_times_out_and_retries),
+	        cmocka_unit_test(
+	                test_client_unavailable_send_is_retried_and_refused_one_dropped),
+	        cmocka_unit_test(
+	                test_client_resume_over_128_convs_syncs_the_rest),
+	        cmocka_unit_test(
+	                test_client_lost_session_logs_in_again_and_syncs_the_gap),
 	};
 
 	/* the fake server may write to a client that just closed */
