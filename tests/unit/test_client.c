@@ -17,6 +17,7 @@
 #include "test_rng.h"
 
 #include <arpa/inet.h>
+#include <ev.h>
 #include <netinet/in.h>
 #include <pb_decode.h>
 #include <pb_encode.h>
@@ -1273,6 +1274,59 @@ test_client_unavailable_send_is_retried_and_refused_one_dropped(void **state)
 	free(fs);
 }
 
+/* Event driven: the caller's loop, callbacks only, no blocking helper. */
+static void
+on_login_break(im_client *cl, im_uid user, const im_client_conv *convs,
+               size_t n, void *payload)
+{
+	seen *s = payload;
+
+	s->nlogin_convs = (int)n;
+	ev_break(im_client_loop(cl), EVBREAK_ALL);
+}
+
+static void
+give_up(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	ev_break(loop, EVBREAK_ALL);
+}
+
+static void
+test_client_runs_on_the_callers_loop(void **state)
+{
+	fsrv *fs = fs_start(script_send_ack);
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	im_client_opts o = IM_CLIENT_OPTS_INIT;
+	im_client *cl = NULL;
+	ev_timer deadline;
+	seen s;
+
+	memset(&s, 0, sizeof(s));
+	assert_non_null(loop);
+	o.port = fs->port;
+	o.token = "7.0.test";
+	o.cb.on_login = on_login_break;
+	o.payload = &s;
+	assert_int_equal(im_client_create(&cl, &o), IM_OK);
+	assert_int_equal(im_client_attach(cl, loop), IM_OK);
+	assert_int_equal(im_client_attach(cl, loop), IM_EINVAL);
+	assert_ptr_equal(im_client_loop(cl), loop);
+	assert_int_equal(im_client_connect(cl), IM_OK);
+	ev_timer_init(&deadline, give_up, WAIT_MS / 1000.0, 0.);
+	ev_timer_start(loop, &deadline);
+	ev_run(loop, 0);
+	assert_int_equal(s.nlogin_convs, 1);
+	assert_int_equal(im_client_get_state(cl), IM_CLIENT_CONNECTED);
+	/* the blocking helpers run the same (caller's) loop */
+	assert_int_equal(im_client_send_wait(cl, 10, "hello", 5, WAIT_MS, NULL),
+	                 IM_OK);
+	ev_timer_stop(loop, &deadline);
+	im_client_destroy(cl);
+	ev_loop_destroy(loop);
+	fs_join(fs);
+	free(fs);
+}
+
 /* ---- argument and bound errors (no server needed) ---- */
 
 static void
@@ -1403,6 +1457,7 @@ main(void)
 	        cmocka_unit_test(test_client_backoff_is_bounded_and_jittered),
 	        cmocka_unit_test(test_client_login_collects_every_conv_page),
 	        cmocka_unit_test(test_client_send_returns_the_acked_seq),
+	        cmocka_unit_test(test_client_runs_on_the_callers_loop),
 	        cmocka_unit_test(
 	                test_client_retry_after_drop_reuses_the_dedup_id_and_resumes),
 	        cmocka_unit_test(test_client_drops_replayed_group_seqs),
