@@ -677,6 +677,42 @@ test_rpc_empty_frame_closes_the_connection(void **state)
 }
 
 static void
+test_rpc_batch_over_its_bound_is_refused_at_decode(void **state)
+{
+	/* A Forward with 13 ops (rpc.options allows 12): field 12, length
+	 * 26, then 13 empty ops (field 1, length 0). */
+	uint8_t frame[4 + 28] = {0, 0, 0, 28, 0x62, 26};
+	size_t i;
+
+	for (i = 0; i < 13; i++) {
+		frame[6 + 2 * i] = 0x0a;
+		frame[7 + 2 * i] = 0x00;
+	}
+	bad_peer_case(*state, frame, sizeof(frame), IM_EPROTO,
+		      "does not decode");
+}
+
+static void
+test_rpc_connection_is_symmetric_either_side_may_call(void **state)
+{
+	env *e = *state;
+	rpc_opts so = srv_opts(e), co = cli_opts(e);
+	expect x = {3, 0};
+
+	/* The client answers too: it echoes like the server does. */
+	co.on_request = srv_request;
+	e->mode = SRV_ECHO;
+	start_pair(e, &so, &co);
+	assert_int_equal(rpc_conn_call(e->srv_conn, heartbeat(3), 0, on_reply,
+				       &x),
+			 IM_OK);
+	pipe_target = 1;
+	assert_true(run_until(e, all_done, WAIT_MS));
+	assert_int_equal(x.calls, 1);
+	assert_int_equal(e->answered, 1);
+}
+
+static void
 test_rpc_request_without_handler_is_answered_bad_request(void **state)
 {
 	env *e = *state;
@@ -866,6 +902,8 @@ main(void)
 		T(test_rpc_oversize_frame_is_rejected_before_allocation),
 		T(test_rpc_garbage_bytes_close_the_connection_with_a_clear_error),
 		T(test_rpc_empty_frame_closes_the_connection),
+		T(test_rpc_batch_over_its_bound_is_refused_at_decode),
+		T(test_rpc_connection_is_symmetric_either_side_may_call),
 		T(test_rpc_request_without_handler_is_answered_bad_request),
 		T(test_rpc_destroy_inside_a_callback_is_safe),
 		T(test_rpc_bad_arguments_are_refused),
