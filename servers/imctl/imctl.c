@@ -186,13 +186,35 @@ print_nodes(const view *v, FILE *out)
 	}
 }
 
+/*
+ * A slot owner is a node name, or "name/INCARNATION" (hex) when the node
+ * records which incarnation of it claimed the slot (as the cluster roles
+ * do, so that slots of a restarted node's previous life show up here).
+ */
 static const char *
-owner_state(const view *v, const char *name)
+owner_state(const view *v, const char *who)
 {
-	const node *n = find_node(v, name);
+	char name[IM_OWNER_MAX + 1];
+	const char *slash = strchr(who, '/');
+	unsigned long long inc = 0;
+	bool has_inc = false;
+	const node *n;
 
+	snprintf(name, sizeof(name), "%s", who);
+	if (slash != NULL) {
+		char *end;
+
+		name[slash - who] = '\0';
+		errno = 0;
+		inc = strtoull(slash + 1, &end, 16);
+		has_inc = errno == 0 && *end == '\0' && slash[1] != '\0';
+	}
+	n = find_node(v, name);
 	if (n == NULL) {
 		return "not registered";
+	}
+	if (has_inc && inc != n->incarnation) {
+		return "old incarnation";
 	}
 	return alive(v, n) ? "alive" : "dead";
 }

@@ -108,6 +108,9 @@ populate(fx *f)
 	/* Slot 7 moved from chatter-2 to chatter-1 (epoch 2). */
 	claim(st, IM_KIND_GROUP, 7, "chatter-1", 1);
 	claim(st, IM_KIND_GROUP, 8, "ghost", 0);
+	/* Owners with an incarnation: chatter-1 is at incarnation 1. */
+	claim(st, IM_KIND_GROUP, 9, "chatter-1/00000001", 0);
+	claim(st, IM_KIND_GROUP, 10, "chatter-1/00000000", 0);
 	im_store_close(st);
 }
 
@@ -242,8 +245,14 @@ test_imctl_slots_counts_per_node_and_kind_with_epochs(void **state)
 		     (const char *[]){" 2 ", "1..1", "dead", NULL});
 	assert_words(line(f->out, "group  ghost", buf, sizeof(buf)),
 		     (const char *[]){" 1 ", "not registered", NULL});
+	assert_words(line(f->out, "group  chatter-1/00000001", buf,
+			  sizeof(buf)),
+		     (const char *[]){" 1 ", "alive", NULL});
+	assert_words(line(f->out, "group  chatter-1/00000000", buf,
+			  sizeof(buf)),
+		     (const char *[]){" 1 ", "old incarnation", NULL});
 	assert_words(line(f->out, "group  (unowned)", buf, sizeof(buf)),
-		     (const char *[]){" 7", NULL});
+		     (const char *[]){" 5", NULL});
 }
 
 static void
@@ -265,11 +274,14 @@ test_imctl_status_summarizes_and_warns_about_dead_owners(void **state)
 	assert_words(line(f->out, "user slots:", buf, sizeof(buf)),
 		     (const char *[]){"10/16", "1 nodes", "max epoch 1", NULL});
 	assert_words(line(f->out, "group slots:", buf, sizeof(buf)),
-		     (const char *[]){"9/16", "3 nodes", "max epoch 2", NULL});
+		     (const char *[]){"11/16", "5 nodes", "max epoch 2", NULL});
 	assert_words(line(f->out, "warning: chatter-2", buf, sizeof(buf)),
 		     (const char *[]){"2 group slots", "dead", NULL});
 	assert_words(line(f->out, "warning: ghost", buf, sizeof(buf)),
 		     (const char *[]){"not registered", NULL});
+	assert_words(line(f->out, "warning: chatter-1/00000000", buf,
+			  sizeof(buf)),
+		     (const char *[]){"old incarnation", NULL});
 	/* The tables follow. */
 	assert_non_null(line(f->out, "NODE", buf, sizeof(buf)));
 	assert_non_null(line(f->out, "KIND", buf, sizeof(buf)));
