@@ -183,17 +183,15 @@ cl_member_create(cl_member **out, struct ev_loop *loop, im_store *st,
 	static const cl_member_opts defaults = CL_MEMBER_OPTS_INIT;
 	cl_member *m;
 	uint64_t now;
-	uint16_t port;
-	char host[64];
 	int rc;
 
 	if (opts == NULL) {
 		opts = &defaults;
 	}
 	if (out == NULL || loop == NULL || st == NULL || name == NULL ||
-	    address == NULL || name[0] == '\0' ||
+	    address == NULL || name[0] == '\0' || address[0] == '\0' ||
 	    strlen(name) > IM_NODE_NAME_MAX ||
-	    !cl_split_address(address, host, sizeof(host), &port) ||
+	    strlen(address) > IM_NODE_ADDR_MAX ||
 	    opts->version != CL_MEMBER_OPTS_VERSION ||
 	    opts->heartbeat_ms == 0 || opts->refresh_ms == 0 ||
 	    opts->max_nodes == 0 || opts->max_nodes > 65536 ||
@@ -459,6 +457,17 @@ size_t
 cl_peers_count(const cl_peers *p)
 {
 	return p != NULL ? p->n : 0;
+}
+
+size_t
+cl_peers_up(const cl_peers *p)
+{
+	size_t i, up = 0;
+
+	for (i = 0; p != NULL && i < p->n; i++) {
+		up += rpc_conn_is_up(p->peers[i].conn);
+	}
+	return up;
 }
 
 rpc_conn *

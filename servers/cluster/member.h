@@ -68,7 +68,9 @@ typedef struct cl_member_opts {
 			     1024, true, NULL, NULL, NULL, NULL}
 
 /*
- * Register `name` (role, address "a.b.c.d:port") in st and load the view.
+ * Register `name` (role, address) in st and load the view. The address is
+ * where peers reach the node ("a.b.c.d:port" for those that listen: a
+ * Router's RPC port, a Connector's client port) or any non-empty text.
  * loop and st are borrowed and must outlive m; strings and opts are
  * copied.
  * @retval IM_OK, IM_EINVAL, IM_ENOMEM, or the store's error on register
@@ -116,8 +118,9 @@ int cl_peers_create(cl_peers **out, struct ev_loop *loop, cl_member *m,
  * on a dropped connection complete with IM_EUNAVAIL. */
 void cl_peers_sync(cl_peers *p);
 
-/* Connections held (up or not). */
+/* Connections held (up or not), and those up. */
 size_t cl_peers_count(const cl_peers *p);
+size_t cl_peers_up(const cl_peers *p);
 
 /* The connection to node `name`, or NULL (none, or not up). */
 rpc_conn *cl_peers_get(cl_peers *p, const char *name);
