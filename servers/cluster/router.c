@@ -62,6 +62,7 @@ struct router {
 	imrpc_Rpc *aux;  /* ERR_UNAVAILABLE replies */
 	imrpc_Rpc *ack;  /* answers to requests */
 	ev_timer refresh;
+	ev_tstamp last_reload;
 	router_stats stats;
 	bool destroying;
 };
@@ -137,6 +138,22 @@ any_chatter(router *r, uint64_t key)
 		}
 	}
 	return NULL;
+}
+
+/*
+ * A slot whose owner we do not know (or do not hear from) may just have
+ * been claimed after our last reload: reload now, at most every 100 ms,
+ * rather than drop or refuse until the next periodic refresh.
+ */
+static bool
+reload_if_stale(router *r)
+{
+	ev_tstamp now = ev_now(r->loop);
+
+	if (now - r->last_reload < 0.1) {
+		return false;
+	}
+	return router_reload(r) == IM_OK;
 }
 
 static void
@@ -239,6 +256,9 @@ handle_forward(router *r, const imrpc_Forward *f)
 
 	for (i = 0; i < n; i++) {
 		dest[i] = chatter_for(r, &f->ops[i]);
+		if (dest[i] == NULL && reload_if_stale(r)) {
+			dest[i] = chatter_for(r, &f->ops[i]);
+		}
 	}
 	for (i = 0; i < n; i++) {
 		imrpc_Forward *of = &r->out->body.forward;
@@ -406,6 +426,15 @@ deliver_to(router *r, const imrpc_Deliver *d, const char *owner)
 	}
 }
 
+/* A user whose Connector is unknown or not connected to us. */
+static bool
+owner_missing(router *r, uint64_t user)
+{
+	const char *o = user_owner(r, user);
+
+	return o[0] == '\0' || node_by_name(r, o) == NULL;
+}
+
 static void
 handle_deliver(router *r, const imrpc_Deliver *d)
 {
@@ -413,6 +442,15 @@ handle_deliver(router *r, const imrpc_Deliver *d)
 	size_t nd = 0, i;
 	uint32_t f, k;
 
+	for (f = 0; f < d->fanouts_count; f++) {
+		for (k = 0; k < d->fanouts[f].members_count; k++) {
+			if (owner_missing(r, d->fanouts[f].members[k])) {
+				(void)reload_if_stale(r);
+				f = d->fanouts_count - 1;
+				break;
+			}
+		}
+	}
 	for (f = 0; f < d->fanouts_count; f++) {
 		for (k = 0; k < d->fanouts[f].members_count; k++) {
 			const char *o = user_owner(r, d->fanouts[f].members[k]);
@@ -436,6 +474,12 @@ handle_events(router *r, const imrpc_UserEvents *ev)
 	size_t nd = 0, i;
 	uint32_t k;
 
+	for (k = 0; k < ev->events_count; k++) {
+		if (owner_missing(r, ev->events[k].user)) {
+			(void)reload_if_stale(r);
+			break;
+		}
+	}
 	for (k = 0; k < ev->events_count; k++) {
 		const char *o = user_owner(r, ev->events[k].user);
 
@@ -571,6 +615,7 @@ router_reload(router *r)
 	if (r == NULL) {
 		return IM_EINVAL;
 	}
+	r->last_reload = ev_now(r->loop);
 	rc = im_shard_load(r->map, r->st);
 	if (rc != IM_OK) {
 		r->stats.map_errors++;

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -419,6 +420,39 @@ test_router_answers_unavailable_when_a_forward_times_out(void **state)
 }
 
 static bool
+ch2_has_op(env *e)
+{
+	return e->ch2.ops >= 1 && e->acks >= 1;
+}
+
+static void
+test_router_reloads_the_map_when_a_groups_owner_is_unknown(void **state)
+{
+	env *e = *state;
+	static imrpc_Rpc m;
+	uint64_t g1 = id_in(0, 8, 0);
+	router_stats st;
+
+	/* The group's slot moves to chatter-2 after the router loaded the
+	 * map; chatter-1 is not even connected. */
+	assert_int_equal(im_store_slot_cas(e->st, IM_KIND_GROUP,
+					   im_shard_slot_of(g1, NSLOTS), 1,
+					   "chatter-2", NULL),
+			 IM_OK);
+	start_nodes(e, true, false, false, true);
+	usleep(150 * 1000); /* past the reload rate limit */
+	memset(&m, 0, sizeof(m));
+	m.which_body = imrpc_Rpc_forward_tag;
+	m.body.forward.ops[m.body.forward.ops_count++] =
+		send_op(g1, 21, "connector-1");
+	assert_int_equal(rpc_conn_call(e->cn1.c, &m, 0, on_ack, NULL), IM_OK);
+	assert_true(run_until(e, ch2_has_op));
+	assert_int_equal(e->ch2.groups_seen[0], g1);
+	router_get_stats(e->r, &st);
+	assert_int_equal(st.unavailable, 0);
+}
+
+static bool
 both_have_replies(env *e)
 {
 	return e->cn1.replies >= 1 && e->cn2.replies >= 1;
@@ -606,6 +640,7 @@ main(void)
 		T(test_router_forwards_each_op_to_the_chatter_owning_its_group),
 		T(test_router_answers_unavailable_when_the_owner_is_not_connected),
 		T(test_router_answers_unavailable_when_a_forward_times_out),
+		T(test_router_reloads_the_map_when_a_groups_owner_is_unknown),
 		T(test_router_routes_replies_to_the_connector_in_the_route),
 		T(test_router_splits_a_deliver_into_one_rpc_per_connector),
 		T(test_router_routes_user_events_by_the_users_slot),
