@@ -676,6 +676,18 @@ conn_close(struct conn *c, const char *why)
 	ev_io_stop(cn->loop, &c->rio);
 	ev_io_stop(cn->loop, &c->wio);
 	ev_timer_stop(cn->loop, &c->timer);
+	if (c->closing) {
+		/* Closing with unread input makes the kernel send a reset,
+		 * which can destroy our final Error before the peer reads
+		 * it: drain what is there (bounded), then close. */
+		uint8_t sink[4096];
+		int i;
+
+		(void)shutdown(c->fd, SHUT_WR);
+		for (i = 0; i < 16 && read(c->fd, sink, sizeof(sink)) > 0;
+		     i++) {
+		}
+	}
 	close(c->fd);
 	c->fd = -1;
 	cn->conns[c->index] = NULL;
@@ -1024,13 +1036,14 @@ do_resume(struct conn *c, uint64_t req_id, const im_Resume *rs)
 	rc.dead = false;
 	for (i = 0; i < rs->cursors_count && !rc.dead; i++) {
 		const im_Cursor *cur = &rs->cursors[i];
+		im_conv_entry ce;
 		int r;
 
 		if (cur->group == 0) {
 			r = im_store_uq_read(cn->st, u->uid, cur->seq,
 					     cn->o.replay_limit, replay_uq_cb,
 					     &rc);
-		} else if (im_convlist_lookup(u->convs, cur->group, NULL) ==
+		} else if (im_convlist_lookup(u->convs, cur->group, &ce) ==
 			   IM_OK) {
 			r = im_store_msg_read(cn->st, cur->group, cur->seq,
 					      IM_SEQ_MAX, cn->o.replay_limit,
@@ -1115,9 +1128,10 @@ static bool
 is_member_here(struct conn *c, im_gid g)
 {
 	struct user *u = c->sess != NULL ? c->sess->user : NULL;
+	im_conv_entry e;
 
-	return u != NULL && u->convs != NULL &&
-	       im_convlist_lookup(u->convs, g, NULL) == IM_OK;
+	return u != NULL && u->convs != NULL && g != 0 &&
+	       im_convlist_lookup(u->convs, g, &e) == IM_OK;
 }
 
 struct members_ctx {

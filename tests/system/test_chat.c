@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -600,6 +601,39 @@ test_system_non_member_cannot_send_sync_or_list(void **state)
 	free(env);
 }
 
+static void
+test_system_imd_token_command_mints_a_token_the_server_accepts(void **state)
+{
+	struct fixture *f = *state;
+	char cmd[1024], tok[IM_TOKEN_BUF + 8];
+	im_uid uid = 0;
+	tclient c;
+	FILE *p;
+	size_t n;
+
+	snprintf(cmd, sizeof(cmd), "'%s' token 42 --ttl 60 --secret-file '%s'",
+		 getenv("IMD"), f->imd.secret_file);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	assert_non_null(fgets(tok, sizeof(tok), p));
+	assert_int_equal(pclose(p), 0);
+	n = strlen(tok);
+	assert_true(n > 1 && tok[n - 1] == '\n');
+	tok[n - 1] = '\0';
+	assert_int_equal(im_token_verify(tok, f->imd.secret,
+					 strlen(f->imd.secret),
+					 (uint64_t)time(NULL), &uid), IM_OK);
+	assert_int_equal(uid, 42);
+	assert_int_equal(tc_connect(&c, f->imd.port), 0);
+	assert_int_equal(tc_login(&c, tok, NULL, 0, NULL), 1);
+	assert_int_equal(c.user, 42);
+	tc_close(&c);
+	/* Without a secret it refuses (exit status 2), prints no token. */
+	snprintf(cmd, sizeof(cmd), "'%s' token 42 >/dev/null 2>&1",
+		 getenv("IMD"));
+	assert_int_equal(WEXITSTATUS(system(cmd)), 2);
+}
+
 int
 main(void)
 {
@@ -630,6 +664,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(
 			test_system_non_member_cannot_send_sync_or_list, setup,
 			teardown),
+		cmocka_unit_test_setup_teardown(
+			test_system_imd_token_command_mints_a_token_the_server_accepts,
+			setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("system_chat", tests, NULL, NULL);
