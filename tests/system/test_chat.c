@@ -513,7 +513,7 @@ test_system_read_on_one_device_reaches_the_other_as_ev_read(void **state)
 {
 	struct fixture *f = *state;
 	tclient d1, d2, b;
-	uint64_t members[] = {2};
+	uint64_t members[] = {1};
 	int64_t g, s1;
 	im_Envelope *env = calloc(1, sizeof(*env));
 	tpush p;
