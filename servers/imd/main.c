@@ -337,10 +337,28 @@ run(imd_config *cfg)
 	status = 0;
 out:
 	if (d.ch != NULL) {
+		chatter_stats cs;
+
 		chatter_flush(d.ch);
+		chatter_get_stats(d.ch, &cs);
+		LOG_I("chatter: %llu messages in %llu commits, %llu duplicates, "
+		      "%llu fenced commits, %u hot groups",
+		      (unsigned long long)cs.msgs,
+		      (unsigned long long)cs.commits,
+		      (unsigned long long)cs.dups,
+		      (unsigned long long)cs.stale, cs.groups);
 	}
 	if (d.cn != NULL) {
+		connector_stats ns;
+
 		connector_flush(d.cn);
+		connector_get_stats(d.cn, &ns);
+		LOG_I("connector: %llu accepted, %llu frames in, %llu frames "
+		      "out in %llu writes",
+		      (unsigned long long)ns.accepted,
+		      (unsigned long long)ns.frames_in,
+		      (unsigned long long)ns.frames_out,
+		      (unsigned long long)ns.writes);
 	}
 	connector_destroy(d.cn);
 	chatter_destroy(d.ch);

@@ -8,9 +8,15 @@
  * Writes: frames are appended to the connection's write buffer and the
  * connection is put on the dirty list; an ev_prepare watcher at the lowest
  * priority (after the Chatter's group commit) writes each dirty connection
- * with one write() per loop turn (Redis's beforeSleep). A reader too slow
- * to keep its buffer under wbuf_max is closed; its session keeps the
- * unacked pushes for the grace period and the client resumes.
+ * with one write() per loop turn (Redis's beforeSleep).
+ *
+ * Slow readers: pushes live in the session's push queue anyway (until
+ * acked), so they are copied into the write buffer only while it is under
+ * half of wbuf_max; beyond that the session is marked `backlog` and the
+ * queue is pumped again each time the buffer drains. A reader too slow for
+ * that overflows its (bounded) push queue and is closed with ERR_FULL; any
+ * other frame that would push the buffer past wbuf_max closes it too. Both
+ * bounds hold, and a push is never held twice for long.
  *
  * Lifetimes: connections are freed at the end of the loop turn they closed
  * in (the dead list), so a pointer taken in this turn stays valid; users
@@ -46,6 +52,8 @@
 #define SYNC_MSGS_MAX 12
 #define SYNC_EVENTS_MAX 64
 #define MEMBERS_MAX 256
+/* Largest push frame: a Deliver with a full body. */
+#define PUSH_MAX (IM_FRAME_HEADER + im_Deliver_size + 16)
 
 struct user;
 struct conn;
@@ -59,6 +67,7 @@ struct session {
 	im_pushq q;
 	ev_timer rto_w;
 	ev_timer grace_w;
+	bool backlog;           /* pushes wait in q for the buffer to drain */
 };
 
 struct user {
@@ -247,6 +256,15 @@ conn_write(struct conn *c, const void *data, size_t len)
 	conn_mark_dirty(c);
 }
 
+/* Room for a push of len bytes in the write buffer (half of the bound). */
+static bool
+conn_push_room(const struct conn *c, size_t len)
+{
+	return c->wlen - c->woff + len <= c->cn->o.wbuf_max / 2;
+}
+
+static void session_pump(struct session *s);
+
 static void
 conn_send(struct conn *c, uint64_t req_id, uint32_t tag,
 	  const pb_msgdesc_t *fields, const void *msg)
@@ -336,6 +354,10 @@ conn_flush_one(struct conn *c)
 	}
 	if (c->closing) {
 		conn_close(c, "closed after final frame");
+		return;
+	}
+	if (c->sess != NULL && c->sess->backlog) {
+		session_pump(c->sess);
 	}
 }
 
@@ -586,7 +608,9 @@ session_arm_rto(struct session *s, uint64_t now)
 	uint64_t due = im_pushq_next_due(&s->q);
 	double after;
 
-	if (s->conn == NULL || due == UINT64_MAX) {
+	/* With a backlog the drain of the write buffer drives sending (the
+	 * pump re-arms this), not the clock. */
+	if (s->conn == NULL || due == UINT64_MAX || s->backlog) {
 		ev_timer_stop(cn->loop, &s->rto_w);
 		return;
 	}
@@ -607,8 +631,38 @@ resend_cb(const im_pushq_item *item, void *payload)
 	if (s->conn == NULL || s->conn->closed) {
 		return 1;
 	}
+	/* The queue counts the item as sent before calling us: always write
+	 * it, and stop while there is still room for one more. */
 	conn_write(s->conn, item->data, item->len);
+	if (s->conn == NULL || !conn_push_room(s->conn, PUSH_MAX)) {
+		s->backlog = true;
+		return 1;
+	}
 	return 0;
+}
+
+/*
+ * The write buffer drained and pushes are waiting: send the queue's items
+ * oldest first, as far as the buffer has room. Passing now + rto makes
+ * every item count as due; each is then stamped sent at now + rto, so
+ * what this pump sent is not sent again by the next pump, only by the
+ * retransmit timer (after 2 * rto at the latest).
+ */
+static void
+session_pump(struct session *s)
+{
+	uint64_t now = role_now_ms();
+
+	s->backlog = false;
+	if (s->conn == NULL) {
+		return;
+	}
+	if (!conn_push_room(s->conn, PUSH_MAX)) {
+		s->backlog = true;
+		return;
+	}
+	(void)im_pushq_due(&s->q, now + s->cn->o.rto_ms, 4096, resend_cb, s);
+	session_arm_rto(s, now);
 }
 
 static void
@@ -620,7 +674,11 @@ rto_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	if (s->conn == NULL) {
 		return;
 	}
-	(void)im_pushq_due(&s->q, now, 256, resend_cb, s);
+	if (conn_push_room(s->conn, PUSH_MAX)) {
+		(void)im_pushq_due(&s->q, now, 256, resend_cb, s);
+	} else {
+		s->backlog = true;
+	}
 	session_arm_rto(s, now);
 }
 
@@ -652,7 +710,12 @@ session_push(struct session *s, im_gid conv, im_seq seq, const void *frame,
 		return true;
 	}
 	if (s->conn != NULL) {
-		conn_write(s->conn, frame, len);
+		if (s->backlog || !conn_push_room(s->conn, len)) {
+			/* Queued; the pump sends it when the buffer drains. */
+			s->backlog = true;
+		} else {
+			conn_write(s->conn, frame, len);
+		}
 		if (s->conn != NULL && !ev_is_active(&s->rto_w)) {
 			session_arm_rto(s, now);
 		}
@@ -910,16 +973,17 @@ struct replay_ctx {
 	bool dead;
 };
 
-static int
-replay_q_cb(const im_pushq_item *item, void *payload)
+/* A replay from the store fills at most 3/4 of the push queue: it must
+ * not overflow the queue it is filling (that would drop the session it is
+ * restoring); the client repairs the rest by prev_seq and Sync. */
+static bool
+replay_room(const struct replay_ctx *rc, size_t len)
 {
-	struct session *s = payload;
+	const connector_opts *o = &rc->cn->o;
 
-	if (s->conn == NULL || s->conn->closed) {
-		return 1;
-	}
-	conn_write(s->conn, item->data, item->len);
-	return 0;
+	return im_pushq_count(&rc->s->q) < (size_t)o->pushq_items * 3 / 4 &&
+	       im_pushq_bytes(&rc->s->q) + len <=
+		       (size_t)o->pushq_bytes * 3 / 4;
 }
 
 static int
@@ -929,6 +993,9 @@ replay_msg_cb(const im_msg *m, void *payload)
 	connector *cn = rc->cn;
 	size_t n;
 
+	if (!replay_room(rc, IM_FRAME_HEADER + 64 + m->body_len)) {
+		return 1;
+	}
 	memset(cn->dl, 0, sizeof(*cn->dl));
 	fill_deliver(cn->dl, m);
 	n = encode_frame(cn, 0, im_Envelope_deliver_tag, im_Deliver_fields,
@@ -962,8 +1029,12 @@ static int
 replay_uq_cb(const im_uq_item *item, void *payload)
 {
 	struct replay_ctx *rc = payload;
-	size_t n = encode_uevent_frame(rc->cn, item);
+	size_t n;
 
+	if (!replay_room(rc, IM_FRAME_HEADER + 64 + item->body_len)) {
+		return 1;
+	}
+	n = encode_uevent_frame(rc->cn, item);
 	if (n == 0) {
 		return 0;  /* an undecodable event: skip, do not wedge */
 	}
@@ -1025,9 +1096,9 @@ do_resume(struct conn *c, uint64_t req_id, const im_Resume *rs)
 			(void)im_pushq_ack(&s->q, rs->cursors[i].group,
 					   rs->cursors[i].seq);
 		}
-		(void)im_pushq_replay(&s->q, IM_PUSHQ_ALL, 0, now, replay_q_cb,
-				      s);
-		session_arm_rto(s, now);
+		/* Everything left is unacked: send it all, oldest first, as
+		 * fast as the client reads. */
+		session_pump(s);
 		return;
 	}
 	rc.s = s;

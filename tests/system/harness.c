@@ -227,6 +227,12 @@ imd_token(const imd_proc *p, uint64_t uid, int64_t ttl_s, char *out,
 int
 tc_connect(tclient *c, uint16_t port)
 {
+	return tc_connect_rcvbuf(c, port, 0);
+}
+
+int
+tc_connect_rcvbuf(tclient *c, uint16_t port, int rcvbuf)
+{
 	struct sockaddr_in sa;
 	int one = 1;
 
@@ -234,6 +240,10 @@ tc_connect(tclient *c, uint16_t port)
 	c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (c->fd < 0) {
 		return -1;
+	}
+	if (rcvbuf > 0) {
+		setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf,
+			   sizeof(rcvbuf));
 	}
 	memset(&sa, 0, sizeof(sa));
 	sa.sin_family = AF_INET;
@@ -406,8 +416,12 @@ push_from_env(const im_Envelope *env, tpush *p)
 static void
 queue_push(tclient *c)
 {
+	if (c->drop_pushes) {
+		return;
+	}
 	if (c->pcount == TC_PUSHES) {
 		fprintf(stderr, "tc: push ring full, dropping\n");
+		c->drop_pushes = true;
 		return;
 	}
 	push_from_env(c->env, &c->pushes[(c->phead + c->pcount) % TC_PUSHES]);

@@ -83,9 +83,12 @@ typedef struct tclient {
 	im_Envelope *env;   /* last frame received */
 	uint64_t user;
 	uint8_t session[16];
+	bool drop_pushes;   /* do not keep pushes seen while waiting */
 } tclient;
 
 int tc_connect(tclient *c, uint16_t port);
+/* Same, with a small receive buffer (rcvbuf bytes): a slow reader. */
+int tc_connect_rcvbuf(tclient *c, uint16_t port, int rcvbuf);
 void tc_close(tclient *c);
 /* Close with a TCP reset, as a killed client would leave it. */
 void tc_abort(tclient *c);

@@ -634,6 +634,200 @@ test_system_imd_token_command_mints_a_token_the_server_accepts(void **state)
 	assert_int_equal(WEXITSTATUS(system(cmd)), 2);
 }
 
+static const char *const tiny_pushq[] = {"--pushq-items", "8", NULL};
+
+static int
+setup_tiny_pushq(void **state)
+{
+	return setup_with(state, tiny_pushq);
+}
+
+static void
+test_system_push_queue_overflow_closes_with_full_and_resume_resyncs(
+	void **state)
+{
+	struct fixture *f = *state;
+	char tok[IM_TOKEN_BUF];
+	uint8_t session[16];
+	int64_t g, seqs[20];
+	tpush got[32];
+	im_Envelope *env = calloc(1, sizeof(*env));
+	tclient a;
+	int i, n = 0, last = -1, cnt;
+
+	assert_non_null(env);
+	login_as(f, &a, 1, NULL, 0, NULL);
+	memcpy(session, a.session, 16);
+	g = tc_create_group(&a, "flood", NULL, 0);
+	assert_true(g > 0);
+	/* Nothing is acked: the 8-item queue overflows within 9 sends. */
+	for (i = 0; i < 20; i++) {
+		int64_t s = tc_send_msg(&a, (uint64_t)g, (uint64_t)(i + 1),
+					"unacked", NULL);
+
+		if (s < 0) {
+			assert_int_equal(s, -im_Code_ERR_FULL);
+			break;
+		}
+		seqs[n++] = s;
+	}
+	assert_true(i < 9);
+	assert_true(tc_wait_closed(&a, T, &last));
+	tc_close(&a);
+
+	/* The session is gone (resumed = false); the store has it all. */
+	imd_token(&f->imd, 1, 3600, tok, sizeof(tok));
+	assert_int_equal(tc_connect(&a, f->imd.port), 0);
+	env->which_msg = im_Envelope_resume_tag;
+	snprintf(env->msg.resume.token, sizeof(env->msg.resume.token), "%s",
+		 tok);
+	memcpy(env->msg.resume.session, session, 16);
+	env->msg.resume.cursors_count = 1;
+	env->msg.resume.cursors[0].group = (uint64_t)g;
+	assert_int_equal(tc_call(&a, env, T), 1);
+	assert_int_equal(a.env->which_msg, im_Envelope_resume_ok_tag);
+	assert_false(a.env->msg.resume_ok.resumed);
+	cnt = tc_sync_all(&a, (uint64_t)g, 0, got, 32);
+	assert_true(cnt >= n);
+	for (i = 0; i < n; i++) {
+		assert_int_equal(got[i].seq, seqs[i]);
+	}
+	/* The replay did not overflow the new session: it still works. */
+	memset(env, 0, sizeof(*env));
+	env->which_msg = im_Envelope_ping_tag;
+	assert_int_equal(tc_call(&a, env, T), 1);
+	assert_int_equal(a.env->which_msg, im_Envelope_pong_tag);
+	tc_close(&a);
+	free(env);
+}
+
+static const char *const small_wbuf[] = {"--wbuf-max", "131072", NULL};
+
+static int
+setup_small_wbuf(void **state)
+{
+	return setup_with(state, small_wbuf);
+}
+
+static void
+test_system_reader_too_slow_is_closed_and_finds_everything_in_the_store(
+	void **state)
+{
+	struct fixture *f = *state;
+	char tok[IM_TOKEN_BUF];
+	char body[4001];
+	uint64_t members[] = {1};
+	int64_t g, s = 0;
+	tpush *got = calloc(700, sizeof(*got));
+	tclient a, b;
+	bool closed = false;
+	int i, rc, last = -1;
+
+	assert_non_null(got);
+	memset(body, 'x', sizeof(body) - 1);
+	body[sizeof(body) - 1] = '\0';
+	imd_token(&f->imd, 1, 3600, tok, sizeof(tok));
+	assert_int_equal(tc_connect_rcvbuf(&a, f->imd.port, 4096), 0);
+	assert_int_equal(tc_login(&a, tok, NULL, 0, NULL), 1);
+	login_as(f, &b, 2, NULL, 0, NULL);
+	b.drop_pushes = true;
+	g = tc_create_group(&b, "firehose", members, 1);
+	assert_true(g > 0);
+	/* a reads nothing while b sends 2.4 MB its way: a's push queue
+	 * (1 MiB) overflows, the server closes a, b never notices. */
+	for (i = 0; i < 600; i++) {
+		s = tc_send_msg(&b, (uint64_t)g, (uint64_t)(i + 1), body, NULL);
+		assert_true(s > 0);
+		if (i % 64 == 0) {
+			tc_ack(&b, (uint64_t)g, (uint64_t)s);
+		}
+	}
+	for (i = 0; i < 100000 && !closed; i++) {
+		rc = tc_recv(&a, T);
+		assert_true(rc != 0);
+		if (rc < 0) {
+			closed = true;
+		} else if (a.env->which_msg == im_Envelope_error_tag) {
+			last = (int)a.env->msg.error.code;
+		}
+	}
+	assert_true(closed);
+	assert_int_equal(last, im_Code_ERR_FULL);
+	tc_close(&a);
+	login_as(f, &a, 1, NULL, 0, NULL);
+	rc = tc_sync_all(&a, (uint64_t)g, 0, got, 700);
+	assert_int_equal(rc, 600);
+	assert_int_equal(got[599].seq, s);
+	tc_close(&a);
+	tc_close(&b);
+	free(got);
+}
+
+static void
+test_system_resume_with_a_backlog_larger_than_the_write_buffer_gets_all(
+	void **state)
+{
+	struct fixture *f = *state;
+	char tok[IM_TOKEN_BUF];
+	char body[901];
+	uint8_t session[16];
+	uint64_t members[] = {1};
+	int64_t g, s = 0;
+	struct seen sn;
+	tclient a, b;
+	im_Envelope *env = calloc(1, sizeof(*env));
+	int i, rc;
+
+	assert_non_null(env);
+	memset(&sn, 0, sizeof(sn));
+	memset(body, 'y', sizeof(body) - 1);
+	body[sizeof(body) - 1] = '\0';
+	login_as(f, &a, 1, NULL, 0, NULL);
+	memcpy(session, a.session, 16);
+	login_as(f, &b, 2, NULL, 0, NULL);
+	b.drop_pushes = true;
+	g = tc_create_group(&b, "backlog", members, 1);
+	assert_true(g > 0);
+	tc_abort(&a);
+	/* 900 KB wait in a's session queue; the write buffer holds 64 KB. */
+	for (i = 0; i < 1000; i++) {
+		s = tc_send_msg(&b, (uint64_t)g, (uint64_t)(i + 1), body, NULL);
+		assert_true(s > 0);
+		if (i % 64 == 0) {
+			tc_ack(&b, (uint64_t)g, (uint64_t)s);
+		}
+	}
+	imd_token(&f->imd, 1, 3600, tok, sizeof(tok));
+	assert_int_equal(tc_connect(&a, f->imd.port), 0);
+	env->which_msg = im_Envelope_resume_tag;
+	snprintf(env->msg.resume.token, sizeof(env->msg.resume.token), "%s",
+		 tok);
+	memcpy(env->msg.resume.session, session, 16);
+	env->msg.resume.cursors_count = 1;
+	env->msg.resume.cursors[0].group = (uint64_t)g;
+	assert_int_equal(tc_call(&a, env, T), 1);
+	assert_int_equal(a.env->which_msg, im_Envelope_resume_ok_tag);
+	assert_true(a.env->msg.resume_ok.resumed);
+	a.drop_pushes = true;
+	for (i = 0; i < 5000 && sn.last < (uint64_t)s; i++) {
+		tpush p;
+
+		rc = tc_next_push(&a, &p, T);
+		assert_int_equal(rc, 1);
+		if (p.kind == im_Envelope_deliver_tag) {
+			seen_apply(&sn, &p);
+			if (sn.count % 32 == 0) {
+				tc_ack(&a, p.group, p.seq);
+			}
+		}
+	}
+	assert_int_equal(sn.count, 1000);
+	assert_int_equal(sn.last, s);
+	tc_close(&a);
+	tc_close(&b);
+	free(env);
+}
+
 int
 main(void)
 {
@@ -667,6 +861,15 @@ main(void)
 		cmocka_unit_test_setup_teardown(
 			test_system_imd_token_command_mints_a_token_the_server_accepts,
 			setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_system_push_queue_overflow_closes_with_full_and_resume_resyncs,
+			setup_tiny_pushq, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_system_reader_too_slow_is_closed_and_finds_everything_in_the_store,
+			setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_system_resume_with_a_backlog_larger_than_the_write_buffer_gets_all,
+			setup_small_wbuf, teardown),
 	};
 
 	return cmocka_run_group_tests_name("system_chat", tests, NULL, NULL);
