@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <ev.h>
@@ -259,6 +260,8 @@ run(imd_config *cfg)
 	router_local router;
 	struct imd d;
 	char err[256];
+	char owner[IM_OWNER_MAX + 1];
+	uint32_t instance = 0;
 	uint16_t port = 0;
 	uint64_t t0;
 	int rc, status = 1;
@@ -288,12 +291,24 @@ run(imd_config *cfg)
 		LOG_E("slot map: %s (%s)", im_strerror(rc), im_store_errmsg(st));
 		goto out;
 	}
-	t0 = role_now_ms();
-	if (claim_slots(map, st, cfg->node) != IM_OK) {
+	/* The owner recorded in the store is this process, not just the
+	 * node name: a restarted or duplicated imd is another owner, so an
+	 * old one reloading the slot map never mistakes the new epochs for
+	 * its own. */
+	if (getrandom(&instance, sizeof(instance), 0) != sizeof(instance)) {
+		instance = (uint32_t)role_now_ms() ^ (uint32_t)getpid();
+	}
+	if (strlen(cfg->node) + 9 > IM_OWNER_MAX) {
+		LOG_E("node name longer than %d bytes", IM_OWNER_MAX - 9);
 		goto out;
 	}
-	LOG_I("node '%s' owns all %u slots of both kinds (%llu ms)",
-	      cfg->node, cfg->slots,
+	snprintf(owner, sizeof(owner), "%s/%08x", cfg->node, instance);
+	t0 = role_now_ms();
+	if (claim_slots(map, st, owner) != IM_OK) {
+		goto out;
+	}
+	LOG_I("owner '%s' holds all %u slots of both kinds (%llu ms)",
+	      owner, cfg->slots,
 	      (unsigned long long)(role_now_ms() - t0));
 
 	d.loop = ev_default_loop(EVFLAG_AUTO);
@@ -303,10 +318,10 @@ run(imd_config *cfg)
 	}
 	router_local_init(&router);
 	cfg->ch.seed = role_now_ms() ^ ((uint64_t)getpid() << 32);
-	rc = chatter_create(&d.ch, d.loop, st, map, cfg->node, &router.base,
+	rc = chatter_create(&d.ch, d.loop, st, map, owner, &router.base,
 			    &cfg->ch);
 	if (rc == IM_OK) {
-		rc = connector_create(&d.cn, d.loop, st, map, cfg->node, 0,
+		rc = connector_create(&d.cn, d.loop, st, map, owner, 0,
 				      &router.base, cfg->secret,
 				      strlen(cfg->secret), &cfg->cn);
 	}

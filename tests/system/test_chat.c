@@ -16,7 +16,10 @@
 
 #include <cmocka.h>
 
+#include <pb_encode.h>
+
 #include "harness.h"
+#include "im/frame.h"
 
 #define T H_TIMEOUT_MS
 
@@ -828,6 +831,124 @@ test_system_resume_with_a_backlog_larger_than_the_write_buffer_gets_all(
 	free(env);
 }
 
+/* The numbers of imd's shutdown stats line ("N messages in M commits"). */
+static bool
+read_commit_stats(const imd_proc *p, unsigned long long *msgs,
+		  unsigned long long *commits)
+{
+	char line[512];
+	bool found = false;
+	FILE *f = fopen(p->log, "r");
+
+	if (f == NULL) {
+		return false;
+	}
+	while (fgets(line, sizeof(line), f) != NULL) {
+		const char *c = strstr(line, "chatter: ");
+
+		if (c != NULL && sscanf(c, "chatter: %llu messages in %llu",
+					msgs, commits) == 2) {
+			found = true;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+static void
+test_system_sends_of_one_loop_turn_are_committed_together(void **state)
+{
+	struct fixture *f = *state;
+	static uint8_t wire[200 * 64];
+	size_t off = 0;
+	unsigned long long msgs = 0, commits = 0;
+	im_Envelope *env = calloc(1, sizeof(*env));
+	tclient a;
+	int64_t g;
+	int i, acks = 0;
+
+	assert_non_null(env);
+	login_as(f, &a, 1, NULL, 0, NULL);
+	g = tc_create_group(&a, "batch", NULL, 0);
+	assert_true(g > 0);
+	/* 200 sends in one write: they arrive in one or a few reads. */
+	for (i = 0; i < 200; i++) {
+		pb_ostream_t os;
+
+		memset(env, 0, sizeof(*env));
+		env->req_id = (uint64_t)(1000 + i);
+		env->which_msg = im_Envelope_send_tag;
+		env->msg.send.group = (uint64_t)g;
+		env->msg.send.dedup_id = (uint64_t)(i + 1);
+		env->msg.send.body.size = 4;
+		memcpy(env->msg.send.body.bytes, "fast", 4);
+		os = pb_ostream_from_buffer(wire + off + 4,
+					    sizeof(wire) - off - 4);
+		assert_true(pb_encode(&os, im_Envelope_fields, env));
+		im_frame_put_header(wire + off, (uint32_t)os.bytes_written);
+		off += 4 + os.bytes_written;
+	}
+	assert_int_equal(tc_send_raw(&a, wire, off), 0);
+	for (i = 0; i < 2000 && acks < 200; i++) {
+		assert_int_equal(tc_recv(&a, T), 1);
+		if (a.env->which_msg == im_Envelope_send_ack_tag) {
+			acks++;
+		}
+	}
+	assert_int_equal(acks, 200);
+	tc_close(&a);
+	assert_int_equal(imd_stop(&f->imd, SIGTERM), 0);
+	assert_true(read_commit_stats(&f->imd, &msgs, &commits));
+	assert_int_equal(msgs, 200);
+	/* One transaction per loop turn, not per send. */
+	assert_true(commits <= 20);
+	assert_int_equal(imd_start(&f->imd), 0);
+	free(env);
+}
+
+static void
+test_system_a_second_imd_fences_off_the_first(void **state)
+{
+	struct fixture *f = *state;
+	imd_proc second = f->imd;
+	char tok[IM_TOKEN_BUF];
+	tclient a, b;
+	int64_t g, s1, s2;
+	tpush got[8];
+
+	login_as(f, &a, 1, NULL, 0, NULL);
+	g = tc_create_group(&a, "fenced", NULL, 0);
+	assert_true(g > 0);
+	s1 = tc_send_msg(&a, (uint64_t)g, 1, "from the first", NULL);
+	assert_true(s1 > 0);
+
+	/* Same database, other port and log: it claims every slot. */
+	second.pid = 0;
+	snprintf(second.port_file, sizeof(second.port_file), "%s/port2",
+		 f->imd.dir);
+	snprintf(second.log, sizeof(second.log), "%s/imd2.log", f->imd.dir);
+	assert_int_equal(imd_start(&second), 0);
+
+	/* The zombie cannot commit any more; nothing it acks is lost. */
+	assert_int_equal(tc_send_msg(&a, (uint64_t)g, 2, "zombie", NULL),
+			 -im_Code_ERR_UNAVAILABLE);
+	assert_int_equal(tc_send_msg(&a, (uint64_t)g, 3, "zombie", NULL),
+			 -im_Code_ERR_UNAVAILABLE);
+
+	imd_token(&second, 1, 3600, tok, sizeof(tok));
+	assert_int_equal(tc_connect(&b, second.port), 0);
+	assert_int_equal(tc_login(&b, tok, NULL, 0, NULL), 1);
+	/* The retry on the new owner stores it once, above the old seqs. */
+	s2 = tc_send_msg(&b, (uint64_t)g, 2, "zombie", NULL);
+	assert_true(s2 > s1);
+	assert_int_equal(tc_sync_all(&b, (uint64_t)g, 0, got, 8), 2);
+	assert_int_equal(got[0].seq, s1);
+	assert_int_equal(got[1].seq, s2);
+	tc_close(&a);
+	tc_close(&b);
+	assert_int_equal(imd_stop(&second, SIGTERM), 0);
+}
+
 int
 main(void)
 {
@@ -870,6 +991,12 @@ main(void)
 		cmocka_unit_test_setup_teardown(
 			test_system_resume_with_a_backlog_larger_than_the_write_buffer_gets_all,
 			setup_small_wbuf, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_system_sends_of_one_loop_turn_are_committed_together,
+			setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_system_a_second_imd_fences_off_the_first, setup,
+			teardown),
 	};
 
 	return cmocka_run_group_tests_name("system_chat", tests, NULL, NULL);
