@@ -302,7 +302,8 @@ run(imd_config *cfg)
 		LOG_E("node name longer than %d bytes", IM_OWNER_MAX - 9);
 		goto out;
 	}
-	snprintf(owner, sizeof(owner), "%s/%08x", cfg->node, instance);
+	snprintf(owner, sizeof(owner), "%.*s/%08x", IM_OWNER_MAX - 9,
+		 cfg->node, instance);
 	t0 = role_now_ms();
 	if (claim_slots(map, st, owner) != IM_OK) {
 		goto out;
