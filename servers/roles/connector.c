@@ -821,6 +821,20 @@ conn_by_tag(connector *cn, uint64_t tag)
 /* ------------------------------------------------------------------ */
 /* requests */
 
+/* A group's name for the conversation list: one primary-key read per
+ * conversation at login (names are not part of the conv rows). */
+static void
+conv_name(connector *cn, im_gid gid, char *out, size_t len)
+{
+	im_group g;
+
+	if (im_store_group_lookup(cn->st, gid, &g) == IM_OK) {
+		snprintf(out, len, "%s", g.name);
+	} else {
+		out[0] = '\0';
+	}
+}
+
 static void
 send_conv_pages(struct conn *c, struct user *u, uint64_t req_id)
 {
@@ -851,6 +865,7 @@ send_conv_pages(struct conn *c, struct user *u, uint64_t req_id)
 					e->preview_len :
 					sizeof(ci->preview.bytes));
 			memcpy(ci->preview.bytes, e->preview, ci->preview.size);
+			conv_name(cn, e->conv, ci->name, sizeof(ci->name));
 		}
 		p->convs_count = k;
 		p->done = i >= n;

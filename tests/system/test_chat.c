@@ -247,6 +247,7 @@ test_system_offline_user_gets_exact_unread_counts_then_syncs_in_order(
 	assert_int_equal(n, 1);
 	ci = find_conv(convs, n, (uint64_t)g);
 	assert_non_null(ci);
+	assert_string_equal(ci->name, "offline");
 	assert_int_equal(ci->unread, 7);
 	assert_int_equal(ci->last_seq, seqs[6]);
 	assert_int_equal(ci->last_ordinal, 7);
