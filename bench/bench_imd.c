@@ -8,6 +8,10 @@
  * average group-commit batch (messages / commits).
  *
  *   IMD=build/servers/imd build/bench/bench_imd [N] [W] [D] [full|normal]
+ *
+ * `bench_imd idle N` instead logs in N users (each in one 2-member group)
+ * and leaves them idle, printing imd's resident memory before and after:
+ * the cost of one idle logged-in connection.
  */
 #include <errno.h>
 #include <poll.h>
@@ -17,6 +21,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <pb_decode.h>
 
@@ -108,6 +113,78 @@ drain(struct bclient *b, im_Envelope *env, bool sending)
 	}
 }
 
+static long
+rss_kb(pid_t pid)
+{
+	char path[64], line[256];
+	long kb = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "r");
+	if (f == NULL) {
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1) {
+			break;
+		}
+	}
+	fclose(f);
+	return kb;
+}
+
+static int
+idle_main(int n)
+{
+	const char *extra[] = {"--log-level", "warn", "--max-conns", "20000",
+			       NULL};
+	tclient *cl = calloc((size_t)n, sizeof(*cl));
+	imd_proc imd;
+	long before = 0, after;
+	int i;
+
+	if (cl == NULL || imd_init(&imd, extra) != 0 || imd_start(&imd) != 0) {
+		fprintf(stderr, "bench_imd: cannot start imd ($IMD)\n");
+		return 1;
+	}
+	/* Warm up allocators and sqlite's cache with a few users first. */
+	for (i = 0; i < n; i++) {
+		char tok[IM_TOKEN_BUF];
+
+		if (i == 50) {
+			sleep(1);
+			before = rss_kb(imd.pid);
+		}
+		imd_token(&imd, (uint64_t)(i + 1), 3600, tok, sizeof(tok));
+		if (tc_connect(&cl[i], imd.port) != 0 ||
+		    tc_login(&cl[i], tok, NULL, 0, NULL) != 1) {
+			fprintf(stderr, "bench_imd: login %d failed\n", i + 1);
+			return 1;
+		}
+		if (i % 2 == 1) {
+			uint64_t other = (uint64_t)i;
+
+			(void)tc_create_group(&cl[i], "idle", &other, 1);
+		}
+		/* Keep the client's own buffers small: this measures imd. */
+		free(cl[i].pushes);
+		cl[i].pushes = NULL;
+		cl[i].drop_pushes = true;
+	}
+	sleep(1);
+	after = rss_kb(imd.pid);
+	printf("bench_imd idle: %d logged-in connections: imd RSS %ld kB -> "
+	       "%ld kB, %.2f KiB per connection (%d measured)\n",
+	       n, before, after, (double)(after - before) / (n - 50), n - 50);
+	for (i = 0; i < n; i++) {
+		tc_close(&cl[i]);
+	}
+	imd_cleanup(&imd);
+	free(cl);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -125,6 +202,10 @@ main(int argc, char **argv)
 	char cmd[512];
 	int i, k;
 
+	if (argc > 2 && strcmp(argv[1], "idle") == 0) {
+		free(env);
+		return idle_main(atoi(argv[2]) < 100 ? 100 : atoi(argv[2]));
+	}
 	if (n < 2 || n % 2 != 0 || w < 1 || dur <= 0 || env == NULL) {
 		fprintf(stderr, "usage: bench_imd [N even] [W] [D] [sync]\n");
 		return 2;

@@ -341,14 +341,13 @@ conn_flush_one(struct conn *c)
 	if (c->closed) {
 		return;
 	}
-	/* Drained: give the memory back, idle connections hold none. */
+	/* Drained: give the memory back, idle connections hold none (malloc
+	 * recycles it for the next burst at little cost). */
 	c->woff = 0;
 	c->wlen = 0;
-	if (c->wcap > 16384) {
-		free(c->wbuf);
-		c->wbuf = NULL;
-		c->wcap = 0;
-	}
+	free(c->wbuf);
+	c->wbuf = NULL;
+	c->wcap = 0;
 	if (ev_is_active(&c->wio)) {
 		ev_io_stop(cn->loop, &c->wio);
 	}
