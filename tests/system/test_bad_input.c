@@ -312,6 +312,112 @@ test_system_bad_requests_after_login_keep_the_connection(void **state)
 	assert_server_still_serves();
 }
 
+/* Random but well-formed requests from a logged-in client, with random
+ * ids, seqs and limits: every one gets an answer or is ignored (acks), none
+ * may crash or wedge the server. */
+static void
+test_system_random_requests_after_login_never_hurt_the_server(void **state)
+{
+	static const pb_size_t kinds[] = {
+		im_Envelope_send_tag, im_Envelope_deliver_ack_tag,
+		im_Envelope_mark_read_tag, im_Envelope_sync_tag,
+		im_Envelope_create_group_tag, im_Envelope_add_member_tag,
+		im_Envelope_remove_member_tag, im_Envelope_list_members_tag,
+		im_Envelope_ping_tag,
+	};
+	test_rng rng = {test_seed()};
+	im_Envelope *env = calloc(1, sizeof(*env));
+	char tok[IM_TOKEN_BUF];
+	uint64_t groups[4] = {0};
+	tclient c;
+	int i;
+
+	assert_non_null(env);
+	imd_token(&imd, 77, 3600, tok, sizeof(tok));
+	connect_raw(&c);
+	assert_int_equal(tc_login(&c, tok, NULL, 0, NULL), 1);
+	c.drop_pushes = true;
+	for (i = 0; i < 4; i++) {
+		int64_t g = tc_create_group(&c, "fuzz", NULL, 0);
+
+		assert_true(g > 0);
+		groups[i] = (uint64_t)g;
+	}
+	for (i = 0; i < 600; i++) {
+		/* Mostly real groups and small numbers, sometimes anything. */
+		uint64_t g = test_rng_below(&rng, 4) ?
+				     groups[test_rng_below(&rng, 4)] :
+				     test_rng_next(&rng);
+		uint64_t x = test_rng_below(&rng, 2) ? test_rng_below(&rng, 50) :
+						      test_rng_next(&rng);
+		uint64_t y = test_rng_below(&rng, 2) ? test_rng_below(&rng, 50) :
+						      test_rng_next(&rng);
+		int rc;
+
+		memset(env, 0, sizeof(*env));
+		env->req_id = (uint64_t)(i + 100);
+		env->which_msg = kinds[test_rng_below(&rng, 9)];
+		switch (env->which_msg) {
+		case im_Envelope_send_tag:
+			env->msg.send.group = g;
+			env->msg.send.dedup_id = x;
+			env->msg.send.reply_to = y;
+			env->msg.send.type = (uint32_t)y;
+			env->msg.send.body.size =
+				(pb_size_t)test_rng_below(&rng, 4097);
+			break;
+		case im_Envelope_deliver_ack_tag:
+			env->msg.deliver_ack.group = test_rng_below(&rng, 2) ? 0 : g;
+			env->msg.deliver_ack.seq = x;
+			break;
+		case im_Envelope_mark_read_tag:
+			env->msg.mark_read.group = g;
+			env->msg.mark_read.seq = x;
+			break;
+		case im_Envelope_sync_tag:
+			env->msg.sync.group = test_rng_below(&rng, 3) ? g : 0;
+			env->msg.sync.after = x;
+			env->msg.sync.until = y;
+			env->msg.sync.limit = (uint32_t)test_rng_next(&rng);
+			break;
+		case im_Envelope_create_group_tag:
+			env->msg.create_group.members_count =
+				(pb_size_t)test_rng_below(&rng, 65);
+			for (rc = 0; rc < env->msg.create_group.members_count;
+			     rc++) {
+				env->msg.create_group.members[rc] =
+					test_rng_below(&rng, 100);
+			}
+			break;
+		case im_Envelope_add_member_tag:
+			env->msg.add_member.group = g;
+			env->msg.add_member.user = x;
+			break;
+		case im_Envelope_remove_member_tag:
+			env->msg.remove_member.group = g;
+			env->msg.remove_member.user = test_rng_below(&rng, 2) ? 77 : x;
+			break;
+		case im_Envelope_list_members_tag:
+			env->msg.list_members.group = g;
+			env->msg.list_members.after_user = x;
+			break;
+		default:
+			env->msg.ping.time_ms = x;
+			break;
+		}
+		if (tc_send(&c, env) != 0) {
+			break;
+		}
+		if (env->which_msg != im_Envelope_deliver_ack_tag) {
+			rc = tc_wait_reply(&c, env->req_id, T);
+			assert_int_equal(rc, 1);
+		}
+	}
+	tc_close(&c);
+	free(env);
+	assert_server_still_serves();
+}
+
 int
 main(void)
 {
@@ -336,6 +442,8 @@ main(void)
 			test_system_idle_logged_in_connection_is_closed),
 		cmocka_unit_test(
 			test_system_bad_requests_after_login_keep_the_connection),
+		cmocka_unit_test(
+			test_system_random_requests_after_login_never_hurt_the_server),
 	};
 
 	return cmocka_run_group_tests_name("system_bad_input", tests,
