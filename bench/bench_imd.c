@@ -73,7 +73,7 @@ drain(struct bclient *b, im_Envelope *env, bool sending)
 		size_t used;
 		pb_istream_t is;
 		int rc = im_frame_parse(c->buf, c->len, IM_FRAME_MAX, &payload,
-					&plen, &used);
+		                        &plen, &used);
 
 		if (rc == IM_EAGAIN) {
 			return 0;
@@ -104,8 +104,8 @@ drain(struct bclient *b, im_Envelope *env, bool sending)
 			break;
 		case im_Envelope_error_tag:
 			fprintf(stderr, "error %d: %s\n",
-				(int)c->env->msg.error.code,
-				c->env->msg.error.text);
+			        (int)c->env->msg.error.code,
+			        c->env->msg.error.text);
 			return -1;
 		default:
 			break;
@@ -149,8 +149,10 @@ cpu_s(pid_t pid)
 		return 0;
 	}
 	/* Fields 14 and 15; the command (field 2) has no spaces here. */
-	r = fscanf(f, "%*d %*s %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
-		      "%lu %lu", &ut, &st);
+	r = fscanf(f,
+	           "%*d %*s %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
+	           "%lu %lu",
+	           &ut, &st);
 	fclose(f);
 	if (r != 2) {
 		return 0;
@@ -162,7 +164,7 @@ static int
 idle_main(int n)
 {
 	const char *extra[] = {"--log-level", "warn", "--max-conns", "20000",
-			       NULL};
+	                       NULL};
 	tclient *cl = calloc((size_t)n, sizeof(*cl));
 	imd_proc imd;
 	long before = 0, after;
@@ -283,12 +285,13 @@ main(int argc, char **argv)
 				continue;
 			}
 			r = recv(c->fd, c->buf + c->len,
-				 IM_FRAME_HEADER + IM_FRAME_MAX + 65536 - c->len,
-				 0);
+			         IM_FRAME_HEADER + IM_FRAME_MAX + 65536 -
+			                 c->len,
+			         0);
 			if (r <= 0 || (c->len += (size_t)r,
-				       drain(&cl[i], env, true) != 0)) {
+			               drain(&cl[i], env, true) != 0)) {
 				fprintf(stderr, "bench_imd: client %d failed\n",
-					i + 1);
+				        i + 1);
 				goto out;
 			}
 		}
@@ -306,14 +309,14 @@ out:
 	       (double)acked / (t1 - t0), (unsigned long long)delivered,
 	       (double)delivered / (t1 - t0));
 	printf("bench_imd: imd used %.2f CPU s: %.1f us per acked send "
-	       "(incl. its 2 deliveries)\n", c1 - c0,
-	       acked ? (c1 - c0) * 1e6 / (double)acked : 0.0);
+	       "(incl. its 2 deliveries)\n",
+	       c1 - c0, acked ? (c1 - c0) * 1e6 / (double)acked : 0.0);
 	for (i = 0; i < n; i++) {
 		tc_close(&cl[i].tc);
 	}
 	imd_stop(&imd, SIGTERM);
 	snprintf(cmd, sizeof(cmd), "grep -h 'chatter:\\|connector:' '%s'",
-		 imd.log);
+	         imd.log);
 	if (system(cmd) != 0) {
 		fprintf(stderr, "bench_imd: no stats in %s\n", imd.log);
 	}

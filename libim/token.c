@@ -23,7 +23,7 @@ mac_of(uint8_t mac[MAC_LEN], const void *secret, size_t secret_len,
 	unsigned int mlen = 0;
 
 	if (HMAC(EVP_sha256(), secret, (int)secret_len,
-		 (const unsigned char *)msg, msg_len, mac, &mlen) == NULL ||
+	         (const unsigned char *)msg, msg_len, mac, &mlen) == NULL ||
 	    mlen != MAC_LEN) {
 		return IM_ERR;
 	}
@@ -51,7 +51,7 @@ secret_ok(const void *secret, size_t secret_len)
 
 int
 im_token_mint(char *buf, size_t len, const void *secret, size_t secret_len,
-	      im_uid uid, uint64_t expiry_s)
+              im_uid uid, uint64_t expiry_s)
 {
 	char msg[IM_TOKEN_BUF];
 	uint8_t mac[MAC_LEN];
@@ -122,7 +122,7 @@ is_lower_hex(const char *p, size_t n)
 
 int
 im_token_verify(const char *token, const void *secret, size_t secret_len,
-		uint64_t now_s, im_uid *uid_out)
+                uint64_t now_s, im_uid *uid_out)
 {
 	uint8_t mac[MAC_LEN];
 	char want[HEX_LEN];

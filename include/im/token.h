@@ -38,7 +38,7 @@ extern "C" {
  * @retval IM_ERR libcrypto failed
  */
 IM_API int im_token_mint(char *buf, size_t len, const void *secret,
-			 size_t secret_len, im_uid uid, uint64_t expiry_s);
+                         size_t secret_len, im_uid uid, uint64_t expiry_s);
 
 /**
  * Check a NUL-terminated token against the secret at now_s. The MAC is
@@ -51,7 +51,7 @@ IM_API int im_token_mint(char *buf, size_t len, const void *secret,
  *         (expiry_s <= now_s)
  */
 IM_API int im_token_verify(const char *token, const void *secret,
-			   size_t secret_len, uint64_t now_s, im_uid *uid_out);
+                           size_t secret_len, uint64_t now_s, im_uid *uid_out);
 
 #ifdef __cplusplus
 }

@@ -22,7 +22,7 @@ typedef struct imd_config {
 	char secret_file[IMD_PATH_MAX];
 	char node[IM_OWNER_MAX + 1];
 	char log_level[16];
-	char sync[16];          /* full | normal */
+	char sync[16];                /* full | normal */
 	char port_file[IMD_PATH_MAX]; /* write the bound port here */
 	uint32_t slots;
 	connector_opts cn;
@@ -33,11 +33,11 @@ void imd_config_defaults(imd_config *cfg);
 
 /* Apply one key/value; returns 0, or -1 with a message in err. */
 int imd_config_set(imd_config *cfg, const char *key, const char *value,
-		   char *err, size_t errlen);
+                   char *err, size_t errlen);
 
 /* Read a config file; returns 0, or -1 with a message in err. */
 int imd_config_load(imd_config *cfg, const char *path, char *err,
-		    size_t errlen);
+                    size_t errlen);
 
 /* Print the keys with their meaning. */
 void imd_config_usage(void);

@@ -11,8 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <ev.h>
@@ -35,11 +35,10 @@ struct imd {
 static void
 usage(void)
 {
-	fprintf(stderr,
-		"usage: imd [--config FILE] [--KEY VALUE ...]\n"
-		"       imd token USER [--ttl SECONDS] [--config FILE] "
-		"[--secret S | --secret-file F]\n"
-		"keys (in the config file as `key = value`):\n");
+	fprintf(stderr, "usage: imd [--config FILE] [--KEY VALUE ...]\n"
+	                "       imd token USER [--ttl SECONDS] [--config FILE] "
+	                "[--secret S | --secret-file F]\n"
+	                "keys (in the config file as `key = value`):\n");
 	imd_config_usage();
 }
 
@@ -51,7 +50,7 @@ read_secret_file(imd_config *cfg, char *err, size_t errlen)
 
 	if (f == NULL) {
 		snprintf(err, errlen, "%s: %s", cfg->secret_file,
-			 strerror(errno));
+		         strerror(errno));
 		return -1;
 	}
 	if (fgets(cfg->secret, sizeof(cfg->secret), f) == NULL) {
@@ -59,8 +58,8 @@ read_secret_file(imd_config *cfg, char *err, size_t errlen)
 	}
 	fclose(f);
 	n = strlen(cfg->secret);
-	while (n > 0 && (cfg->secret[n - 1] == '\n' ||
-			 cfg->secret[n - 1] == '\r')) {
+	while (n > 0 &&
+	       (cfg->secret[n - 1] == '\n' || cfg->secret[n - 1] == '\r')) {
 		cfg->secret[--n] = '\0';
 	}
 	return 0;
@@ -71,8 +70,7 @@ read_secret_file(imd_config *cfg, char *err, size_t errlen)
  * --key=value) overrides it. --ttl is only for `imd token`.
  */
 static int
-parse_args(imd_config *cfg, int argc, char **argv, int first,
-	   uint64_t *ttl_out)
+parse_args(imd_config *cfg, int argc, char **argv, int first, uint64_t *ttl_out)
 {
 	char err[IMD_PATH_MAX + 512];
 	int i;
@@ -80,7 +78,7 @@ parse_args(imd_config *cfg, int argc, char **argv, int first,
 	for (i = first; i < argc; i++) {
 		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
 			if (imd_config_load(cfg, argv[i + 1], err,
-					    sizeof(err)) != 0) {
+			                    sizeof(err)) != 0) {
 				fprintf(stderr, "imd: %s\n", err);
 				return -1;
 			}
@@ -146,9 +144,10 @@ check_secret(const imd_config *cfg)
 	size_t n = strlen(cfg->secret);
 
 	if (n < IM_TOKEN_SECRET_MIN) {
-		fprintf(stderr, "imd: a token secret of at least %d bytes is "
-				"needed (--secret-file FILE or --secret S)\n",
-			IM_TOKEN_SECRET_MIN);
+		fprintf(stderr,
+		        "imd: a token secret of at least %d bytes is "
+		        "needed (--secret-file FILE or --secret S)\n",
+		        IM_TOKEN_SECRET_MIN);
 		return -1;
 	}
 	return 0;
@@ -178,7 +177,7 @@ cmd_token(imd_config *cfg, int argc, char **argv)
 		return 2;
 	}
 	rc = im_token_mint(tok, sizeof(tok), cfg->secret, strlen(cfg->secret),
-			   uid, (uint64_t)time(NULL) + ttl);
+	                   uid, (uint64_t)time(NULL) + ttl);
 	if (rc != IM_OK) {
 		fprintf(stderr, "imd: %s\n", im_strerror(rc));
 		return 1;
@@ -213,11 +212,11 @@ claim_slots(im_shard_map *map, im_store *st, const char *node)
 			im_epoch epoch = 0;
 
 			rc = im_shard_claim(map, st, (im_kind)kind, slot, node,
-					    &epoch);
+			                    &epoch);
 			if (rc == IM_ECONFLICT) {
 				/* The map was refreshed; one retry. */
 				rc = im_shard_claim(map, st, (im_kind)kind,
-						    slot, node, &epoch);
+				                    slot, node, &epoch);
 			}
 			if (rc != IM_OK) {
 				LOG_E("claiming %s slot %u: %s (%s)",
@@ -288,7 +287,8 @@ run(imd_config *cfg)
 		rc = im_shard_load(map, st);
 	}
 	if (rc != IM_OK) {
-		LOG_E("slot map: %s (%s)", im_strerror(rc), im_store_errmsg(st));
+		LOG_E("slot map: %s (%s)", im_strerror(rc),
+		      im_store_errmsg(st));
 		goto out;
 	}
 	/* The owner recorded in the store is this process, not just the
@@ -302,15 +302,14 @@ run(imd_config *cfg)
 		LOG_E("node name longer than %d bytes", IM_OWNER_MAX - 9);
 		goto out;
 	}
-	snprintf(owner, sizeof(owner), "%.*s/%08x", IM_OWNER_MAX - 9,
-		 cfg->node, instance);
+	snprintf(owner, sizeof(owner), "%.*s/%08x", IM_OWNER_MAX - 9, cfg->node,
+	         instance);
 	t0 = role_now_ms();
 	if (claim_slots(map, st, owner) != IM_OK) {
 		goto out;
 	}
-	LOG_I("owner '%s' holds all %u slots of both kinds (%llu ms)",
-	      owner, cfg->slots,
-	      (unsigned long long)(role_now_ms() - t0));
+	LOG_I("owner '%s' holds all %u slots of both kinds (%llu ms)", owner,
+	      cfg->slots, (unsigned long long)(role_now_ms() - t0));
 
 	d.loop = ev_default_loop(EVFLAG_AUTO);
 	if (d.loop == NULL) {
@@ -320,11 +319,11 @@ run(imd_config *cfg)
 	router_local_init(&router);
 	cfg->ch.seed = role_now_ms() ^ ((uint64_t)getpid() << 32);
 	rc = chatter_create(&d.ch, d.loop, st, map, owner, &router.base,
-			    &cfg->ch);
+	                    &cfg->ch);
 	if (rc == IM_OK) {
 		rc = connector_create(&d.cn, d.loop, st, map, owner, 0,
-				      &router.base, cfg->secret,
-				      strlen(cfg->secret), &cfg->cn);
+		                      &router.base, cfg->secret,
+		                      strlen(cfg->secret), &cfg->cn);
 	}
 	if (rc != IM_OK) {
 		LOG_E("starting roles: %s (check the limits)", im_strerror(rc));
@@ -357,12 +356,13 @@ out:
 
 		chatter_flush(d.ch);
 		chatter_get_stats(d.ch, &cs);
-		LOG_I("chatter: %llu messages in %llu commits, %llu duplicates, "
+		LOG_I("chatter: %llu messages in %llu commits, %llu "
+		      "duplicates, "
 		      "%llu fenced commits, %u hot groups",
 		      (unsigned long long)cs.msgs,
 		      (unsigned long long)cs.commits,
-		      (unsigned long long)cs.dups,
-		      (unsigned long long)cs.stale, cs.groups);
+		      (unsigned long long)cs.dups, (unsigned long long)cs.stale,
+		      cs.groups);
 	}
 	if (d.cn != NULL) {
 		connector_stats ns;

@@ -22,21 +22,21 @@
 #include "im/idseg.h"
 
 struct group {
-	struct group *next;  /* hash chain */
+	struct group *next; /* hash chain */
 	im_gid gid;
 	uint32_t slot;
 	im_uid creator;
 	im_idseg seg;
 	im_seq last_seq;
 	uint64_t last_ord;
-	im_uid *members;     /* sorted */
+	im_uid *members; /* sorted */
 	uint32_t nmembers;
 	uint32_t cap;
 	/* batch bookkeeping, valid while batch == chatter's batch_gen */
 	uint64_t batch;
 	im_seq t_seq;
 	uint64_t t_ord;
-	uint32_t tidx;       /* index among the batch's touched groups */
+	uint32_t tidx; /* index among the batch's touched groups */
 	char name[IM_GROUP_NAME_MAX + 1];
 };
 
@@ -61,7 +61,7 @@ struct chatter {
 	ev_prepare commit_w;
 
 	struct group **buckets;
-	uint32_t nbuckets;    /* power of two */
+	uint32_t nbuckets; /* power of two */
 	uint32_t ngroups;
 	uint32_t evict_cursor;
 
@@ -205,7 +205,7 @@ member_insert(chatter *c, struct group *g, im_uid u)
 		g->cap = ncap;
 	}
 	memmove(g->members + pos + 1, g->members + pos,
-		(g->nmembers - pos) * sizeof(*g->members));
+	        (g->nmembers - pos) * sizeof(*g->members));
 	g->members[pos] = u;
 	g->nmembers++;
 	return IM_OK;
@@ -218,7 +218,7 @@ member_erase(struct group *g, im_uid u)
 
 	if (member_idx(g, u, &pos)) {
 		memmove(g->members + pos, g->members + pos + 1,
-			(g->nmembers - pos - 1) * sizeof(*g->members));
+		        (g->nmembers - pos - 1) * sizeof(*g->members));
 		g->nmembers--;
 	}
 }
@@ -457,11 +457,11 @@ chatter_flush(chatter *c)
 		}
 		if (code != ROLE_OK) {
 			reply_err(&c->replies[nrep++], p, code,
-				  code_text(code));
+			          code_text(code));
 			continue;
 		}
 		if (im_dedup_lookup(c->dedup, p->gid, p->sender, p->dedup_id,
-				    now, &dv) == IM_OK) {
+		                    now, &dv) == IM_OK) {
 			role_reply *r = &c->replies[nrep++];
 
 			reply_err(r, p, ROLE_OK, NULL);
@@ -497,7 +497,7 @@ chatter_flush(chatter *c)
 			      (unsigned long long)g->gid,
 			      im_store_errmsg(c->st));
 			reply_err(&c->replies[nrep++], p, ROLE_ERR_UNAVAILABLE,
-				  code_text(ROLE_ERR_UNAVAILABLE));
+			          code_text(ROLE_ERR_UNAVAILABLE));
 			continue;
 		}
 		m = &c->msgs[nmsgs];
@@ -522,7 +522,7 @@ chatter_flush(chatter *c)
 
 	if (nmsgs > 0) {
 		rc = im_store_msg_append(c->st, c->fences, nfences, c->msgs,
-					 nmsgs, c->res);
+		                         nmsgs, c->res);
 		c->stats.commits++;
 	}
 	if (nmsgs > 0 && rc == IM_OK) {
@@ -539,10 +539,9 @@ chatter_flush(chatter *c)
 			} else {
 				c->stats.dups++;
 			}
-			(void)im_dedup_insert(c->dedup, g->gid,
-					      c->msgs[i].sender,
-					      c->msgs[i].dedup_id, &dv, now,
-					      NULL);
+			(void)im_dedup_insert(
+			        c->dedup, g->gid, c->msgs[i].sender,
+			        c->msgs[i].dedup_id, &dv, now, NULL);
 			reply_err(r, &c->pend[c->msg_pend[i]], ROLE_OK, NULL);
 			r->seq = res->seq;
 			r->time_ms = res->time_ms;
@@ -561,8 +560,8 @@ chatter_flush(chatter *c)
 		}
 		for (i = 0; i < nmsgs; i++) {
 			reply_err(&c->replies[nrep++], &c->pend[c->msg_pend[i]],
-				  ROLE_ERR_UNAVAILABLE,
-				  code_text(ROLE_ERR_UNAVAILABLE));
+			          ROLE_ERR_UNAVAILABLE,
+			          code_text(ROLE_ERR_UNAVAILABLE));
 		}
 		for (i = 0; i < nfences; i++) {
 			chatter_drop_slot(c, c->fences[i].slot);
@@ -603,8 +602,7 @@ commit_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 }
 
 static void
-reply_one(chatter *c, const role_op *op, int code, const char *text,
-	  im_gid gid)
+reply_one(chatter *c, const role_op *op, int code, const char *text, im_gid gid)
 {
 	role_reply r;
 
@@ -632,7 +630,7 @@ queue_send(chatter *c, const role_op *op)
 		r.kind = ROLE_OP_SEND;
 		r.code = ROLE_ERR_BAD_REQUEST;
 		r.text = "send needs a group, a nonzero dedup_id, a body "
-			 "<= 4096 bytes";
+		         "<= 4096 bytes";
 		r.group = op->group;
 		r.dedup_id = op->dedup_id;
 		c->router->ops->reply(c->router, &r, 1);
@@ -647,7 +645,7 @@ queue_send(chatter *c, const role_op *op)
 		p->body = malloc(op->body_len);
 		if (p->body == NULL) {
 			reply_one(c, op, ROLE_ERR_INTERNAL, "out of memory",
-				  op->group);
+			          op->group);
 			return;
 		}
 		memcpy(p->body, op->body, op->body_len);
@@ -664,7 +662,7 @@ queue_send(chatter *c, const role_op *op)
 
 static void
 emit_event(chatter *c, im_uid user, uint32_t type, const struct group *g,
-	   im_gid gid, const char *name, im_uid actor)
+           im_gid gid, const char *name, im_uid actor)
 {
 	role_uevent ev;
 
@@ -693,7 +691,7 @@ do_create(chatter *c, const role_op *op)
 	if (op->nmembers > ROLE_CREATE_MEMBERS_MAX ||
 	    (op->name != NULL && strlen(op->name) > IM_GROUP_NAME_MAX)) {
 		reply_one(c, op, ROLE_ERR_BAD_REQUEST,
-			  "at most 64 members and a name of 64 bytes", 0);
+		          "at most 64 members and a name of 64 bytes", 0);
 		return;
 	}
 	uids[n++] = op->user;
@@ -717,7 +715,7 @@ do_create(chatter *c, const role_op *op)
 	grp.creator = op->user;
 	grp.created_ms = role_now_ms();
 	snprintf(grp.name, sizeof(grp.name), "%s",
-		 op->name != NULL ? op->name : "");
+	         op->name != NULL ? op->name : "");
 	rc = im_store_group_create(c->st, &grp);
 	for (i = 0; rc == IM_OK && i < n; i++) {
 		rc = im_store_member_add(c->st, gid, uids[i], NULL);
@@ -752,7 +750,7 @@ do_member(chatter *c, const role_op *op)
 
 	if (op->group == 0 || op->target == 0) {
 		reply_one(c, op, ROLE_ERR_BAD_REQUEST, "group and user needed",
-			  op->group);
+		          op->group);
 		return;
 	}
 	code = group_get(c, op->group, &g);
@@ -761,14 +759,14 @@ do_member(chatter *c, const role_op *op)
 		return;
 	}
 	if (!is_member(g, op->user)) {
-		reply_one(c, op, ROLE_ERR_NOT_MEMBER, code_text(
-				  ROLE_ERR_NOT_MEMBER), op->group);
+		reply_one(c, op, ROLE_ERR_NOT_MEMBER,
+		          code_text(ROLE_ERR_NOT_MEMBER), op->group);
 		return;
 	}
 	if (op->kind == ROLE_OP_ADD_MEMBER) {
 		if (g->nmembers >= c->opts.max_members) {
 			reply_one(c, op, ROLE_ERR_FULL, "group is full",
-				  op->group);
+			          op->group);
 			return;
 		}
 		rc = im_store_member_add(c->st, g->gid, op->target, &changed);
@@ -780,12 +778,12 @@ do_member(chatter *c, const role_op *op)
 	} else {
 		if (op->user != op->target && op->user != g->creator) {
 			reply_one(c, op, ROLE_ERR_NOT_MEMBER,
-				  "only the creator or the user may remove",
-				  op->group);
+			          "only the creator or the user may remove",
+			          op->group);
 			return;
 		}
 		rc = im_store_member_remove(c->st, g->gid, op->target,
-					    &changed);
+		                            &changed);
 		if (rc == IM_OK) {
 			member_erase(g, op->target);
 		}
@@ -795,14 +793,15 @@ do_member(chatter *c, const role_op *op)
 		      (unsigned long long)op->group, im_strerror(rc),
 		      im_store_errmsg(c->st));
 		reply_one(c, op, ROLE_ERR_UNAVAILABLE, "store unavailable",
-			  op->group);
+		          op->group);
 		return;
 	}
 	reply_one(c, op, ROLE_OK, NULL, op->group);
 	if (changed) {
 		emit_event(c, op->target,
-			   op->kind == ROLE_OP_ADD_MEMBER ? UEV_JOINED : UEV_LEFT,
-			   g, op->group, "", op->user);
+		           op->kind == ROLE_OP_ADD_MEMBER ? UEV_JOINED
+		                                          : UEV_LEFT,
+		           g, op->group, "", op->user);
 	}
 }
 
@@ -829,7 +828,7 @@ chatter_submit(chatter *c, const role_op *ops, size_t n)
 			break;
 		default:
 			reply_one(c, op, ROLE_ERR_BAD_REQUEST, "unknown op",
-				  op->group);
+			          op->group);
 			break;
 		}
 	}
@@ -844,8 +843,8 @@ chatter_get_stats(const chatter *c, chatter_stats *out)
 
 int
 chatter_create(chatter **out, struct ev_loop *loop, im_store *st,
-	       im_shard_map *map, const char *node, role_router *router,
-	       const chatter_opts *opts)
+               im_shard_map *map, const char *node, role_router *router,
+               const chatter_opts *opts)
 {
 	chatter_opts o = CHATTER_OPTS_INIT;
 	im_dedup_opts dopts = IM_DEDUP_OPTS_INIT;

@@ -59,27 +59,27 @@ struct user;
 struct conn;
 
 struct session {
-	struct session *next;   /* in the user's list */
+	struct session *next; /* in the user's list */
 	struct user *user;
-	struct conn *conn;      /* NULL while in grace */
+	struct conn *conn; /* NULL while in grace */
 	connector *cn;
 	uint8_t id[SESSION_ID_LEN];
 	im_pushq q;
 	ev_timer rto_w;
 	ev_timer grace_w;
-	bool backlog;           /* pushes wait in q for the buffer to drain */
+	bool backlog; /* pushes wait in q for the buffer to drain */
 };
 
 struct user {
-	struct user *next;      /* hash chain */
-	struct user *gc_next;   /* sweep list */
+	struct user *next;    /* hash chain */
+	struct user *gc_next; /* sweep list */
 	bool in_gc;
 	im_uid uid;
-	im_convlist *convs;     /* loaded while the user is online */
+	im_convlist *convs; /* loaded while the user is online */
 	struct session *sessions;
 	uint32_t nsessions;
 	im_idseg uq;
-	bool uq_ready;          /* a segment was taken since we own it */
+	bool uq_ready; /* a segment was taken since we own it */
 	bool uq_last_known;
 	im_seq uq_last;
 };
@@ -87,22 +87,22 @@ struct user {
 struct conn {
 	ev_io rio;
 	ev_io wio;
-	ev_timer timer;         /* login, idle, linger */
+	ev_timer timer; /* login, idle, linger */
 	connector *cn;
 	int fd;
 	uint32_t index;
 	uint64_t tag;
-	uint8_t *rbuf;          /* an incomplete frame, or NULL */
+	uint8_t *rbuf; /* an incomplete frame, or NULL */
 	size_t rlen;
 	uint8_t *wbuf;
 	size_t wlen;
 	size_t woff;
 	size_t wcap;
 	struct session *sess;
-	im_uid uid;             /* 0 before login */
+	im_uid uid; /* 0 before login */
 	ev_tstamp last_rx;
 	bool closed;
-	bool closing;           /* close once the write buffer is out */
+	bool closing; /* close once the write buffer is out */
 	bool dirty;
 	struct conn *dirty_next;
 	struct conn *dead_next;
@@ -138,10 +138,10 @@ struct connector {
 	struct user *gc;
 	uint32_t nsessions;
 
-	uint8_t *rbuf;          /* shared read buffer */
+	uint8_t *rbuf; /* shared read buffer */
 	size_t rcap;
-	uint8_t *obuf;          /* encode scratch: one frame */
-	uint8_t *fbuf;          /* encoded Delivers of one fan-out */
+	uint8_t *obuf; /* encode scratch: one frame */
+	uint8_t *fbuf; /* encoded Delivers of one fan-out */
 	size_t fcap;
 	im_Envelope *env;
 	im_SyncPage *page;
@@ -160,10 +160,10 @@ struct connector {
  * returns the frame length or 0. */
 static size_t
 encode_frame(connector *cn, uint64_t req_id, uint32_t tag,
-	     const pb_msgdesc_t *fields, const void *msg)
+             const pb_msgdesc_t *fields, const void *msg)
 {
 	pb_ostream_t os = pb_ostream_from_buffer(cn->obuf + IM_FRAME_HEADER,
-						 IM_FRAME_MAX);
+	                                         IM_FRAME_MAX);
 
 	/* The Envelope by hand: req_id, then the one set oneof field. This
 	 * avoids building (and zeroing) a 59 KB Envelope per push. */
@@ -193,9 +193,9 @@ fill_deliver(im_Deliver *d, const im_msg *m)
 	d->reply_to = m->reply_to;
 	d->type = m->type;
 	d->dedup_id = m->dedup_id;
-	d->body.size = (pb_size_t)(m->body_len <= sizeof(d->body.bytes) ?
-					   m->body_len :
-					   sizeof(d->body.bytes));
+	d->body.size = (pb_size_t)(m->body_len <= sizeof(d->body.bytes)
+	                                   ? m->body_len
+	                                   : sizeof(d->body.bytes));
 	if (d->body.size > 0) {
 		memcpy(d->body.bytes, m->body, d->body.size);
 	}
@@ -267,7 +267,7 @@ static void session_pump(struct session *s);
 
 static void
 conn_send(struct conn *c, uint64_t req_id, uint32_t tag,
-	  const pb_msgdesc_t *fields, const void *msg)
+          const pb_msgdesc_t *fields, const void *msg)
 {
 	size_t n = encode_frame(c->cn, req_id, tag, fields, msg);
 
@@ -280,7 +280,7 @@ conn_send(struct conn *c, uint64_t req_id, uint32_t tag,
 
 static void
 conn_error(struct conn *c, uint64_t req_id, int code, const char *text,
-	   im_gid group, uint64_t dedup_id)
+           im_gid group, uint64_t dedup_id)
 {
 	im_Error e = im_Error_init_zero;
 
@@ -492,7 +492,7 @@ user_online(connector *cn, struct user *u)
 		do {
 			prev = last;
 			rc = im_store_uq_read(cn->st, u->uid, last, 1000,
-					      uq_last_cb, &last);
+			                      uq_last_cb, &last);
 		} while (rc == IM_OK && last != prev && ++pages < 1000);
 		if (rc != IM_OK) {
 			return rc;
@@ -505,10 +505,8 @@ user_online(connector *cn, struct user *u)
 
 static void session_destroy(struct session *s);
 
-static void
-rto_cb(struct ev_loop *loop, ev_timer *w, int revents);
-static void
-grace_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void rto_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void grace_cb(struct ev_loop *loop, ev_timer *w, int revents);
 
 static struct session *
 session_create(connector *cn, struct user *u, const uint8_t *id)
@@ -689,7 +687,7 @@ rto_cb(struct ev_loop *loop, ev_timer *w, int revents)
  */
 static bool
 session_push(struct session *s, im_gid conv, im_seq seq, const void *frame,
-	     uint32_t len, uint64_t now)
+             uint32_t len, uint64_t now)
 {
 	bool queued = false;
 	int rc;
@@ -700,7 +698,7 @@ session_push(struct session *s, im_gid conv, im_seq seq, const void *frame,
 		      (unsigned long long)s->user->uid);
 		if (s->conn != NULL) {
 			conn_fail(s->conn, 0, im_Code_ERR_FULL,
-				  "push queue full: resume and resync");
+			          "push queue full: resume and resync");
 		}
 		session_destroy(s);
 		return false;
@@ -859,17 +857,20 @@ send_conv_pages(struct conn *c, struct user *u, uint64_t req_id)
 			ci->last_sender = e->last_sender;
 			ci->last_time_ms = e->last_time_ms;
 			ci->flags = e->flags;
-			ci->preview.size = (pb_size_t)(e->preview_len <=
-					sizeof(ci->preview.bytes) ?
-					e->preview_len :
-					sizeof(ci->preview.bytes));
+			ci->preview.size =
+			        (pb_size_t)(e->preview_len <=
+			                                    sizeof(ci->preview
+			                                                   .bytes)
+			                            ? e->preview_len
+			                            : sizeof(ci->preview
+			                                             .bytes));
 			memcpy(ci->preview.bytes, e->preview, ci->preview.size);
 			conv_name(cn, e->conv, ci->name, sizeof(ci->name));
 		}
 		p->convs_count = k;
 		p->done = i >= n;
-		conn_send(c, req_id, im_Envelope_conv_page_tag, im_ConvPage_fields,
-			  p);
+		conn_send(c, req_id, im_Envelope_conv_page_tag,
+		          im_ConvPage_fields, p);
 	} while (i < n && !c->closed);
 }
 
@@ -885,17 +886,17 @@ login_user(struct conn *c, uint64_t req_id, const char *token)
 	int rc;
 
 	rc = im_token_verify(token, cn->secret, cn->secret_len,
-			     role_now_ms() / 1000u, &uid);
+	                     role_now_ms() / 1000u, &uid);
 	if (rc != IM_OK) {
 		conn_fail(c, req_id, im_Code_ERR_AUTH,
-			  rc == IM_EPERM ? "bad or expired token" :
-					   "malformed token");
+		          rc == IM_EPERM ? "bad or expired token"
+		                         : "malformed token");
 		return NULL;
 	}
 	e = im_shard_get(cn->map, IM_KIND_USER, uid);
 	if (strcmp(e.owner, cn->node) != 0) {
 		conn_fail(c, req_id, im_Code_ERR_UNAVAILABLE,
-			  "user is not served here");
+		          "user is not served here");
 		return NULL;
 	}
 	u = user_get(cn, uid);
@@ -908,10 +909,10 @@ login_user(struct conn *c, uint64_t req_id, const char *token)
 		LOG_W("login of %llu: %s (%s)", (unsigned long long)uid,
 		      im_strerror(rc), im_store_errmsg(cn->st));
 		conn_fail(c, req_id,
-			  rc == IM_EFULL ? im_Code_ERR_FULL :
-					   im_Code_ERR_UNAVAILABLE,
-			  rc == IM_EFULL ? "too many conversations" :
-					   "store unavailable");
+		          rc == IM_EFULL ? im_Code_ERR_FULL
+		                         : im_Code_ERR_UNAVAILABLE,
+		          rc == IM_EFULL ? "too many conversations"
+		                         : "store unavailable");
 		return NULL;
 	}
 	return u;
@@ -928,7 +929,7 @@ session_room(connector *cn, struct user *u)
 	}
 	for (s = u->sessions; s != NULL; s = s->next) {
 		if (s->conn == NULL) {
-			victim = s;  /* the list is newest first */
+			victim = s; /* the list is newest first */
 		}
 	}
 	if (victim == NULL) {
@@ -997,7 +998,7 @@ replay_room(const struct replay_ctx *rc, size_t len)
 
 	return im_pushq_count(&rc->s->q) < (size_t)o->pushq_items * 3 / 4 &&
 	       im_pushq_bytes(&rc->s->q) + len <=
-		       (size_t)o->pushq_bytes * 3 / 4;
+	               (size_t)o->pushq_bytes * 3 / 4;
 }
 
 static int
@@ -1013,12 +1014,12 @@ replay_msg_cb(const im_msg *m, void *payload)
 	memset(cn->dl, 0, sizeof(*cn->dl));
 	fill_deliver(cn->dl, m);
 	n = encode_frame(cn, 0, im_Envelope_deliver_tag, im_Deliver_fields,
-			 cn->dl);
+	                 cn->dl);
 	if (n == 0) {
 		return 1;
 	}
 	if (!session_push(rc->s, m->conv, m->seq, cn->obuf, (uint32_t)n,
-			  rc->now)) {
+	                  rc->now)) {
 		rc->dead = true;
 		return 1;
 	}
@@ -1036,7 +1037,7 @@ encode_uevent_frame(connector *cn, const im_uq_item *item)
 	}
 	ev.seq = item->seq;
 	return encode_frame(cn, 0, im_Envelope_user_event_tag,
-			    im_UserEvent_fields, &ev);
+	                    im_UserEvent_fields, &ev);
 }
 
 static int
@@ -1050,10 +1051,10 @@ replay_uq_cb(const im_uq_item *item, void *payload)
 	}
 	n = encode_uevent_frame(rc->cn, item);
 	if (n == 0) {
-		return 0;  /* an undecodable event: skip, do not wedge */
+		return 0; /* an undecodable event: skip, do not wedge */
 	}
 	if (!session_push(rc->s, IM_PUSHQ_USERQ, item->seq, rc->cn->obuf,
-			  (uint32_t)n, rc->now)) {
+	                  (uint32_t)n, rc->now)) {
 		rc->dead = true;
 		return 1;
 	}
@@ -1093,7 +1094,7 @@ do_resume(struct conn *c, uint64_t req_id, const im_Resume *rs)
 		if (!session_room(cn, u) ||
 		    (s = session_create(cn, u, NULL)) == NULL) {
 			conn_fail(c, req_id, im_Code_ERR_FULL,
-				  "too many sessions");
+			          "too many sessions");
 			return;
 		}
 	}
@@ -1103,12 +1104,13 @@ do_resume(struct conn *c, uint64_t req_id, const im_Resume *rs)
 	ok.server_time_ms = now;
 	LOG_I("user %llu resumed from %s (%s)", (unsigned long long)u->uid,
 	      c->peer, ok.resumed ? "from memory" : "from the store");
-	conn_send(c, req_id, im_Envelope_resume_ok_tag, im_ResumeOk_fields, &ok);
+	conn_send(c, req_id, im_Envelope_resume_ok_tag, im_ResumeOk_fields,
+	          &ok);
 	if (ok.resumed) {
 		/* The cursors say what arrived: ack it, resend the rest. */
 		for (i = 0; i < rs->cursors_count; i++) {
 			(void)im_pushq_ack(&s->q, rs->cursors[i].group,
-					   rs->cursors[i].seq);
+			                   rs->cursors[i].seq);
 		}
 		/* Everything left is unacked: send it all, oldest first, as
 		 * fast as the client reads. */
@@ -1126,15 +1128,15 @@ do_resume(struct conn *c, uint64_t req_id, const im_Resume *rs)
 
 		if (cur->group == 0) {
 			r = im_store_uq_read(cn->st, u->uid, cur->seq,
-					     cn->o.replay_limit, replay_uq_cb,
-					     &rc);
+			                     cn->o.replay_limit, replay_uq_cb,
+			                     &rc);
 		} else if (im_convlist_lookup(u->convs, cur->group, &ce) ==
-			   IM_OK) {
+		           IM_OK) {
 			r = im_store_msg_read(cn->st, cur->group, cur->seq,
-					      IM_SEQ_MAX, cn->o.replay_limit,
-					      replay_msg_cb, &rc);
+			                      IM_SEQ_MAX, cn->o.replay_limit,
+			                      replay_msg_cb, &rc);
 		} else {
-			continue;  /* not a member (any more): nothing */
+			continue; /* not a member (any more): nothing */
 		}
 		if (r < 0) {
 			LOG_W("resume replay of %llu: %s",
@@ -1163,8 +1165,8 @@ do_send(struct conn *c, uint64_t req_id, const im_Send *sd)
 
 	if (sd->group == 0 || sd->dedup_id == 0) {
 		conn_error(c, req_id, im_Code_ERR_BAD_REQUEST,
-			   "send needs a group and a nonzero dedup_id",
-			   sd->group, sd->dedup_id);
+		           "send needs a group and a nonzero dedup_id",
+		           sd->group, sd->dedup_id);
 		return;
 	}
 	memset(&op, 0, sizeof(op));
@@ -1193,13 +1195,13 @@ do_create_group(struct conn *c, uint64_t req_id, const im_CreateGroup *cg)
 
 static void
 do_member_op(struct conn *c, uint64_t req_id, role_op_kind kind, im_gid g,
-	     im_uid target)
+             im_uid target)
 {
 	role_op op;
 
 	if (g == 0 || target == 0) {
 		conn_error(c, req_id, im_Code_ERR_BAD_REQUEST,
-			   "group and user needed", g, 0);
+		           "group and user needed", g, 0);
 		return;
 	}
 	memset(&op, 0, sizeof(op));
@@ -1249,7 +1251,7 @@ do_list_members(struct conn *c, uint64_t req_id, const im_ListMembers *lm)
 
 	if (!is_member_here(c, lm->group)) {
 		conn_error(c, req_id, im_Code_ERR_NOT_MEMBER,
-			   "not a member of the group", lm->group, 0);
+		           "not a member of the group", lm->group, 0);
 		return;
 	}
 	memset(cn->members, 0, sizeof(*cn->members));
@@ -1259,11 +1261,11 @@ do_list_members(struct conn *c, uint64_t req_id, const im_ListMembers *lm)
 	rc = im_store_member_list(cn->st, lm->group, members_cb, &mc);
 	if (rc < 0) {
 		conn_error(c, req_id, im_Code_ERR_UNAVAILABLE,
-			   "store unavailable", lm->group, 0);
+		           "store unavailable", lm->group, 0);
 		return;
 	}
 	conn_send(c, req_id, im_Envelope_members_tag, im_Members_fields,
-		  cn->members);
+	          cn->members);
 }
 
 struct sync_ctx {
@@ -1326,35 +1328,37 @@ do_sync(struct conn *c, uint64_t req_id, const im_Sync *sy)
 	sc.p = cn->page;
 	sc.until = sy->until;
 	if (sy->group == 0) {
-		sc.limit = sy->limit == 0 || sy->limit > SYNC_EVENTS_MAX ?
-				   SYNC_EVENTS_MAX : sy->limit;
+		sc.limit = sy->limit == 0 || sy->limit > SYNC_EVENTS_MAX
+		                   ? SYNC_EVENTS_MAX
+		                   : sy->limit;
 		/* One more than the page to learn whether there is more. */
 		rc = im_store_uq_read(cn->st, c->uid, sy->after, sc.limit + 1,
-				      sync_uq_cb, &sc);
+		                      sync_uq_cb, &sc);
 	} else {
 		if (!is_member_here(c, sy->group)) {
 			conn_error(c, req_id, im_Code_ERR_NOT_MEMBER,
-				   "not a member of the group", sy->group, 0);
+			           "not a member of the group", sy->group, 0);
 			return;
 		}
 		if (sy->until != 0 && sy->until <= sy->after) {
 			conn_send(c, req_id, im_Envelope_sync_page_tag,
-				  im_SyncPage_fields, cn->page);
+			          im_SyncPage_fields, cn->page);
 			return;
 		}
-		sc.limit = sy->limit == 0 || sy->limit > SYNC_MSGS_MAX ?
-				   SYNC_MSGS_MAX : sy->limit;
+		sc.limit = sy->limit == 0 || sy->limit > SYNC_MSGS_MAX
+		                   ? SYNC_MSGS_MAX
+		                   : sy->limit;
 		rc = im_store_msg_read(cn->st, sy->group, sy->after,
-				       sy->until ? sy->until : IM_SEQ_MAX,
-				       sc.limit + 1, sync_msg_cb, &sc);
+		                       sy->until ? sy->until : IM_SEQ_MAX,
+		                       sc.limit + 1, sync_msg_cb, &sc);
 	}
 	if (rc < 0) {
 		conn_error(c, req_id, im_Code_ERR_UNAVAILABLE,
-			   "store unavailable", sy->group, 0);
+		           "store unavailable", sy->group, 0);
 		return;
 	}
 	conn_send(c, req_id, im_Envelope_sync_page_tag, im_SyncPage_fields,
-		  cn->page);
+	          cn->page);
 }
 
 /* im.EventType values. */
@@ -1373,28 +1377,28 @@ do_mark_read(struct conn *c, uint64_t req_id, const im_MarkRead *mr)
 
 	if (im_convlist_lookup(u->convs, mr->group, &e) != IM_OK) {
 		conn_error(c, req_id, im_Code_ERR_NOT_MEMBER,
-			   "not a member of the group", mr->group, 0);
+		           "not a member of the group", mr->group, 0);
 		return;
 	}
 	/* The ordinal of the read position makes the unread count exact. */
 	rc = im_store_msg_last(cn->st, mr->group,
-			       mr->seq < e.last.seq ? mr->seq : e.last.seq,
-			       &pos);
+	                       mr->seq < e.last.seq ? mr->seq : e.last.seq,
+	                       &pos);
 	if (rc != IM_OK && rc != IM_ENOTFOUND) {
 		conn_error(c, req_id, im_Code_ERR_UNAVAILABLE,
-			   "store unavailable", mr->group, 0);
+		           "store unavailable", mr->group, 0);
 		return;
 	}
 	if (pos.seq > e.read.seq) {
 		rc = im_store_conv_update(cn->st, u->uid, mr->group, pos.seq,
-					  pos.ordinal, e.flags);
+		                          pos.ordinal, e.flags);
 		if (rc != IM_OK) {
 			conn_error(c, req_id, im_Code_ERR_UNAVAILABLE,
-				   "store unavailable", mr->group, 0);
+			           "store unavailable", mr->group, 0);
 			return;
 		}
 		(void)im_convlist_read(u->convs, mr->group, pos.seq,
-				       pos.ordinal, &moved);
+		                       pos.ordinal, &moved);
 	}
 	conn_error(c, req_id, im_Code_OK, NULL, mr->group, 0);
 	if (moved) {
@@ -1430,10 +1434,10 @@ handle_frame(struct conn *c, const uint8_t *payload, uint32_t len)
 			do_resume(c, req_id, &env->msg.resume);
 		} else if (env->which_msg == 0) {
 			conn_fail(c, req_id, im_Code_ERR_BAD_REQUEST,
-				  "empty envelope");
+			          "empty envelope");
 		} else {
 			conn_fail(c, req_id, im_Code_ERR_NOT_LOGGED_IN,
-				  "log in first");
+			          "log in first");
 		}
 		return;
 	}
@@ -1447,7 +1451,7 @@ handle_frame(struct conn *c, const uint8_t *payload, uint32_t len)
 		break;
 	case im_Envelope_deliver_ack_tag:
 		(void)im_pushq_ack(&c->sess->q, env->msg.deliver_ack.group,
-				   env->msg.deliver_ack.seq);
+		                   env->msg.deliver_ack.seq);
 		break;
 	case im_Envelope_mark_read_tag:
 		do_mark_read(c, req_id, &env->msg.mark_read);
@@ -1461,7 +1465,7 @@ handle_frame(struct conn *c, const uint8_t *payload, uint32_t len)
 		pong.time_ms = env->msg.ping.time_ms;
 		pong.server_time_ms = role_now_ms();
 		conn_send(c, req_id, im_Envelope_pong_tag, im_Pong_fields,
-			  &pong);
+		          &pong);
 		break;
 	}
 	case im_Envelope_create_group_tag:
@@ -1469,13 +1473,13 @@ handle_frame(struct conn *c, const uint8_t *payload, uint32_t len)
 		break;
 	case im_Envelope_add_member_tag:
 		do_member_op(c, req_id, ROLE_OP_ADD_MEMBER,
-			     env->msg.add_member.group,
-			     env->msg.add_member.user);
+		             env->msg.add_member.group,
+		             env->msg.add_member.user);
 		break;
 	case im_Envelope_remove_member_tag:
 		do_member_op(c, req_id, ROLE_OP_REMOVE_MEMBER,
-			     env->msg.remove_member.group,
-			     env->msg.remove_member.user);
+		             env->msg.remove_member.group,
+		             env->msg.remove_member.user);
 		break;
 	case im_Envelope_list_members_tag:
 		do_list_members(c, req_id, &env->msg.list_members);
@@ -1483,11 +1487,11 @@ handle_frame(struct conn *c, const uint8_t *payload, uint32_t len)
 	case im_Envelope_login_tag:
 	case im_Envelope_resume_tag:
 		conn_error(c, req_id, im_Code_ERR_BAD_REQUEST,
-			   "already logged in", 0, 0);
+		           "already logged in", 0, 0);
 		break;
 	default:
 		conn_fail(c, req_id, im_Code_ERR_BAD_REQUEST,
-			  "not a client request");
+		          "not a client request");
 		break;
 	}
 }
@@ -1513,7 +1517,7 @@ read_cb(struct ev_loop *loop, ev_io *w, int revents)
 	if (n <= 0) {
 		if (n == 0 && have > 0) {
 			conn_fail(c, 0, im_Code_ERR_BAD_REQUEST,
-				  "truncated frame");
+			          "truncated frame");
 		} else {
 			conn_close(c, n == 0 ? "peer closed" : "read error");
 		}
@@ -1526,19 +1530,18 @@ read_cb(struct ev_loop *loop, ev_io *w, int revents)
 		uint32_t plen;
 		size_t used;
 		int rc = im_frame_parse(buf + off, have - off, cn->o.frame_max,
-					&payload, &plen, &used);
+		                        &payload, &plen, &used);
 
 		if (rc == IM_EAGAIN) {
 			break;
 		}
 		if (rc == IM_ETOOBIG) {
 			conn_fail(c, 0, im_Code_ERR_TOO_BIG,
-				  "frame larger than the client limit");
+			          "frame larger than the client limit");
 			break;
 		}
 		if (rc != IM_OK) {
-			conn_fail(c, 0, im_Code_ERR_BAD_REQUEST,
-				  "empty frame");
+			conn_fail(c, 0, im_Code_ERR_BAD_REQUEST, "empty frame");
 			break;
 		}
 		handle_frame(c, payload, plen);
@@ -1579,7 +1582,7 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		struct conn *c;
 		int one = 1;
 		int fd = accept4(cn->lfd, (struct sockaddr *)&sa, &slen,
-				 SOCK_NONBLOCK | SOCK_CLOEXEC);
+		                 SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK &&
@@ -1599,7 +1602,7 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 			continue;
 		}
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
-				 sizeof(one));
+		                 sizeof(one));
 		c->cn = cn;
 		c->fd = fd;
 		c->index = cn->free_idx[--cn->nfree];
@@ -1608,7 +1611,7 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		cn->nconns++;
 		cn->stats.accepted++;
 		snprintf(c->peer, sizeof(c->peer), "%s:%u",
-			 inet_ntoa(sa.sin_addr), ntohs(sa.sin_port));
+		         inet_ntoa(sa.sin_addr), ntohs(sa.sin_port));
 		ev_io_init(&c->rio, read_cb, fd, EV_READ);
 		c->rio.data = c;
 		ev_io_init(&c->wio, write_cb, fd, EV_WRITE);
@@ -1634,11 +1637,11 @@ connector_reply(connector *cn, const role_reply *reps, size_t n)
 		struct conn *c = conn_by_tag(cn, r->route.tag);
 
 		if (c == NULL || c->closing) {
-			continue;  /* the client retries with its dedup id */
+			continue; /* the client retries with its dedup id */
 		}
 		if (r->code != ROLE_OK) {
 			conn_error(c, r->route.req_id, r->code, r->text,
-				   r->group, r->dedup_id);
+			           r->group, r->dedup_id);
 		} else if (r->kind == ROLE_OP_SEND) {
 			im_SendAck ack;
 
@@ -1648,17 +1651,17 @@ connector_reply(connector *cn, const role_reply *reps, size_t n)
 			ack.time_ms = r->time_ms;
 			ack.dup = r->dup;
 			conn_send(c, r->route.req_id, im_Envelope_send_ack_tag,
-				  im_SendAck_fields, &ack);
+			          im_SendAck_fields, &ack);
 		} else if (r->kind == ROLE_OP_CREATE_GROUP) {
 			im_GroupCreated gc;
 
 			gc.group = r->group;
 			conn_send(c, r->route.req_id,
-				  im_Envelope_group_created_tag,
-				  im_GroupCreated_fields, &gc);
+			          im_Envelope_group_created_tag,
+			          im_GroupCreated_fields, &gc);
 		} else {
 			conn_error(c, r->route.req_id, im_Code_OK, NULL,
-				   r->group, 0);
+			           r->group, 0);
 		}
 	}
 }
@@ -1685,7 +1688,7 @@ connector_deliver(connector *cn, const role_fanout *fans, size_t n)
 			memset(cn->dl, 0, sizeof(*cn->dl));
 			fill_deliver(cn->dl, &f->msgs[k]);
 			len = encode_frame(cn, 0, im_Envelope_deliver_tag,
-					   im_Deliver_fields, cn->dl);
+			                   im_Deliver_fields, cn->dl);
 			if (total + len > cn->fcap) {
 				size_t ncap = cn->fcap ? cn->fcap : 65536;
 				uint8_t *nb;
@@ -1710,22 +1713,22 @@ connector_deliver(connector *cn, const role_fanout *fans, size_t n)
 			size_t m;
 
 			if (u == NULL || u->convs == NULL) {
-				continue;  /* offline: the store has it */
+				continue; /* offline: the store has it */
 			}
 			for (m = 0; m < k; m++) {
 				const im_msg *msg = &f->msgs[m];
 				struct session *s, *next;
 
-				(void)im_convlist_deliver(u->convs, msg,
-							  msg->sender == u->uid);
+				(void)im_convlist_deliver(
+				        u->convs, msg, msg->sender == u->uid);
 				for (s = u->sessions; s != NULL; s = next) {
 					next = s->next;
 					(void)session_push(
-						s, msg->conv, msg->seq,
-						cn->fbuf + offs[m],
-						(uint32_t)(offs[m + 1] -
-							   offs[m]),
-						now);
+					        s, msg->conv, msg->seq,
+					        cn->fbuf + offs[m],
+					        (uint32_t)(offs[m + 1] -
+					                   offs[m]),
+					        now);
 				}
 			}
 		}
@@ -1756,7 +1759,7 @@ apply_uevent(connector *cn, struct user *u, const role_uevent *ev)
 		break;
 	case UEV_READ:
 		(void)im_convlist_read(u->convs, ev->group, ev->read_seq,
-				       ev->read_ordinal, NULL);
+		                       ev->read_ordinal, NULL);
 		break;
 	default:
 		break;
@@ -1783,15 +1786,15 @@ connector_user_events(connector *cn, const role_uevent *evs, size_t n)
 	users = calloc(n, sizeof(*users));
 	evidx = calloc(n, sizeof(*evidx));
 	bodies = malloc(n * UQ_BODY_CAP);
-	if (items == NULL || fences == NULL || users == NULL ||
-	    evidx == NULL || bodies == NULL) {
+	if (items == NULL || fences == NULL || users == NULL || evidx == NULL ||
+	    bodies == NULL) {
 		LOG_E("user events: out of memory; %zu events dropped", n);
 		goto out;
 	}
 	for (i = 0; i < n; i++) {
 		const role_uevent *ev = &evs[i];
-		im_shard_entry e = im_shard_get(cn->map, IM_KIND_USER,
-						ev->user);
+		im_shard_entry e =
+		        im_shard_get(cn->map, IM_KIND_USER, ev->user);
 		im_UserEvent ue = im_UserEvent_init_zero;
 		struct user *u;
 		pb_ostream_t os;
@@ -1835,7 +1838,7 @@ connector_user_events(connector *cn, const role_uevent *evs, size_t n)
 		ue.time_ms = now;
 		snprintf(ue.name, sizeof(ue.name), "%s", ev->name);
 		os = pb_ostream_from_buffer(bodies + nitems * UQ_BODY_CAP,
-					    UQ_BODY_CAP);
+		                            UQ_BODY_CAP);
 		if (!pb_encode(&os, im_UserEvent_fields, &ue)) {
 			continue;
 		}
@@ -1889,7 +1892,7 @@ connector_user_events(connector *cn, const role_uevent *evs, size_t n)
 		for (s = u->sessions; s != NULL; s = next) {
 			next = s->next;
 			(void)session_push(s, IM_PUSHQ_USERQ, items[i].seq,
-					   cn->obuf, (uint32_t)len, now);
+			                   cn->obuf, (uint32_t)len, now);
 		}
 	}
 out:
@@ -1944,7 +1947,7 @@ flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 
 int
 connector_listen(connector *cn, const char *addr, uint16_t port,
-		 uint16_t *port_out)
+                 uint16_t *port_out)
 {
 	struct sockaddr_in sa;
 	socklen_t slen = sizeof(sa);
@@ -2001,9 +2004,9 @@ connector_get_stats(const connector *cn, connector_stats *out)
 
 int
 connector_create(connector **out, struct ev_loop *loop, im_store *st,
-		 im_shard_map *map, const char *node, uint32_t index,
-		 role_router *router, const void *secret, size_t secret_len,
-		 const connector_opts *opts)
+                 im_shard_map *map, const char *node, uint32_t index,
+                 role_router *router, const void *secret, size_t secret_len,
+                 const connector_opts *opts)
 {
 	connector_opts o = CONNECTOR_OPTS_INIT;
 	connector *cn;

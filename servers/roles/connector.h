@@ -17,35 +17,38 @@ typedef struct connector connector;
 
 typedef struct connector_opts {
 	uint32_t max_conns;
-	uint32_t max_sessions;   /* per user (devices + sessions in grace) */
-	uint32_t frame_max;      /* client frame payload limit */
-	uint32_t wbuf_max;       /* bytes queued for one slow reader */
+	uint32_t max_sessions; /* per user (devices + sessions in grace) */
+	uint32_t frame_max;    /* client frame payload limit */
+	uint32_t wbuf_max;     /* bytes queued for one slow reader */
 	uint32_t pushq_items;
 	uint32_t pushq_bytes;
 	uint32_t rto_ms;
-	uint32_t max_convs;      /* conversations per user */
-	uint32_t uq_step;        /* ids per user-queue segment */
-	uint32_t replay_limit;   /* per cursor when resuming from the store */
-	double login_timeout;    /* seconds */
+	uint32_t max_convs;    /* conversations per user */
+	uint32_t uq_step;      /* ids per user-queue segment */
+	uint32_t replay_limit; /* per cursor when resuming from the store */
+	double login_timeout;  /* seconds */
 	double idle_timeout;
-	double grace;            /* keep a dropped session's queue this long */
+	double grace; /* keep a dropped session's queue this long */
 } connector_opts;
 
-#define CONNECTOR_OPTS_INIT {10000, 16, 8192, 1u << 20, 1024, 1u << 20, \
-			     5000, 4096, 100, 256, 10.0, 90.0, 60.0}
+#define CONNECTOR_OPTS_INIT                                                    \
+	{                                                                      \
+		10000, 16, 8192, 1u << 20, 1024, 1u << 20, 5000, 4096, 100,    \
+		        256, 10.0, 90.0, 60.0                                  \
+	}
 
 /*
  * Create a Connector. index is its number in the router's table (0 in
  * imd). The secret is copied. loop, st, map, node, router are borrowed.
  */
 int connector_create(connector **out, struct ev_loop *loop, im_store *st,
-		     im_shard_map *map, const char *node, uint32_t index,
-		     role_router *router, const void *secret,
-		     size_t secret_len, const connector_opts *opts);
+                     im_shard_map *map, const char *node, uint32_t index,
+                     role_router *router, const void *secret, size_t secret_len,
+                     const connector_opts *opts);
 
 /* Listen on addr:port (port 0 = any; *port_out gets the bound port). */
 int connector_listen(connector *cn, const char *addr, uint16_t port,
-		     uint16_t *port_out);
+                     uint16_t *port_out);
 
 /* Stop accepting (shutdown begins). */
 void connector_stop_accepting(connector *cn);

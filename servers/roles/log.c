@@ -51,10 +51,12 @@ role_log(int level, const char *fmt, ...)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	n = snprintf(line, sizeof(line),
-		     "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %c ",
-		     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-		     tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
-		     tags[level < 0 ? 0 : level > 3 ? 3 : level]);
+	             "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %c ",
+	             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+	             tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
+	             tags[level < 0   ? 0
+	                  : level > 3 ? 3
+	                              : level]);
 	if (n < 0) {
 		return;
 	}

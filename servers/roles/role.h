@@ -69,8 +69,8 @@ typedef enum role_op_kind {
 typedef struct role_op {
 	role_op_kind kind;
 	role_route route;
-	im_uid user;        /* the acting user (sender, creator, caller) */
-	im_gid group;       /* 0 for CREATE_GROUP */
+	im_uid user;  /* the acting user (sender, creator, caller) */
+	im_gid group; /* 0 for CREATE_GROUP */
 	/* SEND */
 	uint64_t dedup_id;
 	im_seq reply_to;
@@ -80,9 +80,9 @@ typedef struct role_op {
 	/* ADD_MEMBER / REMOVE_MEMBER */
 	im_uid target;
 	/* CREATE_GROUP */
-	const char *name;   /* NUL terminated, <= IM_GROUP_NAME_MAX */
+	const char *name; /* NUL terminated, <= IM_GROUP_NAME_MAX */
 	const im_uid *members;
-	size_t nmembers;    /* <= ROLE_CREATE_MEMBERS_MAX */
+	size_t nmembers; /* <= ROLE_CREATE_MEMBERS_MAX */
 } role_op;
 
 /* The answer to one role_op. code ROLE_OK with kind SEND is a SendAck;
@@ -90,8 +90,8 @@ typedef struct role_op {
 typedef struct role_reply {
 	role_route route;
 	role_op_kind kind;
-	int code;           /* enum role_code */
-	const char *text;   /* short reason for errors, may be NULL */
+	int code;         /* enum role_code */
+	const char *text; /* short reason for errors, may be NULL */
 	im_gid group;
 	uint64_t dedup_id;
 	im_seq seq;
@@ -149,16 +149,16 @@ void role_log_set_level(int level);
 int role_log_level_parse(const char *s);
 bool role_log_enabled(int level);
 void role_log(int level, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+        __attribute__((format(printf, 2, 3)));
 
 #define LOG_E(...) role_log(ROLE_LOG_ERROR, __VA_ARGS__)
 #define LOG_W(...) role_log(ROLE_LOG_WARN, __VA_ARGS__)
 #define LOG_I(...) role_log(ROLE_LOG_INFO, __VA_ARGS__)
-#define LOG_D(...) \
-	do { \
-		if (role_log_enabled(ROLE_LOG_DEBUG)) { \
-			role_log(ROLE_LOG_DEBUG, __VA_ARGS__); \
-		} \
+#define LOG_D(...)                                                             \
+	do {                                                                   \
+		if (role_log_enabled(ROLE_LOG_DEBUG)) {                        \
+			role_log(ROLE_LOG_DEBUG, __VA_ARGS__);                 \
+		}                                                              \
 	} while (0)
 
 /* Wall clock in ms (the roles' only clock; the core gets it passed in). */

@@ -40,10 +40,10 @@ rl_user_events(role_router *r, const role_uevent *ev, size_t n)
 }
 
 static const struct role_router_ops rl_ops = {
-	.submit = rl_submit,
-	.reply = rl_reply,
-	.deliver = rl_deliver,
-	.user_events = rl_user_events,
+        .submit = rl_submit,
+        .reply = rl_reply,
+        .deliver = rl_deliver,
+        .user_events = rl_user_events,
 };
 
 void

@@ -140,7 +140,7 @@ imd_start(imd_proc *p)
 		}
 		if (waitpid(pid, &status, WNOHANG) == pid) {
 			fprintf(stderr, "harness: imd exited at start (%d)\n",
-				status);
+			        status);
 			p->pid = 0;
 			imd_dump_log(p);
 			return -1;
@@ -203,18 +203,18 @@ imd_cleanup(imd_proc *p)
 		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", p->dir);
 		if (system(cmd) != 0) {
 			fprintf(stderr, "harness: could not remove %s\n",
-				p->dir);
+			        p->dir);
 		}
 	}
 	return status;
 }
 
 void
-imd_token(const imd_proc *p, uint64_t uid, int64_t ttl_s, char *out,
-	  size_t len)
+imd_token(const imd_proc *p, uint64_t uid, int64_t ttl_s, char *out, size_t len)
 {
 	uint64_t now = (uint64_t)time(NULL);
-	uint64_t exp = ttl_s < 0 ? now - (uint64_t)(-ttl_s) : now + (uint64_t)ttl_s;
+	uint64_t exp =
+	        ttl_s < 0 ? now - (uint64_t)(-ttl_s) : now + (uint64_t)ttl_s;
 
 	if (im_token_mint(out, len, p->secret, strlen(p->secret), uid, exp) !=
 	    IM_OK) {
@@ -243,7 +243,7 @@ tc_connect_rcvbuf(tclient *c, uint16_t port, int rcvbuf)
 	}
 	if (rcvbuf > 0) {
 		setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf,
-			   sizeof(rcvbuf));
+		           sizeof(rcvbuf));
 	}
 	memset(&sa, 0, sizeof(sa));
 	sa.sin_family = AF_INET;
@@ -316,8 +316,8 @@ int
 tc_send(tclient *c, const im_Envelope *env)
 {
 	static uint8_t out[IM_FRAME_HEADER + IM_FRAME_MAX];
-	pb_ostream_t os = pb_ostream_from_buffer(out + IM_FRAME_HEADER,
-						 IM_FRAME_MAX);
+	pb_ostream_t os =
+	        pb_ostream_from_buffer(out + IM_FRAME_HEADER, IM_FRAME_MAX);
 
 	if (!pb_encode(&os, im_Envelope_fields, env)) {
 		return -1;
@@ -339,7 +339,7 @@ tc_recv(tclient *c, int timeout_ms)
 		uint64_t now;
 		ssize_t n;
 		int rc = im_frame_parse(c->buf, c->len, IM_FRAME_MAX, &payload,
-					&plen, &used);
+		                        &plen, &used);
 
 		if (rc == IM_OK) {
 			pb_istream_t is = pb_istream_from_buffer(payload, plen);
@@ -375,7 +375,7 @@ tc_recv(tclient *c, int timeout_ms)
 			return -1;
 		}
 		n = recv(c->fd, c->buf + c->len,
-			 IM_FRAME_HEADER + IM_FRAME_MAX + 65536 - c->len, 0);
+		         IM_FRAME_HEADER + IM_FRAME_MAX + 65536 - c->len, 0);
 		if (n <= 0) {
 			return -1;
 		}
@@ -399,9 +399,9 @@ push_from_env(const im_Envelope *env, tpush *p)
 		p->dedup_id = d->dedup_id;
 		p->body_len = d->body.size;
 		memcpy(p->body, d->body.bytes,
-		       d->body.size < sizeof(p->body) - 1 ?
-			       d->body.size :
-			       sizeof(p->body) - 1);
+		       d->body.size < sizeof(p->body) - 1
+		               ? d->body.size
+		               : sizeof(p->body) - 1);
 	} else if (env->which_msg == im_Envelope_user_event_tag) {
 		const im_UserEvent *e = &env->msg.user_event;
 
@@ -528,7 +528,7 @@ tc_wait_closed(tclient *c, int timeout_ms, int *last_error)
 
 int
 tc_login(tclient *c, const char *token, im_ConvInfo *convs, size_t max,
-	 size_t *nconvs)
+         size_t *nconvs)
 {
 	im_Envelope *env = calloc(1, sizeof(*env));
 	uint64_t req;
@@ -540,9 +540,9 @@ tc_login(tclient *c, const char *token, im_ConvInfo *convs, size_t max,
 	}
 	env->which_msg = im_Envelope_login_tag;
 	snprintf(env->msg.login.token, sizeof(env->msg.login.token), "%s",
-		 token);
+	         token);
 	snprintf(env->msg.login.device, sizeof(env->msg.login.device),
-		 "harness");
+	         "harness");
 	rc = tc_call(c, env, H_TIMEOUT_MS);
 	req = env->req_id;
 	free(env);
@@ -593,8 +593,7 @@ reply_error(tclient *c, int rc)
 }
 
 int64_t
-tc_create_group(tclient *c, const char *name, const uint64_t *members,
-		size_t n)
+tc_create_group(tclient *c, const char *name, const uint64_t *members, size_t n)
 {
 	im_Envelope *env = calloc(1, sizeof(*env));
 	size_t i;
@@ -605,7 +604,7 @@ tc_create_group(tclient *c, const char *name, const uint64_t *members,
 	}
 	env->which_msg = im_Envelope_create_group_tag;
 	snprintf(env->msg.create_group.name, sizeof(env->msg.create_group.name),
-		 "%s", name);
+	         "%s", name);
 	for (i = 0; i < n && i < 64; i++) {
 		env->msg.create_group.members[i] = members[i];
 	}
@@ -620,7 +619,7 @@ tc_create_group(tclient *c, const char *name, const uint64_t *members,
 
 int64_t
 tc_send_msg(tclient *c, uint64_t group, uint64_t dedup_id, const char *body,
-	    bool *dup)
+            bool *dup)
 {
 	im_Envelope *env = calloc(1, sizeof(*env));
 	int rc;
@@ -667,8 +666,7 @@ tc_ack(tclient *c, uint64_t group, uint64_t seq)
 }
 
 int
-tc_sync_all(tclient *c, uint64_t group, uint64_t after, tpush *out,
-	    size_t max)
+tc_sync_all(tclient *c, uint64_t group, uint64_t after, tpush *out, size_t max)
 {
 	im_Envelope *env = calloc(1, sizeof(*env));
 	size_t n = 0;

@@ -52,11 +52,11 @@ void imd_dump_log(const imd_proc *p);
 /* A token for uid with the harness's secret, valid for ttl_s (negative:
  * already expired). */
 void imd_token(const imd_proc *p, uint64_t uid, int64_t ttl_s, char *out,
-	       size_t len);
+               size_t len);
 
 /* A push (Deliver or UserEvent) as the client saw it. */
 typedef struct tpush {
-	pb_size_t kind;  /* im_Envelope_deliver_tag or _user_event_tag */
+	pb_size_t kind; /* im_Envelope_deliver_tag or _user_event_tag */
 	uint64_t group;
 	uint64_t seq;
 	uint64_t prev_seq;
@@ -74,16 +74,16 @@ typedef struct tpush {
 
 typedef struct tclient {
 	int fd;
-	uint8_t *buf;       /* received bytes not yet parsed */
+	uint8_t *buf; /* received bytes not yet parsed */
 	size_t len;
 	uint64_t next_req;
-	tpush *pushes;      /* ring of pushes seen while waiting for replies */
+	tpush *pushes; /* ring of pushes seen while waiting for replies */
 	size_t phead;
 	size_t pcount;
-	im_Envelope *env;   /* last frame received */
+	im_Envelope *env; /* last frame received */
 	uint64_t user;
 	uint8_t session[16];
-	bool drop_pushes;   /* do not keep pushes seen while waiting */
+	bool drop_pushes; /* do not keep pushes seen while waiting */
 } tclient;
 
 int tc_connect(tclient *c, uint16_t port);
@@ -119,18 +119,18 @@ bool tc_wait_closed(tclient *c, int timeout_ms, int *last_error);
  * *nconvs gets the count). Returns 1 on LoginOk, else the Error code
  * received as a negative number, or -1000 on timeout/close. */
 int tc_login(tclient *c, const char *token, im_ConvInfo *convs, size_t max,
-	     size_t *nconvs);
+             size_t *nconvs);
 /* Helpers returning the SendAck/GroupCreated/etc fields, or a negative
  * error code (-Code, -1000 for timeout/close). */
 int64_t tc_create_group(tclient *c, const char *name, const uint64_t *members,
-			size_t n);
+                        size_t n);
 int64_t tc_send_msg(tclient *c, uint64_t group, uint64_t dedup_id,
-		    const char *body, bool *dup);
+                    const char *body, bool *dup);
 int tc_simple(tclient *c, im_Envelope *env); /* returns Error code or -1000 */
 void tc_ack(tclient *c, uint64_t group, uint64_t seq);
 /* Sync group after..until; appends up to max messages in order; returns
  * the count or a negative error. Pages through `more`. */
 int tc_sync_all(tclient *c, uint64_t group, uint64_t after, tpush *out,
-		size_t max);
+                size_t max);
 
 #endif

@@ -25,8 +25,8 @@
 
 static imd_proc imd;
 
-static const char *const quick_timeouts[] = {
-	"--login-timeout", "1", "--idle-timeout", "2", NULL};
+static const char *const quick_timeouts[] = {"--login-timeout", "1",
+                                             "--idle-timeout", "2", NULL};
 
 static int
 group_setup(void **state)
@@ -134,8 +134,7 @@ test_system_garbage_bytes_get_bad_request_and_close(void **state)
 		im_frame_put_header(buf, 64);
 		buf[IM_FRAME_HEADER] = 0xff;
 		for (i = 1; i < 64; i++) {
-			buf[IM_FRAME_HEADER + i] =
-				(uint8_t)test_rng_next(&rng);
+			buf[IM_FRAME_HEADER + i] = (uint8_t)test_rng_next(&rng);
 		}
 		assert_int_equal(tc_send_raw(&c, buf, sizeof(buf)), 0);
 		expect_error_and_close(&c, im_Code_ERR_BAD_REQUEST);
@@ -165,11 +164,10 @@ test_system_random_frames_never_hurt_the_server(void **state)
 		connect_raw(&c);
 		im_frame_put_header(buf, len);
 		for (i = 0; i < (int)len; i++) {
-			buf[IM_FRAME_HEADER + i] =
-				(uint8_t)test_rng_next(&rng);
+			buf[IM_FRAME_HEADER + i] = (uint8_t)test_rng_next(&rng);
 		}
 		assert_int_equal(tc_send_raw(&c, buf, IM_FRAME_HEADER + len),
-				 0);
+		                 0);
 		assert_true(tc_wait_closed(&c, T, &last));
 		assert_true(last > 0);
 		tc_close(&c);
@@ -286,14 +284,13 @@ test_system_bad_requests_after_login_keep_the_connection(void **state)
 	assert_int_equal(tc_login(&c, tok, NULL, 0, NULL), 1);
 	/* Zero dedup id, zero group, unknown group, second login. */
 	assert_int_equal(tc_send_msg(&c, 5, 0, "x", NULL),
-			 -im_Code_ERR_BAD_REQUEST);
+	                 -im_Code_ERR_BAD_REQUEST);
 	assert_int_equal(tc_send_msg(&c, 0, 1, "x", NULL),
-			 -im_Code_ERR_BAD_REQUEST);
+	                 -im_Code_ERR_BAD_REQUEST);
 	assert_int_equal(tc_send_msg(&c, 987654321, 1, "x", NULL),
-			 -im_Code_ERR_NOT_FOUND);
+	                 -im_Code_ERR_NOT_FOUND);
 	env->which_msg = im_Envelope_login_tag;
-	snprintf(env->msg.login.token, sizeof(env->msg.login.token), "%s",
-		 tok);
+	snprintf(env->msg.login.token, sizeof(env->msg.login.token), "%s", tok);
 	assert_int_equal(tc_simple(&c, env), im_Code_ERR_BAD_REQUEST);
 	memset(env, 0, sizeof(*env));
 	env->which_msg = im_Envelope_mark_read_tag;
@@ -319,11 +316,11 @@ static void
 test_system_random_requests_after_login_never_hurt_the_server(void **state)
 {
 	static const pb_size_t kinds[] = {
-		im_Envelope_send_tag, im_Envelope_deliver_ack_tag,
-		im_Envelope_mark_read_tag, im_Envelope_sync_tag,
-		im_Envelope_create_group_tag, im_Envelope_add_member_tag,
-		im_Envelope_remove_member_tag, im_Envelope_list_members_tag,
-		im_Envelope_ping_tag,
+	        im_Envelope_send_tag,          im_Envelope_deliver_ack_tag,
+	        im_Envelope_mark_read_tag,     im_Envelope_sync_tag,
+	        im_Envelope_create_group_tag,  im_Envelope_add_member_tag,
+	        im_Envelope_remove_member_tag, im_Envelope_list_members_tag,
+	        im_Envelope_ping_tag,
 	};
 	test_rng rng = {test_seed()};
 	im_Envelope *env = calloc(1, sizeof(*env));
@@ -345,13 +342,13 @@ test_system_random_requests_after_login_never_hurt_the_server(void **state)
 	}
 	for (i = 0; i < 600; i++) {
 		/* Mostly real groups and small numbers, sometimes anything. */
-		uint64_t g = test_rng_below(&rng, 4) ?
-				     groups[test_rng_below(&rng, 4)] :
-				     test_rng_next(&rng);
-		uint64_t x = test_rng_below(&rng, 2) ? test_rng_below(&rng, 50) :
-						      test_rng_next(&rng);
-		uint64_t y = test_rng_below(&rng, 2) ? test_rng_below(&rng, 50) :
-						      test_rng_next(&rng);
+		uint64_t g = test_rng_below(&rng, 4)
+		                     ? groups[test_rng_below(&rng, 4)]
+		                     : test_rng_next(&rng);
+		uint64_t x = test_rng_below(&rng, 2) ? test_rng_below(&rng, 50)
+		                                     : test_rng_next(&rng);
+		uint64_t y = test_rng_below(&rng, 2) ? test_rng_below(&rng, 50)
+		                                     : test_rng_next(&rng);
 		int rc;
 
 		memset(env, 0, sizeof(*env));
@@ -364,10 +361,11 @@ test_system_random_requests_after_login_never_hurt_the_server(void **state)
 			env->msg.send.reply_to = y;
 			env->msg.send.type = (uint32_t)y;
 			env->msg.send.body.size =
-				(pb_size_t)test_rng_below(&rng, 4097);
+			        (pb_size_t)test_rng_below(&rng, 4097);
 			break;
 		case im_Envelope_deliver_ack_tag:
-			env->msg.deliver_ack.group = test_rng_below(&rng, 2) ? 0 : g;
+			env->msg.deliver_ack.group =
+			        test_rng_below(&rng, 2) ? 0 : g;
 			env->msg.deliver_ack.seq = x;
 			break;
 		case im_Envelope_mark_read_tag:
@@ -382,11 +380,11 @@ test_system_random_requests_after_login_never_hurt_the_server(void **state)
 			break;
 		case im_Envelope_create_group_tag:
 			env->msg.create_group.members_count =
-				(pb_size_t)test_rng_below(&rng, 65);
+			        (pb_size_t)test_rng_below(&rng, 65);
 			for (rc = 0; rc < env->msg.create_group.members_count;
 			     rc++) {
 				env->msg.create_group.members[rc] =
-					test_rng_below(&rng, 100);
+				        test_rng_below(&rng, 100);
 			}
 			break;
 		case im_Envelope_add_member_tag:
@@ -395,7 +393,8 @@ test_system_random_requests_after_login_never_hurt_the_server(void **state)
 			break;
 		case im_Envelope_remove_member_tag:
 			env->msg.remove_member.group = g;
-			env->msg.remove_member.user = test_rng_below(&rng, 2) ? 77 : x;
+			env->msg.remove_member.user =
+			        test_rng_below(&rng, 2) ? 77 : x;
 			break;
 		case im_Envelope_list_members_tag:
 			env->msg.list_members.group = g;
@@ -422,30 +421,30 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(
-			test_system_oversize_length_prefix_gets_too_big_and_close),
-		cmocka_unit_test(
-			test_system_truncated_frame_then_close_gets_bad_request),
-		cmocka_unit_test(
-			test_system_garbage_bytes_get_bad_request_and_close),
-		cmocka_unit_test(
-			test_system_random_frames_never_hurt_the_server),
-		cmocka_unit_test(
-			test_system_unknown_and_wrong_typed_fields_get_bad_request),
-		cmocka_unit_test(
-			test_system_send_before_login_gets_not_logged_in_and_close),
-		cmocka_unit_test(
-			test_system_bad_expired_or_missing_token_gets_auth_and_close),
-		cmocka_unit_test(
-			test_system_silent_connection_is_closed_by_the_login_timeout),
-		cmocka_unit_test(
-			test_system_idle_logged_in_connection_is_closed),
-		cmocka_unit_test(
-			test_system_bad_requests_after_login_keep_the_connection),
-		cmocka_unit_test(
-			test_system_random_requests_after_login_never_hurt_the_server),
+	        cmocka_unit_test(
+	                test_system_oversize_length_prefix_gets_too_big_and_close),
+	        cmocka_unit_test(
+	                test_system_truncated_frame_then_close_gets_bad_request),
+	        cmocka_unit_test(
+	                test_system_garbage_bytes_get_bad_request_and_close),
+	        cmocka_unit_test(
+	                test_system_random_frames_never_hurt_the_server),
+	        cmocka_unit_test(
+	                test_system_unknown_and_wrong_typed_fields_get_bad_request),
+	        cmocka_unit_test(
+	                test_system_send_before_login_gets_not_logged_in_and_close),
+	        cmocka_unit_test(
+	                test_system_bad_expired_or_missing_token_gets_auth_and_close),
+	        cmocka_unit_test(
+	                test_system_silent_connection_is_closed_by_the_login_timeout),
+	        cmocka_unit_test(
+	                test_system_idle_logged_in_connection_is_closed),
+	        cmocka_unit_test(
+	                test_system_bad_requests_after_login_keep_the_connection),
+	        cmocka_unit_test(
+	                test_system_random_requests_after_login_never_hurt_the_server),
 	};
 
 	return cmocka_run_group_tests_name("system_bad_input", tests,
-					   group_setup, group_teardown);
+	                                   group_setup, group_teardown);
 }

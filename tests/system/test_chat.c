@@ -28,7 +28,7 @@ struct fixture {
 };
 
 static const char *const small_segments[] = {"--seq-step", "4", "--uq-step",
-					     "4", NULL};
+                                             "4", NULL};
 
 static int
 setup_with(void **state, const char *const *extra)
@@ -63,7 +63,7 @@ teardown(void **state)
 
 static void
 login_as(struct fixture *f, tclient *c, uint64_t uid, im_ConvInfo *convs,
-	 size_t max, size_t *n)
+         size_t max, size_t *n)
 {
 	char tok[IM_TOKEN_BUF];
 
@@ -109,7 +109,7 @@ expect_event(tclient *c, uint32_t type, uint64_t group, tpush *out)
 		}
 	}
 	fail_msg("event %u of group %llu not seen", type,
-		 (unsigned long long)group);
+	         (unsigned long long)group);
 }
 
 static void
@@ -162,7 +162,7 @@ test_system_deliveries_chain_by_prev_seq(void **state)
 
 		snprintf(body, sizeof(body), "m%d", i);
 		seqs[i] = tc_send_msg(i % 2 ? &b : &a, (uint64_t)g,
-				      (uint64_t)(100 + i), body, NULL);
+		                      (uint64_t)(100 + i), body, NULL);
 		assert_true(seqs[i] > 0);
 	}
 	for (i = 0; i < 10; i++) {
@@ -195,7 +195,7 @@ find_conv(const im_ConvInfo *convs, size_t n, uint64_t g)
 
 static void
 test_system_offline_user_gets_exact_unread_counts_then_syncs_in_order(
-	void **state)
+        void **state)
 {
 	struct fixture *f = *state;
 	tclient a, b;
@@ -216,7 +216,7 @@ test_system_offline_user_gets_exact_unread_counts_then_syncs_in_order(
 	 * new owner takes a fresh segment (step 4), so seqs have gaps. */
 	for (i = 0; i < 3; i++) {
 		seqs[k] = tc_send_msg(&a, (uint64_t)g, (uint64_t)(10 + k), "x",
-				      NULL);
+		                      NULL);
 		assert_true(seqs[k] > 0);
 		k++;
 	}
@@ -226,7 +226,7 @@ test_system_offline_user_gets_exact_unread_counts_then_syncs_in_order(
 	login_as(f, &a, 1, NULL, 0, NULL);
 	for (i = 0; i < 2; i++) {
 		seqs[k] = tc_send_msg(&a, (uint64_t)g, (uint64_t)(10 + k), "y",
-				      NULL);
+		                      NULL);
 		assert_true(seqs[k] > seqs[k - 1]);
 		k++;
 	}
@@ -236,7 +236,7 @@ test_system_offline_user_gets_exact_unread_counts_then_syncs_in_order(
 	login_as(f, &a, 1, NULL, 0, NULL);
 	for (i = 0; i < 2; i++) {
 		seqs[k] = tc_send_msg(&a, (uint64_t)g, (uint64_t)(10 + k), "z",
-				      NULL);
+		                      NULL);
 		assert_true(seqs[k] > seqs[k - 1]);
 		k++;
 	}
@@ -327,7 +327,7 @@ resume_case(struct fixture *f, bool same_session)
 	assert_true(g > 0);
 	for (i = 0; i < 20; i++) {
 		acked[i] = tc_send_msg(&a, (uint64_t)g, (uint64_t)(1000 + i),
-				       "before", NULL);
+		                       "before", NULL);
 		assert_true(acked[i] > 0);
 	}
 	/* b reads 10 of them and acks 5, then dies without a goodbye. */
@@ -347,7 +347,7 @@ resume_case(struct fixture *f, bool same_session)
 	tc_abort(&b);
 	for (i = 20; i < 40; i++) {
 		acked[i] = tc_send_msg(&a, (uint64_t)g, (uint64_t)(1000 + i),
-				       "while away", NULL);
+		                       "while away", NULL);
 		assert_true(acked[i] > 0);
 	}
 
@@ -355,7 +355,7 @@ resume_case(struct fixture *f, bool same_session)
 	assert_int_equal(tc_connect(&b, f->imd.port), 0);
 	env->which_msg = im_Envelope_resume_tag;
 	snprintf(env->msg.resume.token, sizeof(env->msg.resume.token), "%s",
-		 tok);
+	         tok);
 	if (same_session) {
 		memcpy(env->msg.resume.session, session, 16);
 	} else {
@@ -389,21 +389,19 @@ resume_case(struct fixture *f, bool same_session)
 
 static void
 test_system_killed_client_resumes_its_session_and_gets_every_message_once(
-	void **state)
+        void **state)
 {
 	resume_case(*state, true);
 }
 
 static void
-test_system_resume_of_an_unknown_session_replays_from_the_store(
-	void **state)
+test_system_resume_of_an_unknown_session_replays_from_the_store(void **state)
 {
 	resume_case(*state, false);
 }
 
 static void
-test_system_retried_send_returns_the_same_seq_and_stores_one_row(
-	void **state)
+test_system_retried_send_returns_the_same_seq_and_stores_one_row(void **state)
 {
 	struct fixture *f = *state;
 	tclient a;
@@ -436,8 +434,7 @@ test_system_retried_send_returns_the_same_seq_and_stores_one_row(
 }
 
 static void
-test_system_kill9_loses_no_acked_message_and_new_seqs_are_larger(
-	void **state)
+test_system_kill9_loses_no_acked_message_and_new_seqs_are_larger(void **state)
 {
 	struct fixture *f = *state;
 	tclient a;
@@ -563,9 +560,9 @@ test_system_non_member_cannot_send_sync_or_list(void **state)
 	assert_true(g > 0);
 	assert_true(tc_send_msg(&a, (uint64_t)g, 1, "secret", NULL) > 0);
 	assert_int_equal(tc_send_msg(&c, (uint64_t)g, 1, "let me in", NULL),
-			 -im_Code_ERR_NOT_MEMBER);
+	                 -im_Code_ERR_NOT_MEMBER);
 	assert_int_equal(tc_sync_all(&c, (uint64_t)g, 0, got, 4),
-			 -im_Code_ERR_NOT_MEMBER);
+	                 -im_Code_ERR_NOT_MEMBER);
 	env->which_msg = im_Envelope_list_members_tag;
 	env->msg.list_members.group = (uint64_t)g;
 	assert_int_equal(tc_simple(&c, env), im_Code_ERR_NOT_MEMBER);
@@ -599,7 +596,7 @@ test_system_non_member_cannot_send_sync_or_list(void **state)
 	assert_int_equal(tc_simple(&a, env), im_Code_OK);
 	expect_event(&c, im_EventType_EV_LEFT, (uint64_t)g, NULL);
 	assert_int_equal(tc_send_msg(&c, (uint64_t)g, 3, "again?", NULL),
-			 -im_Code_ERR_NOT_MEMBER);
+	                 -im_Code_ERR_NOT_MEMBER);
 	tc_close(&a);
 	tc_close(&c);
 	free(env);
@@ -616,7 +613,7 @@ test_system_imd_token_command_mints_a_token_the_server_accepts(void **state)
 	size_t n;
 
 	snprintf(cmd, sizeof(cmd), "'%s' token 42 --ttl 60 --secret-file '%s'",
-		 getenv("IMD"), f->imd.secret_file);
+	         getenv("IMD"), f->imd.secret_file);
 	p = popen(cmd, "r");
 	assert_non_null(p);
 	assert_non_null(fgets(tok, sizeof(tok), p));
@@ -625,8 +622,9 @@ test_system_imd_token_command_mints_a_token_the_server_accepts(void **state)
 	assert_true(n > 1 && tok[n - 1] == '\n');
 	tok[n - 1] = '\0';
 	assert_int_equal(im_token_verify(tok, f->imd.secret,
-					 strlen(f->imd.secret),
-					 (uint64_t)time(NULL), &uid), IM_OK);
+	                                 strlen(f->imd.secret),
+	                                 (uint64_t)time(NULL), &uid),
+	                 IM_OK);
 	assert_int_equal(uid, 42);
 	assert_int_equal(tc_connect(&c, f->imd.port), 0);
 	assert_int_equal(tc_login(&c, tok, NULL, 0, NULL), 1);
@@ -634,7 +632,7 @@ test_system_imd_token_command_mints_a_token_the_server_accepts(void **state)
 	tc_close(&c);
 	/* Without a secret it refuses (exit status 2), prints no token. */
 	snprintf(cmd, sizeof(cmd), "'%s' token 42 >/dev/null 2>&1",
-		 getenv("IMD"));
+	         getenv("IMD"));
 	assert_int_equal(WEXITSTATUS(system(cmd)), 2);
 }
 
@@ -648,7 +646,7 @@ setup_tiny_pushq(void **state)
 
 static void
 test_system_push_queue_overflow_closes_with_full_and_resume_resyncs(
-	void **state)
+        void **state)
 {
 	struct fixture *f = *state;
 	char tok[IM_TOKEN_BUF];
@@ -667,7 +665,7 @@ test_system_push_queue_overflow_closes_with_full_and_resume_resyncs(
 	/* Nothing is acked: the 8-item queue overflows within 9 sends. */
 	for (i = 0; i < 20; i++) {
 		int64_t s = tc_send_msg(&a, (uint64_t)g, (uint64_t)(i + 1),
-					"unacked", NULL);
+		                        "unacked", NULL);
 
 		if (s < 0) {
 			assert_int_equal(s, -im_Code_ERR_FULL);
@@ -684,7 +682,7 @@ test_system_push_queue_overflow_closes_with_full_and_resume_resyncs(
 	assert_int_equal(tc_connect(&a, f->imd.port), 0);
 	env->which_msg = im_Envelope_resume_tag;
 	snprintf(env->msg.resume.token, sizeof(env->msg.resume.token), "%s",
-		 tok);
+	         tok);
 	memcpy(env->msg.resume.session, session, 16);
 	env->msg.resume.cursors_count = 1;
 	env->msg.resume.cursors[0].group = (uint64_t)g;
@@ -715,7 +713,7 @@ setup_small_wbuf(void **state)
 
 static void
 test_system_reader_too_slow_is_closed_and_finds_everything_in_the_store(
-	void **state)
+        void **state)
 {
 	struct fixture *f = *state;
 	char tok[IM_TOKEN_BUF];
@@ -769,7 +767,7 @@ test_system_reader_too_slow_is_closed_and_finds_everything_in_the_store(
 
 static void
 test_system_resume_with_a_backlog_larger_than_the_write_buffer_gets_all(
-	void **state)
+        void **state)
 {
 	struct fixture *f = *state;
 	char tok[IM_TOKEN_BUF];
@@ -805,7 +803,7 @@ test_system_resume_with_a_backlog_larger_than_the_write_buffer_gets_all(
 	assert_int_equal(tc_connect(&a, f->imd.port), 0);
 	env->which_msg = im_Envelope_resume_tag;
 	snprintf(env->msg.resume.token, sizeof(env->msg.resume.token), "%s",
-		 tok);
+	         tok);
 	memcpy(env->msg.resume.session, session, 16);
 	env->msg.resume.cursors_count = 1;
 	env->msg.resume.cursors[0].group = (uint64_t)g;
@@ -835,7 +833,7 @@ test_system_resume_with_a_backlog_larger_than_the_write_buffer_gets_all(
 /* The numbers of imd's shutdown stats line ("N messages in M commits"). */
 static bool
 read_commit_stats(const imd_proc *p, unsigned long long *msgs,
-		  unsigned long long *commits)
+                  unsigned long long *commits)
 {
 	char line[512];
 	bool found = false;
@@ -848,7 +846,7 @@ read_commit_stats(const imd_proc *p, unsigned long long *msgs,
 		const char *c = strstr(line, "chatter: ");
 
 		if (c != NULL && sscanf(c, "chatter: %llu messages in %llu",
-					msgs, commits) == 2) {
+		                        msgs, commits) == 2) {
 			found = true;
 		}
 	}
@@ -884,7 +882,7 @@ test_system_sends_of_one_loop_turn_are_committed_together(void **state)
 		env->msg.send.body.size = 4;
 		memcpy(env->msg.send.body.bytes, "fast", 4);
 		os = pb_ostream_from_buffer(wire + off + 4,
-					    sizeof(wire) - off - 4);
+		                            sizeof(wire) - off - 4);
 		assert_true(pb_encode(&os, im_Envelope_fields, env));
 		im_frame_put_header(wire + off, (uint32_t)os.bytes_written);
 		off += 4 + os.bytes_written;
@@ -926,15 +924,15 @@ test_system_a_second_imd_fences_off_the_first(void **state)
 	/* Same database, other port and log: it claims every slot. */
 	second.pid = 0;
 	snprintf(second.port_file, sizeof(second.port_file), "%s/port2",
-		 f->imd.dir);
+	         f->imd.dir);
 	snprintf(second.log, sizeof(second.log), "%s/imd2.log", f->imd.dir);
 	assert_int_equal(imd_start(&second), 0);
 
 	/* The zombie cannot commit any more; nothing it acks is lost. */
 	assert_int_equal(tc_send_msg(&a, (uint64_t)g, 2, "zombie", NULL),
-			 -im_Code_ERR_UNAVAILABLE);
+	                 -im_Code_ERR_UNAVAILABLE);
 	assert_int_equal(tc_send_msg(&a, (uint64_t)g, 3, "zombie", NULL),
-			 -im_Code_ERR_UNAVAILABLE);
+	                 -im_Code_ERR_UNAVAILABLE);
 
 	imd_token(&second, 1, 3600, tok, sizeof(tok));
 	assert_int_equal(tc_connect(&b, second.port), 0);
@@ -954,50 +952,50 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(
-			test_system_two_users_chat_both_ways, setup, teardown),
-		cmocka_unit_test_setup_teardown(
-			test_system_deliveries_chain_by_prev_seq, setup,
-			teardown),
-		cmocka_unit_test_setup_teardown(
-			test_system_offline_user_gets_exact_unread_counts_then_syncs_in_order,
-			setup, teardown),
-		cmocka_unit_test_setup_teardown(
-			test_system_killed_client_resumes_its_session_and_gets_every_message_once,
-			setup, teardown),
-		cmocka_unit_test_setup_teardown(
-			test_system_resume_of_an_unknown_session_replays_from_the_store,
-			setup, teardown),
-		cmocka_unit_test_setup_teardown(
-			test_system_retried_send_returns_the_same_seq_and_stores_one_row,
-			setup, teardown),
-		cmocka_unit_test_setup_teardown(
-			test_system_kill9_loses_no_acked_message_and_new_seqs_are_larger,
-			setup, teardown),
-		cmocka_unit_test_setup_teardown(
-			test_system_read_on_one_device_reaches_the_other_as_ev_read,
-			setup, teardown),
-		cmocka_unit_test_setup_teardown(
-			test_system_non_member_cannot_send_sync_or_list, setup,
-			teardown),
-		cmocka_unit_test_setup_teardown(
-			test_system_imd_token_command_mints_a_token_the_server_accepts,
-			setup, teardown),
-		cmocka_unit_test_setup_teardown(
-			test_system_push_queue_overflow_closes_with_full_and_resume_resyncs,
-			setup_tiny_pushq, teardown),
-		cmocka_unit_test_setup_teardown(
-			test_system_reader_too_slow_is_closed_and_finds_everything_in_the_store,
-			setup, teardown),
-		cmocka_unit_test_setup_teardown(
-			test_system_resume_with_a_backlog_larger_than_the_write_buffer_gets_all,
-			setup_small_wbuf, teardown),
-		cmocka_unit_test_setup_teardown(
-			test_system_sends_of_one_loop_turn_are_committed_together,
-			setup, teardown),
-		cmocka_unit_test_setup_teardown(
-			test_system_a_second_imd_fences_off_the_first, setup,
-			teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_system_two_users_chat_both_ways, setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_system_deliveries_chain_by_prev_seq, setup,
+	                teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_system_offline_user_gets_exact_unread_counts_then_syncs_in_order,
+	                setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_system_killed_client_resumes_its_session_and_gets_every_message_once,
+	                setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_system_resume_of_an_unknown_session_replays_from_the_store,
+	                setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_system_retried_send_returns_the_same_seq_and_stores_one_row,
+	                setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_system_kill9_loses_no_acked_message_and_new_seqs_are_larger,
+	                setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_system_read_on_one_device_reaches_the_other_as_ev_read,
+	                setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_system_non_member_cannot_send_sync_or_list, setup,
+	                teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_system_imd_token_command_mints_a_token_the_server_accepts,
+	                setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_system_push_queue_overflow_closes_with_full_and_resume_resyncs,
+	                setup_tiny_pushq, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_system_reader_too_slow_is_closed_and_finds_everything_in_the_store,
+	                setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_system_resume_with_a_backlog_larger_than_the_write_buffer_gets_all,
+	                setup_small_wbuf, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_system_sends_of_one_loop_turn_are_committed_together,
+	                setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_system_a_second_imd_fences_off_the_first, setup,
+	                teardown),
 	};
 
 	return cmocka_run_group_tests_name("system_chat", tests, NULL, NULL);

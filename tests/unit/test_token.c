@@ -20,8 +20,8 @@ test_token_minted_token_verifies_to_its_user(void **state)
 	char tok[IM_TOKEN_BUF];
 	im_uid uid = 0;
 
-	assert_int_equal(im_token_mint(tok, sizeof(tok), secret, SLEN, 42,
-				       2000), IM_OK);
+	assert_int_equal(
+	        im_token_mint(tok, sizeof(tok), secret, SLEN, 42, 2000), IM_OK);
 	assert_int_equal(im_token_verify(tok, secret, SLEN, 1999, &uid), IM_OK);
 	assert_int_equal(uid, 42);
 	assert_int_equal(im_token_verify(tok, secret, SLEN, 0, NULL), IM_OK);
@@ -34,9 +34,9 @@ test_token_has_the_documented_format(void **state)
 	/* HMAC-SHA256(key="0123456789abcdef-test-secret", "7.100") computed
 	 * independently with `openssl dgst -sha256 -hmac`. */
 	assert_int_equal(im_token_mint(tok, sizeof(tok), secret, SLEN, 7, 100),
-			 IM_OK);
+	                 IM_OK);
 	assert_string_equal(tok, "7.100.94b34f45c406a1558ce515e632e3f73e"
-				 "3611dfcc99d309e4333931cf4a128be5");
+	                         "3611dfcc99d309e4333931cf4a128be5");
 }
 
 static void
@@ -46,7 +46,8 @@ test_token_largest_ids_fit_the_documented_buffer(void **state)
 	im_uid uid = 0;
 
 	assert_int_equal(im_token_mint(tok, sizeof(tok), secret, SLEN,
-				       UINT64_MAX, UINT64_MAX), IM_OK);
+	                               UINT64_MAX, UINT64_MAX),
+	                 IM_OK);
 	assert_int_equal(strlen(tok), IM_TOKEN_MAX);
 	assert_int_equal(im_token_verify(tok, secret, SLEN, 5, &uid), IM_OK);
 	assert_true(uid == UINT64_MAX);
@@ -58,12 +59,12 @@ test_token_expired_token_is_refused(void **state)
 	char tok[IM_TOKEN_BUF];
 	im_uid uid = 9;
 
-	assert_int_equal(im_token_mint(tok, sizeof(tok), secret, SLEN, 42,
-				       2000), IM_OK);
+	assert_int_equal(
+	        im_token_mint(tok, sizeof(tok), secret, SLEN, 42, 2000), IM_OK);
 	assert_int_equal(im_token_verify(tok, secret, SLEN, 2000, &uid),
-			 IM_EPERM);
+	                 IM_EPERM);
 	assert_int_equal(im_token_verify(tok, secret, SLEN, 5000, &uid),
-			 IM_EPERM);
+	                 IM_EPERM);
 	assert_int_equal(uid, 9);
 }
 
@@ -73,8 +74,8 @@ test_token_other_secret_is_refused(void **state)
 	char tok[IM_TOKEN_BUF];
 	static const char other[] = "0123456789abcdef-test-secreT";
 
-	assert_int_equal(im_token_mint(tok, sizeof(tok), secret, SLEN, 42,
-				       2000), IM_OK);
+	assert_int_equal(
+	        im_token_mint(tok, sizeof(tok), secret, SLEN, 42, 2000), IM_OK);
 	assert_int_equal(im_token_verify(tok, other, SLEN, 1, NULL), IM_EPERM);
 }
 
@@ -84,15 +85,15 @@ test_token_any_flipped_mac_digit_is_refused(void **state)
 	char tok[IM_TOKEN_BUF];
 	size_t i, start;
 
-	assert_int_equal(im_token_mint(tok, sizeof(tok), secret, SLEN, 42,
-				       2000), IM_OK);
+	assert_int_equal(
+	        im_token_mint(tok, sizeof(tok), secret, SLEN, 42, 2000), IM_OK);
 	start = strlen(tok) - 64;
 	for (i = start; i < strlen(tok); i++) {
 		char save = tok[i];
 
 		tok[i] = save == 'a' ? 'b' : 'a';
 		assert_int_equal(im_token_verify(tok, secret, SLEN, 1, NULL),
-				 IM_EPERM);
+		                 IM_EPERM);
 		tok[i] = save;
 	}
 }
@@ -103,15 +104,15 @@ test_token_changed_claims_are_refused(void **state)
 	char tok[IM_TOKEN_BUF];
 	char forged[IM_TOKEN_BUF + 8];
 
-	assert_int_equal(im_token_mint(tok, sizeof(tok), secret, SLEN, 42,
-				       2000), IM_OK);
+	assert_int_equal(
+	        im_token_mint(tok, sizeof(tok), secret, SLEN, 42, 2000), IM_OK);
 	/* Same MAC, other user / later expiry. */
 	snprintf(forged, sizeof(forged), "43%s", tok + 2);
 	assert_int_equal(im_token_verify(forged, secret, SLEN, 1, NULL),
-			 IM_EPERM);
+	                 IM_EPERM);
 	snprintf(forged, sizeof(forged), "42.9000%s", tok + 7);
 	assert_int_equal(im_token_verify(forged, secret, SLEN, 1, NULL),
-			 IM_EPERM);
+	                 IM_EPERM);
 }
 
 /* Copy pattern into out with its "%s" (if any) replaced by mac. */
@@ -125,7 +126,7 @@ subst_mac(char *out, size_t len, const char *pattern, const char *mac)
 		return;
 	}
 	snprintf(out, len, "%.*s%s%s", (int)(hole - pattern), pattern, mac,
-		 hole + 2);
+	         hole + 2);
 }
 
 static void
@@ -135,21 +136,37 @@ test_token_malformed_tokens_are_invalid(void **state)
 	char bad[256];
 	const char *mac;
 	static const char *const cases[] = {
-		"", ".", "..", "42", "42.2000", "42.2000.", "x.2000.%s",
-		"042.2000.%s", "42.02000.%s", "+42.2000.%s", " 42.2000.%s",
-		"42 .2000.%s", "0.2000.%s", "42.0.%s", "42..%s", ".2000.%s",
-		"42.2000.%s0", "42.2000.%s.", "18446744073709551616.2000.%s",
-		"42.18446744073709551616.%s", "42.2000.2000.%s",
+	        "",
+	        ".",
+	        "..",
+	        "42",
+	        "42.2000",
+	        "42.2000.",
+	        "x.2000.%s",
+	        "042.2000.%s",
+	        "42.02000.%s",
+	        "+42.2000.%s",
+	        " 42.2000.%s",
+	        "42 .2000.%s",
+	        "0.2000.%s",
+	        "42.0.%s",
+	        "42..%s",
+	        ".2000.%s",
+	        "42.2000.%s0",
+	        "42.2000.%s.",
+	        "18446744073709551616.2000.%s",
+	        "42.18446744073709551616.%s",
+	        "42.2000.2000.%s",
 	};
 	size_t i;
 
-	assert_int_equal(im_token_mint(tok, sizeof(tok), secret, SLEN, 42,
-				       2000), IM_OK);
+	assert_int_equal(
+	        im_token_mint(tok, sizeof(tok), secret, SLEN, 42, 2000), IM_OK);
 	mac = tok + strlen("42.2000.");
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		subst_mac(bad, sizeof(bad), cases[i], mac);
 		assert_int_equal(im_token_verify(bad, secret, SLEN, 1, NULL),
-				 IM_EINVAL);
+		                 IM_EINVAL);
 	}
 	/* Upper-case hex is another spelling of the same MAC: refused. */
 	snprintf(bad, sizeof(bad), "%s", tok);
@@ -161,13 +178,13 @@ test_token_malformed_tokens_are_invalid(void **state)
 	}
 	if (bad[i] != '\0') {
 		assert_int_equal(im_token_verify(bad, secret, SLEN, 1, NULL),
-				 IM_EINVAL);
+		                 IM_EINVAL);
 	}
 	/* Too long to be a token at all. */
 	memset(bad, '1', sizeof(bad) - 1);
 	bad[sizeof(bad) - 1] = '\0';
 	assert_int_equal(im_token_verify(bad, secret, SLEN, 1, NULL),
-			 IM_EINVAL);
+	                 IM_EINVAL);
 }
 
 static void
@@ -185,8 +202,8 @@ test_token_random_garbage_never_verifies(void **state)
 			bad[j] = alpha[test_rng_below(&rng, sizeof(alpha) - 1)];
 		}
 		bad[n] = '\0';
-		assert_int_not_equal(im_token_verify(bad, secret, SLEN, 1,
-						     NULL), IM_OK);
+		assert_int_not_equal(
+		        im_token_verify(bad, secret, SLEN, 1, NULL), IM_OK);
 	}
 }
 
@@ -197,25 +214,26 @@ test_token_bad_arguments_are_rejected(void **state)
 	char small[20];
 
 	assert_int_equal(im_token_mint(NULL, 10, secret, SLEN, 1, 2),
-			 IM_EINVAL);
+	                 IM_EINVAL);
 	assert_int_equal(im_token_mint(tok, sizeof(tok), NULL, SLEN, 1, 2),
-			 IM_EINVAL);
+	                 IM_EINVAL);
 	assert_int_equal(im_token_mint(tok, sizeof(tok), secret, 15, 1, 2),
-			 IM_EINVAL);
+	                 IM_EINVAL);
 	assert_int_equal(im_token_mint(tok, sizeof(tok), secret,
-				       IM_TOKEN_SECRET_MAX + 1, 1, 2),
-			 IM_EINVAL);
+	                               IM_TOKEN_SECRET_MAX + 1, 1, 2),
+	                 IM_EINVAL);
 	assert_int_equal(im_token_mint(tok, sizeof(tok), secret, SLEN, 0, 2),
-			 IM_EINVAL);
+	                 IM_EINVAL);
 	assert_int_equal(im_token_mint(tok, sizeof(tok), secret, SLEN, 1, 0),
-			 IM_EINVAL);
-	assert_int_equal(im_token_mint(small, sizeof(small), secret, SLEN, 1,
-				       2), IM_ETOOBIG);
+	                 IM_EINVAL);
+	assert_int_equal(
+	        im_token_mint(small, sizeof(small), secret, SLEN, 1, 2),
+	        IM_ETOOBIG);
 	assert_string_equal(small, "");
 	assert_int_equal(im_token_verify(NULL, secret, SLEN, 1, NULL),
-			 IM_EINVAL);
+	                 IM_EINVAL);
 	assert_int_equal(im_token_mint(tok, sizeof(tok), secret, SLEN, 1, 2),
-			 IM_OK);
+	                 IM_OK);
 	assert_int_equal(im_token_verify(tok, NULL, SLEN, 1, NULL), IM_EINVAL);
 	assert_int_equal(im_token_verify(tok, secret, 3, 1, NULL), IM_EINVAL);
 }
@@ -224,17 +242,17 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_token_minted_token_verifies_to_its_user),
-		cmocka_unit_test(test_token_has_the_documented_format),
-		cmocka_unit_test(
-			test_token_largest_ids_fit_the_documented_buffer),
-		cmocka_unit_test(test_token_expired_token_is_refused),
-		cmocka_unit_test(test_token_other_secret_is_refused),
-		cmocka_unit_test(test_token_any_flipped_mac_digit_is_refused),
-		cmocka_unit_test(test_token_changed_claims_are_refused),
-		cmocka_unit_test(test_token_malformed_tokens_are_invalid),
-		cmocka_unit_test(test_token_random_garbage_never_verifies),
-		cmocka_unit_test(test_token_bad_arguments_are_rejected),
+	        cmocka_unit_test(test_token_minted_token_verifies_to_its_user),
+	        cmocka_unit_test(test_token_has_the_documented_format),
+	        cmocka_unit_test(
+	                test_token_largest_ids_fit_the_documented_buffer),
+	        cmocka_unit_test(test_token_expired_token_is_refused),
+	        cmocka_unit_test(test_token_other_secret_is_refused),
+	        cmocka_unit_test(test_token_any_flipped_mac_digit_is_refused),
+	        cmocka_unit_test(test_token_changed_claims_are_refused),
+	        cmocka_unit_test(test_token_malformed_tokens_are_invalid),
+	        cmocka_unit_test(test_token_random_garbage_never_verifies),
+	        cmocka_unit_test(test_token_bad_arguments_are_rejected),
 	};
 
 	return cmocka_run_group_tests_name("token", tests, NULL, NULL);
