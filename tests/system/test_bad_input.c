@@ -17,6 +17,8 @@
 
 #include <cmocka.h>
 
+#include <pb_encode.h>
+
 #include "harness.h"
 #include "im/frame.h"
 #include "test_rng.h"
@@ -196,6 +198,30 @@ test_system_unknown_and_wrong_typed_fields_get_bad_request(void **state)
 	connect_raw(&c);
 	assert_int_equal(tc_send_raw(&c, wrong2, sizeof(wrong2)), 0);
 	expect_error_and_close(&c, im_Code_ERR_BAD_REQUEST);
+	/* Unknown fields beside a real request are skipped (protobuf
+	 * forward compatibility): the login works. */
+	{
+		im_Envelope *env = calloc(1, sizeof(*env));
+		uint8_t frame[512];
+		pb_ostream_t os = pb_ostream_from_buffer(frame + 4, 500);
+
+		assert_non_null(env);
+		imd_token(&imd, 8, 3600, tok, sizeof(tok));
+		env->req_id = 1;
+		env->which_msg = im_Envelope_login_tag;
+		snprintf(env->msg.login.token, sizeof(env->msg.login.token),
+		         "%s", tok);
+		assert_true(pb_encode(&os, im_Envelope_fields, env));
+		memcpy(frame + 4 + os.bytes_written, unknown + 4, 3);
+		im_frame_put_header(frame, (uint32_t)os.bytes_written + 3);
+		connect_raw(&c);
+		assert_int_equal(
+		        tc_send_raw(&c, frame, 4 + os.bytes_written + 3), 0);
+		assert_int_equal(tc_wait_reply(&c, 1, T), 1);
+		assert_int_equal(c.env->which_msg, im_Envelope_login_ok_tag);
+		tc_close(&c);
+		free(env);
+	}
 	/* After login too: a broken frame closes the connection. */
 	imd_token(&imd, 7, 3600, tok, sizeof(tok));
 	connect_raw(&c);

@@ -948,6 +948,57 @@ test_system_a_second_imd_fences_off_the_first(void **state)
 	assert_int_equal(imd_stop(&second, SIGTERM), 0);
 }
 
+static const char *const short_rto[] = {"--rto-ms", "300", NULL};
+
+static int
+setup_short_rto(void **state)
+{
+	return setup_with(state, short_rto);
+}
+
+static void
+test_system_unacked_deliveries_are_retransmitted_acked_ones_are_not(
+        void **state)
+{
+	struct fixture *f = *state;
+	tclient a;
+	int64_t g, s1, s2;
+	tpush p;
+	int seen1 = 0, seen2 = 0, i;
+
+	login_as(f, &a, 1, NULL, 0, NULL);
+	g = tc_create_group(&a, "rto", NULL, 0);
+	assert_true(g > 0);
+	tc_ack(&a, 0, IM_SEQ_MAX); /* the user queue: nothing to resend */
+	s1 = tc_send_msg(&a, (uint64_t)g, 1, "acked", NULL);
+	assert_true(s1 > 0);
+	expect_deliver(&a, (uint64_t)g, (uint64_t)s1, "acked");
+	tc_ack(&a, (uint64_t)g, (uint64_t)s1);
+	s2 = tc_send_msg(&a, (uint64_t)g, 2, "not acked", NULL);
+	assert_true(s2 > 0);
+	/* Within ~1 s (rto 300 ms) s2 comes again, s1 never does. */
+	for (i = 0; i < 100; i++) {
+		int rc = tc_next_push(&a, &p, 1000);
+
+		if (rc == 0) {
+			break;
+		}
+		assert_int_equal(rc, 1);
+		if (p.kind != im_Envelope_deliver_tag) {
+			continue;
+		}
+		seen1 += p.seq == (uint64_t)s1;
+		seen2 += p.seq == (uint64_t)s2;
+		if (seen2 >= 3) {
+			break;
+		}
+	}
+	assert_int_equal(seen1, 0);
+	assert_true(seen2 >= 3);
+	tc_ack(&a, (uint64_t)g, (uint64_t)s2);
+	tc_close(&a);
+}
+
 int
 main(void)
 {
@@ -996,6 +1047,9 @@ main(void)
 	        cmocka_unit_test_setup_teardown(
 	                test_system_a_second_imd_fences_off_the_first, setup,
 	                teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_system_unacked_deliveries_are_retransmitted_acked_ones_are_not,
+	                setup_short_rto, teardown),
 	};
 
 	return cmocka_run_group_tests_name("system_chat", tests, NULL, NULL);
