@@ -999,6 +999,57 @@ test_system_unacked_deliveries_are_retransmitted_acked_ones_are_not(
 	tc_close(&a);
 }
 
+static void
+test_system_config_file_is_read_and_flags_override_it(void **state)
+{
+	struct fixture *f = *state;
+	char conf[400], cmd[4096], tok[IM_TOKEN_BUF];
+	const char *extra[] = {"--config", conf, "--login-timeout", "1", NULL};
+	tclient c;
+	int last = -1;
+	FILE *cf;
+
+	assert_int_equal(imd_stop(&f->imd, SIGTERM), 0);
+	snprintf(conf, sizeof(conf), "%s/imd.conf", f->imd.dir);
+	cf = fopen(conf, "w");
+	assert_non_null(cf);
+	fprintf(cf, "# test config\n\nlogin_timeout = 30\n"
+	            "idle_timeout = 1\n  log_level=info  \n");
+	fclose(cf);
+	f->imd.extra[0] = extra[0];
+	f->imd.extra[1] = extra[1];
+	f->imd.extra[2] = extra[2];
+	f->imd.extra[3] = extra[3];
+	f->imd.nextra = 4;
+	assert_int_equal(imd_start(&f->imd), 0);
+	/* The flag wins over the file: login timeout 1 s, not 30. */
+	assert_int_equal(tc_connect(&c, f->imd.port), 0);
+	assert_true(tc_wait_closed(&c, 4000, &last));
+	assert_int_equal(last, im_Code_ERR_TIMEOUT);
+	tc_close(&c);
+	/* The file's idle timeout applies. */
+	imd_token(&f->imd, 1, 3600, tok, sizeof(tok));
+	assert_int_equal(tc_connect(&c, f->imd.port), 0);
+	assert_int_equal(tc_login(&c, tok, NULL, 0, NULL), 1);
+	assert_true(tc_wait_closed(&c, 4000, &last));
+	assert_int_equal(last, im_Code_ERR_TIMEOUT);
+	tc_close(&c);
+	/* A bad key is refused at start with a message, exit status 2. */
+	cf = fopen(conf, "a");
+	assert_non_null(cf);
+	fprintf(cf, "no_such_key = 1\n");
+	fclose(cf);
+	snprintf(cmd, sizeof(cmd),
+	         "'%s' --config '%s' --secret-file '%s' --db '%s' "
+	         ">'%s/bad.out' 2>&1",
+	         getenv("IMD"), conf, f->imd.secret_file, f->imd.db,
+	         f->imd.dir);
+	assert_int_equal(WEXITSTATUS(system(cmd)), 2);
+	snprintf(cmd, sizeof(cmd), "grep -q 'unknown key' '%s/bad.out'",
+	         f->imd.dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 int
 main(void)
 {
@@ -1050,6 +1101,9 @@ main(void)
 	        cmocka_unit_test_setup_teardown(
 	                test_system_unacked_deliveries_are_retransmitted_acked_ones_are_not,
 	                setup_short_rto, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_system_config_file_is_read_and_flags_override_it,
+	                setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("system_chat", tests, NULL, NULL);
