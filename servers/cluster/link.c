@@ -25,6 +25,10 @@
 	(sizeof(((imrpc_UserEvents *)0)->events) / sizeof(imrpc_UserEvent))
 #define OP_MEMBERS (sizeof(((imrpc_Op *)0)->members) / sizeof(uint64_t))
 #define CALLS_MAX 1024
+#define REPLY_CALLS_MAX 64
+/* Longer than a Router's wait for a Chatter (router.h, 5 s by default):
+ * the Router answers first, with the ops' fate. */
+#define FORWARD_TIMEOUT_MS 10000
 
 /* A Forward in flight: what to answer if it fails. */
 typedef struct fwd_ctx {
@@ -32,6 +36,14 @@ typedef struct fwd_ctx {
 	uint32_t n;
 	role_reply reps[FWD_OPS];
 } fwd_ctx;
+
+/* Replies in flight: resent through another Router if the connection to
+ * the first one is lost before it acked them. */
+typedef struct rep_ctx {
+	struct cl_link *l;
+	bool resent;
+	imrpc_Replies msg;
+} rep_ctx;
 
 struct cl_link {
 	role_router base; /* first: the roles see only this */
@@ -47,6 +59,9 @@ struct cl_link {
 	fwd_ctx *ctx;
 	uint32_t ctx_free[CALLS_MAX];
 	uint32_t nctx_free;
+	rep_ctx *rctx;
+	uint32_t rctx_free[REPLY_CALLS_MAX];
+	uint32_t nrctx_free;
 	/* incoming, as role structs */
 	role_op ops[FWD_OPS];
 	role_reply reps[REPLIES_MAX];
@@ -56,6 +71,7 @@ struct cl_link {
 	void (*slot_map_cb)(void *payload);
 	void *slot_map_payload;
 	cl_link_stats st;
+	bool destroying; /* calls failing now must not touch the peers */
 };
 
 /* ---- outgoing ---------------------------------------------------------- */
@@ -125,8 +141,9 @@ fwd_done(rpc_conn *c, int status, const imrpc_Rpc *reply, void *payload)
 	cl_link *l = x->l;
 
 	(void)c;
-	if (status != IM_OK || reply->which_body != imrpc_Rpc_ack_tag ||
-	    reply->body.ack.code != 0) {
+	if (!l->destroying &&
+	    (status != IM_OK || reply->which_body != imrpc_Rpc_ack_tag ||
+	     reply->body.ack.code != 0)) {
 		fail_locally(l, x->reps, x->n);
 	}
 	l->ctx_free[l->nctx_free++] = (uint32_t)(x - l->ctx);
@@ -185,7 +202,8 @@ l_submit(role_router *rr, const role_op *ops, size_t n)
 			}
 		}
 		if (c != NULL && x != NULL) {
-			rc = rpc_conn_call(c, l->out, 0, fwd_done, x);
+			rc = rpc_conn_call(c, l->out, FORWARD_TIMEOUT_MS,
+					   fwd_done, x);
 		}
 		if (rc == IM_OK) {
 			l->st.sent++;
@@ -212,6 +230,64 @@ l_submit(role_router *rr, const role_op *ops, size_t n)
 		}
 	}
 	free(done);
+}
+
+static void
+rep_done(rpc_conn *c, int status, const imrpc_Rpc *reply, void *payload)
+{
+	rep_ctx *x = payload;
+	cl_link *l = x->l;
+	rpc_conn *other;
+
+	(void)reply;
+	if (l->destroying) {
+		l->rctx_free[l->nrctx_free++] = (uint32_t)(x - l->rctx);
+		return;
+	}
+	/* Lost with its connection (not merely slow: resending a timed-out
+	 * batch could answer a client twice): once more, another way. */
+	if (status != IM_OK && !rpc_conn_is_up(c) && !x->resent &&
+	    x->msg.replies_count > 0 &&
+	    (other = router_for(l, x->msg.replies[0].route.connector)) !=
+		    NULL &&
+	    other != c) {
+		memset(l->out, 0, sizeof(*l->out));
+		l->out->which_body = imrpc_Rpc_replies_tag;
+		l->out->body.replies = x->msg;
+		x->resent = true;
+		if (rpc_conn_call(other, l->out, 0, rep_done, x) == IM_OK) {
+			l->st.sent++;
+			return;
+		}
+	}
+	if (status != IM_OK) {
+		l->st.dropped += x->msg.replies_count;
+	}
+	l->rctx_free[l->nrctx_free++] = (uint32_t)(x - l->rctx);
+}
+
+static void
+send_replies(cl_link *l, rpc_conn *c)
+{
+	rep_ctx *x;
+
+	if (c != NULL && l->nrctx_free > 0) {
+		x = &l->rctx[l->rctx_free[--l->nrctx_free]];
+		x->l = l;
+		x->resent = false;
+		x->msg = l->out->body.replies;
+		if (rpc_conn_call(c, l->out, 0, rep_done, x) == IM_OK) {
+			l->st.sent++;
+			return;
+		}
+		l->rctx_free[l->nrctx_free++] = (uint32_t)(x - l->rctx);
+	}
+	/* No room to track it: one-way, as deliveries go. */
+	if (c != NULL && rpc_conn_send(c, l->out) == IM_OK) {
+		l->st.sent++;
+	} else {
+		l->st.dropped += l->out->body.replies.replies_count;
+	}
 }
 
 static void
@@ -271,7 +347,7 @@ l_reply(role_router *rr, const role_reply *reps, size_t n)
 			p->time_ms = r->time_ms;
 			p->dup = r->dup;
 		}
-		send_out(l, c, o->replies_count);
+		send_replies(l, c);
 	}
 	free(done);
 }
@@ -636,7 +712,9 @@ cl_link_create(cl_link **out, struct ev_loop *loop, cl_member *m,
 	l->out = calloc(1, sizeof(*l->out));
 	l->hello = calloc(1, sizeof(*l->hello));
 	l->ctx = calloc(CALLS_MAX, sizeof(*l->ctx));
-	if (l->out == NULL || l->hello == NULL || l->ctx == NULL) {
+	l->rctx = calloc(REPLY_CALLS_MAX, sizeof(*l->rctx));
+	if (l->out == NULL || l->hello == NULL || l->ctx == NULL ||
+	    l->rctx == NULL) {
 		cl_link_destroy(l);
 		return IM_ENOMEM;
 	}
@@ -644,6 +722,10 @@ cl_link_create(cl_link **out, struct ev_loop *loop, cl_member *m,
 		l->ctx_free[i] = CALLS_MAX - 1 - i;
 	}
 	l->nctx_free = CALLS_MAX;
+	for (i = 0; i < REPLY_CALLS_MAX; i++) {
+		l->rctx_free[i] = REPLY_CALLS_MAX - 1 - i;
+	}
+	l->nrctx_free = REPLY_CALLS_MAX;
 	l->base.ops = &link_ops;
 	l->loop = loop;
 	l->m = m;
@@ -720,11 +802,13 @@ cl_link_destroy(cl_link *l)
 	if (l == NULL) {
 		return;
 	}
-	/* Forwards in flight fail into the connector while it still
-	 * exists: destroy the link before the role. */
+	/* Destroy the link before the role. Calls failing while the peers
+	 * go away only release their contexts: clients retry anyway. */
+	l->destroying = true;
 	cl_peers_destroy(l->routers);
 	free(l->out);
 	free(l->hello);
 	free(l->ctx);
+	free(l->rctx);
 	free(l);
 }

@@ -606,7 +606,7 @@ out:
 		connector_stop_accepting(rn.cn);
 		connector_flush(rn.cn);
 	}
-	/* The link first: its failing Forwards answer into the connector. */
+	/* The link first: it refers to the roles, not the other way. */
 	cl_link_destroy(rn.link);
 	connector_destroy(rn.cn);
 	chatter_destroy(rn.ch);
@@ -643,8 +643,18 @@ main(int argc, char **argv)
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
-	if (open_store(&st, c.store) != IM_OK) {
-		return 1;
+	/* Nodes of a cluster start together: a store busy with the others'
+	 * migrations and registrations is retried for a while (bounded). */
+	for (int i = 0;; i++) {
+		int rc = open_store(&st, c.store);
+
+		if (rc == IM_OK) {
+			break;
+		}
+		if (rc != IM_EUNAVAIL || i >= 50) {
+			return 1;
+		}
+		usleep(100 * 1000);
 	}
 	ev_signal_init(&sint, on_signal, SIGINT);
 	ev_signal_init(&sterm, on_signal, SIGTERM);

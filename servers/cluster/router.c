@@ -31,8 +31,17 @@ typedef struct rnode {
 	char name[IM_NODE_NAME_MAX + 1];
 	uint32_t role;
 	uint32_t id;
+	uint32_t gen; /* bumped per connection: stale references see it */
 	bool hello;
 } rnode;
+
+/* A Connector's Forward waiting for the Chatters' Acks before its own. */
+typedef struct origin {
+	rnode *node;
+	uint32_t gen;
+	uint64_t req_id;
+	uint32_t pending;
+} origin;
 
 /* What a Forward in flight must remember to answer its ops on failure. */
 typedef struct fwd_op {
@@ -44,6 +53,7 @@ typedef struct fwd_op {
 
 typedef struct fwd_ctx {
 	struct router *r;
+	origin *from; /* NULL: nobody waits */
 	uint32_t n;
 	fwd_op ops[FWD_OPS];
 } fwd_ctx;
@@ -58,6 +68,9 @@ struct router {
 	fwd_ctx *ctx;
 	uint32_t *ctx_free;
 	uint32_t nctx_free;
+	origin *orig;
+	uint32_t *orig_free;
+	uint32_t norig_free;
 	imrpc_Rpc *out;  /* the message being routed on */
 	imrpc_Rpc *aux;  /* ERR_UNAVAILABLE replies */
 	imrpc_Rpc *ack;  /* answers to requests */
@@ -215,6 +228,20 @@ ctx_put(router *r, fwd_ctx *x)
 	r->ctx_free[r->nctx_free++] = (uint32_t)(x - r->ctx);
 }
 
+/* One Chatter call of a Forward is over; the last one answers it. */
+static void
+origin_done(router *r, origin *o)
+{
+	if (o == NULL || --o->pending > 0) {
+		return;
+	}
+	if (!r->destroying && o->node->conn != NULL &&
+	    o->node->gen == o->gen) {
+		answer(r, o->node->conn, o->req_id, 0, NULL);
+	}
+	r->orig_free[r->norig_free++] = (uint32_t)(o - r->orig);
+}
+
 static void
 fwd_done(rpc_conn *c, int status, const imrpc_Rpc *reply, void *payload)
 {
@@ -233,6 +260,7 @@ fwd_done(rpc_conn *c, int status, const imrpc_Rpc *reply, void *payload)
 		}
 	}
 	ctx_put(r, x);
+	origin_done(r, x->from);
 }
 
 static rnode *
@@ -247,12 +275,30 @@ chatter_for(router *r, const imrpc_Op *op)
 	return e.owner[0] != '\0' ? node_by_name(r, e.owner) : NULL;
 }
 
+/*
+ * Forward each op to its Chatter. The Connector's call is answered when
+ * every Chatter acked (or failed: then its ops were answered unavailable),
+ * so a Router dying in between makes the Connector's call fail and the
+ * ops be retried, instead of vanishing after an early Ack.
+ */
 static void
-handle_forward(router *r, const imrpc_Forward *f)
+handle_forward(router *r, rpc_conn *from, uint64_t req_id,
+	       const imrpc_Forward *f)
 {
 	rnode *dest[FWD_OPS];
 	bool done[FWD_OPS] = {false};
 	uint32_t i, j, n = f->ops_count;
+	origin *org = NULL;
+
+	if (req_id != 0 && r->norig_free > 0 && rpc_conn_user(from) != NULL) {
+		org = &r->orig[r->orig_free[--r->norig_free]];
+		org->node = rpc_conn_user(from);
+		org->gen = org->node->gen;
+		org->req_id = req_id;
+		/* One for this function: the answer cannot go out before
+		 * every call was issued. */
+		org->pending = 1;
+	}
 
 	for (i = 0; i < n; i++) {
 		dest[i] = chatter_for(r, &f->ops[i]);
@@ -292,6 +338,7 @@ handle_forward(router *r, const imrpc_Forward *f)
 		rc = IM_EFULL;
 		if (x != NULL) {
 			x->r = r;
+			x->from = org;
 			x->n = of->ops_count;
 			rc = rpc_conn_call(dest[i]->conn, r->out,
 					   r->opts.forward_timeout_ms,
@@ -301,6 +348,9 @@ handle_forward(router *r, const imrpc_Forward *f)
 			}
 		}
 		if (rc == IM_OK) {
+			if (org != NULL) {
+				org->pending++;
+			}
 			r->stats.forwards++;
 			r->stats.ops += of->ops_count;
 			continue;
@@ -311,8 +361,12 @@ handle_forward(router *r, const imrpc_Forward *f)
 							  : "chatter down");
 		}
 	}
+	if (org != NULL) {
+		origin_done(r, org);
+	} else {
+		answer(r, from, req_id, 0, NULL);
+	}
 }
-
 static void
 handle_replies(router *r, const imrpc_Replies *rs)
 {
@@ -544,8 +598,7 @@ on_request(rpc_conn *c, uint64_t req_id, const imrpc_Rpc *m, void *payload)
 		answer(r, c, req_id, 0, NULL);
 		break;
 	case imrpc_Rpc_forward_tag:
-		handle_forward(r, &m->body.forward);
-		answer(r, c, req_id, 0, NULL);
+		handle_forward(r, c, req_id, &m->body.forward);
 		break;
 	case imrpc_Rpc_replies_tag:
 		handle_replies(r, &m->body.replies);
@@ -588,7 +641,10 @@ on_state(rpc_conn *c, bool up, int err, const char *why, void *payload)
 	if (up) {
 		for (i = 0; i < r->opts.max_conns; i++) {
 			if (r->nodes[i].conn == NULL) {
+				uint32_t gen = r->nodes[i].gen + 1;
+
 				memset(&r->nodes[i], 0, sizeof(rnode));
+				r->nodes[i].gen = gen;
 				r->nodes[i].conn = c;
 				rpc_conn_set_user(c, &r->nodes[i]);
 				r->stats.conns++;
@@ -637,6 +693,8 @@ free_router(router *r)
 	free(r->nodes);
 	free(r->ctx);
 	free(r->ctx_free);
+	free(r->orig);
+	free(r->orig_free);
 	free(r->out);
 	free(r->aux);
 	free(r->ack);
@@ -670,18 +728,23 @@ router_create(router **out, struct ev_loop *loop, im_store *st,
 	r->nodes = calloc(opts->max_conns, sizeof(*r->nodes));
 	r->ctx = calloc(opts->max_calls, sizeof(*r->ctx));
 	r->ctx_free = calloc(opts->max_calls, sizeof(*r->ctx_free));
+	r->orig = calloc(opts->max_calls, sizeof(*r->orig));
+	r->orig_free = calloc(opts->max_calls, sizeof(*r->orig_free));
 	r->out = calloc(1, sizeof(*r->out));
 	r->aux = calloc(1, sizeof(*r->aux));
 	r->ack = calloc(1, sizeof(*r->ack));
 	if (r->nodes == NULL || r->ctx == NULL || r->ctx_free == NULL ||
+	    r->orig == NULL || r->orig_free == NULL ||
 	    r->out == NULL || r->aux == NULL || r->ack == NULL) {
 		free_router(r);
 		return IM_ENOMEM;
 	}
 	for (i = 0; i < opts->max_calls; i++) {
 		r->ctx_free[i] = opts->max_calls - 1 - i;
+		r->orig_free[i] = opts->max_calls - 1 - i;
 	}
 	r->nctx_free = opts->max_calls;
+	r->norig_free = opts->max_calls;
 	r->loop = loop;
 	r->st = st;
 	r->map = map;

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -27,6 +28,11 @@
 
 #define SLOTS 64
 #define NMSG 10
+
+/* Which Connector (1 or 2) owns uid's slot, from the store. */
+typedef struct owners {
+	char user[SLOTS][IM_OWNER_MAX + 1];
+} owners;
 
 typedef struct cluster {
 	char dir[128];
@@ -83,10 +89,6 @@ dump(const cluster *c)
 	(void)system(cmd);
 }
 
-/* Which Connector (1 or 2) owns uid's slot, from the store. */
-typedef struct owners {
-	char user[SLOTS][IM_OWNER_MAX + 1];
-} owners;
 
 static int
 on_slot(const im_slot_row *row, void *payload)
@@ -152,21 +154,10 @@ login(const cluster *c, tclient *t, const owners *o, uint64_t uid)
 }
 
 static void
-test_cluster_users_on_two_connectors_get_every_message_in_order(
-	void **state)
+load_owners(const cluster *c, owners *o)
 {
-	cluster *c = *state;
 	im_store *st = NULL;
-	owners *o = calloc(1, sizeof(*o));
-	tclient t[3];
-	uint64_t uid[3], members[2];
-	uint64_t seqs[2 * NMSG];
-	int64_t gid = -1, seq;
-	int i, k, sent = 0;
-	bool dup = true;
 
-	assert_non_null(o);
-	memset(t, 0, sizeof(t));
 	if (strncmp(c->store, "host=", 5) == 0) {
 #ifdef IM_E2E_HAVE_PG
 		assert_int_equal(im_store_pg_open(&st, c->store, NULL, NULL,
@@ -183,14 +174,112 @@ test_cluster_users_on_two_connectors_get_every_message_in_order(
 	assert_int_equal(im_store_slot_load(st, IM_KIND_USER, on_slot, o),
 			 IM_OK);
 	im_store_close(st);
-	uid[0] = user_on(o, 0, 1000);
-	uid[1] = user_on(o, 1, 1000);
+}
+
+/* SIGKILL the cluster's process called name (from DIR/pids). */
+static void
+kill_node(const cluster *c, const char *name)
+{
+	char path[256], line[128], who[64];
+	FILE *f;
+	int pid;
+
+	snprintf(path, sizeof(path), "%s/pids", c->dir);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (sscanf(line, "%d %63s", &pid, who) == 2 &&
+		    strcmp(who, name) == 0) {
+			assert_int_equal(kill(pid, SIGKILL), 0);
+			fclose(f);
+			return;
+		}
+	}
+	fclose(f);
+	fail_msg("no process %s", name);
+}
+
+/*
+ * What a correct client sees of group gid: pushes in order, and when a
+ * push's prev_seq shows a gap (or nothing comes), the missing messages
+ * from a Sync. Returns when `want` messages were applied; checks that
+ * they are exactly want_seqs, in order, with an unbroken chain.
+ */
+static void
+collect(tclient *t, uint64_t gid, const uint64_t *want_seqs, int want)
+{
+	static tpush synced[256];
+	uint64_t last = 0;
+	int got = 0, guard, syncs = 0;
+
+	for (guard = 0; guard < 2000 && got < want; guard++) {
+		tpush p;
+		int rc = tc_next_push(t, &p, 2000), n, i;
+
+		if (rc == 1 && (p.kind != im_Envelope_deliver_tag ||
+				p.group != gid || p.seq <= last)) {
+			continue; /* events, or a retransmission */
+		}
+		if (rc == 1 && p.prev_seq == last) {
+			assert_int_equal(p.seq, want_seqs[got]);
+			last = p.seq;
+			got++;
+			tc_ack(t, gid, p.seq);
+			continue;
+		}
+		/* A gap (a push lost with a dying Router) or silence: sync. */
+		assert_true(rc == 1 || rc == 0);
+		syncs++;
+		n = tc_sync_all(t, gid, last, synced, 256);
+		assert_true(n >= 0 && n <= 256);
+		for (i = 0; i < n && got < want; i++) {
+			assert_int_equal(synced[i].prev_seq, last);
+			assert_int_equal(synced[i].seq, want_seqs[got]);
+			last = synced[i].seq;
+			got++;
+		}
+		if (rc == 1 && p.seq > last) {
+			assert_int_equal(p.prev_seq, last);
+			assert_int_equal(p.seq, want_seqs[got]);
+			last = p.seq;
+			got++;
+		}
+		tc_ack(t, gid, last);
+	}
+	assert_int_equal(got, want);
+	if (syncs > 0) {
+		print_message("# member repaired %d gap(s) with Sync\n", syncs);
+	}
+}
+
+/*
+ * Three users (two on connector-1, one on connector-2) in one group; two
+ * of them send 2*NMSG messages, interleaved; after `kill_after` sends
+ * router-1 is killed (-1: never). Sends answered ERR_UNAVAILABLE are
+ * retried with the same dedup id, as clients do.
+ */
+static void
+scenario(cluster *c, uint64_t uid_base, int kill_after)
+{
+	owners *o = calloc(1, sizeof(*o));
+	tclient t[3];
+	uint64_t uid[3], members[2];
+	uint64_t seqs[2 * NMSG];
+	int64_t gid = -1, seq;
+	int i, k, retries = 0, timeouts = 0;
+	bool dup = true;
+
+	assert_non_null(o);
+	memset(t, 0, sizeof(t));
+	load_owners(c, o);
+	uid[0] = user_on(o, 0, uid_base);
+	uid[1] = user_on(o, 1, uid_base);
 	uid[2] = user_on(o, 0, uid[0] + 1);
 	for (i = 0; i < 3; i++) {
 		login(c, &t[i], o, uid[i]);
 	}
-	/* A group across both Connectors; the links to the Routers may still
-	 * be coming up right after start: retry while unavailable. */
+	/* The links to the Routers may still be coming up right after
+	 * start: retry while unavailable. */
 	members[0] = uid[1];
 	members[1] = uid[2];
 	for (i = 0; i < 50 && gid < 0; i++) {
@@ -201,55 +290,64 @@ test_cluster_users_on_two_connectors_get_every_message_in_order(
 		}
 	}
 	assert_true(gid > 0);
-	/* Interleaved sends from two users on two Connectors. */
 	for (i = 0; i < 2 * NMSG; i++) {
 		char body[32];
 		tclient *from = &t[i % 2];
 
+		if (i == kill_after) {
+			kill_node(c, "router-1");
+		}
 		snprintf(body, sizeof(body), "m%d", i);
 		seq = -1;
-		for (k = 0; k < 50 && seq < 0; k++) {
+		for (k = 0; k < 100 && seq < 0; k++) {
 			seq = tc_send_msg(from, (uint64_t)gid, 100 + i, body,
 					  &dup);
-			if (seq < 0) {
+			if (seq == -1000) {
+				/* No answer in time (it was lost with the
+				 * Router): a client retries the same dedup id,
+				 * on a fresh connection if this one is gone. */
+				timeouts++;
+			} else if (seq < 0) {
 				assert_int_equal(seq, -im_Code_ERR_UNAVAILABLE);
-				usleep(100000);
+				retries++;
+				usleep(50000);
 			}
 		}
 		assert_true(seq > 0);
-		seqs[sent++] = (uint64_t)seq;
+		assert_true(i == 0 || (uint64_t)seq > seqs[i - 1]);
+		seqs[i] = (uint64_t)seq;
 	}
 	/* A retry of the first send: the same seq, marked duplicate. */
 	seq = tc_send_msg(&t[0], (uint64_t)gid, 100, "m0", &dup);
 	assert_int_equal(seq, (int64_t)seqs[0]);
 	assert_true(dup);
-
-	/* Every member saw every message once, in seq order, chained. */
+	if (retries > 0 || timeouts > 0) {
+		print_message("# sends retried: %d after ERR_UNAVAILABLE, %d "
+			      "after a timeout\n",
+			      retries, timeouts);
+	}
+	/* Every member has every message once, in seq order, chained. */
 	for (i = 0; i < 3; i++) {
-		uint64_t last = 0;
-		int got = 0, guard;
-
-		for (guard = 0; guard < 1000 && got < 2 * NMSG; guard++) {
-			tpush p;
-			int rc = tc_next_push(&t[i], &p, 5000);
-
-			assert_int_equal(rc, 1);
-			if (p.kind != im_Envelope_deliver_tag ||
-			    p.group != (uint64_t)gid || p.seq <= last) {
-				continue; /* events, or a retransmission */
-			}
-			assert_int_equal(p.prev_seq, last);
-			assert_int_equal(p.seq, seqs[got]);
-			last = p.seq;
-			got++;
-			tc_ack(&t[i], p.group, p.seq);
-		}
-		assert_int_equal(got, 2 * NMSG);
+		collect(&t[i], (uint64_t)gid, seqs, 2 * NMSG);
 	}
 	for (i = 0; i < 3; i++) {
 		tc_close(&t[i]);
 	}
 	free(o);
+}
+
+static void
+test_cluster_users_on_two_connectors_get_every_message_in_order(
+	void **state)
+{
+	scenario(*state, 1000, -1);
+}
+
+static void
+test_cluster_group_keeps_order_and_exactly_once_when_a_router_dies(
+	void **state)
+{
+	scenario(*state, 5000, NMSG / 2);
 }
 
 static int
@@ -263,6 +361,8 @@ setup(void **state)
 	if (cluster_cmd(&c, "start") != 0) {
 		dump(&c);
 		cluster_cmd(&c, "stop");
+		snprintf(path, sizeof(path), "%s.out", c.dir);
+		unlink(path);
 		return -1;
 	}
 	snprintf(path, sizeof(path), "%s/store", c.dir);
@@ -288,6 +388,11 @@ teardown(void **state)
 
 	char out[160];
 
+	if (getenv("IM_E2E_KEEP") != NULL) {
+		/* Debugging: leave the cluster and its logs in c->dir. */
+		fprintf(stderr, "# kept: scripts/cluster stop %s\n", c->dir);
+		return 0;
+	}
 	if (cluster_cmd(c, "stop") != 0) {
 		dump(c);
 		return -1;
@@ -303,6 +408,9 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(
 			test_cluster_users_on_two_connectors_get_every_message_in_order),
+		/* Kills router-1: keep it last. */
+		cmocka_unit_test(
+			test_cluster_group_keeps_order_and_exactly_once_when_a_router_dies),
 	};
 
 	return cmocka_run_group_tests_name("cluster_e2e", tests, setup,

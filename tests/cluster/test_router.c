@@ -400,6 +400,18 @@ test_router_answers_unavailable_when_the_owner_is_not_connected(
 	assert_int_equal(st.unavailable, 1);
 }
 
+static bool
+ch1_has_op(env *e)
+{
+	return e->ch1.ops >= 1;
+}
+
+static bool
+acked(env *e)
+{
+	return e->acks >= 1;
+}
+
 static void
 test_router_answers_unavailable_when_a_forward_times_out(void **state)
 {
@@ -414,9 +426,14 @@ test_router_answers_unavailable_when_a_forward_times_out(void **state)
 	m.body.forward.ops[m.body.forward.ops_count++] =
 		send_op(g1, 11, "connector-1");
 	assert_int_equal(rpc_conn_call(e->cn1.c, &m, 0, on_ack, NULL), IM_OK);
+	assert_true(run_until(e, ch1_has_op));
+	/* The Chatter has not acked: neither has the Router, so a Router
+	 * dying now would fail the Connector's call (and the op retried). */
+	assert_int_equal(e->acks, 0);
 	assert_true(run_until(e, cn1_has_replies));
 	assert_int_equal(e->ch1.ops, 1);
 	assert_unavailable_reply(&e->cn1, 11, g1);
+	assert_true(run_until(e, acked));
 }
 
 static bool
