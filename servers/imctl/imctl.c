@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "im/shard.h"
 #include "im/store.h"
 
 #define NODES_MAX 4096
@@ -302,12 +303,67 @@ print_status(const view *v, const char *backend, uint32_t schema, FILE *out)
 	print_slots(v, out);
 }
 
+typedef struct slot_pick {
+	uint32_t slot;
+	bool found;
+	im_epoch epoch;
+	char owner[IM_OWNER_MAX + 1];
+} slot_pick;
+
+static int
+on_user_slot(const im_slot_row *row, void *payload)
+{
+	slot_pick *p = payload;
+
+	if (row->slot == p->slot) {
+		p->found = true;
+		p->epoch = row->epoch;
+		snprintf(p->owner, sizeof(p->owner), "%s", row->owner);
+		return 1;
+	}
+	return 0;
+}
+
+/* Where a user is served: its slot, the owner and the owner's address
+ * (the Connector's client address: where the user connects). The
+ * address is the last field, for scripts. */
+static int
+print_user(const view *v, im_store *st, uint64_t uid, FILE *out, FILE *err)
+{
+	slot_pick p;
+	char name[IM_OWNER_MAX + 1];
+	const node *n;
+	int rc;
+
+	memset(&p, 0, sizeof(p));
+	p.slot = im_shard_slot_of(uid, v->nslots);
+	rc = im_store_slot_load(st, IM_KIND_USER, on_user_slot, &p);
+	if (rc != IM_OK && rc != 1) {
+		fprintf(err, "imctl: reading user slots: %s\n",
+			im_store_errmsg(st));
+		return rc;
+	}
+	if (!p.found) {
+		fprintf(out, "user %llu: slot %u, unowned\n",
+			(unsigned long long)uid, p.slot);
+		return IM_OK;
+	}
+	snprintf(name, sizeof(name), "%s", p.owner);
+	name[strcspn(name, "/")] = '\0';
+	n = find_node(v, name);
+	fprintf(out, "user %llu: slot %u, epoch %llu, owner %s (%s), %s\n",
+		(unsigned long long)uid, p.slot, (unsigned long long)p.epoch,
+		p.owner, owner_state(v, p.owner),
+		n != NULL ? n->address : "-");
+	return IM_OK;
+}
+
 static void
 usage(FILE *f)
 {
 	fprintf(f,
 		"usage: imctl --store CONNINFO_OR_PATH [options] "
-		"nodes|slots|status\n"
+		"nodes|slots|status|user UID\n"
 		"  --store S          sqlite file (must exist) or PostgreSQL "
 		"conninfo\n"
 		"  --slots N          slots per kind (default %u)\n"
@@ -402,7 +458,7 @@ imctl_main(int argc, char **argv, FILE *out, FILE *err)
 	const char *spec = NULL, *cmd;
 	view v;
 	im_store *st = NULL;
-	uint64_t num;
+	uint64_t num, uid = 0;
 	uint32_t schema = 0;
 	int c, k, ret = 1;
 
@@ -445,13 +501,22 @@ imctl_main(int argc, char **argv, FILE *out, FILE *err)
 			return 2;
 		}
 	}
-	if (spec == NULL || optind != argc - 1) {
+	if (spec == NULL || optind >= argc) {
 		usage(err);
 		return 2;
 	}
 	cmd = argv[optind];
-	if (strcmp(cmd, "nodes") != 0 && strcmp(cmd, "slots") != 0 &&
-	    strcmp(cmd, "status") != 0) {
+	if (strcmp(cmd, "user") == 0) {
+		if (optind != argc - 2 || !parse_u64(argv[optind + 1], &uid) ||
+		    uid == 0) {
+			fprintf(err, "imctl: user needs one nonzero UID\n");
+			return 2;
+		}
+	} else if (optind != argc - 1) {
+		usage(err);
+		return 2;
+	} else if (strcmp(cmd, "nodes") != 0 && strcmp(cmd, "slots") != 0 &&
+		   strcmp(cmd, "status") != 0) {
 		fprintf(err, "imctl: unknown command '%s'\n", cmd);
 		usage(err);
 		return 2;
@@ -472,7 +537,11 @@ imctl_main(int argc, char **argv, FILE *out, FILE *err)
 							      IM_OK) {
 		goto out;
 	}
-	if (strcmp(cmd, "nodes") == 0) {
+	if (strcmp(cmd, "user") == 0) {
+		if (print_user(&v, st, uid, out, err) != IM_OK) {
+			goto out;
+		}
+	} else if (strcmp(cmd, "nodes") == 0) {
 		print_nodes(&v, out);
 	} else if (strcmp(cmd, "slots") == 0) {
 		print_slots(&v, out);

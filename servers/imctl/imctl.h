@@ -9,6 +9,8 @@
  *         count and epoch range; unowned slots of the --slots total
  * status  both, plus a summary line per role and warnings (slots held by
  *         a node that is dead or not registered)
+ * user UID  where a user is served: slot, owner, its state and address
+ *         (the Connector a client of that user connects to; last field)
  *
  * The store is a sqlite path (must exist: imctl never creates a store) or
  * a PostgreSQL conninfo ("postgres://..." or "key=value ...").

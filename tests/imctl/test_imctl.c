@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "im/shard.h"
 #include "im/store.h"
 #include "imctl.h"
 
@@ -288,6 +289,36 @@ test_imctl_status_summarizes_and_warns_about_dead_owners(void **state)
 }
 
 static void
+test_imctl_user_tells_where_a_user_is_served(void **state)
+{
+	fx *f = *state;
+	char buf[256], uid[32], want[64];
+	uint64_t u;
+
+	populate(f);
+	/* A user in a slot of connector-1 (user slots 0-9 of 16). */
+	for (u = 1; im_shard_slot_of(u, 16) >= 10; u++) {
+	}
+	snprintf(uid, sizeof(uid), "%llu", (unsigned long long)u);
+	assert_int_equal(run(f, ARGS("--store", f->path, "--slots", "16",
+				     "--now-ms", "1000000", "user", uid)),
+			 0);
+	snprintf(want, sizeof(want), "user %s:", uid);
+	assert_words(line(f->out, want, buf, sizeof(buf)),
+		     (const char *[]){"owner connector-1 (alive)",
+				      "127.0.0.1:7600", NULL});
+	for (u = 1; im_shard_slot_of(u, 16) < 10; u++) {
+	}
+	snprintf(uid, sizeof(uid), "%llu", (unsigned long long)u);
+	assert_int_equal(run(f, ARGS("--store", f->path, "--slots", "16",
+				     "user", uid)),
+			 0);
+	assert_non_null(strstr(f->out, "unowned"));
+	assert_int_equal(run(f, ARGS("--store", f->path, "user", "0")), 2);
+	assert_int_equal(run(f, ARGS("--store", f->path, "user")), 2);
+}
+
+static void
 test_imctl_on_an_empty_store_says_so(void **state)
 {
 	fx *f = *state;
@@ -351,6 +382,7 @@ main(void)
 		T(test_imctl_dead_after_moves_the_liveness_line),
 		T(test_imctl_slots_counts_per_node_and_kind_with_epochs),
 		T(test_imctl_status_summarizes_and_warns_about_dead_owners),
+		T(test_imctl_user_tells_where_a_user_is_served),
 		T(test_imctl_on_an_empty_store_says_so),
 		T(test_imctl_refuses_a_missing_store_without_creating_it),
 		T(test_imctl_usage_errors_exit_2),
