@@ -450,6 +450,24 @@ on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 	balance(rn);
 }
 
+/* The client address of the Connector owning a user, for Redirect. */
+static const char *
+owner_address(void *payload, const char *owner)
+{
+	rolenode *rn = payload;
+	char name[IM_OWNER_MAX + 1];
+	const cl_node *n;
+
+	snprintf(name, sizeof(name), "%s", owner);
+	name[strcspn(name, "/")] = '\0';
+	n = cl_member_find(rn->m, name);
+	if (n == NULL || !n->alive || n->role != IM_NODE_CONNECTOR ||
+	    owner_gone(rn, owner)) {
+		return NULL;
+	}
+	return n->address;
+}
+
 static void
 reload_map(void *payload)
 {
@@ -566,6 +584,7 @@ run_role(struct ev_loop *loop, im_store *st, node_config *c)
 				      strlen(c->secret), &co);
 		if (rc == IM_OK) {
 			cl_link_set_connector(rn.link, rn.cn);
+			connector_set_redirect(rn.cn, owner_address, &rn);
 			rc = connector_listen(rn.cn, host, port, NULL);
 		}
 	} else {

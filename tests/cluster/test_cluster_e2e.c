@@ -344,6 +344,49 @@ test_cluster_users_on_two_connectors_get_every_message_in_order(
 }
 
 static void
+test_cluster_a_user_at_the_wrong_connector_is_redirected_to_its_owner(
+	void **state)
+{
+	cluster *c = *state;
+	owners *o = calloc(1, sizeof(*o));
+	im_Envelope *env = calloc(1, sizeof(*env));
+	char tok[IM_TOKEN_BUF], want[32];
+	tclient t, t2;
+	uint64_t uid;
+	size_t n = 0;
+	int err = 0;
+
+	assert_non_null(o);
+	assert_non_null(env);
+	memset(&t, 0, sizeof(t));
+	memset(&t2, 0, sizeof(t2));
+	load_owners(c, o);
+	uid = user_on(o, 1, 9000); /* owned by connector-2 */
+	assert_int_equal(im_token_mint(tok, sizeof(tok), c->secret,
+				       strlen(c->secret), uid,
+				       (uint64_t)time(NULL) + 600),
+			 IM_OK);
+	assert_int_equal(tc_connect(&t, c->port[0]), 0); /* connector-1 */
+	env->which_msg = im_Envelope_login_tag;
+	env->req_id = 1;
+	snprintf(env->msg.login.token, sizeof(env->msg.login.token), "%s",
+		 tok);
+	assert_int_equal(tc_send(&t, env), 0);
+	assert_int_equal(tc_recv(&t, H_TIMEOUT_MS), 1);
+	assert_int_equal(t.env->which_msg, im_Envelope_redirect_tag);
+	snprintf(want, sizeof(want), "127.0.0.1:%u", c->port[1]);
+	assert_string_equal(t.env->msg.redirect.address, want);
+	assert_true(tc_wait_closed(&t, H_TIMEOUT_MS, &err));
+	tc_close(&t);
+	/* Where it was sent, the login works. */
+	assert_int_equal(tc_connect(&t2, c->port[1]), 0);
+	assert_int_equal(tc_login(&t2, tok, NULL, 0, &n), 1);
+	tc_close(&t2);
+	free(env);
+	free(o);
+}
+
+static void
 test_cluster_group_keeps_order_and_exactly_once_when_a_router_dies(
 	void **state)
 {
@@ -408,6 +451,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(
 			test_cluster_users_on_two_connectors_get_every_message_in_order),
+		cmocka_unit_test(
+			test_cluster_a_user_at_the_wrong_connector_is_redirected_to_its_owner),
 		/* Kills router-1: keep it last. */
 		cmocka_unit_test(
 			test_cluster_group_keeps_order_and_exactly_once_when_a_router_dies),
