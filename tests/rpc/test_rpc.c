@@ -842,6 +842,19 @@ test_rpc_bad_arguments_are_refused(void **state)
 	assert_int_equal(x.calls, 0);
 	rpc_conn_destroy(NULL);
 	rpc_server_close(NULL);
+	/* Accessors take NULL without harm. */
+	assert_false(rpc_conn_is_up(NULL));
+	assert_non_null(rpc_conn_errmsg(NULL));
+	assert_non_null(rpc_conn_peer(NULL));
+	assert_null(rpc_conn_user(NULL));
+	rpc_conn_set_user(NULL, e);
+	rpc_conn_get_stats(NULL, NULL);
+	assert_int_equal(rpc_server_port(NULL), 0);
+	assert_int_equal(rpc_server_conns(NULL), 0);
+	rpc_conn_set_user(e->cli, e);
+	assert_ptr_equal(rpc_conn_user(e->cli), e);
+	assert_non_null(strstr(rpc_conn_peer(e->cli), "127.0.0.1:"));
+	assert_int_equal(rpc_server_conns(e->srv), 1);
 
 	/* The port is taken now. */
 	assert_int_equal(rpc_server_open(&s, e->loop, "127.0.0.1",
