@@ -789,6 +789,28 @@ cl_link_get_stats(const cl_link *l, cl_link_stats *out)
 	}
 }
 
+static void
+send_reload(rpc_conn *c, void *payload)
+{
+	cl_link *l = payload;
+
+	if (rpc_conn_send(c, l->out) == IM_OK) {
+		l->st.sent++;
+	}
+}
+
+void
+cl_link_notify_slots(cl_link *l)
+{
+	if (l == NULL) {
+		return;
+	}
+	memset(l->out, 0, sizeof(*l->out));
+	l->out->which_body = imrpc_Rpc_slot_map_tag;
+	l->out->body.slot_map.reload = true;
+	cl_peers_each(l->routers, send_reload, l);
+}
+
 void
 cl_link_on_slot_map(cl_link *l, void (*cb)(void *payload), void *payload)
 {

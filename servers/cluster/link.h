@@ -63,6 +63,10 @@ void cl_link_get_stats(const cl_link *l, cl_link_stats *out);
 
 void cl_link_destroy(cl_link *l);
 
+/* Tell every Router to reload the slot map now (after claims or a
+ * handover), instead of at its next periodic refresh. */
+void cl_link_notify_slots(cl_link *l);
+
 /* Set when a Router asks everyone to reload the slot map. */
 void cl_link_on_slot_map(cl_link *l, void (*cb)(void *payload),
 			 void *payload);

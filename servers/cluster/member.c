@@ -470,6 +470,19 @@ cl_peers_up(const cl_peers *p)
 	return up;
 }
 
+void
+cl_peers_each(cl_peers *p, void (*fn)(rpc_conn *c, void *payload),
+	      void *payload)
+{
+	size_t i;
+
+	for (i = 0; p != NULL && i < p->n; i++) {
+		if (rpc_conn_is_up(p->peers[i].conn)) {
+			fn(p->peers[i].conn, payload);
+		}
+	}
+}
+
 rpc_conn *
 cl_peers_get(cl_peers *p, const char *name)
 {

@@ -122,6 +122,10 @@ void cl_peers_sync(cl_peers *p);
 size_t cl_peers_count(const cl_peers *p);
 size_t cl_peers_up(const cl_peers *p);
 
+/* Call fn for every connection that is up (fn must not sync p). */
+void cl_peers_each(cl_peers *p, void (*fn)(rpc_conn *c, void *payload),
+		   void *payload);
+
 /* The connection to node `name`, or NULL (none, or not up). */
 rpc_conn *cl_peers_get(cl_peers *p, const char *name);
 

@@ -379,8 +379,8 @@ balance(rolenode *rn)
 	const char *nodes[256];
 	im_shard_move moves[1024];
 	size_t i, n = 0, nm = 0;
-	uint32_t claimed = 0;
-	int rc;
+	uint32_t claimed = 0, handed = 0;
+	int rc = IM_OK;
 
 	for (i = 0; i < cl_member_count(rn->m) && n < 256; i++) {
 		const cl_node *x = cl_member_node(rn->m, i);
@@ -407,21 +407,50 @@ balance(rolenode *rn)
 	for (i = 0; i < nm && i < 1024; i++) {
 		im_shard_entry e;
 
-		if (strcmp(moves[i].to, rn->owner) != 0 ||
-		    im_shard_get_slot(rn->map, rn->kind, moves[i].slot, &e) !=
-			    IM_OK ||
-		    !owner_gone(rn, e.owner)) {
+		if (im_shard_get_slot(rn->map, rn->kind, moves[i].slot, &e) !=
+		    IM_OK) {
 			continue;
 		}
-		rc = im_shard_claim(rn->map, rn->st, rn->kind, moves[i].slot,
-				    rn->owner, NULL);
-		if (rc == IM_OK) {
-			claimed++;
-		} else if (rc != IM_ECONFLICT) {
-			LOG_W("claim slot %u: %s (%s)", moves[i].slot,
+		if (strcmp(moves[i].to, rn->owner) == 0) {
+			/* A live owner hands its slots over itself. */
+			if (!owner_gone(rn, e.owner)) {
+				continue;
+			}
+			rc = im_shard_claim(rn->map, rn->st, rn->kind,
+					    moves[i].slot, rn->owner, NULL);
+			claimed += rc == IM_OK;
+		} else if (rn->ch != NULL && strcmp(e.owner, rn->owner) == 0) {
+			/*
+			 * Handover of a group slot to a Chatter that joined:
+			 * commit what is pending (acked only once stored),
+			 * then move the slot to it by CAS. Anything of ours
+			 * for the slot after that is fenced (epoch + 1); the
+			 * new owner starts from a fresh seq segment.
+			 */
+			if (handed == 0) {
+				chatter_flush(rn->ch);
+			}
+			rc = im_shard_claim(rn->map, rn->st, rn->kind,
+					    moves[i].slot, moves[i].to, NULL);
+			if (rc == IM_OK) {
+				chatter_drop_slot(rn->ch, moves[i].slot);
+				handed++;
+			}
+		} else {
+			continue;
+		}
+		if (rc != IM_OK && rc != IM_ECONFLICT) {
+			LOG_W("slot %u: %s (%s)", moves[i].slot,
 			      im_strerror(rc), im_store_errmsg(rn->st));
 			break;
 		}
+	}
+	if (handed > 0) {
+		LOG_I("%s handed %u group slots over (now %u)", rn->owner,
+		      handed, im_shard_count(rn->map, rn->kind, rn->owner));
+	}
+	if (claimed > 0 || handed > 0) {
+		cl_link_notify_slots(rn->link);
 	}
 	if (claimed > 0) {
 		LOG_I("%s claimed %u %s slots (now %u)", rn->owner, claimed,

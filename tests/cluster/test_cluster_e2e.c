@@ -386,6 +386,175 @@ test_cluster_a_user_at_the_wrong_connector_is_redirected_to_its_owner(
 	free(o);
 }
 
+#define NGROUPS 24
+#define ROUNDS 4
+
+typedef struct gslots {
+	char owner[SLOTS][IM_OWNER_MAX + 1];
+	im_epoch epoch[SLOTS];
+} gslots;
+
+static int
+on_gslot(const im_slot_row *row, void *payload)
+{
+	gslots *g = payload;
+
+	if (row->slot < SLOTS) {
+		snprintf(g->owner[row->slot], sizeof(g->owner[0]), "%s",
+			 row->owner);
+		g->epoch[row->slot] = row->epoch;
+	}
+	return 0;
+}
+
+static void
+load_group_slots(const cluster *c, gslots *g)
+{
+	im_store *st = NULL;
+
+	if (strncmp(c->store, "host=", 5) == 0) {
+#ifdef IM_E2E_HAVE_PG
+		assert_int_equal(im_store_pg_open(&st, c->store, NULL, NULL,
+						  0),
+				 IM_OK);
+#endif
+	} else {
+		assert_int_equal(im_store_sqlite_open(&st, c->store, NULL,
+						      NULL, 0),
+				 IM_OK);
+	}
+	assert_non_null(st);
+	assert_int_equal(im_store_slot_load(st, IM_KIND_GROUP, on_gslot, g),
+			 IM_OK);
+	im_store_close(st);
+}
+
+static int
+chatter4_slots(const gslots *g)
+{
+	int s, n = 0;
+
+	for (s = 0; s < SLOTS; s++) {
+		n += strncmp(g->owner[s], "chatter-4/", 10) == 0;
+	}
+	return n;
+}
+
+/*
+ * A Chatter joins a running cluster while clients keep sending to 24
+ * groups: it takes its share of group slots by handover (the old owner
+ * commits what is pending, then moves the slot by CAS), sends caught in
+ * the move are answered ERR_UNAVAILABLE and retried with their dedup id,
+ * and the store holds, per group, exactly the acked messages, in order,
+ * with an unbroken prev_seq chain.
+ */
+static void
+test_cluster_a_chatter_added_while_sending_takes_slots_without_loss(
+	void **state)
+{
+	cluster *c = *state;
+	owners *o = calloc(1, sizeof(*o));
+	gslots *gs = calloc(1, sizeof(*gs));
+	static tpush synced[64];
+	static uint64_t acked[NGROUPS][ROUNDS];
+	tclient t[3];
+	uint64_t uid[3], members[2];
+	int64_t gid[NGROUPS];
+	int i, g, r, k, retries = 0, moved = 0;
+	char cmd[512];
+	bool dup;
+
+	assert_non_null(o);
+	assert_non_null(gs);
+	memset(t, 0, sizeof(t));
+	load_owners(c, o);
+	uid[0] = user_on(o, 0, 20000);
+	uid[1] = user_on(o, 1, 20000);
+	uid[2] = user_on(o, 0, uid[0] + 1);
+	for (i = 0; i < 3; i++) {
+		login(c, &t[i], o, uid[i]);
+	}
+	members[0] = uid[1];
+	members[1] = uid[2];
+	for (g = 0; g < NGROUPS; g++) {
+		gid[g] = -1;
+		for (k = 0; k < 50 && gid[g] < 0; k++) {
+			gid[g] = tc_create_group(&t[0], "add", members, 2);
+			if (gid[g] < 0) {
+				usleep(100000);
+			}
+		}
+		assert_true(gid[g] > 0);
+	}
+	for (r = 0; r < ROUNDS; r++) {
+		if (r == 1) {
+			snprintf(cmd, sizeof(cmd),
+				 "BUILD='%s' SLOTS=%d '%s/scripts/cluster' add "
+				 "'%s' chatter chatter-4",
+				 env_or("IM_BUILD", "build"), SLOTS,
+				 env_or("IM_SOURCE", "."), c->dir);
+			assert_int_equal(system(cmd), 0);
+		}
+		for (g = 0; g < NGROUPS; g++) {
+			char body[32];
+			int64_t seq = -1;
+
+			snprintf(body, sizeof(body), "g%d r%d", g, r);
+			for (k = 0; k < 200 && seq < 0; k++) {
+				seq = tc_send_msg(&t[g % 2], (uint64_t)gid[g],
+						  1000 + (uint64_t)r, body,
+						  &dup);
+				if (seq < 0) {
+					assert_true(
+						seq == -im_Code_ERR_UNAVAILABLE ||
+						seq == -1000);
+					retries++;
+					usleep(20000);
+				}
+			}
+			assert_true(seq > 0);
+			assert_true(r == 0 || (uint64_t)seq > acked[g][r - 1]);
+			acked[g][r] = (uint64_t)seq;
+		}
+		if (r == 1) {
+			/* Let the newcomer's share settle mid-stream. */
+			for (k = 0; k < 100; k++) {
+				load_group_slots(c, gs);
+				if (chatter4_slots(gs) >= SLOTS / 4) {
+					break;
+				}
+				usleep(100000);
+			}
+		}
+	}
+	load_group_slots(c, gs);
+	assert_true(chatter4_slots(gs) >= SLOTS / 4 - 1);
+	/* Per group: exactly the acked messages, in order, chained. */
+	for (g = 0; g < NGROUPS; g++) {
+		int n = tc_sync_all(&t[1], (uint64_t)gid[g], 0, synced, 64);
+		uint64_t last = 0;
+
+		assert_int_equal(n, ROUNDS);
+		for (r = 0; r < ROUNDS; r++) {
+			assert_int_equal(synced[r].seq, acked[g][r]);
+			assert_int_equal(synced[r].prev_seq, last);
+			last = synced[r].seq;
+		}
+		moved += strncmp(gs->owner[im_shard_slot_of((uint64_t)gid[g],
+							    SLOTS)],
+				 "chatter-4/", 10) == 0;
+	}
+	print_message("# chatter-4 took %d of %d group slots; %d of our %d "
+		      "groups moved to it mid-stream; %d sends retried\n",
+		      chatter4_slots(gs), SLOTS, moved, NGROUPS, retries);
+	assert_true(moved > 0);
+	for (i = 0; i < 3; i++) {
+		tc_close(&t[i]);
+	}
+	free(gs);
+	free(o);
+}
+
 static void
 test_cluster_group_keeps_order_and_exactly_once_when_a_router_dies(
 	void **state)
@@ -453,6 +622,8 @@ main(void)
 			test_cluster_users_on_two_connectors_get_every_message_in_order),
 		cmocka_unit_test(
 			test_cluster_a_user_at_the_wrong_connector_is_redirected_to_its_owner),
+		cmocka_unit_test(
+			test_cluster_a_chatter_added_while_sending_takes_slots_without_loss),
 		/* Kills router-1: keep it last. */
 		cmocka_unit_test(
 			test_cluster_group_keeps_order_and_exactly_once_when_a_router_dies),
