@@ -25,7 +25,7 @@ IM_API void im_frame_put_header(uint8_t out[IM_FRAME_HEADER], uint32_t len);
 
 /**
  * Find the first complete frame in buf[0..len).
- * @retval IM_OK       *payload_out/*plen_out is the frame's payload (inside
+ * @retval IM_OK       *payload_out and *plen_out give the frame's payload (inside
  *                     buf) and *consumed_out the bytes it took with header
  * @retval IM_EAGAIN   not complete yet; read more
  * @retval IM_ETOOBIG  the prefix announces more than max_payload bytes
