@@ -351,7 +351,7 @@ test_pg_racing_slot_cas_has_exactly_one_winner_per_epoch(void **state)
 
 struct stale_data {
 	int rc;
-	char errmsg[IM_STORE_ERRMSG_MAX];
+	char errmsg[256];
 };
 
 static const im_fence stale_fence = {IM_KIND_GROUP, 9, 1};
@@ -719,6 +719,7 @@ test_pg_store_reconnects_after_its_session_is_killed(void **state)
 	 */
 	kill_backends(fx, "im-victim");
 	rc = im_store_msg_append(st, &f, 1, &m, 1, &res);
+	fprintf(stderr, "# append after the kill: %s\n", im_strerror(rc));
 	assert_true(rc == IM_OK || rc == IM_EUNAVAIL);
 	if (rc == IM_EUNAVAIL) {
 		assert_int_equal(im_store_msg_append(st, &f, 1, &m, 1, &res),

@@ -18,6 +18,13 @@ pg_fixture_error(void)
 	return fx_err;
 }
 
+static void
+quiet(void *arg, const char *message)
+{
+	(void)arg;
+	(void)message;
+}
+
 static const char *
 base_conninfo(void)
 {
@@ -122,6 +129,7 @@ exec_base(const char *sql)
 		PQfinish(c);
 		return -1;
 	}
+	PQsetNoticeProcessor(c, quiet, NULL);
 	res = PQexec(c, sql);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 		snprintf(fx_err, sizeof(fx_err), "%s: %s", sql,
@@ -137,7 +145,7 @@ int
 pg_fixture_create(pg_fixture *fx)
 {
 	const char *base = base_conninfo();
-	char sql[160];
+	char sql[256];
 
 	memset(fx, 0, sizeof(*fx));
 	if (base == NULL) {
@@ -162,7 +170,7 @@ pg_fixture_create(pg_fixture *fx)
 void
 pg_fixture_drop(pg_fixture *fx)
 {
-	char sql[128];
+	char sql[256];
 
 	if (fx->schema[0] == '\0') {
 		return;
@@ -192,5 +200,6 @@ pg_fixture_connect(const pg_fixture *fx)
 		PQfinish(c);
 		return NULL;
 	}
+	PQsetNoticeProcessor(c, quiet, NULL);
 	return c;
 }
