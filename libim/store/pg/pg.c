@@ -415,9 +415,13 @@ pg_ensure(struct pg_store *s)
 	if (PQstatus(s->conn) == CONNECTION_OK &&
 	    (fd = PQsocket(s->conn)) >= 0) {
 		struct pollfd pfd = {fd, POLLIN, 0};
+		int i;
 
-		if (poll(&pfd, 1, 0) > 0) {
-			PQconsumeInput(s->conn);
+		/* The error message first, then the EOF: a few reads. */
+		for (i = 0; i < 4 && poll(&pfd, 1, 0) > 0; i++) {
+			if (!PQconsumeInput(s->conn)) {
+				break;
+			}
 		}
 	}
 	for (tries = 0; PQstatus(s->conn) != CONNECTION_OK; tries++) {
