@@ -37,7 +37,7 @@ struct shared {
 	pthread_barrier_t barrier;
 	int nprocs;
 	char failure[MAX_PROCS][256];
-	unsigned char data[]; /* test specific */
+	_Alignas(16) unsigned char data[]; /* test specific */
 };
 
 static struct shared *

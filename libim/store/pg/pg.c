@@ -12,8 +12,9 @@
  * newest row version and the append sees the new epoch, even though its
  * snapshot predates the CAS) or waits until the append committed.
  *
- * Dedup: the append statement joins the batch against stored dedup keys,
- * drops the duplicates and rechains the rest with window functions. Its
+ * Dedup: the append statement probes the stored dedup keys (LATERAL ...
+ * LIMIT 1, so that a generic plan never scans the whole table), drops the
+ * duplicates and rechains the rest with window functions. Its
  * INSERT has no ON CONFLICT: a key committed concurrently after our
  * snapshot raises a unique violation, the statement rolls back and we try
  * again, now seeing the other row as a duplicate.
@@ -123,9 +124,9 @@ static const struct {
 		" bord, sender, dedup_id, reply_to, time_ms, type, body, idx)),"
 		" o AS MATERIALIZED (SELECT i.idx::int8 AS idx, m.seq::int8 AS seq,"
 		" m.prev_seq::int8 AS prev_seq, m.ordinal::int8 AS ordinal,"
-		" m.time_ms::int8 AS time_ms FROM i JOIN im_messages m"
-		" ON m.conv = i.conv AND m.sender = i.sender"
-		" AND m.dedup_id = i.dedup_id),"
+		" m.time_ms::int8 AS time_ms FROM i CROSS JOIN LATERAL"
+		" (SELECT * FROM im_messages x WHERE x.conv = i.conv"
+		" AND x.sender = i.sender AND x.dedup_id = i.dedup_id LIMIT 1) m),"
 		" k AS (SELECT i.*, coalesce(lag(i.seq) OVER w, i.bprev) AS pseq,"
 		" i.bord + row_number() OVER w AS ord FROM i"
 		" WHERE NOT EXISTS (SELECT 1 FROM o WHERE o.idx = i.idx)"
