@@ -766,6 +766,10 @@ main(void)
 	};
 
 	seed = test_seed();
+	/* bench/pg-soak.sh runs one test at a time (a cmocka glob). */
+	if (getenv("IM_TEST_FILTER") != NULL) {
+		cmocka_set_test_filter(getenv("IM_TEST_FILTER"));
+	}
 	return cmocka_run_group_tests_name("store-pg-concurrency", tests, NULL,
 					   NULL);
 }
