@@ -664,6 +664,56 @@ test_pg_open_of_an_unreachable_server_is_eunavail(void **state)
 }
 
 static void
+test_pg_open_rejects_bad_arguments_before_connecting(void **state)
+{
+	im_store_pg_opts opts = IM_STORE_PG_OPTS_INIT;
+	char err[256];
+	im_store *st = (im_store *)0x1;
+
+	(void)state;
+	assert_int_equal(im_store_pg_open(NULL, "", NULL, err, sizeof(err)),
+			 IM_EINVAL);
+	assert_int_equal(im_store_pg_open(&st, NULL, NULL, err, sizeof(err)),
+			 IM_EINVAL);
+	assert_null(st);
+	assert_true(strlen(err) > 0);
+	opts.version = 0;
+	assert_int_equal(im_store_pg_open(&st, "", &opts, NULL, 0), IM_EINVAL);
+	opts.version = IM_STORE_PG_OPTS_VERSION + 1;
+	assert_int_equal(im_store_pg_open(&st, "", &opts, err, 1), IM_EINVAL);
+	assert_string_equal(err, "");
+}
+
+static void
+test_pg_append_with_a_broken_chain_is_einval_and_stores_nothing(void **state)
+{
+	const pg_fixture *fx = *state;
+	im_store *st = parent_open(fx);
+	im_msg m[2] = {
+		{.conv = 40, .seq = 5, .prev_seq = 1, .ordinal = 2,
+		 .sender = 3, .dedup_id = 1},
+		{.conv = 40, .seq = 6, .prev_seq = 4, .ordinal = 3,
+		 .sender = 3, .dedup_id = 2},
+	};
+	im_fence f = {IM_KIND_GROUP, 13, 1};
+	im_append_result res[2];
+	im_epoch e;
+	int n = 0;
+
+	assert_int_equal(im_store_slot_cas(st, IM_KIND_GROUP, 13, 0, "a", &e),
+			 IM_OK);
+	assert_int_equal(im_store_msg_append(st, &f, 1, m, 2, res), IM_EINVAL);
+	m[1].prev_seq = 5;
+	m[1].ordinal = 4;
+	assert_int_equal(im_store_msg_append(st, &f, 1, m, 2, res), IM_EINVAL);
+	assert_int_equal(im_store_msg_read(st, 40, 0, IM_SEQ_MAX, 0,
+					   count_msgs, &n),
+			 IM_OK);
+	assert_int_equal(n, 0);
+	im_store_close(st);
+}
+
+static void
 kill_backends(const pg_fixture *fx, const char *appname)
 {
 	PGconn *c = pg_fixture_connect(fx);
@@ -760,6 +810,11 @@ main(void)
 			setup, teardown),
 		cmocka_unit_test(
 			test_pg_open_of_an_unreachable_server_is_eunavail),
+		cmocka_unit_test(
+			test_pg_open_rejects_bad_arguments_before_connecting),
+		cmocka_unit_test_setup_teardown(
+			test_pg_append_with_a_broken_chain_is_einval_and_stores_nothing,
+			setup, teardown),
 		cmocka_unit_test_setup_teardown(
 			test_pg_store_reconnects_after_its_session_is_killed,
 			setup, teardown),
