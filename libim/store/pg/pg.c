@@ -360,13 +360,28 @@ set_pq_error(struct pg_store *s, const char *what)
 static int
 pg_prepare_all(struct pg_store *s)
 {
+	PGresult *res;
 	int i;
 
-	for (i = 0; i < PG_NSTMT; i++) {
-		PGresult *res = PQprepare(s->conn, pg_stmts[i].name,
-					  pg_stmts[i].sql, pg_stmts[i].nparams,
-					  pg_stmts[i].types);
+	/*
+	 * The append's custom plans cost more to make than to run (the array
+	 * sizes change the estimates, so the plan cache never settles on a
+	 * generic plan by itself). Every statement here is index driven, and
+	 * the dedup probe is written so that a generic plan cannot scan.
+	 */
+	res = PQexec(s->conn, "SET plan_cache_mode = force_generic_plan");
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		im_store_set_error(&s->base, "pg: set plan_cache_mode: %s",
+				   PQresultErrorMessage(res));
+		PQclear(res);
+		return PQstatus(s->conn) == CONNECTION_OK ? IM_ERR
+							  : IM_EUNAVAIL;
+	}
+	PQclear(res);
 
+	for (i = 0; i < PG_NSTMT; i++) {
+		res = PQprepare(s->conn, pg_stmts[i].name, pg_stmts[i].sql,
+				pg_stmts[i].nparams, pg_stmts[i].types);
 		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 			im_store_set_error(&s->base, "pg: prepare %s: %s",
 					   pg_stmts[i].name,
