@@ -34,11 +34,7 @@
 #include <string.h>
 #include <time.h>
 
-#if __has_include("../schema.h")
-#include "../schema.h"
-#else
-#include "schema_local.h"
-#endif
+#include "store/schema.h"
 
 /* Type OIDs (pg_type.h is a server header). */
 #define OID_BYTEA 17
@@ -582,86 +578,60 @@ pg_exec_simple(struct pg_store *s, const char *sql, PGresult **out)
 	return PQstatus(s->conn) == CONNECTION_OK ? IM_ERR : IM_EUNAVAIL;
 }
 
-static uint32_t
-pg_known_version(void)
-{
-	uint32_t v = 0;
-	size_t i;
-
-	for (i = 0; i < im__nmigrations; i++) {
-		v = IM__MAX(v, im__migrations[i].version);
-	}
-	return v;
-}
-
-/*
- * One transaction under an advisory lock, so that concurrent openers
- * neither race on CREATE TABLE nor apply a step twice.
- */
+/* One migration step: its own transaction, under the advisory lock. */
 static int
-pg_migrate(im_store *st, uint32_t *schema_out)
+pg_migrate_step(struct pg_store *s, uint32_t *cur_out, bool *done_out)
 {
-	struct pg_store *s = PG(st);
+	const struct im__migration *m = NULL;
 	PGresult *res = NULL;
-	uint32_t cur, known = pg_known_version();
-	char sql[96];
-	size_t i;
+	char sql[128], why[IM_STORE_ERRMSG_MAX];
+	uint32_t cur;
 	int rc;
 
-	if ((rc = pg_ensure(s)) != IM_OK) {
-		return rc;
-	}
+	*done_out = false;
 	if ((rc = pg_exec_simple(s, "BEGIN", NULL)) != IM_OK) {
 		return rc;
 	}
 	rc = pg_exec_simple(s, "SELECT pg_advisory_xact_lock(" PG_MIGRATE_LOCK
 			       ")", NULL);
 	if (rc == IM_OK) {
-		rc = pg_exec_simple(s, "CREATE TABLE IF NOT EXISTS im_schema"
-				       " (version BIGINT NOT NULL)", NULL);
+		rc = pg_exec_simple(s, im__schema_bootstrap_sql, NULL);
 	}
 	if (rc == IM_OK) {
-		rc = pg_exec_simple(s, "SELECT coalesce(max(version), 0)"
-				       " FROM im_schema", &res);
+		rc = pg_exec_simple(s, im__schema_version_sql, &res);
 	}
 	if (rc != IM_OK) {
 		goto out;
 	}
-	cur = (uint32_t)strtoul(PQgetvalue(res, 0, 0), NULL, 10);
+	cur = PQgetisnull(res, 0, 0)
+		      ? 0
+		      : (uint32_t)strtoul(PQgetvalue(res, 0, 0), NULL, 10);
 	PQclear(res);
-	if (cur > known) {
-		im_store_set_error(st, "pg: schema version %u is newer than"
-				   " this build (%u)", cur, known);
-		*schema_out = cur;
+	*cur_out = cur;
+	why[0] = '\0';
+	rc = im__schema_next(cur, &m, why, sizeof(why));
+	if (rc != IM_OK) {
+		im_store_set_error(&s->base, "pg: %s", why);
 		rc = IM_ESCHEMA;
 		goto out;
 	}
-	for (i = 0; i < im__nmigrations && rc == IM_OK; i++) {
-		const struct im__migration *m = &im__migrations[i];
-
-		if (m->version <= cur) {
-			continue;
-		}
-		rc = pg_exec_simple(s, m->sql, NULL);
-		if (rc != IM_OK) {
-			char msg[IM_STORE_ERRMSG_MAX];
-
-			snprintf(msg, sizeof(msg), "%s", st->errmsg);
-			im_store_set_error(st, "pg: migration %u (%s): %s",
-					   m->version, m->name, msg);
-			break;
-		}
-		snprintf(sql, sizeof(sql),
-			 "INSERT INTO im_schema (version) VALUES (%u)",
-			 m->version);
-		rc = pg_exec_simple(s, sql, NULL);
-		cur = m->version;
+	if (m == NULL) {
+		*done_out = true;
+		return pg_exec_simple(s, "COMMIT", NULL);
 	}
-	if (rc == IM_OK) {
-		rc = pg_exec_simple(s, "COMMIT", NULL);
+	if ((rc = pg_exec_simple(s, m->sql, NULL)) != IM_OK) {
+		snprintf(why, sizeof(why), "%s", s->base.errmsg);
+		im_store_set_error(&s->base, "pg: migration %u (%s): %s",
+				   m->version, m->name, why);
+		goto out;
 	}
-	if (rc == IM_OK) {
-		*schema_out = cur;
+	if (im__schema_set_sql(sql, sizeof(sql), m->version) != IM_OK) {
+		rc = IM_ERR;
+		goto out;
+	}
+	if ((rc = pg_exec_simple(s, sql, NULL)) == IM_OK &&
+	    (rc = pg_exec_simple(s, "COMMIT", NULL)) == IM_OK) {
+		*cur_out = m->version;
 		return IM_OK;
 	}
 out:
@@ -669,6 +639,39 @@ out:
 		PQclear(PQexec(s->conn, "ROLLBACK"));
 	}
 	return rc;
+}
+
+/*
+ * Concurrent openers serialize on an advisory lock, so that they neither
+ * race on CREATE TABLE nor apply a step twice; each step commits alone, so
+ * a crash leaves the database at some whole version.
+ */
+static int
+pg_migrate(im_store *st, uint32_t *schema_out)
+{
+	struct pg_store *s = PG(st);
+	uint32_t cur = 0, steps;
+	bool done = false;
+	int rc;
+
+	if ((rc = pg_ensure(s)) != IM_OK) {
+		return rc;
+	}
+	for (steps = 0; !done; steps++) {
+		if (steps > im__nmigrations) {
+			im_store_set_error(st, "pg: migrations do not converge");
+			return IM_ERR;
+		}
+		rc = pg_migrate_step(s, &cur, &done);
+		if (rc != IM_OK) {
+			if (rc == IM_ESCHEMA) {
+				*schema_out = cur;
+			}
+			return rc;
+		}
+	}
+	*schema_out = cur;
+	return IM_OK;
 }
 
 /* ---- slots and segments ---------------------------------------------- */
@@ -910,6 +913,34 @@ batch_scan(struct pg_store *s, const im_msg *msgs, size_t n, int32_t *head,
 	return IM_OK;
 }
 
+static bool
+taken_seq(const PGresult *res)
+{
+	const char *con = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME);
+
+	return sqlstate_is(res, "23505") && con != NULL &&
+	       strcmp(con, "im_messages_pkey") == 0;
+}
+
+/* "Key (conv, seq)=(100, 6) already exists." names the taken seq. */
+static void
+seq_conflict(struct pg_store *s, const PGresult *res)
+{
+	const char *d = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
+	long long conv, seq;
+
+	if (d != NULL &&
+	    sscanf(d, "Key (conv, seq)=(%lld, %lld)", &conv, &seq) == 2) {
+		im_store_set_error(&s->base,
+				   "pg: conv %llu seq %llu holds another"
+				   " message", (unsigned long long)conv,
+				   (unsigned long long)seq);
+	} else {
+		im_store_set_error(&s->base, "pg: a seq of the batch holds"
+				   " another message: %s", d != NULL ? d : "");
+	}
+}
+
 static int
 pg_msg_append(im_store *st, const im_fence *fences, size_t nfences,
 	      const im_msg *msgs, size_t n, im_append_result *res_out)
@@ -922,6 +953,7 @@ pg_msg_append(im_store *st, const im_fence *fences, size_t nfences,
 	unsigned char *p, *sq;
 	size_t i, nsent = 0, tabn = 16, body_bytes = 0, need, meta;
 	PGresult *res = NULL;
+	bool pkey_hit = false;
 	int rc, tries, r;
 	int c;
 
@@ -1000,13 +1032,23 @@ pg_msg_append(im_store *st, const im_fence *fences, size_t nfences,
 		if (rc != IM_ECONFLICT) {
 			break;
 		}
-		if (!is_race(res) || tries + 1 >= PG_RACE_TRIES) {
-			/* (conv, seq) taken by another message: no retry fixes it. */
+		/*
+		 * A seq taken twice in a row is taken by another message (a
+		 * same-key twin would be a dup by now): no retry fixes it.
+		 */
+		if (taken_seq(res) && (tries > 0 || pkey_hit)) {
+			seq_conflict(s, res);
 			PQclear(res);
 			return IM_ECONFLICT;
 		}
+		pkey_hit = taken_seq(res);
 		PQclear(res);
 		res = NULL;
+		if (tries + 1 >= PG_RACE_TRIES) {
+			im_store_set_error(st, "pg: append kept racing other"
+					   " writers");
+			return IM_EUNAVAIL;
+		}
 	}
 	if (rc != IM_OK) {
 		PQclear(res);
@@ -1203,6 +1245,9 @@ pg_msg_last(im_store *st, im_gid conv, im_seq at, im_msg_pos *pos_out)
 		PQclear(res);
 		pos_out->seq = 0;
 		pos_out->ordinal = 0;
+		im_store_set_error(st, "pg: no message in conv %llu at or"
+				   " below seq %llu", (unsigned long long)conv,
+				   (unsigned long long)at);
 		return IM_ENOTFOUND;
 	}
 	pos_out->seq = col_u64(res, 0, 0);
@@ -1230,6 +1275,10 @@ pg_msg_find_dedup(im_store *st, im_gid conv, im_uid sender, uint64_t dedup_id,
 	}
 	if (PQntuples(res) == 0) {
 		PQclear(res);
+		im_store_set_error(st, "pg: no message with dedup key"
+				   " %llu/%llu/%llu", (unsigned long long)conv,
+				   (unsigned long long)sender,
+				   (unsigned long long)dedup_id);
 		return IM_ENOTFOUND;
 	}
 	row_msg(res, 0, msg_out, false);
@@ -1281,6 +1330,8 @@ pg_group_lookup(im_store *st, im_gid gid, im_group *out)
 	}
 	if (PQntuples(res) == 0) {
 		PQclear(res);
+		im_store_set_error(st, "pg: no group %llu",
+				   (unsigned long long)gid);
 		return IM_ENOTFOUND;
 	}
 	out->gid = col_u64(res, 0, 0);
