@@ -1187,7 +1187,7 @@ row_msg(const PGresult *res, int r, im_msg *m, bool body)
 	m->type = (uint32_t)col_u64(res, r, 8);
 	if (body) {
 		m->body_len = (uint32_t)PQgetlength(res, r, 9);
-		m->body = m->body_len > 0 ? PQgetvalue(res, r, 9) : NULL;
+		m->body = PQgetvalue(res, r, 9);
 	} else {
 		m->body_len = 0;
 		m->body = NULL;
@@ -1440,8 +1440,8 @@ pg_conv_load(im_store *st, im_uid user, im_conv_cb cb, void *payload)
 				PQgetlength(res, r, 8), IM_PREVIEW_MAX),
 		};
 
-		row.preview = row.preview_len > 0 ? PQgetvalue(res, r, 8)
-						  : NULL;
+		/* Never NULL, also when empty (callers memcpy it). */
+		row.preview = PQgetvalue(res, r, 8);
 		rc = cb(&row, payload);
 	}
 	PQclear(res);
@@ -1508,7 +1508,7 @@ pg_uq_read(im_store *st, im_uid user, im_seq after, uint32_t limit,
 			.body_len = (uint32_t)PQgetlength(res, r, 4),
 		};
 
-		it.body = it.body_len > 0 ? PQgetvalue(res, r, 4) : NULL;
+		it.body = PQgetvalue(res, r, 4);
 		rc = cb(&it, payload);
 	}
 	PQclear(res);
