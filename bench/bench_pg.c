@@ -61,7 +61,7 @@ exec_sql(PGconn *c, const char *sql)
 
 	if (es != PGRES_COMMAND_OK && es != PGRES_TUPLES_OK) {
 		fprintf(stderr, "bench_pg: %s: %s", sql,
-			PQresultErrorMessage(res));
+		        PQresultErrorMessage(res));
 		rc = -1;
 	}
 	PQclear(res);
@@ -119,7 +119,7 @@ run_backend(struct shared *sh, int w)
 		rc = im_store_msg_append(st, &f, 1, msgs, (size_t)batch, res);
 		if (rc != IM_OK) {
 			fprintf(stderr, "bench_pg: writer %d: %s: %s\n", w,
-				im_strerror(rc), im_store_errmsg(st));
+			        im_strerror(rc), im_store_errmsg(st));
 			im_store_close(st);
 			return -1;
 		}
@@ -145,7 +145,8 @@ run_plain(struct shared *sh, int w)
 	size_t np = (size_t)batch * 10, len = 0, cap = 64 + np * 8;
 	char *sql = malloc(cap);
 	const char **vals = calloc(np, sizeof(*vals));
-	int *lens = calloc(np, sizeof(*lens)), *fmts = calloc(np, sizeof(*fmts));
+	int *lens = calloc(np, sizeof(*lens)),
+	    *fmts = calloc(np, sizeof(*fmts));
 	uint64_t *nums = calloc(np, sizeof(*nums));
 	PGconn *c = PQconnectdb(ci);
 	long b, next = 0;
@@ -161,10 +162,11 @@ run_plain(struct shared *sh, int w)
 	}
 	len += (size_t)snprintf(sql, cap, "INSERT INTO plain VALUES ");
 	for (i = 0; i < batch; i++) {
-		len += (size_t)snprintf(sql + len, cap - len, "%s(", i ? "," : "");
+		len += (size_t)snprintf(sql + len, cap - len, "%s(",
+		                        i ? "," : "");
 		for (j = 0; j < 10; j++) {
 			len += (size_t)snprintf(sql + len, cap - len, "%s$%d",
-						j ? "," : "", i * 10 + j + 1);
+			                        j ? "," : "", i * 10 + j + 1);
 		}
 		len += (size_t)snprintf(sql + len, cap - len, ")");
 	}
@@ -176,7 +178,7 @@ run_plain(struct shared *sh, int w)
 
 		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 			fprintf(stderr, "bench_pg: prepare: %s",
-				PQresultErrorMessage(r));
+			        PQresultErrorMessage(r));
 			PQclear(r);
 			pthread_barrier_wait(&sh->barrier);
 			return -1;
@@ -210,10 +212,11 @@ run_plain(struct shared *sh, int w)
 
 				for (x = 0; x < 8; x++) {
 					p[x] = (unsigned char)(v[j] >>
-							       (56 - 8 * x));
+					                       (56 - 8 * x));
 				}
 				nums[i * 10 + j] = be;
-				vals[i * 10 + j] = (const char *)&nums[i * 10 + j];
+				vals[i * 10 + j] =
+				        (const char *)&nums[i * 10 + j];
 				lens[i * 10 + j] = 8;
 			}
 			vals[i * 10 + 9] = (const char *)body;
@@ -222,7 +225,7 @@ run_plain(struct shared *sh, int w)
 		r = PQexecPrepared(c, "plain", (int)np, vals, lens, fmts, 1);
 		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 			fprintf(stderr, "bench_pg: plain: %s",
-				PQresultErrorMessage(r));
+			        PQresultErrorMessage(r));
 			PQclear(r);
 			PQfinish(c);
 			return -1;
@@ -271,12 +274,12 @@ setup(bool plain)
 		im_epoch e;
 
 		rc = im_store_slot_cas(st, IM_KIND_GROUP, (uint32_t)w, 0,
-				       "bench", &e);
+		                       "bench", &e);
 	}
 	im_store_close(st);
 	if (rc == 0 && plain) {
 		rc = exec_sql(c, "CREATE TABLE imbench.plain (LIKE"
-				 " imbench.im_messages INCLUDING ALL)");
+		                 " imbench.im_messages INCLUDING ALL)");
 	}
 	/* Start from a checkpoint so runs do not pay for each other's WAL. */
 	if (rc == 0) {
@@ -299,7 +302,7 @@ main(int argc, char **argv)
 
 	if (argc != 6) {
 		fprintf(stderr, "usage: bench_pg CONNINFO backend|plain BATCH"
-				" WRITERS SECONDS\n");
+		                " WRITERS SECONDS\n");
 		return 2;
 	}
 	conninfo = argv[1];
@@ -314,13 +317,12 @@ main(int argc, char **argv)
 		return 2;
 	}
 	memset(body, 'x', sizeof(body));
-	snprintf(ci, sizeof(ci), "%s options=-csearch_path=imbench",
-		 conninfo);
+	snprintf(ci, sizeof(ci), "%s options=-csearch_path=imbench", conninfo);
 	if (setup(plain) != 0) {
 		return 1;
 	}
 	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE,
-		  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	          MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (sh == MAP_FAILED) {
 		return 1;
 	}
@@ -338,9 +340,9 @@ main(int argc, char **argv)
 		if (pids[w] == 0) {
 			alarm((unsigned)seconds + 120);
 			_exit((plain ? run_plain(sh, w) : run_backend(sh, w)) ==
-					      0
-				      ? 0
-				      : 1);
+			                      0
+			              ? 0
+			              : 1);
 		}
 	}
 	for (w = 0; w < writers; w++) {

@@ -6,11 +6,11 @@
  * their exit status, and the parent asserts. Every child arms alarm() so a
  * hang fails the test instead of blocking the run.
  */
+#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <cmocka.h>
 
 #include <errno.h>
 #include <pthread.h>
@@ -48,17 +48,16 @@ shared_map(int nprocs, size_t data_size)
 	size_t len = sizeof(*sh) + data_size;
 
 	sh = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-		  -1, 0);
+	          -1, 0);
 	assert_true(sh != MAP_FAILED);
 	memset(sh, 0, len);
 	sh->nprocs = nprocs;
 	assert_int_equal(pthread_barrierattr_init(&attr), 0);
-	assert_int_equal(pthread_barrierattr_setpshared(&attr,
-							PTHREAD_PROCESS_SHARED),
-			 0);
-	assert_int_equal(pthread_barrier_init(&sh->barrier, &attr,
-					      (unsigned)nprocs),
-			 0);
+	assert_int_equal(
+	        pthread_barrierattr_setpshared(&attr, PTHREAD_PROCESS_SHARED),
+	        0);
+	assert_int_equal(
+	        pthread_barrier_init(&sh->barrier, &attr, (unsigned)nprocs), 0);
 	pthread_barrierattr_destroy(&attr);
 	return sh;
 }
@@ -108,7 +107,7 @@ run_children(struct shared *sh, int nprocs, const pg_fixture *fx, child_fn fn)
 		}
 		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 			fprintf(stderr, "# child %d failed (status %d): %s\n",
-				i, status, sh->failure[i]);
+			        i, status, sh->failure[i]);
 			failed++;
 		}
 	}
@@ -197,7 +196,7 @@ seg_child(struct shared *sh, int id, const pg_fixture *fx)
 		rc = im_store_seg_take(st, &key, step, &d->segs[id][i]);
 		if (rc != IM_OK) {
 			child_fail(sh, id, "seg_take: %d %s", rc,
-				   im_store_errmsg(st));
+			           im_store_errmsg(st));
 		}
 		d->steps[id][i] = step;
 	}
@@ -273,20 +272,20 @@ cas_child(struct shared *sh, int id, const pg_fixture *fx)
 		if (rc == IM_OK) {
 			if (got != e + 1) {
 				child_fail(sh, id, "won %llu, got %llu",
-					   (unsigned long long)e,
-					   (unsigned long long)got);
+				           (unsigned long long)e,
+				           (unsigned long long)got);
 			}
 			d->wins[e + 1][id] = 1;
 		} else if (rc == IM_ECONFLICT) {
 			/* Losing means someone moved the slot past e. */
 			if (got <= e) {
 				child_fail(sh, id, "lost %llu, epoch %llu",
-					   (unsigned long long)e,
-					   (unsigned long long)got);
+				           (unsigned long long)e,
+				           (unsigned long long)got);
 			}
 		} else {
 			child_fail(sh, id, "cas: %d %s", rc,
-				   im_store_errmsg(st));
+			           im_store_errmsg(st));
 		}
 	}
 	im_store_close(st);
@@ -336,9 +335,9 @@ test_pg_racing_slot_cas_has_exactly_one_winner_per_epoch(void **state)
 		assert_int_equal(winners, 1);
 	}
 	st = parent_open(fx);
-	assert_int_equal(im_store_slot_load(st, IM_KIND_GROUP, slot_seen_cb,
-					    &seen),
-			 IM_OK);
+	assert_int_equal(
+	        im_store_slot_load(st, IM_KIND_GROUP, slot_seen_cb, &seen),
+	        IM_OK);
 	assert_int_equal(seen.rows, 1);
 	assert_int_equal(seen.epoch, CAS_EPOCHS);
 	snprintf(owner, sizeof(owner), "node-%d", last);
@@ -361,15 +360,20 @@ stale_child(struct shared *sh, int id, const pg_fixture *fx)
 {
 	struct stale_data *d = (struct stale_data *)(void *)sh->data;
 	char ci[PG_FIXTURE_CONNINFO_MAX + 64], err[256];
-	im_msg m = {.conv = 500, .seq = 1, .ordinal = 1, .sender = 3,
-		    .dedup_id = 1, .time_ms = 1, .body = "zombie",
-		    .body_len = 6};
+	im_msg m = {.conv = 500,
+	            .seq = 1,
+	            .ordinal = 1,
+	            .sender = 3,
+	            .dedup_id = 1,
+	            .time_ms = 1,
+	            .body = "zombie",
+	            .body_len = 6};
 	im_append_result res;
 	im_store *st;
 	int rc;
 
 	pg_fixture_conninfo(fx, "application_name=im-stale-writer", ci,
-			    sizeof(ci));
+	                    sizeof(ci));
 	rc = im_store_pg_open(&st, ci, NULL, err, sizeof(err));
 	if (rc != IM_OK) {
 		child_fail(sh, id, "open: %d %s", rc, err);
@@ -408,8 +412,9 @@ wait_blocked(PGconn *mon, const char *appname)
 	int i;
 
 	snprintf(sql, sizeof(sql),
-		 "SELECT 1 FROM pg_stat_activity WHERE application_name = '%s'"
-		 " AND wait_event_type = 'Lock'", appname);
+	         "SELECT 1 FROM pg_stat_activity WHERE application_name = '%s'"
+	         " AND wait_event_type = 'Lock'",
+	         appname);
 	for (i = 0; i < 1000; i++) {
 		PGresult *res = PQexec(mon, sql);
 		int n = PQntuples(res);
@@ -436,7 +441,7 @@ test_pg_stale_writer_cannot_append_after_a_cas_it_started_before(void **state)
 	int status, n = 0;
 
 	assert_int_equal(im_store_slot_cas(st, IM_KIND_GROUP, 9, 0, "old", &e),
-			 IM_OK);
+	                 IM_OK);
 	assert_int_equal(e, 1);
 	cas = pg_fixture_connect(fx);
 	mon = pg_fixture_connect(fx);
@@ -446,7 +451,7 @@ test_pg_stale_writer_cannot_append_after_a_cas_it_started_before(void **state)
 	/* The new owner's CAS, as im_store_slot_cas runs it, left open. */
 	exec_ok(cas, "BEGIN");
 	exec_ok(cas, "UPDATE im_slots SET owner = 'new', epoch = 2"
-		     " WHERE kind = 1 AND slot = 9 AND epoch = 1");
+	             " WHERE kind = 1 AND slot = 9 AND epoch = 1");
 	/* The zombie's append starts while the old epoch is committed. */
 	fflush(NULL);
 	pid = fork();
@@ -463,9 +468,9 @@ test_pg_stale_writer_cannot_append_after_a_cas_it_started_before(void **state)
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	assert_int_equal(d->rc, IM_ESTALE);
 	assert_non_null(strstr(d->errmsg, "9"));
-	assert_int_equal(im_store_msg_read(st, 500, 0, IM_SEQ_MAX, 0,
-					   count_msgs, &n),
-			 IM_OK);
+	assert_int_equal(
+	        im_store_msg_read(st, 500, 0, IM_SEQ_MAX, 0, count_msgs, &n),
+	        IM_OK);
 	assert_int_equal(n, 0);
 	PQfinish(cas);
 	PQfinish(mon);
@@ -482,27 +487,33 @@ test_pg_append_before_a_cas_is_kept_and_one_after_it_is_stale(void **state)
 {
 	const pg_fixture *fx = *state;
 	im_store *st = parent_open(fx);
-	im_msg m = {.conv = 501, .seq = 1, .ordinal = 1, .sender = 3,
-		    .dedup_id = 1, .time_ms = 1, .body = "x", .body_len = 1};
+	im_msg m = {.conv = 501,
+	            .seq = 1,
+	            .ordinal = 1,
+	            .sender = 3,
+	            .dedup_id = 1,
+	            .time_ms = 1,
+	            .body = "x",
+	            .body_len = 1};
 	im_fence f = {IM_KIND_GROUP, 10, 1};
 	im_append_result res;
 	im_epoch e;
 	int n = 0;
 
 	assert_int_equal(im_store_slot_cas(st, IM_KIND_GROUP, 10, 0, "a", &e),
-			 IM_OK);
+	                 IM_OK);
 	assert_int_equal(im_store_msg_append(st, &f, 1, &m, 1, &res), IM_OK);
 	assert_int_equal(im_store_slot_cas(st, IM_KIND_GROUP, 10, 1, "b", &e),
-			 IM_OK);
+	                 IM_OK);
 	m.seq = 2;
 	m.prev_seq = 1;
 	m.ordinal = 2;
 	m.dedup_id = 2;
 	assert_int_equal(im_store_msg_append(st, &f, 1, &m, 1, &res),
-			 IM_ESTALE);
-	assert_int_equal(im_store_msg_read(st, 501, 0, IM_SEQ_MAX, 0,
-					   count_msgs, &n),
-			 IM_OK);
+	                 IM_ESTALE);
+	assert_int_equal(
+	        im_store_msg_read(st, 501, 0, IM_SEQ_MAX, 0, count_msgs, &n),
+	        IM_OK);
 	assert_int_equal(n, 1);
 	im_store_close(st);
 }
@@ -530,21 +541,21 @@ dup_child(struct shared *sh, int id, const pg_fixture *fx)
 		 * odd rounds: each process chose its own seq.
 		 */
 		im_msg m = {
-			.conv = 1000 + (uint64_t)r,
-			.seq = r % 2 == 0 ? 1 : 1 + (uint64_t)id,
-			.ordinal = 1,
-			.sender = 8,
-			.dedup_id = 0xfeedULL + (uint64_t)r,
-			.time_ms = 100 + (uint64_t)id,
-			.body = "same",
-			.body_len = 4,
+		        .conv = 1000 + (uint64_t)r,
+		        .seq = r % 2 == 0 ? 1 : 1 + (uint64_t)id,
+		        .ordinal = 1,
+		        .sender = 8,
+		        .dedup_id = 0xfeedULL + (uint64_t)r,
+		        .time_ms = 100 + (uint64_t)id,
+		        .body = "same",
+		        .body_len = 4,
 		};
 
 		pthread_barrier_wait(&sh->barrier);
 		rc = im_store_msg_append(st, &f, 1, &m, 1, &d->res[r][id]);
 		if (rc != IM_OK) {
 			child_fail(sh, id, "round %d: append %d %s", r, rc,
-				   im_store_errmsg(st));
+			           im_store_errmsg(st));
 		}
 	}
 	im_store_close(st);
@@ -561,7 +572,7 @@ test_pg_same_dedup_key_from_two_processes_is_stored_once(void **state)
 	int r, p;
 
 	assert_int_equal(im_store_slot_cas(st, IM_KIND_GROUP, 11, 0, "a", &e),
-			 IM_OK);
+	                 IM_OK);
 	run_children(sh, DUP_PROCS, fx, dup_child);
 	for (r = 0; r < DUP_ROUNDS; r++) {
 		int stored = 0, n = 0;
@@ -573,19 +584,18 @@ test_pg_same_dedup_key_from_two_processes_is_stored_once(void **state)
 			}
 			assert_int_equal(d->res[r][p].seq, d->res[r][0].seq);
 			assert_int_equal(d->res[r][p].time_ms,
-					 d->res[r][0].time_ms);
+			                 d->res[r][0].time_ms);
 		}
 		assert_int_equal(stored, 1);
 		assert_int_equal(im_store_msg_read(st, 1000 + (uint64_t)r, 0,
-						   IM_SEQ_MAX, 0, count_msgs,
-						   &n),
-				 IM_OK);
+		                                   IM_SEQ_MAX, 0, count_msgs,
+		                                   &n),
+		                 IM_OK);
 		assert_int_equal(n, 1);
-		assert_int_equal(im_store_msg_find_dedup(st, 1000 + (uint64_t)r,
-							 8, 0xfeedULL +
-								    (uint64_t)r,
-							 &found),
-				 IM_OK);
+		assert_int_equal(im_store_msg_find_dedup(
+		                         st, 1000 + (uint64_t)r, 8,
+		                         0xfeedULL + (uint64_t)r, &found),
+		                 IM_OK);
 		assert_int_equal(found.seq, d->res[r][0].seq);
 	}
 	im_store_close(st);
@@ -639,9 +649,9 @@ test_pg_open_fails_with_eschema_on_a_newer_schema(void **state)
 	PQfinish(c);
 	im_store_close(st);
 	st = (im_store *)0x1;
-	assert_int_equal(im_store_pg_open(&st, fx->conninfo, NULL, err,
-					  sizeof(err)),
-			 IM_ESCHEMA);
+	assert_int_equal(
+	        im_store_pg_open(&st, fx->conninfo, NULL, err, sizeof(err)),
+	        IM_ESCHEMA);
 	assert_null(st);
 	assert_non_null(strstr(err, "999"));
 }
@@ -655,10 +665,11 @@ test_pg_open_of_an_unreachable_server_is_eunavail(void **state)
 
 	(void)state;
 	opts.connect_timeout_ms = 2000;
-	assert_int_equal(im_store_pg_open(&st, "host=127.0.0.1 port=1"
-					  " dbname=none user=none",
-					  &opts, err, sizeof(err)),
-			 IM_EUNAVAIL);
+	assert_int_equal(im_store_pg_open(&st,
+	                                  "host=127.0.0.1 port=1"
+	                                  " dbname=none user=none",
+	                                  &opts, err, sizeof(err)),
+	                 IM_EUNAVAIL);
 	assert_null(st);
 	assert_true(strlen(err) > 0);
 }
@@ -672,9 +683,9 @@ test_pg_open_rejects_bad_arguments_before_connecting(void **state)
 
 	(void)state;
 	assert_int_equal(im_store_pg_open(NULL, "", NULL, err, sizeof(err)),
-			 IM_EINVAL);
+	                 IM_EINVAL);
 	assert_int_equal(im_store_pg_open(&st, NULL, NULL, err, sizeof(err)),
-			 IM_EINVAL);
+	                 IM_EINVAL);
 	assert_null(st);
 	assert_true(strlen(err) > 0);
 	opts.version = 0;
@@ -690,10 +701,18 @@ test_pg_append_with_a_broken_chain_is_einval_and_stores_nothing(void **state)
 	const pg_fixture *fx = *state;
 	im_store *st = parent_open(fx);
 	im_msg m[2] = {
-		{.conv = 40, .seq = 5, .prev_seq = 1, .ordinal = 2,
-		 .sender = 3, .dedup_id = 1},
-		{.conv = 40, .seq = 6, .prev_seq = 4, .ordinal = 3,
-		 .sender = 3, .dedup_id = 2},
+	        {.conv = 40,
+	         .seq = 5,
+	         .prev_seq = 1,
+	         .ordinal = 2,
+	         .sender = 3,
+	         .dedup_id = 1},
+	        {.conv = 40,
+	         .seq = 6,
+	         .prev_seq = 4,
+	         .ordinal = 3,
+	         .sender = 3,
+	         .dedup_id = 2},
 	};
 	im_fence f = {IM_KIND_GROUP, 13, 1};
 	im_append_result res[2];
@@ -701,14 +720,14 @@ test_pg_append_with_a_broken_chain_is_einval_and_stores_nothing(void **state)
 	int n = 0;
 
 	assert_int_equal(im_store_slot_cas(st, IM_KIND_GROUP, 13, 0, "a", &e),
-			 IM_OK);
+	                 IM_OK);
 	assert_int_equal(im_store_msg_append(st, &f, 1, m, 2, res), IM_EINVAL);
 	m[1].prev_seq = 5;
 	m[1].ordinal = 4;
 	assert_int_equal(im_store_msg_append(st, &f, 1, m, 2, res), IM_EINVAL);
-	assert_int_equal(im_store_msg_read(st, 40, 0, IM_SEQ_MAX, 0,
-					   count_msgs, &n),
-			 IM_OK);
+	assert_int_equal(
+	        im_store_msg_read(st, 40, 0, IM_SEQ_MAX, 0, count_msgs, &n),
+	        IM_OK);
 	assert_int_equal(n, 0);
 	im_store_close(st);
 }
@@ -721,8 +740,9 @@ kill_backends(const pg_fixture *fx, const char *appname)
 
 	assert_non_null(c);
 	snprintf(sql, sizeof(sql),
-		 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-		 " WHERE application_name = '%s'", appname);
+	         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+	         " WHERE application_name = '%s'",
+	         appname);
 	exec_ok(c, sql);
 	PQfinish(c);
 	/* Let the server's goodbye reach the victim's socket. */
@@ -739,8 +759,14 @@ test_pg_store_reconnects_after_its_session_is_killed(void **state)
 	im_seg a, b;
 	im_group g = {.gid = 31, .creator = 1, .created_ms = 2, .name = "g"};
 	im_group got;
-	im_msg m = {.conv = 31, .seq = 1, .ordinal = 1, .sender = 3,
-		    .dedup_id = 77, .time_ms = 1, .body = "k", .body_len = 1};
+	im_msg m = {.conv = 31,
+	            .seq = 1,
+	            .ordinal = 1,
+	            .sender = 3,
+	            .dedup_id = 77,
+	            .time_ms = 1,
+	            .body = "k",
+	            .body_len = 1};
 	im_fence f = {IM_KIND_GROUP, 12, 1};
 	im_append_result res;
 	im_epoch e;
@@ -748,11 +774,11 @@ test_pg_store_reconnects_after_its_session_is_killed(void **state)
 
 	pg_fixture_conninfo(fx, "application_name=im-victim", ci, sizeof(ci));
 	assert_int_equal(im_store_pg_open(&st, ci, NULL, err, sizeof(err)),
-			 IM_OK);
+	                 IM_OK);
 	assert_int_equal(im_store_seg_take(st, &key, 10, &a), IM_OK);
 	assert_int_equal(im_store_group_create(st, &g), IM_OK);
 	assert_int_equal(im_store_slot_cas(st, IM_KIND_GROUP, 12, 0, "a", &e),
-			 IM_OK);
+	                 IM_OK);
 
 	kill_backends(fx, "im-victim");
 	assert_int_equal(im_store_group_lookup(st, 31, &got), IM_OK);
@@ -773,12 +799,12 @@ test_pg_store_reconnects_after_its_session_is_killed(void **state)
 	assert_true(rc == IM_OK || rc == IM_EUNAVAIL);
 	if (rc == IM_EUNAVAIL) {
 		assert_int_equal(im_store_msg_append(st, &f, 1, &m, 1, &res),
-				 IM_OK);
+		                 IM_OK);
 	}
 	assert_int_equal(res.seq, 1);
-	assert_int_equal(im_store_msg_read(st, 31, 0, IM_SEQ_MAX, 0,
-					   count_msgs, &n),
-			 IM_OK);
+	assert_int_equal(
+	        im_store_msg_read(st, 31, 0, IM_SEQ_MAX, 0, count_msgs, &n),
+	        IM_OK);
 	assert_int_equal(n, 1);
 	im_store_close(st);
 }
@@ -787,37 +813,37 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(
-			test_pg_concurrent_segment_takers_never_overlap, setup,
-			teardown),
-		cmocka_unit_test_setup_teardown(
-			test_pg_racing_slot_cas_has_exactly_one_winner_per_epoch,
-			setup, teardown),
-		cmocka_unit_test_setup_teardown(
-			test_pg_stale_writer_cannot_append_after_a_cas_it_started_before,
-			setup, teardown),
-		cmocka_unit_test_setup_teardown(
-			test_pg_append_before_a_cas_is_kept_and_one_after_it_is_stale,
-			setup, teardown),
-		cmocka_unit_test_setup_teardown(
-			test_pg_same_dedup_key_from_two_processes_is_stored_once,
-			setup, teardown),
-		cmocka_unit_test_setup_teardown(
-			test_pg_concurrent_openers_migrate_a_fresh_schema_once,
-			setup, teardown),
-		cmocka_unit_test_setup_teardown(
-			test_pg_open_fails_with_eschema_on_a_newer_schema,
-			setup, teardown),
-		cmocka_unit_test(
-			test_pg_open_of_an_unreachable_server_is_eunavail),
-		cmocka_unit_test(
-			test_pg_open_rejects_bad_arguments_before_connecting),
-		cmocka_unit_test_setup_teardown(
-			test_pg_append_with_a_broken_chain_is_einval_and_stores_nothing,
-			setup, teardown),
-		cmocka_unit_test_setup_teardown(
-			test_pg_store_reconnects_after_its_session_is_killed,
-			setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_pg_concurrent_segment_takers_never_overlap, setup,
+	                teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_pg_racing_slot_cas_has_exactly_one_winner_per_epoch,
+	                setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_pg_stale_writer_cannot_append_after_a_cas_it_started_before,
+	                setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_pg_append_before_a_cas_is_kept_and_one_after_it_is_stale,
+	                setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_pg_same_dedup_key_from_two_processes_is_stored_once,
+	                setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_pg_concurrent_openers_migrate_a_fresh_schema_once,
+	                setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_pg_open_fails_with_eschema_on_a_newer_schema,
+	                setup, teardown),
+	        cmocka_unit_test(
+	                test_pg_open_of_an_unreachable_server_is_eunavail),
+	        cmocka_unit_test(
+	                test_pg_open_rejects_bad_arguments_before_connecting),
+	        cmocka_unit_test_setup_teardown(
+	                test_pg_append_with_a_broken_chain_is_einval_and_stores_nothing,
+	                setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_pg_store_reconnects_after_its_session_is_killed,
+	                setup, teardown),
 	};
 
 	seed = test_seed();
@@ -826,5 +852,5 @@ main(void)
 		cmocka_set_test_filter(getenv("IM_TEST_FILTER"));
 	}
 	return cmocka_run_group_tests_name("store-pg-concurrency", tests, NULL,
-					   NULL);
+	                                   NULL);
 }

@@ -35,8 +35,8 @@ base_conninfo(void)
 	}
 	if (ci[0] == '\0') {
 		snprintf(fx_err, sizeof(fx_err),
-			 "IM_TEST_PG is not set: run scripts/test-pg (it "
-			 "starts a throwaway server) or export a conninfo");
+		         "IM_TEST_PG is not set: run scripts/test-pg (it "
+		         "starts a throwaway server) or export a conninfo");
 		return NULL;
 	}
 	return ci;
@@ -45,10 +45,10 @@ base_conninfo(void)
 /* Append key='value' with libpq's quoting rules. */
 static int
 append_kv(char *out, size_t outlen, size_t *pos, const char *key,
-	  const char *val)
+          const char *val)
 {
 	int n = snprintf(out + *pos, outlen - *pos, "%s%s='", *pos ? " " : "",
-			 key);
+	                 key);
 
 	if (n < 0 || (size_t)n >= outlen - *pos) {
 		return -1;
@@ -87,7 +87,7 @@ build_conninfo(const char *base, const char *schema, char *out, size_t outlen)
 	opts = PQconninfoParse(base, &err);
 	if (opts == NULL) {
 		snprintf(fx_err, sizeof(fx_err), "bad IM_TEST_PG: %s",
-			 err != NULL ? err : "out of memory");
+		         err != NULL ? err : "out of memory");
 		PQfreemem(err);
 		return -1;
 	}
@@ -124,8 +124,8 @@ exec_base(const char *sql)
 	c = PQconnectdb(ci);
 	if (PQstatus(c) != CONNECTION_OK) {
 		snprintf(fx_err, sizeof(fx_err),
-			 "cannot connect to IM_TEST_PG (%s): %s", base,
-			 PQerrorMessage(c));
+		         "cannot connect to IM_TEST_PG (%s): %s", base,
+		         PQerrorMessage(c));
 		PQfinish(c);
 		return -1;
 	}
@@ -133,7 +133,7 @@ exec_base(const char *sql)
 	res = PQexec(c, sql);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 		snprintf(fx_err, sizeof(fx_err), "%s: %s", sql,
-			 PQresultErrorMessage(res));
+		         PQresultErrorMessage(res));
 		rc = -1;
 	}
 	PQclear(res);
@@ -152,14 +152,16 @@ pg_fixture_create(pg_fixture *fx)
 		return -1;
 	}
 	snprintf(fx->schema, sizeof(fx->schema), "im_t%ld_%u", (long)getpid(),
-		 fx_counter++);
+	         fx_counter++);
 	if (build_conninfo(base, fx->schema, fx->conninfo,
-			   sizeof(fx->conninfo)) != 0) {
+	                   sizeof(fx->conninfo)) != 0) {
 		fx->schema[0] = '\0';
 		return -1;
 	}
-	snprintf(sql, sizeof(sql), "DROP SCHEMA IF EXISTS %s CASCADE;"
-		 " CREATE SCHEMA %s", fx->schema, fx->schema);
+	snprintf(sql, sizeof(sql),
+	         "DROP SCHEMA IF EXISTS %s CASCADE;"
+	         " CREATE SCHEMA %s",
+	         fx->schema, fx->schema);
 	if (exec_base(sql) != 0) {
 		fx->schema[0] = '\0';
 		return -1;
@@ -176,16 +178,17 @@ pg_fixture_drop(pg_fixture *fx)
 		return;
 	}
 	snprintf(sql, sizeof(sql), "DROP SCHEMA IF EXISTS %s CASCADE",
-		 fx->schema);
+	         fx->schema);
 	(void)exec_base(sql);
 	fx->schema[0] = '\0';
 }
 
 char *
 pg_fixture_conninfo(const pg_fixture *fx, const char *extra, char *out,
-		    size_t outlen)
+                    size_t outlen)
 {
-	snprintf(out, outlen, "%s %s", fx->conninfo, extra != NULL ? extra : "");
+	snprintf(out, outlen, "%s %s", fx->conninfo,
+	         extra != NULL ? extra : "");
 	return out;
 }
 
@@ -196,7 +199,7 @@ pg_fixture_connect(const pg_fixture *fx)
 
 	if (PQstatus(c) != CONNECTION_OK) {
 		snprintf(fx_err, sizeof(fx_err), "connect: %s",
-			 PQerrorMessage(c));
+		         PQerrorMessage(c));
 		PQfinish(c);
 		return NULL;
 	}

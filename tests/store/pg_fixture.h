@@ -29,7 +29,7 @@ void pg_fixture_drop(pg_fixture *fx);
  * and the like). Returns out.
  */
 char *pg_fixture_conninfo(const pg_fixture *fx, const char *extra, char *out,
-			  size_t outlen);
+                          size_t outlen);
 /* A raw libpq connection to fx (search_path set); NULL on failure. */
 PGconn *pg_fixture_connect(const pg_fixture *fx);
 /* Why the last call failed. */

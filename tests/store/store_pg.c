@@ -25,7 +25,7 @@ pg_fx_reopen(void *ctx, im_store **out)
 
 	if (rc != IM_OK) {
 		fprintf(stderr, "# open %s: %s: %s\n", c->fx.schema,
-			im_strerror(rc), err);
+		        im_strerror(rc), err);
 	}
 	return rc;
 }
@@ -65,7 +65,7 @@ pg_fx_exec(void *ctx, im_store *st, const char *sql)
 	if (PQresultStatus(res) != PGRES_COMMAND_OK &&
 	    PQresultStatus(res) != PGRES_TUPLES_OK) {
 		fprintf(stderr, "# exec %s: %s\n", sql,
-			PQresultErrorMessage(res));
+		        PQresultErrorMessage(res));
 		rc = IM_ERR;
 	}
 	PQclear(res);
@@ -89,12 +89,12 @@ main(void)
 {
 	pg_ctx c;
 	store_fixture fx = {
-		.name = "pg",
-		.ctx = &c,
-		.open = pg_fx_open,
-		.exec = pg_fx_exec,
-		.reopen = pg_fx_reopen,
-		.cleanup = pg_fx_cleanup,
+	        .name = "pg",
+	        .ctx = &c,
+	        .open = pg_fx_open,
+	        .exec = pg_fx_exec,
+	        .reopen = pg_fx_reopen,
+	        .cleanup = pg_fx_cleanup,
 	};
 
 	memset(&c, 0, sizeof(c));

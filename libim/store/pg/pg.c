@@ -72,6 +72,8 @@ enum pg_stmt {
 	PG_NSTMT
 };
 
+/* The SQL reads best as written: */
+/* clang-format off */
 /* Fence check shared by both appends: $1..$3 are kind, slot, epoch arrays. */
 #define FENCE_CTE                                                          \
 	"fx AS (SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[])"    \
@@ -215,6 +217,8 @@ static const struct {
 		3, {OID_INT8, OID_INT8, OID_INT8}},
 };
 
+/* clang-format on */
+
 struct pg_store {
 	im_store base; /* first: the core casts between the two */
 	PGconn *conn;
@@ -286,8 +290,8 @@ col_u64(const PGresult *res, int r, int c)
 static unsigned char *
 arr_head(unsigned char *p, uint32_t oid, uint32_t n)
 {
-	put_be32(p, 1);      /* ndim */
-	put_be32(p + 4, 0);  /* no NULLs */
+	put_be32(p, 1);     /* ndim */
+	put_be32(p + 4, 0); /* no NULLs */
 	put_be32(p + 8, oid);
 	put_be32(p + 12, n); /* dimension */
 	put_be32(p + 16, 1); /* lower bound */
@@ -368,23 +372,23 @@ pg_prepare_all(struct pg_store *s)
 	res = PQexec(s->conn, "SET plan_cache_mode = force_generic_plan");
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 		im_store_set_error(&s->base, "pg: set plan_cache_mode: %s",
-				   PQresultErrorMessage(res));
+		                   PQresultErrorMessage(res));
 		PQclear(res);
 		return PQstatus(s->conn) == CONNECTION_OK ? IM_ERR
-							  : IM_EUNAVAIL;
+		                                          : IM_EUNAVAIL;
 	}
 	PQclear(res);
 
 	for (i = 0; i < PG_NSTMT; i++) {
 		res = PQprepare(s->conn, pg_stmts[i].name, pg_stmts[i].sql,
-				pg_stmts[i].nparams, pg_stmts[i].types);
+		                pg_stmts[i].nparams, pg_stmts[i].types);
 		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 			im_store_set_error(&s->base, "pg: prepare %s: %s",
-					   pg_stmts[i].name,
-					   PQresultErrorMessage(res));
+			                   pg_stmts[i].name,
+			                   PQresultErrorMessage(res));
 			PQclear(res);
 			return PQstatus(s->conn) == CONNECTION_OK ? IM_ERR
-								  : IM_EUNAVAIL;
+			                                          : IM_EUNAVAIL;
 		}
 		PQclear(res);
 	}
@@ -492,19 +496,18 @@ pg_run(struct pg_store *s, enum pg_stmt id, const char *const *vals,
 			return rc;
 		}
 		res = PQexecPrepared(s->conn, pg_stmts[id].name,
-				     pg_stmts[id].nparams, vals, lens, fmts, 1);
+		                     pg_stmts[id].nparams, vals, lens, fmts, 1);
 		es = PQresultStatus(res);
 		if (es == PGRES_TUPLES_OK || es == PGRES_COMMAND_OK) {
 			*out = res;
 			return IM_OK;
 		}
 		if (PQstatus(s->conn) != CONNECTION_OK) {
-			im_store_set_error(&s->base,
-					   "pg: %s: connection lost: %s",
-					   pg_stmts[id].name,
-					   res != NULL
-						   ? PQresultErrorMessage(res)
-						   : PQerrorMessage(s->conn));
+			im_store_set_error(
+			        &s->base, "pg: %s: connection lost: %s",
+			        pg_stmts[id].name,
+			        res != NULL ? PQresultErrorMessage(res)
+			                    : PQerrorMessage(s->conn));
 			PQclear(res);
 			if (retry == PG_AGAIN &&
 			    tries < s->opts.reconnect_tries) {
@@ -513,12 +516,13 @@ pg_run(struct pg_store *s, enum pg_stmt id, const char *const *vals,
 			return IM_EUNAVAIL;
 		}
 		im_store_set_error(&s->base, "pg: %s: %s", pg_stmts[id].name,
-				   PQresultErrorMessage(res));
+		                   PQresultErrorMessage(res));
 		if (is_race(res)) {
 			*out = res;
 			return IM_ECONFLICT;
 		}
-		if (sqlstate_is(res, "22003")) { /* numeric_value_out_of_range */
+		if (sqlstate_is(res,
+		                "22003")) { /* numeric_value_out_of_range */
 			PQclear(res);
 			return IM_EFULL;
 		}
@@ -572,8 +576,8 @@ pg_exec_simple(struct pg_store *s, const char *sql, PGresult **out)
 		return IM_OK;
 	}
 	im_store_set_error(&s->base, "pg: %.40s...: %s", sql,
-			   res != NULL ? PQresultErrorMessage(res)
-				       : PQerrorMessage(s->conn));
+	                   res != NULL ? PQresultErrorMessage(res)
+	                               : PQerrorMessage(s->conn));
 	PQclear(res);
 	return PQstatus(s->conn) == CONNECTION_OK ? IM_ERR : IM_EUNAVAIL;
 }
@@ -592,8 +596,8 @@ pg_migrate_step(struct pg_store *s, uint32_t *cur_out, bool *done_out)
 	if ((rc = pg_exec_simple(s, "BEGIN", NULL)) != IM_OK) {
 		return rc;
 	}
-	rc = pg_exec_simple(s, "SELECT pg_advisory_xact_lock(" PG_MIGRATE_LOCK
-			       ")", NULL);
+	rc = pg_exec_simple(
+	        s, "SELECT pg_advisory_xact_lock(" PG_MIGRATE_LOCK ")", NULL);
 	if (rc == IM_OK) {
 		rc = pg_exec_simple(s, im__schema_bootstrap_sql, NULL);
 	}
@@ -604,8 +608,8 @@ pg_migrate_step(struct pg_store *s, uint32_t *cur_out, bool *done_out)
 		goto out;
 	}
 	cur = PQgetisnull(res, 0, 0)
-		      ? 0
-		      : (uint32_t)strtoul(PQgetvalue(res, 0, 0), NULL, 10);
+	              ? 0
+	              : (uint32_t)strtoul(PQgetvalue(res, 0, 0), NULL, 10);
 	PQclear(res);
 	*cur_out = cur;
 	why[0] = '\0';
@@ -622,7 +626,7 @@ pg_migrate_step(struct pg_store *s, uint32_t *cur_out, bool *done_out)
 	if ((rc = pg_exec_simple(s, m->sql, NULL)) != IM_OK) {
 		snprintf(why, sizeof(why), "%s", s->base.errmsg);
 		im_store_set_error(&s->base, "pg: migration %u (%s): %s",
-				   m->version, m->name, why);
+		                   m->version, m->name, why);
 		goto out;
 	}
 	if (im__schema_set_sql(sql, sizeof(sql), m->version) != IM_OK) {
@@ -659,7 +663,8 @@ pg_migrate(im_store *st, uint32_t *schema_out)
 	}
 	for (steps = 0; !done; steps++) {
 		if (steps > im__nmigrations) {
-			im_store_set_error(st, "pg: migrations do not converge");
+			im_store_set_error(st,
+			                   "pg: migrations do not converge");
 			return IM_ERR;
 		}
 		rc = pg_migrate_step(s, &cur, &done);
@@ -693,10 +698,10 @@ pg_slot_load(im_store *st, im_kind kind, im_slot_cb cb, void *payload)
 	n = PQntuples(res);
 	for (r = 0; r < n && rc == 0; r++) {
 		im_slot_row row = {
-			.kind = kind,
-			.slot = (uint32_t)col_u64(res, r, 0),
-			.epoch = col_u64(res, r, 1),
-			.owner = PQgetvalue(res, r, 2),
+		        .kind = kind,
+		        .slot = (uint32_t)col_u64(res, r, 0),
+		        .epoch = col_u64(res, r, 1),
+		        .owner = PQgetvalue(res, r, 2),
 		};
 
 		rc = cb(&row, payload);
@@ -707,7 +712,7 @@ pg_slot_load(im_store *st, im_kind kind, im_slot_cb cb, void *payload)
 
 static int
 pg_slot_cas(im_store *st, im_kind kind, uint32_t slot, im_epoch expect,
-	    const char *owner, im_epoch *epoch_out)
+            const char *owner, im_epoch *epoch_out)
 {
 	struct pg_store *s = PG(st);
 	struct pg_params p;
@@ -719,7 +724,7 @@ pg_slot_cas(im_store *st, im_kind kind, uint32_t slot, im_epoch expect,
 	param_str(&p, 2, owner);
 	param_u64(&p, 3, expect);
 	rc = pg_run(s, expect == 0 ? PG_SLOT_CLAIM : PG_SLOT_CAS, p.vals,
-		    p.lens, PG_ONCE, &res);
+	            p.lens, PG_ONCE, &res);
 	if (rc == IM_OK && PQntuples(res) == 1) {
 		*epoch_out = col_u64(res, 0, 0);
 		PQclear(res);
@@ -741,14 +746,13 @@ pg_slot_cas(im_store *st, im_kind kind, uint32_t slot, im_epoch expect,
 	*epoch_out = PQntuples(res) == 1 ? col_u64(res, 0, 0) : 0;
 	PQclear(res);
 	im_store_set_error(st, "pg: slot %u/%u: expected epoch %llu, is %llu",
-			   (unsigned)kind, slot, (unsigned long long)expect,
-			   (unsigned long long)*epoch_out);
+	                   (unsigned)kind, slot, (unsigned long long)expect,
+	                   (unsigned long long)*epoch_out);
 	return IM_ECONFLICT;
 }
 
 static int
-pg_seg_take(im_store *st, const im_seg_key *key, uint32_t step,
-	    im_seg *seg_out)
+pg_seg_take(im_store *st, const im_seg_key *key, uint32_t step, im_seg *seg_out)
 {
 	struct pg_store *s = PG(st);
 	struct pg_params p;
@@ -792,7 +796,7 @@ fence_size(size_t nfences)
 
 static unsigned char *
 fence_encode(unsigned char *p, const im_fence *fences, size_t nfences,
-	     const char **vals, int *lens)
+             const char **vals, int *lens)
 {
 	size_t i;
 	int c;
@@ -800,12 +804,11 @@ fence_encode(unsigned char *p, const im_fence *fences, size_t nfences,
 	for (c = 0; c < 3; c++) {
 		unsigned char *start = p;
 
-		p = arr_head(p, OID_INT8,
-			     (uint32_t)nfences);
+		p = arr_head(p, OID_INT8, (uint32_t)nfences);
 		for (i = 0; i < nfences; i++) {
 			uint64_t v = c == 0   ? (uint64_t)fences[i].kind
-				     : c == 1 ? fences[i].slot
-					      : fences[i].epoch;
+			             : c == 1 ? fences[i].slot
+			                      : fences[i].epoch;
 
 			p = arr_i8(p, v);
 		}
@@ -823,13 +826,13 @@ fence_report(struct pg_store *s, const PGresult *res)
 
 	for (r = 0; r < n; r++) {
 		if (col_u64(res, r, 0) == 1) {
-			im_store_set_error(&s->base,
-					   "pg: stale fence: slot %llu/%llu is"
-					   " at epoch %llu",
-					   (unsigned long long)col_u64(res, r, 1),
-					   (unsigned long long)col_u64(res, r, 2),
-					   (unsigned long long)col_u64(res, r,
-								       3));
+			im_store_set_error(
+			        &s->base,
+			        "pg: stale fence: slot %llu/%llu is"
+			        " at epoch %llu",
+			        (unsigned long long)col_u64(res, r, 1),
+			        (unsigned long long)col_u64(res, r, 2),
+			        (unsigned long long)col_u64(res, r, 3));
 			return IM_ESTALE;
 		}
 	}
@@ -839,8 +842,8 @@ fence_report(struct pg_store *s, const PGresult *res)
 static uint64_t
 dedup_hash(const im_msg *m)
 {
-	return im__mix64(m->conv ^ im__mix64(m->sender ^
-					     im__mix64(m->dedup_id)));
+	return im__mix64(m->conv ^
+	                 im__mix64(m->sender ^ im__mix64(m->dedup_id)));
 }
 
 /*
@@ -850,7 +853,7 @@ dedup_hash(const im_msg *m)
  */
 static int
 batch_scan(struct pg_store *s, const im_msg *msgs, size_t n, int32_t *head,
-	   int32_t *orig, int32_t *last, int32_t *tab, size_t tabn)
+           int32_t *orig, int32_t *last, int32_t *tab, size_t tabn)
 {
 	size_t i, mask = tabn - 1;
 
@@ -876,13 +879,12 @@ batch_scan(struct pg_store *s, const im_msg *msgs, size_t n, int32_t *head,
 
 			if (msgs[i].prev_seq != pm->seq ||
 			    msgs[i].ordinal != pm->ordinal + 1) {
-				im_store_set_error(&s->base,
-						   "pg: broken chain in conv"
-						   " %llu at seq %llu",
-						   (unsigned long long)
-							   msgs[i].conv,
-						   (unsigned long long)
-							   msgs[i].seq);
+				im_store_set_error(
+				        &s->base,
+				        "pg: broken chain in conv"
+				        " %llu at seq %llu",
+				        (unsigned long long)msgs[i].conv,
+				        (unsigned long long)msgs[i].seq);
 				return IM_EINVAL;
 			}
 		}
@@ -932,18 +934,21 @@ seq_conflict(struct pg_store *s, const PGresult *res)
 	if (d != NULL &&
 	    sscanf(d, "Key (conv, seq)=(%lld, %lld)", &conv, &seq) == 2) {
 		im_store_set_error(&s->base,
-				   "pg: conv %llu seq %llu holds another"
-				   " message", (unsigned long long)conv,
-				   (unsigned long long)seq);
+		                   "pg: conv %llu seq %llu holds another"
+		                   " message",
+		                   (unsigned long long)conv,
+		                   (unsigned long long)seq);
 	} else {
-		im_store_set_error(&s->base, "pg: a seq of the batch holds"
-				   " another message: %s", d != NULL ? d : "");
+		im_store_set_error(&s->base,
+		                   "pg: a seq of the batch holds"
+		                   " another message: %s",
+		                   d != NULL ? d : "");
 	}
 }
 
 static int
 pg_msg_append(im_store *st, const im_fence *fences, size_t nfences,
-	      const im_msg *msgs, size_t n, im_append_result *res_out)
+              const im_msg *msgs, size_t n, im_append_result *res_out)
 {
 	struct pg_store *s = PG(st);
 	const char *vals[13];
@@ -1004,15 +1009,33 @@ pg_msg_append(im_store *st, const im_fence *fences, size_t nfences,
 			uint64_t v;
 
 			switch (c) {
-			case 0: v = m->conv; break;
-			case 1: v = m->seq; break;
-			case 2: v = h->prev_seq; break;
-			case 3: v = h->ordinal - 1; break;
-			case 4: v = m->sender; break;
-			case 5: v = m->dedup_id; break;
-			case 6: v = m->reply_to; break;
-			case 7: v = m->time_ms; break;
-			default: v = m->type; break;
+			case 0:
+				v = m->conv;
+				break;
+			case 1:
+				v = m->seq;
+				break;
+			case 2:
+				v = h->prev_seq;
+				break;
+			case 3:
+				v = h->ordinal - 1;
+				break;
+			case 4:
+				v = m->sender;
+				break;
+			case 5:
+				v = m->dedup_id;
+				break;
+			case 6:
+				v = m->reply_to;
+				break;
+			case 7:
+				v = m->time_ms;
+				break;
+			default:
+				v = m->type;
+				break;
 			}
 			p = arr_i8(p, v);
 		}
@@ -1046,7 +1069,7 @@ pg_msg_append(im_store *st, const im_fence *fences, size_t nfences,
 		res = NULL;
 		if (tries + 1 >= PG_RACE_TRIES) {
 			im_store_set_error(st, "pg: append kept racing other"
-					   " writers");
+			                       " writers");
 			return IM_EUNAVAIL;
 		}
 	}
@@ -1107,7 +1130,7 @@ pg_msg_append(im_store *st, const im_fence *fences, size_t nfences,
 
 static int
 pg_uq_append(im_store *st, const im_fence *fences, size_t nfences,
-	     const im_uq_item *items, size_t n)
+             const im_uq_item *items, size_t n)
 {
 	struct pg_store *s = PG(st);
 	const char *vals[8];
@@ -1138,9 +1161,9 @@ pg_uq_append(im_store *st, const im_fence *fences, size_t nfences,
 			const im_uq_item *it = &items[i];
 
 			p = arr_i8(p, c == 0   ? it->user
-				      : c == 1 ? it->seq
-				      : c == 2 ? it->time_ms
-					       : it->type);
+			              : c == 1 ? it->seq
+			              : c == 2 ? it->time_ms
+			                       : it->type);
 		}
 		vals[3 + c] = (const char *)start;
 		lens[3 + c] = (int)(p - start);
@@ -1196,7 +1219,7 @@ row_msg(const PGresult *res, int r, im_msg *m, bool body)
 
 static int
 pg_msg_read(im_store *st, im_gid conv, im_seq after, im_seq until,
-	    uint32_t limit, im_msg_cb cb, void *payload)
+            uint32_t limit, im_msg_cb cb, void *payload)
 {
 	struct pg_store *s = PG(st);
 	struct pg_params p;
@@ -1245,9 +1268,11 @@ pg_msg_last(im_store *st, im_gid conv, im_seq at, im_msg_pos *pos_out)
 		PQclear(res);
 		pos_out->seq = 0;
 		pos_out->ordinal = 0;
-		im_store_set_error(st, "pg: no message in conv %llu at or"
-				   " below seq %llu", (unsigned long long)conv,
-				   (unsigned long long)at);
+		im_store_set_error(st,
+		                   "pg: no message in conv %llu at or"
+		                   " below seq %llu",
+		                   (unsigned long long)conv,
+		                   (unsigned long long)at);
 		return IM_ENOTFOUND;
 	}
 	pos_out->seq = col_u64(res, 0, 0);
@@ -1258,7 +1283,7 @@ pg_msg_last(im_store *st, im_gid conv, im_seq at, im_msg_pos *pos_out)
 
 static int
 pg_msg_find_dedup(im_store *st, im_gid conv, im_uid sender, uint64_t dedup_id,
-		  im_msg *msg_out)
+                  im_msg *msg_out)
 {
 	struct pg_store *s = PG(st);
 	struct pg_params p;
@@ -1275,10 +1300,12 @@ pg_msg_find_dedup(im_store *st, im_gid conv, im_uid sender, uint64_t dedup_id,
 	}
 	if (PQntuples(res) == 0) {
 		PQclear(res);
-		im_store_set_error(st, "pg: no message with dedup key"
-				   " %llu/%llu/%llu", (unsigned long long)conv,
-				   (unsigned long long)sender,
-				   (unsigned long long)dedup_id);
+		im_store_set_error(st,
+		                   "pg: no message with dedup key"
+		                   " %llu/%llu/%llu",
+		                   (unsigned long long)conv,
+		                   (unsigned long long)sender,
+		                   (unsigned long long)dedup_id);
 		return IM_ENOTFOUND;
 	}
 	row_msg(res, 0, msg_out, false);
@@ -1309,7 +1336,7 @@ pg_group_create(im_store *st, const im_group *group)
 	PQclear(res);
 	if (rc == IM_ECONFLICT) {
 		im_store_set_error(st, "pg: group %llu exists",
-				   (unsigned long long)group->gid);
+		                   (unsigned long long)group->gid);
 	}
 	return rc;
 }
@@ -1323,23 +1350,23 @@ pg_group_lookup(im_store *st, im_gid gid, im_group *out)
 	int rc;
 
 	param_u64(&p, 0, gid);
-	if ((rc = pg_run(s, PG_GROUP_LOOKUP, p.vals, p.lens, PG_AGAIN,
-			 &res)) != IM_OK) {
+	if ((rc = pg_run(s, PG_GROUP_LOOKUP, p.vals, p.lens, PG_AGAIN, &res)) !=
+	    IM_OK) {
 		PQclear(res);
 		return rc == IM_ECONFLICT ? IM_ERR : rc;
 	}
 	if (PQntuples(res) == 0) {
 		PQclear(res);
 		im_store_set_error(st, "pg: no group %llu",
-				   (unsigned long long)gid);
+		                   (unsigned long long)gid);
 		return IM_ENOTFOUND;
 	}
 	out->gid = col_u64(res, 0, 0);
 	out->creator = col_u64(res, 0, 1);
 	out->created_ms = col_u64(res, 0, 2);
 	snprintf(out->name, sizeof(out->name), "%.*s",
-		 IM__MIN(PQgetlength(res, 0, 3), IM_GROUP_NAME_MAX),
-		 PQgetvalue(res, 0, 3));
+	         IM__MIN(PQgetlength(res, 0, 3), IM_GROUP_NAME_MAX),
+	         PQgetvalue(res, 0, 3));
 	PQclear(res);
 	return IM_OK;
 }
@@ -1362,7 +1389,7 @@ pg_member_add(im_store *st, im_gid gid, im_uid user, bool *added_out)
 	if (col_u64(res, 0, 0) == 0) {
 		PQclear(res);
 		im_store_set_error(st, "pg: no group %llu",
-				   (unsigned long long)gid);
+		                   (unsigned long long)gid);
 		return IM_ENOTFOUND;
 	}
 	*added_out = col_u64(res, 0, 1) == 1;
@@ -1380,8 +1407,8 @@ pg_member_remove(im_store *st, im_gid gid, im_uid user, bool *removed_out)
 
 	param_u64(&p, 0, gid);
 	param_u64(&p, 1, user);
-	if ((rc = pg_run(s, PG_MEMBER_REMOVE, p.vals, p.lens, PG_ONCE,
-			 &res)) != IM_OK) {
+	if ((rc = pg_run(s, PG_MEMBER_REMOVE, p.vals, p.lens, PG_ONCE, &res)) !=
+	    IM_OK) {
 		PQclear(res);
 		return rc == IM_ECONFLICT ? IM_ERR : rc;
 	}
@@ -1399,8 +1426,8 @@ pg_member_list(im_store *st, im_gid gid, im_uid_cb cb, void *payload)
 	int rc, r, n;
 
 	param_u64(&p, 0, gid);
-	if ((rc = pg_run(s, PG_MEMBER_LIST, p.vals, p.lens, PG_AGAIN,
-			 &res)) != IM_OK) {
+	if ((rc = pg_run(s, PG_MEMBER_LIST, p.vals, p.lens, PG_AGAIN, &res)) !=
+	    IM_OK) {
 		PQclear(res);
 		return rc == IM_ECONFLICT ? IM_ERR : rc;
 	}
@@ -1429,15 +1456,15 @@ pg_conv_load(im_store *st, im_uid user, im_conv_cb cb, void *payload)
 	n = PQntuples(res);
 	for (r = 0; r < n && rc == 0; r++) {
 		im_conv_row row = {
-			.conv = col_u64(res, r, 0),
-			.read_seq = col_u64(res, r, 1),
-			.read_ordinal = col_u64(res, r, 2),
-			.flags = (uint32_t)col_u64(res, r, 3),
-			.last = {col_u64(res, r, 4), col_u64(res, r, 5)},
-			.last_sender = col_u64(res, r, 6),
-			.last_time_ms = col_u64(res, r, 7),
-			.preview_len = (uint32_t)IM__MIN(
-				PQgetlength(res, r, 8), IM_PREVIEW_MAX),
+		        .conv = col_u64(res, r, 0),
+		        .read_seq = col_u64(res, r, 1),
+		        .read_ordinal = col_u64(res, r, 2),
+		        .flags = (uint32_t)col_u64(res, r, 3),
+		        .last = {col_u64(res, r, 4), col_u64(res, r, 5)},
+		        .last_sender = col_u64(res, r, 6),
+		        .last_time_ms = col_u64(res, r, 7),
+		        .preview_len = (uint32_t)IM__MIN(PQgetlength(res, r, 8),
+		                                         IM_PREVIEW_MAX),
 		};
 
 		/* Never NULL, also when empty (callers memcpy it). */
@@ -1450,7 +1477,7 @@ pg_conv_load(im_store *st, im_uid user, im_conv_cb cb, void *payload)
 
 static int
 pg_conv_update(im_store *st, im_uid user, im_gid conv, im_seq read_seq,
-	       uint64_t read_ordinal, uint32_t flags)
+               uint64_t read_ordinal, uint32_t flags)
 {
 	struct pg_store *s = PG(st);
 	struct pg_params p;
@@ -1463,8 +1490,8 @@ pg_conv_update(im_store *st, im_uid user, im_gid conv, im_seq read_seq,
 	param_u64(&p, 3, read_ordinal);
 	param_u64(&p, 4, flags);
 	/* A monotonic pointer and absolute flags: replaying is harmless. */
-	if ((rc = pg_run(s, PG_CONV_UPDATE, p.vals, p.lens, PG_AGAIN,
-			 &res)) != IM_OK) {
+	if ((rc = pg_run(s, PG_CONV_UPDATE, p.vals, p.lens, PG_AGAIN, &res)) !=
+	    IM_OK) {
 		PQclear(res);
 		return rc == IM_ECONFLICT ? IM_ERR : rc;
 	}
@@ -1472,15 +1499,15 @@ pg_conv_update(im_store *st, im_uid user, im_gid conv, im_seq read_seq,
 	PQclear(res);
 	if (rc == IM_ENOTFOUND) {
 		im_store_set_error(st, "pg: user %llu is not in group %llu",
-				   (unsigned long long)user,
-				   (unsigned long long)conv);
+		                   (unsigned long long)user,
+		                   (unsigned long long)conv);
 	}
 	return rc;
 }
 
 static int
-pg_uq_read(im_store *st, im_uid user, im_seq after, uint32_t limit,
-	   im_uq_cb cb, void *payload)
+pg_uq_read(im_store *st, im_uid user, im_seq after, uint32_t limit, im_uq_cb cb,
+           void *payload)
 {
 	struct pg_store *s = PG(st);
 	struct pg_params p;
@@ -1501,11 +1528,11 @@ pg_uq_read(im_store *st, im_uid user, im_seq after, uint32_t limit,
 	n = PQntuples(res);
 	for (r = 0; r < n && rc == 0; r++) {
 		im_uq_item it = {
-			.user = col_u64(res, r, 0),
-			.seq = col_u64(res, r, 1),
-			.time_ms = col_u64(res, r, 2),
-			.type = (uint32_t)col_u64(res, r, 3),
-			.body_len = (uint32_t)PQgetlength(res, r, 4),
+		        .user = col_u64(res, r, 0),
+		        .seq = col_u64(res, r, 1),
+		        .time_ms = col_u64(res, r, 2),
+		        .type = (uint32_t)col_u64(res, r, 3),
+		        .body_len = (uint32_t)PQgetlength(res, r, 4),
 		};
 
 		it.body = PQgetvalue(res, r, 4);
@@ -1528,26 +1555,26 @@ pg_close(im_store *st)
 }
 
 static const struct im_store_ops pg_ops = {
-	.version = IM_STORE_OPS_VERSION,
-	.name = "pg",
-	.close = pg_close,
-	.migrate = pg_migrate,
-	.slot_load = pg_slot_load,
-	.slot_cas = pg_slot_cas,
-	.seg_take = pg_seg_take,
-	.msg_append = pg_msg_append,
-	.msg_read = pg_msg_read,
-	.msg_last = pg_msg_last,
-	.msg_find_dedup = pg_msg_find_dedup,
-	.group_create = pg_group_create,
-	.group_lookup = pg_group_lookup,
-	.member_add = pg_member_add,
-	.member_remove = pg_member_remove,
-	.member_list = pg_member_list,
-	.conv_load = pg_conv_load,
-	.conv_update = pg_conv_update,
-	.uq_append = pg_uq_append,
-	.uq_read = pg_uq_read,
+        .version = IM_STORE_OPS_VERSION,
+        .name = "pg",
+        .close = pg_close,
+        .migrate = pg_migrate,
+        .slot_load = pg_slot_load,
+        .slot_cas = pg_slot_cas,
+        .seg_take = pg_seg_take,
+        .msg_append = pg_msg_append,
+        .msg_read = pg_msg_read,
+        .msg_last = pg_msg_last,
+        .msg_find_dedup = pg_msg_find_dedup,
+        .group_create = pg_group_create,
+        .group_lookup = pg_group_lookup,
+        .member_add = pg_member_add,
+        .member_remove = pg_member_remove,
+        .member_list = pg_member_list,
+        .conv_load = pg_conv_load,
+        .conv_update = pg_conv_update,
+        .uq_append = pg_uq_append,
+        .uq_read = pg_uq_read,
 };
 
 static void
@@ -1560,7 +1587,7 @@ open_error(char *errbuf, size_t errlen, const char *msg)
 
 int
 im_store_pg_open(im_store **out, const char *conninfo,
-		 const im_store_pg_opts *opts, char *errbuf, size_t errlen)
+                 const im_store_pg_opts *opts, char *errbuf, size_t errlen)
 {
 	static const im_store_pg_opts defaults = IM_STORE_PG_OPTS_INIT;
 	const char *keys[3] = {"connect_timeout", "dbname", NULL};
@@ -1579,8 +1606,8 @@ im_store_pg_open(im_store **out, const char *conninfo,
 		open_error(errbuf, errlen, "pg: conninfo is NULL");
 		return IM_EINVAL;
 	}
-	if (opts != NULL && (opts->version == 0 ||
-			     opts->version > IM_STORE_PG_OPTS_VERSION)) {
+	if (opts != NULL &&
+	    (opts->version == 0 || opts->version > IM_STORE_PG_OPTS_VERSION)) {
 		open_error(errbuf, errlen, "pg: unknown opts version");
 		return IM_EINVAL;
 	}
@@ -1595,10 +1622,10 @@ im_store_pg_open(im_store **out, const char *conninfo,
 	}
 	/* libpq counts whole seconds and treats 1 as 2. */
 	snprintf(timeout, sizeof(timeout), "%u",
-		 s->opts.connect_timeout_ms == 0
-			 ? 0
-			 : IM__MAX(2u, (s->opts.connect_timeout_ms + 999) /
-					       1000));
+	         s->opts.connect_timeout_ms == 0
+	                 ? 0
+	                 : IM__MAX(2u,
+	                           (s->opts.connect_timeout_ms + 999) / 1000));
 	vals[0] = timeout;
 	vals[1] = conninfo;
 	vals[2] = NULL;

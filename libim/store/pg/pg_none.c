@@ -5,7 +5,7 @@
 
 int
 im_store_pg_open(im_store **out, const char *conninfo,
-		 const im_store_pg_opts *opts, char *errbuf, size_t errlen)
+                 const im_store_pg_opts *opts, char *errbuf, size_t errlen)
 {
 	(void)conninfo;
 	(void)opts;
