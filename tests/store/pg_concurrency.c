@@ -6,11 +6,12 @@
  * their exit status, and the parent asserts. Every child arms alarm() so a
  * hang fails the test instead of blocking the run.
  */
-#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <cmocka.h>
 
 #include <errno.h>
 #include <pthread.h>
