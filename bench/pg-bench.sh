@@ -2,12 +2,15 @@
 # Append throughput of the PostgreSQL backend on a throwaway server, next to
 # a plain libpq multi-row INSERT of the same rows and pgbench's rate for a
 # plain single-row INSERT, all on the same server in the same run.
-# Usage: bench/pg-bench.sh BUILDDIR [SECONDS per point] [BATCHES] [WRITERS]
+# Usage: bench/pg-bench.sh BUILDDIR [SECONDS per run] [BATCHES] [WRITERS]
+# Each point runs REPS times (env, default 3), backend and plain alternating
+# so that both see the same background load; the table shows medians.
 # Prints a markdown table (bench/README-pg.md has the recorded one).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${1:?usage: bench/pg-bench.sh BUILDDIR [SECONDS]}" && pwd)
-secs=${2:-5}
+secs=${2:-3}
+reps=${REPS:-3}
 batches=${3:-"1 16 128 1024"}
 writers_list=${4:-"1 4 16"}
 bench=$build/bench/bench_pg
@@ -35,22 +38,33 @@ pgbench_tps() {
 		awk '/^tps = / {printf "%.0f", $3}'
 }
 rate() { "$bench" "$ci" "$@" "$secs" | awk '{print $7}'; }
+median() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 
 echo "server: $(psql -tA "$ci" -c 'select version()' | cut -d, -f1);" \
 	"fsync=$(psql -tA "$ci" -c 'show fsync')," \
 	"synchronous_commit=$(psql -tA "$ci" -c 'show synchronous_commit');" \
-	"$(nproc) cores; ${secs}s per point"
+	"$(nproc) cores; median of $reps runs of ${secs}s per point"
 declare -A pgb
 for w in $writers_list; do
-	pgb[$w]=$(pgbench_tps "$w")
+	runs=()
+	for r in $(seq "$reps"); do
+		runs+=("$(pgbench_tps "$w")")
+	done
+	pgb[$w]=$(median "${runs[@]}")
 done
 echo
 echo "| batch | writers | backend msg/s | plain multi-row INSERT msg/s | backend/plain | pgbench single-row INSERT tx/s | backend/pgbench |"
 echo "|---:|---:|---:|---:|---:|---:|---:|"
 for b in $batches; do
 	for w in $writers_list; do
-		be=$(rate backend "$b" "$w")
-		pl=$(rate plain "$b" "$w")
+		bes=()
+		pls=()
+		for r in $(seq "$reps"); do
+			bes+=("$(rate backend "$b" "$w")")
+			pls+=("$(rate plain "$b" "$w")")
+		done
+		be=$(median "${bes[@]}")
+		pl=$(median "${pls[@]}")
 		awk -v b="$b" -v w="$w" -v be="$be" -v pl="$pl" -v pg="${pgb[$w]}" 'BEGIN {
 			printf "| %d | %d | %d | %d | %.0f%% | %d | %.1fx |\n",
 				b, w, be, pl, 100 * be / pl, pg, be / pg }'
