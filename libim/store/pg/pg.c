@@ -47,6 +47,8 @@
 #define PG_RACE_TRIES 8
 /* Upper bound of one batch, so sizes stay far from int overflow. */
 #define PG_BATCH_MAX (1u << 20)
+/* PostgreSQL refuses a field (one array parameter) of 1 GiB or more. */
+#define PG_PARAM_BYTES_MAX ((size_t)1 << 29)
 /* Key of the advisory lock serializing migrations ("libimsch"). */
 #define PG_MIGRATE_LOCK "7821266965256128104"
 
@@ -57,6 +59,7 @@ enum pg_stmt {
 	PG_SLOT_GET,
 	PG_SEG_TAKE,
 	PG_MSG_APPEND,
+	PG_MSG_APPEND_FAST,
 	PG_MSG_READ,
 	PG_MSG_LAST,
 	PG_MSG_DEDUP,
@@ -137,6 +140,20 @@ static const struct {
 		" SELECT 0::int8, idx, seq, prev_seq, ordinal, time_ms FROM o"
 		" UNION ALL SELECT 1, kind, slot, cur, 0, 0 FROM bad"
 		" UNION ALL SELECT 2, count(*), 0, 0, 0, 0 FROM ins",
+		13, {OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR,
+		     OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR,
+		     OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR,
+		     OID_BYTEA_ARR}},
+	[PG_MSG_APPEND_FAST] = {"im_msg_append_fast",
+		"WITH " FENCE_CTE ","
+		" ins AS (INSERT INTO im_messages (conv, seq, prev_seq, ordinal,"
+		" sender, dedup_id, reply_to, time_ms, type, body)"
+		" SELECT * FROM unnest($4::int8[], $5::int8[], $6::int8[],"
+		" $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[],"
+		" $12::int8[], $13::bytea[])"
+		" WHERE NOT EXISTS (SELECT 1 FROM bad) RETURNING 1)"
+		" SELECT 1::int8, kind, slot, cur FROM bad"
+		" UNION ALL SELECT 2, count(*), 0, 0 FROM ins",
 		13, {OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR,
 		     OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR,
 		     OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR,
@@ -946,66 +963,28 @@ seq_conflict(struct pg_store *s, const PGresult *res)
 	}
 }
 
-static int
-pg_msg_append(im_store *st, const im_fence *fences, size_t nfences,
-              const im_msg *msgs, size_t n, im_append_result *res_out)
+/*
+ * The 13 parameters of an append of msgs[sent[0..nsent)]. The fast
+ * statement takes each message's own prev_seq and ordinal; the full one
+ * takes its conv's base (the head's prev_seq and ordinal - 1) and rechains.
+ */
+static void
+append_encode(unsigned char *p, const im_fence *fences, size_t nfences,
+              const im_msg *msgs, const int32_t *sent, size_t nsent,
+              const int32_t *head, bool fast, const char **vals, int *lens)
 {
-	struct pg_store *s = PG(st);
-	const char *vals[13];
-	int lens[13];
-	int32_t *head, *orig, *last, *tab, *sent;
-	uint64_t *run_seq, *run_ord;
-	unsigned char *p, *sq;
-	size_t i, nsent = 0, tabn = 16, body_bytes = 0, need, meta;
-	PGresult *res = NULL;
-	bool pkey_hit = false;
-	int rc, tries, r;
+	unsigned char *sq;
+	size_t i;
 	int c;
 
-	if (n > PG_BATCH_MAX || nfences > PG_BATCH_MAX) {
-		im_store_set_error(st, "pg: batch of %zu is too large", n);
-		return IM_EINVAL;
-	}
-	while (tabn < 2 * n) {
-		tabn *= 2;
-	}
-	for (i = 0; i < n; i++) {
-		body_bytes += msgs[i].body_len;
-	}
-	/* Bookkeeping first, then the parameters, in one buffer. */
-	meta = (4 * n + tabn) * sizeof(int32_t) + 2 * n * sizeof(uint64_t);
-	meta = (meta + 15) & ~(size_t)15;
-	need = meta + fence_size(nfences) + 12 * (ARR_HEAD + n * ARR_I8) +
-	       ARR_HEAD + n * 4 + body_bytes;
-	if ((rc = buf_reserve(s, need)) != IM_OK) {
-		return rc;
-	}
-	run_seq = (uint64_t *)(void *)s->buf;
-	run_ord = run_seq + n;
-	head = (int32_t *)(void *)(run_ord + n);
-	orig = head + n;
-	last = orig + n;
-	sent = last + n;
-	tab = sent + n;
-	if ((rc = batch_scan(s, msgs, n, head, orig, last, tab, tabn)) !=
-	    IM_OK) {
-		return rc;
-	}
-	for (i = 0; i < n; i++) {
-		if (orig[i] < 0) {
-			sent[nsent++] = (int32_t)i;
-		}
-	}
-
-	p = fence_encode(s->buf + meta, fences, nfences, vals, lens);
+	p = fence_encode(p, fences, nfences, vals, lens);
 	for (c = 0; c < 9; c++) {
 		unsigned char *start = p;
-		size_t j;
 
 		p = arr_head(p, OID_INT8, (uint32_t)nsent);
-		for (j = 0; j < nsent; j++) {
-			const im_msg *m = &msgs[sent[j]];
-			const im_msg *h = &msgs[head[sent[j]]];
+		for (i = 0; i < nsent; i++) {
+			const im_msg *m = &msgs[sent[i]];
+			const im_msg *h = &msgs[head[sent[i]]];
 			uint64_t v;
 
 			switch (c) {
@@ -1016,10 +995,10 @@ pg_msg_append(im_store *st, const im_fence *fences, size_t nfences,
 				v = m->seq;
 				break;
 			case 2:
-				v = h->prev_seq;
+				v = fast ? m->prev_seq : h->prev_seq;
 				break;
 			case 3:
-				v = h->ordinal - 1;
+				v = fast ? m->ordinal : h->ordinal - 1;
 				break;
 			case 4:
 				v = m->sender;
@@ -1049,7 +1028,95 @@ pg_msg_append(im_store *st, const im_fence *fences, size_t nfences,
 	}
 	vals[12] = (const char *)sq;
 	lens[12] = (int)(p - sq);
+}
 
+static int
+pg_msg_append(im_store *st, const im_fence *fences, size_t nfences,
+              const im_msg *msgs, size_t n, im_append_result *res_out)
+{
+	struct pg_store *s = PG(st);
+	const char *vals[13];
+	int lens[13];
+	int32_t *head, *orig, *last, *tab, *sent;
+	uint64_t *run_seq, *run_ord;
+	size_t i, nsent = 0, tabn = 16, body_bytes = 0, need, meta;
+	PGresult *res = NULL;
+	bool pkey_hit = false;
+	int rc, tries, r;
+
+	if (n > PG_BATCH_MAX || nfences > PG_BATCH_MAX) {
+		im_store_set_error(st, "pg: batch of %zu is too large", n);
+		return IM_EINVAL;
+	}
+	while (tabn < 2 * n) {
+		tabn *= 2;
+	}
+	for (i = 0; i < n; i++) {
+		body_bytes += msgs[i].body_len;
+	}
+	/* Bookkeeping first, then the parameters, in one buffer. */
+	meta = (4 * n + tabn) * sizeof(int32_t) + 2 * n * sizeof(uint64_t);
+	meta = (meta + 15) & ~(size_t)15;
+	need = meta + fence_size(nfences) + 12 * (ARR_HEAD + n * ARR_I8) +
+	       ARR_HEAD + n * 4 + body_bytes;
+	if (need > PG_PARAM_BYTES_MAX) {
+		im_store_set_error(st, "pg: batch of %zu bytes is too large",
+		                   need);
+		return IM_EINVAL;
+	}
+	if ((rc = buf_reserve(s, need)) != IM_OK) {
+		return rc;
+	}
+	run_seq = (uint64_t *)(void *)s->buf;
+	run_ord = run_seq + n;
+	head = (int32_t *)(void *)(run_ord + n);
+	orig = head + n;
+	last = orig + n;
+	sent = last + n;
+	tab = sent + n;
+	if ((rc = batch_scan(s, msgs, n, head, orig, last, tab, tabn)) !=
+	    IM_OK) {
+		return rc;
+	}
+	for (i = 0; i < n; i++) {
+		if (orig[i] < 0) {
+			sent[nsent++] = (int32_t)i;
+		}
+	}
+
+	/*
+	 * Fast path, the common case of a batch without duplicates: insert
+	 * the chain as given. A dedup key (or seq) already stored makes the
+	 * INSERT fail on its unique index and roll back; then the full
+	 * statement finds the duplicates and rechains.
+	 */
+	if (nsent == n) {
+		append_encode(s->buf + meta, fences, nfences, msgs, sent, nsent,
+		              head, true, vals, lens);
+		rc = pg_run(s, PG_MSG_APPEND_FAST, vals, lens, PG_ONCE, &res);
+		if (rc == IM_OK) {
+			rc = fence_report(s, res);
+			PQclear(res);
+			if (rc != IM_OK) {
+				return rc;
+			}
+			for (i = 0; i < n; i++) {
+				res_out[i].seq = msgs[i].seq;
+				res_out[i].prev_seq = msgs[i].prev_seq;
+				res_out[i].ordinal = msgs[i].ordinal;
+				res_out[i].time_ms = msgs[i].time_ms;
+				res_out[i].dup = false;
+			}
+			return IM_OK;
+		}
+		PQclear(res);
+		res = NULL;
+		if (rc != IM_ECONFLICT) {
+			return rc;
+		}
+	}
+	append_encode(s->buf + meta, fences, nfences, msgs, sent, nsent, head,
+	              false, vals, lens);
 	for (tries = 0;; tries++) {
 		rc = pg_run(s, PG_MSG_APPEND, vals, lens, PG_ONCE, &res);
 		if (rc != IM_ECONFLICT) {
@@ -1149,6 +1216,11 @@ pg_uq_append(im_store *st, const im_fence *fences, size_t nfences,
 	}
 	need = fence_size(nfences) + 4 * (ARR_HEAD + n * ARR_I8) + ARR_HEAD +
 	       n * 4 + body_bytes;
+	if (need > PG_PARAM_BYTES_MAX) {
+		im_store_set_error(st, "pg: batch of %zu bytes is too large",
+		                   need);
+		return IM_EINVAL;
+	}
 	if ((rc = buf_reserve(s, need)) != IM_OK) {
 		return rc;
 	}
@@ -1620,12 +1692,13 @@ im_store_pg_open(im_store **out, const char *conninfo,
 	if (s->opts.reconnect_tries == 0) {
 		s->opts.reconnect_tries = 1;
 	}
-	/* libpq counts whole seconds and treats 1 as 2. */
+	/* Never unbounded (libpq's 0); libpq counts seconds, minimum 2. */
+	if (s->opts.connect_timeout_ms == 0) {
+		s->opts.connect_timeout_ms = defaults.connect_timeout_ms;
+	}
 	snprintf(timeout, sizeof(timeout), "%u",
-	         s->opts.connect_timeout_ms == 0
-	                 ? 0
-	                 : IM__MAX(2u,
-	                           (s->opts.connect_timeout_ms + 999) / 1000));
+	         (unsigned)IM__MAX(2u, ((uint64_t)s->opts.connect_timeout_ms +
+	                                999) / 1000));
 	vals[0] = timeout;
 	vals[1] = conninfo;
 	vals[2] = NULL;
