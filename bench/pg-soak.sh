@@ -18,6 +18,7 @@ export IM_TEST_PG
 tests="test_pg_concurrent_segment_takers_never_overlap
 test_pg_racing_slot_cas_has_exactly_one_winner_per_epoch
 test_pg_stale_writer_cannot_append_after_a_cas_it_started_before
+test_pg_stale_writer_with_duplicates_cannot_append_either
 test_pg_same_dedup_key_from_two_processes_is_stored_once"
 failed=0
 for t in $tests; do

@@ -350,6 +350,7 @@ test_pg_racing_slot_cas_has_exactly_one_winner_per_epoch(void **state)
 /* ---- (3) stale epoch ------------------------------------------------- */
 
 struct stale_data {
+	int slow; /* send an in-batch duplicate: the dedup/rechain statement */
 	int rc;
 	char errmsg[256];
 };
@@ -369,10 +370,16 @@ stale_child(struct shared *sh, int id, const pg_fixture *fx)
 	            .time_ms = 1,
 	            .body = "zombie",
 	            .body_len = 6};
-	im_append_result res;
+	im_msg batch[2];
+	im_append_result res[2];
 	im_store *st;
 	int rc;
 
+	batch[0] = m;
+	batch[1] = m;
+	batch[1].seq = 2;
+	batch[1].prev_seq = 1;
+	batch[1].ordinal = 2;
 	pg_fixture_conninfo(fx, "application_name=im-stale-writer", ci,
 	                    sizeof(ci));
 	rc = im_store_pg_open(&st, ci, NULL, err, sizeof(err));
@@ -380,7 +387,8 @@ stale_child(struct shared *sh, int id, const pg_fixture *fx)
 		child_fail(sh, id, "open: %d %s", rc, err);
 	}
 	/* Blocks on the slot row until the parent's CAS commits. */
-	d->rc = im_store_msg_append(st, &stale_fence, 1, &m, 1, &res);
+	d->rc = im_store_msg_append(st, &stale_fence, 1, batch, d->slow ? 2 : 1,
+	                            res);
 	snprintf(d->errmsg, sizeof(d->errmsg), "%s", im_store_errmsg(st));
 	im_store_close(st);
 }
@@ -430,9 +438,8 @@ wait_blocked(PGconn *mon, const char *appname)
 }
 
 static void
-test_pg_stale_writer_cannot_append_after_a_cas_it_started_before(void **state)
+stale_case(const pg_fixture *fx, bool slow)
 {
-	const pg_fixture *fx = *state;
 	struct shared *sh = shared_map(1, sizeof(struct stale_data));
 	struct stale_data *d = (struct stale_data *)(void *)sh->data;
 	im_epoch e;
@@ -449,6 +456,7 @@ test_pg_stale_writer_cannot_append_after_a_cas_it_started_before(void **state)
 	if (cas == NULL || mon == NULL) {
 		fail_msg("%s", pg_fixture_error());
 	}
+	d->slow = slow;
 	/* The new owner's CAS, as im_store_slot_cas runs it, left open. */
 	exec_ok(cas, "BEGIN");
 	exec_ok(cas, "UPDATE im_slots SET owner = 'new', epoch = 2"
@@ -477,6 +485,19 @@ test_pg_stale_writer_cannot_append_after_a_cas_it_started_before(void **state)
 	PQfinish(mon);
 	im_store_close(st);
 	shared_unmap(sh, sizeof(struct stale_data));
+}
+
+static void
+test_pg_stale_writer_cannot_append_after_a_cas_it_started_before(void **state)
+{
+	stale_case(*state, false);
+}
+
+/* The same through the statement that handles duplicates. */
+static void
+test_pg_stale_writer_with_duplicates_cannot_append_either(void **state)
+{
+	stale_case(*state, true);
 }
 
 /*
@@ -810,6 +831,59 @@ test_pg_store_reconnects_after_its_session_is_killed(void **state)
 	im_store_close(st);
 }
 
+/*
+ * A server restart under an open store: reads and writes after it work on
+ * a new session (the store reconnects and prepares again), and no write is
+ * lost or doubled. IM_TEST_PG_RESTART is the command (scripts/pg env).
+ */
+static void
+test_pg_store_keeps_working_across_a_server_restart(void **state)
+{
+	const pg_fixture *fx = *state;
+	const char *restart = getenv("IM_TEST_PG_RESTART");
+	im_store *st = parent_open(fx);
+	im_seg_key key = {IM_SEG_GROUP_SEQ, 6};
+	im_fence f = {IM_KIND_GROUP, 14, 1};
+	im_msg m = {.conv = 60,
+	            .seq = 1,
+	            .ordinal = 1,
+	            .sender = 3,
+	            .dedup_id = 5,
+	            .time_ms = 1,
+	            .body = "r",
+	            .body_len = 1};
+	im_append_result res;
+	im_seg a, b;
+	im_epoch e;
+	int n = 0, rc;
+
+	if (restart == NULL || restart[0] == '\0') {
+		fail_msg("IM_TEST_PG_RESTART is not set (scripts/test-pg sets"
+		         " it; see scripts/pg env)");
+	}
+	assert_int_equal(im_store_seg_take(st, &key, 5, &a), IM_OK);
+	assert_int_equal(im_store_slot_cas(st, IM_KIND_GROUP, 14, 0, "a", &e),
+	                 IM_OK);
+	fflush(NULL);
+	assert_int_equal(system(restart), 0);
+	assert_int_equal(im_store_seg_take(st, &key, 5, &b), IM_OK);
+	assert_true(b.first > a.last);
+	fflush(NULL);
+	assert_int_equal(system(restart), 0);
+	rc = im_store_msg_append(st, &f, 1, &m, 1, &res);
+	fprintf(stderr, "# append after the restart: %s\n", im_strerror(rc));
+	assert_true(rc == IM_OK || rc == IM_EUNAVAIL);
+	if (rc == IM_EUNAVAIL) {
+		assert_int_equal(im_store_msg_append(st, &f, 1, &m, 1, &res),
+		                 IM_OK);
+	}
+	assert_int_equal(
+	        im_store_msg_read(st, 60, 0, IM_SEQ_MAX, 0, count_msgs, &n),
+	        IM_OK);
+	assert_int_equal(n, 1);
+	im_store_close(st);
+}
+
 int
 main(void)
 {
@@ -822,6 +896,9 @@ main(void)
 	                setup, teardown),
 	        cmocka_unit_test_setup_teardown(
 	                test_pg_stale_writer_cannot_append_after_a_cas_it_started_before,
+	                setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_pg_stale_writer_with_duplicates_cannot_append_either,
 	                setup, teardown),
 	        cmocka_unit_test_setup_teardown(
 	                test_pg_append_before_a_cas_is_kept_and_one_after_it_is_stale,
@@ -844,6 +921,9 @@ main(void)
 	                setup, teardown),
 	        cmocka_unit_test_setup_teardown(
 	                test_pg_store_reconnects_after_its_session_is_killed,
+	                setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_pg_store_keeps_working_across_a_server_restart,
 	                setup, teardown),
 	};
 
