@@ -6,7 +6,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${1:?usage: bench/pg-soak.sh BUILDDIR [N]}" && pwd)
 n=${2:-20}
-exe=$build/tests/store-pg-concurrency
+exe=$build/tests/store/store-pg-concurrency
 [ -x "$exe" ] || { echo "no $exe: build first" >&2; exit 1; }
 
 dir=$(mktemp -d /tmp/im-pgs.XXXXXX)
