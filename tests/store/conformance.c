@@ -1048,7 +1048,9 @@ collect_uq(const im_uq_item *it, void *payload)
 
 	assert_true(s->n < 16);
 	s->it[s->n] = *it;
-	memcpy(s->body[s->n], it->body, it->body_len);
+	if (it->body_len > 0) {
+		memcpy(s->body[s->n], it->body, it->body_len);
+	}
 	s->body[s->n][it->body_len] = '\0';
 	s->it[s->n].body = s->body[s->n];
 	s->n++;
