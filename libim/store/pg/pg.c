@@ -60,6 +60,7 @@ enum pg_stmt {
 	PG_SEG_TAKE,
 	PG_MSG_APPEND,
 	PG_MSG_APPEND_FAST,
+	PG_MSG_APPEND_FAST1,
 	PG_MSG_READ,
 	PG_MSG_LAST,
 	PG_MSG_DEDUP,
@@ -155,6 +156,25 @@ static const struct {
 		" SELECT 1::int8, kind, slot, cur FROM bad"
 		" UNION ALL SELECT 2, count(*), 0, 0 FROM ins",
 		13, {OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR,
+		     OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR,
+		     OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR,
+		     OID_BYTEA_ARR}},
+	/* The same for the common single fence, without the fence arrays. */
+	[PG_MSG_APPEND_FAST1] = {"im_msg_append_fast1",
+		"WITH f AS MATERIALIZED (SELECT epoch::int8 AS epoch"
+		" FROM im_slots WHERE kind = $1 AND slot = $2 FOR SHARE),"
+		" bad AS (SELECT $1 AS kind, $2 AS slot,"
+		" coalesce((SELECT epoch FROM f), 0) AS cur"
+		" WHERE NOT EXISTS (SELECT 1 FROM f WHERE epoch = $3)),"
+		" ins AS (INSERT INTO im_messages (conv, seq, prev_seq, ordinal,"
+		" sender, dedup_id, reply_to, time_ms, type, body)"
+		" SELECT * FROM unnest($4::int8[], $5::int8[], $6::int8[],"
+		" $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[],"
+		" $12::int8[], $13::bytea[])"
+		" WHERE NOT EXISTS (SELECT 1 FROM bad) RETURNING 1)"
+		" SELECT 1::int8, kind, slot, cur FROM bad"
+		" UNION ALL SELECT 2, count(*), 0, 0 FROM ins",
+		13, {OID_INT8, OID_INT8, OID_INT8, OID_INT8_ARR,
 		     OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR,
 		     OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR,
 		     OID_BYTEA_ARR}},
@@ -1042,7 +1062,7 @@ pg_msg_append(im_store *st, const im_fence *fences, size_t nfences,
 	size_t i, nsent = 0, tabn = 16, body_bytes = 0, need, meta;
 	PGresult *res = NULL;
 	bool pkey_hit = false;
-	int rc, tries, r;
+	int rc, tries, r, c;
 
 	if (n > PG_BATCH_MAX || nfences > PG_BATCH_MAX) {
 		im_store_set_error(st, "pg: batch of %zu is too large", n);
@@ -1091,9 +1111,22 @@ pg_msg_append(im_store *st, const im_fence *fences, size_t nfences,
 	 * statement finds the duplicates and rechains.
 	 */
 	if (nsent == n) {
+		struct pg_params fp;
+		enum pg_stmt id = PG_MSG_APPEND_FAST;
+
 		append_encode(s->buf + meta, fences, nfences, msgs, sent, nsent,
 		              head, true, vals, lens);
-		rc = pg_run(s, PG_MSG_APPEND_FAST, vals, lens, PG_ONCE, &res);
+		if (nfences == 1) {
+			param_u64(&fp, 0, (uint64_t)fences[0].kind);
+			param_u64(&fp, 1, fences[0].slot);
+			param_u64(&fp, 2, fences[0].epoch);
+			for (c = 0; c < 3; c++) {
+				vals[c] = fp.vals[c];
+				lens[c] = fp.lens[c];
+			}
+			id = PG_MSG_APPEND_FAST1;
+		}
+		rc = pg_run(s, id, vals, lens, PG_ONCE, &res);
 		if (rc == IM_OK) {
 			rc = fence_report(s, res);
 			PQclear(res);
