@@ -12,12 +12,15 @@
  * newest row version and the append sees the new epoch, even though its
  * snapshot predates the CAS) or waits until the append committed.
  *
- * Dedup: the append statement probes the stored dedup keys (LATERAL ...
- * LIMIT 1, so that a generic plan never scans the whole table), drops the
- * duplicates and rechains the rest with window functions. Its
- * INSERT has no ON CONFLICT: a key committed concurrently after our
- * snapshot raises a unique violation, the statement rolls back and we try
- * again, now seeing the other row as a duplicate.
+ * Dedup, in two steps. First the fast statement inserts the batch as given
+ * (the common case: no duplicate). Its INSERT has no ON CONFLICT, so a
+ * stored dedup key (or seq) makes it fail on a unique index and roll back.
+ * Then the full statement probes the stored dedup keys (LATERAL ... LIMIT 1,
+ * so that a generic plan never scans the table), drops the duplicates and
+ * rechains the rest with window functions. It has no ON CONFLICT either: a
+ * key committed concurrently after its snapshot raises a unique violation,
+ * the statement rolls back and runs again, now seeing that row as a dup.
+ * A seq taken twice in a row by another message is IM_ECONFLICT.
  *
  * uint64 ids are stored in BIGINT columns by their bit pattern; seq bounds
  * given to range queries are clamped to INT64_MAX.
@@ -406,7 +409,9 @@ pg_prepare_all(struct pg_store *s)
 	 * generic plan by itself). Every statement here is index driven, and
 	 * the dedup probe is written so that a generic plan cannot scan.
 	 */
-	res = PQexec(s->conn, "SET plan_cache_mode = force_generic_plan");
+	/* DEALLOCATE: re-preparing on a session that kept some of them. */
+	res = PQexec(s->conn, "SET plan_cache_mode = force_generic_plan;"
+	                      " DEALLOCATE ALL");
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 		im_store_set_error(&s->base, "pg: set plan_cache_mode: %s",
 		                   PQresultErrorMessage(res));
