@@ -17,7 +17,7 @@ bench=$build/bench/bench_pg
 [ -x "$bench" ] || { echo "no $bench: build first" >&2; exit 1; }
 
 dir=$(mktemp -d /tmp/im-pgb.XXXXXX)
-trap '"$root/scripts/pg" stop "$dir"' EXIT INT TERM
+trap '"$root/scripts/pg" stop "$dir"; rmdir "$dir" 2>/dev/null || true' EXIT INT TERM
 "$root/scripts/pg" start "$dir" >/dev/null
 eval "$("$root/scripts/pg" env "$dir")"
 ci=$IM_TEST_PG

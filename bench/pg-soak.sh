@@ -10,7 +10,7 @@ exe=$build/tests/store/store-pg-concurrency
 [ -x "$exe" ] || { echo "no $exe: build first" >&2; exit 1; }
 
 dir=$(mktemp -d /tmp/im-pgs.XXXXXX)
-trap '"$root/scripts/pg" stop "$dir"' EXIT INT TERM
+trap '"$root/scripts/pg" stop "$dir"; rmdir "$dir" 2>/dev/null || true' EXIT INT TERM
 "$root/scripts/pg" start "$dir" >/dev/null
 eval "$("$root/scripts/pg" env "$dir")"
 export IM_TEST_PG
