@@ -1147,6 +1147,7 @@ pg_msg_append(im_store *st, const im_fence *fences, size_t nfences,
 			}
 			return IM_OK;
 		}
+		pkey_hit = rc == IM_ECONFLICT && taken_seq(res);
 		PQclear(res);
 		res = NULL;
 		if (rc != IM_ECONFLICT) {
@@ -1161,10 +1162,11 @@ pg_msg_append(im_store *st, const im_fence *fences, size_t nfences,
 			break;
 		}
 		/*
-		 * A seq taken twice in a row is taken by another message (a
-		 * same-key twin would be a dup by now): no retry fixes it.
+		 * A seq taken in two attempts in a row is taken by another
+		 * message (a same-key twin would be a dup by now): no retry
+		 * fixes it.
 		 */
-		if (taken_seq(res) && (tries > 0 || pkey_hit)) {
+		if (taken_seq(res) && pkey_hit) {
 			seq_conflict(s, res);
 			PQclear(res);
 			return IM_ECONFLICT;
