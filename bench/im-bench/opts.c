@@ -564,8 +564,10 @@ imb_opts_finish(imb_opts *o, char *err, size_t errlen)
 			    "%u users need more --src addresses", o->users);
 	}
 	if (o->baseline_batch == 0) {
-		per = o->rate > 0 ? (uint64_t)(o->rate / 1000) + 1
-				  : (uint64_t)o->senders * o->inflight;
+		/* What a closed loop at --inflight can put in one commit;
+		 * open-loop runs use the same figure so their ratio compares
+		 * with the same baseline. */
+		per = (uint64_t)o->senders * o->inflight;
 		o->baseline_batch = per > 1000 ? 1000 : per ? (uint32_t)per : 1;
 	}
 	return 0;
