@@ -353,10 +353,19 @@ table(FILE *f, const report *R)
 		const imb_proc *b = R->s_win0.taken ? &R->s_win0.p[i]
 						    : &R->s_login1.p[i];
 
-		fprintf(f, "  server pid %d: cpu %.0f%% (window), %.0f%% "
+		double cw = cpu_pct(&R->s_win0, &R->s_win1, i);
+		double cl = cpu_pct(&R->s_login0, &R->s_login1, i);
+		char w[16] = "n/a", l[16] = "n/a";
+
+		if (cw >= 0) {
+			snprintf(w, sizeof(w), "%.0f%%", cw);
+		}
+		if (cl >= 0) {
+			snprintf(l, sizeof(l), "%.0f%%", cl);
+		}
+		fprintf(f, "  server pid %d: cpu %s (window), %s "
 			   "(login); rss %llu -> %llu KiB, peak %llu KiB\n",
-			R->pids[i], cpu_pct(&R->s_win0, &R->s_win1, i),
-			cpu_pct(&R->s_login0, &R->s_login1, i),
+			R->pids[i], w, l,
 			(unsigned long long)a->rss_kb,
 			(unsigned long long)b->rss_kb,
 			(unsigned long long)R->s_end.p[i].hwm_kb);

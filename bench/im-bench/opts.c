@@ -56,7 +56,7 @@ imb_opts_usage(FILE *f)
 "                           intended send time); overrides --inflight\n"
 "  --duration S, --warmup S measured window and warm-up, seconds\n"
 "  --login-rate L           logins/s in total, 0 = as fast as possible\n"
-"  --login-window W         logins in progress per worker, default 512\n"
+"  --login-window W         logins in progress per worker, default 256\n"
 "  --procs N                worker processes (default: enough for the\n"
 "                           fd limit, at least 2 when users > 1000)\n"
 "  --server-pid PID[,..]    server processes to sample from /proc\n"
@@ -87,7 +87,7 @@ defaults(imb_opts *o)
 	o->inflight = 1;
 	o->duration = 10;
 	o->warmup = 2;
-	o->login_window = 512;
+	o->login_window = 256;
 	o->token_ttl = 86400;
 	o->server_name = "imd";
 	o->baseline = 1;
@@ -117,6 +117,7 @@ preset(imb_opts *o, imb_scenario s)
 	case IMB_SC_IDLE:
 		o->users = 10000;
 		o->senders = 0;
+		o->convs = 0;
 		o->duration = 3;
 		o->warmup = 1;
 		o->baseline = 0;

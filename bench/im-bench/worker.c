@@ -388,8 +388,6 @@ login_finished(conn *c, int ok, uint64_t now)
 	}
 }
 
-static void setup_next(void);
-
 static void
 close_conn(conn *c, int by_server)
 {
@@ -420,9 +418,10 @@ close_conn(conn *c, int by_server)
 		W.ready_now--;
 	}
 	if (c->setup) {
+		/* The next creator starts from the tick, never from here: the
+		 * caller may still be reading this connection's buffer. */
 		c->setup = 0;
 		W.setup_live--;
-		setup_next();
 	}
 }
 
