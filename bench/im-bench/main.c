@@ -615,6 +615,8 @@ main(int argc, char **argv)
 	}
 	derive(&R);
 	table(stdout, &R);
+	free(p.uoff);
+	free(p.ulist);
 	if (o.json && json(o.json, &R) != 0) {
 		fprintf(stderr, "im-bench: cannot write %s\n", o.json);
 		return 1;
