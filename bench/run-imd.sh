@@ -55,7 +55,8 @@ start_imd() {
 		--log_level warn --max_conns 19900 ${IMD_ARGS:-} \
 		> "$tmp/imd.log" 2>&1 &
 	imd_pid=$!
-	for _ in $(seq 100); do
+	# imd claims every slot at start (2 x --slots CAS writes): seconds.
+	for _ in $(seq 1200); do
 		[ -s "$tmp/port" ] && break
 		kill -0 "$imd_pid" 2>/dev/null || break
 		sleep 0.1

@@ -326,6 +326,15 @@ table(FILE *f, const report *R)
 		}
 		fprintf(f, "\n  deliveries/s       %.0f\n", R->deliv_s);
 	}
+	if (r->c[IMB_C_GROUPS_MADE]) {
+		fprintf(f, "  setup              %llu groups, %llu AddMember in "
+			   "%.1f s (%.0f groups/s)\n",
+			(unsigned long long)r->c[IMB_C_GROUPS_MADE],
+			(unsigned long long)r->c[IMB_C_MEMBERS_ADDED],
+			(double)r->t_setup_end / 1e6,
+			(double)r->c[IMB_C_GROUPS_MADE] /
+				((double)r->t_setup_end / 1e6 + 1e-9));
+	}
 	fprintf(f, "  logins             %llu in %.1f ms (%.0f/s), "
 		   "connections %llu\n",
 		(unsigned long long)r->c[IMB_C_LOGINS], R->login_all_ms,
@@ -445,6 +454,7 @@ json(const char *path, const report *R)
 		R->login_s);
 	fprintf(f, "  \"connections\": %llu,\n",
 		(unsigned long long)r->connections);
+	fprintf(f, "  \"setup_s\": %.2f,\n", (double)r->t_setup_end / 1e6);
 	fprintf(f, "  \"resume_all_ms\": %.1f,\n  \"caught_up_all_ms\": %.1f,\n",
 		R->resume_all_ms, R->caught_all_ms);
 	fprintf(f, "  \"latency_us\": {\n");

@@ -95,7 +95,7 @@ defaults(imb_opts *o)
 	o->baseline_dir = "/tmp";
 	o->down = 2;
 	o->stayers = 1;
-	o->setup_timeout = 120;
+	o->setup_timeout = 900;
 	o->login_timeout = 120;
 	o->drain = 5;
 	o->setup_window = 256;

@@ -106,6 +106,9 @@ static struct worker {
 	/* setup */
 	conn sc[SETUP_CONNS];
 	uint32_t next_creator, setup_live;
+	uint32_t setup_pending;  /* setup requests unanswered, all conns */
+	uint32_t retry[256];     /* creators whose connection failed */
+	uint32_t nretry;
 	uint64_t groups_mine, groups_done;
 	/* open loop */
 	uint32_t *senders;   /* local sender user indices (relative) */
@@ -422,6 +425,13 @@ close_conn(conn *c, int by_server)
 		 * caller may still be reading this connection's buffer. */
 		c->setup = 0;
 		W.setup_live--;
+		W.setup_pending -= c->pending;
+		c->pending = 0;
+		/* Unfinished (a login timeout under load, say): again later. */
+		if ((c->ck < ngroups(c->idx) || c->am_k < ngroups(c->idx)) &&
+		    W.phase == IMB_P_SETUP && W.nretry < 256) {
+			W.retry[W.nretry++] = c->idx;
+		}
 	}
 }
 
@@ -745,6 +755,7 @@ handle(conn *c, const uint8_t *buf, size_t len, uint64_t now)
 		}
 		if (c->pending > 0) {
 			c->pending--;
+			W.setup_pending--;
 		}
 		setup_pump(c);
 		break;
@@ -753,13 +764,15 @@ handle(conn *c, const uint8_t *buf, size_t len, uint64_t now)
 		if (kind == K_SEND) {
 			on_send_reply(c, &m, now);
 		} else if (kind == K_ADD || kind == K_CREATE) {
+			/* A group never created is counted at the end. */
 			if (m.code == im_Code_OK && kind == K_ADD) {
 				cnt(IMB_C_MEMBERS_ADDED);
-			} else if (m.code != im_Code_OK) {
+			} else if (kind == K_ADD) {
 				cnt(IMB_C_SETUP_FAIL);
 			}
 			if (c->pending > 0) {
 				c->pending--;
+				W.setup_pending--;
 			}
 			setup_pump(c);
 		} else if (kind == K_LOGIN || kind == K_RESUME ||
@@ -888,10 +901,10 @@ setup_pump(conn *c)
 	}
 	/* First every CreateGroup of this creator, then the AddMembers of the
 	 * groups bigger than one CreateGroup can hold. */
-	while (c->ck < n && c->pending < window) {
+	while (c->ck < n && W.setup_pending < window) {
 		uint32_t g = group_at(c->idx, c->ck++), j, m = 0;
 
-		if (!creates(c->idx, g)) {
+		if (!creates(c->idx, g) || W.p->gids[g] != 0) {
 			continue;
 		}
 		memset(&e->msg.create_group, 0, sizeof(e->msg.create_group));
@@ -908,8 +921,9 @@ setup_pump(conn *c)
 			break;
 		}
 		c->pending++;
+		W.setup_pending++;
 	}
-	while (c->ck == n && c->am_k < n && c->pending < window) {
+	while (c->ck == n && c->am_k < n && W.setup_pending < window) {
 		uint32_t g = group_at(c->idx, c->am_k);
 		uint64_t gid = W.p->gids[g];
 		uint32_t j = c->am_j ? c->am_j : CREATE_MEMBERS + 1;
@@ -936,6 +950,7 @@ setup_pump(conn *c)
 			break;
 		}
 		c->pending++;
+		W.setup_pending++;
 		c->am_j = j + 1;
 	}
 	tx_flush();
@@ -950,14 +965,24 @@ static void
 setup_next(void)
 {
 	uint64_t now;
+	uint32_t i;
 
 	if (W.phase != IMB_P_SETUP || W.waiting) {
 		return;
 	}
 	now = imb_now_us(W.p);
-	while (W.setup_live < SETUP_CONNS && W.next_creator < W.end) {
-		uint32_t u = W.next_creator++, k, n = ngroups(u), mine = 0, i;
+	for (i = 0; i < SETUP_CONNS; i++) {
+		if (W.sc[i].setup && W.sc[i].state == CS_READY) {
+			setup_pump(&W.sc[i]);
+		}
+	}
+	while (W.setup_live < SETUP_CONNS && W.setup_pending < W.o->setup_window &&
+	       (W.next_creator < W.end || W.nretry > 0)) {
+		uint32_t u, k, n, mine = 0;
 		conn *c = NULL;
+
+		u = W.nretry > 0 ? W.retry[--W.nretry] : W.next_creator++;
+		n = ngroups(u);
 
 		for (k = 0; k < n; k++) {
 			mine += creates(u, group_at(u, k));
@@ -1197,7 +1222,8 @@ on_tick(struct ev_loop *loop, ev_timer *t, int revents)
 	switch (W.phase) {
 	case IMB_P_SETUP:
 		setup_next();
-		done = W.setup_live == 0 && W.next_creator >= W.end;
+		done = W.setup_live == 0 && W.next_creator >= W.end &&
+		       W.nretry == 0;
 		if (el > (uint64_t)(o->setup_timeout * 1e6)) {
 			done = 1;
 		}
