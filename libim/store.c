@@ -157,6 +157,8 @@ im_store_msg_append(im_store *st, const im_fence *fences, size_t nfences,
 		CHECK(m->conv != 0 && m->seq != 0 && m->sender != 0);
 		CHECK(m->ordinal != 0);
 		CHECK(m->prev_seq < m->seq);
+		CHECK(m->seq <= (uint64_t)INT64_MAX);
+		CHECK(m->ordinal <= (uint64_t)INT64_MAX);
 		CHECK(m->body_len <= IM_MSG_BODY_MAX);
 		CHECK(m->body_len == 0 || m->body != NULL);
 	}
@@ -285,6 +287,7 @@ im_store_uq_append(im_store *st, const im_fence *fences, size_t nfences,
 	}
 	for (i = 0; i < n; i++) {
 		CHECK(items[i].user != 0 && items[i].seq != 0);
+		CHECK(items[i].seq <= (uint64_t)INT64_MAX);
 		CHECK(items[i].body_len <= IM_UQ_BODY_MAX);
 		CHECK(items[i].body_len == 0 || items[i].body != NULL);
 	}

@@ -48,58 +48,98 @@ typedef struct im_pushq_item {
 
 typedef int (*im_pushq_cb)(const im_pushq_item *item, void *payload);
 
-/** Embeddable queue (init/finish); members are private. */
+/**
+ * Embeddable queue (init/finish); every member is private. Items sit in
+ * push order in one array (acked ones become tombstones, compacted lazily),
+ * their payloads in one byte buffer in the same order, chained per
+ * conversation (seq order, for ack and replay) and in transmission order
+ * (for due). Both grow by doubling, up to twice the bounds.
+ */
 typedef struct im_pushq {
 	im_pushq_opts opts;
-	void *items;     /* private */
-	uint32_t cap;    /* private */
-	uint32_t count;  /* private */
-	uint32_t head;   /* private */
-	uint64_t bytes;  /* private */
-	void *convs;     /* private */
-	uint32_t nconvs; /* private */
-	uint32_t convcap;/* private */
+	void *items;        /* item slots in push order */
+	uint8_t *buf;       /* payload bytes in push order */
+	void *convs;        /* per-conversation records */
+	uint32_t *cidx;     /* open-addressing index over convs */
+	uint64_t bytes;     /* live payload bytes */
+	uint64_t bcap;      /* size of buf */
+	uint64_t bend;      /* bytes of buf in use, dead ones included */
+	uint32_t icap;      /* item slots */
+	uint32_t ihead;     /* first slot that may be live */
+	uint32_t iend;      /* slots in use, tombstones included */
+	uint32_t count;     /* live items */
+	uint32_t ccap;      /* conversation records */
+	uint32_t cused;     /* records in use */
+	uint32_t cfree;     /* free record list */
+	uint32_t thead;     /* least recently transmitted item */
+	uint32_t ttail;     /* most recently transmitted item */
+	uint32_t idle_head; /* record without items, idle longest */
+	uint32_t idle_tail;
 } im_pushq;
 
-/** @retval IM_OK, IM_EINVAL (zero bounds or rto) */
+/**
+ * Initialise q (caller memory); it holds no memory until the first push.
+ * @retval IM_OK, IM_EINVAL (NULL, bad version, zero bounds or rto,
+ *         max_items > 2^24)
+ */
 IM_API int im_pushq_init(im_pushq *q, const im_pushq_opts *opts);
+/** Free everything q holds; q may be initialised again. A zeroed q (or
+ *  one already finished) is fine. */
 IM_API void im_pushq_finish(im_pushq *q);
 
 /**
- * Queue a copy of data as (conv, seq), sent at now_ms. A seq not above the
- * highest pushed for conv is a duplicate: nothing is queued and *queued_out
- * (may be NULL) is false.
- * @retval IM_OK, IM_EFULL (bounds; nothing changed), IM_ENOMEM, IM_EINVAL
+ * Queue a copy of data as (conv, seq), sent at now_ms (tries 1). A seq not
+ * above the highest pushed for conv is a duplicate: nothing is queued and
+ * *queued_out (may be NULL) is false. The check comes before the bounds, so
+ * a duplicate is IM_OK even when the queue is full. O(1) amortized.
+ * @retval IM_OK, IM_EFULL (bounds; nothing changed), IM_ENOMEM (nothing
+ *         changed), IM_EINVAL (q NULL, or data NULL with len > 0)
  */
 IM_API int im_pushq_push(im_pushq *q, im_gid conv, im_seq seq,
 			 const void *data, uint32_t len, uint64_t now_ms,
 			 bool *queued_out);
 
 /** Cumulative ack: drop every item of conv with seq <= seq; returns how
- *  many were dropped. */
+ *  many were dropped. O(1) amortized per dropped item; never allocates.
+ *  The memory is kept for reuse. */
 IM_API size_t im_pushq_ack(im_pushq *q, im_gid conv, im_seq seq);
 
 /**
  * Call cb for each item due for retransmission at now_ms (sent_ms + rto_ms
  * <= now_ms), oldest first, and mark it sent at now_ms (tries + 1). At most
- * max items per call (bounded work). A non-zero cb return stops and is
- * returned.
+ * max items per call (bounded work). "Oldest" is transmission order (push,
+ * due, replay), which is sent_ms order unless the clock went backwards; the
+ * walk stops at the first item not due. Each item is marked before cb sees
+ * it (cb gets the new sent_ms and tries); a non-zero cb return stops the
+ * walk and is returned (that item stays marked and comes due again after
+ * rto_ms). cb must not modify q.
+ * @retval IM_OK, IM_EINVAL (q or cb NULL), or cb's non-zero return
  */
 IM_API int im_pushq_due(im_pushq *q, uint64_t now_ms, size_t max,
 			im_pushq_cb cb, void *payload);
 
-/** Earliest time an item becomes due, or UINT64_MAX if the queue is empty. */
+/** Earliest time an item becomes due (the least recently transmitted
+ *  item's sent_ms + rto_ms, saturating), or UINT64_MAX if the queue is
+ *  empty. */
 IM_API uint64_t im_pushq_next_due(const im_pushq *q);
 
 /**
  * Resume: call cb for every queued item of conv with seq > after, in seq
- * order, marking them sent at now_ms. conv IM_PUSHQ_ALL replays all convs.
+ * order, marking them sent at now_ms (as im_pushq_due does). conv
+ * IM_PUSHQ_ALL replays every conversation (each in seq order; after applies
+ * to each). An unknown conv replays nothing. cb must not modify q.
+ * @retval IM_OK, IM_EINVAL (q or cb NULL), or cb's non-zero return
  */
 #define IM_PUSHQ_ALL UINT64_MAX
 IM_API int im_pushq_replay(im_pushq *q, im_gid conv, im_seq after,
 			   uint64_t now_ms, im_pushq_cb cb, void *payload);
 
-/** Highest seq pushed for conv (0 if none since init). */
+/**
+ * Highest seq pushed for conv (0 if none since init). It is kept at least
+ * while conv has queued items; when max_items conversations are known, the
+ * one without items for the longest is forgotten to make room (a later
+ * duplicate of it is then queued again; clients drop it by (conv, seq)).
+ */
 IM_API im_seq im_pushq_last_seq(const im_pushq *q, im_gid conv);
 
 IM_API size_t im_pushq_count(const im_pushq *q);

@@ -23,6 +23,8 @@ extern "C" {
 #define IM_SHARD_SLOTS_DEFAULT 1024
 /** Upper bound of slots per kind. */
 #define IM_SHARD_SLOTS_MAX 65536
+/** Upper bound of opts.max_nodes. */
+#define IM_SHARD_NODES_MAX 65536
 
 typedef struct im_shard_map im_shard_map;
 
@@ -30,7 +32,8 @@ typedef struct im_shard_map im_shard_map;
 typedef struct im_shard_opts {
 	uint32_t version;
 	uint32_t nslots;    /**< slots per kind; every node must agree */
-	uint32_t max_nodes; /**< bound of distinct owner names */
+	uint32_t max_nodes; /**< bound of distinct owner names ever seen
+				 (names are never forgotten) */
 	im_allocator alloc;
 } im_shard_opts;
 #define IM_SHARD_OPTS_INIT {IM_SHARD_OPTS_VERSION, IM_SHARD_SLOTS_DEFAULT, 256, {0, 0}}
@@ -42,12 +45,19 @@ typedef struct im_shard_entry {
 	const char *owner; /**< interned; valid until the map is destroyed */
 } im_shard_entry;
 
-/** Slot of an id: a fixed hash, stable across versions and machines. */
+/**
+ * Slot of an id: a fixed hash, stable across versions and machines:
+ * splitmix64's finalizer of id (x ^= x >> 30; x *= 0xbf58476d1ce4e5b9;
+ * x ^= x >> 27; x *= 0x94d049bb133111eb; x ^= x >> 31), modulo nslots.
+ * Returns 0 when nslots is 0. Never changes between releases.
+ */
 IM_API uint32_t im_shard_slot_of(uint64_t id, uint32_t nslots);
 
 /**
- * @retval IM_OK, IM_EINVAL (nslots 0 or > IM_SHARD_SLOTS_MAX, max_nodes 0),
- *         IM_ENOMEM
+ * Create an empty map (every slot unowned, epoch 0). opts NULL means
+ * IM_SHARD_OPTS_INIT. Everything is allocated here; no later call allocates.
+ * @retval IM_OK, IM_EINVAL (nslots 0 or > IM_SHARD_SLOTS_MAX, max_nodes 0
+ *         or > IM_SHARD_NODES_MAX, bad version), IM_ENOMEM
  */
 IM_API int im_shard_create(im_shard_map **out, const im_shard_opts *opts);
 IM_API void im_shard_destroy(im_shard_map *map);
@@ -71,20 +81,32 @@ IM_API int im_shard_get_slot(const im_shard_map *map, im_kind kind,
 IM_API int im_shard_apply(im_shard_map *map, im_kind kind, uint32_t slot,
 			  im_epoch epoch, const char *owner);
 
-/** Reload every slot of both kinds from the store. */
+/**
+ * Reload every slot of both kinds from the store. All or nothing: on error
+ * the map is unchanged. Epochs only move forward (a slot the map knows at a
+ * newer epoch than the store keeps the map's value).
+ * @retval IM_OK, IM_EINVAL (NULL args, or a stored slot >= nslots: the
+ *         cluster uses another nslots), IM_EFULL (too many owners),
+ *         store errors
+ */
 IM_API int im_shard_load(im_shard_map *map, im_store *st);
 
 /**
  * Take a slot for `owner` with the store's compare-and-set against the
  * epoch the map holds, then apply the result. On IM_ECONFLICT the map is
- * updated with what the store has (reload the slot) so a retry can work.
- * @retval IM_OK, IM_ECONFLICT, IM_EINVAL, IM_EFULL, store errors
+ * updated with what the store has (reload the slot) so a retry can work,
+ * and *epoch_out is the store's epoch. owner "" releases the slot.
+ * epoch_out may be NULL.
+ * @retval IM_OK, IM_ECONFLICT, IM_EINVAL, IM_EFULL (owner would exceed
+ *         max_nodes; checked before the store is touched), store errors
+ *         (of the CAS, or of the re-read after a conflict)
  */
 IM_API int im_shard_claim(im_shard_map *map, im_store *st, im_kind kind,
 			  uint32_t slot, const char *owner,
 			  im_epoch *epoch_out);
 
-/** Number of slots of kind owned by owner. */
+/** Number of slots of kind owned by owner ("" counts unowned slots);
+ *  0 for bad arguments. */
 IM_API uint32_t im_shard_count(const im_shard_map *map, im_kind kind,
 			       const char *owner);
 
@@ -99,10 +121,14 @@ typedef struct im_shard_move {
  * Plan a fair assignment of all slots of kind over `nodes` (the live nodes):
  * slots of owners not in `nodes` (dead or unowned) are handed out first,
  * then slots move from the most to the least loaded node until no node
- * exceeds ceil(nslots/n). Moves only as many slots as fairness needs, so
- * adding an (N+1)th node moves about nslots/(N+1).
- * Deterministic for the same map and node list.
+ * exceeds ceil(nslots/n) and none has less than floor(nslots/n). Moves only
+ * as many slots as fairness needs, so adding an (N+1)th node moves about
+ * nslots/(N+1) and removing one moves only its slots.
+ * Deterministic for the same map and set of nodes, whatever their order.
+ * Uses scratch space inside the map (no allocation): like every call, one
+ * thread at a time per map.
  * @param moves_out caller memory for up to max_moves moves
+ * @param nodes distinct non-empty names, n <= max_nodes
  * @retval IM_OK (*nmoves_out set), IM_EINVAL, IM_EFULL (max_moves too small;
  *         nothing written beyond max_moves, *nmoves_out = moves needed)
  */

@@ -22,7 +22,14 @@
  *
  * Ownership: inputs are borrowed for the call. Rows handed to callbacks are
  * borrowed until the callback returns. A callback returning non-zero stops
- * the read and the read returns that value.
+ * the read and the read returns that value. A callback must not call into
+ * the same handle (the sqlite backend streams rows from the statement it is
+ * iterating and refuses such calls with IM_ERR).
+ *
+ * Values are stored as signed 64-bit integers (BIGINT): ids are kept bit
+ * for bit, but seqs and ordinals must stay below 2^63 to keep their order
+ * (segments start at 1, so only a corrupted counter gets there); appends
+ * with larger ones fail with IM_EINVAL and read bounds above are clamped.
  *
  * Thread-safety: one thread at a time per handle; backends take no locks.
  * Error detail is per handle: im_store_errmsg().
@@ -175,7 +182,11 @@ typedef struct im_store_sqlite_opts {
  * Open (creating if needed) a sqlite store and migrate its schema.
  * @param path a file path, or ":memory:" for a private in-memory database
  * @param opts NULL for defaults
- * @retval IM_OK, IM_ESCHEMA (the file's schema is newer), IM_ERR
+ * @retval IM_OK, IM_ESCHEMA (the file's schema is newer), IM_ERR,
+ *         IM_EINVAL (NULL out/path, bad opts), IM_EUNAVAIL (the database
+ *         stayed locked past busy_timeout while migrating)
+ * Durability: IM_SQLITE_SYNC_FULL (default) makes every committed write
+ * survive power loss; NORMAL only survives a crash of the process.
  * On failure *out is NULL and, if errbuf is not NULL, a reason is written
  * into errbuf (at most errlen bytes, NUL terminated).
  */
@@ -256,6 +267,11 @@ IM_API int im_store_seg_take(im_store *st, const im_seg_key *key, uint32_t step,
  *                     broken chain); nothing stored
  * @retval IM_EUNAVAIL outcome unknown (connection lost at commit); retrying
  *                     the same batch is safe thanks to the dedup keys
+ * @retval IM_ECONFLICT a seq of the batch already holds another message
+ *                     (different dedup key): the writer reused a seq;
+ *                     nothing stored (errmsg names the seq)
+ *
+ * A fence on a slot never claimed (no epoch yet) is always stale.
  */
 IM_API int im_store_msg_append(im_store *st, const im_fence *fences,
 			       size_t nfences, const im_msg *msgs, size_t n,

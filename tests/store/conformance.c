@@ -1,0 +1,1442 @@
+/*
+ * The storage conformance suite. Every test gets a fresh, empty store from
+ * the backend's fixture and talks to it only through im_store_*; what a
+ * test asserts is the contract of include/im/store.h, so a backend passes
+ * exactly when it keeps that contract.
+ */
+#include "conformance.h"
+
+#include "fake_store.h"
+#include "faulty_store.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#define LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+static const store_fixture *fx;
+
+typedef struct conf {
+	im_store *st;
+} conf;
+
+static int
+setup(void **state)
+{
+	conf *c = calloc(1, sizeof(*c));
+	int rc;
+
+	if (c == NULL) {
+		return -1;
+	}
+	rc = fx->open(fx->ctx, &c->st);
+	if (rc != IM_OK) {
+		fprintf(stderr, "# %s: open failed: %s\n", fx->name,
+		        im_strerror(rc));
+		free(c);
+		return -1;
+	}
+	*state = c;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	conf *c = *state;
+
+	im_store_close(c->st);
+	if (fx->cleanup != NULL) {
+		fx->cleanup(fx->ctx);
+	}
+	free(c);
+	return 0;
+}
+
+static im_store *
+st_of(void **state)
+{
+	return ((conf *)*state)->st;
+}
+
+/* ---- helpers --------------------------------------------------------- */
+
+static im_epoch
+claim(im_store *st, im_kind kind, uint32_t slot)
+{
+	im_epoch e = 0;
+
+	assert_int_equal(im_store_slot_cas(st, kind, slot, 0, "node-a", &e),
+	                 IM_OK);
+	assert_int_equal(e, 1);
+	return e;
+}
+
+static im_msg
+mk(im_gid conv, im_seq seq, im_seq prev, uint64_t ord, im_uid sender,
+   uint64_t dedup, const char *body)
+{
+	im_msg m = {
+	        .conv = conv,
+	        .seq = seq,
+	        .prev_seq = prev,
+	        .ordinal = ord,
+	        .sender = sender,
+	        .dedup_id = dedup,
+	        .reply_to = 0,
+	        .time_ms = 1000 + seq,
+	        .type = 0,
+	        .body_len = body != NULL ? (uint32_t)strlen(body) : 0,
+	        .body = body,
+	};
+	return m;
+}
+
+#define COLLECT_MAX 64
+typedef struct collect {
+	im_msg m[COLLECT_MAX];
+	char body[COLLECT_MAX][IM_MSG_BODY_MAX + 1];
+	size_t n;
+	size_t stop_after; /* 0 = never stop */
+} collect;
+
+static int
+collect_msg(const im_msg *m, void *payload)
+{
+	collect *c = payload;
+
+	assert_true(c->n < COLLECT_MAX);
+	assert_true(m->body_len <= IM_MSG_BODY_MAX);
+	c->m[c->n] = *m;
+	if (m->body_len > 0) {
+		memcpy(c->body[c->n], m->body, m->body_len);
+	}
+	c->body[c->n][m->body_len] = '\0';
+	c->m[c->n].body = c->body[c->n];
+	c->n++;
+	if (c->stop_after != 0 && c->n == c->stop_after) {
+		return 42;
+	}
+	return 0;
+}
+
+static collect *
+read_all(im_store *st, im_gid conv)
+{
+	collect *c = calloc(1, sizeof(*c));
+
+	assert_non_null(c);
+	assert_int_equal(
+	        im_store_msg_read(st, conv, 0, IM_SEQ_MAX, 0, collect_msg, c),
+	        IM_OK);
+	return c;
+}
+
+static size_t
+count_msgs(im_store *st, im_gid conv)
+{
+	collect *c = read_all(st, conv);
+	size_t n = c->n;
+
+	free(c);
+	return n;
+}
+
+/* Append a clean chain of n messages to conv: seqs start, start+step... */
+static void
+append_chain(im_store *st, const im_fence *f, im_gid conv, im_seq start,
+             im_seq step, size_t n, uint64_t first_ord, im_seq prev)
+{
+	im_msg m[32];
+	im_append_result r[32];
+	size_t i;
+
+	assert_true(n <= 32);
+	for (i = 0; i < n; i++) {
+		im_seq seq = start + i * step;
+
+		m[i] = mk(conv, seq, i == 0 ? prev : seq - step, first_ord + i,
+		          7, conv * 1000 + seq, "hello");
+	}
+	assert_int_equal(im_store_msg_append(st, f, 1, m, n, r), IM_OK);
+	for (i = 0; i < n; i++) {
+		assert_false(r[i].dup);
+		assert_int_equal(r[i].seq, m[i].seq);
+	}
+}
+
+/* ---- schema ---------------------------------------------------------- */
+
+static void
+test_store_reports_its_name_and_the_latest_schema_version(void **state)
+{
+	im_store *st = st_of(state);
+	uint32_t v = 0;
+
+	assert_non_null(im_store_name(st));
+	assert_true(strlen(im_store_name(st)) > 0);
+	assert_non_null(im_store_errmsg(st));
+	assert_int_equal(im_store_migrate(st, &v), IM_OK);
+	assert_int_equal(v, IM_STORE_SCHEMA_VERSION);
+}
+
+static void
+test_store_migrate_twice_is_a_no_op(void **state)
+{
+	im_store *st = st_of(state);
+	im_group g = {.gid = 5, .creator = 1, .created_ms = 9, .name = "g"};
+	im_group out;
+	uint32_t v1 = 0, v2 = 0;
+
+	assert_int_equal(im_store_group_create(st, &g), IM_OK);
+	assert_int_equal(im_store_migrate(st, &v1), IM_OK);
+	assert_int_equal(im_store_migrate(st, &v2), IM_OK);
+	assert_int_equal(v1, IM_STORE_SCHEMA_VERSION);
+	assert_int_equal(v2, v1);
+	assert_int_equal(im_store_migrate(st, NULL), IM_OK);
+	assert_int_equal(im_store_group_lookup(st, 5, &out), IM_OK);
+	assert_string_equal(out.name, "g");
+}
+
+static void
+test_store_migrate_refuses_a_schema_newer_than_the_build(void **state)
+{
+	im_store *st = st_of(state);
+	uint32_t v = 0;
+
+	assert_int_equal(
+	        fx->exec(fx->ctx, st, "UPDATE im_schema SET version = 999"),
+	        IM_OK);
+	assert_int_equal(im_store_migrate(st, &v), IM_ESCHEMA);
+	assert_non_null(strstr(im_store_errmsg(st), "999"));
+}
+
+/* ---- slots ----------------------------------------------------------- */
+
+static void
+test_slot_cas_first_claim_expects_epoch_zero(void **state)
+{
+	im_store *st = st_of(state);
+	im_epoch e = 0;
+
+	assert_int_equal(im_store_slot_cas(st, IM_KIND_GROUP, 3, 0, "n1", &e),
+	                 IM_OK);
+	assert_int_equal(e, 1);
+	/* A claim that expects an epoch the slot never had loses. */
+	assert_int_equal(im_store_slot_cas(st, IM_KIND_GROUP, 4, 1, "n1", &e),
+	                 IM_ECONFLICT);
+	assert_int_equal(e, 0);
+}
+
+static void
+test_slot_cas_conflict_returns_the_current_epoch(void **state)
+{
+	im_store *st = st_of(state);
+	im_epoch e = 0;
+
+	claim(st, IM_KIND_USER, 10);
+	assert_int_equal(im_store_slot_cas(st, IM_KIND_USER, 10, 0, "n2", &e),
+	                 IM_ECONFLICT);
+	assert_int_equal(e, 1);
+	assert_true(strlen(im_store_errmsg(st)) > 0);
+	assert_int_equal(im_store_slot_cas(st, IM_KIND_USER, 10, 5, "n2", &e),
+	                 IM_ECONFLICT);
+	assert_int_equal(e, 1);
+	assert_int_equal(im_store_slot_cas(st, IM_KIND_USER, 10, 1, "n2", &e),
+	                 IM_OK);
+	assert_int_equal(e, 2);
+	assert_int_equal(im_store_slot_cas(st, IM_KIND_USER, 10, 1, "n3", &e),
+	                 IM_ECONFLICT);
+	assert_int_equal(e, 2);
+}
+
+typedef struct slots_seen {
+	im_slot_row row[16];
+	char owner[16][IM_OWNER_MAX + 1];
+	size_t n;
+	size_t stop_after;
+} slots_seen;
+
+static int
+collect_slot(const im_slot_row *row, void *payload)
+{
+	slots_seen *s = payload;
+
+	assert_true(s->n < 16);
+	s->row[s->n] = *row;
+	snprintf(s->owner[s->n], sizeof(s->owner[0]), "%s", row->owner);
+	s->row[s->n].owner = s->owner[s->n];
+	s->n++;
+	return s->stop_after != 0 && s->n == s->stop_after ? 9 : 0;
+}
+
+static void
+test_slot_epochs_only_grow_and_kinds_are_separate(void **state)
+{
+	im_store *st = st_of(state);
+	slots_seen seen = {0};
+	im_epoch e = 0, cur;
+	int i;
+
+	cur = claim(st, IM_KIND_GROUP, 1);
+	for (i = 0; i < 20; i++) {
+		char owner[16];
+
+		snprintf(owner, sizeof(owner), "node-%d", i);
+		/* A stale expectation never wins and never lowers the epoch. */
+		if (cur > 1) {
+			assert_int_equal(im_store_slot_cas(st, IM_KIND_GROUP, 1,
+			                                   cur - 1, "z", &e),
+			                 IM_ECONFLICT);
+			assert_int_equal(e, cur);
+		}
+		assert_int_equal(
+		        im_store_slot_cas(st, IM_KIND_GROUP, 1, cur, owner, &e),
+		        IM_OK);
+		assert_true(e > cur);
+		cur = e;
+	}
+	/* The same slot number of the other kind is untouched. */
+	claim(st, IM_KIND_USER, 1);
+	assert_int_equal(
+	        im_store_slot_load(st, IM_KIND_GROUP, collect_slot, &seen),
+	        IM_OK);
+	assert_int_equal(seen.n, 1);
+	assert_int_equal(seen.row[0].slot, 1);
+	assert_int_equal(seen.row[0].kind, IM_KIND_GROUP);
+	assert_int_equal(seen.row[0].epoch, cur);
+	assert_string_equal(seen.row[0].owner, "node-19");
+}
+
+static void
+test_slot_load_streams_in_slot_order_and_stops_on_nonzero(void **state)
+{
+	im_store *st = st_of(state);
+	slots_seen seen = {0};
+	char owner[IM_OWNER_MAX + 1];
+
+	memset(owner, 'o', IM_OWNER_MAX);
+	owner[IM_OWNER_MAX] = '\0';
+	assert_int_equal(
+	        im_store_slot_cas(st, IM_KIND_USER, 900, 0, owner, NULL),
+	        IM_OK);
+	claim(st, IM_KIND_USER, 7);
+	claim(st, IM_KIND_USER, 0);
+	assert_int_equal(
+	        im_store_slot_load(st, IM_KIND_USER, collect_slot, &seen),
+	        IM_OK);
+	assert_int_equal(seen.n, 3);
+	assert_int_equal(seen.row[0].slot, 0);
+	assert_int_equal(seen.row[1].slot, 7);
+	assert_int_equal(seen.row[2].slot, 900);
+	assert_string_equal(seen.row[2].owner, owner);
+	memset(&seen, 0, sizeof(seen));
+	seen.stop_after = 2;
+	assert_int_equal(
+	        im_store_slot_load(st, IM_KIND_USER, collect_slot, &seen), 9);
+	assert_int_equal(seen.n, 2);
+}
+
+static void
+test_slot_ops_reject_bad_arguments(void **state)
+{
+	im_store *st = st_of(state);
+	char owner[IM_OWNER_MAX + 2];
+	im_epoch e;
+
+	memset(owner, 'x', sizeof(owner) - 1);
+	owner[sizeof(owner) - 1] = '\0';
+	assert_int_equal(im_store_slot_cas(st, IM_KIND_USER, 1, 0, NULL, &e),
+	                 IM_EINVAL);
+	assert_int_equal(im_store_slot_cas(st, IM_KIND_USER, 1, 0, owner, &e),
+	                 IM_EINVAL);
+	assert_int_equal(im_store_slot_cas(st, (im_kind)9, 1, 0, "n", &e),
+	                 IM_EINVAL);
+	assert_int_equal(
+	        im_store_slot_cas(st, IM_KIND_USER, 1, UINT64_MAX, "n", &e),
+	        IM_EINVAL);
+	assert_int_equal(im_store_slot_load(st, IM_KIND_USER, NULL, NULL),
+	                 IM_EINVAL);
+	assert_int_equal(im_store_slot_load(st, (im_kind)9, collect_slot, NULL),
+	                 IM_EINVAL);
+	/* Nothing was recorded by the refused calls. */
+	assert_int_equal(im_store_slot_cas(st, IM_KIND_USER, 1, 0, "n", &e),
+	                 IM_OK);
+}
+
+/* ---- segments -------------------------------------------------------- */
+
+static void
+test_seg_take_first_segment_of_a_key_starts_at_one(void **state)
+{
+	im_store *st = st_of(state);
+	im_seg_key k = {IM_SEG_GROUP_SEQ, 77};
+	im_seg s;
+
+	assert_int_equal(im_store_seg_take(st, &k, 100, &s), IM_OK);
+	assert_int_equal(s.first, 1);
+	assert_int_equal(s.last, 100);
+}
+
+static void
+test_seg_take_hands_out_disjoint_increasing_ranges(void **state)
+{
+	static const uint32_t steps[] = {1, 7, 1000, 1, 65536, 3, 1u << 30};
+	im_store *st = st_of(state);
+	im_seg_key keys[] = {
+	        {IM_SEG_GROUP_SEQ, 1},
+	        {IM_SEG_USER_SEQ, 1},
+	        {IM_SEG_GROUP_ID, 0},
+	};
+	uint64_t last[3] = {0, 0, 0};
+	size_t i, k;
+	im_seg s;
+
+	for (i = 0; i < LEN(steps); i++) {
+		for (k = 0; k < 3; k++) {
+			assert_int_equal(
+			        im_store_seg_take(st, &keys[k], steps[i], &s),
+			        IM_OK);
+			/* Keys are independent: each continues its own. */
+			assert_int_equal(s.first, last[k] + 1);
+			assert_int_equal(s.last - s.first + 1, steps[i]);
+			last[k] = s.last;
+		}
+	}
+}
+
+static void
+test_seg_take_rejects_step_zero_and_unknown_spaces(void **state)
+{
+	im_store *st = st_of(state);
+	im_seg_key k = {IM_SEG_GROUP_SEQ, 1};
+	im_seg_key bad = {(im_seg_space)17, 1};
+	im_seg s;
+
+	assert_int_equal(im_store_seg_take(st, &k, 0, &s), IM_EINVAL);
+	assert_int_equal(im_store_seg_take(st, &bad, 1, &s), IM_EINVAL);
+	assert_int_equal(im_store_seg_take(st, NULL, 1, &s), IM_EINVAL);
+	assert_int_equal(im_store_seg_take(st, &k, 1, NULL), IM_EINVAL);
+	assert_int_equal(im_store_seg_take(st, &k, 5, &s), IM_OK);
+	assert_int_equal(s.first, 1);
+}
+
+/* ---- msg_append ------------------------------------------------------ */
+
+static void
+test_msg_append_with_a_valid_fence_stores_the_batch(void **state)
+{
+	im_store *st = st_of(state);
+	im_fence f[2] = {{IM_KIND_GROUP, 1, 0}, {IM_KIND_GROUP, 2, 0}};
+	char big[IM_MSG_BODY_MAX];
+	im_msg m[4];
+	im_append_result r[4];
+	collect *c;
+
+	memset(big, 'b', sizeof(big));
+	f[0].epoch = claim(st, IM_KIND_GROUP, 1);
+	f[1].epoch = claim(st, IM_KIND_GROUP, 2);
+	m[0] = mk(100, 10, 0, 1, 7, 1, "one");
+	m[1] = mk(200, 3, 0, 1, 8, 1, "");
+	m[2] = mk(100, 12, 10, 2, 8, 1, NULL);
+	m[3] = mk(100, 20, 12, 3, 7, 2, NULL);
+	m[3].body = big;
+	m[3].body_len = sizeof(big);
+	m[3].type = 5;
+	m[3].reply_to = 10;
+	assert_int_equal(im_store_msg_append(st, f, 2, m, 4, r), IM_OK);
+	for (int i = 0; i < 4; i++) {
+		assert_false(r[i].dup);
+		assert_int_equal(r[i].seq, m[i].seq);
+		assert_int_equal(r[i].prev_seq, m[i].prev_seq);
+		assert_int_equal(r[i].ordinal, m[i].ordinal);
+		assert_int_equal(r[i].time_ms, m[i].time_ms);
+	}
+	c = read_all(st, 100);
+	assert_int_equal(c->n, 3);
+	assert_int_equal(c->m[0].seq, 10);
+	assert_string_equal(c->m[0].body, "one");
+	assert_int_equal(c->m[1].body_len, 0);
+	assert_int_equal(c->m[1].sender, 8);
+	assert_int_equal(c->m[2].seq, 20);
+	assert_int_equal(c->m[2].prev_seq, 12);
+	assert_int_equal(c->m[2].ordinal, 3);
+	assert_int_equal(c->m[2].type, 5);
+	assert_int_equal(c->m[2].reply_to, 10);
+	assert_int_equal(c->m[2].dedup_id, 2);
+	assert_int_equal(c->m[2].time_ms, 1020);
+	assert_int_equal(c->m[2].body_len, sizeof(big));
+	assert_memory_equal(c->m[2].body, big, sizeof(big));
+	free(c);
+	assert_int_equal(count_msgs(st, 200), 1);
+}
+
+static void
+test_msg_append_with_a_stale_fence_stores_nothing(void **state)
+{
+	im_store *st = st_of(state);
+	im_fence f[2] = {{IM_KIND_GROUP, 1, 0}, {IM_KIND_GROUP, 2, 0}};
+	im_fence never = {IM_KIND_GROUP, 99, 0};
+	im_msg m[2];
+	im_append_result r[2];
+	im_epoch e;
+
+	f[0].epoch = claim(st, IM_KIND_GROUP, 1);
+	f[1].epoch = claim(st, IM_KIND_GROUP, 2);
+	m[0] = mk(100, 1, 0, 1, 7, 1, "a");
+	m[1] = mk(200, 1, 0, 1, 7, 1, "b");
+	/* A new owner took slot 2 over: the old owner's batch is fenced. */
+	assert_int_equal(im_store_slot_cas(st, IM_KIND_GROUP, 2, 1, "new", &e),
+	                 IM_OK);
+	assert_int_equal(im_store_msg_append(st, f, 2, m, 2, r), IM_ESTALE);
+	assert_non_null(strstr(im_store_errmsg(st), "2"));
+	assert_int_equal(count_msgs(st, 100), 0);
+	assert_int_equal(count_msgs(st, 200), 0);
+	/* A slot nobody ever owned fences everyone, epoch 0 included. */
+	assert_int_equal(im_store_msg_append(st, &never, 1, m, 1, r),
+	                 IM_ESTALE);
+	never.epoch = 1;
+	assert_int_equal(im_store_msg_append(st, &never, 1, m, 1, r),
+	                 IM_ESTALE);
+	assert_int_equal(count_msgs(st, 100), 0);
+	/* The new epoch works. */
+	f[1].epoch = e;
+	assert_int_equal(im_store_msg_append(st, f, 2, m, 2, r), IM_OK);
+	assert_int_equal(count_msgs(st, 100), 1);
+}
+
+static void
+test_msg_append_dup_of_a_stored_message_returns_the_original(void **state)
+{
+	im_store *st = st_of(state);
+	im_fence f = {IM_KIND_GROUP, 1, 0};
+	im_msg m[3];
+	im_append_result r[3];
+	collect *c;
+
+	f.epoch = claim(st, IM_KIND_GROUP, 1);
+	m[0] = mk(100, 10, 0, 1, 7, 555, "orig");
+	assert_int_equal(im_store_msg_append(st, &f, 1, m, 1, r), IM_OK);
+	/*
+	 * A new owner (cache lost) gives the retried message a fresh seq:
+	 * it must come back as a dup of seq 10, and the message after it is
+	 * rechained onto seq 10 with the next ordinal.
+	 */
+	m[0] = mk(100, 20, 10, 2, 7, 555, "retry");
+	m[0].time_ms = 99999;
+	m[1] = mk(100, 21, 20, 3, 8, 1, "next");
+	m[2] = mk(100, 22, 21, 4, 8, 2, "after");
+	assert_int_equal(im_store_msg_append(st, &f, 1, m, 3, r), IM_OK);
+	assert_true(r[0].dup);
+	assert_int_equal(r[0].seq, 10);
+	assert_int_equal(r[0].time_ms, 1010);
+	assert_int_equal(r[0].ordinal, 1);
+	assert_false(r[1].dup);
+	assert_int_equal(r[1].seq, 21);
+	assert_int_equal(r[1].prev_seq, 10);
+	assert_int_equal(r[1].ordinal, 2);
+	assert_int_equal(r[2].prev_seq, 21);
+	assert_int_equal(r[2].ordinal, 3);
+	c = read_all(st, 100);
+	assert_int_equal(c->n, 3);
+	assert_string_equal(c->m[0].body, "orig");
+	assert_int_equal(c->m[1].seq, 21);
+	assert_int_equal(c->m[1].prev_seq, 10);
+	assert_int_equal(c->m[1].ordinal, 2);
+	assert_int_equal(c->m[2].prev_seq, 21);
+	assert_int_equal(c->m[2].ordinal, 3);
+	free(c);
+}
+
+static void
+test_msg_append_dup_within_one_batch_rechains_later_messages(void **state)
+{
+	im_store *st = st_of(state);
+	im_fence f = {IM_KIND_GROUP, 1, 0};
+	im_msg m[6];
+	im_append_result r[6];
+	collect *c;
+
+	f.epoch = claim(st, IM_KIND_GROUP, 1);
+	m[0] = mk(100, 1, 0, 1, 7, 1, "a");
+	m[1] = mk(300, 5, 4, 9, 7, 1, "other conv");
+	m[2] = mk(100, 2, 1, 2, 7, 1, "a again"); /* same key as m[0] */
+	m[3] = mk(100, 3, 2, 3, 7, 1, "a thrice");
+	m[4] = mk(100, 4, 3, 4, 8, 1, "b");
+	m[5] = mk(300, 6, 5, 10, 8, 1, "other conv 2");
+	assert_int_equal(im_store_msg_append(st, &f, 1, m, 6, r), IM_OK);
+	assert_false(r[0].dup);
+	assert_true(r[2].dup);
+	assert_int_equal(r[2].seq, 1);
+	assert_true(r[3].dup);
+	assert_int_equal(r[3].seq, 1);
+	assert_false(r[4].dup);
+	assert_int_equal(r[4].seq, 4);
+	assert_int_equal(r[4].prev_seq, 1);
+	assert_int_equal(r[4].ordinal, 2);
+	/* The other conv's chain is its own. */
+	assert_int_equal(r[5].prev_seq, 5);
+	assert_int_equal(r[5].ordinal, 10);
+	c = read_all(st, 100);
+	assert_int_equal(c->n, 2);
+	assert_int_equal(c->m[1].seq, 4);
+	assert_int_equal(c->m[1].prev_seq, 1);
+	assert_int_equal(c->m[1].ordinal, 2);
+	free(c);
+	assert_int_equal(count_msgs(st, 300), 2);
+}
+
+static void
+test_msg_append_rejects_bad_batches_and_stores_nothing(void **state)
+{
+	im_store *st = st_of(state);
+	im_fence f = {IM_KIND_GROUP, 1, 0};
+	im_fence badf = {(im_kind)5, 1, 1};
+	static char big[IM_MSG_BODY_MAX + 1];
+	im_msg ok = mk(100, 5, 0, 1, 7, 1, "x");
+	im_msg m[2];
+	im_append_result r[2];
+
+	f.epoch = claim(st, IM_KIND_GROUP, 1);
+	assert_int_equal(im_store_msg_append(st, &f, 1, &ok, 0, r), IM_EINVAL);
+	assert_int_equal(im_store_msg_append(st, &f, 0, &ok, 1, r), IM_EINVAL);
+	assert_int_equal(im_store_msg_append(st, NULL, 1, &ok, 1, r),
+	                 IM_EINVAL);
+	assert_int_equal(im_store_msg_append(st, &badf, 1, &ok, 1, r),
+	                 IM_EINVAL);
+	assert_int_equal(im_store_msg_append(st, &f, 1, NULL, 1, r), IM_EINVAL);
+	assert_int_equal(im_store_msg_append(st, &f, 1, &ok, 1, NULL),
+	                 IM_EINVAL);
+	m[0] = ok;
+	m[0].body = big;
+	m[0].body_len = sizeof(big);
+	assert_int_equal(im_store_msg_append(st, &f, 1, m, 1, r), IM_EINVAL);
+	m[0] = ok;
+	m[0].conv = 0;
+	assert_int_equal(im_store_msg_append(st, &f, 1, m, 1, r), IM_EINVAL);
+	m[0] = ok;
+	m[0].seq = 0;
+	assert_int_equal(im_store_msg_append(st, &f, 1, m, 1, r), IM_EINVAL);
+	m[0] = ok;
+	m[0].sender = 0;
+	assert_int_equal(im_store_msg_append(st, &f, 1, m, 1, r), IM_EINVAL);
+	m[0] = ok;
+	m[0].ordinal = 0;
+	assert_int_equal(im_store_msg_append(st, &f, 1, m, 1, r), IM_EINVAL);
+	m[0] = ok;
+	m[0].prev_seq = 5;
+	assert_int_equal(im_store_msg_append(st, &f, 1, m, 1, r), IM_EINVAL);
+	m[0] = ok;
+	m[0].body = NULL;
+	assert_int_equal(im_store_msg_append(st, &f, 1, m, 1, r), IM_EINVAL);
+	/* A batch whose chain has a hole is refused as a whole. */
+	m[0] = ok;
+	m[1] = mk(100, 7, 6, 2, 7, 2, "y");
+	assert_int_equal(im_store_msg_append(st, &f, 1, m, 2, r), IM_EINVAL);
+	m[1] = mk(100, 7, 5, 3, 7, 2, "y");
+	assert_int_equal(im_store_msg_append(st, &f, 1, m, 2, r), IM_EINVAL);
+	assert_true(strlen(im_store_errmsg(st)) > 0);
+	assert_int_equal(count_msgs(st, 100), 0);
+}
+
+static void
+test_msg_append_of_a_taken_seq_fails_and_stores_nothing(void **state)
+{
+	im_store *st = st_of(state);
+	im_fence f = {IM_KIND_GROUP, 1, 0};
+	im_msg m[3];
+	im_append_result r[3];
+
+	f.epoch = claim(st, IM_KIND_GROUP, 1);
+	append_chain(st, &f, 100, 5, 1, 1, 1, 0);
+	/* Message 3 reuses seq 5 with another dedup key: a broken owner. */
+	m[0] = mk(200, 1, 0, 1, 7, 1, "a");
+	m[1] = mk(100, 6, 5, 2, 7, 2, "b");
+	m[2] = mk(100, 5, 0, 1, 9, 3, "c");
+	assert_int_equal(im_store_msg_append(st, &f, 1, &m[2], 1, r),
+	                 IM_ECONFLICT);
+	assert_int_equal(im_store_msg_append(st, &f, 1, m, 2, r), IM_OK);
+	m[0] = mk(200, 2, 1, 2, 7, 2, "a2");
+	m[1] = mk(300, 1, 0, 1, 7, 3, "b2");
+	m[2] = mk(100, 6, 5, 2, 9, 9, "taken");
+	assert_int_equal(im_store_msg_append(st, &f, 1, m, 3, r), IM_ECONFLICT);
+	assert_non_null(strstr(im_store_errmsg(st), "seq 6"));
+	assert_int_equal(count_msgs(st, 200), 1);
+	assert_int_equal(count_msgs(st, 300), 0);
+	assert_int_equal(count_msgs(st, 100), 2);
+}
+
+/* ---- reads ----------------------------------------------------------- */
+
+static void
+test_msg_read_pages_with_after_until_and_limit(void **state)
+{
+	im_store *st = st_of(state);
+	im_fence f = {IM_KIND_GROUP, 1, 0};
+	collect *c = calloc(1, sizeof(*c));
+
+	assert_non_null(c);
+	f.epoch = claim(st, IM_KIND_GROUP, 1);
+	/* Seqs 3, 6, ..., 30: gaps as segments leave them. */
+	append_chain(st, &f, 100, 3, 3, 10, 1, 0);
+	assert_int_equal(
+	        im_store_msg_read(st, 100, 0, IM_SEQ_MAX, 4, collect_msg, c),
+	        IM_OK);
+	assert_int_equal(c->n, 4);
+	assert_int_equal(c->m[3].seq, 12);
+	/* The next page starts after the last seq seen. */
+	assert_int_equal(im_store_msg_read(st, 100, c->m[3].seq, IM_SEQ_MAX, 4,
+	                                   collect_msg, c),
+	                 IM_OK);
+	assert_int_equal(c->n, 8);
+	assert_int_equal(c->m[4].seq, 15);
+	assert_int_equal(
+	        im_store_msg_read(st, 100, 24, IM_SEQ_MAX, 4, collect_msg, c),
+	        IM_OK);
+	assert_int_equal(c->n, 10);
+	assert_int_equal(c->m[9].seq, 30);
+	/* after and until fall in gaps: until is inclusive. */
+	memset(c, 0, sizeof(*c));
+	assert_int_equal(im_store_msg_read(st, 100, 4, 13, 0, collect_msg, c),
+	                 IM_OK);
+	assert_int_equal(c->n, 3);
+	assert_int_equal(c->m[0].seq, 6);
+	assert_int_equal(c->m[2].seq, 12);
+	memset(c, 0, sizeof(*c));
+	assert_int_equal(im_store_msg_read(st, 100, 6, 12, 0, collect_msg, c),
+	                 IM_OK);
+	assert_int_equal(c->n, 2);
+	/* Empty windows and other convs return nothing. */
+	memset(c, 0, sizeof(*c));
+	assert_int_equal(im_store_msg_read(st, 100, 12, 12, 0, collect_msg, c),
+	                 IM_OK);
+	assert_int_equal(im_store_msg_read(st, 100, 20, 10, 0, collect_msg, c),
+	                 IM_OK);
+	assert_int_equal(
+	        im_store_msg_read(st, 100, 30, IM_SEQ_MAX, 0, collect_msg, c),
+	        IM_OK);
+	assert_int_equal(
+	        im_store_msg_read(st, 101, 0, IM_SEQ_MAX, 0, collect_msg, c),
+	        IM_OK);
+	assert_int_equal(c->n, 0);
+	/* A callback's non-zero return stops the read and is passed on. */
+	c->stop_after = 2;
+	assert_int_equal(
+	        im_store_msg_read(st, 100, 0, IM_SEQ_MAX, 0, collect_msg, c),
+	        42);
+	assert_int_equal(c->n, 2);
+	assert_int_equal(im_store_msg_read(st, 0, 0, 1, 0, collect_msg, c),
+	                 IM_EINVAL);
+	assert_int_equal(im_store_msg_read(st, 100, 0, 1, 0, NULL, c),
+	                 IM_EINVAL);
+	free(c);
+}
+
+static void
+test_msg_last_finds_the_last_message_at_or_before_a_seq(void **state)
+{
+	im_store *st = st_of(state);
+	im_fence f = {IM_KIND_GROUP, 1, 0};
+	im_msg_pos p;
+
+	f.epoch = claim(st, IM_KIND_GROUP, 1);
+	assert_int_equal(im_store_msg_last(st, 100, IM_SEQ_MAX, &p),
+	                 IM_ENOTFOUND);
+	assert_int_equal(p.seq, 0);
+	assert_int_equal(p.ordinal, 0);
+	append_chain(st, &f, 100, 10, 10, 5, 1, 0); /* 10, 20, ... 50 */
+	assert_int_equal(im_store_msg_last(st, 100, IM_SEQ_MAX, &p), IM_OK);
+	assert_int_equal(p.seq, 50);
+	assert_int_equal(p.ordinal, 5);
+	assert_int_equal(im_store_msg_last(st, 100, 35, &p), IM_OK);
+	assert_int_equal(p.seq, 30);
+	assert_int_equal(p.ordinal, 3);
+	assert_int_equal(im_store_msg_last(st, 100, 20, &p), IM_OK);
+	assert_int_equal(p.seq, 20);
+	assert_int_equal(im_store_msg_last(st, 100, 9, &p), IM_ENOTFOUND);
+	assert_int_equal(p.seq, 0);
+	assert_int_equal(im_store_msg_last(st, 100, 0, &p), IM_ENOTFOUND);
+	assert_int_equal(im_store_msg_last(st, 0, 5, &p), IM_EINVAL);
+	assert_int_equal(im_store_msg_last(st, 100, 5, NULL), IM_EINVAL);
+}
+
+static void
+test_msg_find_dedup_returns_the_stored_message_without_body(void **state)
+{
+	im_store *st = st_of(state);
+	im_fence f = {IM_KIND_GROUP, 1, 0};
+	im_msg m = mk(100, 10, 0, 1, 7, 4242, "body");
+	im_append_result r;
+	im_msg out;
+
+	f.epoch = claim(st, IM_KIND_GROUP, 1);
+	m.reply_to = 3;
+	m.type = 2;
+	assert_int_equal(im_store_msg_append(st, &f, 1, &m, 1, &r), IM_OK);
+	memset(&out, 0xff, sizeof(out));
+	assert_int_equal(im_store_msg_find_dedup(st, 100, 7, 4242, &out),
+	                 IM_OK);
+	assert_int_equal(out.conv, 100);
+	assert_int_equal(out.seq, 10);
+	assert_int_equal(out.prev_seq, 0);
+	assert_int_equal(out.ordinal, 1);
+	assert_int_equal(out.sender, 7);
+	assert_int_equal(out.dedup_id, 4242);
+	assert_int_equal(out.reply_to, 3);
+	assert_int_equal(out.type, 2);
+	assert_int_equal(out.time_ms, 1010);
+	assert_int_equal(out.body_len, 0);
+	assert_int_equal(im_store_msg_find_dedup(st, 100, 8, 4242, &out),
+	                 IM_ENOTFOUND);
+	assert_int_equal(im_store_msg_find_dedup(st, 101, 7, 4242, &out),
+	                 IM_ENOTFOUND);
+	assert_int_equal(im_store_msg_find_dedup(st, 100, 0, 4242, &out),
+	                 IM_EINVAL);
+	assert_int_equal(im_store_msg_find_dedup(st, 100, 7, 4242, NULL),
+	                 IM_EINVAL);
+}
+
+/* ---- groups, members, conversations ---------------------------------- */
+
+static void
+make_group(im_store *st, im_gid gid)
+{
+	im_group g = {.gid = gid, .creator = 1, .created_ms = 123};
+
+	snprintf(g.name, sizeof(g.name), "group %llu", (unsigned long long)gid);
+	assert_int_equal(im_store_group_create(st, &g), IM_OK);
+}
+
+static void
+test_group_create_and_lookup_round_trip(void **state)
+{
+	im_store *st = st_of(state);
+	im_group g = {.gid = 42, .creator = 9, .created_ms = 777};
+	im_group out;
+
+	memset(g.name, 'n', IM_GROUP_NAME_MAX);
+	g.name[IM_GROUP_NAME_MAX] = '\0';
+	assert_int_equal(im_store_group_create(st, &g), IM_OK);
+	assert_int_equal(im_store_group_lookup(st, 42, &out), IM_OK);
+	assert_int_equal(out.gid, 42);
+	assert_int_equal(out.creator, 9);
+	assert_int_equal(out.created_ms, 777);
+	assert_string_equal(out.name, g.name);
+	g.creator = 10;
+	assert_int_equal(im_store_group_create(st, &g), IM_ECONFLICT);
+	assert_int_equal(im_store_group_lookup(st, 42, &out), IM_OK);
+	assert_int_equal(out.creator, 9);
+	assert_int_equal(im_store_group_lookup(st, 43, &out), IM_ENOTFOUND);
+	g.gid = 0;
+	assert_int_equal(im_store_group_create(st, &g), IM_EINVAL);
+	g.gid = 44;
+	memset(g.name, 'n', sizeof(g.name));
+	assert_int_equal(im_store_group_create(st, &g), IM_EINVAL);
+	assert_int_equal(im_store_group_create(st, NULL), IM_EINVAL);
+	assert_int_equal(im_store_group_lookup(st, 44, &out), IM_ENOTFOUND);
+	assert_int_equal(im_store_group_lookup(st, 42, NULL), IM_EINVAL);
+}
+
+typedef struct uids {
+	im_uid u[16];
+	size_t n;
+	size_t stop_after;
+} uids;
+
+static int
+collect_uid(im_uid u, void *payload)
+{
+	uids *s = payload;
+
+	assert_true(s->n < 16);
+	s->u[s->n++] = u;
+	return s->stop_after != 0 && s->n == s->stop_after ? 5 : 0;
+}
+
+static void
+test_member_add_remove_and_list_in_uid_order(void **state)
+{
+	im_store *st = st_of(state);
+	uids s = {0};
+	bool added = false, removed = false;
+
+	make_group(st, 1);
+	assert_int_equal(im_store_member_add(st, 1, 30, &added), IM_OK);
+	assert_true(added);
+	assert_int_equal(im_store_member_add(st, 1, 10, NULL), IM_OK);
+	assert_int_equal(im_store_member_add(st, 1, 20, &added), IM_OK);
+	assert_int_equal(im_store_member_add(st, 1, 20, &added), IM_OK);
+	assert_false(added);
+	assert_int_equal(im_store_member_add(st, 2, 20, &added), IM_ENOTFOUND);
+	assert_int_equal(im_store_member_add(st, 1, 0, &added), IM_EINVAL);
+	assert_int_equal(im_store_member_list(st, 1, collect_uid, &s), IM_OK);
+	assert_int_equal(s.n, 3);
+	assert_int_equal(s.u[0], 10);
+	assert_int_equal(s.u[1], 20);
+	assert_int_equal(s.u[2], 30);
+	assert_int_equal(im_store_member_remove(st, 1, 20, &removed), IM_OK);
+	assert_true(removed);
+	assert_int_equal(im_store_member_remove(st, 1, 20, &removed), IM_OK);
+	assert_false(removed);
+	assert_int_equal(im_store_member_remove(st, 1, 10, NULL), IM_OK);
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(im_store_member_list(st, 1, collect_uid, &s), IM_OK);
+	assert_int_equal(s.n, 1);
+	assert_int_equal(s.u[0], 30);
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(im_store_member_list(st, 2, collect_uid, &s), IM_OK);
+	assert_int_equal(s.n, 0);
+	assert_int_equal(im_store_member_add(st, 1, 40, NULL), IM_OK);
+	s.stop_after = 1;
+	assert_int_equal(im_store_member_list(st, 1, collect_uid, &s), 5);
+	assert_int_equal(s.n, 1);
+	assert_int_equal(im_store_member_list(st, 1, NULL, &s), IM_EINVAL);
+	assert_int_equal(im_store_member_remove(st, 0, 1, NULL), IM_EINVAL);
+}
+
+typedef struct convs {
+	im_conv_row row[8];
+	unsigned char preview[8][IM_PREVIEW_MAX];
+	size_t n;
+	size_t stop_after;
+} convs;
+
+static int
+collect_conv(const im_conv_row *row, void *payload)
+{
+	convs *c = payload;
+
+	assert_true(c->n < 8);
+	assert_true(row->preview_len <= IM_PREVIEW_MAX);
+	c->row[c->n] = *row;
+	if (row->preview_len > 0) {
+		memcpy(c->preview[c->n], row->preview, row->preview_len);
+	}
+	c->row[c->n].preview = c->preview[c->n];
+	c->n++;
+	return c->stop_after != 0 && c->n == c->stop_after ? 6 : 0;
+}
+
+static void
+test_member_add_starts_the_read_pointer_at_the_last_message(void **state)
+{
+	im_store *st = st_of(state);
+	im_fence f = {IM_KIND_GROUP, 1, 0};
+	convs c = {0};
+
+	f.epoch = claim(st, IM_KIND_GROUP, 1);
+	make_group(st, 100);
+	append_chain(st, &f, 100, 4, 4, 3, 1, 0); /* 4, 8, 12 */
+	assert_int_equal(im_store_member_add(st, 100, 5, NULL), IM_OK);
+	assert_int_equal(im_store_conv_load(st, 5, collect_conv, &c), IM_OK);
+	assert_int_equal(c.n, 1);
+	assert_int_equal(c.row[0].conv, 100);
+	assert_int_equal(c.row[0].read_seq, 12);
+	assert_int_equal(c.row[0].read_ordinal, 3);
+	assert_int_equal(c.row[0].last.seq, 12);
+	assert_int_equal(c.row[0].last.ordinal, 3);
+	/* Re-adding keeps the member's pointer where it was. */
+	append_chain(st, &f, 100, 16, 1, 1, 4, 12);
+	assert_int_equal(im_store_member_add(st, 100, 5, NULL), IM_OK);
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(im_store_conv_load(st, 5, collect_conv, &c), IM_OK);
+	assert_int_equal(c.row[0].read_seq, 12);
+	assert_int_equal(c.row[0].last.seq, 16);
+	assert_int_equal(c.row[0].last.ordinal - c.row[0].read_ordinal, 1);
+}
+
+static void
+test_conv_load_returns_each_group_with_its_last_message(void **state)
+{
+	im_store *st = st_of(state);
+	im_fence f = {IM_KIND_GROUP, 1, 0};
+	char body[100];
+	im_msg m[2];
+	im_append_result r[2];
+	convs c = {0};
+
+	for (size_t i = 0; i < sizeof(body); i++) {
+		body[i] = (char)('a' + i % 26);
+	}
+	f.epoch = claim(st, IM_KIND_GROUP, 1);
+	make_group(st, 300);
+	make_group(st, 100);
+	make_group(st, 200);
+	assert_int_equal(im_store_member_add(st, 300, 5, NULL), IM_OK);
+	assert_int_equal(im_store_member_add(st, 100, 5, NULL), IM_OK);
+	assert_int_equal(im_store_member_add(st, 200, 6, NULL), IM_OK);
+	m[0] = mk(300, 1, 0, 1, 8, 1, "short");
+	m[1] = mk(300, 2, 1, 2, 9, 2, NULL);
+	m[1].body = body;
+	m[1].body_len = sizeof(body);
+	assert_int_equal(im_store_msg_append(st, &f, 1, m, 2, r), IM_OK);
+	assert_int_equal(im_store_conv_load(st, 5, collect_conv, &c), IM_OK);
+	assert_int_equal(c.n, 2);
+	/* Group 100 has no message yet. */
+	assert_int_equal(c.row[0].conv, 100);
+	assert_int_equal(c.row[0].last.seq, 0);
+	assert_int_equal(c.row[0].last.ordinal, 0);
+	assert_int_equal(c.row[0].preview_len, 0);
+	assert_int_equal(c.row[1].conv, 300);
+	assert_int_equal(c.row[1].read_seq, 0);
+	assert_int_equal(c.row[1].last.seq, 2);
+	assert_int_equal(c.row[1].last.ordinal, 2);
+	assert_int_equal(c.row[1].last_sender, 9);
+	assert_int_equal(c.row[1].last_time_ms, 1002);
+	assert_int_equal(c.row[1].preview_len, IM_PREVIEW_MAX);
+	assert_memory_equal(c.row[1].preview, body, IM_PREVIEW_MAX);
+	assert_int_equal(c.row[1].last.ordinal - c.row[1].read_ordinal, 2);
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(im_store_conv_load(st, 77, collect_conv, &c), IM_OK);
+	assert_int_equal(c.n, 0);
+	c.stop_after = 1;
+	assert_int_equal(im_store_conv_load(st, 5, collect_conv, &c), 6);
+	assert_int_equal(im_store_conv_load(st, 0, collect_conv, &c),
+	                 IM_EINVAL);
+}
+
+static void
+test_conv_update_moves_the_read_pointer_only_forward(void **state)
+{
+	im_store *st = st_of(state);
+	convs c = {0};
+
+	make_group(st, 100);
+	assert_int_equal(im_store_member_add(st, 100, 5, NULL), IM_OK);
+	assert_int_equal(
+	        im_store_conv_update(st, 5, 100, 50, 5, IM_CONV_PINNED), IM_OK);
+	/* An older device reporting an older read: pointer stays. */
+	assert_int_equal(im_store_conv_update(st, 5, 100, 30, 3, IM_CONV_MUTED),
+	                 IM_OK);
+	assert_int_equal(im_store_conv_load(st, 5, collect_conv, &c), IM_OK);
+	assert_int_equal(c.n, 1);
+	assert_int_equal(c.row[0].read_seq, 50);
+	assert_int_equal(c.row[0].read_ordinal, 5);
+	assert_int_equal(c.row[0].flags, IM_CONV_MUTED);
+	assert_int_equal(im_store_conv_update(st, 5, 100, 60, 6, 0), IM_OK);
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(im_store_conv_load(st, 5, collect_conv, &c), IM_OK);
+	assert_int_equal(c.row[0].read_seq, 60);
+	assert_int_equal(c.row[0].read_ordinal, 6);
+	assert_int_equal(c.row[0].flags, 0);
+	assert_int_equal(im_store_conv_update(st, 6, 100, 60, 6, 0),
+	                 IM_ENOTFOUND);
+	assert_int_equal(im_store_conv_update(st, 5, 101, 60, 6, 0),
+	                 IM_ENOTFOUND);
+	assert_int_equal(im_store_conv_update(st, 0, 100, 60, 6, 0), IM_EINVAL);
+}
+
+/* ---- user queues ----------------------------------------------------- */
+
+typedef struct uq_seen {
+	im_uq_item it[16];
+	char body[16][IM_UQ_BODY_MAX + 1];
+	size_t n;
+	size_t stop_after;
+} uq_seen;
+
+static int
+collect_uq(const im_uq_item *it, void *payload)
+{
+	uq_seen *s = payload;
+
+	assert_true(s->n < 16);
+	s->it[s->n] = *it;
+	if (it->body_len > 0) {
+		memcpy(s->body[s->n], it->body, it->body_len);
+	}
+	s->body[s->n][it->body_len] = '\0';
+	s->it[s->n].body = s->body[s->n];
+	s->n++;
+	return s->stop_after != 0 && s->n == s->stop_after ? 3 : 0;
+}
+
+static im_uq_item
+uq(im_uid user, im_seq seq, const char *body)
+{
+	im_uq_item it = {
+	        .user = user,
+	        .seq = seq,
+	        .time_ms = 500 + seq,
+	        .type = 4,
+	        .body_len = (uint32_t)strlen(body),
+	        .body = body,
+	};
+	return it;
+}
+
+static void
+test_uq_append_is_fenced_idempotent_and_read_in_order(void **state)
+{
+	im_store *st = st_of(state);
+	im_fence f = {IM_KIND_USER, 3, 0};
+	im_uq_item it[3];
+	uq_seen s = {0};
+	im_epoch e;
+
+	f.epoch = claim(st, IM_KIND_USER, 3);
+	it[0] = uq(5, 2, "joined");
+	it[1] = uq(5, 9, "");
+	it[2] = uq(6, 1, "other user");
+	assert_int_equal(im_store_uq_append(st, &f, 1, it, 3), IM_OK);
+	/* The same (user, seq) again is a no-op, even with another body. */
+	it[0] = uq(5, 2, "changed");
+	assert_int_equal(im_store_uq_append(st, &f, 1, it, 2), IM_OK);
+	assert_int_equal(im_store_uq_read(st, 5, 0, 0, collect_uq, &s), IM_OK);
+	assert_int_equal(s.n, 2);
+	assert_int_equal(s.it[0].seq, 2);
+	assert_string_equal(s.body[0], "joined");
+	assert_int_equal(s.it[0].type, 4);
+	assert_int_equal(s.it[0].time_ms, 502);
+	assert_int_equal(s.it[1].seq, 9);
+	assert_int_equal(s.it[1].body_len, 0);
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(im_store_uq_read(st, 5, 2, 0, collect_uq, &s), IM_OK);
+	assert_int_equal(s.n, 1);
+	assert_int_equal(s.it[0].seq, 9);
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(im_store_uq_read(st, 5, 0, 1, collect_uq, &s), IM_OK);
+	assert_int_equal(s.n, 1);
+	s.stop_after = 2;
+	assert_int_equal(im_store_uq_read(st, 5, 0, 0, collect_uq, &s), 3);
+	/* A fenced-off writer stores nothing. */
+	assert_int_equal(im_store_slot_cas(st, IM_KIND_USER, 3, 1, "new", &e),
+	                 IM_OK);
+	it[0] = uq(5, 20, "late");
+	assert_int_equal(im_store_uq_append(st, &f, 1, it, 1), IM_ESTALE);
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(im_store_uq_read(st, 5, 9, 0, collect_uq, &s), IM_OK);
+	assert_int_equal(s.n, 0);
+	f.epoch = e;
+	it[0].seq = 0;
+	assert_int_equal(im_store_uq_append(st, &f, 1, it, 1), IM_EINVAL);
+	assert_int_equal(im_store_uq_append(st, &f, 1, it, 0), IM_EINVAL);
+	assert_int_equal(im_store_uq_append(st, NULL, 1, it, 1), IM_EINVAL);
+	assert_int_equal(im_store_uq_read(st, 0, 0, 0, collect_uq, &s),
+	                 IM_EINVAL);
+}
+
+/* ---- through the test doubles ---------------------------------------- */
+
+static void
+test_fake_store_counts_each_op_it_forwards(void **state)
+{
+	im_store *fake = NULL;
+	im_seg_key k = {IM_SEG_GROUP_ID, 0};
+	im_seg s;
+	im_msg_pos p;
+
+	assert_int_equal(fake_store_wrap(&fake, st_of(state), false), IM_OK);
+	assert_string_equal(im_store_name(fake), im_store_name(st_of(state)));
+	assert_int_equal(im_store_seg_take(fake, &k, 10, &s), IM_OK);
+	assert_int_equal(im_store_seg_take(fake, &k, 10, &s), IM_OK);
+	assert_int_equal(s.first, 11);
+	assert_int_equal(im_store_msg_last(fake, 1, IM_SEQ_MAX, &p),
+	                 IM_ENOTFOUND);
+	assert_true(strlen(im_store_errmsg(fake)) > 0);
+	/* Refused by the wrapper: the backend never sees it. */
+	assert_int_equal(im_store_seg_take(fake, &k, 0, &s), IM_EINVAL);
+	assert_int_equal(fake_store_calls(fake, STORE_OP_SEG_TAKE), 2);
+	assert_int_equal(fake_store_calls(fake, STORE_OP_MSG_LAST), 1);
+	assert_int_equal(fake_store_total(fake), 3);
+	fake_store_reset(fake);
+	assert_int_equal(fake_store_total(fake), 0);
+	im_store_close(fake);
+}
+
+static void
+batch_of(im_msg *m, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		m[i] = mk(100, 10 + i, i == 0 ? 0 : 9 + i, 1 + i, 7, 900 + i,
+		          "payload");
+	}
+}
+
+static void
+test_failed_append_leaves_nothing_and_a_retry_stores_once(void **state)
+{
+	im_store *faulty = NULL;
+	im_fence f = {IM_KIND_GROUP, 1, 0};
+	faulty_plan plan = {
+	        .ops = STORE_OP_BIT(STORE_OP_MSG_APPEND),
+	        .nth = 1,
+	        .err = IM_EUNAVAIL,
+	        .when = FAULTY_BEFORE,
+	};
+	im_msg m[5];
+	im_append_result r[5];
+	collect *c;
+
+	f.epoch = claim(st_of(state), IM_KIND_GROUP, 1);
+	assert_int_equal(faulty_store_wrap(&faulty, st_of(state), false),
+	                 IM_OK);
+	batch_of(m, 5);
+	faulty_store_arm(faulty, &plan);
+	assert_int_equal(im_store_msg_append(faulty, &f, 1, m, 5, r),
+	                 IM_EUNAVAIL);
+	assert_int_equal(faulty_store_faults(faulty), 1);
+	assert_non_null(strstr(im_store_errmsg(faulty), "msg_append"));
+	assert_int_equal(count_msgs(st_of(state), 100), 0);
+	/* Transient: the retry goes through and stores each message once. */
+	assert_int_equal(im_store_msg_append(faulty, &f, 1, m, 5, r), IM_OK);
+	for (size_t i = 0; i < 5; i++) {
+		assert_false(r[i].dup);
+	}
+	assert_int_equal(im_store_msg_append(faulty, &f, 1, m, 5, r), IM_OK);
+	for (size_t i = 0; i < 5; i++) {
+		assert_true(r[i].dup);
+		assert_int_equal(r[i].seq, m[i].seq);
+	}
+	c = read_all(st_of(state), 100);
+	assert_int_equal(c->n, 5);
+	free(c);
+	im_store_close(faulty);
+}
+
+static void
+test_append_with_unknown_outcome_is_retried_exactly_once(void **state)
+{
+	im_store *faulty = NULL;
+	im_fence f = {IM_KIND_GROUP, 1, 0};
+	faulty_plan plan = {
+	        .ops = STORE_OP_BIT(STORE_OP_MSG_APPEND),
+	        .nth = 1,
+	        .persistent = true,
+	        .err = IM_EUNAVAIL,
+	        .when = FAULTY_AFTER,
+	};
+	im_msg m[5];
+	im_append_result r[5];
+	collect *c;
+
+	f.epoch = claim(st_of(state), IM_KIND_GROUP, 1);
+	assert_int_equal(faulty_store_wrap(&faulty, st_of(state), false),
+	                 IM_OK);
+	batch_of(m, 5);
+	/* Committed, but the ack is lost, twice. */
+	faulty_store_arm(faulty, &plan);
+	assert_int_equal(im_store_msg_append(faulty, &f, 1, m, 5, r),
+	                 IM_EUNAVAIL);
+	assert_int_equal(im_store_msg_append(faulty, &f, 1, m, 5, r),
+	                 IM_EUNAVAIL);
+	assert_int_equal(faulty_store_faults(faulty), 2);
+	faulty_store_arm(faulty, NULL);
+	/*
+	 * A new owner retries with new seqs (its own fresh segment) and the
+	 * same dedup keys: every message comes back as the original.
+	 */
+	for (size_t i = 0; i < 5; i++) {
+		m[i].seq += 100;
+		m[i].prev_seq = i == 0 ? 14 : m[i].seq - 1;
+		m[i].ordinal += 5;
+	}
+	assert_int_equal(im_store_msg_append(faulty, &f, 1, m, 5, r), IM_OK);
+	for (size_t i = 0; i < 5; i++) {
+		assert_true(r[i].dup);
+		assert_int_equal(r[i].seq, 10 + i);
+		assert_int_equal(r[i].ordinal, 1 + i);
+	}
+	c = read_all(st_of(state), 100);
+	assert_int_equal(c->n, 5);
+	assert_int_equal(c->m[4].seq, 14);
+	free(c);
+	im_store_close(faulty);
+}
+
+/*
+ * Three group-commit batches over two convs, with a dup inside a batch and
+ * a dup of a stored message. Each batch is retried (at most 3 times) while
+ * the store answers IM_EUNAVAIL, as a Chatter does.
+ */
+static void
+run_scenario(im_store *st, const im_fence *f, im_gid base)
+{
+	im_gid a = base + 1, b = base + 2;
+	im_msg b1[2] = {mk(a, 1, 0, 1, 7, 1, "a1"), mk(b, 1, 0, 1, 7, 1, "b1")};
+	im_msg b2[3] = {mk(a, 2, 1, 2, 7, 2, "a2"), mk(a, 3, 2, 3, 7, 2, "a2'"),
+	                mk(a, 4, 3, 4, 8, 3, "a3")};
+	im_msg b3[2] = {mk(a, 5, 4, 3, 7, 1, "a1 again"),
+	                mk(b, 2, 1, 2, 8, 9, "b2")};
+	struct {
+		im_msg *m;
+		size_t n;
+	} batches[3] = {{b1, 2}, {b2, 3}, {b3, 2}};
+	im_append_result r[3];
+
+	for (size_t i = 0; i < 3; i++) {
+		int rc = IM_EUNAVAIL;
+
+		for (int tries = 0; tries < 3 && rc == IM_EUNAVAIL; tries++) {
+			rc = im_store_msg_append(st, f, 1, batches[i].m,
+			                         batches[i].n, r);
+		}
+		assert_int_equal(rc, IM_OK);
+	}
+}
+
+/* The conv's messages relative to base, as one comparable string. */
+static void
+dump_conv(im_store *st, im_gid conv, char *out, size_t len)
+{
+	collect *c = read_all(st, conv);
+	size_t off = 0;
+
+	out[0] = '\0';
+	for (size_t i = 0; i < c->n && off < len; i++) {
+		int w = snprintf(
+		        out + off, len - off, "%llu/%llu/%llu/%llu/%s;",
+		        (unsigned long long)c->m[i].seq,
+		        (unsigned long long)c->m[i].prev_seq,
+		        (unsigned long long)c->m[i].ordinal,
+		        (unsigned long long)c->m[i].dedup_id, c->body[i]);
+
+		assert_true(w > 0);
+		off += (size_t)w;
+	}
+	free(c);
+}
+
+static void
+test_retries_after_a_fault_at_any_append_converge_to_one_state(void **state)
+{
+	im_store *st = st_of(state);
+	im_store *faulty = NULL;
+	im_fence f = {IM_KIND_GROUP, 1, 0};
+	char want_a[512], want_b[512], got[512];
+	im_gid base = 1000;
+
+	f.epoch = claim(st, IM_KIND_GROUP, 1);
+	run_scenario(st, &f, 0);
+	dump_conv(st, 1, want_a, sizeof(want_a));
+	dump_conv(st, 2, want_b, sizeof(want_b));
+	assert_string_equal(want_a, "1/0/1/1/a1;2/1/2/2/a2;4/2/3/3/a3;");
+	assert_int_equal(faulty_store_wrap(&faulty, st, false), IM_OK);
+	for (unsigned long n = 1; n <= 4; n++) {
+		for (int when = FAULTY_BEFORE; when <= FAULTY_AFTER; when++) {
+			faulty_plan plan = {
+			        .ops = STORE_OP_BIT(STORE_OP_MSG_APPEND),
+			        .nth = n,
+			        .err = IM_EUNAVAIL,
+			        .when = (faulty_when)when,
+			};
+
+			faulty_store_arm(faulty, &plan);
+			run_scenario(faulty, &f, base);
+			/* n == 4 is past the last call: no fault at all. */
+			assert_int_equal(faulty_store_faults(faulty), n <= 3);
+			dump_conv(st, base + 1, got, sizeof(got));
+			assert_string_equal(got, want_a);
+			dump_conv(st, base + 2, got, sizeof(got));
+			assert_string_equal(got, want_b);
+			base += 1000;
+		}
+	}
+	im_store_close(faulty);
+}
+
+/* ---- persistence (only for fixtures that can reopen) ----------------- */
+
+static void
+test_data_and_schema_version_survive_reopening(void **state)
+{
+	conf *cf = *state;
+	im_fence f = {IM_KIND_GROUP, 1, 0};
+	im_seg_key k = {IM_SEG_GROUP_SEQ, 100};
+	im_seg s;
+	im_group g;
+	uint32_t v = 0;
+	im_epoch e;
+
+	f.epoch = claim(cf->st, IM_KIND_GROUP, 1);
+	make_group(cf->st, 100);
+	assert_int_equal(im_store_member_add(cf->st, 100, 5, NULL), IM_OK);
+	assert_int_equal(im_store_seg_take(cf->st, &k, 50, &s), IM_OK);
+	append_chain(cf->st, &f, 100, 1, 1, 3, 1, 0);
+	im_store_close(cf->st);
+	cf->st = NULL;
+	assert_int_equal(fx->reopen(fx->ctx, &cf->st), IM_OK);
+	assert_int_equal(im_store_migrate(cf->st, &v), IM_OK);
+	assert_int_equal(v, IM_STORE_SCHEMA_VERSION);
+	assert_int_equal(count_msgs(cf->st, 100), 3);
+	assert_int_equal(im_store_group_lookup(cf->st, 100, &g), IM_OK);
+	assert_int_equal(im_store_seg_take(cf->st, &k, 50, &s), IM_OK);
+	assert_int_equal(s.first, 51);
+	assert_int_equal(
+	        im_store_slot_cas(cf->st, IM_KIND_GROUP, 1, 0, "n", &e),
+	        IM_ECONFLICT);
+	assert_int_equal(e, 1);
+}
+
+static void
+test_reopening_a_newer_schema_fails_with_eschema(void **state)
+{
+	conf *cf = *state;
+
+	assert_int_equal(fx->exec(fx->ctx, cf->st,
+	                          "UPDATE im_schema SET version = 1000"),
+	                 IM_OK);
+	im_store_close(cf->st);
+	cf->st = NULL;
+	assert_int_equal(fx->reopen(fx->ctx, &cf->st), IM_ESCHEMA);
+	assert_null(cf->st);
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
+static const struct CMUnitTest tests[] = {
+        T(test_store_reports_its_name_and_the_latest_schema_version),
+        T(test_store_migrate_twice_is_a_no_op),
+        T(test_store_migrate_refuses_a_schema_newer_than_the_build),
+        T(test_slot_cas_first_claim_expects_epoch_zero),
+        T(test_slot_cas_conflict_returns_the_current_epoch),
+        T(test_slot_epochs_only_grow_and_kinds_are_separate),
+        T(test_slot_load_streams_in_slot_order_and_stops_on_nonzero),
+        T(test_slot_ops_reject_bad_arguments),
+        T(test_seg_take_first_segment_of_a_key_starts_at_one),
+        T(test_seg_take_hands_out_disjoint_increasing_ranges),
+        T(test_seg_take_rejects_step_zero_and_unknown_spaces),
+        T(test_msg_append_with_a_valid_fence_stores_the_batch),
+        T(test_msg_append_with_a_stale_fence_stores_nothing),
+        T(test_msg_append_dup_of_a_stored_message_returns_the_original),
+        T(test_msg_append_dup_within_one_batch_rechains_later_messages),
+        T(test_msg_append_rejects_bad_batches_and_stores_nothing),
+        T(test_msg_append_of_a_taken_seq_fails_and_stores_nothing),
+        T(test_msg_read_pages_with_after_until_and_limit),
+        T(test_msg_last_finds_the_last_message_at_or_before_a_seq),
+        T(test_msg_find_dedup_returns_the_stored_message_without_body),
+        T(test_group_create_and_lookup_round_trip),
+        T(test_member_add_remove_and_list_in_uid_order),
+        T(test_member_add_starts_the_read_pointer_at_the_last_message),
+        T(test_conv_load_returns_each_group_with_its_last_message),
+        T(test_conv_update_moves_the_read_pointer_only_forward),
+        T(test_uq_append_is_fenced_idempotent_and_read_in_order),
+        T(test_fake_store_counts_each_op_it_forwards),
+        T(test_failed_append_leaves_nothing_and_a_retry_stores_once),
+        T(test_append_with_unknown_outcome_is_retried_exactly_once),
+        T(test_retries_after_a_fault_at_any_append_converge_to_one_state),
+        /* Persistent fixtures only: keep these last. */
+        T(test_data_and_schema_version_survive_reopening),
+        T(test_reopening_a_newer_schema_fails_with_eschema),
+};
+#define NPERSIST 2
+
+int
+store_conformance_run(const store_fixture *fixture)
+{
+	size_t n = LEN(tests);
+
+	fx = fixture;
+	if (fx->reopen == NULL) {
+		n -= NPERSIST;
+	}
+	printf("# store conformance: backend %s\n", fx->name);
+	fflush(stdout);
+	return _cmocka_run_group_tests(fx->name, tests, n, NULL, NULL);
+}
