@@ -135,6 +135,8 @@ typedef struct imb_proc {
 	uint64_t cpu_ticks; /* utime + stime */
 	uint64_t rss_kb;
 	uint64_t hwm_kb;
+	uint64_t run_ns;    /* /proc/PID/schedstat: on a CPU */
+	uint64_t wait_ns;   /* runnable, waiting for a CPU */
 	int ok;
 } imb_proc;
 int imb_proc_sample(int pid, imb_proc *out);

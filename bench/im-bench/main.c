@@ -85,6 +85,18 @@ cpu_pct(const sample *a, const sample *b, uint32_t i)
 	       (double)sysconf(_SC_CLK_TCK) / secs;
 }
 
+/* Share of the interval the process waited for a CPU while runnable. */
+static double
+runq_pct(const sample *a, const sample *b, uint32_t i)
+{
+	if (!a->taken || !b->taken || b->t_us <= a->t_us ||
+	    !a->p[i].ok || !b->p[i].ok) {
+		return -1;
+	}
+	return 100.0 * (double)(b->p[i].wait_ns - a->p[i].wait_ns) / 1e3 /
+	       (double)(b->t_us - a->t_us);
+}
+
 static int
 read_full(int fd, void *buf, size_t n)
 {
@@ -372,9 +384,15 @@ table(FILE *f, const report *R)
 		if (cl >= 0) {
 			snprintf(l, sizeof(l), "%.0f%%", cl);
 		}
-		fprintf(f, "  server pid %d: cpu %s (window), %s "
+		double rq = runq_pct(&R->s_win0, &R->s_win1, i);
+		char q[16] = "n/a";
+
+		if (rq >= 0) {
+			snprintf(q, sizeof(q), "%.0f%%", rq);
+		}
+		fprintf(f, "  server pid %d: cpu %s (window, runq wait %s), %s "
 			   "(login); rss %llu -> %llu KiB, peak %llu KiB\n",
-			R->pids[i], w, l,
+			R->pids[i], w, q, l,
 			(unsigned long long)a->rss_kb,
 			(unsigned long long)b->rss_kb,
 			(unsigned long long)R->s_end.p[i].hwm_kb);
@@ -482,12 +500,14 @@ json(const char *path, const report *R)
 						    : &R->s_login1.p[i];
 
 		fprintf(f, "%s{\"pid\": %d, \"cpu_pct_window\": %.1f, "
-			   "\"cpu_pct_login\": %.1f, \"rss_kb_before_login\": "
+			   "\"cpu_pct_login\": %.1f, \"runq_wait_pct_window\": %.1f, "
+			   "\"rss_kb_before_login\": "
 			   "%llu, \"rss_kb_after_login\": %llu, "
 			   "\"rss_kb_end\": %llu, \"hwm_kb\": %llu}",
 			i ? ", " : "", R->pids[i],
 			cpu_pct(&R->s_win0, &R->s_win1, i),
 			cpu_pct(&R->s_login0, &R->s_login1, i),
+			runq_pct(&R->s_win0, &R->s_win1, i),
 			(unsigned long long)a->rss_kb,
 			(unsigned long long)b->rss_kb,
 			(unsigned long long)R->s_end.p[i].rss_kb,

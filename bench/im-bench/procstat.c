@@ -52,6 +52,19 @@ imb_proc_sample(int pid, imb_proc *out)
 		}
 	}
 	fclose(f);
+	/* Time runnable but not running: the share a co-located load
+	 * generator (or anything else) took from the server. */
+	snprintf(path, sizeof(path), "/proc/%d/schedstat", pid);
+	f = fopen(path, "r");
+	if (f != NULL) {
+		unsigned long long run, wait;
+
+		if (fscanf(f, "%llu %llu", &run, &wait) == 2) {
+			out->run_ns = run;
+			out->wait_ns = wait;
+		}
+		fclose(f);
+	}
 	out->ok = 1;
 	return 0;
 }
