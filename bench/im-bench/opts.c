@@ -69,6 +69,8 @@ imb_opts_usage(FILE *f)
 "  --down S                 reconnect: seconds the droppers stay away\n"
 "  --stayers K              reconnect: members per group that stay\n"
 "  --setup-timeout S, --login-timeout S, --drain S\n"
+"  --setup-window N         CreateGroup/AddMember in flight per worker (256)\n"
+"  --token-ttl S            token lifetime, default 86400\n"
 "  --quiet                  no progress lines on stderr\n",
 		f);
 }
@@ -321,6 +323,7 @@ enum {
 	O_SERVER_PID, O_SERVER_NAME, O_JSON, O_NO_BASELINE, O_BASELINE_SECS,
 	O_BASELINE_BATCH, O_BASELINE_DIR, O_DOWN, O_STAYERS, O_SETUP_TIMEOUT,
 	O_LOGIN_TIMEOUT, O_DRAIN, O_TTL, O_QUIET, O_SCENARIO, O_HELP,
+	O_SETUP_WINDOW,
 };
 
 static const struct option longopts[] = {
@@ -358,6 +361,7 @@ static const struct option longopts[] = {
 	{"quiet", no_argument, NULL, O_QUIET},
 	{"scenario", required_argument, NULL, O_SCENARIO},
 	{"help", no_argument, NULL, O_HELP},
+	{"setup-window", required_argument, NULL, O_SETUP_WINDOW},
 	{NULL, 0, NULL, 0},
 };
 
@@ -476,6 +480,10 @@ imb_opts_parse(imb_opts *o, int argc, char **argv, int *help, char *err,
 			o->token_ttl = u64;
 			break;
 		case O_QUIET: o->quiet = 1; break;
+		case O_SETUP_WINDOW:
+			bad = parse_u32(a, &o->setup_window) ||
+			      o->setup_window == 0;
+			break;
 		case O_SCENARIO: break;
 		case O_HELP:
 		case 'h':
