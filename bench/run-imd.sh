@@ -107,6 +107,10 @@ fi
 
 if [ "$scenario" = chat ] && ! has_flag --rate "$@" &&
 	! has_flag --inflight "$@"; then
+	if has_flag --json "$@"; then
+		echo "run-imd: chat runs twice; use OUT=DIR, not --json" >&2
+		exit 2
+	fi
 	rc=0
 	run_once chat "$resdir/chat-max.json" "$@" || rc=$?
 	max=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["sends_acked_per_s"])' "$resdir/chat-max.json")

@@ -255,6 +255,12 @@ test_opts_bad_values_are_refused_with_a_message(void **state)
 	assert_true(strstr(err, "users") != NULL);
 	assert_int_not_equal(parse(&o, "--secret 0123456789abcdef --body 8",
 				   err), 0);
+	assert_int_not_equal(parse(&o, "--secret 0123456789abcdef "
+				       "--setup-window 0", err), 0);
+	assert_true(strstr(err, "setup-window") != NULL);
+	assert_int_not_equal(parse(&o, "--secret 0123456789abcdef "
+				       "--target 127.0.0.1", err), 0);
+	assert_true(strstr(err, "target") != NULL);
 	assert_int_not_equal(parse(&o, "--secret 0123456789abcdef --rate -1",
 				   err), 0);
 	assert_int_not_equal(parse(&o, "--secret 0123456789abcdef --bogus",
