@@ -30,4 +30,13 @@ grep -q '"unexpected_errors": 0' "$out/chat.json"
 	--duration 0.5 --warmup 0.2 --down 0.5 --procs 2 --first-uid 5000 \
 	--json "$out/reconnect.json"
 grep -q '"caught_up": 36' "$out/reconnect.json"
+# A server that is gone: every phase must end on its own, with errors.
+kill "$pid"
+wait "$pid" 2>/dev/null || true
+rc=0
+timeout 30 "$bench" chat "${common[@]}" --users 40 --group-size 10 \
+	--duration 0.5 --warmup 0.1 --procs 2 --first-uid 6000 \
+	--json "$out/dead.json" > /dev/null || rc=$?
+[ "$rc" = 1 ] || { echo "fake-run: dead server gave rc $rc" >&2; exit 1; }
+grep -q '"connect_fail": [1-9]' "$out/dead.json"
 echo "fake-run: ok"

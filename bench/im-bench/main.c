@@ -43,6 +43,11 @@ typedef struct report {
 	double login_s, login_all_ms;
 	double resume_all_ms, caught_all_ms;
 	double rss_per_conn;
+	/* Server RSS (KiB, all pids) once a second through the window: a leak
+	 * shows as growth after the warm-up. */
+	uint64_t rss_series[3600];
+	uint32_t nrss;
+	uint64_t t_rss_next;
 	uint64_t unexpected;
 	int crashed;
 } report;
@@ -223,6 +228,14 @@ monitor(report *R, const imb_plan *p, pid_t *kids, uint32_t nkids)
 			if (now >= w1 && !R->s_win1.taken) {
 				take(R, &R->s_win1, now);
 			}
+			if (now >= w0 && now < w1 && now >= R->t_rss_next &&
+			    R->npids > 0 && R->nrss < 3600) {
+				sample s;
+
+				take(R, &s, now);
+				R->rss_series[R->nrss++] = rss_sum(R, &s);
+				R->t_rss_next = now + 1000000;
+			}
 		}
 		if (__atomic_load_n(&ctl->arrived[IMB_P_DONE],
 				    __ATOMIC_SEQ_CST) == (int)o->procs) {
@@ -400,6 +413,15 @@ table(FILE *f, const report *R)
 	if (R->npids && R->rss_per_conn != 0) {
 		fprintf(f, "  server rss/conn    %.0f bytes\n", R->rss_per_conn);
 	}
+	if (R->nrss >= 2) {
+		fprintf(f, "  server rss window  %llu -> %llu KiB over %u s "
+			   "(%+.1f KiB/s)\n",
+			(unsigned long long)R->rss_series[0],
+			(unsigned long long)R->rss_series[R->nrss - 1],
+			R->nrss - 1,
+			((double)R->rss_series[R->nrss - 1] -
+			 (double)R->rss_series[0]) / (R->nrss - 1));
+	}
 	if (o->duration > 0 && R->r.cpu_us_win) {
 		fprintf(f, "  bench cpu          %.0f%% in the window\n",
 			100.0 * (double)r->cpu_us_win / 1e6 / o->duration);
@@ -515,6 +537,12 @@ json(const char *path, const report *R)
 	}
 	fprintf(f, "],\n  \"server_rss_bytes_per_conn\": %.1f,\n",
 		R->rss_per_conn);
+	fprintf(f, "  \"server_rss_kb_per_s_in_window\": [");
+	for (i = 0; i < R->nrss; i++) {
+		fprintf(f, "%s%llu", i ? ", " : "",
+			(unsigned long long)R->rss_series[i]);
+	}
+	fprintf(f, "],\n");
 	fprintf(f, "  \"bench_cpu_pct_window\": %.1f\n}\n",
 		o->duration > 0 ? 100.0 * (double)r->cpu_us_win / 1e6 /
 					  o->duration

@@ -61,6 +61,7 @@ typedef struct conn {
 	uint8_t caught;      /* reconnect: has every missed message */
 	uint8_t has_session;
 	uint8_t closing;     /* we closed it on purpose */
+	uint8_t attempts;    /* setup: connections tried for this creator */
 	uint16_t inflight;   /* Sends unanswered */
 	uint32_t pending;    /* setup requests unanswered */
 	uint32_t convs_seen;
@@ -108,6 +109,7 @@ static struct worker {
 	uint32_t next_creator, setup_live;
 	uint32_t setup_pending;  /* setup requests unanswered, all conns */
 	uint32_t retry[256];     /* creators whose connection failed */
+	uint8_t retry_n[256];    /* ... and how often they tried */
 	uint32_t nretry;
 	uint64_t groups_mine, groups_done;
 	/* open loop */
@@ -429,7 +431,9 @@ close_conn(conn *c, int by_server)
 		c->pending = 0;
 		/* Unfinished (a login timeout under load, say): again later. */
 		if ((c->ck < ngroups(c->idx) || c->am_k < ngroups(c->idx)) &&
-		    W.phase == IMB_P_SETUP && W.nretry < 256) {
+		    W.phase == IMB_P_SETUP && W.nretry < 256 &&
+		    c->attempts < 3) {
+			W.retry_n[W.nretry] = c->attempts;
 			W.retry[W.nretry++] = c->idx;
 		}
 	}
@@ -979,9 +983,16 @@ setup_next(void)
 	while (W.setup_live < SETUP_CONNS && W.setup_pending < W.o->setup_window &&
 	       (W.next_creator < W.end || W.nretry > 0)) {
 		uint32_t u, k, n, mine = 0;
+		uint8_t tried = 0;
 		conn *c = NULL;
 
-		u = W.nretry > 0 ? W.retry[--W.nretry] : W.next_creator++;
+		if (W.nretry > 0) {
+			W.nretry--;
+			u = W.retry[W.nretry];
+			tried = W.retry_n[W.nretry];
+		} else {
+			u = W.next_creator++;
+		}
 		n = ngroups(u);
 
 		for (k = 0; k < n; k++) {
@@ -1002,6 +1013,7 @@ setup_next(void)
 		memset(c, 0, sizeof(*c));
 		c->idx = u;
 		c->setup = 1;
+		c->attempts = (uint8_t)(tried + 1);
 		W.setup_live++;
 		if (conn_open(c, now) != 0) {
 			c->setup = 0;
