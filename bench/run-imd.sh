@@ -78,7 +78,16 @@ run_once() {
 		--server-pid "$imd_pid" --baseline-dir "$tmp" \
 		--json "$json" "$@" || rc=$?
 	if ! kill -0 "$imd_pid" 2>/dev/null; then
-		echo "run-imd: imd died during the run; its log:" >&2
+		local st=0
+		wait "$imd_pid" 2>/dev/null || st=$?
+		imd_pid=
+		if [ "$st" -gt 128 ]; then
+			echo "run-imd: imd died during the run: signal" \
+				"$((st - 128)) ($(kill -l $((st - 128))))" >&2
+		else
+			echo "run-imd: imd exited during the run: status $st" >&2
+		fi
+		echo "run-imd: imd log:" >&2
 		tail -20 "$tmp/imd.log" >&2
 		rc=1
 	elif grep -q . "$tmp/imd.log"; then
