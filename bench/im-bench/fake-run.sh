@@ -25,6 +25,7 @@ grep -q '"unexpected_errors": 0' "$out/chat.json"
 	--duration 1 --warmup 0.2 --procs 2 --first-uid 3000 \
 	--json "$out/big.json"
 "$bench" login "${common[@]}" --users 60 --convs 4 --group-size 6 \
+	--login-rate 300 \
 	--procs 2 --first-uid 4000 --json "$out/login.json"
 "$bench" reconnect "${common[@]}" --users 40 --group-size 10 \
 	--duration 0.5 --warmup 0.2 --down 0.5 --procs 2 --first-uid 5000 \

@@ -32,6 +32,8 @@ typedef struct sample {
 
 typedef struct report {
 	const imb_opts *o;
+	int argc;
+	char **argv;
 	imb_result r;
 	imb_baseline base;
 	int have_base;
@@ -469,7 +471,28 @@ json(const char *path, const report *R)
 	if (f == NULL) {
 		return -1;
 	}
-	fprintf(f, "{\n  \"scenario\": \"%s\",\n", o->scenario_name);
+	fprintf(f, "{\n  \"scenario\": \"%s\",\n  \"command\": \"",
+		o->scenario_name);
+	for (i = 0; i < (unsigned)R->argc; i++) {
+		const char *a = R->argv[i];
+
+		/* The secret stays out of result files. */
+		if (i > 0 && strcmp(R->argv[i - 1], "--secret") == 0) {
+			a = "...";
+		} else if (strncmp(a, "--secret=", 9) == 0) {
+			a = "--secret=...";
+		}
+		for (; *a; a++) {
+			if (*a == '"' || *a == '\\') {
+				fputc('\\', f);
+			}
+			if ((unsigned char)*a >= 0x20) {
+				fputc(*a, f);
+			}
+		}
+		fputc(i + 1 < (unsigned)R->argc ? ' ' : '"', f);
+	}
+	fprintf(f, ",\n");
 	fprintf(f, "  \"config\": {\"users\": %u, \"groups\": %u, "
 		   "\"group_size\": %u, \"convs\": %u, \"senders\": %u, "
 		   "\"body\": %u, \"inflight\": %u, \"rate\": %g, "
@@ -586,6 +609,8 @@ main(int argc, char **argv)
 	}
 	signal(SIGPIPE, SIG_IGN);
 	R.o = &o;
+	R.argc = argc;
+	R.argv = argv;
 	if (o.nserver_pids) {
 		memcpy(R.pids, o.server_pids, sizeof(int) * o.nserver_pids);
 		R.npids = o.nserver_pids;
