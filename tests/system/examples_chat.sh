@@ -3,15 +3,15 @@
 # through pipes and the bot. Two users and a bot share a group; the
 # second user is offline meanwhile, then logs in and gets exact unread
 # counts and the history in order; reading clears the count.
-# Usage: examples_chat.sh BUILD_DIR   (skips when imd is not built)
+# Usage: examples_chat.sh BUILD_DIR   
 set -euo pipefail
 build=$1
 imd=$build/servers/imd
 cli=$build/examples/im-cli
 bot=$build/examples/im-bot
 if [ ! -x "$imd" ] || [ ! -x "$cli" ] || [ ! -x "$bot" ]; then
-	echo "SKIP: needs servers/imd, examples/im-cli and examples/im-bot"
-	exit 77
+	echo "examples_chat: missing servers/imd, examples/im-cli or examples/im-bot in $build"
+	exit 1
 fi
 tmp=$(mktemp -d)
 pids=()

@@ -1,0 +1,78 @@
+/*
+ * The Connector role: client connections (TCP, libev), token login and
+ * resume, sessions with push queues (retransmit, bounded), each online
+ * user's conversation list, sync, and the user queues of the users it owns
+ * (it allocates their seqs and appends them, fenced by the user slot).
+ * Requests for groups go to the Chatters through the router.
+ */
+#ifndef IM_ROLE_CONNECTOR_H
+#define IM_ROLE_CONNECTOR_H
+
+#include <ev.h>
+
+#include "im/shard.h"
+#include "role.h"
+
+typedef struct connector connector;
+
+typedef struct connector_opts {
+	uint32_t max_conns;
+	uint32_t max_sessions; /* per user (devices + sessions in grace) */
+	uint32_t frame_max;    /* client frame payload limit */
+	uint32_t wbuf_max;     /* bytes queued for one slow reader */
+	uint32_t pushq_items;
+	uint32_t pushq_bytes;
+	uint32_t rto_ms;
+	uint32_t max_convs;    /* conversations per user */
+	uint32_t uq_step;      /* ids per user-queue segment */
+	uint32_t replay_limit; /* per cursor when resuming from the store */
+	double login_timeout;  /* seconds */
+	double idle_timeout;
+	double grace; /* keep a dropped session's queue this long */
+} connector_opts;
+
+#define CONNECTOR_OPTS_INIT                                                    \
+	{                                                                      \
+		10000, 16, 8192, 1u << 20, 1024, 1u << 20, 5000, 4096, 100,    \
+		        256, 10.0, 90.0, 60.0                                  \
+	}
+
+/*
+ * Create a Connector. index is its number in the router's table (0 in
+ * imd). The secret is copied. loop, st, map, node, router are borrowed.
+ */
+int connector_create(connector **out, struct ev_loop *loop, im_store *st,
+                     im_shard_map *map, const char *node, uint32_t index,
+                     role_router *router, const void *secret, size_t secret_len,
+                     const connector_opts *opts);
+
+/* Listen on addr:port (port 0 = any; *port_out gets the bound port). */
+int connector_listen(connector *cn, const char *addr, uint16_t port,
+                     uint16_t *port_out);
+
+/* Stop accepting (shutdown begins). */
+void connector_stop_accepting(connector *cn);
+
+/* Router entry points (see role.h). */
+void connector_reply(connector *cn, const role_reply *reps, size_t n);
+void connector_deliver(connector *cn, const role_fanout *f, size_t n);
+void connector_user_events(connector *cn, const role_uevent *ev, size_t n);
+
+/* Write what is queued now (shutdown). */
+void connector_flush(connector *cn);
+
+typedef struct connector_stats {
+	uint32_t conns;
+	uint32_t users;
+	uint32_t sessions;
+	uint64_t accepted;
+	uint64_t frames_in;
+	uint64_t frames_out;
+	uint64_t writes;
+} connector_stats;
+void connector_get_stats(const connector *cn, connector_stats *out);
+
+/* Close every connection and free everything. */
+void connector_destroy(connector *cn);
+
+#endif

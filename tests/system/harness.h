@@ -1,0 +1,136 @@
+/*
+ * System-test harness: a real imd process on 127.0.0.1 with a temp
+ * database and secret, and a raw blocking client speaking nanopb frames.
+ * Every wait is bounded (timeouts in ms); nothing here loops forever.
+ *
+ * The imd binary comes from $IMD (set by meson). Extra imd flags for every
+ * start can be given to imd_start; the harness adds --db, --secret-file,
+ * --port 0, --port-file, --slots 64, --sync normal, --log-level debug.
+ */
+#ifndef IM_TEST_HARNESS_H
+#define IM_TEST_HARNESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "im.pb.h"
+#include "im/token.h"
+
+#define H_TIMEOUT_MS 5000
+#define H_MAX_ARGS 32
+
+typedef struct imd_proc {
+	pid_t pid;
+	uint16_t port;
+	char dir[256];
+	char db[320];
+	char secret_file[320];
+	char port_file[320];
+	char log[320];
+	char secret[65];
+	const char *extra[H_MAX_ARGS];
+	int nextra;
+	int starts;
+} imd_proc;
+
+/* Make a temp dir and secret; does not start. extra: NULL-terminated
+ * flags added to every start (copied pointers: keep them alive). */
+int imd_init(imd_proc *p, const char *const *extra);
+/* Start (or restart) imd on the same database; waits until it listens. */
+int imd_start(imd_proc *p);
+/* Send sig (SIGTERM, SIGKILL) and wait (bounded) for the exit; returns the
+ * wait status, or -1 if it did not exit in time (then it is killed). */
+int imd_stop(imd_proc *p, int sig);
+/* Stop if running (SIGTERM) and remove the temp dir. Returns the status of
+ * that stop (0 if it was not running). */
+int imd_cleanup(imd_proc *p);
+/* Print the tail of imd's log to stderr (for failures). */
+void imd_dump_log(const imd_proc *p);
+
+/* A token for uid with the harness's secret, valid for ttl_s (negative:
+ * already expired). */
+void imd_token(const imd_proc *p, uint64_t uid, int64_t ttl_s, char *out,
+               size_t len);
+
+/* A push (Deliver or UserEvent) as the client saw it. */
+typedef struct tpush {
+	pb_size_t kind; /* im_Envelope_deliver_tag or _user_event_tag */
+	uint64_t group;
+	uint64_t seq;
+	uint64_t prev_seq;
+	uint64_t ordinal;
+	uint64_t sender;
+	uint64_t dedup_id;
+	uint32_t ev_type;
+	uint64_t actor;
+	uint64_t read_seq;
+	uint32_t body_len;
+	char body[128];
+} tpush;
+
+#define TC_PUSHES 4096
+
+typedef struct tclient {
+	int fd;
+	uint8_t *buf; /* received bytes not yet parsed */
+	size_t len;
+	uint64_t next_req;
+	tpush *pushes; /* ring of pushes seen while waiting for replies */
+	size_t phead;
+	size_t pcount;
+	im_Envelope *env; /* last frame received */
+	uint64_t user;
+	uint8_t session[16];
+	bool drop_pushes; /* do not keep pushes seen while waiting */
+} tclient;
+
+int tc_connect(tclient *c, uint16_t port);
+/* Same, with a small receive buffer (rcvbuf bytes): a slow reader. */
+int tc_connect_rcvbuf(tclient *c, uint16_t port, int rcvbuf);
+void tc_close(tclient *c);
+/* Close with a TCP reset, as a killed client would leave it. */
+void tc_abort(tclient *c);
+int tc_send_raw(tclient *c, const void *data, size_t len);
+/* Encode env (req_id as set) as a frame and send it. */
+int tc_send(tclient *c, const im_Envelope *env);
+/*
+ * Receive the next frame into c->env. Returns 1, 0 on timeout, -1 when the
+ * connection closed (or failed) before a frame.
+ */
+int tc_recv(tclient *c, int timeout_ms);
+/*
+ * Send env with a fresh req_id and wait for the first frame repeating it
+ * (into c->env); pushes meanwhile go to the ring. Returns 1, 0, -1 as
+ * tc_recv.
+ */
+int tc_call(tclient *c, im_Envelope *env, int timeout_ms);
+/* Wait for the reply to req_id (into c->env), queueing pushes. */
+int tc_wait_reply(tclient *c, uint64_t req_id, int timeout_ms);
+/* Next push (from the ring, else the socket). 1, 0, -1. */
+int tc_next_push(tclient *c, tpush *out, int timeout_ms);
+/* Wait until the server closes; true if it did within the timeout.
+ * Frames before the close are decoded into c->env one by one; the code of
+ * the last Error seen goes to *last_error (-1 if none). */
+bool tc_wait_closed(tclient *c, int timeout_ms, int *last_error);
+
+/* Log in; fills c->user/c->session. Conversations go to convs (up to max;
+ * *nconvs gets the count). Returns 1 on LoginOk, else the Error code
+ * received as a negative number, or -1000 on timeout/close. */
+int tc_login(tclient *c, const char *token, im_ConvInfo *convs, size_t max,
+             size_t *nconvs);
+/* Helpers returning the SendAck/GroupCreated/etc fields, or a negative
+ * error code (-Code, -1000 for timeout/close). */
+int64_t tc_create_group(tclient *c, const char *name, const uint64_t *members,
+                        size_t n);
+int64_t tc_send_msg(tclient *c, uint64_t group, uint64_t dedup_id,
+                    const char *body, bool *dup);
+int tc_simple(tclient *c, im_Envelope *env); /* returns Error code or -1000 */
+void tc_ack(tclient *c, uint64_t group, uint64_t seq);
+/* Sync group after..until; appends up to max messages in order; returns
+ * the count or a negative error. Pages through `more`. */
+int tc_sync_all(tclient *c, uint64_t group, uint64_t after, tpush *out,
+                size_t max);
+
+#endif
