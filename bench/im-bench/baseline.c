@@ -11,13 +11,13 @@
 /* The im_messages table as libim/store/schema/001_init.sql defines it, so
  * the baseline pays for the same primary key and dedup index. */
 static const char ddl[] =
-	"CREATE TABLE im_messages ("
-	" conv BIGINT NOT NULL, seq BIGINT NOT NULL,"
-	" prev_seq BIGINT NOT NULL, ordinal BIGINT NOT NULL,"
-	" sender BIGINT NOT NULL, dedup_id BIGINT NOT NULL,"
-	" reply_to BIGINT NOT NULL, time_ms BIGINT NOT NULL,"
-	" type BIGINT NOT NULL, body BYTEA NOT NULL,"
-	" PRIMARY KEY (conv, seq), UNIQUE (conv, sender, dedup_id));";
+        "CREATE TABLE im_messages ("
+        " conv BIGINT NOT NULL, seq BIGINT NOT NULL,"
+        " prev_seq BIGINT NOT NULL, ordinal BIGINT NOT NULL,"
+        " sender BIGINT NOT NULL, dedup_id BIGINT NOT NULL,"
+        " reply_to BIGINT NOT NULL, time_ms BIGINT NOT NULL,"
+        " type BIGINT NOT NULL, body BYTEA NOT NULL,"
+        " PRIMARY KEY (conv, seq), UNIQUE (conv, sender, dedup_id));";
 
 static double
 now_s(void)
@@ -43,7 +43,7 @@ imb_baseline_run(const imb_opts *o, imb_baseline *b)
 	memset(b, 0, sizeof(*b));
 	b->batch = o->baseline_batch ? o->baseline_batch : 1;
 	snprintf(path, sizeof(path), "%s/im-bench-baseline-%d.db",
-		 o->baseline_dir, (int)getpid());
+	         o->baseline_dir, (int)getpid());
 	unlink(path);
 	body = malloc(o->body);
 	seq = calloc(groups, sizeof(*seq));
@@ -53,15 +53,16 @@ imb_baseline_run(const imb_opts *o, imb_baseline *b)
 	}
 	memset(body, 'x', o->body);
 	if (sqlite3_open(path, &db) != SQLITE_OK ||
-	    sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;",
-			 NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_exec(db,
+	                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;",
+	                 NULL, NULL, NULL) != SQLITE_OK ||
 	    sqlite3_exec(db, ddl, NULL, NULL, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(db,
-			       "INSERT INTO im_messages VALUES "
-			       "(?,?,?,?,?,?,0,?,0,?)",
-			       -1, &ins, NULL) != SQLITE_OK) {
+	                       "INSERT INTO im_messages VALUES "
+	                       "(?,?,?,?,?,?,0,?,0,?)",
+	                       -1, &ins, NULL) != SQLITE_OK) {
 		snprintf(b->err, sizeof(b->err), "sqlite: %s",
-			 db ? sqlite3_errmsg(db) : "open failed");
+		         db ? sqlite3_errmsg(db) : "open failed");
 		goto out;
 	}
 	t0 = now_s();
@@ -77,11 +78,12 @@ imb_baseline_run(const imb_opts *o, imb_baseline *b)
 			sqlite3_bind_int64(ins, 2, (sqlite3_int64)s);
 			sqlite3_bind_int64(ins, 3, (sqlite3_int64)s - 1);
 			sqlite3_bind_int64(ins, 4, (sqlite3_int64)s);
-			sqlite3_bind_int64(ins, 5, (sqlite3_int64)(n % 1000) + 1);
+			sqlite3_bind_int64(ins, 5,
+			                   (sqlite3_int64)(n % 1000) + 1);
 			sqlite3_bind_int64(ins, 6, (sqlite3_int64)n + 1);
 			sqlite3_bind_int64(ins, 7, (sqlite3_int64)n);
 			sqlite3_bind_blob(ins, 8, body, (int)o->body,
-					  SQLITE_STATIC);
+			                  SQLITE_STATIC);
 			if (sqlite3_step(ins) != SQLITE_DONE) {
 				goto sqlerr;
 			}

@@ -87,8 +87,7 @@ cwrite(fconn *c, const uint8_t *p, size_t n)
 static void
 emit(fconn *c, uint64_t req_id)
 {
-	pb_ostream_t s = pb_ostream_from_buffer(encbuf + 4,
-						sizeof(encbuf) - 4);
+	pb_ostream_t s = pb_ostream_from_buffer(encbuf + 4, sizeof(encbuf) - 4);
 
 	out_env.req_id = req_id;
 	if (!pb_encode(&s, im_Envelope_fields, &out_env)) {
@@ -182,7 +181,8 @@ login(fconn *c, const char *token, uint64_t req_id, int resume)
 		pb_size_t i;
 		uint32_t j;
 
-		memset(&out_env.msg.resume_ok, 0, sizeof(out_env.msg.resume_ok));
+		memset(&out_env.msg.resume_ok, 0,
+		       sizeof(out_env.msg.resume_ok));
 		out_env.which_msg = im_Envelope_resume_ok_tag;
 		out_env.msg.resume_ok.user = uid;
 		out_env.msg.resume_ok.resumed = true;
@@ -198,7 +198,7 @@ login(fconn *c, const char *token, uint64_t req_id, int resume)
 			for (j = 0; j < g->nmsgs; j++) {
 				if (g->msgs[j].seq > r->cursors[i].seq) {
 					deliver(c, gid, &g->msgs[j],
-						j ? g->msgs[j - 1].seq : 0);
+					        j ? g->msgs[j - 1].seq : 0);
 				}
 			}
 		}
@@ -283,7 +283,7 @@ request(fconn *c, const uint8_t *p, size_t n)
 				       sizeof(out_env.msg.user_event));
 				out_env.which_msg = im_Envelope_user_event_tag;
 				out_env.msg.user_event.type =
-					im_EventType_EV_GROUP_CREATED;
+				        im_EventType_EV_GROUP_CREATED;
 				out_env.msg.user_event.group = gid;
 				out_env.msg.user_event.seq = gid;
 				emit(&conns[online[u] - 1], 0);
@@ -394,7 +394,7 @@ on_conn(struct ev_loop *l, ev_io *w, int revents)
 	while (c->inlen - off >= 4) {
 		const uint8_t *h = c->in + off;
 		uint32_t len = ((uint32_t)h[0] << 24) | ((uint32_t)h[1] << 16) |
-			       ((uint32_t)h[2] << 8) | h[3];
+		               ((uint32_t)h[2] << 8) | h[3];
 
 		if (len == 0 || len > 8192) {
 			error(c, 0, im_Code_ERR_TOO_BIG);

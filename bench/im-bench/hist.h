@@ -14,8 +14,8 @@
 #define IMB_HIST_SUB (1u << IMB_HIST_SUB_BITS)
 /* Values up to 2^40 us (12 days) are tracked; larger ones are clamped. */
 #define IMB_HIST_MAX_BITS 40
-#define IMB_HIST_BUCKETS \
-	((IMB_HIST_MAX_BITS - IMB_HIST_SUB_BITS + 1) * IMB_HIST_SUB + \
+#define IMB_HIST_BUCKETS                                                       \
+	((IMB_HIST_MAX_BITS - IMB_HIST_SUB_BITS + 1) * IMB_HIST_SUB +          \
 	 IMB_HIST_SUB)
 
 typedef struct imb_hist {

@@ -9,18 +9,15 @@
 #include <unistd.h>
 
 static const char *const names[] = {
-	[IMB_SC_CHAT] = "chat",
-	[IMB_SC_IDLE] = "idle",
-	[IMB_SC_BIGGROUP] = "biggroup",
-	[IMB_SC_LOGIN] = "login",
-	[IMB_SC_RECONNECT] = "reconnect",
+        [IMB_SC_CHAT] = "chat",           [IMB_SC_IDLE] = "idle",
+        [IMB_SC_BIGGROUP] = "biggroup",   [IMB_SC_LOGIN] = "login",
+        [IMB_SC_RECONNECT] = "reconnect",
 };
 
 const char *
 imb_scenario_name(imb_scenario s)
 {
-	return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s]
-							     : "?";
+	return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "?";
 }
 
 static int
@@ -37,42 +34,65 @@ fail(char *err, size_t errlen, const char *fmt, ...)
 void
 imb_opts_usage(FILE *f)
 {
-	fputs(
-"usage: im-bench [SCENARIO] [flags]\n"
-"scenarios (presets over the flags below): chat idle biggroup login reconnect\n"
-"  --target HOST:PORT[,..]  server address(es), default 127.0.0.1:7000\n"
-"  --src A[-B]              127.0.0.x source addresses to bind, default\n"
-"                           127.0.0.2-127.0.0.5 (each gives ~28k ports)\n"
-"  --secret S | --secret-file F   HMAC secret of the server's tokens\n"
-"  --users N                users (= connections), uids from --first-uid\n"
-"  --first-uid N            default 1000\n"
-"  --groups G               groups (default users*convs/group-size)\n"
-"  --group-size S           members per group\n"
-"  --convs C                conversations per user (groups wrap around)\n"
-"  --senders N|all          users that send (spread evenly), default all\n"
-"  --body B                 body bytes (>= 16), default 64\n"
-"  --inflight K             closed loop: sends outstanding per sender\n"
-"  --rate R                 open loop: total sends/s (latency from the\n"
-"                           intended send time); overrides --inflight\n"
-"  --duration S, --warmup S measured window and warm-up, seconds\n"
-"  --login-rate L           logins/s in total, 0 = as fast as possible\n"
-"  --login-window W         logins in progress per worker, default 256\n"
-"  --procs N                worker processes (default: enough for the\n"
-"                           fd limit, at least 2 when users > 1000)\n"
-"  --server-pid PID[,..]    server processes to sample from /proc\n"
-"  --server-name NAME       or find them by comm name (default imd)\n"
-"  --json FILE              write the results as JSON\n"
-"  --no-baseline            skip the sqlite raw-insert baseline\n"
-"  --baseline-secs S        default 3\n"
-"  --baseline-batch N       rows per transaction (default: sends in flight)\n"
-"  --baseline-dir D         where the baseline db goes (default /tmp)\n"
-"  --down S                 reconnect: seconds the droppers stay away\n"
-"  --stayers K              reconnect: members per group that stay\n"
-"  --setup-timeout S, --login-timeout S, --drain S\n"
-"  --setup-window N         CreateGroup/AddMember in flight per worker (256)\n"
-"  --token-ttl S            token lifetime, default 86400\n"
-"  --quiet                  no progress lines on stderr\n",
-		f);
+	fputs("usage: im-bench [SCENARIO] [flags]\n"
+	      "scenarios (presets over the flags below): chat idle biggroup "
+	      "login reconnect\n"
+	      "  --target HOST:PORT[,..]  server address(es), default "
+	      "127.0.0.1:7000\n"
+	      "  --src A[-B]              127.0.0.x source addresses to bind, "
+	      "default\n"
+	      "                           127.0.0.2-127.0.0.5 (each gives ~28k "
+	      "ports)\n"
+	      "  --secret S | --secret-file F   HMAC secret of the server's "
+	      "tokens\n"
+	      "  --users N                users (= connections), uids from "
+	      "--first-uid\n"
+	      "  --first-uid N            default 1000\n"
+	      "  --groups G               groups (default "
+	      "users*convs/group-size)\n"
+	      "  --group-size S           members per group\n"
+	      "  --convs C                conversations per user (groups wrap "
+	      "around)\n"
+	      "  --senders N|all          users that send (spread evenly), "
+	      "default all\n"
+	      "  --body B                 body bytes (>= 16), default 64\n"
+	      "  --inflight K             closed loop: sends outstanding per "
+	      "sender\n"
+	      "  --rate R                 open loop: total sends/s (latency "
+	      "from the\n"
+	      "                           intended send time); overrides "
+	      "--inflight\n"
+	      "  --duration S, --warmup S measured window and warm-up, "
+	      "seconds\n"
+	      "  --login-rate L           logins/s in total, 0 = as fast as "
+	      "possible\n"
+	      "  --login-window W         logins in progress per worker, "
+	      "default 256\n"
+	      "  --procs N                worker processes (default: enough "
+	      "for the\n"
+	      "                           fd limit, at least 2 when users > "
+	      "1000)\n"
+	      "  --server-pid PID[,..]    server processes to sample from "
+	      "/proc\n"
+	      "  --server-name NAME       or find them by comm name (default "
+	      "imd)\n"
+	      "  --json FILE              write the results as JSON\n"
+	      "  --no-baseline            skip the sqlite raw-insert baseline\n"
+	      "  --baseline-secs S        default 3\n"
+	      "  --baseline-batch N       rows per transaction (default: sends "
+	      "in flight)\n"
+	      "  --baseline-dir D         where the baseline db goes (default "
+	      "/tmp)\n"
+	      "  --down S                 reconnect: seconds the droppers stay "
+	      "away\n"
+	      "  --stayers K              reconnect: members per group that "
+	      "stay\n"
+	      "  --setup-timeout S, --login-timeout S, --drain S\n"
+	      "  --setup-window N         CreateGroup/AddMember in flight per "
+	      "worker (256)\n"
+	      "  --token-ttl S            token lifetime, default 86400\n"
+	      "  --quiet                  no progress lines on stderr\n",
+	      f);
 }
 
 static void
@@ -229,7 +249,7 @@ parse_targets(imb_opts *o, const char *s)
 		colon = memchr(s, ':', n);
 		if (colon == NULL || o->ntargets == IMB_MAX_TARGETS ||
 		    parse_ip(s, (size_t)(colon - s),
-			     &o->targets[o->ntargets].ip) != 0) {
+		             &o->targets[o->ntargets].ip) != 0) {
 			return -1;
 		}
 		if ((size_t)(s + n - colon - 1) >= sizeof(pbuf)) {
@@ -317,52 +337,80 @@ read_secret(imb_opts *o, const char *path, char *err, size_t errlen)
 }
 
 enum {
-	O_TARGET = 256, O_SRC, O_SECRET, O_SECRET_FILE, O_USERS, O_FIRST_UID,
-	O_GROUPS, O_GROUP_SIZE, O_CONVS, O_SENDERS, O_BODY, O_INFLIGHT,
-	O_RATE, O_DURATION, O_WARMUP, O_LOGIN_RATE, O_LOGIN_WINDOW, O_PROCS,
-	O_SERVER_PID, O_SERVER_NAME, O_JSON, O_NO_BASELINE, O_BASELINE_SECS,
-	O_BASELINE_BATCH, O_BASELINE_DIR, O_DOWN, O_STAYERS, O_SETUP_TIMEOUT,
-	O_LOGIN_TIMEOUT, O_DRAIN, O_TTL, O_QUIET, O_SCENARIO, O_HELP,
+	O_TARGET = 256,
+	O_SRC,
+	O_SECRET,
+	O_SECRET_FILE,
+	O_USERS,
+	O_FIRST_UID,
+	O_GROUPS,
+	O_GROUP_SIZE,
+	O_CONVS,
+	O_SENDERS,
+	O_BODY,
+	O_INFLIGHT,
+	O_RATE,
+	O_DURATION,
+	O_WARMUP,
+	O_LOGIN_RATE,
+	O_LOGIN_WINDOW,
+	O_PROCS,
+	O_SERVER_PID,
+	O_SERVER_NAME,
+	O_JSON,
+	O_NO_BASELINE,
+	O_BASELINE_SECS,
+	O_BASELINE_BATCH,
+	O_BASELINE_DIR,
+	O_DOWN,
+	O_STAYERS,
+	O_SETUP_TIMEOUT,
+	O_LOGIN_TIMEOUT,
+	O_DRAIN,
+	O_TTL,
+	O_QUIET,
+	O_SCENARIO,
+	O_HELP,
 	O_SETUP_WINDOW,
 };
 
 static const struct option longopts[] = {
-	{"target", required_argument, NULL, O_TARGET},
-	{"src", required_argument, NULL, O_SRC},
-	{"secret", required_argument, NULL, O_SECRET},
-	{"secret-file", required_argument, NULL, O_SECRET_FILE},
-	{"users", required_argument, NULL, O_USERS},
-	{"first-uid", required_argument, NULL, O_FIRST_UID},
-	{"groups", required_argument, NULL, O_GROUPS},
-	{"group-size", required_argument, NULL, O_GROUP_SIZE},
-	{"convs", required_argument, NULL, O_CONVS},
-	{"senders", required_argument, NULL, O_SENDERS},
-	{"body", required_argument, NULL, O_BODY},
-	{"inflight", required_argument, NULL, O_INFLIGHT},
-	{"rate", required_argument, NULL, O_RATE},
-	{"duration", required_argument, NULL, O_DURATION},
-	{"warmup", required_argument, NULL, O_WARMUP},
-	{"login-rate", required_argument, NULL, O_LOGIN_RATE},
-	{"login-window", required_argument, NULL, O_LOGIN_WINDOW},
-	{"procs", required_argument, NULL, O_PROCS},
-	{"server-pid", required_argument, NULL, O_SERVER_PID},
-	{"server-name", required_argument, NULL, O_SERVER_NAME},
-	{"json", required_argument, NULL, O_JSON},
-	{"no-baseline", no_argument, NULL, O_NO_BASELINE},
-	{"baseline-secs", required_argument, NULL, O_BASELINE_SECS},
-	{"baseline-batch", required_argument, NULL, O_BASELINE_BATCH},
-	{"baseline-dir", required_argument, NULL, O_BASELINE_DIR},
-	{"down", required_argument, NULL, O_DOWN},
-	{"stayers", required_argument, NULL, O_STAYERS},
-	{"setup-timeout", required_argument, NULL, O_SETUP_TIMEOUT},
-	{"login-timeout", required_argument, NULL, O_LOGIN_TIMEOUT},
-	{"drain", required_argument, NULL, O_DRAIN},
-	{"token-ttl", required_argument, NULL, O_TTL},
-	{"quiet", no_argument, NULL, O_QUIET},
-	{"scenario", required_argument, NULL, O_SCENARIO},
-	{"help", no_argument, NULL, O_HELP},
-	{"setup-window", required_argument, NULL, O_SETUP_WINDOW},
-	{NULL, 0, NULL, 0},
+        {"target", required_argument, NULL, O_TARGET},
+        {"src", required_argument, NULL, O_SRC},
+        {"secret", required_argument, NULL, O_SECRET},
+        {"secret-file", required_argument, NULL, O_SECRET_FILE},
+        {"users", required_argument, NULL, O_USERS},
+        {"first-uid", required_argument, NULL, O_FIRST_UID},
+        {"groups", required_argument, NULL, O_GROUPS},
+        {"group-size", required_argument, NULL, O_GROUP_SIZE},
+        {"convs", required_argument, NULL, O_CONVS},
+        {"senders", required_argument, NULL, O_SENDERS},
+        {"body", required_argument, NULL, O_BODY},
+        {"inflight", required_argument, NULL, O_INFLIGHT},
+        {"rate", required_argument, NULL, O_RATE},
+        {"duration", required_argument, NULL, O_DURATION},
+        {"warmup", required_argument, NULL, O_WARMUP},
+        {"login-rate", required_argument, NULL, O_LOGIN_RATE},
+        {"login-window", required_argument, NULL, O_LOGIN_WINDOW},
+        {"procs", required_argument, NULL, O_PROCS},
+        {"server-pid", required_argument, NULL, O_SERVER_PID},
+        {"server-name", required_argument, NULL, O_SERVER_NAME},
+        {"json", required_argument, NULL, O_JSON},
+        {"no-baseline", no_argument, NULL, O_NO_BASELINE},
+        {"baseline-secs", required_argument, NULL, O_BASELINE_SECS},
+        {"baseline-batch", required_argument, NULL, O_BASELINE_BATCH},
+        {"baseline-dir", required_argument, NULL, O_BASELINE_DIR},
+        {"down", required_argument, NULL, O_DOWN},
+        {"stayers", required_argument, NULL, O_STAYERS},
+        {"setup-timeout", required_argument, NULL, O_SETUP_TIMEOUT},
+        {"login-timeout", required_argument, NULL, O_LOGIN_TIMEOUT},
+        {"drain", required_argument, NULL, O_DRAIN},
+        {"token-ttl", required_argument, NULL, O_TTL},
+        {"quiet", no_argument, NULL, O_QUIET},
+        {"scenario", required_argument, NULL, O_SCENARIO},
+        {"help", no_argument, NULL, O_HELP},
+        {"setup-window", required_argument, NULL, O_SETUP_WINDOW},
+        {NULL, 0, NULL, 0},
 };
 
 static int
@@ -381,7 +429,7 @@ scenario_of(const char *s, imb_scenario *out)
 
 int
 imb_opts_parse(imb_opts *o, int argc, char **argv, int *help, char *err,
-	       size_t errlen)
+               size_t errlen)
 {
 	imb_scenario sc = IMB_SC_CHAT;
 	int c, i, first = 1;
@@ -394,19 +442,19 @@ imb_opts_parse(imb_opts *o, int argc, char **argv, int *help, char *err,
 		if (strcmp(argv[i], "--scenario") == 0 && i + 1 < argc) {
 			if (scenario_of(argv[i + 1], &sc) != 0) {
 				return fail(err, errlen, "unknown scenario %s",
-					    argv[i + 1]);
+				            argv[i + 1]);
 			}
 		} else if (strncmp(argv[i], "--scenario=", 11) == 0) {
 			if (scenario_of(argv[i] + 11, &sc) != 0) {
 				return fail(err, errlen, "unknown scenario %s",
-					    argv[i] + 11);
+				            argv[i] + 11);
 			}
 		}
 	}
 	if (argc > 1 && argv[1][0] != '-') {
 		if (scenario_of(argv[1], &sc) != 0) {
 			return fail(err, errlen, "unknown scenario %s",
-				    argv[1]);
+			            argv[1]);
 		}
 		first = 2;
 	}
@@ -418,21 +466,35 @@ imb_opts_parse(imb_opts *o, int argc, char **argv, int *help, char *err,
 		int bad = 0;
 
 		switch (c) {
-		case O_TARGET: bad = parse_targets(o, a); break;
-		case O_SRC: bad = parse_src(o, a); break;
-		case O_SECRET: o->secret = a; break;
+		case O_TARGET:
+			bad = parse_targets(o, a);
+			break;
+		case O_SRC:
+			bad = parse_src(o, a);
+			break;
+		case O_SECRET:
+			o->secret = a;
+			break;
 		case O_SECRET_FILE:
 			if (read_secret(o, a, err, errlen) != 0) {
 				return -1;
 			}
 			break;
-		case O_USERS: bad = parse_u32(a, &o->users); break;
+		case O_USERS:
+			bad = parse_u32(a, &o->users);
+			break;
 		case O_FIRST_UID:
 			bad = parse_u64(a, &o->first_uid) || o->first_uid == 0;
 			break;
-		case O_GROUPS: bad = parse_u32(a, &o->groups); break;
-		case O_GROUP_SIZE: bad = parse_u32(a, &o->group_size); break;
-		case O_CONVS: bad = parse_u32(a, &o->convs); break;
+		case O_GROUPS:
+			bad = parse_u32(a, &o->groups);
+			break;
+		case O_GROUP_SIZE:
+			bad = parse_u32(a, &o->group_size);
+			break;
+		case O_CONVS:
+			bad = parse_u32(a, &o->convs);
+			break;
 		case O_SENDERS:
 			if (strcmp(a, "all") == 0) {
 				o->senders = IMB_ALL;
@@ -440,12 +502,24 @@ imb_opts_parse(imb_opts *o, int argc, char **argv, int *help, char *err,
 				bad = parse_u32(a, &o->senders);
 			}
 			break;
-		case O_BODY: bad = parse_u32(a, &o->body); break;
-		case O_INFLIGHT: bad = parse_u32(a, &o->inflight); break;
-		case O_RATE: bad = parse_dbl(a, &o->rate); break;
-		case O_DURATION: bad = parse_dbl(a, &o->duration); break;
-		case O_WARMUP: bad = parse_dbl(a, &o->warmup); break;
-		case O_LOGIN_RATE: bad = parse_dbl(a, &o->login_rate); break;
+		case O_BODY:
+			bad = parse_u32(a, &o->body);
+			break;
+		case O_INFLIGHT:
+			bad = parse_u32(a, &o->inflight);
+			break;
+		case O_RATE:
+			bad = parse_dbl(a, &o->rate);
+			break;
+		case O_DURATION:
+			bad = parse_dbl(a, &o->duration);
+			break;
+		case O_WARMUP:
+			bad = parse_dbl(a, &o->warmup);
+			break;
+		case O_LOGIN_RATE:
+			bad = parse_dbl(a, &o->login_rate);
+			break;
 		case O_LOGIN_WINDOW:
 			bad = parse_u32(a, &o->login_window) ||
 			      o->login_window == 0;
@@ -454,10 +528,18 @@ imb_opts_parse(imb_opts *o, int argc, char **argv, int *help, char *err,
 			bad = parse_u32(a, &o->procs) || o->procs == 0 ||
 			      o->procs > 64;
 			break;
-		case O_SERVER_PID: bad = parse_pids(o, a); break;
-		case O_SERVER_NAME: o->server_name = a; break;
-		case O_JSON: o->json = a; break;
-		case O_NO_BASELINE: o->baseline = 0; break;
+		case O_SERVER_PID:
+			bad = parse_pids(o, a);
+			break;
+		case O_SERVER_NAME:
+			o->server_name = a;
+			break;
+		case O_JSON:
+			o->json = a;
+			break;
+		case O_NO_BASELINE:
+			o->baseline = 0;
+			break;
 		case O_BASELINE_SECS:
 			bad = parse_dbl(a, &o->baseline_secs);
 			o->baseline = 1;
@@ -465,41 +547,54 @@ imb_opts_parse(imb_opts *o, int argc, char **argv, int *help, char *err,
 		case O_BASELINE_BATCH:
 			bad = parse_u32(a, &o->baseline_batch);
 			break;
-		case O_BASELINE_DIR: o->baseline_dir = a; break;
-		case O_DOWN: bad = parse_dbl(a, &o->down); break;
-		case O_STAYERS: bad = parse_u32(a, &o->stayers); break;
+		case O_BASELINE_DIR:
+			o->baseline_dir = a;
+			break;
+		case O_DOWN:
+			bad = parse_dbl(a, &o->down);
+			break;
+		case O_STAYERS:
+			bad = parse_u32(a, &o->stayers);
+			break;
 		case O_SETUP_TIMEOUT:
 			bad = parse_dbl(a, &o->setup_timeout);
 			break;
 		case O_LOGIN_TIMEOUT:
 			bad = parse_dbl(a, &o->login_timeout);
 			break;
-		case O_DRAIN: bad = parse_dbl(a, &o->drain); break;
+		case O_DRAIN:
+			bad = parse_dbl(a, &o->drain);
+			break;
 		case O_TTL:
 			bad = parse_u64(a, &u64) || u64 == 0;
 			o->token_ttl = u64;
 			break;
-		case O_QUIET: o->quiet = 1; break;
+		case O_QUIET:
+			o->quiet = 1;
+			break;
 		case O_SETUP_WINDOW:
 			bad = parse_u32(a, &o->setup_window) ||
 			      o->setup_window == 0;
 			break;
-		case O_SCENARIO: break;
+		case O_SCENARIO:
+			break;
 		case O_HELP:
 		case 'h':
 			*help = 1;
 			return 0;
 		default:
-			return fail(err, errlen, "unknown or incomplete flag %s",
-				    argv[optind - 1]);
+			return fail(err, errlen,
+			            "unknown or incomplete flag %s",
+			            argv[optind - 1]);
 		}
 		if (bad) {
 			return fail(err, errlen, "bad value '%s' for --%s",
-				    a ? a : "", longopts[c - O_TARGET].name);
+			            a ? a : "", longopts[c - O_TARGET].name);
 		}
 	}
 	if (optind < argc) {
-		return fail(err, errlen, "unexpected argument %s", argv[optind]);
+		return fail(err, errlen, "unexpected argument %s",
+		            argv[optind]);
 	}
 	o->scenario_name = names[o->scenario];
 	return 0;
@@ -522,14 +617,14 @@ imb_opts_finish(imb_opts *o, char *err, size_t errlen)
 	}
 	if (o->secret == NULL || strlen(o->secret) < 16) {
 		return fail(err, errlen,
-			    "--secret or --secret-file (>= 16 bytes) needed");
+		            "--secret or --secret-file (>= 16 bytes) needed");
 	}
 	if (o->groups == 0 && o->convs > 0) {
 		g = ((uint64_t)o->users * o->convs + o->group_size - 1) /
 		    o->group_size;
 		if (g == 0 || g > 10000000) {
 			return fail(err, errlen, "bad group count %llu",
-				    (unsigned long long)g);
+			            (unsigned long long)g);
 		}
 		o->groups = (uint32_t)g;
 	}
@@ -540,7 +635,8 @@ imb_opts_finish(imb_opts *o, char *err, size_t errlen)
 		o->senders = 0; /* nobody to send to */
 	}
 	if (o->convs > 127) {
-		return fail(err, errlen, "--convs must be <= 127 (resume cursors)");
+		return fail(err, errlen,
+		            "--convs must be <= 127 (resume cursors)");
 	}
 	if (o->inflight == 0) {
 		o->inflight = 1;
@@ -565,12 +661,12 @@ imb_opts_finish(imb_opts *o, char *err, size_t errlen)
 	}
 	if ((o->users + o->procs - 1) / o->procs > o->max_fds) {
 		return fail(err, errlen,
-			    "%u users over %u procs exceed %u fds a process",
-			    o->users, o->procs, o->max_fds);
+		            "%u users over %u procs exceed %u fds a process",
+		            o->users, o->procs, o->max_fds);
 	}
 	if ((uint64_t)o->users > (uint64_t)o->nsrc * 28000 * o->ntargets) {
-		return fail(err, errlen,
-			    "%u users need more --src addresses", o->users);
+		return fail(err, errlen, "%u users need more --src addresses",
+		            o->users);
 	}
 	if (o->baseline_batch == 0) {
 		/* What a closed loop at --inflight can put in one commit;

@@ -20,14 +20,14 @@ typedef enum imb_scenario {
 } imb_scenario;
 
 typedef struct imb_addr {
-	uint32_t ip; /* network order */
+	uint32_t ip;   /* network order */
 	uint16_t port; /* host order */
 } imb_addr;
 
 typedef struct imb_opts {
 	imb_scenario scenario;
 	const char *scenario_name;
-	uint32_t users;        /* U: connections / users, uids first_uid.. */
+	uint32_t users; /* U: connections / users, uids first_uid.. */
 	uint64_t first_uid;
 	uint32_t groups;       /* G, 0 = derived: users * convs / group_size */
 	uint32_t group_size;   /* S */
@@ -53,13 +53,13 @@ typedef struct imb_opts {
 	uint32_t nserver_pids;
 	const char *server_name;
 	/* baseline */
-	int baseline;          /* run the sqlite baseline */
+	int baseline; /* run the sqlite baseline */
 	double baseline_secs;
 	uint32_t baseline_batch; /* 0 = derived from the load */
 	const char *baseline_dir;
 	/* reconnect */
-	double down;           /* seconds the droppers stay away */
-	uint32_t stayers;      /* members per group that do not drop */
+	double down;      /* seconds the droppers stay away */
+	uint32_t stayers; /* members per group that do not drop */
 	/* limits */
 	double setup_timeout;
 	double login_timeout;
@@ -72,7 +72,7 @@ typedef struct imb_opts {
  * message in err (errlen bytes). argv[1] may be a scenario name. Sets
  * *help when --help was asked. */
 int imb_opts_parse(imb_opts *o, int argc, char **argv, int *help, char *err,
-		   size_t errlen);
+                   size_t errlen);
 void imb_opts_usage(FILE *f);
 /* Fill the derived fields (groups, senders, baseline batch, procs). */
 int imb_opts_finish(imb_opts *o, char *err, size_t errlen);

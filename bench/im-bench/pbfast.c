@@ -162,7 +162,7 @@ scan_sub(imb_msg *m)
 			} else if (f.num == im_Deliver_dedup_id_tag) {
 				m->dedup_id = f.v;
 			} else if (f.num == im_Deliver_body_tag &&
-				   f.wire == 2) {
+			           f.wire == 2) {
 				m->body = f.ptr;
 				m->body_len = f.len;
 			}
@@ -190,7 +190,7 @@ scan_sub(imb_msg *m)
 			if (f.num == im_LoginOk_user_tag) {
 				m->user = f.v;
 			} else if (f.num == im_LoginOk_session_tag &&
-				   f.wire == 2) {
+			           f.wire == 2) {
 				m->session = f.ptr;
 				m->session_len = f.len;
 			} else if (f.num == im_LoginOk_conv_count_tag) {
@@ -203,7 +203,7 @@ scan_sub(imb_msg *m)
 			if (f.num == im_ResumeOk_user_tag) {
 				m->user = f.v;
 			} else if (f.num == im_ResumeOk_session_tag &&
-				   f.wire == 2) {
+			           f.wire == 2) {
 				m->session = f.ptr;
 				m->session_len = f.len;
 			} else if (f.num == im_ResumeOk_resumed_tag) {
@@ -241,7 +241,7 @@ imb_pb_scan(const uint8_t *buf, size_t len, imb_msg *m)
 		if (f.num == im_Envelope_req_id_tag && f.wire == 0) {
 			m->req_id = f.v;
 		} else if (f.wire == 2 && f.num >= im_Envelope_login_tag &&
-			   f.num <= im_Envelope_redirect_tag) {
+		           f.num <= im_Envelope_redirect_tag) {
 			m->kind = f.num;
 			m->sub = f.ptr;
 			m->sublen = f.len;
@@ -292,13 +292,13 @@ static size_t
 u64_len(uint32_t field, uint64_t v)
 {
 	return v ? imb_pb_varint_len((uint64_t)field << 3) +
-			   imb_pb_varint_len(v)
-		 : 0;
+	                       imb_pb_varint_len(v)
+	         : 0;
 }
 
 size_t
 imb_enc_send(uint8_t *out, size_t cap, uint64_t req_id, uint64_t group,
-	     uint64_t dedup_id, const void *body, size_t body_len)
+             uint64_t dedup_id, const void *body, size_t body_len)
 {
 	imb_pbw w;
 	size_t sub;
@@ -324,8 +324,8 @@ imb_enc_deliver_ack(uint8_t *out, size_t cap, uint64_t group, uint64_t seq)
 
 	begin(&w, out, cap);
 	sub_header(&w, im_Envelope_deliver_ack_tag,
-		   u64_len(im_DeliverAck_group_tag, group) +
-			   u64_len(im_DeliverAck_seq_tag, seq));
+	           u64_len(im_DeliverAck_group_tag, group) +
+	                   u64_len(im_DeliverAck_seq_tag, seq));
 	imb_pbw_u64(&w, im_DeliverAck_group_tag, group);
 	imb_pbw_u64(&w, im_DeliverAck_seq_tag, seq);
 	return finish(out, &w);
@@ -338,8 +338,8 @@ imb_enc_ping(uint8_t *out, size_t cap, uint64_t req_id, uint64_t time_ms)
 
 	begin(&w, out, cap);
 	imb_pbw_u64(&w, im_Envelope_req_id_tag, req_id);
-	sub_header(&w, im_Envelope_ping_tag, u64_len(im_Ping_time_ms_tag,
-						      time_ms));
+	sub_header(&w, im_Envelope_ping_tag,
+	           u64_len(im_Ping_time_ms_tag, time_ms));
 	imb_pbw_u64(&w, im_Ping_time_ms_tag, time_ms);
 	return finish(out, &w);
 }

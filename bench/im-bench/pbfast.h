@@ -48,19 +48,19 @@ typedef struct imb_msg {
 	uint64_t prev_seq;
 	uint64_t sender;
 	uint64_t dedup_id;
-	uint64_t code;      /* Error.code */
-	uint64_t user;      /* LoginOk/ResumeOk.user */
-	uint64_t conv_count;/* LoginOk.conv_count */
+	uint64_t code;       /* Error.code */
+	uint64_t user;       /* LoginOk/ResumeOk.user */
+	uint64_t conv_count; /* LoginOk.conv_count */
 	uint64_t uq_last_seq;
-	uint64_t done;      /* ConvPage.done */
-	uint64_t nconvs;    /* ConvPage: number of ConvInfo */
-	uint64_t resumed;   /* ResumeOk.resumed */
-	uint64_t dup;       /* SendAck.dup */
-	const uint8_t *body;/* Deliver.body */
+	uint64_t done;       /* ConvPage.done */
+	uint64_t nconvs;     /* ConvPage: number of ConvInfo */
+	uint64_t resumed;    /* ResumeOk.resumed */
+	uint64_t dup;        /* SendAck.dup */
+	const uint8_t *body; /* Deliver.body */
 	size_t body_len;
 	const uint8_t *session; /* LoginOk/ResumeOk.session */
 	size_t session_len;
-	const uint8_t *text;    /* Error.text */
+	const uint8_t *text; /* Error.text */
 	size_t text_len;
 } imb_msg;
 
@@ -70,10 +70,10 @@ int imb_pb_scan(const uint8_t *buf, size_t len, imb_msg *m);
 /* Encoders into out (cap bytes), each writing the 4-byte frame header too.
  * Return the frame's total length, 0 when out is too small. */
 size_t imb_enc_send(uint8_t *out, size_t cap, uint64_t req_id, uint64_t group,
-		    uint64_t dedup_id, const void *body, size_t body_len);
+                    uint64_t dedup_id, const void *body, size_t body_len);
 size_t imb_enc_deliver_ack(uint8_t *out, size_t cap, uint64_t group,
-			   uint64_t seq);
+                           uint64_t seq);
 size_t imb_enc_ping(uint8_t *out, size_t cap, uint64_t req_id,
-		    uint64_t time_ms);
+                    uint64_t time_ms);
 
 #endif

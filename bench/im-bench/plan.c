@@ -5,46 +5,41 @@
 #include <time.h>
 
 const char *const imb_cnt_names[IMB_C_COUNT] = {
-	[IMB_C_SENT] = "sent",
-	[IMB_C_ACKED] = "acked",
-	[IMB_C_ACKED_WIN] = "acked_in_window",
-	[IMB_C_DUP_ACKS] = "dup_acks",
-	[IMB_C_DELIV] = "delivered",
-	[IMB_C_DELIV_WIN] = "delivered_in_window",
-	[IMB_C_DELIV_DUP] = "deliver_dups",
-	[IMB_C_DELIV_GAP] = "deliver_gaps",
-	[IMB_C_EVENTS] = "user_events",
-	[IMB_C_LOGINS] = "logins",
-	[IMB_C_CONVS] = "convs_listed",
-	[IMB_C_CONV_MISMATCH] = "conv_list_mismatch",
-	[IMB_C_GROUPS_MADE] = "groups_created",
-	[IMB_C_MEMBERS_ADDED] = "members_added",
-	[IMB_C_RESUMED] = "resumed",
-	[IMB_C_RESUMED_TRUE] = "resumed_in_grace",
-	[IMB_C_CAUGHT_UP] = "caught_up",
-	[IMB_C_REPLAYED] = "replayed",
-	[IMB_C_CONNECT_FAIL] = "connect_fail",
-	[IMB_C_CLOSED] = "closed_by_server",
-	[IMB_C_PROTO] = "protocol_errors",
-	[IMB_C_WBUF_FULL] = "client_backlog_full",
-	[IMB_C_LOGIN_TIMEOUT] = "login_timeouts",
-	[IMB_C_SETUP_FAIL] = "setup_failures",
-	[IMB_C_DRAIN_LEFT] = "unanswered_at_end",
-	[IMB_C_NOT_CAUGHT_UP] = "not_caught_up",
-	[IMB_C_OPEN_BEHIND] = "open_loop_late_sends",
+        [IMB_C_SENT] = "sent",
+        [IMB_C_ACKED] = "acked",
+        [IMB_C_ACKED_WIN] = "acked_in_window",
+        [IMB_C_DUP_ACKS] = "dup_acks",
+        [IMB_C_DELIV] = "delivered",
+        [IMB_C_DELIV_WIN] = "delivered_in_window",
+        [IMB_C_DELIV_DUP] = "deliver_dups",
+        [IMB_C_DELIV_GAP] = "deliver_gaps",
+        [IMB_C_EVENTS] = "user_events",
+        [IMB_C_LOGINS] = "logins",
+        [IMB_C_CONVS] = "convs_listed",
+        [IMB_C_CONV_MISMATCH] = "conv_list_mismatch",
+        [IMB_C_GROUPS_MADE] = "groups_created",
+        [IMB_C_MEMBERS_ADDED] = "members_added",
+        [IMB_C_RESUMED] = "resumed",
+        [IMB_C_RESUMED_TRUE] = "resumed_in_grace",
+        [IMB_C_CAUGHT_UP] = "caught_up",
+        [IMB_C_REPLAYED] = "replayed",
+        [IMB_C_CONNECT_FAIL] = "connect_fail",
+        [IMB_C_CLOSED] = "closed_by_server",
+        [IMB_C_PROTO] = "protocol_errors",
+        [IMB_C_WBUF_FULL] = "client_backlog_full",
+        [IMB_C_LOGIN_TIMEOUT] = "login_timeouts",
+        [IMB_C_SETUP_FAIL] = "setup_failures",
+        [IMB_C_DRAIN_LEFT] = "unanswered_at_end",
+        [IMB_C_NOT_CAUGHT_UP] = "not_caught_up",
+        [IMB_C_OPEN_BEHIND] = "open_loop_late_sends",
 };
 
 const unsigned char imb_cnt_is_error[IMB_C_COUNT] = {
-	[IMB_C_DELIV_GAP] = 1,
-	[IMB_C_CONV_MISMATCH] = 1,
-	[IMB_C_CONNECT_FAIL] = 1,
-	[IMB_C_CLOSED] = 1,
-	[IMB_C_PROTO] = 1,
-	[IMB_C_WBUF_FULL] = 1,
-	[IMB_C_LOGIN_TIMEOUT] = 1,
-	[IMB_C_SETUP_FAIL] = 1,
-	[IMB_C_DRAIN_LEFT] = 1,
-	[IMB_C_NOT_CAUGHT_UP] = 1,
+        [IMB_C_DELIV_GAP] = 1,     [IMB_C_CONV_MISMATCH] = 1,
+        [IMB_C_CONNECT_FAIL] = 1,  [IMB_C_CLOSED] = 1,
+        [IMB_C_PROTO] = 1,         [IMB_C_WBUF_FULL] = 1,
+        [IMB_C_LOGIN_TIMEOUT] = 1, [IMB_C_SETUP_FAIL] = 1,
+        [IMB_C_DRAIN_LEFT] = 1,    [IMB_C_NOT_CAUGHT_UP] = 1,
 };
 
 uint64_t
@@ -79,8 +74,7 @@ imb_is_stayer(const imb_opts *o, uint32_t i)
 }
 
 void
-imb_worker_users(const imb_opts *o, uint32_t w, uint32_t *first,
-		 uint32_t *end)
+imb_worker_users(const imb_opts *o, uint32_t w, uint32_t *first, uint32_t *end)
 {
 	*first = (uint32_t)((uint64_t)o->users * w / o->procs);
 	*end = (uint32_t)((uint64_t)o->users * (w + 1) / o->procs);

@@ -59,7 +59,7 @@ test_hist_every_value_lands_in_a_bucket_that_contains_it(void **state)
 		assert_true(imb_hist_low(ix) <= v && v <= imb_hist_high(ix));
 		/* at most ~3% wide */
 		assert_true((imb_hist_high(ix) - imb_hist_low(ix)) * 32 <=
-			    imb_hist_low(ix) + 32);
+		            imb_hist_low(ix) + 32);
 	}
 }
 
@@ -69,8 +69,9 @@ test_hist_buckets_are_contiguous_and_ordered(void **state)
 	unsigned i;
 
 	(void)state;
-	for (i = 1; i < (IMB_HIST_MAX_BITS - IMB_HIST_SUB_BITS + 1) *
-				IMB_HIST_SUB; i++) {
+	for (i = 1;
+	     i < (IMB_HIST_MAX_BITS - IMB_HIST_SUB_BITS + 1) * IMB_HIST_SUB;
+	     i++) {
 		assert_int_equal(imb_hist_low(i), imb_hist_high(i - 1) + 1);
 	}
 }
@@ -90,9 +91,9 @@ test_hist_percentiles_of_a_uniform_ramp_are_within_bucket_error(void **st)
 	assert_int_equal(h.min, 1);
 	assert_int_equal(h.max, 100000);
 	assert_true(imb_hist_pct(&h, 50) >= 50000 &&
-		    imb_hist_pct(&h, 50) <= 50000 * 103 / 100);
+	            imb_hist_pct(&h, 50) <= 50000 * 103 / 100);
 	assert_true(imb_hist_pct(&h, 99) >= 99000 &&
-		    imb_hist_pct(&h, 99) <= 100000);
+	            imb_hist_pct(&h, 99) <= 100000);
 	assert_int_equal(imb_hist_pct(&h, 100), 100000);
 }
 
@@ -168,9 +169,11 @@ test_opts_scenario_preset_then_flags_override_it(void **state)
 	char err[256];
 
 	(void)state;
-	assert_int_equal(parse(&o, "biggroup --secret 0123456789abcdef "
-				   "--group-size 300 --users 300 --senders 3",
-			       err), 0);
+	assert_int_equal(parse(&o,
+	                       "biggroup --secret 0123456789abcdef "
+	                       "--group-size 300 --users 300 --senders 3",
+	                       err),
+	                 0);
 	assert_int_equal(o.scenario, IMB_SC_BIGGROUP);
 	assert_int_equal(o.groups, 1);
 	assert_int_equal(o.group_size, 300);
@@ -186,9 +189,11 @@ test_opts_chat_derives_groups_from_users_and_size(void **state)
 	char err[256];
 
 	(void)state;
-	assert_int_equal(parse(&o, "chat --secret 0123456789abcdef "
-				   "--users 1000 --group-size 10 --rate 500",
-			       err), 0);
+	assert_int_equal(parse(&o,
+	                       "chat --secret 0123456789abcdef "
+	                       "--users 1000 --group-size 10 --rate 500",
+	                       err),
+	                 0);
 	assert_int_equal(o.groups, 100);
 	assert_int_equal(o.senders, 1000);
 	assert_true(o.rate == 500);
@@ -204,9 +209,11 @@ test_opts_login_gives_each_user_its_conversations(void **state)
 	uint32_t u;
 
 	(void)state;
-	assert_int_equal(parse(&o, "login --secret 0123456789abcdef "
-				   "--users 200 --convs 20 --group-size 10",
-			       err), 0);
+	assert_int_equal(parse(&o,
+	                       "login --secret 0123456789abcdef "
+	                       "--users 200 --convs 20 --group-size 10",
+	                       err),
+	                 0);
 	assert_int_equal(o.groups, 400);
 	assert_int_equal(o.senders, 0);
 	assert_int_equal(imb_plan_build(&p, &o), 0);
@@ -224,19 +231,30 @@ test_opts_targets_and_sources_parse_and_stay_on_loopback(void **state)
 	char err[256];
 
 	(void)state;
-	assert_int_equal(parse(&o, "--secret 0123456789abcdef --target "
-				   "127.0.0.1:7000,127.0.0.1:7001 "
-				   "--src 127.0.0.10-127.0.0.17",
-			       err), 0);
+	assert_int_equal(parse(&o,
+	                       "--secret 0123456789abcdef --target "
+	                       "127.0.0.1:7000,127.0.0.1:7001 "
+	                       "--src 127.0.0.10-127.0.0.17",
+	                       err),
+	                 0);
 	assert_int_equal(o.ntargets, 2);
 	assert_int_equal(o.targets[1].port, 7001);
 	assert_int_equal(o.nsrc, 8);
-	assert_int_not_equal(parse(&o, "--secret 0123456789abcdef "
-				       "--target 10.0.0.1:7000", err), 0);
-	assert_int_not_equal(parse(&o, "--secret 0123456789abcdef "
-				       "--src 127.0.0.9-127.0.0.2", err), 0);
-	assert_int_not_equal(parse(&o, "--secret 0123456789abcdef "
-				       "--target 127.0.0.1:99999", err), 0);
+	assert_int_not_equal(parse(&o,
+	                           "--secret 0123456789abcdef "
+	                           "--target 10.0.0.1:7000",
+	                           err),
+	                     0);
+	assert_int_not_equal(parse(&o,
+	                           "--secret 0123456789abcdef "
+	                           "--src 127.0.0.9-127.0.0.2",
+	                           err),
+	                     0);
+	assert_int_not_equal(parse(&o,
+	                           "--secret 0123456789abcdef "
+	                           "--target 127.0.0.1:99999",
+	                           err),
+	                     0);
 }
 
 static void
@@ -247,28 +265,40 @@ test_opts_bad_values_are_refused_with_a_message(void **state)
 
 	(void)state;
 	assert_int_not_equal(parse(&o, "--secret short", err), 0);
-	assert_int_not_equal(parse(&o, "nosuch --secret 0123456789abcdef",
-				   err), 0);
+	assert_int_not_equal(parse(&o, "nosuch --secret 0123456789abcdef", err),
+	                     0);
 	assert_true(strstr(err, "nosuch") != NULL);
-	assert_int_not_equal(parse(&o, "--secret 0123456789abcdef --users x",
-				   err), 0);
+	assert_int_not_equal(
+	        parse(&o, "--secret 0123456789abcdef --users x", err), 0);
 	assert_true(strstr(err, "users") != NULL);
-	assert_int_not_equal(parse(&o, "--secret 0123456789abcdef --body 8",
-				   err), 0);
-	assert_int_not_equal(parse(&o, "--secret 0123456789abcdef "
-				       "--setup-window 0", err), 0);
+	assert_int_not_equal(
+	        parse(&o, "--secret 0123456789abcdef --body 8", err), 0);
+	assert_int_not_equal(parse(&o,
+	                           "--secret 0123456789abcdef "
+	                           "--setup-window 0",
+	                           err),
+	                     0);
 	assert_true(strstr(err, "setup-window") != NULL);
-	assert_int_not_equal(parse(&o, "--secret 0123456789abcdef "
-				       "--target 127.0.0.1", err), 0);
+	assert_int_not_equal(parse(&o,
+	                           "--secret 0123456789abcdef "
+	                           "--target 127.0.0.1",
+	                           err),
+	                     0);
 	assert_true(strstr(err, "target") != NULL);
-	assert_int_not_equal(parse(&o, "--secret 0123456789abcdef --rate -1",
-				   err), 0);
-	assert_int_not_equal(parse(&o, "--secret 0123456789abcdef --bogus",
-				   err), 0);
-	assert_int_not_equal(parse(&o, "--secret 0123456789abcdef "
-				       "--group-size 20 --users 10", err), 0);
-	assert_int_not_equal(parse(&o, "--secret 0123456789abcdef "
-				       "--users 1000000 --procs 1", err), 0);
+	assert_int_not_equal(
+	        parse(&o, "--secret 0123456789abcdef --rate -1", err), 0);
+	assert_int_not_equal(
+	        parse(&o, "--secret 0123456789abcdef --bogus", err), 0);
+	assert_int_not_equal(parse(&o,
+	                           "--secret 0123456789abcdef "
+	                           "--group-size 20 --users 10",
+	                           err),
+	                     0);
+	assert_int_not_equal(parse(&o,
+	                           "--secret 0123456789abcdef "
+	                           "--users 1000000 --procs 1",
+	                           err),
+	                     0);
 }
 
 static void
@@ -279,8 +309,11 @@ test_opts_senders_are_spread_over_the_users(void **state)
 	uint32_t i, n = 0, first_half = 0;
 
 	(void)state;
-	assert_int_equal(parse(&o, "--secret 0123456789abcdef --users 1000 "
-				   "--senders 10", err), 0);
+	assert_int_equal(parse(&o,
+	                       "--secret 0123456789abcdef --users 1000 "
+	                       "--senders 10",
+	                       err),
+	                 0);
 	for (i = 0; i < o.users; i++) {
 		if (imb_is_sender(&o, i)) {
 			n++;
@@ -299,8 +332,11 @@ test_plan_workers_partition_the_users(void **state)
 	uint32_t w, a, b, next = 0;
 
 	(void)state;
-	assert_int_equal(parse(&o, "--secret 0123456789abcdef --users 1001 "
-				   "--procs 3", err), 0);
+	assert_int_equal(parse(&o,
+	                       "--secret 0123456789abcdef --users 1001 "
+	                       "--procs 3",
+	                       err),
+	                 0);
 	for (w = 0; w < o.procs; w++) {
 		imb_worker_users(&o, w, &a, &b);
 		assert_int_equal(a, next);
@@ -322,11 +358,12 @@ test_pbfast_send_decodes_with_nanopb(void **state)
 
 	(void)state;
 	memset(body, 'b', sizeof(body));
-	n = imb_enc_send(buf, sizeof(buf), 0x123456789ull, 77, 1ull << 40,
-			 body, sizeof(body));
+	n = imb_enc_send(buf, sizeof(buf), 0x123456789ull, 77, 1ull << 40, body,
+	                 sizeof(body));
 	assert_true(n > 4);
 	assert_int_equal(((uint32_t)buf[0] << 24 | (uint32_t)buf[1] << 16 |
-			  (uint32_t)buf[2] << 8 | buf[3]), n - 4);
+	                  (uint32_t)buf[2] << 8 | buf[3]),
+	                 n - 4);
 	s = pb_istream_from_buffer(buf + 4, n - 4);
 	assert_true(pb_decode(&s, im_Envelope_fields, &e));
 	assert_int_equal(e.req_id, 0x123456789ull);
@@ -366,8 +403,8 @@ test_pbfast_encoders_refuse_a_short_buffer(void **state)
 	uint8_t buf[16], body[64] = {0};
 
 	(void)state;
-	assert_int_equal(imb_enc_send(buf, sizeof(buf), 1, 1, 1, body,
-				      sizeof(body)), 0);
+	assert_int_equal(
+	        imb_enc_send(buf, sizeof(buf), 1, 1, 1, body, sizeof(body)), 0);
 	assert_int_equal(imb_enc_send(buf, 3, 1, 1, 1, body, 0), 0);
 	assert_int_equal(imb_enc_deliver_ack(buf, 2, 1, 1), 0);
 }
@@ -496,41 +533,51 @@ test_token_has_the_libim_format(void **state)
 	char tok[160];
 
 	(void)state;
-	assert_int_equal(imb_token(tok, sizeof(tok), "0123456789abcdef", 42,
-				   1700000000), 0);
+	assert_int_equal(
+	        imb_token(tok, sizeof(tok), "0123456789abcdef", 42, 1700000000),
+	        0);
 	assert_int_equal(strncmp(tok, "42.1700000000.", 14), 0);
 	assert_int_equal(strlen(tok), 14 + 64);
 	/* `printf 42.1700000000 | openssl dgst -sha256 -hmac
 	 * 0123456789abcdef` */
 	assert_string_equal(tok + 14, "7718ee373e1d52f09c9a6ff8b193b811"
-				      "df7a17ac10e4af25c8c9477abfe90909");
-	assert_int_equal(imb_token(tok, 20, "0123456789abcdef", 42,
-				   1700000000), -1);
+	                              "df7a17ac10e4af25c8c9477abfe90909");
+	assert_int_equal(imb_token(tok, 20, "0123456789abcdef", 42, 1700000000),
+	                 -1);
 }
 
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_hist_every_value_lands_in_a_bucket_that_contains_it),
-		cmocka_unit_test(test_hist_buckets_are_contiguous_and_ordered),
-		cmocka_unit_test(test_hist_percentiles_of_a_uniform_ramp_are_within_bucket_error),
-		cmocka_unit_test(test_hist_huge_values_are_clamped_not_lost),
-		cmocka_unit_test(test_hist_empty_reports_zero),
-		cmocka_unit_test(test_hist_merge_equals_adding_everything_to_one),
-		cmocka_unit_test(test_opts_scenario_preset_then_flags_override_it),
-		cmocka_unit_test(test_opts_chat_derives_groups_from_users_and_size),
-		cmocka_unit_test(test_opts_login_gives_each_user_its_conversations),
-		cmocka_unit_test(test_opts_targets_and_sources_parse_and_stay_on_loopback),
-		cmocka_unit_test(test_opts_bad_values_are_refused_with_a_message),
-		cmocka_unit_test(test_opts_senders_are_spread_over_the_users),
-		cmocka_unit_test(test_plan_workers_partition_the_users),
-		cmocka_unit_test(test_pbfast_send_decodes_with_nanopb),
-		cmocka_unit_test(test_pbfast_deliver_ack_and_ping_decode_with_nanopb),
-		cmocka_unit_test(test_pbfast_encoders_refuse_a_short_buffer),
-		cmocka_unit_test(test_pbfast_scans_what_nanopb_encodes),
-		cmocka_unit_test(test_pbfast_scan_rejects_truncated_input),
-		cmocka_unit_test(test_token_has_the_libim_format),
+	        cmocka_unit_test(
+	                test_hist_every_value_lands_in_a_bucket_that_contains_it),
+	        cmocka_unit_test(test_hist_buckets_are_contiguous_and_ordered),
+	        cmocka_unit_test(
+	                test_hist_percentiles_of_a_uniform_ramp_are_within_bucket_error),
+	        cmocka_unit_test(test_hist_huge_values_are_clamped_not_lost),
+	        cmocka_unit_test(test_hist_empty_reports_zero),
+	        cmocka_unit_test(
+	                test_hist_merge_equals_adding_everything_to_one),
+	        cmocka_unit_test(
+	                test_opts_scenario_preset_then_flags_override_it),
+	        cmocka_unit_test(
+	                test_opts_chat_derives_groups_from_users_and_size),
+	        cmocka_unit_test(
+	                test_opts_login_gives_each_user_its_conversations),
+	        cmocka_unit_test(
+	                test_opts_targets_and_sources_parse_and_stay_on_loopback),
+	        cmocka_unit_test(
+	                test_opts_bad_values_are_refused_with_a_message),
+	        cmocka_unit_test(test_opts_senders_are_spread_over_the_users),
+	        cmocka_unit_test(test_plan_workers_partition_the_users),
+	        cmocka_unit_test(test_pbfast_send_decodes_with_nanopb),
+	        cmocka_unit_test(
+	                test_pbfast_deliver_ack_and_ping_decode_with_nanopb),
+	        cmocka_unit_test(test_pbfast_encoders_refuse_a_short_buffer),
+	        cmocka_unit_test(test_pbfast_scans_what_nanopb_encodes),
+	        cmocka_unit_test(test_pbfast_scan_rejects_truncated_input),
+	        cmocka_unit_test(test_token_has_the_libim_format),
 	};
 
 	return cmocka_run_group_tests_name("imbench", tests, NULL, NULL);

@@ -10,7 +10,7 @@
  * the bench needs only the secret, not libim. */
 int
 imb_token(char *buf, size_t len, const char *secret, uint64_t uid,
-	  uint64_t expiry_s)
+          uint64_t expiry_s)
 {
 	static const char hex[] = "0123456789abcdef";
 	unsigned char mac[EVP_MAX_MD_SIZE];
@@ -18,12 +18,12 @@ imb_token(char *buf, size_t len, const char *secret, uint64_t uid,
 	int n;
 
 	n = snprintf(buf, len, "%llu.%llu", (unsigned long long)uid,
-		     (unsigned long long)expiry_s);
+	             (unsigned long long)expiry_s);
 	if (n < 0 || (size_t)n + 1 + 64 + 1 > len) {
 		return -1;
 	}
 	if (HMAC(EVP_sha256(), secret, (int)strlen(secret),
-		 (const unsigned char *)buf, (size_t)n, mac, &maclen) == NULL ||
+	         (const unsigned char *)buf, (size_t)n, mac, &maclen) == NULL ||
 	    maclen != 32) {
 		return -1;
 	}

@@ -39,8 +39,8 @@ enum { K_LOGIN = 1, K_RESUME, K_SEND, K_CREATE, K_ADD, K_PING };
 enum {
 	CS_IDLE = 0,
 	CS_CONNECTING,
-	CS_LOGIN,  /* Login/Resume sent */
-	CS_LIST,   /* LoginOk got, ConvPages coming */
+	CS_LOGIN, /* Login/Resume sent */
+	CS_LIST,  /* LoginOk got, ConvPages coming */
 	CS_READY,
 	CS_CLOSED,
 };
@@ -54,25 +54,25 @@ enum {
 
 typedef struct conn {
 	ev_io io;
-	uint32_t idx;        /* user index */
+	uint32_t idx; /* user index */
 	uint8_t state;
-	uint8_t setup;       /* a group-creating connection */
-	uint8_t resuming;    /* the login in progress is a Resume */
-	uint8_t caught;      /* reconnect: has every missed message */
+	uint8_t setup;    /* a group-creating connection */
+	uint8_t resuming; /* the login in progress is a Resume */
+	uint8_t caught;   /* reconnect: has every missed message */
 	uint8_t has_session;
-	uint8_t closing;     /* we closed it on purpose */
-	uint8_t attempts;    /* setup: connections tried for this creator */
-	uint16_t inflight;   /* Sends unanswered */
-	uint32_t pending;    /* setup requests unanswered */
+	uint8_t closing;   /* we closed it on purpose */
+	uint8_t attempts;  /* setup: connections tried for this creator */
+	uint16_t inflight; /* Sends unanswered */
+	uint32_t pending;  /* setup requests unanswered */
 	uint32_t convs_seen;
 	uint32_t conv_count;
-	uint32_t rr;         /* next of the user's groups to send to */
+	uint32_t rr; /* next of the user's groups to send to */
 	uint32_t rlen;
 	uint32_t wlen;
 	uint32_t woff;
 	uint32_t ck, am_k, am_j; /* setup cursors */
-	uint8_t *rbuf;       /* partial frame, only while one is pending */
-	uint8_t *wbuf;       /* unsent bytes, only while the socket is full */
+	uint8_t *rbuf;           /* partial frame, only while one is pending */
+	uint8_t *wbuf; /* unsent bytes, only while the socket is full */
 	uint64_t dedup;
 	uint64_t t_start;
 	uint64_t uq_seq;
@@ -91,32 +91,32 @@ static struct worker {
 	struct ev_loop *loop;
 	ev_timer tick;
 	uint32_t w, first, end, n;
-	conn *c;             /* n user connections */
-	uint64_t *last;      /* last seq seen per (local user, group slot) */
-	uint32_t lbase;      /* uoff[first] */
+	conn *c;        /* n user connections */
+	uint64_t *last; /* last seq seen per (local user, group slot) */
+	uint32_t lbase; /* uoff[first] */
 	int phase;
-	int waiting;         /* arrived, waiting for the next phase's go */
+	int waiting; /* arrived, waiting for the next phase's go */
 	uint64_t t_phase;
 	uint64_t win_start, win_end, run_end;
-	uint64_t inflight;   /* Sends unanswered, all connections */
+	uint64_t inflight; /* Sends unanswered, all connections */
 	/* login / resume pacing */
 	uint32_t next_login, in_progress, done;
-	uint32_t need;       /* logins (or droppers) to complete this phase */
+	uint32_t need; /* logins (or droppers) to complete this phase */
 	uint32_t caught;
 	uint32_t ready_now;
 	/* setup */
 	conn sc[SETUP_CONNS];
 	uint32_t next_creator, setup_live;
-	uint32_t setup_pending;  /* setup requests unanswered, all conns */
-	uint32_t retry[256];     /* creators whose connection failed */
-	uint8_t retry_n[256];    /* ... and how often they tried */
+	uint32_t setup_pending; /* setup requests unanswered, all conns */
+	uint32_t retry[256];    /* creators whose connection failed */
+	uint8_t retry_n[256];   /* ... and how often they tried */
 	uint32_t nretry;
 	uint64_t groups_mine, groups_done;
 	/* open loop */
-	uint32_t *senders;   /* local sender user indices (relative) */
+	uint32_t *senders; /* local sender user indices (relative) */
 	uint32_t nsenders;
-	double rate_w;       /* sends/s of this worker */
-	uint64_t open_k;     /* sends issued so far this phase */
+	double rate_w;   /* sends/s of this worker */
+	uint64_t open_k; /* sends issued so far this phase */
 	uint64_t open_t0;
 	int sending;
 	/* shared scratch */
@@ -361,7 +361,7 @@ acks_flush(conn *c)
 		uint8_t *p = tx_reserve(c, 32);
 
 		tx_commit(imb_enc_deliver_ack(p, 32, W.acks[i].group,
-					      W.acks[i].seq));
+		                              W.acks[i].seq));
 	}
 	W.nacks = 0;
 }
@@ -447,7 +447,7 @@ send_login(conn *c, uint64_t now)
 	uint32_t k, n;
 
 	if (imb_token(tok, sizeof(tok), W.o->secret, uid_of(c->idx),
-		      W.expiry) != 0) {
+	              W.expiry) != 0) {
 		cnt(IMB_C_PROTO);
 		close_conn(c, 0);
 		return;
@@ -461,7 +461,7 @@ send_login(conn *c, uint64_t now)
 		n = ngroups(c->idx);
 		for (k = 0; k < n; k++) {
 			e->msg.resume.cursors[k].group =
-				W.p->gids[group_at(c->idx, k)];
+			        W.p->gids[group_at(c->idx, k)];
 			e->msg.resume.cursors[k].seq = *last_of(c, k);
 		}
 		e->msg.resume.cursors[n].group = 0;
@@ -549,7 +549,7 @@ send_one(conn *c, uint64_t t_int)
 	memcpy(W.body + 8, &uid, 8);
 	p = tx_reserve(c, W.o->body + 64);
 	len = imb_enc_send(p, W.o->body + 64, REQ(K_SEND, t_int), gid,
-			   (W.p->nonce << 32) | ++c->dedup, W.body, W.o->body);
+	                   (W.p->nonce << 32) | ++c->dedup, W.body, W.o->body);
 	if (len == 0) {
 		cnt(IMB_C_PROTO);
 		return;
@@ -590,7 +590,7 @@ check_caught(conn *c, uint64_t now)
 	n = ngroups(c->idx);
 	for (k = 0; k < n; k++) {
 		uint64_t t = __atomic_load_n(&W.p->target[group_at(c->idx, k)],
-					     __ATOMIC_RELAXED);
+		                             __ATOMIC_RELAXED);
 
 		if (*last_of(c, k) < t) {
 			return;
@@ -608,16 +608,17 @@ check_caught(conn *c, uint64_t now)
 static void
 target_max(uint32_t g, uint64_t seq)
 {
-	uint64_t *t = &W.p->target[g], cur = __atomic_load_n(t,
-							     __ATOMIC_RELAXED);
+	uint64_t *t = &W.p->target[g],
+	         cur = __atomic_load_n(t, __ATOMIC_RELAXED);
 
-	while (seq > cur && !__atomic_compare_exchange_n(
-				    t, &cur, seq, 1, __ATOMIC_RELAXED,
-				    __ATOMIC_RELAXED)) {
+	while (seq > cur &&
+	       !__atomic_compare_exchange_n(t, &cur, seq, 1, __ATOMIC_RELAXED,
+	                                    __ATOMIC_RELAXED)) {
 	}
 }
 
-static int in_window(uint64_t t)
+static int
+in_window(uint64_t t)
 {
 	return t >= W.win_start && t < W.win_end;
 }
@@ -751,7 +752,7 @@ handle(conn *c, const uint8_t *buf, size_t len, uint64_t now)
 	case im_Envelope_group_created_tag:
 		if (kind == K_CREATE && v < W.o->groups && m.group != 0) {
 			__atomic_store_n(&W.p->gids[v], m.group,
-					 __ATOMIC_RELAXED);
+			                 __ATOMIC_RELAXED);
 			cnt(IMB_C_GROUPS_MADE);
 			W.groups_done++;
 		} else {
@@ -780,7 +781,7 @@ handle(conn *c, const uint8_t *buf, size_t len, uint64_t now)
 			}
 			setup_pump(c);
 		} else if (kind == K_LOGIN || kind == K_RESUME ||
-			   m.req_id == 0) {
+		           m.req_id == 0) {
 			/* The server closes after these; so do we. */
 			c->closing = 1;
 			close_conn(c, 0);
@@ -823,7 +824,7 @@ do_read(conn *c)
 	while (have - off >= 4) {
 		const uint8_t *h = W.rx + off;
 		uint32_t len = ((uint32_t)h[0] << 24) | ((uint32_t)h[1] << 16) |
-			       ((uint32_t)h[2] << 8) | h[3];
+		               ((uint32_t)h[2] << 8) | h[3];
 
 		if (len == 0 || len > IM_FRAME_MAX) {
 			cnt(IMB_C_PROTO);
@@ -915,10 +916,10 @@ setup_pump(conn *c)
 		e->req_id = REQ(K_CREATE, g);
 		e->which_msg = im_Envelope_create_group_tag;
 		snprintf(e->msg.create_group.name,
-			 sizeof(e->msg.create_group.name), "bench-%u", g);
+		         sizeof(e->msg.create_group.name), "bench-%u", g);
 		for (j = 1; j < o->group_size && m < CREATE_MEMBERS; j++) {
 			e->msg.create_group.members[m++] =
-				uid_of(imb_member(o, g, j));
+			        uid_of(imb_member(o, g, j));
 		}
 		e->msg.create_group.members_count = (pb_size_t)m;
 		if (tx_envelope(c, e) != 0) {
@@ -980,7 +981,8 @@ setup_next(void)
 			setup_pump(&W.sc[i]);
 		}
 	}
-	while (W.setup_live < SETUP_CONNS && W.setup_pending < W.o->setup_window &&
+	while (W.setup_live < SETUP_CONNS &&
+	       W.setup_pending < W.o->setup_window &&
 	       (W.next_creator < W.end || W.nretry > 0)) {
 		uint32_t u, k, n, mine = 0;
 		uint8_t tried = 0;
@@ -1113,7 +1115,7 @@ open_loop(uint64_t now)
 	due = (uint64_t)((double)(now - W.open_t0) * W.rate_w / 1e6);
 	while (W.open_k < due) {
 		uint64_t t = W.open_t0 +
-			     (uint64_t)((double)W.open_k * 1e6 / W.rate_w);
+		             (uint64_t)((double)W.open_k * 1e6 / W.rate_w);
 		conn *c = &W.c[W.senders[W.open_k % W.nsenders]];
 
 		W.open_k++;
@@ -1136,7 +1138,8 @@ pace_logins(uint64_t now)
 	uint64_t allowed = UINT64_MAX;
 
 	if (rate > 0) {
-		allowed = (uint64_t)((double)(now - W.t_phase) * rate / 1e6) + 1;
+		allowed =
+		        (uint64_t)((double)(now - W.t_phase) * rate / 1e6) + 1;
 	}
 	while (W.next_login < W.n && W.in_progress < o->login_window &&
 	       allowed > W.done + W.in_progress) {
@@ -1165,8 +1168,8 @@ finish_phase_stats(uint64_t now)
 	switch (W.phase) {
 	case IMB_P_SETUP:
 		if (W.groups_done < W.groups_mine) {
-			W.r->c[IMB_C_SETUP_FAIL] += W.groups_mine -
-						    W.groups_done;
+			W.r->c[IMB_C_SETUP_FAIL] +=
+			        W.groups_mine - W.groups_done;
 		}
 		W.r->t_setup_end = now;
 		for (i = 0; i < SETUP_CONNS; i++) {
@@ -1254,14 +1257,13 @@ on_tick(struct ev_loop *loop, ev_timer *t, int revents)
 				done = 1;
 			} else {
 				done = W.inflight == 0 ||
-				       now >= W.run_end +
-						      (uint64_t)(o->drain * 1e6);
+				       now >= W.run_end + (uint64_t)(o->drain *
+				                                     1e6);
 			}
 		}
 		break;
 	case IMB_P_DRAIN:
-		done = W.inflight == 0 ||
-		       el > (uint64_t)(o->drain * 1e6);
+		done = W.inflight == 0 || el > (uint64_t)(o->drain * 1e6);
 		/* Deliveries trail the last ack a little. */
 		if (done && W.inflight == 0 && el < 100000) {
 			done = 0;
@@ -1326,8 +1328,8 @@ imb_worker_run(const imb_plan *p, uint32_t w, imb_result *r)
 			W.senders[W.nsenders++] = i;
 		}
 		for (j = 0; j < ngroups(W.first + i); j++) {
-			W.groups_mine += creates(W.first + i,
-						 group_at(W.first + i, j));
+			W.groups_mine +=
+			        creates(W.first + i, group_at(W.first + i, j));
 		}
 	}
 	if (o->senders > 0) {
