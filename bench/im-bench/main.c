@@ -365,7 +365,14 @@ table(FILE *f, const report *R)
 	if (o->senders > 0 && o->duration > 0) {
 		fprintf(f, "  sends acked/s      %.0f", R->acks_s);
 		if (R->have_base) {
-			fprintf(f, "   (%.1f%% of baseline)", 100 * R->ratio);
+			/* Open loop acks what it offers: only a closed loop's
+			 * rate says what the server can do. */
+			if (o->rate > 0) {
+				fprintf(f, "   (open loop: the offered rate)");
+			} else {
+				fprintf(f, "   (%.1f%% of baseline)",
+				        100 * R->ratio);
+			}
 		}
 		fprintf(f, "\n  deliveries/s       %.0f\n", R->deliv_s);
 	}
@@ -536,6 +543,7 @@ json(const char *path, const report *R)
 	fprintf(f, "  \"sends_acked_per_s\": %.1f,\n", R->acks_s);
 	fprintf(f, "  \"deliveries_per_s\": %.1f,\n", R->deliv_s);
 	fprintf(f, "  \"ratio_to_baseline\": %.4f,\n", R->ratio);
+	fprintf(f, "  \"closed_loop\": %s,\n", o->rate > 0 ? "false" : "true");
 	fprintf(f,
 	        "  \"logins\": %llu,\n  \"login_all_ms\": %.1f,\n"
 	        "  \"logins_per_s\": %.1f,\n",
