@@ -5,7 +5,7 @@
 # Usage: bench/pg-bench.sh BUILDDIR [SECONDS per run] [BATCHES] [WRITERS]
 # Each point runs REPS times (env, default 3), backend and plain alternating
 # so that both see the same background load; the table shows medians.
-# Prints a markdown table (bench/README-pg.md has the recorded one).
+# Prints a markdown table (bench/README.md, section bench_pg, has the recorded one).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${1:?usage: bench/pg-bench.sh BUILDDIR [SECONDS]}" && pwd)

@@ -142,7 +142,9 @@ IM_API int im_pushq_replay(im_pushq *q, im_gid conv, im_seq after,
  */
 IM_API im_seq im_pushq_last_seq(const im_pushq *q, im_gid conv);
 
+/** Items queued (unacked). Cannot fail. */
 IM_API size_t im_pushq_count(const im_pushq *q);
+/** Payload bytes queued (unacked), the quantity max_bytes bounds. */
 IM_API size_t im_pushq_bytes(const im_pushq *q);
 
 #ifdef __cplusplus

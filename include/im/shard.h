@@ -60,6 +60,7 @@ IM_API uint32_t im_shard_slot_of(uint64_t id, uint32_t nslots);
  *         or > IM_SHARD_NODES_MAX, bad version), IM_ENOMEM
  */
 IM_API int im_shard_create(im_shard_map **out, const im_shard_opts *opts);
+/** Free the map and its interned names; NULL is a no-op. */
 IM_API void im_shard_destroy(im_shard_map *map);
 
 /** Number of slots per kind. */
