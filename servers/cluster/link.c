@@ -373,6 +373,19 @@ msg_to_pb(imrpc_Msg *o, const im_msg *m)
 	}
 }
 
+/* Append k messages (room checked by the caller); their first index. */
+static uint32_t
+append_msgs(imrpc_Deliver *d, const im_msg *msgs, size_t k)
+{
+	uint32_t first = d->msgs_count;
+	size_t x;
+
+	for (x = 0; x < k; x++) {
+		msg_to_pb(&d->msgs[d->msgs_count++], &msgs[x]);
+	}
+	return first;
+}
+
 /*
  * Pack the fanouts whose Router is c into Deliver messages: each piece is
  * at most DELIVER_MSGS messages x FAN_MEMBERS members; a message chunk is
@@ -417,11 +430,8 @@ deliver_via(cl_link *l, rpc_conn *c, const role_fanout *f, size_t n,
 					first = UINT32_MAX;
 				}
 				if (first == UINT32_MAX) {
-					first = d->msgs_count;
-					for (x = 0; x < k; x++) {
-						msg_to_pb(&d->msgs[d->msgs_count++],
-							  &f[i].msgs[mi + x]);
-					}
+					first = append_msgs(d, &f[i].msgs[mi],
+							    k);
 				}
 				fo = &d->fanouts[d->fanouts_count++];
 				fo->group = f[i].group;

@@ -51,8 +51,8 @@ usage(FILE *f)
 		   "--listen HOST:PORT\n"
 		   "              --store PATH_OR_CONNINFO [--slots N] "
 		   "[--port-file FILE] [--config FILE]\n"
-		   "              [--expect N] (connector, chatter: claim slots "
-		   "once N nodes of the role are alive)\n"
+		   "              [--expect N] (connector, chatter: claim "
+		   "slots once N nodes of the role are alive)\n"
 		   "              [--secret S | --secret-file F] (connector: "
 		   "token secret)\n");
 }
@@ -524,7 +524,8 @@ read_secret(node_config *c)
 	}
 	fclose(f);
 	n = strlen(c->secret);
-	while (n > 0 && (c->secret[n - 1] == '\n' || c->secret[n - 1] == '\r')) {
+	while (n > 0 &&
+	       (c->secret[n - 1] == '\n' || c->secret[n - 1] == '\r')) {
 		c->secret[--n] = '\0';
 	}
 	return 0;

@@ -390,7 +390,8 @@ handle_replies(router *r, const imrpc_Replies *rs)
 			}
 		}
 		dest = node_by_id(r, id);
-		if (dest != NULL && rpc_conn_send(dest->conn, r->out) == IM_OK) {
+		if (dest != NULL &&
+		    rpc_conn_send(dest->conn, r->out) == IM_OK) {
 			r->stats.replies += o->replies_count;
 		} else {
 			r->stats.dropped += o->replies_count;
@@ -554,7 +555,8 @@ handle_events(router *r, const imrpc_UserEvents *ev)
 				o->events[o->events_count++] = ev->events[k];
 			}
 		}
-		if (dest != NULL && rpc_conn_send(dest->conn, r->out) == IM_OK) {
+		if (dest != NULL &&
+		    rpc_conn_send(dest->conn, r->out) == IM_OK) {
 			r->stats.events += o->events_count;
 		} else {
 			r->stats.dropped += o->events_count;

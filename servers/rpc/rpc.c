@@ -482,7 +482,8 @@ on_read(struct ev_loop *loop, ev_io *w, int revents)
 			continue;
 		}
 		if (n == 0) {
-			conn_down(c, IM_OK, "rpc %s: peer closed the connection",
+			conn_down(c, IM_OK,
+				  "rpc %s: peer closed the connection",
 				  c->peer);
 			break;
 		}
