@@ -31,6 +31,9 @@
 #include "im/store.h"
 #include "member.h"
 #include "router.h"
+#ifdef IMNODE_HAVE_ROLES
+#include "tuning.h"
+#endif
 
 typedef struct node_config {
 	char role[16];
@@ -42,6 +45,11 @@ typedef struct node_config {
 	char secret_file[512];
 	uint32_t slots;
 	uint32_t expect;
+#ifdef IMNODE_HAVE_ROLES
+	/* imd's Connector/Chatter tuning keys (servers/roles/tuning.h). */
+	connector_opts cn;
+	chatter_opts ch;
+#endif
 } node_config;
 
 static void
@@ -54,7 +62,12 @@ usage(FILE *f)
 		   "              [--expect N] (connector, chatter: claim "
 		   "slots once N nodes of the role are alive)\n"
 		   "              [--secret S | --secret-file F] (connector: "
-		   "token secret)\n");
+		   "token secret)\n"
+		   "              [--KEY VALUE] Connector/Chatter tuning, the "
+		   "keys of imd:\n");
+#ifdef IMNODE_HAVE_ROLES
+	role_tuning_usage(f);
+#endif
 }
 
 static int
@@ -112,6 +125,20 @@ set_key(node_config *c, const char *key, const char *val)
 		c->slots = (uint32_t)v;
 		return 0;
 	}
+#ifdef IMNODE_HAVE_ROLES
+	{
+		char err[256];
+		int rc = role_tuning_set(&c->cn, &c->ch, key, val, err,
+					 sizeof(err));
+
+		if (rc <= 0) {
+			if (rc < 0) {
+				fprintf(stderr, "imnode: %s\n", err);
+			}
+			return rc;
+		}
+	}
+#endif
 	fprintf(stderr, "imnode: unknown key '%s'\n", key);
 	return -1;
 }
@@ -606,7 +633,7 @@ run_role(struct ev_loop *loop, im_store *st, node_config *c)
 	}
 	cl_link_on_slot_map(rn.link, reload_map, &rn);
 	if (rn.role == IM_NODE_CONNECTOR) {
-		connector_opts co = CONNECTOR_OPTS_INIT;
+		connector_opts co = c->cn;
 
 		rc = connector_create(&rn.cn, loop, st, rn.map, rn.owner,
 				      router_node_id(rn.owner),
@@ -618,7 +645,7 @@ run_role(struct ev_loop *loop, im_store *st, node_config *c)
 			rc = connector_listen(rn.cn, host, port, NULL);
 		}
 	} else {
-		chatter_opts cho = CHATTER_OPTS_INIT;
+		chatter_opts cho = c->ch;
 
 		cho.seed = (uint64_t)getpid() << 32 ^ role_now_ms();
 		rc = chatter_create(&rn.ch, loop, st, rn.map, rn.owner,
@@ -677,6 +704,15 @@ main(int argc, char **argv)
 	memset(&c, 0, sizeof(c));
 	c.slots = IM_SHARD_SLOTS_DEFAULT;
 	c.expect = 1;
+#ifdef IMNODE_HAVE_ROLES
+	{
+		connector_opts co = CONNECTOR_OPTS_INIT;
+		chatter_opts cho = CHATTER_OPTS_INIT;
+
+		c.cn = co;
+		c.ch = cho;
+	}
+#endif
 	if (parse_args(&c, argc, argv) != 0) {
 		return 2;
 	}

@@ -6,61 +6,31 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum kind { K_STR, K_U32, K_U64, K_SEC };
-
-struct key {
-	const char *name;
-	enum kind kind;
-	size_t off;
-	size_t size; /* K_STR: buffer size */
-	const char *help;
-};
+#include "tuning.h"
 
 #define F(field) offsetof(imd_config, field)
 #define S(field) sizeof(((imd_config *)0)->field)
 
-static const struct key keys[] = {
-        {"listen", K_STR, F(listen), S(listen),
+/* imd's own keys; the Connector/Chatter tuning keys are the shared table
+ * of servers/roles/tuning.c (imnode takes the same). */
+static const role_key keys[] = {
+        {"listen", ROLE_KEY_STR, F(listen), S(listen),
          "IPv4 address to listen on (127.0.0.1)"},
-        {"port", K_U32, F(port), 0, "TCP port, 0 = any (7600)"},
-        {"db", K_STR, F(db), S(db), "sqlite database file (imd.db)"},
-        {"secret", K_STR, F(secret), S(secret),
+        {"port", ROLE_KEY_U32, F(port), 0, "TCP port, 0 = any (7600)"},
+        {"db", ROLE_KEY_STR, F(db), S(db), "sqlite database file (imd.db)"},
+        {"secret", ROLE_KEY_STR, F(secret), S(secret),
          "token secret, >= 16 bytes (prefer secret_file)"},
-        {"secret_file", K_STR, F(secret_file), S(secret_file),
+        {"secret_file", ROLE_KEY_STR, F(secret_file), S(secret_file),
          "file holding the token secret (first line)"},
-        {"node", K_STR, F(node), S(node), "this node's name in the slot map"},
-        {"log_level", K_STR, F(log_level), S(log_level),
+        {"node", ROLE_KEY_STR, F(node), S(node),
+         "this node's name in the slot map"},
+        {"log_level", ROLE_KEY_STR, F(log_level), S(log_level),
          "error | warn | info | debug"},
-        {"sync", K_STR, F(sync), S(sync), "sqlite durability: full | normal"},
-        {"port_file", K_STR, F(port_file), S(port_file),
+        {"sync", ROLE_KEY_STR, F(sync), S(sync),
+         "sqlite durability: full | normal"},
+        {"port_file", ROLE_KEY_STR, F(port_file), S(port_file),
          "write the bound port to this file once listening"},
-        {"slots", K_U32, F(slots), 0, "slots per kind (1024)"},
-        {"max_conns", K_U32, F(cn.max_conns), 0, "connection limit"},
-        {"max_sessions", K_U32, F(cn.max_sessions), 0, "sessions per user"},
-        {"frame_max", K_U32, F(cn.frame_max), 0,
-         "client frame payload limit (8192)"},
-        {"wbuf_max", K_U32, F(cn.wbuf_max), 0,
-         "bytes queued for one slow reader before it is closed"},
-        {"pushq_items", K_U32, F(cn.pushq_items), 0, "unacked pushes/session"},
-        {"pushq_bytes", K_U32, F(cn.pushq_bytes), 0, "unacked bytes/session"},
-        {"rto_ms", K_U32, F(cn.rto_ms), 0, "retransmit timeout (5000)"},
-        {"max_convs", K_U32, F(cn.max_convs), 0, "conversations per user"},
-        {"replay_limit", K_U32, F(cn.replay_limit), 0,
-         "messages per cursor replayed from the store on resume"},
-        {"login_timeout", K_SEC, F(cn.login_timeout), 0,
-         "seconds to log in (10)"},
-        {"idle_timeout", K_SEC, F(cn.idle_timeout), 0,
-         "seconds without a frame before close (90)"},
-        {"grace", K_SEC, F(cn.grace), 0,
-         "seconds a dropped session stays resumable (60)"},
-        {"max_groups", K_U32, F(ch.max_groups), 0, "hot groups in memory"},
-        {"max_members", K_U32, F(ch.max_members), 0, "members per group"},
-        {"max_batch", K_U32, F(ch.max_batch), 0, "sends per commit (1024)"},
-        {"seq_step", K_U32, F(ch.seq_step), 0, "seqs per group segment"},
-        {"uq_step", K_U32, F(cn.uq_step), 0, "seqs per user-queue segment"},
-        {"dedup_capacity", K_U32, F(ch.dedup_capacity), 0,
-         "dedup cache entries"},
-        {"dedup_ttl_ms", K_U64, F(ch.dedup_ttl_ms), 0, "dedup cache TTL"},
+        {"slots", ROLE_KEY_U32, F(slots), 0, "slots per kind (1024)"},
 };
 
 void
@@ -81,80 +51,22 @@ imd_config_defaults(imd_config *cfg)
 	cfg->ch = cho;
 }
 
-static bool
-key_eq(const char *a, const char *b)
-{
-	for (; *a != '\0' && *b != '\0'; a++, b++) {
-		char x = *a == '-' ? '_' : *a;
-		char y = *b == '-' ? '_' : *b;
-
-		if (x != y) {
-			return false;
-		}
-	}
-	return *a == *b;
-}
-
 int
 imd_config_set(imd_config *cfg, const char *key, const char *value, char *err,
                size_t errlen)
 {
-	size_t i;
+	int rc = role_keys_set(keys, sizeof(keys) / sizeof(keys[0]), cfg, key,
+	                       value, err, errlen);
 
-	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-		const struct key *k = &keys[i];
-		char *p = (char *)cfg + k->off;
-		char *end = NULL;
-
-		if (!key_eq(k->name, key)) {
-			continue;
-		}
-		errno = 0;
-		switch (k->kind) {
-		case K_STR:
-			if (strlen(value) >= k->size) {
-				snprintf(err, errlen, "%s: value too long",
-				         key);
-				return -1;
-			}
-			memcpy(p, value, strlen(value) + 1);
-			return 0;
-		case K_U32: {
-			unsigned long long v = strtoull(value, &end, 10);
-
-			if (errno != 0 || end == value || *end != '\0' ||
-			    value[0] == '-' || v > UINT32_MAX) {
-				break;
-			}
-			*(uint32_t *)(void *)p = (uint32_t)v;
-			return 0;
-		}
-		case K_U64: {
-			unsigned long long v = strtoull(value, &end, 10);
-
-			if (errno != 0 || end == value || *end != '\0' ||
-			    value[0] == '-') {
-				break;
-			}
-			*(uint64_t *)(void *)p = v;
-			return 0;
-		}
-		case K_SEC: {
-			double v = strtod(value, &end);
-
-			if (errno != 0 || end == value || *end != '\0' ||
-			    !(v > 0 && v < 1e7)) {
-				break;
-			}
-			*(double *)(void *)p = v;
-			return 0;
-		}
-		}
-		snprintf(err, errlen, "%s: bad value '%s'", key, value);
+	if (rc == 1) {
+		rc = role_tuning_set(&cfg->cn, &cfg->ch, key, value, err,
+		                     errlen);
+	}
+	if (rc == 1) {
+		snprintf(err, errlen, "unknown key '%s'", key);
 		return -1;
 	}
-	snprintf(err, errlen, "unknown key '%s'", key);
-	return -1;
+	return rc;
 }
 
 static char *
@@ -221,9 +133,6 @@ imd_config_load(imd_config *cfg, const char *path, char *err, size_t errlen)
 void
 imd_config_usage(void)
 {
-	size_t i;
-
-	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-		fprintf(stderr, "  --%-16s %s\n", keys[i].name, keys[i].help);
-	}
+	role_keys_usage(keys, sizeof(keys) / sizeof(keys[0]), stderr);
+	role_tuning_usage(stderr);
 }
