@@ -43,6 +43,7 @@ typedef struct node_config {
 	char port_file[512];
 	char secret[1025];
 	char secret_file[512];
+	char log_level[16];
 	uint32_t slots;
 	uint32_t expect;
 #ifdef IMNODE_HAVE_ROLES
@@ -63,6 +64,7 @@ usage(FILE *f)
 		   "slots once N nodes of the role are alive)\n"
 		   "              [--secret S | --secret-file F] (connector: "
 		   "token secret)\n"
+		   "              [--log-level error|warn|info|debug]\n"
 		   "              [--KEY VALUE] Connector/Chatter tuning, the "
 		   "keys of imd:\n");
 #ifdef IMNODE_HAVE_ROLES
@@ -71,8 +73,9 @@ usage(FILE *f)
 }
 
 static int
-set_key(node_config *c, const char *key, const char *val)
+set_key(node_config *c, const char *key_in, const char *val)
 {
+	char key[64];
 	struct {
 		const char *key;
 		char *dst;
@@ -85,8 +88,15 @@ set_key(node_config *c, const char *key, const char *val)
 		{"port-file", c->port_file, sizeof(c->port_file)},
 		{"secret", c->secret, sizeof(c->secret)},
 		{"secret-file", c->secret_file, sizeof(c->secret_file)},
+		{"log-level", c->log_level, sizeof(c->log_level)},
 	};
 	size_t i;
+
+	/* '-' and '_' alike, as in imd (port_file = ... in a file). */
+	snprintf(key, sizeof(key), "%s", key_in);
+	for (i = 0; key[i] != '\0'; i++) {
+		key[i] = key[i] == '_' ? '-' : key[i];
+	}
 
 	for (i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
 		if (strcmp(key, strs[i].key) == 0) {
@@ -676,7 +686,17 @@ run_role(struct ev_loop *loop, im_store *st, node_config *c)
 out:
 	ev_timer_stop(loop, &rn.tick);
 	if (rn.ch != NULL) {
+		chatter_stats cs;
+
 		chatter_flush(rn.ch);
+		/* The same stats line as imd's (tests read it). */
+		chatter_get_stats(rn.ch, &cs);
+		LOG_I("chatter: %llu messages in %llu commits, %llu "
+		      "duplicates, %llu fenced commits, %u hot groups",
+		      (unsigned long long)cs.msgs,
+		      (unsigned long long)cs.commits,
+		      (unsigned long long)cs.dups, (unsigned long long)cs.stale,
+		      cs.groups);
 	}
 	if (rn.cn != NULL) {
 		connector_stop_accepting(rn.cn);
@@ -727,6 +747,18 @@ main(int argc, char **argv)
 			c.role);
 		return 2;
 	}
+#ifdef IMNODE_HAVE_ROLES
+	if (c.log_level[0] != '\0') {
+		int level = role_log_level_parse(c.log_level);
+
+		if (level < 0) {
+			fprintf(stderr, "imnode: bad log_level '%s'\n",
+				c.log_level);
+			return 2;
+		}
+		role_log_set_level(level);
+	}
+#endif
 	signal(SIGPIPE, SIG_IGN);
 	/* Nodes of a cluster start together: a store busy with the others'
 	 * migrations and registrations is retried for a while (bounded). */

@@ -16,11 +16,20 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <setjmp.h>
+#include <stdarg.h>
+
+#include <cmocka.h>
 #include <pb_decode.h>
 #include <pb_encode.h>
 
 #include "im/frame.h"
+#include "im/shard.h"
+#include "im/store.h"
 #include "im/token.h"
+#ifdef H_HAVE_PG
+#include "pg_fixture.h"
+#endif
 
 static uint64_t
 mono_ms(void)
@@ -38,6 +47,10 @@ sleep_ms(int ms)
 
 	nanosleep(&ts, NULL);
 }
+
+static int cluster_init(imd_proc *p);
+static int cluster_start(imd_proc *p);
+static int cluster_stop(imd_proc *p, int sig);
 
 int
 imd_init(imd_proc *p, const char *const *extra)
@@ -69,6 +82,9 @@ imd_init(imd_proc *p, const char *const *extra)
 		p->extra[i] = extra[i];
 	}
 	p->nextra = (int)i;
+	if (h_target_cluster()) {
+		return cluster_init(p);
+	}
 	return 0;
 }
 
@@ -81,6 +97,9 @@ imd_start(imd_proc *p)
 	int n = 0, i;
 	pid_t pid;
 
+	if (p->cluster) {
+		return cluster_start(p);
+	}
 	if (bin == NULL) {
 		fprintf(stderr, "harness: $IMD is not set\n");
 		return -1;
@@ -158,6 +177,9 @@ imd_stop(imd_proc *p, int sig)
 	uint64_t deadline;
 	int status = 0;
 
+	if (p->cluster) {
+		return cluster_stop(p, sig);
+	}
 	if (p->pid <= 0) {
 		return 0;
 	}
@@ -183,6 +205,14 @@ imd_dump_log(const imd_proc *p)
 {
 	char cmd[400];
 
+	if (p->cluster) {
+		snprintf(cmd, sizeof(cmd), "tail -n 40 '%s'/*.log >&2",
+		         p->dir);
+		if (system(cmd) != 0) {
+			fprintf(stderr, "harness: no logs in %s\n", p->dir);
+		}
+		return;
+	}
 	snprintf(cmd, sizeof(cmd), "tail -n 60 '%s' >&2", p->log);
 	if (system(cmd) != 0) {
 		fprintf(stderr, "harness: no log at %s\n", p->log);
@@ -199,6 +229,16 @@ imd_cleanup(imd_proc *p)
 		fprintf(stderr, "harness: imd exit status %d\n", status);
 		imd_dump_log(p);
 	}
+#ifdef H_HAVE_PG
+	if (p->pg_schema[0] != '\0') {
+		pg_fixture fx;
+
+		memset(&fx, 0, sizeof(fx));
+		snprintf(fx.schema, sizeof(fx.schema), "%s", p->pg_schema);
+		pg_fixture_drop(&fx);
+		p->pg_schema[0] = '\0';
+	}
+#endif
 	if (getenv("IM_TEST_KEEP") == NULL && p->dir[0] != '\0') {
 		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", p->dir);
 		if (system(cmd) != 0) {
@@ -222,6 +262,477 @@ imd_token(const imd_proc *p, uint64_t uid, int64_t ttl_s, char *out, size_t len)
 	}
 }
 
+/* ---- The cluster target ---------------------------------------------- */
+
+/* Tests of the all-in-one server that have no cluster meaning. */
+static const struct {
+	const char *test;
+	const char *why;
+} h_cluster_skips[] = {
+        {"test_system_a_second_imd_fences_off_the_first",
+         "a second whole server on the same store; the cluster's fencing "
+         "is a slot handover between live nodes (cluster_e2e, "
+         "test_cluster_router)"},
+};
+
+bool
+h_target_cluster(void)
+{
+	const char *t = getenv("IM_TEST_TARGET");
+
+	return t != NULL && strcmp(t, "cluster") == 0;
+}
+
+/* Before main: say what runs, and skip what cannot (cmocka takes one
+ * skip pattern, which is all the list needs). */
+__attribute__((constructor)) static void
+h_target_announce(void)
+{
+	const char *pg = getenv("IM_TEST_PG");
+	size_t i;
+
+	if (!h_target_cluster()) {
+		return;
+	}
+	printf("# target: cluster (1 Router, 2 Chatters, 2 Connectors on %s)"
+	       "\n",
+	       pg != NULL && *pg != '\0' ? "PostgreSQL" : "sqlite");
+	for (i = 0; i < sizeof(h_cluster_skips) / sizeof(h_cluster_skips[0]);
+	     i++) {
+		printf("# SKIP %s on the cluster target: %s\n",
+		       h_cluster_skips[i].test, h_cluster_skips[i].why);
+		fprintf(stderr, "harness: SKIP %s on the cluster target: %s\n",
+		        h_cluster_skips[i].test, h_cluster_skips[i].why);
+		cmocka_set_skip_filter(h_cluster_skips[i].test);
+	}
+	fflush(stdout);
+}
+
+static int
+cluster_init(imd_proc *p)
+{
+	static const char *const names[H_NODES] = {
+	        "router-1", "chatter-1", "chatter-2", "connector-1",
+	        "connector-2"};
+	const char *pg = getenv("IM_TEST_PG");
+	int i;
+
+	p->cluster = true;
+	snprintf(p->store, sizeof(p->store), "%s", p->db);
+	if (pg != NULL && *pg != '\0') {
+#ifdef H_HAVE_PG
+		pg_fixture fx;
+
+		if (pg_fixture_create(&fx) != 0) {
+			fprintf(stderr, "harness: PostgreSQL: %s\n",
+			        pg_fixture_error());
+			return -1;
+		}
+		snprintf(p->pg_schema, sizeof(p->pg_schema), "%s", fx.schema);
+		snprintf(p->store, sizeof(p->store), "%s", fx.conninfo);
+#else
+		fprintf(stderr, "harness: built without PostgreSQL\n");
+		return -1;
+#endif
+	}
+	for (i = 0; i < H_NODES; i++) {
+		h_node *n = &p->nodes[i];
+
+		snprintf(n->name, sizeof(n->name), "%s", names[i]);
+		snprintf(n->role, sizeof(n->role), "%.*s",
+		         (int)strcspn(names[i], "-"), names[i]);
+		snprintf(n->log, sizeof(n->log), "%s/%s.log", p->dir, n->name);
+		snprintf(n->port_file, sizeof(n->port_file), "%s/%s.port",
+		         p->dir, n->name);
+	}
+	snprintf(p->log, sizeof(p->log), "%s/cluster.log", p->dir);
+	return 0;
+}
+
+static int
+free_port(uint16_t *out)
+{
+	struct sockaddr_in sa;
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0) {
+		return -1;
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+	    getsockname(fd, (struct sockaddr *)&sa, &len) != 0) {
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	*out = ntohs(sa.sin_port);
+	return 0;
+}
+
+static long
+file_size(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 ? (long)st.st_size : 0;
+}
+
+/* Node logs are appended across restarts: each start reads from here. */
+static long h_log_off[H_NODES];
+
+static int
+node_spawn(imd_proc *p, int i)
+{
+	const char *bin = getenv("IMNODE");
+	h_node *n = &p->nodes[i];
+	const char *argv[H_MAX_ARGS + 32];
+	char listen[64];
+	int a = 0, k;
+	pid_t pid;
+
+	if (bin == NULL) {
+		fprintf(stderr, "harness: $IMNODE is not set\n");
+		return -1;
+	}
+	unlink(n->port_file);
+	if (strcmp(n->role, "connector") == 0) {
+		if (free_port(&n->port) != 0) {
+			return -1;
+		}
+		snprintf(listen, sizeof(listen), "127.0.0.1:%u", n->port);
+	} else if (strcmp(n->role, "router") == 0) {
+		snprintf(listen, sizeof(listen), "127.0.0.1:0");
+	} else {
+		snprintf(listen, sizeof(listen), "-");
+	}
+	argv[a++] = bin;
+	argv[a++] = "--role";
+	argv[a++] = n->role;
+	argv[a++] = "--name";
+	argv[a++] = n->name;
+	argv[a++] = "--listen";
+	argv[a++] = listen;
+	argv[a++] = "--store";
+	argv[a++] = p->store;
+	argv[a++] = "--slots";
+	argv[a++] = "64";
+	argv[a++] = "--log-level";
+	argv[a++] = "debug";
+	argv[a++] = "--port-file";
+	argv[a++] = n->port_file;
+	if (strcmp(n->role, "router") != 0) {
+		argv[a++] = "--expect";
+		argv[a++] = "2";
+		for (k = 0; k < p->nextra; k++) {
+			argv[a++] = p->extra[k];
+		}
+	}
+	if (strcmp(n->role, "connector") == 0) {
+		argv[a++] = "--secret-file";
+		argv[a++] = p->secret_file;
+	}
+	argv[a] = NULL;
+	h_log_off[i] = file_size(n->log);
+	pid = fork();
+	if (pid < 0) {
+		return -1;
+	}
+	if (pid == 0) {
+		int fd = open(n->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+
+		if (fd >= 0) {
+			dup2(fd, 2);
+			dup2(fd, 1);
+			close(fd);
+		}
+		execv(bin, (char *const *)argv);
+		_exit(127);
+	}
+	n->pid = pid;
+	return 0;
+}
+
+/* This run's part of a node's log (from its start), NUL terminated. */
+static char *
+node_log(const imd_proc *p, int i)
+{
+	FILE *f = fopen(p->nodes[i].log, "r");
+	char *buf = NULL;
+	long size;
+
+	if (f == NULL) {
+		return NULL;
+	}
+	fseek(f, 0, SEEK_END);
+	size = ftell(f) - h_log_off[i];
+	if (size >= 0 && (buf = malloc((size_t)size + 1)) != NULL) {
+		fseek(f, h_log_off[i], SEEK_SET);
+		size = (long)fread(buf, 1, (size_t)size, f);
+		buf[size] = '\0';
+	}
+	fclose(f);
+	return buf;
+}
+
+struct slot_count {
+	char owner[H_NODES][IM_OWNER_MAX + 1];
+	unsigned count[H_NODES];
+	unsigned other;
+	int user_owner[64]; /* node index owning each user slot */
+};
+
+static int
+count_slot(const im_slot_row *row, void *payload)
+{
+	struct slot_count *sc = payload;
+	int i;
+
+	for (i = 0; i < H_NODES; i++) {
+		if (sc->owner[i][0] != '\0' &&
+		    strcmp(row->owner, sc->owner[i]) == 0) {
+			sc->count[i]++;
+			if (row->kind == IM_KIND_USER && row->slot < 64) {
+				sc->user_owner[row->slot] = i;
+			}
+			return 0;
+		}
+	}
+	sc->other++;
+	return 0;
+}
+
+/* A login of uid through the Connector on port, following a Redirect. */
+static bool
+probe_login(const imd_proc *p, uint16_t port, uint64_t uid)
+{
+	char tok[IM_TOKEN_BUF];
+	tclient c;
+	int rc;
+
+	imd_token(p, uid, 60, tok, sizeof(tok));
+	if (tc_connect(&c, port) != 0) {
+		return false;
+	}
+	rc = tc_login(&c, tok, NULL, 0, NULL);
+	tc_close(&c);
+	return rc == 1;
+}
+
+/*
+ * Ready: every node is up and linked to the Router, and the slots of each
+ * kind are split evenly between this run's incarnations (owner strings
+ * from the "up" lines), so no handover is still to come.
+ */
+static bool
+cluster_ready(imd_proc *p)
+{
+	struct slot_count sc;
+	im_store *st = NULL;
+	bool ok = true;
+	int i, rc;
+
+	memset(&sc, 0, sizeof(sc));
+	for (i = 1; i < H_NODES && ok; i++) {
+		char *log = node_log(p, i);
+		const char *up = log != NULL ? strstr(log, ") up") : NULL;
+		const char *open;
+
+		ok = up != NULL && strstr(log, " connected") != NULL;
+		if (ok) {
+			for (open = up; open > log && *open != '('; open--) {
+			}
+			snprintf(sc.owner[i], sizeof(sc.owner[i]), "%.*s",
+			         (int)(up - open - 1), open + 1);
+		}
+		free(log);
+	}
+	if (!ok) {
+		return false;
+	}
+	if (strchr(p->store, '=') != NULL) {
+#ifdef H_HAVE_PG
+		rc = im_store_pg_open(&st, p->store, NULL, NULL, 0);
+#else
+		rc = IM_ENOTSUP;
+#endif
+	} else {
+		rc = im_store_sqlite_open(&st, p->store, NULL, NULL, 0);
+	}
+	if (rc != IM_OK) {
+		return false;
+	}
+	ok = im_store_slot_load(st, IM_KIND_USER, count_slot, &sc) == IM_OK &&
+	     im_store_slot_load(st, IM_KIND_GROUP, count_slot, &sc) == IM_OK;
+	im_store_close(st);
+	for (i = 1; i < H_NODES && ok; i++) {
+		ok = sc.count[i] == 32;
+	}
+	if (!ok || sc.other != 0) {
+		return false;
+	}
+	/* Each Connector sees the other's slots and knows its address: a
+	 * user of the other one logging in here is redirected there. */
+	for (i = 3; i < H_NODES && ok; i++) {
+		int other = i == 3 ? 4 : 3;
+		uint64_t uid = 900000;
+
+		while (uid < 901000 &&
+		       sc.user_owner[im_shard_slot_of(uid, 64)] != other) {
+			uid++;
+		}
+		ok = probe_login(p, p->nodes[i].port, uid);
+	}
+	return ok;
+}
+
+static int
+read_port(const char *path, uint16_t *port)
+{
+	unsigned v = 0;
+	FILE *f = fopen(path, "r");
+
+	if (f == NULL) {
+		return -1;
+	}
+	if (fscanf(f, "%u", &v) != 1 || v == 0 || v > 65535) {
+		fclose(f);
+		return -1;
+	}
+	fclose(f);
+	*port = (uint16_t)v;
+	return 0;
+}
+
+static int
+cluster_start(imd_proc *p)
+{
+	uint64_t deadline = mono_ms() + 30000;
+	int i, status;
+
+	/* The Router first: the others find it in the store. */
+	if (node_spawn(p, 0) != 0) {
+		return -1;
+	}
+	while (read_port(p->nodes[0].port_file, &p->nodes[0].port) != 0) {
+		if (mono_ms() > deadline ||
+		    waitpid(p->nodes[0].pid, &status, WNOHANG) != 0) {
+			fprintf(stderr, "harness: the router did not start\n");
+			goto fail;
+		}
+		sleep_ms(10);
+	}
+	for (i = 1; i < H_NODES; i++) {
+		if (node_spawn(p, i) != 0) {
+			goto fail;
+		}
+	}
+	p->pid = p->nodes[3].pid;
+	p->port = p->nodes[3].port;
+	p->starts++;
+	while (!cluster_ready(p)) {
+		for (i = 0; i < H_NODES; i++) {
+			if (waitpid(p->nodes[i].pid, &status, WNOHANG) != 0) {
+				fprintf(stderr,
+				        "harness: %s exited at start (%d)\n",
+				        p->nodes[i].name, status);
+				p->nodes[i].pid = 0;
+				goto fail;
+			}
+		}
+		if (mono_ms() > deadline) {
+			fprintf(stderr, "harness: the cluster did not take "
+			                "its slots in 30 s\n");
+			goto fail;
+		}
+		sleep_ms(20);
+	}
+	return 0;
+fail:
+	imd_dump_log(p);
+	cluster_stop(p, SIGKILL);
+	return -1;
+}
+
+/* The last "chatter: N messages in M commits" line of a log. */
+static void
+chatter_stats_of(const imd_proc *p, int i, unsigned long long *msgs,
+                 unsigned long long *commits)
+{
+	char *log = node_log(p, i);
+	const char *c = log;
+	unsigned long long m, k;
+
+	while (c != NULL && (c = strstr(c, "chatter: ")) != NULL) {
+		if (sscanf(c, "chatter: %llu messages in %llu", &m, &k) == 2) {
+			*msgs += m;
+			*commits += k;
+			break;
+		}
+		c++;
+	}
+	free(log);
+}
+
+static int
+cluster_stop(imd_proc *p, int sig)
+{
+	uint64_t deadline = mono_ms() + 30000;
+	unsigned long long msgs = 0, commits = 0;
+	int result = 0, i, running = 0;
+	FILE *f;
+
+	for (i = 0; i < H_NODES; i++) {
+		if (p->nodes[i].pid > 0) {
+			kill(p->nodes[i].pid, sig);
+			running++;
+		}
+	}
+	if (running == 0) {
+		return 0;
+	}
+	for (i = 0; i < H_NODES; i++) {
+		int status = 0;
+
+		while (p->nodes[i].pid > 0) {
+			pid_t r = waitpid(p->nodes[i].pid, &status, WNOHANG);
+
+			if (r == p->nodes[i].pid) {
+				p->nodes[i].pid = 0;
+				break;
+			}
+			if (mono_ms() > deadline) {
+				kill(p->nodes[i].pid, SIGKILL);
+				waitpid(p->nodes[i].pid, &status, 0);
+				p->nodes[i].pid = 0;
+				status = -1;
+			}
+			sleep_ms(10);
+		}
+		if (status != 0) {
+			fprintf(stderr, "harness: %s exit status %d\n",
+			        p->nodes[i].name, status);
+			if (result == 0) {
+				result = status;
+			}
+		}
+	}
+	p->pid = 0;
+	/* The cluster's stats line, as imd's: the Chatters' sum. */
+	chatter_stats_of(p, 1, &msgs, &commits);
+	chatter_stats_of(p, 2, &msgs, &commits);
+	if ((f = fopen(p->log, "a")) != NULL) {
+		fprintf(f,
+		        "harness: cluster chatter: %llu messages in %llu "
+		        "commits (sum of the Chatters)\n",
+		        msgs, commits);
+		fclose(f);
+	}
+	return result;
+}
+
 /* ------------------------------------------------------------------ */
 
 int
@@ -230,36 +741,47 @@ tc_connect(tclient *c, uint16_t port)
 	return tc_connect_rcvbuf(c, port, 0);
 }
 
-int
-tc_connect_rcvbuf(tclient *c, uint16_t port, int rcvbuf)
+static int
+tc_dial(uint16_t port, int rcvbuf)
 {
 	struct sockaddr_in sa;
 	int one = 1;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
-	memset(c, 0, sizeof(*c));
-	c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (c->fd < 0) {
+	if (fd < 0) {
 		return -1;
 	}
 	if (rcvbuf > 0) {
-		setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf,
-		           sizeof(rcvbuf));
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
 	}
 	memset(&sa, 0, sizeof(sa));
 	sa.sin_family = AF_INET;
 	sa.sin_port = htons(port);
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		close(c->fd);
-		c->fd = -1;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		close(fd);
 		return -1;
 	}
-	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	return fd;
+}
+
+int
+tc_connect_rcvbuf(tclient *c, uint16_t port, int rcvbuf)
+{
+	memset(c, 0, sizeof(*c));
+	c->rcvbuf = rcvbuf;
+	c->fd = tc_dial(port, rcvbuf);
+	if (c->fd < 0) {
+		return -1;
+	}
 	c->buf = malloc(IM_FRAME_HEADER + IM_FRAME_MAX + 65536);
 	c->pushes = calloc(TC_PUSHES, sizeof(*c->pushes));
 	c->env = malloc(sizeof(*c->env));
+	c->replay = malloc(TC_REPLAY_MAX);
 	c->next_req = 1;
-	if (c->buf == NULL || c->pushes == NULL || c->env == NULL) {
+	if (c->buf == NULL || c->pushes == NULL || c->env == NULL ||
+	    c->replay == NULL) {
 		tc_close(c);
 		return -1;
 	}
@@ -276,6 +798,8 @@ tc_close(tclient *c)
 	free(c->buf);
 	free(c->pushes);
 	free(c->env);
+	free(c->replay);
+	c->replay = NULL;
 	c->buf = NULL;
 	c->pushes = NULL;
 	c->env = NULL;
@@ -292,13 +816,11 @@ tc_abort(tclient *c)
 	tc_close(c);
 }
 
-int
-tc_send_raw(tclient *c, const void *data, size_t len)
+static int
+send_all(int fd, const uint8_t *p, size_t len)
 {
-	const uint8_t *p = data;
-
 	while (len > 0) {
-		ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
 
 		if (n < 0 && errno == EINTR) {
 			continue;
@@ -310,6 +832,61 @@ tc_send_raw(tclient *c, const void *data, size_t len)
 		len -= (size_t)n;
 	}
 	return 0;
+}
+
+int
+tc_send_raw(tclient *c, const void *data, size_t len)
+{
+	if (c->replay != NULL) {
+		if (c->nreplay + len <= TC_REPLAY_MAX) {
+			memcpy(c->replay + c->nreplay, data, len);
+			c->nreplay += len;
+		} else {
+			/* Too much to replay: a Redirect is not followed. */
+			free(c->replay);
+			c->replay = NULL;
+		}
+	}
+	return send_all(c->fd, data, len);
+}
+
+/* Login answered (or given up on): stop keeping what was sent. */
+static void
+tc_logged_in(tclient *c)
+{
+	free(c->replay);
+	c->replay = NULL;
+}
+
+/*
+ * Follow Redirect{address}: connect there and send again what was sent
+ * since connecting (the Login or Resume, and anything pipelined behind
+ * it). Only 127.0.0.0/8 addresses, at most 4 hops.
+ */
+static int
+tc_follow(tclient *c, const char *address)
+{
+	const char *colon = strrchr(address, ':');
+	unsigned long port;
+	char *end;
+	int fd;
+
+	if (c->redirects >= 4 || colon == NULL ||
+	    strncmp(address, "127.", 4) != 0) {
+		return -1;
+	}
+	port = strtoul(colon + 1, &end, 10);
+	if (*end != '\0' || port == 0 || port > 65535) {
+		return -1;
+	}
+	if ((fd = tc_dial((uint16_t)port, c->rcvbuf)) < 0) {
+		return -1;
+	}
+	close(c->fd);
+	c->fd = fd;
+	c->len = 0;
+	c->redirects++;
+	return send_all(c->fd, c->replay, c->nreplay);
 }
 
 int
@@ -350,6 +927,19 @@ tc_recv(tclient *c, int timeout_ms)
 			if (!ok) {
 				fprintf(stderr, "tc_recv: undecodable frame\n");
 				return -1;
+			}
+			if (c->env->which_msg == im_Envelope_redirect_tag &&
+			    c->replay != NULL) {
+				if (tc_follow(c,
+				              c->env->msg.redirect.address) !=
+				    0) {
+					return -1;
+				}
+				continue;
+			}
+			if (c->env->which_msg == im_Envelope_login_ok_tag ||
+			    c->env->which_msg == im_Envelope_resume_ok_tag) {
+				tc_logged_in(c);
 			}
 			return 1;
 		}

@@ -6,6 +6,19 @@
  * The imd binary comes from $IMD (set by meson). Extra imd flags for every
  * start can be given to imd_start; the harness adds --db, --secret-file,
  * --port 0, --port-file, --slots 64, --sync normal, --log-level debug.
+ *
+ * The target comes from IM_TEST_TARGET: "imd" (the default) or "cluster".
+ * A cluster is a store (the sqlite file of the temp dir, or a fresh schema
+ * of the PostgreSQL database in IM_TEST_PG when that is set) and 1 Router,
+ * 2 Chatters and 2 Connectors ($IMNODE processes) on free 127.0.0.1
+ * ports; the extra flags (Connector/Chatter tuning keys, the same as
+ * imd's) go to the Connectors and Chatters. `port` is connector-1's: a
+ * client whose user belongs to connector-2 follows the Redirect (see
+ * tc_recv). imd_stop signals every node (a whole-cluster crash or
+ * shutdown), imd_start starts them all again on the same store and waits
+ * until every slot is held by the new incarnations. Tests that only make
+ * sense for one process are skipped for the cluster with a printed reason
+ * (harness.c, h_cluster_skips).
  */
 #ifndef IM_TEST_HARNESS_H
 #define IM_TEST_HARNESS_H
@@ -20,6 +33,17 @@
 
 #define H_TIMEOUT_MS 5000
 #define H_MAX_ARGS 32
+#define H_NODES 5 /* router, chatter-1, chatter-2, connector-1, -2 */
+
+/* One imnode process of a cluster target. */
+typedef struct h_node {
+	pid_t pid;
+	uint16_t port; /* connectors: client port; router: RPC port */
+	char name[16];
+	char role[16];
+	char log[320];
+	char port_file[320];
+} h_node;
 
 typedef struct imd_proc {
 	pid_t pid;
@@ -33,11 +57,18 @@ typedef struct imd_proc {
 	const char *extra[H_MAX_ARGS];
 	int nextra;
 	int starts;
+	/* IM_TEST_TARGET=cluster (pid is connector-1's while it runs) */
+	bool cluster;
+	char store[1100]; /* sqlite path or PostgreSQL conninfo */
+	char pg_schema[64];
+	h_node nodes[H_NODES];
 } imd_proc;
 
 /* Make a temp dir and secret; does not start. extra: NULL-terminated
  * flags added to every start (copied pointers: keep them alive). */
 int imd_init(imd_proc *p, const char *const *extra);
+/* IM_TEST_TARGET=cluster? */
+bool h_target_cluster(void);
 /* Start (or restart) imd on the same database; waits until it listens. */
 int imd_start(imd_proc *p);
 /* Send sig (SIGTERM, SIGKILL) and wait (bounded) for the exit; returns the
@@ -72,8 +103,16 @@ typedef struct tpush {
 
 #define TC_PUSHES 4096
 
+/* Bytes a client sent before its login was answered: replayed to the
+ * address of a Redirect. */
+#define TC_REPLAY_MAX 16384
+
 typedef struct tclient {
 	int fd;
+	int rcvbuf;      /* tc_connect_rcvbuf's, kept for a redirect */
+	uint8_t *replay; /* sent since connecting, until LoginOk/ResumeOk */
+	size_t nreplay;  /* SIZE_MAX: too much, a Redirect is not followed */
+	int redirects;
 	uint8_t *buf; /* received bytes not yet parsed */
 	size_t len;
 	uint64_t next_req;
@@ -97,7 +136,10 @@ int tc_send_raw(tclient *c, const void *data, size_t len);
 int tc_send(tclient *c, const im_Envelope *env);
 /*
  * Receive the next frame into c->env. Returns 1, 0 on timeout, -1 when the
- * connection closed (or failed) before a frame.
+ * connection closed (or failed) before a frame. A Redirect answering the
+ * login (cluster: the user belongs to another Connector) is followed: the
+ * client connects to its address, sends again what it had sent since
+ * connecting and goes on waiting, as a real client library does.
  */
 int tc_recv(tclient *c, int timeout_ms);
 /*
