@@ -46,6 +46,11 @@ typedef struct node_config {
 	char log_level[16];
 	uint32_t slots;
 	uint32_t expect;
+	/* Membership and balance periods (0: the defaults, 1000/1000/1000
+	 * ms); tests shorten them to start a cluster quickly. */
+	uint32_t heartbeat_ms;
+	uint32_t refresh_ms;
+	uint32_t balance_ms;
 #ifdef IMNODE_HAVE_ROLES
 	/* imd's Connector/Chatter tuning keys (servers/roles/tuning.h). */
 	connector_opts cn;
@@ -65,6 +70,9 @@ usage(FILE *f)
 		   "              [--secret S | --secret-file F] (connector: "
 		   "token secret)\n"
 		   "              [--log-level error|warn|info|debug]\n"
+		   "              [--heartbeat-ms MS] [--refresh-ms MS] "
+		   "[--balance-ms MS] (membership and\n"
+		   "              slot balance periods, 1000 each)\n"
 		   "              [--KEY VALUE] Connector/Chatter tuning, the "
 		   "keys of imd:\n");
 #ifdef IMNODE_HAVE_ROLES
@@ -120,6 +128,33 @@ set_key(node_config *c, const char *key_in, const char *val)
 		}
 		c->expect = (uint32_t)v;
 		return 0;
+	}
+	{
+		static const char *const ms_keys[] = {"heartbeat-ms",
+						      "refresh-ms",
+						      "balance-ms"};
+		uint32_t *ms_dst[] = {&c->heartbeat_ms, &c->refresh_ms,
+				      &c->balance_ms};
+
+		for (i = 0; i < 3; i++) {
+			char *end;
+			unsigned long v;
+
+			if (strcmp(key, ms_keys[i]) != 0) {
+				continue;
+			}
+			errno = 0;
+			v = strtoul(val, &end, 10);
+			if (errno != 0 || *end != '\0' || v < 10 ||
+			    v > 60000) {
+				fprintf(stderr, "imnode: bad %s '%s' (10 to "
+						"60000 ms)\n",
+					key, val);
+				return -1;
+			}
+			*ms_dst[i] = (uint32_t)v;
+			return 0;
+		}
 	}
 	if (strcmp(key, "slots") == 0) {
 		char *end;
@@ -303,9 +338,22 @@ parse_listen(const char *listen, char *host, size_t hostlen, uint16_t *port)
 	return cl_split_address(listen, host, hostlen, port);
 }
 
+/* The membership options of c (periods that are set override). */
+static void
+member_opts(cl_member_opts *mo, const node_config *c)
+{
+	if (c->heartbeat_ms != 0) {
+		mo->heartbeat_ms = c->heartbeat_ms;
+	}
+	if (c->refresh_ms != 0) {
+		mo->refresh_ms = c->refresh_ms;
+	}
+}
+
 static int
 run_router(struct ev_loop *loop, im_store *st, const node_config *c)
 {
+	cl_member_opts mo = CL_MEMBER_OPTS_INIT;
 	im_shard_opts so = IM_SHARD_OPTS_INIT;
 	im_shard_map *map = NULL;
 	router *r = NULL;
@@ -332,8 +380,9 @@ run_router(struct ev_loop *loop, im_store *st, const node_config *c)
 	}
 	/* Registered with the port actually bound (listen may say :0). */
 	snprintf(addr, sizeof(addr), "%s:%u", host, router_port(r));
+	member_opts(&mo, c);
 	rc = cl_member_create(&m, loop, st, c->name, IM_NODE_ROUTER, addr,
-			      NULL);
+			      &mo);
 	if (rc != IM_OK) {
 		fprintf(stderr, "imnode: register %s: %s (%s)\n", c->name,
 			im_strerror(rc), im_store_errmsg(st));
@@ -503,6 +552,9 @@ on_member_change(cl_member *m, void *payload)
 
 	(void)m;
 	cl_link_sync(rn->link);
+	/* A node of our role came or went: take (or hand over) the share
+	 * now rather than on the next tick, a second later at worst. */
+	balance(rn);
 }
 
 static void
@@ -617,6 +669,7 @@ run_role(struct ev_loop *loop, im_store *st, node_config *c)
 		fprintf(stderr, "imnode: slot map: %s\n", im_strerror(rc));
 		goto out;
 	}
+	member_opts(&mo, c);
 	mo.on_change = on_member_change;
 	mo.payload = &rn;
 	rc = cl_member_create(&rn.m, loop, st, c->name, rn.role, addr, &mo);
@@ -670,7 +723,12 @@ run_role(struct ev_loop *loop, im_store *st, node_config *c)
 		goto out;
 	}
 	balance(&rn);
-	ev_timer_init(&rn.tick, on_tick, 1.0, 1.0);
+	{
+		double period = c->balance_ms != 0 ? c->balance_ms / 1000.0
+						   : 1.0;
+
+		ev_timer_init(&rn.tick, on_tick, period, period);
+	}
 	rn.tick.data = &rn;
 	ev_timer_start(loop, &rn.tick);
 	if (c->port_file[0] != '\0' && write_port_file(c->port_file, port) !=
