@@ -137,9 +137,10 @@ int tc_send(tclient *c, const im_Envelope *env);
 /*
  * Receive the next frame into c->env. Returns 1, 0 on timeout, -1 when the
  * connection closed (or failed) before a frame. A Redirect answering the
- * login (cluster: the user belongs to another Connector) is followed: the
- * client connects to its address, sends again what it had sent since
- * connecting and goes on waiting, as a real client library does.
+ * login (cluster: the user belongs to another Connector) is followed when
+ * IM_TEST_TARGET=cluster: the client connects to its address, sends again
+ * what it had sent since connecting and goes on waiting, as a real client
+ * library does. Otherwise the Redirect is returned like any frame.
  */
 int tc_recv(tclient *c, int timeout_ms);
 /*
