@@ -453,6 +453,8 @@ owner_gone(const rolenode *rn, const char *owner)
 	return strcmp(cur, owner) != 0;
 }
 
+static const char *owner_address(void *payload, const char *owner);
+
 /*
  * Claim this node's fair share of the slots of its kind, among the live
  * nodes of its role, once `expect` of them are alive. Slots still held by
@@ -522,6 +524,26 @@ balance(rolenode *rn)
 				chatter_drop_slot(rn->ch, moves[i].slot);
 				handed++;
 			}
+		} else if (rn->cn != NULL && strcmp(e.owner, rn->owner) == 0) {
+			/*
+			 * Handover of a user slot to a Connector that joined:
+			 * write what is queued, move the slot by CAS (our
+			 * user-queue appends for it are fenced from then on),
+			 * then send the slot's clients a Redirect to the new
+			 * owner and drop their sessions; they resume there
+			 * from the store, which holds every acked message.
+			 */
+			if (handed == 0) {
+				connector_flush(rn->cn);
+			}
+			rc = im_shard_claim(rn->map, rn->st, rn->kind,
+					    moves[i].slot, moves[i].to, NULL);
+			if (rc == IM_OK) {
+				connector_drop_slot(rn->cn, moves[i].slot,
+						    owner_address(rn,
+								  moves[i].to));
+				handed++;
+			}
 		} else {
 			continue;
 		}
@@ -532,8 +554,9 @@ balance(rolenode *rn)
 		}
 	}
 	if (handed > 0) {
-		LOG_I("%s handed %u group slots over (now %u)", rn->owner,
-		      handed, im_shard_count(rn->map, rn->kind, rn->owner));
+		LOG_I("%s handed %u %s slots over (now %u)", rn->owner,
+		      handed, rn->kind == IM_KIND_USER ? "user" : "group",
+		      im_shard_count(rn->map, rn->kind, rn->owner));
 	}
 	if (claimed > 0 || handed > 0) {
 		cl_link_notify_slots(rn->link);

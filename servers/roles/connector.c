@@ -2039,6 +2039,45 @@ connector_set_redirect(connector *cn,
 	cn->redirect_payload = payload;
 }
 
+uint32_t
+connector_drop_slot(connector *cn, uint32_t slot, const char *address)
+{
+	uint32_t nslots = im_shard_nslots(cn->map), i, n = 0;
+
+	/* Clients first: Redirect (or a close) while the session still
+	 * refers to the connection, then the sessions without a grace. */
+	for (i = 0; i < cn->o.max_conns; i++) {
+		struct conn *c = cn->conns[i];
+
+		if (c == NULL || c->closed || c->uid == 0 ||
+		    im_shard_slot_of(c->uid, nslots) != slot) {
+			continue;
+		}
+		if (address != NULL) {
+			conn_redirect(c, 0, address);
+		} else {
+			conn_close(c, "user slot moved");
+		}
+		n++;
+	}
+	for (i = 0; i < cn->nub; i++) {
+		struct user *u;
+
+		for (u = cn->ub[i]; u != NULL; u = u->next) {
+			if (im_shard_slot_of(u->uid, nslots) != slot) {
+				continue;
+			}
+			while (u->sessions != NULL) {
+				session_destroy(u->sessions);
+			}
+			/* Should the slot come back, our first user-queue
+			 * seq comes from a fresh segment again. */
+			u->uq_ready = false;
+		}
+	}
+	return n;
+}
+
 void
 connector_get_stats(const connector *cn, connector_stats *out)
 {

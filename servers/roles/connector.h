@@ -69,6 +69,17 @@ void connector_set_redirect(connector *cn,
                             const char *(*fn)(void *payload, const char *owner),
                             void *payload);
 
+/*
+ * Cluster handover: user slot `slot` moved to another Connector (the CAS
+ * is done). Every connection of a user of the slot gets Redirect{address}
+ * (req_id 0) and is closed once it is written (address NULL: just
+ * closed), and those users' sessions are dropped without a grace period:
+ * the clients resume at the new owner, which replays from the store.
+ * Returns the number of connections redirected or closed.
+ */
+uint32_t connector_drop_slot(connector *cn, uint32_t slot,
+                             const char *address);
+
 /* Write what is queued now (shutdown). */
 void connector_flush(connector *cn);
 

@@ -555,6 +555,225 @@ test_cluster_a_chatter_added_while_sending_takes_slots_without_loss(
 	free(o);
 }
 
+/* The client port of the Connector owning uid now (from the store). */
+static uint16_t
+owner_port(const cluster *c, uint64_t uid)
+{
+	owners *o = calloc(1, sizeof(*o));
+	char path[256], line[16], name[IM_OWNER_MAX + 1];
+	FILE *f;
+	uint16_t port = 0;
+
+	assert_non_null(o);
+	load_owners(c, o);
+	snprintf(name, sizeof(name), "%s",
+		 o->user[im_shard_slot_of(uid, SLOTS)]);
+	name[strcspn(name, "/")] = '\0';
+	snprintf(path, sizeof(path), "%s/%s.port", c->dir, name);
+	if ((f = fopen(path, "r")) != NULL) {
+		if (fgets(line, sizeof(line), f) != NULL) {
+			port = (uint16_t)atoi(line);
+		}
+		fclose(f);
+	}
+	free(o);
+	return port;
+}
+
+/* Connect uid to the Connector owning it now and Resume group gid from
+ * cursor (a new session: the old one stayed with the old owner). */
+static void
+resume_at_owner(const cluster *c, tclient *t, uint64_t uid, uint64_t gid,
+		uint64_t cursor)
+{
+	im_Envelope *env = calloc(1, sizeof(*env));
+	char tok[IM_TOKEN_BUF];
+	int i;
+
+	assert_non_null(env);
+	assert_int_equal(im_token_mint(tok, sizeof(tok), c->secret,
+				       strlen(c->secret), uid,
+				       (uint64_t)time(NULL) + 600),
+			 IM_OK);
+	tc_close(t);
+	for (i = 0; i < 50; i++) {
+		uint16_t port = owner_port(c, uid);
+
+		if (port != 0 && tc_connect(t, port) == 0) {
+			memset(env, 0, sizeof(*env));
+			env->which_msg = im_Envelope_resume_tag;
+			snprintf(env->msg.resume.token,
+				 sizeof(env->msg.resume.token), "%s", tok);
+			env->msg.resume.cursors_count = 1;
+			env->msg.resume.cursors[0].group = gid;
+			env->msg.resume.cursors[0].seq = cursor;
+			if (tc_call(t, env, H_TIMEOUT_MS) == 1 &&
+			    t->env->which_msg == im_Envelope_resume_ok_tag) {
+				free(env);
+				return;
+			}
+			tc_close(t);
+		}
+		usleep(100000);
+	}
+	fail_msg("user %llu could not resume at its owner",
+		 (unsigned long long)uid);
+}
+
+static int
+connector3_slots(const owners *o)
+{
+	int s, n = 0;
+
+	for (s = 0; s < SLOTS; s++) {
+		n += strncmp(o->user[s], "connector-3/", 12) == 0;
+	}
+	return n;
+}
+
+#define NRECV 16
+#define HMSG 10
+
+/*
+ * A Connector joins a running cluster: it gets its share of user slots by
+ * handover (the old owner writes what is queued, moves the slot by CAS,
+ * sends the slot's clients a Redirect and drops their sessions). The
+ * redirected clients resume at the new owner from their cursor, and every
+ * member of the group ends up with every acked message exactly once, in
+ * order, with an unbroken prev_seq chain: nothing is lost in the move.
+ */
+static void
+test_cluster_a_connector_added_takes_user_slots_and_its_users_lose_nothing(
+	void **state)
+{
+	cluster *c = *state;
+	owners *o = calloc(1, sizeof(*o));
+	static tclient t[NRECV + 1];
+	static tpush synced[64];
+	uint64_t uid[NRECV + 1], seqs[2 * HMSG];
+	int64_t gid = -1;
+	int i, k, moved = 0, redirected = 0, resends = 0;
+	char cmd[512];
+
+	assert_non_null(o);
+	memset(t, 0, sizeof(t));
+	load_owners(c, o);
+	/* t[0] sends; NRECV receivers, half on each Connector. */
+	uid[0] = user_on(o, 0, 40000);
+	for (i = 1; i <= NRECV; i++) {
+		uid[i] = user_on(o, i % 2, uid[i - 1] + 1);
+	}
+	for (i = 0; i <= NRECV; i++) {
+		login(c, &t[i], o, uid[i]);
+	}
+	for (k = 0; k < 50 && gid < 0; k++) {
+		gid = tc_create_group(&t[0], "handover", uid + 1, NRECV);
+		if (gid < 0) {
+			usleep(100000);
+		}
+	}
+	assert_true(gid > 0);
+	t[0].drop_pushes = true;
+	for (i = 0; i < 2 * HMSG; i++) {
+		char body[32];
+		int64_t seq = -1;
+		bool dup;
+
+		if (i == HMSG) {
+			snprintf(cmd, sizeof(cmd),
+				 "BUILD='%s' SLOTS=%d '%s/scripts/cluster' add "
+				 "'%s' connector connector-3",
+				 env_or("IM_BUILD", "build"), SLOTS,
+				 env_or("IM_SOURCE", "."), c->dir);
+			assert_int_equal(system(cmd), 0);
+			for (k = 0; k < 100; k++) {
+				load_owners(c, o);
+				if (connector3_slots(o) >= SLOTS / 3 - 1) {
+					break;
+				}
+				usleep(100000);
+			}
+			assert_true(connector3_slots(o) >= SLOTS / 3 - 1);
+		}
+		snprintf(body, sizeof(body), "h%d", i);
+		for (k = 0; k < 100 && seq < 0; k++) {
+			seq = tc_send_msg(&t[0], (uint64_t)gid, 7000 + i,
+					  body, &dup);
+			if (seq == -1000) {
+				/* Redirected away (or no answer): retry the
+				 * same dedup id at the owner. */
+				resume_at_owner(c, &t[0], uid[0],
+						(uint64_t)gid, IM_SEQ_MAX);
+				t[0].drop_pushes = true;
+				resends++;
+			} else if (seq < 0) {
+				assert_int_equal(seq, -im_Code_ERR_UNAVAILABLE);
+				resends++;
+				usleep(50000);
+			}
+		}
+		assert_true(seq > 0);
+		assert_true(i == 0 || (uint64_t)seq > seqs[i - 1]);
+		seqs[i] = (uint64_t)seq;
+	}
+	/* Each receiver: pushes, a resume at the new owner when its
+	 * connection was handed over, Sync for any gap; dedup by seq. */
+	load_owners(c, o);
+	for (i = 1; i <= NRECV; i++) {
+		uint64_t last = 0;
+		int got = 0, guard;
+		bool was_moved = false;
+
+		moved += strncmp(o->user[im_shard_slot_of(uid[i], SLOTS)],
+				 "connector-3/", 12) == 0;
+		for (guard = 0; guard < 500 && got < 2 * HMSG; guard++) {
+			tpush p;
+			int rc = tc_next_push(&t[i], &p, 1000), n, j;
+
+			if (rc < 0) {
+				redirected += !was_moved;
+				was_moved = true;
+				resume_at_owner(c, &t[i], uid[i], (uint64_t)gid,
+						last);
+				continue;
+			}
+			if (rc == 1 && (p.kind != im_Envelope_deliver_tag ||
+					p.group != (uint64_t)gid ||
+					p.seq <= last)) {
+				continue;
+			}
+			if (rc == 1 && p.prev_seq == last) {
+				assert_int_equal(p.seq, seqs[got]);
+				last = p.seq;
+				got++;
+				continue;
+			}
+			n = tc_sync_all(&t[i], (uint64_t)gid, last, synced,
+					64);
+			if (n < 0) {
+				continue; /* closed meanwhile: resume next */
+			}
+			for (j = 0; j < n && got < 2 * HMSG; j++) {
+				assert_int_equal(synced[j].prev_seq, last);
+				assert_int_equal(synced[j].seq, seqs[got]);
+				last = synced[j].seq;
+				got++;
+			}
+		}
+		assert_int_equal(got, 2 * HMSG);
+		tc_close(&t[i]);
+	}
+	tc_close(&t[0]);
+	print_message("# connector-3 took %d of %d user slots; %d of %d "
+		      "receivers moved to it, %d were redirected; %d sends "
+		      "retried\n",
+		      connector3_slots(o), SLOTS, moved, NRECV, redirected,
+		      resends);
+	assert_true(moved > 0);
+	assert_true(redirected >= moved);
+	free(o);
+}
+
 static void
 test_cluster_group_keeps_order_and_exactly_once_when_a_router_dies(
 	void **state)
@@ -624,6 +843,8 @@ main(void)
 			test_cluster_a_user_at_the_wrong_connector_is_redirected_to_its_owner),
 		cmocka_unit_test(
 			test_cluster_a_chatter_added_while_sending_takes_slots_without_loss),
+		cmocka_unit_test(
+			test_cluster_a_connector_added_takes_user_slots_and_its_users_lose_nothing),
 		/* Kills router-1: keep it last. */
 		cmocka_unit_test(
 			test_cluster_group_keeps_order_and_exactly_once_when_a_router_dies),
