@@ -512,6 +512,28 @@ count_slot(const im_slot_row *row, void *payload)
 	return 0;
 }
 
+/* A probe user (900000 and up) in each of the 64 slots; 0 if none. */
+static uint64_t
+h_probe_uid(uint32_t slot)
+{
+	static uint64_t uids[64];
+	static bool done;
+
+	if (!done) {
+		uint64_t uid;
+
+		for (uid = 900000; uid < 1000000; uid++) {
+			uint32_t s = im_shard_slot_of(uid, 64);
+
+			if (uids[s] == 0) {
+				uids[s] = uid;
+			}
+		}
+		done = true;
+	}
+	return slot < 64 ? uids[slot] : 0;
+}
+
 /* A login of uid through the Connector on port, following a Redirect. */
 static bool
 probe_login(const imd_proc *p, uint16_t port, uint64_t uid)
@@ -581,17 +603,21 @@ cluster_ready(imd_proc *p)
 	if (!ok || sc.other != 0) {
 		return false;
 	}
-	/* Each Connector sees the other's slots and knows its address: a
-	 * user of the other one logging in here is redirected there. */
+	/* Each Connector sees all of the other's slots and knows its
+	 * address: a user of any of them logging in here is redirected
+	 * there (its slot map may still be older than the last claims). */
 	for (i = 3; i < H_NODES && ok; i++) {
 		int other = i == 3 ? 4 : 3;
-		uint64_t uid = 900000;
+		uint32_t slot;
 
-		while (uid < 901000 &&
-		       sc.user_owner[im_shard_slot_of(uid, 64)] != other) {
-			uid++;
+		for (slot = 0; slot < 64 && ok; slot++) {
+			uint64_t uid = h_probe_uid(slot);
+
+			if (sc.user_owner[slot] == other) {
+				ok = uid != 0 &&
+				     probe_login(p, p->nodes[i].port, uid);
+			}
 		}
-		ok = probe_login(p, p->nodes[i].port, uid);
 	}
 	return ok;
 }
