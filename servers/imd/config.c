@@ -56,7 +56,7 @@ static const struct key keys[] = {
         {"max_groups", K_U32, F(ch.max_groups), 0, "hot groups in memory"},
         {"max_members", K_U32, F(ch.max_members), 0, "members per group"},
         {"max_batch", K_U32, F(ch.max_batch), 0, "sends per commit (1024)"},
-        {"seq_step", K_U32, F(ch.seq_step), 0, "seqs per group segment"},
+        {"seq_step", K_U32, F(ch.seq_step), 0, "seqs per group segment (10000)"},
         {"uq_step", K_U32, F(cn.uq_step), 0, "seqs per user-queue segment"},
         {"dedup_capacity", K_U32, F(ch.dedup_capacity), 0,
          "dedup cache entries"},

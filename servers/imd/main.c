@@ -358,11 +358,13 @@ out:
 		chatter_get_stats(d.ch, &cs);
 		LOG_I("chatter: %llu messages in %llu commits, %llu "
 		      "duplicates, "
-		      "%llu fenced commits, %u hot groups",
+		      "%llu fenced commits, %u hot groups, %llu seq refills "
+		      "(%llu inline)",
 		      (unsigned long long)cs.msgs,
 		      (unsigned long long)cs.commits,
 		      (unsigned long long)cs.dups, (unsigned long long)cs.stale,
-		      cs.groups);
+		      cs.groups, (unsigned long long)cs.refills,
+		      (unsigned long long)cs.refills_inline);
 	}
 	if (d.cn != NULL) {
 		connector_stats ns;

@@ -314,6 +314,7 @@ group_get(chatter *c, im_gid gid, struct group **out)
 	 * anything a previous owner could have committed. */
 	if (rc == IM_OK) {
 		rc = im_idseg_refill(&g->seg, c->st);
+		c->stats.refills++;
 	}
 	if (rc != IM_OK) {
 		LOG_W("chatter: loading group %llu: %s (%s)",
@@ -430,6 +431,61 @@ build_fanouts(chatter *c, uint32_t nmsgs, uint32_t ntouched)
 	return i;
 }
 
+/*
+ * Fetch the next segment of at most one group per turn, after the commit
+ * and its acks, off the path of the next batch: each refill is a store
+ * transaction (an fsync) of its own. The group closest to running dry
+ * goes first. With seq_step well above max_batch, a group that has to
+ * wait for a later turn still holds most of its segment (refills start at
+ * 20 % used); one that runs dry anyway refills inline, which is slower but
+ * as correct.
+ */
+static void
+prefetch_one(chatter *c, uint32_t ntouched)
+{
+	struct group *best = NULL;
+	uint64_t best_avail = 0;
+	uint32_t i;
+
+	for (i = 0; i < ntouched; i++) {
+		struct group *g = c->touched[i];
+		uint64_t avail;
+
+		if (!im_idseg_wants_refill(&g->seg)) {
+			continue;
+		}
+		avail = im_idseg_available(&g->seg);
+		if (best == NULL || avail < best_avail) {
+			best = g;
+			best_avail = avail;
+		}
+	}
+	if (best == NULL) {
+		return;
+	}
+	c->stats.refills++;
+	if (im_idseg_refill(&best->seg, c->st) != IM_OK) {
+		LOG_W("chatter: prefetch for group %llu: %s",
+		      (unsigned long long)best->gid, im_store_errmsg(c->st));
+	}
+}
+
+/* The segment ran dry (the prefetch fell behind): refill on the commit
+ * path, a transaction before the batch's own. */
+static bool
+refill_inline(chatter *c, struct group *g, uint64_t *seq)
+{
+	c->stats.refills++;
+	c->stats.refills_inline++;
+	if (im_idseg_refill(&g->seg, c->st) != IM_OK ||
+	    im_idseg_next(&g->seg, seq) != IM_OK) {
+		LOG_W("chatter: no seq for group %llu: %s",
+		      (unsigned long long)g->gid, im_store_errmsg(c->st));
+		return false;
+	}
+	return true;
+}
+
 void
 chatter_flush(chatter *c)
 {
@@ -491,11 +547,7 @@ chatter_flush(chatter *c)
 			}
 		}
 		if (im_idseg_next(&g->seg, &seq) != IM_OK &&
-		    (im_idseg_refill(&g->seg, c->st) != IM_OK ||
-		     im_idseg_next(&g->seg, &seq) != IM_OK)) {
-			LOG_W("chatter: no seq for group %llu: %s",
-			      (unsigned long long)g->gid,
-			      im_store_errmsg(c->st));
+		    !refill_inline(c, g, &seq)) {
 			reply_err(&c->replies[nrep++], p, ROLE_ERR_UNAVAILABLE,
 			          code_text(ROLE_ERR_UNAVAILABLE));
 			continue;
@@ -579,17 +631,7 @@ chatter_flush(chatter *c)
 		free(c->pend[i].body);
 	}
 	c->npend = 0;
-	/* Fetch next segments now, off the path of the next batch. */
-	for (i = 0; i < ntouched; i++) {
-		struct group *g = c->touched[i];
-
-		if (im_idseg_wants_refill(&g->seg) &&
-		    im_idseg_refill(&g->seg, c->st) != IM_OK) {
-			LOG_W("chatter: prefetch for group %llu: %s",
-			      (unsigned long long)g->gid,
-			      im_store_errmsg(c->st));
-		}
-	}
+	prefetch_one(c, ntouched);
 	(void)im_dedup_expire(c->dedup, now, 64);
 }
 
