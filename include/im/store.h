@@ -170,13 +170,27 @@ typedef enum im_sqlite_sync {
 	IM_SQLITE_SYNC_NORMAL = 1,
 } im_sqlite_sync;
 
-#define IM_STORE_SQLITE_OPTS_VERSION 1
+/*
+ * Version 2 appended `exclusive`; a caller compiled against version 1
+ * passes version 1 and gets the version 1 behaviour (shared locking).
+ */
+#define IM_STORE_SQLITE_OPTS_VERSION 2
 typedef struct im_store_sqlite_opts {
 	uint32_t version;
 	im_sqlite_sync sync;
 	uint32_t busy_timeout_ms; /**< wait on a locked database, default 5000 */
+	/**
+	 * Version 2. true: `PRAGMA locking_mode=EXCLUSIVE`. The store takes
+	 * an exclusive lock on the file when it opens it and keeps it until
+	 * im_store_close(), so no read or write pays for POSIX locks or the
+	 * -shm file any more, and no other connection or process can open
+	 * the database meanwhile (another imd, imctl, the sqlite3 shell: they
+	 * wait busy_timeout and fail with "database is locked"). Only for a
+	 * process that is the database's sole user. Default false.
+	 */
+	bool exclusive;
 } im_store_sqlite_opts;
-#define IM_STORE_SQLITE_OPTS_INIT {IM_STORE_SQLITE_OPTS_VERSION, IM_SQLITE_SYNC_FULL, 5000}
+#define IM_STORE_SQLITE_OPTS_INIT {IM_STORE_SQLITE_OPTS_VERSION, IM_SQLITE_SYNC_FULL, 5000, false}
 
 /**
  * Open (creating if needed) a sqlite store and migrate its schema.
@@ -187,6 +201,9 @@ typedef struct im_store_sqlite_opts {
  *         stayed locked past busy_timeout while migrating)
  * Durability: IM_SQLITE_SYNC_FULL (default) makes every committed write
  * survive power loss; NORMAL only survives a crash of the process.
+ * With opts->exclusive (version >= 2) the open fails with IM_EUNAVAIL when
+ * another connection holds the file past busy_timeout, and the file stays
+ * locked against everyone else until im_store_close().
  * On failure *out is NULL and, if errbuf is not NULL, a reason is written
  * into errbuf (at most errlen bytes, NUL terminated).
  */

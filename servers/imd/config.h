@@ -23,6 +23,7 @@ typedef struct imd_config {
 	char node[IM_OWNER_MAX + 1];
 	char log_level[16];
 	char sync[16];                /* full | normal */
+	bool exclusive; /* sqlite locking_mode=EXCLUSIVE: sole user */
 	char port_file[IMD_PATH_MAX]; /* write the bound port here */
 	uint32_t slots;
 	connector_opts cn;

@@ -3,7 +3,9 @@
  * Chatter joined by the in-process router, over the sqlite store. At start
  * it claims every slot of both kinds in the store (compare-and-set, epoch
  * + 1), so every write it makes is fenced exactly as in a cluster and a
- * second imd on the same database fences the first one off.
+ * second imd on the same database fences the first one off. By default
+ * (exclusive = true) imd holds the database file locked while it runs, so
+ * a second imd cannot even open it; exclusive = false shares the file.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -272,6 +274,7 @@ run(imd_config *cfg)
 		LOG_E("sync must be full or normal, not '%s'", cfg->sync);
 		return 2;
 	}
+	so.exclusive = cfg->exclusive;
 	if (cfg->port > 65535) {
 		LOG_E("port %u out of range", cfg->port);
 		return 2;
@@ -346,8 +349,8 @@ run(imd_config *cfg)
 	ev_signal_init(&d.sigint_w, stop_cb, SIGINT);
 	d.sigint_w.data = &d;
 	ev_signal_start(d.loop, &d.sigint_w);
-	LOG_I("imd listening on %s:%u, db %s (sync %s)", cfg->listen, port,
-	      cfg->db, cfg->sync);
+	LOG_I("imd listening on %s:%u, db %s (sync %s%s)", cfg->listen, port,
+	      cfg->db, cfg->sync, cfg->exclusive ? ", exclusive" : "");
 	ev_run(d.loop, 0);
 	status = 0;
 out:

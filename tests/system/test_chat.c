@@ -948,6 +948,46 @@ test_system_a_second_imd_fences_off_the_first(void **state)
 	assert_int_equal(imd_stop(&second, SIGTERM), 0);
 }
 
+/* Two imds on one file need shared locking (exclusive is the default). */
+static const char *const shared_db[] = {"--seq-step", "4",        "--uq-step",
+                                        "4",          "--exclusive", "false",
+                                        NULL};
+
+static int
+setup_shared(void **state)
+{
+	return setup_with(state, shared_db);
+}
+
+static void
+test_system_a_second_imd_cannot_open_the_database_of_an_exclusive_one(
+        void **state)
+{
+	struct fixture *f = *state;
+	imd_proc second = f->imd;
+	tclient a;
+	int64_t g;
+
+	login_as(f, &a, 1, NULL, 0, NULL);
+	g = tc_create_group(&a, "held", NULL, 0);
+	assert_true(g > 0);
+	/* A bad value is refused at once. */
+	second.pid = 0;
+	second.extra[second.nextra] = "--exclusive";
+	second.extra[second.nextra + 1] = "maybe";
+	second.nextra += 2;
+	snprintf(second.port_file, sizeof(second.port_file), "%s/port2",
+	         f->imd.dir);
+	snprintf(second.log, sizeof(second.log), "%s/imd2.log", f->imd.dir);
+	assert_int_equal(imd_start(&second), -1);
+	/* The file is locked: the second one gives up after its busy
+	 * timeout (5 s) without claiming anything. */
+	second.nextra -= 2;
+	assert_int_equal(imd_start(&second), -1);
+	assert_true(tc_send_msg(&a, (uint64_t)g, 1, "still here", NULL) > 0);
+	tc_close(&a);
+}
+
 static const char *const short_rto[] = {"--rto-ms", "300", NULL};
 
 static int
@@ -1096,8 +1136,11 @@ main(void)
 	                test_system_sends_of_one_loop_turn_are_committed_together,
 	                setup, teardown),
 	        cmocka_unit_test_setup_teardown(
-	                test_system_a_second_imd_fences_off_the_first, setup,
-	                teardown),
+	                test_system_a_second_imd_fences_off_the_first,
+	                setup_shared, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_system_a_second_imd_cannot_open_the_database_of_an_exclusive_one,
+	                setup, teardown),
 	        cmocka_unit_test_setup_teardown(
 	                test_system_unacked_deliveries_are_retransmitted_acked_ones_are_not,
 	                setup_short_rto, teardown),

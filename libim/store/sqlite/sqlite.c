@@ -1238,6 +1238,16 @@ sq_pragmas(sq_store *sq, const im_store_sqlite_opts *opts)
 
 	sqlite3_busy_timeout(sq->db, (int)IM__MIN(opts->busy_timeout_ms,
 	                                          (uint32_t)INT32_MAX));
+	/* Before the first access to the WAL: then sqlite keeps its
+	 * wal-index in heap memory, takes the file's exclusive lock once and
+	 * no transaction calls fcntl again. Version 1 opts have no field. */
+	if (opts->version >= 2 && opts->exclusive) {
+		rc = sq_exec_sql(sq, "PRAGMA locking_mode=EXCLUSIVE",
+		                 "locking_mode");
+		if (rc != IM_OK) {
+			return rc;
+		}
+	}
 	/* :memory: answers "memory" here, which is what it can do. */
 	rc = sq_exec_sql(sq, "PRAGMA journal_mode=WAL", "journal_mode");
 	if (rc != IM_OK) {
