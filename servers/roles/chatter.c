@@ -72,6 +72,12 @@ struct chatter {
 	/* The batch being gathered, and scratch for committing it. */
 	struct pend *pend;
 	uint32_t npend;
+	/* Bodies of the pending sends, packed; emptied by every flush.
+	 * max_batch x IM_MSG_BODY_MAX bytes, so max_batch flushes first;
+	 * only the pages a batch used are ever touched. */
+	uint8_t *arena;
+	size_t arena_used;
+	size_t arena_cap;
 	uint64_t batch_gen;
 	im_msg *msgs;
 	struct group **msg_group;
@@ -627,10 +633,9 @@ chatter_flush(chatter *c)
 	if (nfans > 0) {
 		c->router->ops->deliver(c->router, c->fans, nfans);
 	}
-	for (i = 0; i < npend; i++) {
-		free(c->pend[i].body);
-	}
+	/* The bodies were borrowed by the store and the fan-out until now. */
 	c->npend = 0;
+	c->arena_used = 0;
 	prefetch_one(c, ntouched);
 	(void)im_dedup_expire(c->dedup, now, 64);
 }
@@ -678,19 +683,17 @@ queue_send(chatter *c, const role_op *op)
 		c->router->ops->reply(c->router, &r, 1);
 		return;
 	}
-	if (c->npend == c->opts.max_batch) {
+	/* A full batch (sends or body bytes) is committed first. */
+	if (c->npend == c->opts.max_batch ||
+	    c->arena_cap - c->arena_used < op->body_len) {
 		chatter_flush(c);
 	}
 	p = &c->pend[c->npend];
 	memset(p, 0, sizeof(*p));
 	if (op->body_len > 0) {
-		p->body = malloc(op->body_len);
-		if (p->body == NULL) {
-			reply_one(c, op, ROLE_ERR_INTERNAL, "out of memory",
-			          op->group);
-			return;
-		}
+		p->body = c->arena + c->arena_used;
 		memcpy(p->body, op->body, op->body_len);
+		c->arena_used += op->body_len;
 	}
 	p->route = op->route;
 	p->sender = op->user;
@@ -935,10 +938,14 @@ chatter_create(chatter **out, struct ev_loop *loop, im_store *st,
 	c->fan_msgs = calloc(mb, sizeof(*c->fan_msgs));
 	c->fans = calloc(mb, sizeof(*c->fans));
 	c->fan_count = calloc(mb, sizeof(*c->fan_count));
+	/* malloc, not calloc: pages a batch never reaches stay unmapped. */
+	c->arena_cap = mb * IM_MSG_BODY_MAX;
+	c->arena = malloc(c->arena_cap);
 	if (c->buckets == NULL || c->pend == NULL || c->msgs == NULL ||
 	    c->msg_group == NULL || c->msg_pend == NULL || c->res == NULL ||
 	    c->fences == NULL || c->touched == NULL || c->replies == NULL ||
-	    c->fan_msgs == NULL || c->fans == NULL || c->fan_count == NULL) {
+	    c->fan_msgs == NULL || c->fans == NULL || c->fan_count == NULL ||
+	    c->arena == NULL) {
 		rc = IM_ENOMEM;
 		goto fail;
 	}
@@ -970,16 +977,13 @@ fail:
 void
 chatter_destroy(chatter *c)
 {
-	uint32_t b, i;
+	uint32_t b;
 
 	if (c == NULL) {
 		return;
 	}
 	if (ev_is_active(&c->commit_w)) {
 		ev_prepare_stop(c->loop, &c->commit_w);
-	}
-	for (i = 0; c->pend != NULL && i < c->npend; i++) {
-		free(c->pend[i].body);
 	}
 	for (b = 0; c->buckets != NULL && b < c->nbuckets; b++) {
 		while (c->buckets[b] != NULL) {
@@ -1003,5 +1007,6 @@ chatter_destroy(chatter *c)
 	free(c->fan_msgs);
 	free(c->fans);
 	free(c->fan_count);
+	free(c->arena);
 	free(c);
 }

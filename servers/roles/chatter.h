@@ -17,7 +17,10 @@ typedef struct chatter chatter;
 typedef struct chatter_opts {
 	uint32_t max_groups;  /* hot groups kept; idle ones are evicted */
 	uint32_t max_members; /* members of one group held in memory */
-	uint32_t max_batch;   /* sends committed per transaction */
+	uint32_t max_batch;   /* sends committed per transaction; their
+	                       * bodies wait in one arena of max_batch x
+	                       * 4096 bytes (address space; only what a
+	                       * batch fills is touched) */
 	uint32_t seq_step;    /* ids per group seq segment; keep it well
 	                       * above max_batch: at most one segment is
 	                       * prefetched per commit */
