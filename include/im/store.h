@@ -171,8 +171,9 @@ typedef enum im_sqlite_sync {
 } im_sqlite_sync;
 
 /*
- * Version 2 appended `exclusive`; a caller compiled against version 1
- * passes version 1 and gets the version 1 behaviour (shared locking).
+ * Version 2 appended `exclusive` and `wal_autocheckpoint`; a caller
+ * compiled against version 1 passes version 1 and gets the version 1
+ * behaviour (shared locking, sqlite's default checkpoints).
  */
 #define IM_STORE_SQLITE_OPTS_VERSION 2
 typedef struct im_store_sqlite_opts {
@@ -189,8 +190,16 @@ typedef struct im_store_sqlite_opts {
 	 * process that is the database's sole user. Default false.
 	 */
 	bool exclusive;
+	/**
+	 * Version 2. `PRAGMA wal_autocheckpoint`: the commit that makes the
+	 * WAL longer than this many pages copies it into the database (two
+	 * more fsyncs, and one more for the WAL header on the next commit).
+	 * Larger: fewer, longer checkpoints and a larger -wal file. 0 keeps
+	 * sqlite's default (1000 pages, 4 MB).
+	 */
+	uint32_t wal_autocheckpoint;
 } im_store_sqlite_opts;
-#define IM_STORE_SQLITE_OPTS_INIT {IM_STORE_SQLITE_OPTS_VERSION, IM_SQLITE_SYNC_FULL, 5000, false}
+#define IM_STORE_SQLITE_OPTS_INIT {IM_STORE_SQLITE_OPTS_VERSION, IM_SQLITE_SYNC_FULL, 5000, false, 0}
 
 /**
  * Open (creating if needed) a sqlite store and migrate its schema.

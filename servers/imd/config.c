@@ -35,6 +35,8 @@ static const struct key keys[] = {
         {"exclusive", K_BOOL, F(exclusive), 0,
          "true: imd locks the db file while it runs, no other process "
          "(imctl, sqlite3) can open it; faster reads (true)"},
+        {"wal_autocheckpoint", K_U32, F(wal_autocheckpoint), 0,
+         "WAL pages between checkpoints, 0 = sqlite's 1000 (10000)"},
         {"port_file", K_STR, F(port_file), S(port_file),
          "write the bound port to this file once listening"},
         {"slots", K_U32, F(slots), 0, "slots per kind (1024)"},
@@ -81,6 +83,7 @@ imd_config_defaults(imd_config *cfg)
 	snprintf(cfg->sync, sizeof(cfg->sync), "full");
 	cfg->slots = 1024;
 	cfg->exclusive = true;
+	cfg->wal_autocheckpoint = 10000;
 	cfg->cn = co;
 	cfg->ch = cho;
 }

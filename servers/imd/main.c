@@ -275,6 +275,7 @@ run(imd_config *cfg)
 		return 2;
 	}
 	so.exclusive = cfg->exclusive;
+	so.wal_autocheckpoint = cfg->wal_autocheckpoint;
 	if (cfg->port > 65535) {
 		LOG_E("port %u out of range", cfg->port);
 		return 2;

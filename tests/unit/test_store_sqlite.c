@@ -374,6 +374,44 @@ test_sqlite_exclusive_store_locks_everyone_else_out_until_closed(void **state)
 	im_store_close(st);
 }
 
+static int
+int_cb(void *payload, int ncol, char **vals, char **names)
+{
+	*(int *)payload = ncol > 0 && vals[0] != NULL ? atoi(vals[0]) : -1;
+	return 0;
+}
+
+/* PRAGMA wal_autocheckpoint of the store's connection. */
+static int
+autocheckpoint_of(im_store *st)
+{
+	int v = -1;
+
+	assert_int_equal(sqlite3_exec(im__store_sqlite_db(st),
+	                              "PRAGMA wal_autocheckpoint", int_cb, &v,
+	                              0),
+	                 SQLITE_OK);
+	return v;
+}
+
+static void
+test_sqlite_wal_autocheckpoint_is_set_and_zero_keeps_the_default(void **state)
+{
+	tmpdb *t = *state;
+	im_store_sqlite_opts o = IM_STORE_SQLITE_OPTS_INIT;
+	im_store *st = NULL;
+
+	assert_int_equal(im_store_sqlite_open(&st, t->path, &o, NULL, 0),
+	                 IM_OK);
+	assert_int_equal(autocheckpoint_of(st), 1000);
+	im_store_close(st);
+	o.wal_autocheckpoint = 12345;
+	assert_int_equal(im_store_sqlite_open(&st, t->path, &o, NULL, 0),
+	                 IM_OK);
+	assert_int_equal(autocheckpoint_of(st), 12345);
+	im_store_close(st);
+}
+
 /* What a caller compiled against version 1 of the opts passes. */
 typedef struct opts_v1 {
 	uint32_t version;
@@ -403,8 +441,9 @@ test_sqlite_version_1_opts_open_shared_and_are_not_read_past_their_end(
 	                 IM_OK);
 	assert_int_equal(im_store_slot_cas(st, IM_KIND_USER, 1, 0, "n", &e),
 	                 IM_OK);
-	/* Shared locking, as before version 2. */
+	/* Shared locking and sqlite's checkpoints, as before version 2. */
 	assert_int_equal(other_reads(t->path), SQLITE_OK);
+	assert_int_equal(autocheckpoint_of(st), 1000);
 	im_store_close(st);
 	free(o1);
 }
@@ -465,6 +504,9 @@ main(void)
 	        cmocka_unit_test(test_sqlite_segment_space_exhaustion_is_efull),
 	        cmocka_unit_test_setup_teardown(
 	                test_sqlite_exclusive_store_locks_everyone_else_out_until_closed,
+	                tmp_setup, tmp_teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_sqlite_wal_autocheckpoint_is_set_and_zero_keeps_the_default,
 	                tmp_setup, tmp_teardown),
 	        cmocka_unit_test_setup_teardown(
 	                test_sqlite_version_1_opts_open_shared_and_are_not_read_past_their_end,

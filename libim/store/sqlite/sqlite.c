@@ -1253,6 +1253,15 @@ sq_pragmas(sq_store *sq, const im_store_sqlite_opts *opts)
 	if (rc != IM_OK) {
 		return rc;
 	}
+	if (opts->version >= 2 && opts->wal_autocheckpoint > 0) {
+		snprintf(sql, sizeof(sql), "PRAGMA wal_autocheckpoint=%u",
+		         (unsigned)IM__MIN(opts->wal_autocheckpoint,
+		                           (uint32_t)INT32_MAX));
+		rc = sq_exec_sql(sq, sql, "wal_autocheckpoint");
+		if (rc != IM_OK) {
+			return rc;
+		}
+	}
 	snprintf(sql, sizeof(sql), "PRAGMA synchronous=%s",
 	         opts->sync == IM_SQLITE_SYNC_NORMAL ? "NORMAL" : "FULL");
 	return sq_exec_sql(sq, sql, "synchronous");
