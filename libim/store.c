@@ -1,6 +1,10 @@
 /*
  * The im_store_* wrappers: argument checks shared by every backend, then a
- * call through the ops table. Ops newer than version 1 are gated here.
+ * call through the ops table. Ops newer than version 1 are gated here:
+ * called only when the backend's ops->version is at least the version that
+ * added them and the op is not NULL, else IM_ENOTSUP. The version test comes
+ * first: a table compiled against an older header ends before the newer
+ * ops, so they must not even be read.
  */
 #include "im/sys/store.h"
 #include "internal.h"
@@ -305,4 +309,71 @@ im_store_uq_read(im_store *st, im_uid user, im_seq after, uint32_t limit,
 		limit = IM_STORE_READ_LIMIT_MAX;
 	}
 	return st->ops->uq_read(st, user, after, limit, cb, payload);
+}
+
+/* Version 2: cluster membership. */
+
+#define HAS_OP(st, v, op) ((st)->ops->version >= (v) && (st)->ops->op != NULL)
+
+static bool
+node_name_ok(const char *name)
+{
+	size_t n;
+
+	if (name == NULL) {
+		return false;
+	}
+	n = strlen(name);
+	return n > 0 && n <= IM_NODE_NAME_MAX;
+}
+
+int
+im_store_node_register(im_store *st, const char *name, im_node_role role,
+		       const char *address, uint64_t now_ms,
+		       uint64_t *incarnation_out)
+{
+	uint64_t ignored;
+
+	CHECK(st != NULL);
+	CHECK(node_name_ok(name));
+	CHECK(role == IM_NODE_CONNECTOR || role == IM_NODE_ROUTER ||
+	      role == IM_NODE_CHATTER);
+	CHECK(address != NULL && address[0] != '\0');
+	CHECK(strlen(address) <= IM_NODE_ADDR_MAX);
+	CHECK(now_ms < (uint64_t)INT64_MAX);
+	if (!HAS_OP(st, 2, node_register)) {
+		im_store_set_error(st, "%s: node_register not supported",
+				   st->ops->name);
+		return IM_ENOTSUP;
+	}
+	return st->ops->node_register(st, name, role, address, now_ms,
+				      incarnation_out != NULL ? incarnation_out
+							      : &ignored);
+}
+
+int
+im_store_node_heartbeat(im_store *st, const char *name, uint64_t now_ms)
+{
+	CHECK(st != NULL);
+	CHECK(node_name_ok(name));
+	CHECK(now_ms < (uint64_t)INT64_MAX);
+	if (!HAS_OP(st, 2, node_heartbeat)) {
+		im_store_set_error(st, "%s: node_heartbeat not supported",
+				   st->ops->name);
+		return IM_ENOTSUP;
+	}
+	return st->ops->node_heartbeat(st, name, now_ms);
+}
+
+int
+im_store_node_list(im_store *st, im_node_cb cb, void *payload)
+{
+	CHECK(st != NULL);
+	CHECK(cb != NULL);
+	if (!HAS_OP(st, 2, node_list)) {
+		im_store_set_error(st, "%s: node_list not supported",
+				   st->ops->name);
+		return IM_ENOTSUP;
+	}
+	return st->ops->node_list(st, cb, payload);
 }

@@ -46,7 +46,7 @@ extern "C" {
 typedef struct im_store im_store;
 
 /** Highest schema version this build knows (see libim/store/schema/). */
-#define IM_STORE_SCHEMA_VERSION 1
+#define IM_STORE_SCHEMA_VERSION 2
 
 /**
  * A write fence: a slot the writer owns and the epoch it owns it at. Writes
@@ -377,6 +377,63 @@ IM_API int im_store_uq_append(im_store *st, const im_fence *fences,
 /** Stream a user's queue items with after < seq, in order, at most limit. */
 IM_API int im_store_uq_read(im_store *st, im_uid user, im_seq after,
 			    uint32_t limit, im_uq_cb cb, void *payload);
+
+/*
+ * Cluster membership (store ops version 2; a backend compiled against
+ * version 1 answers IM_ENOTSUP). A node registers itself with its role and
+ * listen address, then heartbeats; readers judge liveness from the
+ * heartbeat's age. A node's name is also its slot owner string.
+ */
+
+/** Longest node name (the slot owner string) and listen address. */
+#define IM_NODE_NAME_MAX IM_OWNER_MAX
+#define IM_NODE_ADDR_MAX 128
+
+/** What a node does (values match imrpc.Role of proto/rpc.proto). */
+typedef enum im_node_role {
+	IM_NODE_CONNECTOR = 1,
+	IM_NODE_ROUTER = 2,
+	IM_NODE_CHATTER = 3,
+} im_node_role;
+
+/** A node as registered in the store. */
+typedef struct im_node_row {
+	const char *name;       /**< NUL terminated, <= IM_NODE_NAME_MAX */
+	im_node_role role;
+	const char *address;    /**< "host:port", <= IM_NODE_ADDR_MAX */
+	uint64_t registered_ms; /**< time of the last register */
+	uint64_t heartbeat_ms;  /**< time of the last register or heartbeat */
+	uint64_t incarnation;   /**< 1 at the first register, +1 at each */
+} im_node_row;
+
+typedef int (*im_node_cb)(const im_node_row *row, void *payload);
+
+/**
+ * Register (or re-register) a node: sets role, address, registered_ms and
+ * heartbeat_ms to now_ms and bumps its incarnation, so a node coming back
+ * (a restart, or a fenced zombie re-registering) is a fresh incarnation.
+ * @param incarnation_out may be NULL
+ * @retval IM_OK, IM_EINVAL (empty or too long name/address, bad role),
+ *         IM_ENOTSUP (backend older than ops version 2), IM_ERR
+ */
+IM_API int im_store_node_register(im_store *st, const char *name,
+				  im_node_role role, const char *address,
+				  uint64_t now_ms, uint64_t *incarnation_out);
+
+/**
+ * Record a heartbeat of a registered node (heartbeat_ms = now_ms).
+ * @retval IM_OK, IM_ENOTFOUND (never registered), IM_EINVAL, IM_ENOTSUP,
+ *         IM_ERR
+ */
+IM_API int im_store_node_heartbeat(im_store *st, const char *name,
+				   uint64_t now_ms);
+
+/**
+ * Stream every registered node, ordered by name. Rows are borrowed until
+ * cb returns; a non-zero return stops the read and is returned.
+ * @retval IM_OK, IM_ENOTSUP, IM_ERR, or cb's non-zero value
+ */
+IM_API int im_store_node_list(im_store *st, im_node_cb cb, void *payload);
 
 #ifdef __cplusplus
 }

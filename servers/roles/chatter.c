@@ -534,7 +534,10 @@ chatter_flush(chatter *c)
 			continue;
 		}
 		if (g->batch != c->batch_gen) {
-			im_fence f;
+			/* A slot that stopped being ours since the send was
+			 * queued (the map was reloaded) keeps epoch 0: the
+			 * store refuses it as stale, never writes it. */
+			im_fence f = {IM_KIND_GROUP, g->slot, 0};
 			uint32_t k;
 
 			g->batch = c->batch_gen;

@@ -116,6 +116,9 @@ struct connector {
 	const char *node;
 	uint32_t index;
 	role_router *router;
+	/* Cluster: the client address of another owner, for Redirect. */
+	const char *(*redirect)(void *payload, const char *owner);
+	void *redirect_payload;
 	uint8_t secret[IM_TOKEN_SECRET_MAX];
 	size_t secret_len;
 	connector_opts o;
@@ -310,6 +313,29 @@ conn_fail(struct conn *c, uint64_t req_id, int code, const char *text)
 	c->closing = true;
 	ev_io_stop(c->cn->loop, &c->rio);
 	/* Do not wait forever for a peer that does not read. */
+	ev_timer_stop(c->cn->loop, &c->timer);
+	ev_timer_set(&c->timer, 2.0, 0.0);
+	ev_timer_start(c->cn->loop, &c->timer);
+	conn_mark_dirty(c);
+}
+
+/* Send Redirect{address} and close once it is written. */
+static void
+conn_redirect(struct conn *c, uint64_t req_id, const char *address)
+{
+	im_Redirect rd = im_Redirect_init_zero;
+
+	if (c->closed || c->closing) {
+		return;
+	}
+	snprintf(rd.address, sizeof(rd.address), "%s", address);
+	conn_send(c, req_id, im_Envelope_redirect_tag, im_Redirect_fields,
+	          &rd);
+	if (c->closed) {
+		return;
+	}
+	c->closing = true;
+	ev_io_stop(c->cn->loop, &c->rio);
 	ev_timer_stop(c->cn->loop, &c->timer);
 	ev_timer_set(&c->timer, 2.0, 0.0);
 	ev_timer_start(c->cn->loop, &c->timer);
@@ -897,8 +923,19 @@ login_user(struct conn *c, uint64_t req_id, const char *token)
 	}
 	e = im_shard_get(cn->map, IM_KIND_USER, uid);
 	if (strcmp(e.owner, cn->node) != 0) {
-		conn_fail(c, req_id, im_Code_ERR_UNAVAILABLE,
-		          "user is not served here");
+		const char *addr = cn->redirect != NULL && e.owner[0] != '\0'
+		                           ? cn->redirect(cn->redirect_payload,
+		                                          e.owner)
+		                           : NULL;
+
+		if (addr != NULL) {
+			LOG_D("user %llu: redirected to %s (%s)",
+			      (unsigned long long)uid, addr, e.owner);
+			conn_redirect(c, req_id, addr);
+		} else {
+			conn_fail(c, req_id, im_Code_ERR_UNAVAILABLE,
+			          "user is not served here");
+		}
 		return NULL;
 	}
 	u = user_get(cn, uid);
@@ -2015,6 +2052,15 @@ connector_stop_accepting(connector *cn)
 		close(cn->lfd);
 		cn->lfd = -1;
 	}
+}
+
+void
+connector_set_redirect(connector *cn,
+                       const char *(*fn)(void *payload, const char *owner),
+                       void *payload)
+{
+	cn->redirect = fn;
+	cn->redirect_payload = payload;
 }
 
 void

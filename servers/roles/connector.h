@@ -58,6 +58,17 @@ void connector_reply(connector *cn, const role_reply *reps, size_t n);
 void connector_deliver(connector *cn, const role_fanout *f, size_t n);
 void connector_user_events(connector *cn, const role_uevent *ev, size_t n);
 
+/*
+ * Cluster: fn(payload, owner) gives the client address ("host:port") of
+ * the Connector `owner` (a slot owner string), or NULL if unknown. A user
+ * logging in here but owned by another live Connector then gets
+ * Redirect{address} (and the connection closes) instead of
+ * ERR_UNAVAILABLE. imd never sets it.
+ */
+void connector_set_redirect(connector *cn,
+                            const char *(*fn)(void *payload, const char *owner),
+                            void *payload);
+
 /* Write what is queued now (shutdown). */
 void connector_flush(connector *cn);
 

@@ -1341,6 +1341,215 @@ test_retries_after_a_fault_at_any_append_converge_to_one_state(void **state)
 	im_store_close(faulty);
 }
 
+/* ---- nodes (ops version 2) ------------------------------------------ */
+
+typedef struct node_seen {
+	int n;
+	int stop_at; /* stop the list after this many rows (0 = never) */
+	char names[4][IM_NODE_NAME_MAX + 1];
+	char addr[4][IM_NODE_ADDR_MAX + 1];
+	im_node_role role[4];
+	uint64_t reg[4], hb[4], inc[4];
+} node_seen;
+
+static int
+node_collect(const im_node_row *row, void *payload)
+{
+	node_seen *ns = payload;
+
+	if (ns->n < 4) {
+		snprintf(ns->names[ns->n], sizeof(ns->names[0]), "%s",
+		         row->name);
+		snprintf(ns->addr[ns->n], sizeof(ns->addr[0]), "%s",
+		         row->address);
+		ns->role[ns->n] = row->role;
+		ns->reg[ns->n] = row->registered_ms;
+		ns->hb[ns->n] = row->heartbeat_ms;
+		ns->inc[ns->n] = row->incarnation;
+	}
+	ns->n++;
+	return ns->stop_at != 0 && ns->n >= ns->stop_at ? 42 : 0;
+}
+
+static void
+test_node_register_then_list_shows_role_address_and_times(void **state)
+{
+	conf *cf = *state;
+	node_seen ns = {0};
+	uint64_t inc = 0;
+
+	assert_int_equal(im_store_node_list(cf->st, node_collect, &ns), IM_OK);
+	assert_int_equal(ns.n, 0);
+	assert_int_equal(im_store_node_register(cf->st, "chatter-1",
+	                                        IM_NODE_CHATTER,
+	                                        "127.0.0.1:7701", 1000, &inc),
+	                 IM_OK);
+	assert_int_equal(inc, 1);
+	assert_int_equal(im_store_node_list(cf->st, node_collect, &ns), IM_OK);
+	assert_int_equal(ns.n, 1);
+	assert_string_equal(ns.names[0], "chatter-1");
+	assert_string_equal(ns.addr[0], "127.0.0.1:7701");
+	assert_int_equal(ns.role[0], IM_NODE_CHATTER);
+	assert_int_equal(ns.reg[0], 1000);
+	assert_int_equal(ns.hb[0], 1000);
+	assert_int_equal(ns.inc[0], 1);
+}
+
+static void
+test_node_register_again_is_a_fresh_incarnation(void **state)
+{
+	conf *cf = *state;
+	node_seen ns = {0};
+	uint64_t inc = 0;
+
+	assert_int_equal(im_store_node_register(cf->st, "c", IM_NODE_CONNECTOR,
+	                                        "127.0.0.1:1", 10, &inc),
+	                 IM_OK);
+	assert_int_equal(im_store_node_heartbeat(cf->st, "c", 20), IM_OK);
+	assert_int_equal(im_store_node_register(cf->st, "c", IM_NODE_CONNECTOR,
+	                                        "127.0.0.2:2", 30, &inc),
+	                 IM_OK);
+	assert_int_equal(inc, 2);
+	assert_int_equal(im_store_node_register(cf->st, "c", IM_NODE_CONNECTOR,
+	                                        "127.0.0.2:2", 40, NULL),
+	                 IM_OK);
+	assert_int_equal(im_store_node_list(cf->st, node_collect, &ns), IM_OK);
+	assert_int_equal(ns.n, 1);
+	assert_string_equal(ns.addr[0], "127.0.0.2:2");
+	assert_int_equal(ns.reg[0], 40);
+	assert_int_equal(ns.hb[0], 40);
+	assert_int_equal(ns.inc[0], 3);
+}
+
+static void
+test_node_heartbeat_moves_only_the_heartbeat(void **state)
+{
+	conf *cf = *state;
+	node_seen ns = {0};
+
+	assert_int_equal(im_store_node_register(cf->st, "r", IM_NODE_ROUTER,
+	                                        "127.0.0.1:9", 100, NULL),
+	                 IM_OK);
+	assert_int_equal(im_store_node_heartbeat(cf->st, "r", 250), IM_OK);
+	assert_int_equal(im_store_node_list(cf->st, node_collect, &ns), IM_OK);
+	assert_int_equal(ns.n, 1);
+	assert_int_equal(ns.role[0], IM_NODE_ROUTER);
+	assert_int_equal(ns.reg[0], 100);
+	assert_int_equal(ns.hb[0], 250);
+	assert_int_equal(ns.inc[0], 1);
+}
+
+static void
+test_node_heartbeat_of_an_unknown_node_is_not_found(void **state)
+{
+	conf *cf = *state;
+	node_seen ns = {0};
+
+	assert_int_equal(im_store_node_heartbeat(cf->st, "ghost", 1),
+	                 IM_ENOTFOUND);
+	assert_non_null(strstr(im_store_errmsg(cf->st), "ghost"));
+	assert_int_equal(im_store_node_list(cf->st, node_collect, &ns), IM_OK);
+	assert_int_equal(ns.n, 0);
+}
+
+static void
+test_node_list_is_ordered_by_name_and_stops_on_nonzero(void **state)
+{
+	conf *cf = *state;
+	node_seen ns = {0};
+	char longest[IM_NODE_NAME_MAX + 1];
+
+	memset(longest, 'z', IM_NODE_NAME_MAX);
+	longest[IM_NODE_NAME_MAX] = '\0';
+	assert_int_equal(im_store_node_register(cf->st, "b", IM_NODE_CHATTER,
+	                                        "127.0.0.1:2", 1, NULL),
+	                 IM_OK);
+	assert_int_equal(im_store_node_register(cf->st, longest,
+	                                        IM_NODE_ROUTER,
+	                                        "127.0.0.1:3", 1, NULL),
+	                 IM_OK);
+	assert_int_equal(im_store_node_register(cf->st, "a", IM_NODE_CONNECTOR,
+	                                        "127.0.0.1:1", 1, NULL),
+	                 IM_OK);
+	assert_int_equal(im_store_node_list(cf->st, node_collect, &ns), IM_OK);
+	assert_int_equal(ns.n, 3);
+	assert_string_equal(ns.names[0], "a");
+	assert_string_equal(ns.names[1], "b");
+	assert_string_equal(ns.names[2], longest);
+	memset(&ns, 0, sizeof(ns));
+	ns.stop_at = 2;
+	assert_int_equal(im_store_node_list(cf->st, node_collect, &ns), 42);
+	assert_int_equal(ns.n, 2);
+	/* The handle works again after a stopped read. */
+	assert_int_equal(im_store_node_heartbeat(cf->st, "a", 5), IM_OK);
+}
+
+static void
+test_node_ops_reject_bad_arguments(void **state)
+{
+	conf *cf = *state;
+	char too_long[IM_NODE_NAME_MAX + 2];
+	node_seen ns = {0};
+
+	memset(too_long, 'x', sizeof(too_long) - 1);
+	too_long[sizeof(too_long) - 1] = '\0';
+	assert_int_equal(im_store_node_register(cf->st, too_long,
+	                                        IM_NODE_CHATTER, "a", 1, NULL),
+	                 IM_EINVAL);
+	assert_int_equal(im_store_node_register(cf->st, "", IM_NODE_CHATTER,
+	                                        "a", 1, NULL),
+	                 IM_EINVAL);
+	assert_int_equal(im_store_node_register(cf->st, "n", (im_node_role)9,
+	                                        "a", 1, NULL),
+	                 IM_EINVAL);
+	assert_int_equal(im_store_node_register(cf->st, "n", IM_NODE_CHATTER,
+	                                        "", 1, NULL),
+	                 IM_EINVAL);
+	assert_int_equal(im_store_node_heartbeat(cf->st, NULL, 1), IM_EINVAL);
+	assert_int_equal(im_store_node_list(cf->st, NULL, NULL), IM_EINVAL);
+	assert_int_equal(im_store_node_list(cf->st, node_collect, &ns), IM_OK);
+	assert_int_equal(ns.n, 0);
+}
+
+static void
+test_node_ops_go_through_the_test_wrappers(void **state)
+{
+	conf *cf = *state;
+	im_store *fake = NULL, *faulty = NULL;
+	faulty_plan plan = {
+	        .ops = STORE_OP_BIT(STORE_OP_NODE_HEARTBEAT),
+	        .nth = 1,
+	        .err = IM_EUNAVAIL,
+	        .when = FAULTY_BEFORE,
+	};
+	node_seen ns = {0};
+
+	assert_int_equal(fake_store_wrap(&fake, cf->st, false), IM_OK);
+	assert_int_equal(im_store_node_register(fake, "n", IM_NODE_CHATTER,
+	                                        "127.0.0.1:1", 1, NULL),
+	                 IM_OK);
+	assert_int_equal(im_store_node_heartbeat(fake, "n", 2), IM_OK);
+	assert_int_equal(im_store_node_list(fake, node_collect, &ns), IM_OK);
+	assert_int_equal(fake_store_calls(fake, STORE_OP_NODE_REGISTER), 1);
+	assert_int_equal(fake_store_calls(fake, STORE_OP_NODE_HEARTBEAT), 1);
+	assert_int_equal(fake_store_calls(fake, STORE_OP_NODE_LIST), 1);
+	im_store_close(fake);
+
+	/* A lost heartbeat changes nothing; the next one lands. */
+	assert_int_equal(faulty_store_wrap(&faulty, cf->st, false), IM_OK);
+	faulty_store_arm(faulty, &plan);
+	assert_int_equal(im_store_node_heartbeat(faulty, "n", 3), IM_EUNAVAIL);
+	assert_int_equal(faulty_store_faults(faulty), 1);
+	memset(&ns, 0, sizeof(ns));
+	assert_int_equal(im_store_node_list(faulty, node_collect, &ns), IM_OK);
+	assert_int_equal(ns.hb[0], 2);
+	assert_int_equal(im_store_node_heartbeat(faulty, "n", 4), IM_OK);
+	memset(&ns, 0, sizeof(ns));
+	assert_int_equal(im_store_node_list(cf->st, node_collect, &ns), IM_OK);
+	assert_int_equal(ns.hb[0], 4);
+	im_store_close(faulty);
+}
+
 /* ---- persistence (only for fixtures that can reopen) ----------------- */
 
 static void
@@ -1421,6 +1630,13 @@ static const struct CMUnitTest tests[] = {
         T(test_failed_append_leaves_nothing_and_a_retry_stores_once),
         T(test_append_with_unknown_outcome_is_retried_exactly_once),
         T(test_retries_after_a_fault_at_any_append_converge_to_one_state),
+        T(test_node_register_then_list_shows_role_address_and_times),
+        T(test_node_register_again_is_a_fresh_incarnation),
+        T(test_node_heartbeat_moves_only_the_heartbeat),
+        T(test_node_heartbeat_of_an_unknown_node_is_not_found),
+        T(test_node_list_is_ordered_by_name_and_stops_on_nonzero),
+        T(test_node_ops_reject_bad_arguments),
+        T(test_node_ops_go_through_the_test_wrappers),
         /* Persistent fixtures only: keep these last. */
         T(test_data_and_schema_version_survive_reopening),
         T(test_reopening_a_newer_schema_fails_with_eschema),

@@ -7,7 +7,7 @@ static const char *const op_names[STORE_OP_COUNT] = {
         "msg_append",   "msg_read",     "msg_last",    "msg_find_dedup",
         "group_create", "group_lookup", "member_add",  "member_remove",
         "member_list",  "conv_load",    "conv_update", "uq_append",
-        "uq_read",
+        "uq_read",      "node_register", "node_heartbeat", "node_list",
 };
 
 const char *
@@ -180,6 +180,28 @@ w_uq_read(im_store *st, im_uid user, im_seq after, uint32_t limit, im_uq_cb cb,
 	        im_store_uq_read(INNER, user, after, limit, cb, payload));
 }
 
+static int
+w_node_register(im_store *st, const char *name, im_node_role role,
+                const char *address, uint64_t now_ms, uint64_t *inc_out)
+{
+	FORWARD(STORE_OP_NODE_REGISTER,
+	        im_store_node_register(INNER, name, role, address, now_ms,
+	                               inc_out));
+}
+
+static int
+w_node_heartbeat(im_store *st, const char *name, uint64_t now_ms)
+{
+	FORWARD(STORE_OP_NODE_HEARTBEAT,
+	        im_store_node_heartbeat(INNER, name, now_ms));
+}
+
+static int
+w_node_list(im_store *st, im_node_cb cb, void *payload)
+{
+	FORWARD(STORE_OP_NODE_LIST, im_store_node_list(INNER, cb, payload));
+}
+
 static const struct im_store_ops wrap_ops = {
         .version = IM_STORE_OPS_VERSION,
         .name = "wrap",
@@ -201,6 +223,10 @@ static const struct im_store_ops wrap_ops = {
         .conv_update = w_conv_update,
         .uq_append = w_uq_append,
         .uq_read = w_uq_read,
+        /* version 2: an inner store without them answers IM_ENOTSUP */
+        .node_register = w_node_register,
+        .node_heartbeat = w_node_heartbeat,
+        .node_list = w_node_list,
 };
 
 int

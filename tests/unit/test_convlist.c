@@ -13,16 +13,6 @@
 
 #include <string.h>
 
-/*
- * The sqlite backend's private header lands with the backend: its presence
- * means libim/store/sqlite is built and linked into this test.
- */
-#if defined(__has_include)
-#if __has_include("store/sqlite/sqlite.h")
-#define HAVE_SQLITE_BACKEND 1
-#endif
-#endif
-
 static uint64_t seed;
 
 /*
@@ -844,7 +834,6 @@ test_convlist_load_survives_allocation_failure_at_every_step(void **state)
 	assert_int_equal(fa.live, 0);
 }
 
-#ifdef HAVE_SQLITE_BACKEND
 struct sq {
 	im_store *st;
 	im_fence fence;
@@ -957,7 +946,6 @@ test_convlist_load_from_sqlite_matches_deliveries(void **state)
 	im_convlist_destroy(cl);
 	im_store_close(sq.st);
 }
-#endif
 
 /*
  * Property test. Each conversation has a fixed chain of messages (random
@@ -1163,10 +1151,8 @@ main(void)
 			test_convlist_survives_allocation_failure_at_every_step),
 		cmocka_unit_test(
 			test_convlist_load_survives_allocation_failure_at_every_step),
-#ifdef HAVE_SQLITE_BACKEND
 		cmocka_unit_test(
 			test_convlist_load_from_sqlite_matches_deliveries),
-#endif
 		cmocka_unit_test(
 			test_convlist_unread_matches_a_reference_model),
 	};

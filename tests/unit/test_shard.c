@@ -11,6 +11,7 @@
 #include "fail_alloc.h"
 #include "im/shard.h"
 #include "mem_store.h"
+#include "store_backends.h"
 #include "test_rng.h"
 
 #define NSLOTS 1024
@@ -18,104 +19,6 @@
 
 static uint64_t seed;
 
-/*
- * Tests that only use the public store API run once per backend: the
- * fixture opens a fresh store for each. Fault injection needs mem_store
- * itself, so those tests open one directly.
- */
-typedef struct backend {
-	const char *name;
-	im_store *(*open)(void);
-} backend;
-
-typedef struct fixture {
-	const backend *be;
-	im_store *st;
-} fixture;
-
-static im_store *
-open_mem(void)
-{
-	mem_store *m = mem_store_open();
-
-	return m != NULL ? &m->base : NULL;
-}
-
-static const backend mem = {"mem", open_mem};
-
-static int
-setup_store(void **state)
-{
-	const backend *be = *state;
-	fixture *f = calloc(1, sizeof(*f));
-
-	if (f == NULL) {
-		return -1;
-	}
-	f->be = be;
-	f->st = be->open();
-	if (f->st == NULL) {
-		free(f);
-		return -1;
-	}
-	*state = f;
-	return 0;
-}
-
-static int
-teardown_store(void **state)
-{
-	fixture *f = *state;
-
-	im_store_close(f->st);
-	free(f);
-	return 0;
-}
-
-static im_store *
-store_of(void **state)
-{
-	return ((fixture *)*state)->st;
-}
-
-/* One test on one backend, named test_x_on_<backend>. */
-#define STORE_TEST(fn, be)                                                   \
-	{                                                                    \
-		#fn "_on_" #be, fn, setup_store, teardown_store,             \
-			(void *)&be                                          \
-	}
-
-/*
- * The sqlite backend's private header lands with the backend: its presence
- * means libim/store/sqlite is built and linked into this test, and the
- * store-backed tests run on it too.
- */
-#if defined(__has_include)
-#if __has_include("store/sqlite/sqlite.h")
-#define HAVE_SQLITE_BACKEND 1
-#endif
-#endif
-
-#ifdef HAVE_SQLITE_BACKEND
-static im_store *
-open_sqlite(void)
-{
-	im_store *st = NULL;
-	char err[256];
-
-	if (im_store_sqlite_open(&st, ":memory:", NULL, err, sizeof(err)) !=
-	    IM_OK) {
-		fprintf(stderr, "# sqlite: %s\n", err);
-		return NULL;
-	}
-	return st;
-}
-
-static const backend sqlite = {"sqlite", open_sqlite};
-#define STORE_TESTS(fn) STORE_TEST(fn, mem), STORE_TEST(fn, sqlite)
-#else
-#define STORE_TESTS(fn) STORE_TEST(fn, mem)
-#endif
 
 /* A set of node names with stable storage and a pointer list for plan. */
 typedef struct nodeset {

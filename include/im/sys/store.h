@@ -32,7 +32,7 @@
 extern "C" {
 #endif
 
-#define IM_STORE_OPS_VERSION 1
+#define IM_STORE_OPS_VERSION 2
 #define IM_STORE_ERRMSG_MAX 256
 
 struct im_store_ops;
@@ -107,6 +107,19 @@ struct im_store_ops {
 	int (*uq_read)(im_store *st, im_uid user, im_seq after, uint32_t limit,
 		       im_uq_cb cb, void *payload);
 	/* Methods above are valid for version 1 */
+
+	/**
+	 * May be NULL (IM_ENOTSUP). Upsert in one statement or transaction:
+	 * a new name starts at incarnation 1, an existing one gets +1.
+	 */
+	int (*node_register)(im_store *st, const char *name,
+			     im_node_role role, const char *address,
+			     uint64_t now_ms, uint64_t *incarnation_out);
+	/** May be NULL. IM_ENOTFOUND for a name never registered. */
+	int (*node_heartbeat)(im_store *st, const char *name, uint64_t now_ms);
+	/** May be NULL. Ordered by name. */
+	int (*node_list)(im_store *st, im_node_cb cb, void *payload);
+	/* Methods above are valid for version 2 */
 };
 
 /**

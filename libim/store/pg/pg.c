@@ -76,6 +76,10 @@ enum pg_stmt {
 	PG_CONV_UPDATE,
 	PG_UQ_APPEND,
 	PG_UQ_READ,
+	/* ops version 2 */
+	PG_NODE_REGISTER,
+	PG_NODE_HEARTBEAT,
+	PG_NODE_LIST,
 	PG_NSTMT
 };
 
@@ -255,6 +259,28 @@ static const struct {
 		"SELECT uid::int8, seq::int8, time_ms::int8, type::int8, body"
 		" FROM im_userq WHERE uid = $1 AND seq > $2 ORDER BY seq LIMIT $3",
 		3, {OID_INT8, OID_INT8, OID_INT8}},
+	/* ops version 2: cluster membership */
+	[PG_NODE_REGISTER] = {"im_node_register",
+		"INSERT INTO im_nodes (name, role, address, registered_ms,"
+		" heartbeat_ms, incarnation) VALUES ($1, $2, $3, $4, $4, 1)"
+		" ON CONFLICT (name) DO UPDATE SET role = EXCLUDED.role,"
+		" address = EXCLUDED.address,"
+		" registered_ms = EXCLUDED.registered_ms,"
+		" heartbeat_ms = EXCLUDED.heartbeat_ms,"
+		" incarnation = im_nodes.incarnation + 1"
+		" RETURNING incarnation::int8",
+		4, {OID_TEXT, OID_INT8, OID_TEXT, OID_INT8}},
+	[PG_NODE_HEARTBEAT] = {"im_node_heartbeat",
+		"UPDATE im_nodes SET heartbeat_ms = $2 WHERE name = $1"
+		" RETURNING 1::int8",
+		2, {OID_TEXT, OID_INT8}},
+	/* Byte order, as sqlite's: the listing does not depend on the
+	 * server's locale. */
+	[PG_NODE_LIST] = {"im_node_list",
+		"SELECT name, role::int8, address, registered_ms::int8,"
+		" heartbeat_ms::int8, incarnation::int8 FROM im_nodes"
+		" ORDER BY name COLLATE \"C\"",
+		0, {0}},
 };
 
 /* clang-format on */
@@ -1654,6 +1680,89 @@ pg_uq_read(im_store *st, im_uid user, im_seq after, uint32_t limit, im_uq_cb cb,
 	return rc;
 }
 
+/* ---- nodes (ops version 2) ------------------------------------------ */
+
+static int
+pg_node_register(im_store *st, const char *name, im_node_role role,
+                 const char *address, uint64_t now_ms,
+                 uint64_t *incarnation_out)
+{
+	struct pg_store *s = PG(st);
+	struct pg_params p;
+	PGresult *res;
+	int rc;
+
+	param_str(&p, 0, name);
+	param_u64(&p, 1, (uint64_t)role);
+	param_str(&p, 2, address);
+	param_u64(&p, 3, now_ms);
+	/* Not idempotent (the incarnation moves): a lost answer is unknown. */
+	if ((rc = pg_run(s, PG_NODE_REGISTER, p.vals, p.lens, PG_ONCE,
+	                 &res)) != IM_OK) {
+		PQclear(res);
+		return rc == IM_ECONFLICT ? IM_ERR : rc;
+	}
+	*incarnation_out = col_u64(res, 0, 0);
+	PQclear(res);
+	return IM_OK;
+}
+
+static int
+pg_node_heartbeat(im_store *st, const char *name, uint64_t now_ms)
+{
+	struct pg_store *s = PG(st);
+	struct pg_params p;
+	PGresult *res;
+	int rc;
+
+	param_str(&p, 0, name);
+	param_u64(&p, 1, now_ms);
+	if ((rc = pg_run(s, PG_NODE_HEARTBEAT, p.vals, p.lens, PG_AGAIN,
+	                 &res)) != IM_OK) {
+		PQclear(res);
+		return rc == IM_ECONFLICT ? IM_ERR : rc;
+	}
+	rc = PQntuples(res) == 1 ? IM_OK : IM_ENOTFOUND;
+	PQclear(res);
+	if (rc == IM_ENOTFOUND) {
+		im_store_set_error(st,
+		                   "pg: node_heartbeat: node '%s' is not "
+		                   "registered",
+		                   name);
+	}
+	return rc;
+}
+
+static int
+pg_node_list(im_store *st, im_node_cb cb, void *payload)
+{
+	struct pg_store *s = PG(st);
+	PGresult *res;
+	int rc, r, n;
+
+	if ((rc = pg_run(s, PG_NODE_LIST, NULL, NULL, PG_AGAIN, &res)) !=
+	    IM_OK) {
+		PQclear(res);
+		return rc == IM_ECONFLICT ? IM_ERR : rc;
+	}
+	n = PQntuples(res);
+	for (r = 0; r < n && rc == 0; r++) {
+		/* libpq NUL-terminates every value, binary ones too. */
+		im_node_row row = {
+		        .name = PQgetvalue(res, r, 0),
+		        .role = (im_node_role)col_u64(res, r, 1),
+		        .address = PQgetvalue(res, r, 2),
+		        .registered_ms = col_u64(res, r, 3),
+		        .heartbeat_ms = col_u64(res, r, 4),
+		        .incarnation = col_u64(res, r, 5),
+		};
+
+		rc = cb(&row, payload);
+	}
+	PQclear(res);
+	return rc;
+}
+
 /* ---- open and close -------------------------------------------------- */
 
 static void
@@ -1687,6 +1796,10 @@ static const struct im_store_ops pg_ops = {
         .conv_update = pg_conv_update,
         .uq_append = pg_uq_append,
         .uq_read = pg_uq_read,
+        /* version 2 */
+        .node_register = pg_node_register,
+        .node_heartbeat = pg_node_heartbeat,
+        .node_list = pg_node_list,
 };
 
 static void

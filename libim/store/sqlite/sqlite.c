@@ -1199,6 +1199,138 @@ sq_close(im_store *st)
 	free(sq);
 }
 
+/* ---- nodes (ops version 2) ------------------------------------------- */
+
+/*
+ * Cluster membership. Nodes write here about once a second, so these
+ * statements are prepared per call instead of joining the cached set: it
+ * keeps the version 2 ops in one block of their own.
+ */
+static int
+sq_node_prepare(sq_store *sq, const char *sql, sqlite3_stmt **out)
+{
+	int rc;
+
+	if ((rc = sq_guard(sq)) != IM_OK) {
+		return rc;
+	}
+	rc = sqlite3_prepare_v2(sq->db, sql, -1, out, NULL);
+	if (rc != SQLITE_OK) {
+		return sq_fail(sq, rc, "prepare node statement");
+	}
+	return IM_OK;
+}
+
+static int
+sq_node_register(im_store *st, const char *name, im_node_role role,
+                 const char *address, uint64_t now_ms,
+                 uint64_t *incarnation_out)
+{
+	sq_store *sq = sq_of(st);
+	sqlite3_stmt *s = NULL;
+	int rc;
+
+	rc = sq_node_prepare(sq,
+	                     "INSERT INTO im_nodes (name, role, address, "
+	                     "registered_ms, heartbeat_ms, incarnation) "
+	                     "VALUES (?1, ?2, ?3, ?4, ?4, 1) "
+	                     "ON CONFLICT (name) DO UPDATE SET "
+	                     "role = excluded.role, "
+	                     "address = excluded.address, "
+	                     "registered_ms = excluded.registered_ms, "
+	                     "heartbeat_ms = excluded.heartbeat_ms, "
+	                     "incarnation = im_nodes.incarnation + 1 "
+	                     "RETURNING incarnation",
+	                     &s);
+	if (rc != IM_OK) {
+		return rc;
+	}
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)role);
+	sqlite3_bind_text(s, 3, address, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 4, sq_i64(now_ms));
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*incarnation_out = sq_col_u64(s, 0);
+		rc = sqlite3_step(s);
+	}
+	rc = rc == SQLITE_DONE ? IM_OK : sq_fail(sq, rc, "node_register");
+	sqlite3_finalize(s);
+	return rc;
+}
+
+static int
+sq_node_heartbeat(im_store *st, const char *name, uint64_t now_ms)
+{
+	sq_store *sq = sq_of(st);
+	sqlite3_stmt *s = NULL;
+	int rc;
+
+	rc = sq_node_prepare(sq,
+	                     "UPDATE im_nodes SET heartbeat_ms = ?2 "
+	                     "WHERE name = ?1",
+	                     &s);
+	if (rc != IM_OK) {
+		return rc;
+	}
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, sq_i64(now_ms));
+	rc = sqlite3_step(s);
+	if (rc != SQLITE_DONE) {
+		rc = sq_fail(sq, rc, "node_heartbeat");
+	} else if (sqlite3_changes(sq->db) == 0) {
+		im_store_set_error(st, "sqlite: node_heartbeat: node '%s' is "
+		                       "not registered",
+		                   name);
+		rc = IM_ENOTFOUND;
+	} else {
+		rc = IM_OK;
+	}
+	sqlite3_finalize(s);
+	return rc;
+}
+
+static int
+sq_node_list(im_store *st, im_node_cb cb, void *payload)
+{
+	sq_store *sq = sq_of(st);
+	sqlite3_stmt *s = NULL;
+	int rc, ret = IM_OK;
+
+	rc = sq_node_prepare(sq,
+	                     "SELECT name, role, address, registered_ms, "
+	                     "heartbeat_ms, incarnation FROM im_nodes "
+	                     "ORDER BY name",
+	                     &s);
+	if (rc != IM_OK) {
+		return rc;
+	}
+	sq->in_cb = true;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		im_node_row row = {
+		        .name = (const char *)sqlite3_column_text(s, 0),
+		        .role = (im_node_role)sqlite3_column_int64(s, 1),
+		        .address = (const char *)sqlite3_column_text(s, 2),
+		        .registered_ms = sq_col_u64(s, 3),
+		        .heartbeat_ms = sq_col_u64(s, 4),
+		        .incarnation = sq_col_u64(s, 5),
+		};
+
+		if (row.name == NULL || row.address == NULL) {
+			continue;
+		}
+		if ((ret = cb(&row, payload)) != 0) {
+			break;
+		}
+	}
+	sq->in_cb = false;
+	if (ret == IM_OK && rc != SQLITE_DONE) {
+		ret = sq_fail(sq, rc, "node_list");
+	}
+	sqlite3_finalize(s);
+	return ret;
+}
+
 static const struct im_store_ops sq_ops = {
         .version = IM_STORE_OPS_VERSION,
         .name = "sqlite",
@@ -1220,6 +1352,10 @@ static const struct im_store_ops sq_ops = {
         .conv_update = sq_conv_update,
         .uq_append = sq_uq_append,
         .uq_read = sq_uq_read,
+        /* version 2 */
+        .node_register = sq_node_register,
+        .node_heartbeat = sq_node_heartbeat,
+        .node_list = sq_node_list,
 };
 
 static void

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# im-bench against its scripted fake server: a tiny chat, a reconnect and
+# a login run, each must end with zero unexpected errors and some acks.
+# Usage: fake-run.sh IM_BENCH FAKESRV
+set -euo pipefail
+bench=$1
+fake=$2
+port=$(( 20000 + RANDOM % 20000 ))
+out=$(mktemp -d)
+trap 'kill "$pid" 2>/dev/null || true; rm -rf "$out"' EXIT
+"$fake" "$port" > "$out/ready" &
+pid=$!
+for _ in $(seq 50); do
+	grep -q ready "$out/ready" 2>/dev/null && break
+	sleep 0.1
+done
+common=(--target "127.0.0.1:$port" --secret 0123456789abcdef0123
+	--server-pid "$pid" --quiet --no-baseline)
+"$bench" chat "${common[@]}" --users 40 --group-size 10 --duration 1 \
+	--warmup 0.2 --procs 2 --first-uid 1000 --json "$out/chat.json"
+grep -q '"unexpected_errors": 0' "$out/chat.json"
+"$bench" chat "${common[@]}" --users 20 --group-size 5 --duration 1 \
+	--warmup 0.2 --rate 200 --procs 1 --first-uid 2000 --json "$out/open.json"
+"$bench" biggroup "${common[@]}" --users 150 --group-size 150 --senders 3 \
+	--duration 1 --warmup 0.2 --procs 2 --first-uid 3000 \
+	--json "$out/big.json"
+"$bench" login "${common[@]}" --users 60 --convs 4 --group-size 6 \
+	--login-rate 300 \
+	--procs 2 --first-uid 4000 --json "$out/login.json"
+"$bench" reconnect "${common[@]}" --users 40 --group-size 10 \
+	--duration 0.5 --warmup 0.2 --down 0.5 --procs 2 --first-uid 5000 \
+	--json "$out/reconnect.json"
+grep -q '"caught_up": 36' "$out/reconnect.json"
+# A server that is gone: every phase must end on its own, with errors.
+kill "$pid"
+wait "$pid" 2>/dev/null || true
+rc=0
+timeout 30 "$bench" chat "${common[@]}" --users 40 --group-size 10 \
+	--duration 0.5 --warmup 0.1 --procs 2 --first-uid 6000 \
+	--json "$out/dead.json" > /dev/null || rc=$?
+[ "$rc" = 1 ] || { echo "fake-run: dead server gave rc $rc" >&2; exit 1; }
+grep -q '"connect_fail": [1-9]' "$out/dead.json"
+echo "fake-run: ok"

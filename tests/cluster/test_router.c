@@ -1,0 +1,670 @@
+/*
+ * The cluster Router between fake Connectors and Chatters (RPC clients on
+ * loopback that say Hello and record what reaches them). The slot map is
+ * in a sqlite store: user slots 0-7 belong to connector-1, 8-15 to
+ * connector-2; group slots 0-7 to chatter-1, 8-15 to chatter-2.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "im/shard.h"
+#include "im/store.h"
+#include "router.h"
+
+#define NSLOTS 16
+#define WAIT_MS 5000
+
+typedef struct fnode {
+	const char *name;
+	imrpc_Role role;
+	rpc_conn *c;
+	bool up;
+	bool hold; /* chatter: never answer Forwards */
+	int forwards, replies, delivers, events;
+	imrpc_Rpc *last_forward, *last_replies, *last_deliver, *last_events;
+	uint32_t ops; /* ops received over all Forwards */
+	uint64_t groups_seen[32];
+} fnode;
+
+typedef struct env {
+	struct ev_loop *loop;
+	ev_timer tick;
+	im_store *st;
+	im_shard_map *map;
+	router *r;
+	fnode cn1, cn2, ch1, ch2;
+	int acks;
+	int acks_bad;
+} env;
+
+static env *E;
+
+static void
+noop(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop, (void)w, (void)revents;
+}
+
+static bool
+run_until(env *e, bool (*pred)(env *))
+{
+	ev_tstamp end = ev_time() + WAIT_MS / 1000.0;
+
+	while (!pred(e) && ev_time() < end) {
+		ev_run(e->loop, EVRUN_ONCE);
+	}
+	return pred(e);
+}
+
+/* An id whose slot is in [lo, hi), the n-th such (n from 0). */
+static uint64_t
+id_in(uint32_t lo, uint32_t hi, int n)
+{
+	uint64_t id;
+
+	for (id = 1;; id++) {
+		uint32_t s = im_shard_slot_of(id, NSLOTS);
+
+		if (s >= lo && s < hi && n-- == 0) {
+			return id;
+		}
+	}
+}
+
+static void
+keep(imrpc_Rpc **slot, const imrpc_Rpc *m)
+{
+	if (*slot == NULL) {
+		*slot = malloc(sizeof(**slot));
+		assert_non_null(*slot);
+	}
+	**slot = *m;
+}
+
+static void
+fake_request(rpc_conn *c, uint64_t req_id, const imrpc_Rpc *m, void *payload)
+{
+	fnode *n = payload;
+	static imrpc_Rpc ack;
+	uint32_t i;
+
+	switch (m->which_body) {
+	case imrpc_Rpc_forward_tag:
+		n->forwards++;
+		keep(&n->last_forward, m);
+		for (i = 0; i < m->body.forward.ops_count; i++) {
+			if (n->ops < 32) {
+				n->groups_seen[n->ops] =
+					m->body.forward.ops[i].group;
+			}
+			n->ops++;
+		}
+		if (n->hold) {
+			return;
+		}
+		break;
+	case imrpc_Rpc_replies_tag:
+		n->replies++;
+		keep(&n->last_replies, m);
+		break;
+	case imrpc_Rpc_deliver_tag:
+		n->delivers++;
+		keep(&n->last_deliver, m);
+		break;
+	case imrpc_Rpc_user_events_tag:
+		n->events++;
+		keep(&n->last_events, m);
+		break;
+	default:
+		break;
+	}
+	if (req_id != 0) {
+		memset(&ack, 0, sizeof(ack));
+		ack.which_body = imrpc_Rpc_ack_tag;
+		assert_int_equal(rpc_conn_reply(c, req_id, &ack), IM_OK);
+	}
+}
+
+static void
+on_ack(rpc_conn *c, int status, const imrpc_Rpc *reply, void *payload)
+{
+	(void)c, (void)payload;
+	if (status == IM_OK && reply->which_body == imrpc_Rpc_ack_tag &&
+	    reply->body.ack.code == 0) {
+		E->acks++;
+	} else {
+		E->acks_bad++;
+	}
+}
+
+static void
+fake_state(rpc_conn *c, bool up, int err, const char *why, void *payload)
+{
+	fnode *n = payload;
+	static imrpc_Rpc hello;
+
+	(void)err, (void)why;
+	n->up = up;
+	if (!up) {
+		return;
+	}
+	memset(&hello, 0, sizeof(hello));
+	hello.which_body = imrpc_Rpc_hello_tag;
+	snprintf(hello.body.hello.node, sizeof(hello.body.hello.node), "%s",
+		 n->name);
+	hello.body.hello.role = n->role;
+	assert_int_equal(rpc_conn_call(c, &hello, 0, on_ack, NULL), IM_OK);
+}
+
+static void
+fake_start(env *e, fnode *n, const char *name, imrpc_Role role)
+{
+	rpc_opts o = RPC_OPTS_INIT;
+
+	n->name = name;
+	n->role = role;
+	o.on_request = fake_request;
+	o.on_state = fake_state;
+	o.payload = n;
+	assert_int_equal(rpc_conn_connect(&n->c, e->loop, "127.0.0.1",
+					  router_port(e->r), &o),
+			 IM_OK);
+}
+
+static void
+fake_stop(fnode *n)
+{
+	rpc_conn_destroy(n->c);
+	free(n->last_forward);
+	free(n->last_replies);
+	free(n->last_deliver);
+	free(n->last_events);
+	memset(n, 0, sizeof(*n));
+}
+
+static int hellos_wanted;
+
+static bool
+hellos_done(env *e)
+{
+	return e->acks >= hellos_wanted;
+}
+
+static int
+setup(void **state)
+{
+	env *e = calloc(1, sizeof(*e));
+	im_shard_opts so = IM_SHARD_OPTS_INIT;
+	router_opts ro = ROUTER_OPTS_INIT;
+	uint32_t s;
+
+	assert_non_null(e);
+	E = e;
+	assert_int_equal(im_store_sqlite_open(&e->st, ":memory:", NULL, NULL,
+					      0),
+			 IM_OK);
+	for (s = 0; s < NSLOTS; s++) {
+		assert_int_equal(im_store_slot_cas(e->st, IM_KIND_USER, s, 0,
+						   s < 8 ? "connector-1"
+							 : "connector-2",
+						   NULL),
+				 IM_OK);
+		assert_int_equal(im_store_slot_cas(e->st, IM_KIND_GROUP, s, 0,
+						   s < 8 ? "chatter-1"
+							 : "chatter-2",
+						   NULL),
+				 IM_OK);
+	}
+	so.nslots = NSLOTS;
+	assert_int_equal(im_shard_create(&e->map, &so), IM_OK);
+	e->loop = ev_loop_new(EVFLAG_AUTO);
+	ev_timer_init(&e->tick, noop, 0.01, 0.01);
+	ev_timer_start(e->loop, &e->tick);
+	ro.refresh_ms = 0;
+	ro.forward_timeout_ms = 100;
+	assert_int_equal(router_create(&e->r, e->loop, e->st, e->map,
+				       "127.0.0.1", 0, &ro),
+			 IM_OK);
+	*state = e;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	env *e = *state;
+
+	fake_stop(&e->cn1);
+	fake_stop(&e->cn2);
+	fake_stop(&e->ch1);
+	fake_stop(&e->ch2);
+	router_destroy(e->r);
+	im_shard_destroy(e->map);
+	im_store_close(e->st);
+	ev_timer_stop(e->loop, &e->tick);
+	ev_loop_destroy(e->loop);
+	free(e);
+	return 0;
+}
+
+/* Start the fakes named by the flags and wait for their Hellos. */
+static void
+start_nodes(env *e, bool cn1, bool cn2, bool ch1, bool ch2)
+{
+	hellos_wanted = 0;
+	if (cn1) {
+		fake_start(e, &e->cn1, "connector-1",
+			   imrpc_Role_ROLE_CONNECTOR);
+		hellos_wanted++;
+	}
+	if (cn2) {
+		fake_start(e, &e->cn2, "connector-2",
+			   imrpc_Role_ROLE_CONNECTOR);
+		hellos_wanted++;
+	}
+	if (ch1) {
+		fake_start(e, &e->ch1, "chatter-1", imrpc_Role_ROLE_CHATTER);
+		hellos_wanted++;
+	}
+	if (ch2) {
+		fake_start(e, &e->ch2, "chatter-2", imrpc_Role_ROLE_CHATTER);
+		hellos_wanted++;
+	}
+	assert_true(run_until(e, hellos_done));
+	e->acks = 0;
+}
+
+static imrpc_Op
+send_op(uint64_t group, uint64_t req_id, const char *connector)
+{
+	imrpc_Op op;
+
+	memset(&op, 0, sizeof(op));
+	op.kind = 1; /* ROLE_OP_SEND */
+	op.has_route = true;
+	op.route.connector = router_node_id(connector);
+	op.route.tag = 77;
+	op.route.req_id = req_id;
+	op.user = 5;
+	op.group = group;
+	op.dedup_id = 1000 + req_id;
+	op.body.size = 2;
+	memcpy(op.body.bytes, "hi", 2);
+	return op;
+}
+
+static int forwards_wanted;
+
+static bool
+forwards_arrived(env *e)
+{
+	return (int)(e->ch1.ops + e->ch2.ops) >= forwards_wanted &&
+	       e->acks >= 1;
+}
+
+static void
+test_router_forwards_each_op_to_the_chatter_owning_its_group(void **state)
+{
+	env *e = *state;
+	static imrpc_Rpc m;
+	uint64_t g1 = id_in(0, 8, 0), g2 = id_in(8, 16, 0);
+	uint64_t g3 = id_in(0, 8, 1);
+	imrpc_Forward *f = &m.body.forward;
+	uint32_t i;
+
+	start_nodes(e, true, false, true, true);
+	memset(&m, 0, sizeof(m));
+	m.which_body = imrpc_Rpc_forward_tag;
+	f->ops[f->ops_count++] = send_op(g1, 1, "connector-1");
+	f->ops[f->ops_count++] = send_op(g2, 2, "connector-1");
+	f->ops[f->ops_count++] = send_op(g3, 3, "connector-1");
+	f->ops[f->ops_count] = send_op(0, 4, "connector-1");
+	f->ops[f->ops_count++].kind = 2; /* CREATE_GROUP: any chatter */
+	assert_int_equal(rpc_conn_call(e->cn1.c, &m, 0, on_ack, NULL), IM_OK);
+	forwards_wanted = 4;
+	assert_true(run_until(e, forwards_arrived));
+	assert_int_equal(e->ch1.ops + e->ch2.ops, 4);
+	/* One Forward per destination, each op exactly where it belongs. */
+	assert_int_equal(e->ch2.forwards + e->ch1.forwards, 2);
+	for (i = 0; i < e->ch1.ops; i++) {
+		assert_true(e->ch1.groups_seen[i] == g1 ||
+			    e->ch1.groups_seen[i] == g3 ||
+			    e->ch1.groups_seen[i] == 0);
+	}
+	for (i = 0; i < e->ch2.ops; i++) {
+		assert_true(e->ch2.groups_seen[i] == g2 ||
+			    e->ch2.groups_seen[i] == 0);
+	}
+	assert_true(e->ch1.ops >= 2);
+	assert_true(e->ch2.ops >= 1);
+	/* Routes and payloads arrive intact. */
+	{
+		const imrpc_Op *op = &e->ch2.last_forward->body.forward.ops[0];
+
+		assert_true(op->group == g2 || op->kind == 2);
+		assert_int_equal(op->route.connector,
+				 router_node_id("connector-1"));
+		assert_int_equal(op->route.tag, 77);
+		assert_memory_equal(op->body.bytes, "hi", 2);
+	}
+	assert_int_equal(e->acks_bad, 0);
+}
+
+static bool
+cn1_has_replies(env *e)
+{
+	return e->cn1.replies >= 1;
+}
+
+static void
+assert_unavailable_reply(const fnode *cn, uint64_t req_id, uint64_t group)
+{
+	const imrpc_Reply *rep = &cn->last_replies->body.replies.replies[0];
+
+	assert_int_equal(cn->last_replies->body.replies.replies_count, 1);
+	assert_int_equal(rep->code, 8); /* ERR_UNAVAILABLE */
+	assert_int_equal(rep->route.req_id, req_id);
+	assert_int_equal(rep->route.tag, 77);
+	assert_int_equal(rep->group, group);
+	assert_int_equal(rep->dedup_id, 1000 + req_id);
+	assert_int_equal(rep->kind, 1);
+}
+
+static void
+test_router_answers_unavailable_when_the_owner_is_not_connected(
+	void **state)
+{
+	env *e = *state;
+	static imrpc_Rpc m;
+	uint64_t g2 = id_in(8, 16, 0);
+	router_stats st;
+
+	start_nodes(e, true, false, true, false);
+	memset(&m, 0, sizeof(m));
+	m.which_body = imrpc_Rpc_forward_tag;
+	m.body.forward.ops[m.body.forward.ops_count++] =
+		send_op(g2, 9, "connector-1");
+	assert_int_equal(rpc_conn_call(e->cn1.c, &m, 0, on_ack, NULL), IM_OK);
+	assert_true(run_until(e, cn1_has_replies));
+	assert_unavailable_reply(&e->cn1, 9, g2);
+	assert_int_equal(e->ch1.ops, 0);
+	router_get_stats(e->r, &st);
+	assert_int_equal(st.unavailable, 1);
+}
+
+static bool
+ch1_has_op(env *e)
+{
+	return e->ch1.ops >= 1;
+}
+
+static bool
+acked(env *e)
+{
+	return e->acks >= 1;
+}
+
+static void
+test_router_answers_unavailable_when_a_forward_times_out(void **state)
+{
+	env *e = *state;
+	static imrpc_Rpc m;
+	uint64_t g1 = id_in(0, 8, 0);
+
+	start_nodes(e, true, false, true, false);
+	e->ch1.hold = true;
+	memset(&m, 0, sizeof(m));
+	m.which_body = imrpc_Rpc_forward_tag;
+	m.body.forward.ops[m.body.forward.ops_count++] =
+		send_op(g1, 11, "connector-1");
+	assert_int_equal(rpc_conn_call(e->cn1.c, &m, 0, on_ack, NULL), IM_OK);
+	assert_true(run_until(e, ch1_has_op));
+	/* The Chatter has not acked: neither has the Router, so a Router
+	 * dying now would fail the Connector's call (and the op retried). */
+	assert_int_equal(e->acks, 0);
+	assert_true(run_until(e, cn1_has_replies));
+	assert_int_equal(e->ch1.ops, 1);
+	assert_unavailable_reply(&e->cn1, 11, g1);
+	assert_true(run_until(e, acked));
+}
+
+static bool
+ch2_has_op(env *e)
+{
+	return e->ch2.ops >= 1 && e->acks >= 1;
+}
+
+static void
+test_router_reloads_the_map_when_a_groups_owner_is_unknown(void **state)
+{
+	env *e = *state;
+	static imrpc_Rpc m;
+	uint64_t g1 = id_in(0, 8, 0);
+	router_stats st;
+
+	/* The group's slot moves to chatter-2 after the router loaded the
+	 * map; chatter-1 is not even connected. */
+	assert_int_equal(im_store_slot_cas(e->st, IM_KIND_GROUP,
+					   im_shard_slot_of(g1, NSLOTS), 1,
+					   "chatter-2", NULL),
+			 IM_OK);
+	start_nodes(e, true, false, false, true);
+	usleep(150 * 1000); /* past the reload rate limit */
+	memset(&m, 0, sizeof(m));
+	m.which_body = imrpc_Rpc_forward_tag;
+	m.body.forward.ops[m.body.forward.ops_count++] =
+		send_op(g1, 21, "connector-1");
+	assert_int_equal(rpc_conn_call(e->cn1.c, &m, 0, on_ack, NULL), IM_OK);
+	assert_true(run_until(e, ch2_has_op));
+	assert_int_equal(e->ch2.groups_seen[0], g1);
+	router_get_stats(e->r, &st);
+	assert_int_equal(st.unavailable, 0);
+}
+
+static bool
+both_have_replies(env *e)
+{
+	return e->cn1.replies >= 1 && e->cn2.replies >= 1;
+}
+
+static void
+test_router_routes_replies_to_the_connector_in_the_route(void **state)
+{
+	env *e = *state;
+	static imrpc_Rpc m;
+	imrpc_Replies *rs = &m.body.replies;
+	uint32_t i;
+
+	start_nodes(e, true, true, true, false);
+	memset(&m, 0, sizeof(m));
+	m.which_body = imrpc_Rpc_replies_tag;
+	for (i = 0; i < 3; i++) {
+		imrpc_Reply *r = &rs->replies[rs->replies_count++];
+
+		r->has_route = true;
+		r->route.connector = router_node_id(i == 1 ? "connector-2"
+							   : "connector-1");
+		r->route.req_id = 100 + i;
+		r->kind = 1;
+		r->seq = 500 + i;
+	}
+	assert_int_equal(rpc_conn_call(e->ch1.c, &m, 0, on_ack, NULL), IM_OK);
+	assert_true(run_until(e, both_have_replies));
+	assert_int_equal(e->cn1.replies, 1);
+	assert_int_equal(e->cn2.replies, 1);
+	rs = &e->cn1.last_replies->body.replies;
+	assert_int_equal(rs->replies_count, 2);
+	assert_int_equal(rs->replies[0].route.req_id, 100);
+	assert_int_equal(rs->replies[1].route.req_id, 102);
+	rs = &e->cn2.last_replies->body.replies;
+	assert_int_equal(rs->replies_count, 1);
+	assert_int_equal(rs->replies[0].seq, 501);
+}
+
+static bool
+both_have_delivers(env *e)
+{
+	return e->cn1.delivers >= 1 && e->cn2.delivers >= 1 && e->acks >= 1;
+}
+
+static imrpc_Msg
+msg(uint64_t group, uint64_t seq)
+{
+	imrpc_Msg x;
+
+	memset(&x, 0, sizeof(x));
+	x.group = group;
+	x.seq = seq;
+	x.body.size = 1;
+	x.body.bytes[0] = (uint8_t)seq;
+	return x;
+}
+
+static void
+test_router_splits_a_deliver_into_one_rpc_per_connector(void **state)
+{
+	env *e = *state;
+	static imrpc_Rpc m;
+	imrpc_Deliver *d = &m.body.deliver;
+	uint64_t u1 = id_in(0, 8, 0), u2 = id_in(8, 16, 0);
+	uint64_t u3 = id_in(0, 8, 1);
+	const imrpc_Deliver *got;
+
+	start_nodes(e, true, true, true, false);
+	memset(&m, 0, sizeof(m));
+	m.which_body = imrpc_Rpc_deliver_tag;
+	d->msgs[d->msgs_count++] = msg(40, 1);
+	d->msgs[d->msgs_count++] = msg(40, 2);
+	d->msgs[d->msgs_count++] = msg(41, 7);
+	d->fanouts[0].group = 40;
+	d->fanouts[0].first = 0;
+	d->fanouts[0].count = 2;
+	d->fanouts[0].members[0] = u1;
+	d->fanouts[0].members[1] = u2;
+	d->fanouts[0].members_count = 2;
+	d->fanouts[1].group = 41;
+	d->fanouts[1].first = 2;
+	d->fanouts[1].count = 1;
+	d->fanouts[1].members[0] = u3;
+	d->fanouts[1].members_count = 1;
+	d->fanouts_count = 2;
+	assert_int_equal(rpc_conn_call(e->ch1.c, &m, 0, on_ack, NULL), IM_OK);
+	assert_true(run_until(e, both_have_delivers));
+	/* Exactly one RPC per destination Connector for the batch. */
+	assert_int_equal(e->cn1.delivers, 1);
+	assert_int_equal(e->cn2.delivers, 1);
+
+	got = &e->cn1.last_deliver->body.deliver;
+	assert_int_equal(got->msgs_count, 3);
+	assert_int_equal(got->fanouts_count, 2);
+	assert_int_equal(got->fanouts[0].members_count, 1);
+	assert_int_equal(got->fanouts[0].members[0], u1);
+	assert_int_equal(got->fanouts[1].members[0], u3);
+	assert_int_equal(got->msgs[got->fanouts[1].first].seq, 7);
+
+	/* connector-2 holds only u2: only group 40's two messages. */
+	got = &e->cn2.last_deliver->body.deliver;
+	assert_int_equal(got->msgs_count, 2);
+	assert_int_equal(got->fanouts_count, 1);
+	assert_int_equal(got->fanouts[0].group, 40);
+	assert_int_equal(got->fanouts[0].first, 0);
+	assert_int_equal(got->fanouts[0].count, 2);
+	assert_int_equal(got->fanouts[0].members_count, 1);
+	assert_int_equal(got->fanouts[0].members[0], u2);
+	assert_int_equal(got->msgs[1].seq, 2);
+}
+
+static bool
+both_have_events(env *e)
+{
+	return e->cn1.events >= 1 && e->cn2.events >= 1;
+}
+
+static void
+test_router_routes_user_events_by_the_users_slot(void **state)
+{
+	env *e = *state;
+	static imrpc_Rpc m;
+	imrpc_UserEvents *ev = &m.body.user_events;
+	uint64_t u1 = id_in(0, 8, 0), u2 = id_in(8, 16, 0);
+
+	start_nodes(e, true, true, false, false);
+	memset(&m, 0, sizeof(m));
+	m.which_body = imrpc_Rpc_user_events_tag;
+	ev->events[ev->events_count].user = u1;
+	ev->events[ev->events_count++].type = 1;
+	ev->events[ev->events_count].user = u2;
+	ev->events[ev->events_count++].type = 2;
+	ev->events[ev->events_count].user = u1;
+	ev->events[ev->events_count++].type = 3;
+	/* One-way from a Connector (the owner of the acting user). */
+	assert_int_equal(rpc_conn_send(e->cn1.c, &m), IM_OK);
+	assert_true(run_until(e, both_have_events));
+	ev = &e->cn1.last_events->body.user_events;
+	assert_int_equal(ev->events_count, 2);
+	assert_int_equal(ev->events[0].type, 1);
+	assert_int_equal(ev->events[1].type, 3);
+	ev = &e->cn2.last_events->body.user_events;
+	assert_int_equal(ev->events_count, 1);
+	assert_int_equal(ev->events[0].user, u2);
+}
+
+static void
+test_router_create_checks_its_arguments(void **state)
+{
+	env *e = *state;
+	router_opts ro = ROUTER_OPTS_INIT;
+	router *r = NULL;
+
+	assert_int_equal(router_create(NULL, e->loop, e->st, e->map,
+				       "127.0.0.1", 0, NULL),
+			 IM_EINVAL);
+	assert_int_equal(router_create(&r, e->loop, NULL, e->map, "127.0.0.1",
+				       0, NULL),
+			 IM_EINVAL);
+	assert_int_equal(router_create(&r, e->loop, e->st, NULL, "127.0.0.1",
+				       0, NULL),
+			 IM_EINVAL);
+	ro.max_conns = 0;
+	assert_int_equal(router_create(&r, e->loop, e->st, e->map,
+				       "127.0.0.1", 0, &ro),
+			 IM_EINVAL);
+	ro = (router_opts)ROUTER_OPTS_INIT;
+	assert_int_equal(router_create(&r, e->loop, e->st, e->map, "nohost",
+				       0, &ro),
+			 IM_EINVAL);
+	assert_null(r);
+	assert_int_equal(router_reload(NULL), IM_EINVAL);
+	router_destroy(NULL);
+	assert_int_not_equal(router_node_id("connector-1"),
+			     router_node_id("connector-2"));
+	assert_int_not_equal(router_node_id(""), 0);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+#define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
+		T(test_router_forwards_each_op_to_the_chatter_owning_its_group),
+		T(test_router_answers_unavailable_when_the_owner_is_not_connected),
+		T(test_router_answers_unavailable_when_a_forward_times_out),
+		T(test_router_reloads_the_map_when_a_groups_owner_is_unknown),
+		T(test_router_routes_replies_to_the_connector_in_the_route),
+		T(test_router_splits_a_deliver_into_one_rpc_per_connector),
+		T(test_router_routes_user_events_by_the_users_slot),
+		T(test_router_create_checks_its_arguments),
+#undef T
+	};
+
+	return cmocka_run_group_tests_name("cluster_router", tests, NULL,
+					   NULL);
+}
