@@ -950,8 +950,8 @@ test_system_bodies_of_a_batch_over_max_batch_are_stored_intact(void **state)
 		env->msg.send.dedup_id = (uint64_t)(i + 1);
 		env->msg.send.body.size = (pb_size_t)len_of(i);
 		for (j = 0; j < len_of(i); j++) {
-			env->msg.send.body.bytes[j] = (uint8_t)('a' +
-			                                        (i + j) % 26);
+			env->msg.send.body.bytes[j] =
+			        (uint8_t)('a' + (i + j) % 26);
 		}
 		os = pb_ostream_from_buffer(wire + off + 4,
 		                            sizeof(wire) - off - 4);
@@ -1033,9 +1033,8 @@ test_system_a_second_imd_fences_off_the_first(void **state)
 }
 
 /* Two imds on one file need shared locking (exclusive is the default). */
-static const char *const shared_db[] = {"--seq-step", "4",        "--uq-step",
-                                        "4",          "--exclusive", "false",
-                                        NULL};
+static const char *const shared_db[] = {
+        "--seq-step", "4", "--uq-step", "4", "--exclusive", "false", NULL};
 
 static int
 setup_shared(void **state)

@@ -434,11 +434,11 @@ test_sqlite_version_1_opts_open_shared_and_are_not_read_past_their_end(
 	o1->version = 1;
 	o1->sync = IM_SQLITE_SYNC_NORMAL;
 	o1->busy_timeout_ms = 20;
-	assert_int_equal(im_store_sqlite_open(
-	                         &st, t->path,
-	                         (const im_store_sqlite_opts *)(void *)o1,
-	                         NULL, 0),
-	                 IM_OK);
+	assert_int_equal(
+	        im_store_sqlite_open(&st, t->path,
+	                             (const im_store_sqlite_opts *)(void *)o1,
+	                             NULL, 0),
+	        IM_OK);
 	assert_int_equal(im_store_slot_cas(st, IM_KIND_USER, 1, 0, "n", &e),
 	                 IM_OK);
 	/* Shared locking and sqlite's checkpoints, as before version 2. */
@@ -449,8 +449,7 @@ test_sqlite_version_1_opts_open_shared_and_are_not_read_past_their_end(
 }
 
 static void
-test_sqlite_exclusive_works_on_memory_and_on_an_existing_wal_file(
-        void **state)
+test_sqlite_exclusive_works_on_memory_and_on_an_existing_wal_file(void **state)
 {
 	tmpdb *t = *state;
 	im_store_sqlite_opts o = IM_STORE_SQLITE_OPTS_INIT;
