@@ -267,6 +267,22 @@ IM_API int im_store_slot_cas(im_store *st, im_kind kind, uint32_t slot,
 			     im_epoch *epoch_out);
 
 /**
+ * Compare-and-set n distinct slots of one kind in one transaction (all or
+ * nothing):
+ * succeeds only when every slots[i] is at epoch expect[i], then sets owner
+ * and expect[i]+1 (in epochs_out[i]). One fsync for the lot, so a node that
+ * takes many slots (imd at start) does not pay one commit per slot.
+ * @retval IM_OK, IM_ECONFLICT (nothing changed; epochs_out holds the current
+ *         epochs), IM_EINVAL, IM_ENOTSUP (backend without the op: claim one
+ *         by one with im_store_slot_cas), IM_ERR, IM_EUNAVAIL
+ */
+#define IM_STORE_CAS_MANY_MAX 65536
+IM_API int im_store_slot_cas_many(im_store *st, im_kind kind,
+				  const uint32_t *slots, const im_epoch *expect,
+				  size_t n, const char *owner,
+				  im_epoch *epochs_out);
+
+/**
  * Take the next segment of `step` ids for a key. Segments of one key never
  * overlap and always lie above every id handed out before, also across
  * processes sharing the store. The first segment of a new key starts at 1.
