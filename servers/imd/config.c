@@ -28,6 +28,11 @@ static const role_key keys[] = {
          "error | warn | info | debug"},
         {"sync", ROLE_KEY_STR, F(sync), S(sync),
          "sqlite durability: full | normal"},
+        {"exclusive", ROLE_KEY_BOOL, F(exclusive), 0,
+         "true: imd locks the db file while it runs, no other process "
+         "(imctl, sqlite3) can open it; faster reads (true)"},
+        {"wal_autocheckpoint", ROLE_KEY_U32, F(wal_autocheckpoint), 0,
+         "WAL pages between checkpoints, 0 = sqlite's 1000 (10000)"},
         {"port_file", ROLE_KEY_STR, F(port_file), S(port_file),
          "write the bound port to this file once listening"},
         {"slots", ROLE_KEY_U32, F(slots), 0, "slots per kind (1024)"},
@@ -47,6 +52,8 @@ imd_config_defaults(imd_config *cfg)
 	snprintf(cfg->log_level, sizeof(cfg->log_level), "info");
 	snprintf(cfg->sync, sizeof(cfg->sync), "full");
 	cfg->slots = 1024;
+	cfg->exclusive = true;
+	cfg->wal_autocheckpoint = 10000;
 	cfg->cn = co;
 	cfg->ch = cho;
 }

@@ -63,6 +63,13 @@ role_keys_set(const role_key *keys, size_t n, void *base, const char *key,
 			*(uint64_t *)(void *)p = v;
 			return 0;
 		}
+		case ROLE_KEY_BOOL:
+			if (strcmp(value, "true") == 0 ||
+			    strcmp(value, "false") == 0) {
+				*(bool *)(void *)p = value[0] == 't';
+				return 0;
+			}
+			break;
 		case ROLE_KEY_SEC: {
 			double v = strtod(value, &end);
 
@@ -128,7 +135,7 @@ static const role_key ch_keys[] = {
         {"max_batch", ROLE_KEY_U32, CH(max_batch), 0,
          "sends per commit (1024)"},
         {"seq_step", ROLE_KEY_U32, CH(seq_step), 0,
-         "seqs per group segment"},
+         "seqs per group segment (10000)"},
         {"dedup_capacity", ROLE_KEY_U32, CH(dedup_capacity), 0,
          "dedup cache entries"},
         {"dedup_ttl_ms", ROLE_KEY_U64, CH(dedup_ttl_ms), 0,

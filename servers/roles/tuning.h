@@ -18,7 +18,8 @@ typedef enum role_key_kind {
 	ROLE_KEY_STR, /* char[size] */
 	ROLE_KEY_U32,
 	ROLE_KEY_U64,
-	ROLE_KEY_SEC /* double seconds, > 0 and < 1e7 */
+	ROLE_KEY_SEC, /* double seconds, > 0 and < 1e7 */
+	ROLE_KEY_BOOL /* bool: true | false */
 } role_key_kind;
 
 typedef struct role_key {
