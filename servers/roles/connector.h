@@ -77,8 +77,7 @@ void connector_set_redirect(connector *cn,
  * the clients resume at the new owner, which replays from the store.
  * Returns the number of connections redirected or closed.
  */
-uint32_t connector_drop_slot(connector *cn, uint32_t slot,
-                             const char *address);
+uint32_t connector_drop_slot(connector *cn, uint32_t slot, const char *address);
 
 /* Write what is queued now (shutdown). */
 void connector_flush(connector *cn);

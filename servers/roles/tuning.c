@@ -113,8 +113,7 @@ static const role_key cn_keys[] = {
         {"pushq_bytes", ROLE_KEY_U32, CN(pushq_bytes), 0,
          "unacked bytes/session"},
         {"rto_ms", ROLE_KEY_U32, CN(rto_ms), 0, "retransmit timeout (5000)"},
-        {"max_convs", ROLE_KEY_U32, CN(max_convs), 0,
-         "conversations per user"},
+        {"max_convs", ROLE_KEY_U32, CN(max_convs), 0, "conversations per user"},
         {"replay_limit", ROLE_KEY_U32, CN(replay_limit), 0,
          "messages per cursor replayed from the store on resume"},
         {"login_timeout", ROLE_KEY_SEC, CN(login_timeout), 0,
@@ -128,18 +127,15 @@ static const role_key cn_keys[] = {
 };
 
 static const role_key ch_keys[] = {
-        {"max_groups", ROLE_KEY_U32, CH(max_groups), 0,
-         "hot groups in memory"},
-        {"max_members", ROLE_KEY_U32, CH(max_members), 0,
-         "members per group"},
+        {"max_groups", ROLE_KEY_U32, CH(max_groups), 0, "hot groups in memory"},
+        {"max_members", ROLE_KEY_U32, CH(max_members), 0, "members per group"},
         {"max_batch", ROLE_KEY_U32, CH(max_batch), 0,
          "sends per commit (1024)"},
         {"seq_step", ROLE_KEY_U32, CH(seq_step), 0,
          "seqs per group segment (10000)"},
         {"dedup_capacity", ROLE_KEY_U32, CH(dedup_capacity), 0,
          "dedup cache entries"},
-        {"dedup_ttl_ms", ROLE_KEY_U64, CH(dedup_ttl_ms), 0,
-         "dedup cache TTL"},
+        {"dedup_ttl_ms", ROLE_KEY_U64, CH(dedup_ttl_ms), 0, "dedup cache TTL"},
 };
 
 #define NKEYS(a) (sizeof(a) / sizeof((a)[0]))

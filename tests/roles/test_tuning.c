@@ -113,25 +113,25 @@ test_tuning_sets_connector_and_chatter_opts_by_imd_names(void **state)
 	char err[128];
 
 	(void)state;
-	assert_int_equal(role_tuning_set(&cn, &ch, "rto-ms", "300", err,
-	                                 sizeof(err)),
-	                 0);
+	assert_int_equal(
+	        role_tuning_set(&cn, &ch, "rto-ms", "300", err, sizeof(err)),
+	        0);
 	assert_int_equal(cn.rto_ms, 300);
 	assert_int_equal(role_tuning_set(&cn, &ch, "login_timeout", "1.5", err,
 	                                 sizeof(err)),
 	                 0);
 	assert_true(cn.login_timeout == 1.5);
-	assert_int_equal(role_tuning_set(&cn, &ch, "seq_step", "4", err,
-	                                 sizeof(err)),
-	                 0);
+	assert_int_equal(
+	        role_tuning_set(&cn, &ch, "seq_step", "4", err, sizeof(err)),
+	        0);
 	assert_int_equal(ch.seq_step, 4);
 	assert_int_equal(role_tuning_set(&cn, &ch, "dedup_ttl_ms", "7", err,
 	                                 sizeof(err)),
 	                 0);
 	assert_true(ch.dedup_ttl_ms == 7);
-	assert_int_equal(role_tuning_set(&cn, &ch, "pushq_items", "x", err,
-	                                 sizeof(err)),
-	                 -1);
+	assert_int_equal(
+	        role_tuning_set(&cn, &ch, "pushq_items", "x", err, sizeof(err)),
+	        -1);
 	assert_int_equal(role_tuning_set(&cn, &ch, "listen", "1.2.3.4", err,
 	                                 sizeof(err)),
 	                 1);
@@ -146,20 +146,20 @@ test_tuning_a_key_of_the_other_role_is_checked_then_ignored(void **state)
 
 	(void)state;
 	/* A Chatter node given a Connector key: accepted, no effect. */
-	assert_int_equal(role_tuning_set(NULL, &ch, "rto_ms", "300", err,
-	                                 sizeof(err)),
-	                 0);
+	assert_int_equal(
+	        role_tuning_set(NULL, &ch, "rto_ms", "300", err, sizeof(err)),
+	        0);
 	assert_memory_equal(&ch, &before, sizeof(ch));
 	/* ... but a bad value is still refused. */
-	assert_int_equal(role_tuning_set(NULL, &ch, "rto_ms", "-3", err,
-	                                 sizeof(err)),
-	                 -1);
-	assert_int_equal(role_tuning_set(&cn, NULL, "seq_step", "4", err,
-	                                 sizeof(err)),
-	                 0);
-	assert_int_equal(role_tuning_set(NULL, NULL, "seq_step", "4", err,
-	                                 sizeof(err)),
-	                 0);
+	assert_int_equal(
+	        role_tuning_set(NULL, &ch, "rto_ms", "-3", err, sizeof(err)),
+	        -1);
+	assert_int_equal(
+	        role_tuning_set(&cn, NULL, "seq_step", "4", err, sizeof(err)),
+	        0);
+	assert_int_equal(
+	        role_tuning_set(NULL, NULL, "seq_step", "4", err, sizeof(err)),
+	        0);
 }
 
 int

@@ -206,8 +206,7 @@ imd_dump_log(const imd_proc *p)
 	char cmd[400];
 
 	if (p->cluster) {
-		snprintf(cmd, sizeof(cmd), "tail -n 40 '%s'/*.log >&2",
-		         p->dir);
+		snprintf(cmd, sizeof(cmd), "tail -n 40 '%s'/*.log >&2", p->dir);
 		if (system(cmd) != 0) {
 			fprintf(stderr, "harness: no logs in %s\n", p->dir);
 		}
@@ -317,9 +316,9 @@ h_target_announce(void)
 static int
 cluster_init(imd_proc *p)
 {
-	static const char *const names[H_NODES] = {
-	        "router-1", "chatter-1", "chatter-2", "connector-1",
-	        "connector-2"};
+	static const char *const names[H_NODES] = {"router-1", "chatter-1",
+	                                           "chatter-2", "connector-1",
+	                                           "connector-2"};
 	const char *pg = getenv("IM_TEST_PG");
 	int i;
 
