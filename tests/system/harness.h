@@ -111,7 +111,7 @@ typedef struct tclient {
 	int fd;
 	int rcvbuf;      /* tc_connect_rcvbuf's, kept for a redirect */
 	uint8_t *replay; /* sent since connecting, until LoginOk/ResumeOk */
-	size_t nreplay;  /* SIZE_MAX: too much, a Redirect is not followed */
+	size_t nreplay;  /* bytes in replay (NULL: not kept, not followed) */
 	int redirects;
 	uint8_t *buf; /* received bytes not yet parsed */
 	size_t len;
