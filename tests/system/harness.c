@@ -346,9 +346,9 @@ cluster_init(imd_proc *p)
 		snprintf(n->name, sizeof(n->name), "%s", names[i]);
 		snprintf(n->role, sizeof(n->role), "%.*s",
 		         (int)strcspn(names[i], "-"), names[i]);
-		snprintf(n->log, sizeof(n->log), "%s/%s.log", p->dir, n->name);
+		snprintf(n->log, sizeof(n->log), "%s/%s.log", p->dir, names[i]);
 		snprintf(n->port_file, sizeof(n->port_file), "%s/%s.port",
-		         p->dir, n->name);
+		         p->dir, names[i]);
 	}
 	snprintf(p->log, sizeof(p->log), "%s/cluster.log", p->dir);
 	return 0;
