@@ -151,7 +151,8 @@ on_reply(im_client *cl, const im_client_reply *r, void *payload)
 		return;
 	}
 	for (i = 0; i < c->fl->g; i++) {
-		if (c->fl->req[i] == r->req_id && c->fl->gid[i] == 0) {
+		if (c->fl->req[i] == r->req_id && c->fl->gid[i] == 0 &&
+		    &c->fl->c[c->fl->members[i][0]] == c) {
 			c->fl->gid[i] = r->group;
 		}
 	}
