@@ -64,7 +64,14 @@ typedef struct cl_member_opts {
 	void *payload;
 } cl_member_opts;
 
-#define CL_MEMBER_OPTS_INIT {CL_MEMBER_OPTS_VERSION, 1000, 1000, 3000, \
+/*
+ * Defaults: a node is dead 1.5 s after its last heartbeat and everyone
+ * sees it within 250 ms more, so with the 250 ms balance tick of imnode a
+ * dead Chatter's groups are served again within about 2 s (issue 6:
+ * failover within 3 s). Six missed heartbeats make a node dead: a busy
+ * store or a loaded machine does not kill healthy nodes.
+ */
+#define CL_MEMBER_OPTS_INIT {CL_MEMBER_OPTS_VERSION, 250, 250, 1500, \
 			     1024, true, NULL, NULL, NULL, NULL}
 
 /*

@@ -334,6 +334,7 @@ typedef struct rolenode {
 	im_node_role role;
 	im_kind kind;
 	char owner[IM_OWNER_MAX + 1];
+	bool balanced; /* expect was reached once */
 	ev_timer tick;
 	connector *cn;
 	chatter *ch;
@@ -391,9 +392,15 @@ balance(rolenode *rn)
 			n++;
 		}
 	}
-	if (n < rn->c->expect) {
+	/*
+	 * `expect` only holds back the first claim (so a starting cluster
+	 * spreads evenly); after that a node that lost peers must go on
+	 * balancing, or the dead ones' slots would never be taken over.
+	 */
+	if (!rn->balanced && n < rn->c->expect) {
 		return;
 	}
+	rn->balanced = true;
 	if ((rc = im_shard_load(rn->map, rn->st)) != IM_OK) {
 		LOG_W("slot map: %s (%s)", im_strerror(rc),
 		      im_store_errmsg(rn->st));
@@ -633,7 +640,7 @@ run_role(struct ev_loop *loop, im_store *st, node_config *c)
 		goto out;
 	}
 	balance(&rn);
-	ev_timer_init(&rn.tick, on_tick, 1.0, 1.0);
+	ev_timer_init(&rn.tick, on_tick, 0.25, 0.25);
 	rn.tick.data = &rn;
 	ev_timer_start(loop, &rn.tick);
 	if (c->port_file[0] != '\0' && write_port_file(c->port_file, port) !=

@@ -79,6 +79,11 @@ opts_of(env *e)
 {
 	cl_member_opts o = CL_MEMBER_OPTS_INIT;
 
+	/* The timelines below are written for these periods (not the
+	 * defaults, which are tuned for failover speed). */
+	o.heartbeat_ms = 1000;
+	o.refresh_ms = 1000;
+	o.dead_after_ms = 3000;
 	o.timers = false;
 	o.now_ms = fake_now;
 	o.clock = e;

@@ -60,10 +60,12 @@ cleanup() {
 			kill -CONT "$pid" 2>/dev/null || true
 		done <"$cl/pids"
 	fi
-	"$ROOT/scripts/cluster" stop "$cl" >/dev/null 2>&1 || true
-	if [ -n "$keep" ]; then
-		mkdir -p "$keep" && cp -r "$dir"/. "$keep"/ 2>/dev/null || true
+	if [ -n "$keep" ]; then # the logs and the history, not the database
+		mkdir -p "$keep/cluster"
+		cp "$dir"/* "$keep"/ 2>/dev/null || true
+		cp "$cl"/*.log "$cl"/pids "$keep/cluster/" 2>/dev/null || true
 	fi
+	"$ROOT/scripts/cluster" stop "$cl" >/dev/null 2>&1 || true
 	rm -rf "$dir"
 }
 trap cleanup EXIT INT TERM
@@ -94,17 +96,18 @@ restart() {
 	echo "$! $name" >>"$cl/pids"
 }
 
-pick() { # pick ROLE COUNT
-	echo "$1-$((RANDOM % $2 + 1))"
+# pick ROLE COUNT: sets target (no subshell: bash reseeds RANDOM there)
+pick() {
+	target="$1-$((RANDOM % $2 + 1))"
 }
 
 fault() {
 	local kind=$1 t pid target
 	case $kind in
-	kill-chatter) target=$(pick chatter 3) ;;
-	kill-connector) target=$(pick connector 2) ;;
-	kill-router) target=$(pick router 2) ;;
-	stop-chatter) target=$(pick chatter 3) ;;
+	kill-chatter) pick chatter 3 ;;
+	kill-connector) pick connector 2 ;;
+	kill-router) pick router 2 ;;
+	stop-chatter) pick chatter 3 ;;
 	pg-restart) target=postgresql ;;
 	*) echo "unknown fault $kind" >&2; return 1 ;;
 	esac
