@@ -50,6 +50,7 @@ echo "fault run: seed $seed, faults: $faults"
 RANDOM=$((seed % 32768))
 
 dir=$(mktemp -d /tmp/im-fault.XXXXXX)
+chmod 755 "$dir" # PostgreSQL runs as postgres when we are root
 cl=$dir/cluster
 loadpid=
 cleanup() {
