@@ -232,24 +232,54 @@ l_submit(role_router *rr, const role_op *ops, size_t n)
 	free(done);
 }
 
+typedef struct other_ctx {
+	rpc_conn *not;
+	rpc_conn *found;
+} other_ctx;
+
+static void
+find_other(rpc_conn *c, void *payload)
+{
+	other_ctx *o = payload;
+
+	if (o->found == NULL && c != o->not) {
+		o->found = c;
+	}
+}
+
 static void
 rep_done(rpc_conn *c, int status, const imrpc_Rpc *reply, void *payload)
 {
 	rep_ctx *x = payload;
 	cl_link *l = x->l;
 	rpc_conn *other;
+	bool refused = status == IM_OK && reply != NULL &&
+		       reply->which_body == imrpc_Rpc_ack_tag &&
+		       reply->body.ack.code != 0;
 
-	(void)reply;
 	if (l->destroying) {
 		l->rctx_free[l->nrctx_free++] = (uint32_t)(x - l->rctx);
 		return;
 	}
+	if (refused && !x->resent) {
+		/* The Router has no connection to the Connector (it just
+		 * started, or the Connector is reconnecting): try another
+		 * Router. A client may get a duplicate ack; it ignores it. */
+		other_ctx o = {c, NULL};
+
+		cl_peers_each(l->routers, find_other, &o);
+		other = o.found;
+	} else {
+		other = router_for(l, x->msg.replies_count > 0
+					      ? x->msg.replies[0]
+							.route.connector
+					      : 0);
+	}
 	/* Lost with its connection (not merely slow: resending a timed-out
-	 * batch could answer a client twice): once more, another way. */
-	if (status != IM_OK && !rpc_conn_is_up(c) && !x->resent &&
-	    x->msg.replies_count > 0 &&
-	    (other = router_for(l, x->msg.replies[0].route.connector)) !=
-		    NULL &&
+	 * batch could answer a client twice) or refused: once more,
+	 * another way. */
+	if (((status != IM_OK && !rpc_conn_is_up(c)) || refused) &&
+	    !x->resent && x->msg.replies_count > 0 && other != NULL &&
 	    other != c) {
 		memset(l->out, 0, sizeof(*l->out));
 		l->out->which_body = imrpc_Rpc_replies_tag;
@@ -819,6 +849,29 @@ cl_link_notify_slots(cl_link *l)
 	l->out->which_body = imrpc_Rpc_slot_map_tag;
 	l->out->body.slot_map.reload = true;
 	cl_peers_each(l->routers, send_reload, l);
+}
+
+static void
+send_hello(rpc_conn *c, void *payload)
+{
+	cl_link *l = payload;
+
+	if (rpc_conn_is_up(c)) {
+		(void)rpc_conn_call(c, l->hello, 0, hello_done, NULL);
+	}
+}
+
+void
+cl_link_set_owner(cl_link *l, const char *owner)
+{
+	if (l == NULL || owner == NULL || owner[0] == '\0' ||
+	    strlen(owner) > IM_OWNER_MAX) {
+		return;
+	}
+	snprintf(l->owner, sizeof(l->owner), "%s", owner);
+	snprintf(l->hello->body.hello.node, sizeof(l->hello->body.hello.node),
+		 "%s", owner);
+	cl_peers_each(l->routers, send_hello, l);
 }
 
 void

@@ -62,6 +62,11 @@ typedef struct cl_member_opts {
 	 * left). May be NULL. */
 	void (*on_change)(cl_member *m, void *payload);
 	void *payload;
+	/* Silent past dead_after_ms (paused, cut off from the store): the
+	 * others may have judged us dead and taken our slots, so come back
+	 * as a new incarnation (cl_member_incarnation() changes, on_change
+	 * is called) instead of heartbeating as if nothing happened. */
+	bool reincarnate;
 } cl_member_opts;
 
 /*
@@ -72,7 +77,7 @@ typedef struct cl_member_opts {
  * store or a loaded machine does not kill healthy nodes.
  */
 #define CL_MEMBER_OPTS_INIT {CL_MEMBER_OPTS_VERSION, 250, 250, 1500, \
-			     1024, true, NULL, NULL, NULL, NULL}
+			     1024, true, NULL, NULL, NULL, NULL, false}
 
 /*
  * Register `name` (role, address) in st and load the view. The address is

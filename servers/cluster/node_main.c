@@ -335,6 +335,7 @@ typedef struct rolenode {
 	im_kind kind;
 	char owner[IM_OWNER_MAX + 1];
 	bool balanced; /* expect was reached once */
+	uint64_t inc;  /* the incarnation rn.owner names */
 	ev_timer tick;
 	connector *cn;
 	chatter *ch;
@@ -466,12 +467,44 @@ balance(rolenode *rn)
 	}
 }
 
+/*
+ * A Chatter silent past the heartbeat timeout (paused, cut off) came back
+ * as a new incarnation (cl_member re-registered it): whatever it held may
+ * have been taken over, so it forgets all its group state, takes the new
+ * owner name (its old slots are now "an older incarnation": fenced for
+ * its writes, free to claim) and tells the Routers who it is now. Its
+ * writes under the old epochs fail IM_ESTALE and are answered
+ * ERR_UNAVAILABLE, never acked.
+ */
+static void
+reincarnate(rolenode *rn)
+{
+	char old[IM_OWNER_MAX + 1];
+
+	snprintf(old, sizeof(old), "%s", rn->owner);
+	rn->inc = cl_member_incarnation(rn->m);
+	if (rn->ch != NULL) {
+		chatter_flush(rn->ch); /* fenced if the slots moved */
+		chatter_drop_all(rn->ch);
+	}
+	/* the chatter holds rn->owner by pointer: it is renamed too */
+	snprintf(rn->owner, sizeof(rn->owner), "%.40s/%08llx", rn->c->name,
+		 (unsigned long long)rn->inc);
+	cl_link_set_owner(rn->link, rn->owner);
+	(void)im_shard_load(rn->map, rn->st);
+	LOG_W("%s was silent past the heartbeat timeout: dropped its state, "
+	      "now %s", old, rn->owner);
+}
+
 static void
 on_member_change(cl_member *m, void *payload)
 {
 	rolenode *rn = payload;
 
-	(void)m;
+	if (rn->link != NULL && rn->inc != 0 &&
+	    cl_member_incarnation(m) != rn->inc) {
+		reincarnate(rn);
+	}
 	cl_link_sync(rn->link);
 }
 
@@ -589,6 +622,9 @@ run_role(struct ev_loop *loop, im_store *st, node_config *c)
 	}
 	mo.on_change = on_member_change;
 	mo.payload = &rn;
+	/* Only a Chatter renames itself after a silence: a Connector's
+	 * name is in its clients' routes (its user slots stay fenced). */
+	mo.reincarnate = rn.role == IM_NODE_CHATTER;
 	rc = cl_member_create(&rn.m, loop, st, c->name, rn.role, addr, &mo);
 	if (rc != IM_OK) {
 		fprintf(stderr, "imnode: register %s: %s (%s)\n", c->name,
@@ -599,6 +635,7 @@ run_role(struct ev_loop *loop, im_store *st, node_config *c)
 	 * owner, and its previous life's slots are visibly someone else's. */
 	snprintf(rn.owner, sizeof(rn.owner), "%.40s/%08llx", c->name,
 		 (unsigned long long)cl_member_incarnation(rn.m));
+	rn.inc = cl_member_incarnation(rn.m);
 	ro.backoff_min_ms = 50;
 	ro.backoff_max_ms = 1000;
 	ro.seed = (uint64_t)getpid();

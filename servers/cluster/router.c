@@ -377,9 +377,13 @@ handle_forward(router *r, rpc_conn *from, uint64_t req_id,
 		answer(r, from, req_id, 0, NULL);
 	}
 }
-static void
+/* Returns false if some reply's Connector is not connected here (it may
+ * be through another Router: the Chatter resends the batch there). */
+static bool
 handle_replies(router *r, const imrpc_Replies *rs)
 {
+	bool all = true;
+
 	bool done[REPLIES_MAX] = {false};
 	uint32_t i, j, n = rs->replies_count;
 
@@ -405,8 +409,10 @@ handle_replies(router *r, const imrpc_Replies *rs)
 			r->stats.replies += o->replies_count;
 		} else {
 			r->stats.dropped += o->replies_count;
+			all = false;
 		}
 	}
+	return all;
 }
 
 static const char *
@@ -613,8 +619,12 @@ on_request(rpc_conn *c, uint64_t req_id, const imrpc_Rpc *m, void *payload)
 		handle_forward(r, c, req_id, &m->body.forward);
 		break;
 	case imrpc_Rpc_replies_tag:
-		handle_replies(r, &m->body.replies);
-		answer(r, c, req_id, 0, NULL);
+		if (handle_replies(r, &m->body.replies)) {
+			answer(r, c, req_id, 0, NULL);
+		} else {
+			answer(r, c, req_id, CODE_UNAVAILABLE,
+			       "connector not connected here");
+		}
 		break;
 	case imrpc_Rpc_deliver_tag:
 		handle_deliver(r, &m->body.deliver);

@@ -364,6 +364,22 @@ chatter_drop_slot(chatter *c, uint32_t slot)
 	}
 }
 
+void
+chatter_drop_all(chatter *c)
+{
+	uint32_t b;
+
+	for (b = 0; b < c->nbuckets; b++) {
+		while (c->buckets[b] != NULL) {
+			struct group *g = c->buckets[b];
+
+			c->buckets[b] = g->next;
+			c->ngroups--;
+			group_free(g);
+		}
+	}
+}
+
 static void
 reply_err(role_reply *r, const struct pend *p, int code, const char *text)
 {
