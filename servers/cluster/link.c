@@ -25,6 +25,7 @@
 	(sizeof(((imrpc_UserEvents *)0)->events) / sizeof(imrpc_UserEvent))
 #define OP_MEMBERS (sizeof(((imrpc_Op *)0)->members) / sizeof(uint64_t))
 #define CALLS_MAX 1024
+#define LATE_ACKS_MAX 1024
 #define REPLY_CALLS_MAX 64
 /* Longer than a Router's wait for a Chatter (router.h, 5 s by default):
  * the Router answers first, with the ops' fate. */
@@ -72,6 +73,16 @@ struct cl_link {
 	void *slot_map_payload;
 	cl_link_stats st;
 	bool destroying; /* calls failing now must not touch the peers */
+	/* A Chatter acks a Forward only after the commit of the loop turn
+	 * that received it (ack_w runs after the Chatter's commit): a
+	 * Chatter dying in between leaves the Router's call unanswered, so
+	 * it fails and the ops are answered unavailable and retried. */
+	ev_prepare ack_w;
+	struct late_ack {
+		rpc_conn *c;
+		uint64_t req_id;
+	} late[LATE_ACKS_MAX];
+	uint32_t nlate;
 };
 
 /* ---- outgoing ---------------------------------------------------------- */
@@ -672,6 +683,43 @@ in_events(cl_link *l, const imrpc_UserEvents *ue)
 	}
 }
 
+typedef struct conn_find {
+	rpc_conn *c;
+	bool found;
+} conn_find;
+
+static void
+find_conn(rpc_conn *c, void *payload)
+{
+	conn_find *f = payload;
+
+	f->found = f->found || c == f->c;
+}
+
+static void
+late_acks_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	cl_link *l = w->data;
+	static imrpc_Rpc ack;
+	uint32_t i;
+
+	(void)loop;
+	(void)revents;
+	memset(&ack, 0, sizeof(ack));
+	ack.which_body = imrpc_Rpc_ack_tag;
+	for (i = 0; i < l->nlate; i++) {
+		/* only to a connection that is still one of ours and up */
+		conn_find f = {l->late[i].c, false};
+
+		cl_peers_each(l->routers, find_conn, &f);
+		if (f.found) {
+			(void)rpc_conn_reply(l->late[i].c, l->late[i].req_id,
+					     &ack);
+		}
+	}
+	l->nlate = 0;
+}
+
 static void
 on_request(rpc_conn *c, uint64_t req_id, const imrpc_Rpc *m, void *payload)
 {
@@ -699,6 +747,14 @@ on_request(rpc_conn *c, uint64_t req_id, const imrpc_Rpc *m, void *payload)
 		break;
 	default:
 		break;
+	}
+	if (req_id != 0 && l->ch != NULL &&
+	    m->which_body == imrpc_Rpc_forward_tag &&
+	    l->nlate < LATE_ACKS_MAX) {
+		l->late[l->nlate].c = c;
+		l->late[l->nlate].req_id = req_id;
+		l->nlate++;
+		return;
 	}
 	if (req_id != 0) {
 		memset(&ack, 0, sizeof(ack));
@@ -785,6 +841,10 @@ cl_link_create(cl_link **out, struct ev_loop *loop, cl_member *m,
 		return rc;
 	}
 	cl_peers_sync(l->routers);
+	ev_prepare_init(&l->ack_w, late_acks_cb);
+	l->ack_w.data = l;
+	ev_set_priority(&l->ack_w, EV_MINPRI);
+	ev_prepare_start(loop, &l->ack_w);
 	*out = l;
 	return IM_OK;
 }
@@ -890,6 +950,10 @@ cl_link_destroy(cl_link *l)
 	/* Destroy the link before the role. Calls failing while the peers
 	 * go away only release their contexts: clients retry anyway. */
 	l->destroying = true;
+	if (l->loop != NULL) {
+		ev_prepare_stop(l->loop, &l->ack_w);
+	}
+	l->nlate = 0;
 	cl_peers_destroy(l->routers);
 	free(l->out);
 	free(l->hello);
