@@ -512,7 +512,8 @@ chatter_flush(chatter *c)
 			/* Fenced with the epoch the state was loaded under:
 			 * state from before a lost-and-regained slot must
 			 * never be written under the new epoch. */
-			if (slot_is_ours(c, g->gid, &f) && f.epoch != g->epoch) {
+			if (slot_is_ours(c, g->gid, &f) &&
+			    f.epoch != g->epoch) {
 				f.epoch = 0;
 			}
 			for (k = 0; k < nfences; k++) {
