@@ -182,8 +182,10 @@ def check(h):
     # unavailability per fault: fault to the first ack in each group
     faults = []
     acks_by_group = {}
+    acks_by_user = {}
     for a in sorted(h.acks):
         acks_by_group.setdefault(a[2], []).append(a[0])
+        acks_by_user.setdefault(a[1], []).append(a[0])
     end = h.phases.get("drain")
     for t, kind, target in sorted(h.faults):
         worst, wg = 0, None
@@ -197,8 +199,21 @@ def check(h):
                     continue
             if first - t > worst:
                 worst, wg = first - t, gid
+        # the same per client: a Connector fault stops its users, not
+        # their groups (the other members keep acking)
+        cworst, cu = 0, None
+        for uid, ts in acks_by_user.items():
+            first = next((x for x in ts if x > t), None)
+            if first is None:
+                if end is not None and end > t:
+                    first = end
+                else:
+                    continue
+            if first - t > cworst:
+                cworst, cu = first - t, uid
         faults.append({"t": t, "kind": kind, "target": target,
-                       "unavail_ms": worst, "group": wg})
+                       "unavail_ms": worst, "group": wg,
+                       "client_unavail_ms": cworst, "client": cu})
     return v, faults
 
 
@@ -236,9 +251,10 @@ def main(argv):
         if n > 10:
             print("... %d more %s" % (n - 10, k))
     for f in faults:
-        print("fault %s %s at %d: unavailable %d ms (group %s)"
+        print("fault %s %s at %d: unavailable %d ms (group %s), "
+              "a client waited %d ms (user %s)"
               % (f["kind"], f["target"], f["t"], f["unavail_ms"],
-                 f["group"]))
+                 f["group"], f["client_unavail_ms"], f["client"]))
     print("violations: %d" % len(v))
     if as_json:
         print("RESULT " + json.dumps({"violations": len(v),

@@ -56,6 +56,16 @@ class CheckerCatchesEveryViolation(unittest.TestCase):
         self.assertEqual(faults[0]["unavail_ms"], 2600 - 1100)
         self.assertEqual(faults[0]["kind"], "kill-chatter")
 
+    def test_a_client_waits_until_its_own_first_ack_after_a_fault(self):
+        # user 2 acks at once after the fault, user 1 only at 2600
+        text = CLEAN + "S 1150 2 7 50\nA 1160 2 7 50 10 0\n" + \
+            "M 7 10 9 2 50\nD 1161 1 7 10 9 2 50\n" + \
+            "D 1162 2 7 10 9 2 50\n"
+        v, faults = run(text)
+        self.assertEqual(faults[0]["client_unavail_ms"], 2600 - 1100)
+        self.assertEqual(faults[0]["client"], 1)
+        self.assertEqual(faults[0]["unavail_ms"], 1160 - 1100)
+
     def test_a_group_without_acks_is_unavailable_until_the_drain(self):
         text = CLEAN.replace("A 2600 1 7 12 9 0\n", "").replace(
             "A 2700 1 7 12 9 1\n", "")
