@@ -381,7 +381,7 @@ balance(rolenode *rn)
 	const char *nodes[256];
 	im_shard_move moves[1024];
 	size_t i, n = 0, nm = 0;
-	uint32_t claimed = 0, handed = 0;
+	uint32_t claimed = 0, handed = 0, had;
 	int rc = IM_OK;
 
 	for (i = 0; i < cl_member_count(rn->m) && n < 256; i++) {
@@ -402,10 +402,22 @@ balance(rolenode *rn)
 		return;
 	}
 	rn->balanced = true;
+	had = im_shard_count(rn->map, rn->kind, rn->owner);
 	if ((rc = im_shard_load(rn->map, rn->st)) != IM_OK) {
 		LOG_W("slot map: %s (%s)", im_strerror(rc),
 		      im_store_errmsg(rn->st));
 		return;
+	}
+	if (rn->cn != NULL &&
+	    im_shard_count(rn->map, rn->kind, rn->owner) < had) {
+		/* Another Connector took user slots of ours (we could not
+		 * heartbeat for a while): our users' deliveries go there
+		 * now, so send them there. */
+		uint32_t shed = connector_shed_moved(rn->cn);
+
+		LOG_W("%s lost user slots (now %u): %u connections sent to "
+		      "the new owners", rn->owner,
+		      im_shard_count(rn->map, rn->kind, rn->owner), shed);
 	}
 	rc = im_shard_plan(rn->map, rn->kind, nodes, n, moves, 1024, &nm);
 	if (rc != IM_OK && rc != IM_EFULL) {

@@ -9,7 +9,8 @@
 # after the other SPACING seconds apart, restarts what it killed (as a
 # supervisor would: a new incarnation), and runs check.py over the history.
 # Fault kinds: kill-chatter kill-connector kill-router stop-chatter
-# pg-restart (pg-restart needs PostgreSQL). Targets are picked by the seed.
+# stop-connector pg-restart (pg-restart needs PostgreSQL). Targets are
+# picked by the seed.
 # Prints the checker's report; exit status 0 only with zero violations.
 # Every wait is bounded (the whole run: 3 + SPACING * faults + 30 s plus
 # the cluster's start).
@@ -23,7 +24,8 @@ export SLOTS
 IMNODE=$BUILD/servers/cluster/imnode
 LOAD=$BUILD/tests/fault/fault_load
 mode=pg
-faults="kill-chatter kill-connector kill-router stop-chatter pg-restart"
+faults="kill-chatter kill-connector kill-router stop-chatter"
+faults="$faults stop-connector pg-restart"
 seed=${IM_TEST_SEED:-$(date +%s)}
 spacing=8
 keep=
@@ -109,6 +111,7 @@ fault() {
 	kill-connector) pick connector 2 ;;
 	kill-router) pick router 2 ;;
 	stop-chatter) pick chatter 3 ;;
+	stop-connector) pick connector 2 ;;
 	pg-restart) target=postgresql ;;
 	*) echo "unknown fault $kind" >&2; return 1 ;;
 	esac
@@ -122,7 +125,7 @@ fault() {
 		# a supervisor restarts it once the others took over
 		(sleep $((spacing / 2)); restart "$target") &
 		;;
-	stop-chatter)
+	stop-chatter | stop-connector)
 		pid=$(pid_of "$target")
 		kill -STOP "$pid"
 		# past the heartbeat timeout: the others take its slots
