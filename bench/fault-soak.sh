@@ -7,8 +7,8 @@
 #
 # Scenario i uses seed SEED+i: it picks FAULTS_PER_RUN fault kinds (with
 # repetition, in order) from kill-chatter kill-connector kill-router
-# stop-chatter pg-restart, and the run picks their targets from the same
-# seed, so `tests/fault/run.sh --seed S --faults "..."` replays one.
+# stop-chatter stop-connector pg-restart, and the run picks their targets
+# from the same seed, so `tests/fault/run.sh --seed S --faults "..."` replays one.
 # Results go to bench/fault-soak.out/ (one check report per run, and
 # table.md). BUILD selects the build directory (default build).
 set -euo pipefail
@@ -18,7 +18,8 @@ seed0=${2:-1}
 per=${3:-3}
 out=${OUT:-$ROOT/bench/fault-soak.out}
 mkdir -p "$out"
-kinds=(kill-chatter kill-connector kill-router stop-chatter pg-restart)
+kinds=(kill-chatter kill-connector kill-router stop-chatter stop-connector
+	pg-restart)
 : >"$out/runs.txt"
 for i in $(seq 1 "$n"); do
 	s=$((seed0 + i))
