@@ -377,3 +377,28 @@ im_store_node_list(im_store *st, im_node_cb cb, void *payload)
 	}
 	return st->ops->node_list(st, cb, payload);
 }
+
+int
+im_store_slot_cas_many(im_store *st, im_kind kind, const uint32_t *slots,
+		       const im_epoch *expect, size_t n, const char *owner,
+		       im_epoch *epochs_out)
+{
+	size_t i;
+
+	CHECK(st != NULL);
+	CHECK(kind_ok(kind));
+	CHECK(slots != NULL && expect != NULL && epochs_out != NULL);
+	CHECK(n > 0 && n <= IM_STORE_CAS_MANY_MAX);
+	CHECK(owner != NULL);
+	CHECK(strlen(owner) <= IM_OWNER_MAX);
+	for (i = 0; i < n; i++) {
+		CHECK(expect[i] < (im_epoch)INT64_MAX);
+	}
+	if (!HAS_OP(st, 3, slot_cas_many)) {
+		im_store_set_error(st, "%s: slot_cas_many not supported",
+				   st->ops->name);
+		return IM_ENOTSUP;
+	}
+	return st->ops->slot_cas_many(st, kind, slots, expect, n, owner,
+				      epochs_out);
+}

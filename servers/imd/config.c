@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum kind { K_STR, K_U32, K_U64, K_SEC };
+enum kind { K_STR, K_U32, K_U64, K_SEC, K_BOOL };
 
 struct key {
 	const char *name;
@@ -32,6 +32,11 @@ static const struct key keys[] = {
         {"log_level", K_STR, F(log_level), S(log_level),
          "error | warn | info | debug"},
         {"sync", K_STR, F(sync), S(sync), "sqlite durability: full | normal"},
+        {"exclusive", K_BOOL, F(exclusive), 0,
+         "true: imd locks the db file while it runs, no other process "
+         "(imctl, sqlite3) can open it; faster reads (true)"},
+        {"wal_autocheckpoint", K_U32, F(wal_autocheckpoint), 0,
+         "WAL pages between checkpoints, 0 = sqlite's 1000 (10000)"},
         {"port_file", K_STR, F(port_file), S(port_file),
          "write the bound port to this file once listening"},
         {"slots", K_U32, F(slots), 0, "slots per kind (1024)"},
@@ -56,7 +61,8 @@ static const struct key keys[] = {
         {"max_groups", K_U32, F(ch.max_groups), 0, "hot groups in memory"},
         {"max_members", K_U32, F(ch.max_members), 0, "members per group"},
         {"max_batch", K_U32, F(ch.max_batch), 0, "sends per commit (1024)"},
-        {"seq_step", K_U32, F(ch.seq_step), 0, "seqs per group segment"},
+        {"seq_step", K_U32, F(ch.seq_step), 0,
+         "seqs per group segment (10000)"},
         {"uq_step", K_U32, F(cn.uq_step), 0, "seqs per user-queue segment"},
         {"dedup_capacity", K_U32, F(ch.dedup_capacity), 0,
          "dedup cache entries"},
@@ -77,6 +83,8 @@ imd_config_defaults(imd_config *cfg)
 	snprintf(cfg->log_level, sizeof(cfg->log_level), "info");
 	snprintf(cfg->sync, sizeof(cfg->sync), "full");
 	cfg->slots = 1024;
+	cfg->exclusive = true;
+	cfg->wal_autocheckpoint = 10000;
 	cfg->cn = co;
 	cfg->ch = cho;
 }
@@ -139,6 +147,16 @@ imd_config_set(imd_config *cfg, const char *key, const char *value, char *err,
 			*(uint64_t *)(void *)p = v;
 			return 0;
 		}
+		case K_BOOL:
+			if (strcmp(value, "true") == 0) {
+				*(bool *)(void *)p = true;
+				return 0;
+			}
+			if (strcmp(value, "false") == 0) {
+				*(bool *)(void *)p = false;
+				return 0;
+			}
+			break;
 		case K_SEC: {
 			double v = strtod(value, &end);
 

@@ -23,6 +23,8 @@ typedef struct imd_config {
 	char node[IM_OWNER_MAX + 1];
 	char log_level[16];
 	char sync[16];                /* full | normal */
+	bool exclusive; /* sqlite locking_mode=EXCLUSIVE: sole user */
+	uint32_t wal_autocheckpoint; /* pages; 0 = sqlite's 1000 */
 	char port_file[IMD_PATH_MAX]; /* write the bound port here */
 	uint32_t slots;
 	connector_opts cn;

@@ -3,7 +3,9 @@
  * Chatter joined by the in-process router, over the sqlite store. At start
  * it claims every slot of both kinds in the store (compare-and-set, epoch
  * + 1), so every write it makes is fenced exactly as in a cluster and a
- * second imd on the same database fences the first one off.
+ * second imd on the same database fences the first one off. By default
+ * (exclusive = true) imd holds the database file locked while it runs, so
+ * a second imd cannot even open it; exclusive = false shares the file.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -201,30 +203,84 @@ stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
 	ev_break(loop, EVBREAK_ALL);
 }
 
+/* Every slot of kind for node, at the epochs the map holds, in one CAS. */
+static int
+claim_all(im_shard_map *map, im_store *st, im_kind kind, const char *node)
+{
+	uint32_t n = im_shard_nslots(map), slot;
+	uint32_t *slots = calloc(n, sizeof(*slots));
+	im_epoch *expect = calloc(n, sizeof(*expect));
+	im_epoch *got = calloc(n, sizeof(*got));
+	int rc = IM_ENOMEM;
+
+	if (slots == NULL || expect == NULL || got == NULL) {
+		goto out;
+	}
+	for (slot = 0; slot < n; slot++) {
+		im_shard_entry e;
+
+		(void)im_shard_get_slot(map, kind, slot, &e);
+		slots[slot] = slot;
+		expect[slot] = e.epoch;
+	}
+	rc = im_store_slot_cas_many(st, kind, slots, expect, n, node, got);
+	for (slot = 0; rc == IM_OK && slot < n; slot++) {
+		rc = im_shard_apply(map, kind, slot, got[slot], node);
+	}
+out:
+	free(slots);
+	free(expect);
+	free(got);
+	return rc;
+}
+
+/* For backends without slot_cas_many: one transaction per slot. */
+static int
+claim_one_by_one(im_shard_map *map, im_store *st, im_kind kind,
+                 const char *node)
+{
+	uint32_t n = im_shard_nslots(map), slot;
+	int rc = IM_OK;
+
+	for (slot = 0; rc == IM_OK && slot < n; slot++) {
+		rc = im_shard_claim(map, st, kind, slot, node, NULL);
+		if (rc == IM_ECONFLICT) {
+			/* The map was refreshed; one retry. */
+			rc = im_shard_claim(map, st, kind, slot, node, NULL);
+		}
+	}
+	return rc;
+}
+
 static int
 claim_slots(im_shard_map *map, im_store *st, const char *node)
 {
-	uint32_t n = im_shard_nslots(map), slot;
-	int kind, rc;
+	int kind, rc, tries;
 
 	for (kind = 0; kind < IM_KIND_COUNT; kind++) {
-		for (slot = 0; slot < n; slot++) {
-			im_epoch epoch = 0;
-
-			rc = im_shard_claim(map, st, (im_kind)kind, slot, node,
-			                    &epoch);
-			if (rc == IM_ECONFLICT) {
-				/* The map was refreshed; one retry. */
-				rc = im_shard_claim(map, st, (im_kind)kind,
-				                    slot, node, &epoch);
+		/*
+		 * All of a kind in one transaction (one fsync, not one per
+		 * slot); a conflict means another node moved meanwhile: reload
+		 * and try once more. Backends without the op claim one by one.
+		 */
+		for (tries = 0; tries < 2; tries++) {
+			rc = claim_all(map, st, (im_kind)kind, node);
+			if (rc != IM_ECONFLICT) {
+				break;
 			}
-			if (rc != IM_OK) {
-				LOG_E("claiming %s slot %u: %s (%s)",
-				      kind == IM_KIND_USER ? "user" : "group",
-				      slot, im_strerror(rc),
-				      im_store_errmsg(st));
-				return rc;
+			if ((rc = im_shard_load(map, st)) != IM_OK) {
+				break;
 			}
+			rc = IM_ECONFLICT;
+		}
+		if (rc == IM_ENOTSUP) {
+			rc = claim_one_by_one(map, st, (im_kind)kind, node);
+		}
+		if (rc != IM_OK) {
+			LOG_E("claiming %s slots: %s (%s)",
+			      kind == IM_KIND_USER ? "user" : "group",
+			      im_strerror(rc), im_store_errmsg(st));
+			return rc;
 		}
 	}
 	return IM_OK;
@@ -272,6 +328,8 @@ run(imd_config *cfg)
 		LOG_E("sync must be full or normal, not '%s'", cfg->sync);
 		return 2;
 	}
+	so.exclusive = cfg->exclusive;
+	so.wal_autocheckpoint = cfg->wal_autocheckpoint;
 	if (cfg->port > 65535) {
 		LOG_E("port %u out of range", cfg->port);
 		return 2;
@@ -346,8 +404,8 @@ run(imd_config *cfg)
 	ev_signal_init(&d.sigint_w, stop_cb, SIGINT);
 	d.sigint_w.data = &d;
 	ev_signal_start(d.loop, &d.sigint_w);
-	LOG_I("imd listening on %s:%u, db %s (sync %s)", cfg->listen, port,
-	      cfg->db, cfg->sync);
+	LOG_I("imd listening on %s:%u, db %s (sync %s%s)", cfg->listen, port,
+	      cfg->db, cfg->sync, cfg->exclusive ? ", exclusive" : "");
 	ev_run(d.loop, 0);
 	status = 0;
 out:
@@ -358,11 +416,13 @@ out:
 		chatter_get_stats(d.ch, &cs);
 		LOG_I("chatter: %llu messages in %llu commits, %llu "
 		      "duplicates, "
-		      "%llu fenced commits, %u hot groups",
+		      "%llu fenced commits, %u hot groups, %llu seq refills "
+		      "(%llu inline)",
 		      (unsigned long long)cs.msgs,
 		      (unsigned long long)cs.commits,
 		      (unsigned long long)cs.dups, (unsigned long long)cs.stale,
-		      cs.groups);
+		      cs.groups, (unsigned long long)cs.refills,
+		      (unsigned long long)cs.refills_inline);
 	}
 	if (d.cn != NULL) {
 		connector_stats ns;

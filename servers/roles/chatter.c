@@ -73,6 +73,12 @@ struct chatter {
 	/* The batch being gathered, and scratch for committing it. */
 	struct pend *pend;
 	uint32_t npend;
+	/* Bodies of the pending sends, packed; emptied by every flush.
+	 * max_batch x IM_MSG_BODY_MAX bytes, so max_batch flushes first;
+	 * only the pages a batch used are ever touched. */
+	uint8_t *arena;
+	size_t arena_used;
+	size_t arena_cap;
 	uint64_t batch_gen;
 	im_msg *msgs;
 	struct group **msg_group;
@@ -324,6 +330,7 @@ group_get(chatter *c, im_gid gid, struct group **out)
 	 * anything a previous owner could have committed. */
 	if (rc == IM_OK) {
 		rc = im_idseg_refill(&g->seg, c->st);
+		c->stats.refills++;
 	}
 	if (rc != IM_OK) {
 		LOG_W("chatter: loading group %llu: %s (%s)",
@@ -456,6 +463,61 @@ build_fanouts(chatter *c, uint32_t nmsgs, uint32_t ntouched)
 	return i;
 }
 
+/*
+ * Fetch the next segment of at most one group per turn, after the commit
+ * and its acks, off the path of the next batch: each refill is a store
+ * transaction (an fsync) of its own. The group closest to running dry
+ * goes first. With seq_step well above max_batch, a group that has to
+ * wait for a later turn still holds most of its segment (refills start at
+ * 20 % used); one that runs dry anyway refills inline, which is slower but
+ * as correct.
+ */
+static void
+prefetch_one(chatter *c, uint32_t ntouched)
+{
+	struct group *best = NULL;
+	uint64_t best_avail = 0;
+	uint32_t i;
+
+	for (i = 0; i < ntouched; i++) {
+		struct group *g = c->touched[i];
+		uint64_t avail;
+
+		if (!im_idseg_wants_refill(&g->seg)) {
+			continue;
+		}
+		avail = im_idseg_available(&g->seg);
+		if (best == NULL || avail < best_avail) {
+			best = g;
+			best_avail = avail;
+		}
+	}
+	if (best == NULL) {
+		return;
+	}
+	c->stats.refills++;
+	if (im_idseg_refill(&best->seg, c->st) != IM_OK) {
+		LOG_W("chatter: prefetch for group %llu: %s",
+		      (unsigned long long)best->gid, im_store_errmsg(c->st));
+	}
+}
+
+/* The segment ran dry (the prefetch fell behind): refill on the commit
+ * path, a transaction before the batch's own. */
+static bool
+refill_inline(chatter *c, struct group *g, uint64_t *seq)
+{
+	c->stats.refills++;
+	c->stats.refills_inline++;
+	if (im_idseg_refill(&g->seg, c->st) != IM_OK ||
+	    im_idseg_next(&g->seg, seq) != IM_OK) {
+		LOG_W("chatter: no seq for group %llu: %s",
+		      (unsigned long long)g->gid, im_store_errmsg(c->st));
+		return false;
+	}
+	return true;
+}
+
 void
 chatter_flush(chatter *c)
 {
@@ -529,11 +591,7 @@ chatter_flush(chatter *c)
 			}
 		}
 		if (im_idseg_next(&g->seg, &seq) != IM_OK &&
-		    (im_idseg_refill(&g->seg, c->st) != IM_OK ||
-		     im_idseg_next(&g->seg, &seq) != IM_OK)) {
-			LOG_W("chatter: no seq for group %llu: %s",
-			      (unsigned long long)g->gid,
-			      im_store_errmsg(c->st));
+		    !refill_inline(c, g, &seq)) {
 			reply_err(&c->replies[nrep++], p, ROLE_ERR_UNAVAILABLE,
 			          code_text(ROLE_ERR_UNAVAILABLE));
 			continue;
@@ -613,21 +671,10 @@ chatter_flush(chatter *c)
 	if (nfans > 0) {
 		c->router->ops->deliver(c->router, c->fans, nfans);
 	}
-	for (i = 0; i < npend; i++) {
-		free(c->pend[i].body);
-	}
+	/* The bodies were borrowed by the store and the fan-out until now. */
 	c->npend = 0;
-	/* Fetch next segments now, off the path of the next batch. */
-	for (i = 0; i < ntouched; i++) {
-		struct group *g = c->touched[i];
-
-		if (im_idseg_wants_refill(&g->seg) &&
-		    im_idseg_refill(&g->seg, c->st) != IM_OK) {
-			LOG_W("chatter: prefetch for group %llu: %s",
-			      (unsigned long long)g->gid,
-			      im_store_errmsg(c->st));
-		}
-	}
+	c->arena_used = 0;
+	prefetch_one(c, ntouched);
 	(void)im_dedup_expire(c->dedup, now, 64);
 }
 
@@ -674,19 +721,17 @@ queue_send(chatter *c, const role_op *op)
 		c->router->ops->reply(c->router, &r, 1);
 		return;
 	}
-	if (c->npend == c->opts.max_batch) {
+	/* A full batch (sends or body bytes) is committed first. */
+	if (c->npend == c->opts.max_batch ||
+	    c->arena_cap - c->arena_used < op->body_len) {
 		chatter_flush(c);
 	}
 	p = &c->pend[c->npend];
 	memset(p, 0, sizeof(*p));
 	if (op->body_len > 0) {
-		p->body = malloc(op->body_len);
-		if (p->body == NULL) {
-			reply_one(c, op, ROLE_ERR_INTERNAL, "out of memory",
-			          op->group);
-			return;
-		}
+		p->body = c->arena + c->arena_used;
 		memcpy(p->body, op->body, op->body_len);
+		c->arena_used += op->body_len;
 	}
 	p->route = op->route;
 	p->sender = op->user;
@@ -931,10 +976,14 @@ chatter_create(chatter **out, struct ev_loop *loop, im_store *st,
 	c->fan_msgs = calloc(mb, sizeof(*c->fan_msgs));
 	c->fans = calloc(mb, sizeof(*c->fans));
 	c->fan_count = calloc(mb, sizeof(*c->fan_count));
+	/* malloc, not calloc: pages a batch never reaches stay unmapped. */
+	c->arena_cap = mb * IM_MSG_BODY_MAX;
+	c->arena = malloc(c->arena_cap);
 	if (c->buckets == NULL || c->pend == NULL || c->msgs == NULL ||
 	    c->msg_group == NULL || c->msg_pend == NULL || c->res == NULL ||
 	    c->fences == NULL || c->touched == NULL || c->replies == NULL ||
-	    c->fan_msgs == NULL || c->fans == NULL || c->fan_count == NULL) {
+	    c->fan_msgs == NULL || c->fans == NULL || c->fan_count == NULL ||
+	    c->arena == NULL) {
 		rc = IM_ENOMEM;
 		goto fail;
 	}
@@ -966,16 +1015,13 @@ fail:
 void
 chatter_destroy(chatter *c)
 {
-	uint32_t b, i;
+	uint32_t b;
 
 	if (c == NULL) {
 		return;
 	}
 	if (ev_is_active(&c->commit_w)) {
 		ev_prepare_stop(c->loop, &c->commit_w);
-	}
-	for (i = 0; c->pend != NULL && i < c->npend; i++) {
-		free(c->pend[i].body);
 	}
 	for (b = 0; c->buckets != NULL && b < c->nbuckets; b++) {
 		while (c->buckets[b] != NULL) {
@@ -999,5 +1045,6 @@ chatter_destroy(chatter *c)
 	free(c->fan_msgs);
 	free(c->fans);
 	free(c->fan_count);
+	free(c->arena);
 	free(c);
 }

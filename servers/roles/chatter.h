@@ -17,8 +17,13 @@ typedef struct chatter chatter;
 typedef struct chatter_opts {
 	uint32_t max_groups;  /* hot groups kept; idle ones are evicted */
 	uint32_t max_members; /* members of one group held in memory */
-	uint32_t max_batch;   /* sends committed per transaction */
-	uint32_t seq_step;    /* ids per group seq segment */
+	uint32_t max_batch;   /* sends committed per transaction; their
+	                       * bodies wait in one arena of max_batch x
+	                       * 4096 bytes (address space; only what a
+	                       * batch fills is touched) */
+	uint32_t seq_step;    /* ids per group seq segment; keep it well
+	                       * above max_batch: at most one segment is
+	                       * prefetched per commit */
 	uint32_t gid_step;    /* ids per group-id segment */
 	uint32_t dedup_capacity;
 	uint64_t dedup_ttl_ms;
@@ -27,7 +32,7 @@ typedef struct chatter_opts {
 
 #define CHATTER_OPTS_INIT                                                      \
 	{                                                                      \
-		65536, 100000, 1024, 1000, 100, 65536, 600000, 0               \
+		65536, 100000, 1024, 10000, 100, 65536, 600000, 0              \
 	}
 
 /*
@@ -60,6 +65,8 @@ typedef struct chatter_stats {
 	uint64_t msgs;    /* messages stored */
 	uint64_t dups;    /* sends answered as duplicates */
 	uint64_t stale;   /* commits refused by a fence */
+	uint64_t refills; /* seq segments taken (each its own transaction) */
+	uint64_t refills_inline; /* of which while building a batch (dry) */
 	uint32_t groups;  /* hot groups now */
 } chatter_stats;
 void chatter_get_stats(const chatter *c, chatter_stats *out);

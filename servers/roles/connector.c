@@ -146,6 +146,8 @@ struct connector {
 	uint8_t *obuf; /* encode scratch: one frame */
 	uint8_t *fbuf; /* encoded Delivers of one fan-out */
 	size_t fcap;
+	size_t *foffs; /* their offsets in fbuf; kept between fan-outs */
+	size_t foffs_cap;
 	im_Envelope *env;
 	im_SyncPage *page;
 	im_ConvPage *cpage;
@@ -1703,6 +1705,29 @@ connector_reply(connector *cn, const role_reply *reps, size_t n)
 	}
 }
 
+/* Room for n offsets, grown and kept: no allocation per fan-out once the
+ * largest batch was seen (bounded by the Chatter's max_batch). */
+static size_t *
+deliver_offsets(connector *cn, size_t n)
+{
+	size_t ncap = cn->foffs_cap ? cn->foffs_cap : 64;
+	size_t *p;
+
+	if (n <= cn->foffs_cap) {
+		return cn->foffs;
+	}
+	while (ncap < n) {
+		ncap *= 2;
+	}
+	p = realloc(cn->foffs, ncap * sizeof(*p));
+	if (p == NULL) {
+		return NULL;
+	}
+	cn->foffs = p;
+	cn->foffs_cap = ncap;
+	return p;
+}
+
 void
 connector_deliver(connector *cn, const role_fanout *fans, size_t n)
 {
@@ -1714,7 +1739,7 @@ connector_deliver(connector *cn, const role_fanout *fans, size_t n)
 		size_t *offs, total = 0;
 
 		/* Encode each message once; every session gets the bytes. */
-		offs = malloc((f->nmsgs + 1) * sizeof(*offs));
+		offs = deliver_offsets(cn, f->nmsgs + 1);
 		if (offs == NULL) {
 			LOG_E("deliver: out of memory");
 			continue;
@@ -1769,7 +1794,6 @@ connector_deliver(connector *cn, const role_fanout *fans, size_t n)
 				}
 			}
 		}
-		free(offs);
 	}
 }
 
@@ -2190,6 +2214,7 @@ connector_destroy(connector *cn)
 	free(cn->rbuf);
 	free(cn->obuf);
 	free(cn->fbuf);
+	free(cn->foffs);
 	free(cn->env);
 	free(cn->page);
 	free(cn->cpage);

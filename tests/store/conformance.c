@@ -256,6 +256,51 @@ test_slot_cas_conflict_returns_the_current_epoch(void **state)
 	assert_int_equal(e, 2);
 }
 
+/*
+ * slot_cas_many is optional (version 3): a backend without it answers
+ * IM_ENOTSUP and changes nothing; one with it is all or nothing.
+ */
+static void
+test_slot_cas_many_is_all_or_nothing_or_not_supported(void **state)
+{
+	im_store *st = st_of(state);
+	uint32_t slots[3] = {20, 21, 22};
+	im_epoch expect[3] = {0, 0, 0}, got[3] = {0, 0, 0}, e = 0;
+	int rc;
+
+	claim(st, IM_KIND_GROUP, 21);
+	rc = im_store_slot_cas_many(st, IM_KIND_GROUP, slots, expect, 3, "m1",
+	                            got);
+	if (rc == IM_ENOTSUP) {
+		assert_int_equal(im_store_slot_cas(st, IM_KIND_GROUP, 20, 0,
+		                                   "m1", &e),
+		                 IM_OK);
+		return;
+	}
+	/* Slot 21 is at epoch 1: nothing changes, current epochs come back. */
+	assert_int_equal(rc, IM_ECONFLICT);
+	assert_int_equal(got[0], 0);
+	assert_int_equal(got[1], 1);
+	assert_int_equal(got[2], 0);
+	assert_int_equal(im_store_slot_cas(st, IM_KIND_GROUP, 20, 1, "x", &e),
+	                 IM_ECONFLICT);
+	assert_int_equal(e, 0);
+	expect[1] = 1;
+	assert_int_equal(im_store_slot_cas_many(st, IM_KIND_GROUP, slots,
+	                                        expect, 3, "m1", got),
+	                 IM_OK);
+	assert_int_equal(got[0], 1);
+	assert_int_equal(got[1], 2);
+	assert_int_equal(got[2], 1);
+	/* Every slot moved: the old epochs now lose a single CAS. */
+	assert_int_equal(im_store_slot_cas(st, IM_KIND_GROUP, 21, 1, "x", &e),
+	                 IM_ECONFLICT);
+	assert_int_equal(e, 2);
+	assert_int_equal(im_store_slot_cas_many(st, IM_KIND_GROUP, slots,
+	                                        expect, 0, "m1", got),
+	                 IM_EINVAL);
+}
+
 typedef struct slots_seen {
 	im_slot_row row[16];
 	char owner[16][IM_OWNER_MAX + 1];
@@ -1605,6 +1650,7 @@ static const struct CMUnitTest tests[] = {
         T(test_store_migrate_refuses_a_schema_newer_than_the_build),
         T(test_slot_cas_first_claim_expects_epoch_zero),
         T(test_slot_cas_conflict_returns_the_current_epoch),
+        T(test_slot_cas_many_is_all_or_nothing_or_not_supported),
         T(test_slot_epochs_only_grow_and_kinds_are_separate),
         T(test_slot_load_streams_in_slot_order_and_stops_on_nonzero),
         T(test_slot_ops_reject_bad_arguments),

@@ -905,6 +905,90 @@ test_system_sends_of_one_loop_turn_are_committed_together(void **state)
 	free(env);
 }
 
+static const char *const tiny_batch[] = {"--max-batch", "3", NULL};
+
+static int
+setup_tiny_batch(void **state)
+{
+	return setup_with(state, tiny_batch);
+}
+
+/* Body i: length len_of(i), bytes 'a' + (i + j) % 26. */
+static uint32_t
+len_of(int i)
+{
+	return i == 0 ? 0 : i == 1 ? 4096 : (uint32_t)(i * 613) % 4097;
+}
+
+static void
+test_system_bodies_of_a_batch_over_max_batch_are_stored_intact(void **state)
+{
+	struct fixture *f = *state;
+	static uint8_t wire[20 * (4096 + 64)];
+	static tpush got[24];
+	size_t off = 0;
+	unsigned long long msgs = 0, commits = 0;
+	im_Envelope *env = calloc(1, sizeof(*env));
+	tclient a;
+	int64_t g;
+	int i, acks = 0, n;
+
+	assert_non_null(env);
+	login_as(f, &a, 1, NULL, 0, NULL);
+	g = tc_create_group(&a, "arena", NULL, 0);
+	assert_true(g > 0);
+	/* 20 sends of 0..4096 bytes in one write: batches of 3 fill and
+	 * commit while the rest is still being read. */
+	for (i = 0; i < 20; i++) {
+		pb_ostream_t os;
+		uint32_t j;
+
+		memset(env, 0, sizeof(*env));
+		env->req_id = (uint64_t)(1000 + i);
+		env->which_msg = im_Envelope_send_tag;
+		env->msg.send.group = (uint64_t)g;
+		env->msg.send.dedup_id = (uint64_t)(i + 1);
+		env->msg.send.body.size = (pb_size_t)len_of(i);
+		for (j = 0; j < len_of(i); j++) {
+			env->msg.send.body.bytes[j] =
+			        (uint8_t)('a' + (i + j) % 26);
+		}
+		os = pb_ostream_from_buffer(wire + off + 4,
+		                            sizeof(wire) - off - 4);
+		assert_true(pb_encode(&os, im_Envelope_fields, env));
+		im_frame_put_header(wire + off, (uint32_t)os.bytes_written);
+		off += 4 + os.bytes_written;
+	}
+	assert_int_equal(tc_send_raw(&a, wire, off), 0);
+	for (i = 0; i < 2000 && acks < 20; i++) {
+		assert_int_equal(tc_recv(&a, T), 1);
+		if (a.env->which_msg == im_Envelope_send_ack_tag) {
+			acks++;
+		}
+	}
+	assert_int_equal(acks, 20);
+	n = tc_sync_all(&a, (uint64_t)g, 0, got, 24);
+	assert_int_equal(n, 20);
+	for (i = 0; i < n; i++) {
+		int k = (int)got[i].dedup_id - 1;
+		uint32_t j;
+
+		assert_true(k >= 0 && k < 20);
+		assert_int_equal(got[i].body_len, len_of(k));
+		for (j = 0; j < len_of(k) && j < sizeof(got[i].body) - 1; j++) {
+			assert_int_equal((uint8_t)got[i].body[j],
+			                 'a' + (k + j) % 26);
+		}
+	}
+	tc_close(&a);
+	assert_int_equal(imd_stop(&f->imd, SIGTERM), 0);
+	assert_true(read_commit_stats(&f->imd, &msgs, &commits));
+	assert_int_equal(msgs, 20);
+	assert_true(commits >= 7);
+	assert_int_equal(imd_start(&f->imd), 0);
+	free(env);
+}
+
 static void
 test_system_a_second_imd_fences_off_the_first(void **state)
 {
@@ -946,6 +1030,45 @@ test_system_a_second_imd_fences_off_the_first(void **state)
 	tc_close(&a);
 	tc_close(&b);
 	assert_int_equal(imd_stop(&second, SIGTERM), 0);
+}
+
+/* Two imds on one file need shared locking (exclusive is the default). */
+static const char *const shared_db[] = {
+        "--seq-step", "4", "--uq-step", "4", "--exclusive", "false", NULL};
+
+static int
+setup_shared(void **state)
+{
+	return setup_with(state, shared_db);
+}
+
+static void
+test_system_a_second_imd_cannot_open_the_database_of_an_exclusive_one(
+        void **state)
+{
+	struct fixture *f = *state;
+	imd_proc second = f->imd;
+	tclient a;
+	int64_t g;
+
+	login_as(f, &a, 1, NULL, 0, NULL);
+	g = tc_create_group(&a, "held", NULL, 0);
+	assert_true(g > 0);
+	/* A bad value is refused at once. */
+	second.pid = 0;
+	second.extra[second.nextra] = "--exclusive";
+	second.extra[second.nextra + 1] = "maybe";
+	second.nextra += 2;
+	snprintf(second.port_file, sizeof(second.port_file), "%s/port2",
+	         f->imd.dir);
+	snprintf(second.log, sizeof(second.log), "%s/imd2.log", f->imd.dir);
+	assert_int_equal(imd_start(&second), -1);
+	/* The file is locked: the second one gives up after its busy
+	 * timeout (5 s) without claiming anything. */
+	second.nextra -= 2;
+	assert_int_equal(imd_start(&second), -1);
+	assert_true(tc_send_msg(&a, (uint64_t)g, 1, "still here", NULL) > 0);
+	tc_close(&a);
 }
 
 static const char *const short_rto[] = {"--rto-ms", "300", NULL};
@@ -1096,8 +1219,14 @@ main(void)
 	                test_system_sends_of_one_loop_turn_are_committed_together,
 	                setup, teardown),
 	        cmocka_unit_test_setup_teardown(
-	                test_system_a_second_imd_fences_off_the_first, setup,
-	                teardown),
+	                test_system_bodies_of_a_batch_over_max_batch_are_stored_intact,
+	                setup_tiny_batch, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_system_a_second_imd_fences_off_the_first,
+	                setup_shared, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_system_a_second_imd_cannot_open_the_database_of_an_exclusive_one,
+	                setup, teardown),
 	        cmocka_unit_test_setup_teardown(
 	                test_system_unacked_deliveries_are_retransmitted_acked_ones_are_not,
 	                setup_short_rto, teardown),

@@ -1,7 +1,8 @@
 /*
  * What only the sqlite backend promises beyond the conformance suite:
  * open's argument and error paths, a locked database reported as
- * IM_EUNAVAIL after busy_timeout, and refusing re-entry from a callback.
+ * IM_EUNAVAIL after busy_timeout, refusing re-entry from a callback, and
+ * the opts versions (version 2's exclusive locking).
  */
 #include "im/store.h"
 
@@ -316,6 +317,168 @@ test_sqlite_segment_space_exhaustion_is_efull(void **state)
 	im_store_close(st);
 }
 
+/* Reading the file from another connection: SQLITE_OK or SQLITE_BUSY. */
+static int
+other_reads(const char *path)
+{
+	sqlite3 *other = NULL;
+	int rc;
+
+	assert_int_equal(sqlite3_open(path, &other), SQLITE_OK);
+	rc = sqlite3_exec(other, "SELECT count(*) FROM im_slots", 0, 0, 0);
+	sqlite3_close(other);
+	return rc;
+}
+
+static void
+test_sqlite_exclusive_store_locks_everyone_else_out_until_closed(void **state)
+{
+	tmpdb *t = *state;
+	im_store_sqlite_opts o = IM_STORE_SQLITE_OPTS_INIT;
+	im_store *st = NULL, *st2 = (im_store *)&o;
+	im_epoch e = 0;
+	char err[256] = "";
+	char shm[320];
+
+	o.busy_timeout_ms = 20;
+	o.exclusive = true;
+	assert_int_equal(im_store_sqlite_open(&st, t->path, &o, NULL, 0),
+	                 IM_OK);
+	assert_int_equal(im_store_slot_cas(st, IM_KIND_USER, 1, 0, "n", &e),
+	                 IM_OK);
+	/* Another process, or another store on the same file, waits
+	 * busy_timeout and gives up; the holder keeps working. */
+	assert_int_equal(other_reads(t->path), SQLITE_BUSY);
+	assert_int_equal(
+	        im_store_sqlite_open(&st2, t->path, &o, err, sizeof(err)),
+	        IM_EUNAVAIL);
+	assert_null(st2);
+	assert_non_null(strstr(err, "locked"));
+	o.exclusive = false;
+	assert_int_equal(im_store_sqlite_open(&st2, t->path, &o, NULL, 0),
+	                 IM_EUNAVAIL);
+	assert_int_equal(im_store_slot_cas(st, IM_KIND_USER, 1, e, "n", &e),
+	                 IM_OK);
+	assert_int_equal(e, 2);
+	/* The wal-index lives in heap memory: no -shm file. */
+	snprintf(shm, sizeof(shm), "%s-shm", t->path);
+	assert_int_equal(access(shm, F_OK), -1);
+	im_store_close(st);
+	/* Closed: the file is free and holds what was committed. */
+	assert_int_equal(other_reads(t->path), SQLITE_OK);
+	assert_int_equal(im_store_sqlite_open(&st, t->path, &o, NULL, 0),
+	                 IM_OK);
+	assert_int_equal(im_store_slot_cas(st, IM_KIND_USER, 1, 2, "n", &e),
+	                 IM_OK);
+	assert_int_equal(e, 3);
+	im_store_close(st);
+}
+
+static int
+int_cb(void *payload, int ncol, char **vals, char **names)
+{
+	*(int *)payload = ncol > 0 && vals[0] != NULL ? atoi(vals[0]) : -1;
+	return 0;
+}
+
+/* PRAGMA wal_autocheckpoint of the store's connection. */
+static int
+autocheckpoint_of(im_store *st)
+{
+	int v = -1;
+
+	assert_int_equal(sqlite3_exec(im__store_sqlite_db(st),
+	                              "PRAGMA wal_autocheckpoint", int_cb, &v,
+	                              0),
+	                 SQLITE_OK);
+	return v;
+}
+
+static void
+test_sqlite_wal_autocheckpoint_is_set_and_zero_keeps_the_default(void **state)
+{
+	tmpdb *t = *state;
+	im_store_sqlite_opts o = IM_STORE_SQLITE_OPTS_INIT;
+	im_store *st = NULL;
+
+	assert_int_equal(im_store_sqlite_open(&st, t->path, &o, NULL, 0),
+	                 IM_OK);
+	assert_int_equal(autocheckpoint_of(st), 1000);
+	im_store_close(st);
+	o.wal_autocheckpoint = 12345;
+	assert_int_equal(im_store_sqlite_open(&st, t->path, &o, NULL, 0),
+	                 IM_OK);
+	assert_int_equal(autocheckpoint_of(st), 12345);
+	im_store_close(st);
+}
+
+/* What a caller compiled against version 1 of the opts passes. */
+typedef struct opts_v1 {
+	uint32_t version;
+	im_sqlite_sync sync;
+	uint32_t busy_timeout_ms;
+} opts_v1;
+
+static void
+test_sqlite_version_1_opts_open_shared_and_are_not_read_past_their_end(
+        void **state)
+{
+	tmpdb *t = *state;
+	/* Exactly the old size on the heap: under ASan a read of the
+	 * version 2 field would be an overflow. */
+	opts_v1 *o1 = malloc(sizeof(*o1));
+	im_store *st = NULL;
+	im_epoch e = 0;
+
+	assert_non_null(o1);
+	o1->version = 1;
+	o1->sync = IM_SQLITE_SYNC_NORMAL;
+	o1->busy_timeout_ms = 20;
+	assert_int_equal(
+	        im_store_sqlite_open(&st, t->path,
+	                             (const im_store_sqlite_opts *)(void *)o1,
+	                             NULL, 0),
+	        IM_OK);
+	assert_int_equal(im_store_slot_cas(st, IM_KIND_USER, 1, 0, "n", &e),
+	                 IM_OK);
+	/* Shared locking and sqlite's checkpoints, as before version 2. */
+	assert_int_equal(other_reads(t->path), SQLITE_OK);
+	assert_int_equal(autocheckpoint_of(st), 1000);
+	im_store_close(st);
+	free(o1);
+}
+
+static void
+test_sqlite_exclusive_works_on_memory_and_on_an_existing_wal_file(void **state)
+{
+	tmpdb *t = *state;
+	im_store_sqlite_opts o = IM_STORE_SQLITE_OPTS_INIT;
+	im_store *st = NULL;
+	im_epoch e = 0;
+
+	o.exclusive = true;
+	assert_int_equal(im_store_sqlite_open(&st, ":memory:", &o, NULL, 0),
+	                 IM_OK);
+	assert_int_equal(im_store_slot_cas(st, IM_KIND_USER, 1, 0, "n", &e),
+	                 IM_OK);
+	im_store_close(st);
+	/* A file first opened shared (already in WAL mode), then
+	 * exclusively: the data is there. */
+	o.exclusive = false;
+	assert_int_equal(im_store_sqlite_open(&st, t->path, &o, NULL, 0),
+	                 IM_OK);
+	assert_int_equal(im_store_slot_cas(st, IM_KIND_USER, 1, 0, "n", &e),
+	                 IM_OK);
+	im_store_close(st);
+	o.exclusive = true;
+	assert_int_equal(im_store_sqlite_open(&st, t->path, &o, NULL, 0),
+	                 IM_OK);
+	assert_int_equal(im_store_slot_cas(st, IM_KIND_USER, 1, 1, "n", &e),
+	                 IM_OK);
+	assert_int_equal(e, 2);
+	im_store_close(st);
+}
+
 int
 main(void)
 {
@@ -338,6 +501,18 @@ main(void)
 	        cmocka_unit_test(
 	                test_sqlite_refuses_calls_from_its_own_read_callback),
 	        cmocka_unit_test(test_sqlite_segment_space_exhaustion_is_efull),
+	        cmocka_unit_test_setup_teardown(
+	                test_sqlite_exclusive_store_locks_everyone_else_out_until_closed,
+	                tmp_setup, tmp_teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_sqlite_wal_autocheckpoint_is_set_and_zero_keeps_the_default,
+	                tmp_setup, tmp_teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_sqlite_version_1_opts_open_shared_and_are_not_read_past_their_end,
+	                tmp_setup, tmp_teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_sqlite_exclusive_works_on_memory_and_on_an_existing_wal_file,
+	                tmp_setup, tmp_teardown),
 	};
 
 	return cmocka_run_group_tests_name("store_sqlite", tests, NULL, NULL);

@@ -406,6 +406,30 @@ test_store_node_ops_check_arguments_before_calling(void **state)
 	assert_int_equal(v.calls, 0);
 }
 
+/* A backend compiled at version 2 ends before slot_cas_many: the wrapper
+ * must not read past it and answers IM_ENOTSUP, so callers fall back to
+ * one CAS per slot. */
+static void
+test_store_v2_backend_answers_enotsup_for_slot_cas_many(void **state)
+{
+	size_t n = offsetof(struct im_store_ops, slot_cas_many);
+	struct im_store_ops *t = malloc(n);
+	uint32_t slots[2] = {1, 2};
+	im_epoch expect[2] = {0, 0}, got[2] = {0, 0};
+	v_store v;
+
+	(void)state;
+	assert_non_null(t);
+	memcpy(t, &v2_ops, n);
+	memset(&v, 0, sizeof(v));
+	assert_int_equal(im_store_init(&v.base, t), IM_OK);
+	assert_int_equal(im_store_slot_cas_many(&v.base, IM_KIND_USER, slots,
+						expect, 2, "n1", got),
+			 IM_ENOTSUP);
+	assert_int_equal(v.calls, 0);
+	free(t);
+}
+
 static void
 test_store_init_refuses_a_table_from_the_future(void **state)
 {
@@ -433,6 +457,8 @@ main(void)
 		cmocka_unit_test(test_store_v2_ops_are_called_through_the_wrappers),
 		cmocka_unit_test(
 			test_store_node_ops_check_arguments_before_calling),
+		cmocka_unit_test(
+			test_store_v2_backend_answers_enotsup_for_slot_cas_many),
 		cmocka_unit_test(test_store_init_refuses_a_table_from_the_future),
 	};
 

@@ -32,7 +32,7 @@
 extern "C" {
 #endif
 
-#define IM_STORE_OPS_VERSION 2
+#define IM_STORE_OPS_VERSION 3
 #define IM_STORE_ERRMSG_MAX 256
 
 struct im_store_ops;
@@ -120,6 +120,17 @@ struct im_store_ops {
 	/** May be NULL. Ordered by name. */
 	int (*node_list)(im_store *st, im_node_cb cb, void *payload);
 	/* Methods above are valid for version 2 */
+	/**
+	 * May be NULL (then im_store_slot_cas_many answers IM_ENOTSUP and
+	 * callers claim one slot at a time). All or nothing in one
+	 * transaction: every slot's epoch must equal its expect, else nothing
+	 * changes and the op returns IM_ECONFLICT with epochs_out holding the
+	 * current epochs.
+	 */
+	int (*slot_cas_many)(im_store *st, im_kind kind, const uint32_t *slots,
+			     const im_epoch *expect, size_t n,
+			     const char *owner, im_epoch *epochs_out);
+	/* Methods above are valid for version 3 */
 };
 
 /**

@@ -521,6 +521,53 @@ out:
 	return rc;
 }
 
+/* All of them in one transaction: one fsync for a node's whole share. */
+static int
+sq_slot_cas_many(im_store *st, im_kind kind, const uint32_t *slots,
+                 const im_epoch *expect, size_t n, const char *owner,
+                 im_epoch *epochs_out)
+{
+	sq_store *sq = sq_of(st);
+	size_t i, conflicts = 0;
+	int rc;
+
+	if ((rc = sq_guard(sq)) != IM_OK || (rc = sq_begin(sq)) != IM_OK) {
+		return rc;
+	}
+	for (i = 0; i < n && rc == IM_OK; i++) {
+		rc = sq_slot_epoch(sq, kind, slots[i], &epochs_out[i]);
+		if (rc == IM_OK && epochs_out[i] != expect[i]) {
+			if (conflicts++ == 0) {
+				im_store_set_error(
+				        st, "slot %s/%u is at epoch %llu, not %llu",
+				        sq_kind_name(kind), slots[i],
+				        (unsigned long long)epochs_out[i],
+				        (unsigned long long)expect[i]);
+			}
+		}
+	}
+	if (rc == IM_OK && conflicts > 0) {
+		rc = IM_ECONFLICT;
+	}
+	for (i = 0; i < n && rc == IM_OK; i++) {
+		sqlite3_stmt *s = sq_stmt(sq, expect[i] == 0 ? SQ_SLOT_INSERT
+		                                             : SQ_SLOT_UPDATE);
+
+		sqlite3_bind_int64(s, 1, kind);
+		sqlite3_bind_int64(s, 2, slots[i]);
+		sqlite3_bind_text(s, 3, owner, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 4, sq_i64(expect[i] + 1));
+		rc = sq_exec_stmt(sq, s, "slot_cas_many");
+	}
+	rc = sq_end(sq, rc);
+	if (rc == IM_OK) {
+		for (i = 0; i < n; i++) {
+			epochs_out[i] = expect[i] + 1;
+		}
+	}
+	return rc;
+}
+
 static int
 sq_seg_take(im_store *st, const im_seg_key *key, uint32_t step, im_seg *seg_out)
 {
@@ -1338,6 +1385,7 @@ static const struct im_store_ops sq_ops = {
         .migrate = sq_migrate,
         .slot_load = sq_slot_load,
         .slot_cas = sq_slot_cas,
+        .slot_cas_many = sq_slot_cas_many,
         .seg_take = sq_seg_take,
         .msg_append = sq_msg_append,
         .msg_read = sq_msg_read,
@@ -1374,10 +1422,29 @@ sq_pragmas(sq_store *sq, const im_store_sqlite_opts *opts)
 
 	sqlite3_busy_timeout(sq->db, (int)IM__MIN(opts->busy_timeout_ms,
 	                                          (uint32_t)INT32_MAX));
+	/* Before the first access to the WAL: then sqlite keeps its
+	 * wal-index in heap memory, takes the file's exclusive lock once and
+	 * no transaction calls fcntl again. Version 1 opts have no field. */
+	if (opts->version >= 2 && opts->exclusive) {
+		rc = sq_exec_sql(sq, "PRAGMA locking_mode=EXCLUSIVE",
+		                 "locking_mode");
+		if (rc != IM_OK) {
+			return rc;
+		}
+	}
 	/* :memory: answers "memory" here, which is what it can do. */
 	rc = sq_exec_sql(sq, "PRAGMA journal_mode=WAL", "journal_mode");
 	if (rc != IM_OK) {
 		return rc;
+	}
+	if (opts->version >= 2 && opts->wal_autocheckpoint > 0) {
+		snprintf(sql, sizeof(sql), "PRAGMA wal_autocheckpoint=%u",
+		         (unsigned)IM__MIN(opts->wal_autocheckpoint,
+		                           (uint32_t)INT32_MAX));
+		rc = sq_exec_sql(sq, sql, "wal_autocheckpoint");
+		if (rc != IM_OK) {
+			return rc;
+		}
 	}
 	snprintf(sql, sizeof(sql), "PRAGMA synchronous=%s",
 	         opts->sync == IM_SQLITE_SYNC_NORMAL ? "NORMAL" : "FULL");
