@@ -25,6 +25,7 @@
 	(sizeof(((imrpc_UserEvents *)0)->events) / sizeof(imrpc_UserEvent))
 #define OP_MEMBERS (sizeof(((imrpc_Op *)0)->members) / sizeof(uint64_t))
 #define CALLS_MAX 1024
+#define LATE_ACKS_MAX 1024
 #define REPLY_CALLS_MAX 64
 /* Longer than a Router's wait for a Chatter (router.h, 5 s by default):
  * the Router answers first, with the ops' fate. */
@@ -72,6 +73,16 @@ struct cl_link {
 	void *slot_map_payload;
 	cl_link_stats st;
 	bool destroying; /* calls failing now must not touch the peers */
+	/* A Chatter acks a Forward only after the commit of the loop turn
+	 * that received it (ack_w runs after the Chatter's commit): a
+	 * Chatter dying in between leaves the Router's call unanswered, so
+	 * it fails and the ops are answered unavailable and retried. */
+	ev_prepare ack_w;
+	struct late_ack {
+		rpc_conn *c;
+		uint64_t req_id;
+	} late[LATE_ACKS_MAX];
+	uint32_t nlate;
 };
 
 /* ---- outgoing ---------------------------------------------------------- */
@@ -232,24 +243,54 @@ l_submit(role_router *rr, const role_op *ops, size_t n)
 	free(done);
 }
 
+typedef struct other_ctx {
+	rpc_conn *not;
+	rpc_conn *found;
+} other_ctx;
+
+static void
+find_other(rpc_conn *c, void *payload)
+{
+	other_ctx *o = payload;
+
+	if (o->found == NULL && c != o->not) {
+		o->found = c;
+	}
+}
+
 static void
 rep_done(rpc_conn *c, int status, const imrpc_Rpc *reply, void *payload)
 {
 	rep_ctx *x = payload;
 	cl_link *l = x->l;
 	rpc_conn *other;
+	bool refused = status == IM_OK && reply != NULL &&
+		       reply->which_body == imrpc_Rpc_ack_tag &&
+		       reply->body.ack.code != 0;
 
-	(void)reply;
 	if (l->destroying) {
 		l->rctx_free[l->nrctx_free++] = (uint32_t)(x - l->rctx);
 		return;
 	}
+	if (refused && !x->resent) {
+		/* The Router has no connection to the Connector (it just
+		 * started, or the Connector is reconnecting): try another
+		 * Router. A client may get a duplicate ack; it ignores it. */
+		other_ctx o = {c, NULL};
+
+		cl_peers_each(l->routers, find_other, &o);
+		other = o.found;
+	} else {
+		other = router_for(l, x->msg.replies_count > 0
+					      ? x->msg.replies[0]
+							.route.connector
+					      : 0);
+	}
 	/* Lost with its connection (not merely slow: resending a timed-out
-	 * batch could answer a client twice): once more, another way. */
-	if (status != IM_OK && !rpc_conn_is_up(c) && !x->resent &&
-	    x->msg.replies_count > 0 &&
-	    (other = router_for(l, x->msg.replies[0].route.connector)) !=
-		    NULL &&
+	 * batch could answer a client twice) or refused: once more,
+	 * another way. */
+	if (((status != IM_OK && !rpc_conn_is_up(c)) || refused) &&
+	    !x->resent && x->msg.replies_count > 0 && other != NULL &&
 	    other != c) {
 		memset(l->out, 0, sizeof(*l->out));
 		l->out->which_body = imrpc_Rpc_replies_tag;
@@ -642,6 +683,43 @@ in_events(cl_link *l, const imrpc_UserEvents *ue)
 	}
 }
 
+typedef struct conn_find {
+	rpc_conn *c;
+	bool found;
+} conn_find;
+
+static void
+find_conn(rpc_conn *c, void *payload)
+{
+	conn_find *f = payload;
+
+	f->found = f->found || c == f->c;
+}
+
+static void
+late_acks_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	cl_link *l = w->data;
+	static imrpc_Rpc ack;
+	uint32_t i;
+
+	(void)loop;
+	(void)revents;
+	memset(&ack, 0, sizeof(ack));
+	ack.which_body = imrpc_Rpc_ack_tag;
+	for (i = 0; i < l->nlate; i++) {
+		/* only to a connection that is still one of ours and up */
+		conn_find f = {l->late[i].c, false};
+
+		cl_peers_each(l->routers, find_conn, &f);
+		if (f.found) {
+			(void)rpc_conn_reply(l->late[i].c, l->late[i].req_id,
+					     &ack);
+		}
+	}
+	l->nlate = 0;
+}
+
 static void
 on_request(rpc_conn *c, uint64_t req_id, const imrpc_Rpc *m, void *payload)
 {
@@ -669,6 +747,14 @@ on_request(rpc_conn *c, uint64_t req_id, const imrpc_Rpc *m, void *payload)
 		break;
 	default:
 		break;
+	}
+	if (req_id != 0 && l->ch != NULL &&
+	    m->which_body == imrpc_Rpc_forward_tag &&
+	    l->nlate < LATE_ACKS_MAX) {
+		l->late[l->nlate].c = c;
+		l->late[l->nlate].req_id = req_id;
+		l->nlate++;
+		return;
 	}
 	if (req_id != 0) {
 		memset(&ack, 0, sizeof(ack));
@@ -755,6 +841,10 @@ cl_link_create(cl_link **out, struct ev_loop *loop, cl_member *m,
 		return rc;
 	}
 	cl_peers_sync(l->routers);
+	ev_prepare_init(&l->ack_w, late_acks_cb);
+	l->ack_w.data = l;
+	ev_set_priority(&l->ack_w, EV_MINPRI);
+	ev_prepare_start(loop, &l->ack_w);
 	*out = l;
 	return IM_OK;
 }
@@ -821,6 +911,29 @@ cl_link_notify_slots(cl_link *l)
 	cl_peers_each(l->routers, send_reload, l);
 }
 
+static void
+send_hello(rpc_conn *c, void *payload)
+{
+	cl_link *l = payload;
+
+	if (rpc_conn_is_up(c)) {
+		(void)rpc_conn_call(c, l->hello, 0, hello_done, NULL);
+	}
+}
+
+void
+cl_link_set_owner(cl_link *l, const char *owner)
+{
+	if (l == NULL || owner == NULL || owner[0] == '\0' ||
+	    strlen(owner) > IM_OWNER_MAX) {
+		return;
+	}
+	snprintf(l->owner, sizeof(l->owner), "%s", owner);
+	snprintf(l->hello->body.hello.node, sizeof(l->hello->body.hello.node),
+		 "%s", owner);
+	cl_peers_each(l->routers, send_hello, l);
+}
+
 void
 cl_link_on_slot_map(cl_link *l, void (*cb)(void *payload), void *payload)
 {
@@ -837,6 +950,10 @@ cl_link_destroy(cl_link *l)
 	/* Destroy the link before the role. Calls failing while the peers
 	 * go away only release their contexts: clients retry anyway. */
 	l->destroying = true;
+	if (l->loop != NULL) {
+		ev_prepare_stop(l->loop, &l->ack_w);
+	}
+	l->nlate = 0;
 	cl_peers_destroy(l->routers);
 	free(l->out);
 	free(l->hello);

@@ -67,6 +67,10 @@ void cl_link_destroy(cl_link *l);
  * handover), instead of at its next periodic refresh. */
 void cl_link_notify_slots(cl_link *l);
 
+/* This node came back as a new owner (a new incarnation): say Hello with
+ * it again on every Router connection (and on later ones). */
+void cl_link_set_owner(cl_link *l, const char *owner);
+
 /* Set when a Router asks everyone to reload the slot map. */
 void cl_link_on_slot_map(cl_link *l, void (*cb)(void *payload),
 			 void *payload);

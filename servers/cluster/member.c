@@ -15,6 +15,7 @@ struct cl_member {
 	char address[IM_NODE_ADDR_MAX + 1];
 	im_node_role role;
 	uint64_t incarnation;
+	uint64_t last_beat; /* our last heartbeat (or register) stored */
 	uint64_t next_hb, next_refresh;
 	cl_node *nodes, *scratch;
 	size_t n, nscratch;
@@ -68,6 +69,8 @@ do_register(cl_member *m, uint64_t now)
 
 	if (rc != IM_OK) {
 		set_err(m, "node_register", rc);
+	} else {
+		m->last_beat = now;
 	}
 	return rc;
 }
@@ -136,7 +139,7 @@ int
 cl_member_tick(cl_member *m)
 {
 	uint64_t now;
-	bool changed = false;
+	bool changed = false, reborn = false;
 	int rc = IM_OK, rc2;
 
 	if (m == NULL) {
@@ -144,8 +147,20 @@ cl_member_tick(cl_member *m)
 	}
 	now = now_of(m);
 	if (now >= m->next_hb) {
+		uint64_t inc = m->incarnation;
+
 		m->next_hb = now + m->opts.heartbeat_ms;
-		rc = im_store_node_heartbeat(m->st, m->name, now);
+		if (m->opts.reincarnate && now > m->last_beat &&
+		    now - m->last_beat > m->opts.dead_after_ms) {
+			/* We were silent past the timeout: whatever the
+			 * others decided meanwhile, we are a new node. */
+			rc = do_register(m, now);
+		} else {
+			rc = im_store_node_heartbeat(m->st, m->name, now);
+			if (rc == IM_OK) {
+				m->last_beat = now;
+			}
+		}
 		if (rc == IM_ENOTFOUND) {
 			/* Our row is gone (an operator removed it): come
 			 * back as a new incarnation. */
@@ -153,6 +168,7 @@ cl_member_tick(cl_member *m)
 		} else if (rc != IM_OK) {
 			set_err(m, "node_heartbeat", rc);
 		}
+		reborn = m->incarnation != inc;
 	}
 	if (now >= m->next_refresh) {
 		m->next_refresh = now + m->opts.refresh_ms;
@@ -161,7 +177,7 @@ cl_member_tick(cl_member *m)
 			rc = rc2;
 		}
 	}
-	if (changed && m->opts.on_change != NULL) {
+	if ((changed || reborn) && m->opts.on_change != NULL) {
 		m->opts.on_change(m, m->opts.payload);
 	}
 	return rc;

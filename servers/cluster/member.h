@@ -62,10 +62,22 @@ typedef struct cl_member_opts {
 	 * left). May be NULL. */
 	void (*on_change)(cl_member *m, void *payload);
 	void *payload;
+	/* Silent past dead_after_ms (paused, cut off from the store): the
+	 * others may have judged us dead and taken our slots, so come back
+	 * as a new incarnation (cl_member_incarnation() changes, on_change
+	 * is called) instead of heartbeating as if nothing happened. */
+	bool reincarnate;
 } cl_member_opts;
 
-#define CL_MEMBER_OPTS_INIT {CL_MEMBER_OPTS_VERSION, 1000, 1000, 3000, \
-			     1024, true, NULL, NULL, NULL, NULL}
+/*
+ * Defaults: a node is dead 1.5 s after its last heartbeat and everyone
+ * sees it within 250 ms more, so with the 250 ms balance tick of imnode a
+ * dead Chatter's groups are served again within about 2 s (issue 6:
+ * failover within 3 s). Six missed heartbeats make a node dead: a busy
+ * store or a loaded machine does not kill healthy nodes.
+ */
+#define CL_MEMBER_OPTS_INIT {CL_MEMBER_OPTS_VERSION, 250, 250, 1500, \
+			     1024, true, NULL, NULL, NULL, NULL, false}
 
 /*
  * Register `name` (role, address) in st and load the view. The address is

@@ -420,6 +420,8 @@ typedef struct rolenode {
 	im_node_role role;
 	im_kind kind;
 	char owner[IM_OWNER_MAX + 1];
+	bool balanced; /* expect was reached once */
+	uint64_t inc;  /* the incarnation rn.owner names */
 	ev_timer tick;
 	connector *cn;
 	chatter *ch;
@@ -467,7 +469,7 @@ balance(rolenode *rn)
 	const char *nodes[256];
 	im_shard_move moves[1024];
 	size_t i, n = 0, nm = 0;
-	uint32_t claimed = 0, handed = 0;
+	uint32_t claimed = 0, handed = 0, had;
 	int rc = IM_OK;
 
 	for (i = 0; i < cl_member_count(rn->m) && n < 256; i++) {
@@ -479,13 +481,31 @@ balance(rolenode *rn)
 			n++;
 		}
 	}
-	if (n < rn->c->expect) {
+	/*
+	 * `expect` only holds back the first claim (so a starting cluster
+	 * spreads evenly); after that a node that lost peers must go on
+	 * balancing, or the dead ones' slots would never be taken over.
+	 */
+	if (!rn->balanced && n < rn->c->expect) {
 		return;
 	}
+	rn->balanced = true;
+	had = im_shard_count(rn->map, rn->kind, rn->owner);
 	if ((rc = im_shard_load(rn->map, rn->st)) != IM_OK) {
 		LOG_W("slot map: %s (%s)", im_strerror(rc),
 		      im_store_errmsg(rn->st));
 		return;
+	}
+	if (rn->cn != NULL &&
+	    im_shard_count(rn->map, rn->kind, rn->owner) < had) {
+		/* Another Connector took user slots of ours (we could not
+		 * heartbeat for a while): our users' deliveries go there
+		 * now, so send them there. */
+		uint32_t shed = connector_shed_moved(rn->cn);
+
+		LOG_W("%s lost user slots (now %u): %u connections sent to "
+		      "the new owners", rn->owner,
+		      im_shard_count(rn->map, rn->kind, rn->owner), shed);
 	}
 	rc = im_shard_plan(rn->map, rn->kind, nodes, n, moves, 1024, &nm);
 	if (rc != IM_OK && rc != IM_EFULL) {
@@ -568,12 +588,44 @@ balance(rolenode *rn)
 	}
 }
 
+/*
+ * A Chatter silent past the heartbeat timeout (paused, cut off) came back
+ * as a new incarnation (cl_member re-registered it): whatever it held may
+ * have been taken over, so it forgets all its group state, takes the new
+ * owner name (its old slots are now "an older incarnation": fenced for
+ * its writes, free to claim) and tells the Routers who it is now. Its
+ * writes under the old epochs fail IM_ESTALE and are answered
+ * ERR_UNAVAILABLE, never acked.
+ */
+static void
+reincarnate(rolenode *rn)
+{
+	char old[IM_OWNER_MAX + 1];
+
+	snprintf(old, sizeof(old), "%s", rn->owner);
+	rn->inc = cl_member_incarnation(rn->m);
+	if (rn->ch != NULL) {
+		chatter_flush(rn->ch); /* fenced if the slots moved */
+		chatter_drop_all(rn->ch);
+	}
+	/* the chatter holds rn->owner by pointer: it is renamed too */
+	snprintf(rn->owner, sizeof(rn->owner), "%.40s/%08llx", rn->c->name,
+		 (unsigned long long)rn->inc);
+	cl_link_set_owner(rn->link, rn->owner);
+	(void)im_shard_load(rn->map, rn->st);
+	LOG_W("%s was silent past the heartbeat timeout: dropped its state, "
+	      "now %s", old, rn->owner);
+}
+
 static void
 on_member_change(cl_member *m, void *payload)
 {
 	rolenode *rn = payload;
 
-	(void)m;
+	if (rn->link != NULL && rn->inc != 0 &&
+	    cl_member_incarnation(m) != rn->inc) {
+		reincarnate(rn);
+	}
 	cl_link_sync(rn->link);
 	/* A node of our role came or went: take (or hand over) the share
 	 * now rather than on the next tick, a second later at worst. */
@@ -695,6 +747,9 @@ run_role(struct ev_loop *loop, im_store *st, node_config *c)
 	member_opts(&mo, c);
 	mo.on_change = on_member_change;
 	mo.payload = &rn;
+	/* Only a Chatter renames itself after a silence: a Connector's
+	 * name is in its clients' routes (its user slots stay fenced). */
+	mo.reincarnate = rn.role == IM_NODE_CHATTER;
 	rc = cl_member_create(&rn.m, loop, st, c->name, rn.role, addr, &mo);
 	if (rc != IM_OK) {
 		fprintf(stderr, "imnode: register %s: %s (%s)\n", c->name,
@@ -705,6 +760,7 @@ run_role(struct ev_loop *loop, im_store *st, node_config *c)
 	 * owner, and its previous life's slots are visibly someone else's. */
 	snprintf(rn.owner, sizeof(rn.owner), "%.40s/%08llx", c->name,
 		 (unsigned long long)cl_member_incarnation(rn.m));
+	rn.inc = cl_member_incarnation(rn.m);
 	ro.backoff_min_ms = 50;
 	ro.backoff_max_ms = 1000;
 	ro.seed = (uint64_t)getpid();
@@ -747,8 +803,9 @@ run_role(struct ev_loop *loop, im_store *st, node_config *c)
 	}
 	balance(&rn);
 	{
+		/* Fast enough that failover finishes well within 3 s. */
 		double period = c->balance_ms != 0 ? c->balance_ms / 1000.0
-						   : 1.0;
+						   : 0.25;
 
 		ev_timer_init(&rn.tick, on_tick, period, period);
 	}

@@ -54,6 +54,8 @@ typedef struct fwd_op {
 typedef struct fwd_ctx {
 	struct router *r;
 	origin *from; /* NULL: nobody waits */
+	rnode *dest;  /* the Chatter called; NULL: the ctx is free */
+	bool abandoned; /* answered unavailable; the reply is ignored */
 	uint32_t n;
 	fwd_op ops[FWD_OPS];
 } fwd_ctx;
@@ -225,6 +227,8 @@ fwd_op_of(fwd_op *o, const imrpc_Op *op)
 static void
 ctx_put(router *r, fwd_ctx *x)
 {
+	x->dest = NULL;
+	x->abandoned = false;
 	r->ctx_free[r->nctx_free++] = (uint32_t)(x - r->ctx);
 }
 
@@ -250,6 +254,10 @@ fwd_done(rpc_conn *c, int status, const imrpc_Rpc *reply, void *payload)
 	uint32_t i;
 
 	(void)c;
+	if (x->abandoned) {
+		ctx_put(r, x); /* its ops were answered at the slot move */
+		return;
+	}
 	if (!r->destroying &&
 	    (status != IM_OK || reply->which_body != imrpc_Rpc_ack_tag ||
 	     reply->body.ack.code != 0)) {
@@ -339,6 +347,8 @@ handle_forward(router *r, rpc_conn *from, uint64_t req_id,
 		if (x != NULL) {
 			x->r = r;
 			x->from = org;
+			x->dest = dest[i];
+			x->abandoned = false;
 			x->n = of->ops_count;
 			rc = rpc_conn_call(dest[i]->conn, r->out,
 					   r->opts.forward_timeout_ms,
@@ -367,9 +377,13 @@ handle_forward(router *r, rpc_conn *from, uint64_t req_id,
 		answer(r, from, req_id, 0, NULL);
 	}
 }
-static void
+/* Returns false if some reply's Connector is not connected here (it may
+ * be through another Router: the Chatter resends the batch there). */
+static bool
 handle_replies(router *r, const imrpc_Replies *rs)
 {
+	bool all = true;
+
 	bool done[REPLIES_MAX] = {false};
 	uint32_t i, j, n = rs->replies_count;
 
@@ -395,8 +409,10 @@ handle_replies(router *r, const imrpc_Replies *rs)
 			r->stats.replies += o->replies_count;
 		} else {
 			r->stats.dropped += o->replies_count;
+			all = false;
 		}
 	}
+	return all;
 }
 
 static const char *
@@ -603,8 +619,12 @@ on_request(rpc_conn *c, uint64_t req_id, const imrpc_Rpc *m, void *payload)
 		handle_forward(r, c, req_id, &m->body.forward);
 		break;
 	case imrpc_Rpc_replies_tag:
-		handle_replies(r, &m->body.replies);
-		answer(r, c, req_id, 0, NULL);
+		if (handle_replies(r, &m->body.replies)) {
+			answer(r, c, req_id, 0, NULL);
+		} else {
+			answer(r, c, req_id, CODE_UNAVAILABLE,
+			       "connector not connected here");
+		}
 		break;
 	case imrpc_Rpc_deliver_tag:
 		handle_deliver(r, &m->body.deliver);
@@ -665,6 +685,49 @@ on_state(rpc_conn *c, bool up, int err, const char *why, void *payload)
 	}
 }
 
+/*
+ * Forwards in flight to a Chatter that no longer owns the slot of one of
+ * their groups (it died or was paused, and another took the slot over)
+ * would only fail at the forward timeout. Answer their ops unavailable
+ * now, so clients retry at once (same dedup id) and reach the new owner;
+ * the old owner's late reply is ignored. Safe: the old owner can no longer
+ * commit them (fenced by the slot's new epoch), and what it committed
+ * before the move is found by its dedup key.
+ */
+static void
+abandon_moved(router *r)
+{
+	uint32_t i, j;
+
+	for (i = 0; i < r->opts.max_calls; i++) {
+		fwd_ctx *x = &r->ctx[i];
+		bool moved = false;
+
+		if (x->dest == NULL || x->abandoned) {
+			continue;
+		}
+		for (j = 0; j < x->n && !moved; j++) {
+			im_shard_entry e;
+
+			if (x->ops[j].kind == OP_CREATE_GROUP) {
+				continue;
+			}
+			e = im_shard_get(r->map, IM_KIND_GROUP,
+					 x->ops[j].group);
+			moved = strcmp(e.owner, x->dest->name) != 0;
+		}
+		if (!moved) {
+			continue;
+		}
+		for (j = 0; j < x->n; j++) {
+			unavailable(r, &x->ops[j], "chatter lost the slot");
+		}
+		x->abandoned = true;
+		origin_done(r, x->from);
+		x->from = NULL;
+	}
+}
+
 int
 router_reload(router *r)
 {
@@ -677,6 +740,8 @@ router_reload(router *r)
 	rc = im_shard_load(r->map, r->st);
 	if (rc != IM_OK) {
 		r->stats.map_errors++;
+	} else {
+		abandon_moved(r);
 	}
 	return rc;
 }

@@ -25,6 +25,7 @@ struct group {
 	struct group *next; /* hash chain */
 	im_gid gid;
 	uint32_t slot;
+	uint64_t epoch; /* the slot's epoch this state was loaded under */
 	im_uid creator;
 	im_idseg seg;
 	im_seq last_seq;
@@ -267,15 +268,23 @@ group_get(chatter *c, im_gid gid, struct group **out)
 	im_idseg_opts so = {IM_IDSEG_OPTS_VERSION, c->opts.seq_step, 20};
 	im_group meta;
 	im_msg_pos pos = {0, 0};
+	im_fence fence = {IM_KIND_GROUP, 0, 0};
 	struct group *g;
 	void *ctx[2];
 	uint32_t b;
 	int rc;
 
-	if (!slot_is_ours(c, gid, NULL)) {
+	if (!slot_is_ours(c, gid, &fence)) {
 		return ROLE_ERR_UNAVAILABLE;
 	}
 	g = group_find(c, gid);
+	if (g != NULL && g->epoch != fence.epoch &&
+	    g->batch != c->batch_gen) {
+		/* The slot was lost and won back since this state was
+		 * loaded: others may have committed meanwhile. Reload. */
+		group_unlink(c, g);
+		g = NULL;
+	}
 	if (g != NULL) {
 		*out = g;
 		return ROLE_OK;
@@ -297,6 +306,7 @@ group_get(chatter *c, im_gid gid, struct group **out)
 		return ROLE_ERR_INTERNAL;
 	}
 	g->gid = gid;
+	g->epoch = fence.epoch;
 	g->creator = meta.creator;
 	memcpy(g->name, meta.name, sizeof(g->name));
 	g->name[IM_GROUP_NAME_MAX] = '\0';
@@ -357,6 +367,22 @@ chatter_drop_slot(chatter *c, uint32_t slot)
 			} else {
 				pp = &g->next;
 			}
+		}
+	}
+}
+
+void
+chatter_drop_all(chatter *c)
+{
+	uint32_t b;
+
+	for (b = 0; b < c->nbuckets; b++) {
+		while (c->buckets[b] != NULL) {
+			struct group *g = c->buckets[b];
+
+			c->buckets[b] = g->next;
+			c->ngroups--;
+			group_free(g);
 		}
 	}
 }
@@ -545,9 +571,18 @@ chatter_flush(chatter *c)
 			g->t_ord = g->last_ord;
 			g->tidx = ntouched;
 			c->touched[ntouched++] = g;
-			(void)slot_is_ours(c, g->gid, &f);
+			/* Fenced with the epoch the state was loaded under:
+			 * state from before a lost-and-regained slot must
+			 * never be written under the new epoch. */
+			if (slot_is_ours(c, g->gid, &f) &&
+			    f.epoch != g->epoch) {
+				f.epoch = 0;
+			}
 			for (k = 0; k < nfences; k++) {
 				if (c->fences[k].slot == f.slot) {
+					if (c->fences[k].epoch != f.epoch) {
+						c->fences[k].epoch = 0;
+					}
 					break;
 				}
 			}

@@ -56,6 +56,9 @@ void chatter_flush(chatter *c);
 /* Forget every hot group of a slot (it moved away or was fenced). */
 void chatter_drop_slot(chatter *c, uint32_t slot);
 
+/* Forget every hot group (the node came back as a new incarnation). */
+void chatter_drop_all(chatter *c);
+
 /* Counters for logs and tests. */
 typedef struct chatter_stats {
 	uint64_t commits; /* store transactions */

@@ -2054,6 +2054,37 @@ connector_stop_accepting(connector *cn)
 	}
 }
 
+uint32_t
+connector_shed_moved(connector *cn)
+{
+	uint32_t i, n = 0;
+
+	for (i = 0; i < cn->o.max_conns; i++) {
+		struct conn *c = cn->conns[i];
+		im_shard_entry e;
+		const char *addr;
+
+		if (c == NULL || c->closed || c->closing || c->uid == 0) {
+			continue;
+		}
+		e = im_shard_get(cn->map, IM_KIND_USER, c->uid);
+		if (strcmp(e.owner, cn->node) == 0) {
+			continue;
+		}
+		addr = cn->redirect != NULL && e.owner[0] != '\0'
+		               ? cn->redirect(cn->redirect_payload, e.owner)
+		               : NULL;
+		if (addr != NULL) {
+			conn_redirect(c, 0, addr);
+		} else {
+			conn_fail(c, 0, im_Code_ERR_UNAVAILABLE,
+			          "user moved to another connector");
+		}
+		n++;
+	}
+	return n;
+}
+
 void
 connector_set_redirect(connector *cn,
                        const char *(*fn)(void *payload, const char *owner),

@@ -82,6 +82,16 @@ uint32_t connector_drop_slot(connector *cn, uint32_t slot, const char *address);
 /* Write what is queued now (shutdown). */
 void connector_flush(connector *cn);
 
+/*
+ * Cluster: close the connections of users whose slot the map no longer
+ * gives to this node (another Connector took it while this one could not
+ * heartbeat), with Redirect{address} to the new owner when known, else
+ * ERR_UNAVAILABLE: their deliveries go to the new owner now, so staying
+ * here would starve them. The client resumes there from its cursors.
+ * Returns how many were closed.
+ */
+uint32_t connector_shed_moved(connector *cn);
+
 typedef struct connector_stats {
 	uint32_t conns;
 	uint32_t users;

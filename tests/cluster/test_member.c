@@ -79,6 +79,11 @@ opts_of(env *e)
 {
 	cl_member_opts o = CL_MEMBER_OPTS_INIT;
 
+	/* The timelines below are written for these periods (not the
+	 * defaults, which are tuned for failover speed). */
+	o.heartbeat_ms = 1000;
+	o.refresh_ms = 1000;
+	o.dead_after_ms = 3000;
 	o.timers = false;
 	o.now_ms = fake_now;
 	o.clock = e;
@@ -98,6 +103,48 @@ join(env *e, im_store *st, const char *name, im_node_role role,
 					  &o),
 			 IM_OK);
 	return m;
+}
+
+/* A node paused past the timeout (SIGSTOP, cut off) with reincarnate on
+ * comes back as a new incarnation at its next heartbeat and says so
+ * through on_change; one that kept beating, or has it off, does not. */
+static void
+test_member_silent_too_long_comes_back_anew(void **state)
+{
+	env *e = *state;
+	cl_member_opts o = opts_of(e);
+	cl_member *z = NULL, *k = NULL;
+	const cl_node *n;
+	int before;
+
+	o.reincarnate = true;
+	assert_int_equal(cl_member_create(&z, e->loop, e->st, "chatter-z",
+					  IM_NODE_CHATTER, "-", &o),
+			 IM_OK);
+	o.reincarnate = false;
+	assert_int_equal(cl_member_create(&k, e->loop, e->st, "chatter-k",
+					  IM_NODE_CHATTER, "-", &o),
+			 IM_OK);
+	assert_int_equal(cl_member_incarnation(z), 1);
+	/* beating on time: the same node */
+	e->now += 1000;
+	assert_int_equal(cl_member_tick(z), IM_OK);
+	assert_int_equal(cl_member_incarnation(z), 1);
+	/* paused for longer than dead_after (3 s here) */
+	e->now += 3001;
+	before = e->changes;
+	assert_int_equal(cl_member_tick(z), IM_OK);
+	assert_int_equal(cl_member_incarnation(z), 2);
+	assert_true(e->changes > before);
+	n = cl_member_find(z, "chatter-z");
+	assert_non_null(n);
+	assert_int_equal(n->incarnation, 2);
+	assert_true(n->alive);
+	/* without the option the same silence keeps the incarnation */
+	assert_int_equal(cl_member_tick(k), IM_OK);
+	assert_int_equal(cl_member_incarnation(k), 1);
+	cl_member_destroy(z);
+	cl_member_destroy(k);
 }
 
 static void
@@ -493,6 +540,7 @@ main(void)
 #define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
 		T(test_member_registers_and_sees_itself_alive),
 		T(test_member_judges_peers_alive_by_heartbeat_age),
+		T(test_member_silent_too_long_comes_back_anew),
 		T(test_member_comes_back_as_a_new_incarnation_when_its_row_is_gone),
 		T(test_member_survives_store_failures_and_recovers),
 		T(test_member_create_checks_its_arguments),

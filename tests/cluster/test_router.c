@@ -510,6 +510,73 @@ test_router_routes_replies_to_the_connector_in_the_route(void **state)
 }
 
 static bool
+answered_badly(env *e)
+{
+	return e->acks_bad >= 1;
+}
+
+/* A Router that has no connection to a reply's Connector (it just
+ * started, or the Connector is reconnecting) refuses the batch, so the
+ * Chatter resends it through another Router instead of losing the ack. */
+static void
+test_router_refuses_replies_for_an_absent_connector(void **state)
+{
+	env *e = *state;
+	static imrpc_Rpc m;
+	imrpc_Reply *r;
+
+	start_nodes(e, true, false, true, false);
+	memset(&m, 0, sizeof(m));
+	m.which_body = imrpc_Rpc_replies_tag;
+	r = &m.body.replies.replies[m.body.replies.replies_count++];
+	r->has_route = true;
+	r->route.connector = router_node_id("connector-2");
+	r->route.req_id = 300;
+	r->kind = 1;
+	r->seq = 9;
+	assert_int_equal(rpc_conn_call(e->ch1.c, &m, 0, on_ack, NULL), IM_OK);
+	assert_true(run_until(e, answered_badly));
+	assert_int_equal(e->acks, 0);
+	assert_int_equal(e->cn1.replies, 0);
+}
+
+static bool
+cn1_replied_and_acked(env *e)
+{
+	return e->cn1.replies >= 1 && e->acks >= 1;
+}
+
+/* A Forward in flight to a Chatter that loses the group's slot (it died
+ * or was paused and another took over) is answered unavailable at the
+ * map reload that shows the move, not at the forward timeout. */
+static void
+test_router_answers_forwards_to_a_chatter_that_lost_the_slot(void **state)
+{
+	env *e = *state;
+	static imrpc_Rpc m;
+	uint64_t g1 = id_in(0, 8, 0);
+	const imrpc_Reply *rep;
+
+	start_nodes(e, true, false, true, false);
+	e->ch1.hold = true;
+	memset(&m, 0, sizeof(m));
+	m.which_body = imrpc_Rpc_forward_tag;
+	m.body.forward.ops[m.body.forward.ops_count++] =
+		send_op(g1, 31, "connector-1");
+	assert_int_equal(rpc_conn_call(e->cn1.c, &m, 0, on_ack, NULL), IM_OK);
+	assert_true(run_until(e, ch1_has_op));
+	assert_int_equal(im_store_slot_cas(e->st, IM_KIND_GROUP,
+					   im_shard_slot_of(g1, NSLOTS), 1,
+					   "chatter-2", NULL),
+			 IM_OK);
+	assert_int_equal(router_reload(e->r), IM_OK);
+	assert_true(run_until(e, cn1_replied_and_acked));
+	assert_unavailable_reply(&e->cn1, 31, g1);
+	rep = &e->cn1.last_replies->body.replies.replies[0];
+	assert_string_equal(rep->text, "chatter lost the slot");
+}
+
+static bool
 both_have_delivers(env *e)
 {
 	return e->cn1.delivers >= 1 && e->cn2.delivers >= 1 && e->acks >= 1;
@@ -659,6 +726,8 @@ main(void)
 		T(test_router_answers_unavailable_when_a_forward_times_out),
 		T(test_router_reloads_the_map_when_a_groups_owner_is_unknown),
 		T(test_router_routes_replies_to_the_connector_in_the_route),
+		T(test_router_refuses_replies_for_an_absent_connector),
+		T(test_router_answers_forwards_to_a_chatter_that_lost_the_slot),
 		T(test_router_splits_a_deliver_into_one_rpc_per_connector),
 		T(test_router_routes_user_events_by_the_users_slot),
 		T(test_router_create_checks_its_arguments),

@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# Faults under load, then the history checker (tests/fault/README.md).
+#
+#   tests/fault/run.sh [--sqlite] [--faults "KIND..."] [--seed N]
+#                      [--spacing S] [--keep DIR] [--clients K] [--groups G]
+#
+# Starts a local cluster (scripts/cluster: PostgreSQL, or one sqlite file
+# with --sqlite) on 127.0.0.1, runs fault_load, injects the faults one
+# after the other SPACING seconds apart, restarts what it killed (as a
+# supervisor would: a new incarnation), and runs check.py over the history.
+# Fault kinds: kill-chatter kill-connector kill-router stop-chatter
+# stop-connector pg-restart (pg-restart needs PostgreSQL). Targets are
+# picked by the seed.
+# Prints the checker's report; exit status 0 only with zero violations.
+# Every wait is bounded (the whole run: 3 + SPACING * faults + 30 s plus
+# the cluster's start).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD=${BUILD:-$ROOT/build}
+export BUILD
+SLOTS=${SLOTS:-64}
+export SLOTS
+IMNODE=$BUILD/servers/cluster/imnode
+LOAD=$BUILD/tests/fault/fault_load
+mode=pg
+faults="kill-chatter kill-connector kill-router stop-chatter"
+faults="$faults stop-connector pg-restart"
+seed=${IM_TEST_SEED:-$(date +%s)}
+spacing=8
+keep=
+clients=12
+groups=8
+while [ $# -gt 0 ]; do
+	case $1 in
+	--sqlite) mode=--sqlite; shift ;;
+	--faults) faults=$2; shift 2 ;;
+	--seed) seed=$2; shift 2 ;;
+	--spacing) spacing=$2; shift 2 ;;
+	--keep) keep=$2; shift 2 ;;
+	--clients) clients=$2; shift 2 ;;
+	--groups) groups=$2; shift 2 ;;
+	*) echo "usage: $0 [--sqlite] [--faults K...] [--seed N]" \
+		"[--spacing S] [--keep DIR]" >&2; exit 2 ;;
+	esac
+done
+if [ "$mode" = --sqlite ]; then
+	faults=$(echo "$faults" | tr ' ' '\n' | grep -v '^pg-restart$' |
+		tr '\n' ' ' || true)
+fi
+echo "fault run: seed $seed, faults: $faults"
+RANDOM=$((seed % 32768))
+
+dir=$(mktemp -d /tmp/im-fault.XXXXXX)
+chmod 755 "$dir" # PostgreSQL runs as postgres when we are root
+cl=$dir/cluster
+loadpid=
+cleanup() {
+	[ -n "$loadpid" ] && kill "$loadpid" 2>/dev/null || true
+	# a stopped node must be able to die
+	if [ -f "$cl/pids" ]; then
+		while read -r pid name; do
+			kill -CONT "$pid" 2>/dev/null || true
+		done <"$cl/pids"
+	fi
+	if [ -n "$keep" ]; then # the logs and the history, not the database
+		mkdir -p "$keep/cluster"
+		cp "$dir"/* "$keep"/ 2>/dev/null || true
+		cp "$cl"/*.log "$cl"/pids "$keep/cluster/" 2>/dev/null || true
+	fi
+	"$ROOT/scripts/cluster" stop "$cl" >/dev/null 2>&1 || true
+	rm -rf "$dir"
+}
+trap cleanup EXIT INT TERM
+
+now_ms() { date +%s%3N; }
+
+if ! "$ROOT/scripts/cluster" start "$cl" $([ "$mode" = --sqlite ] &&
+	echo --sqlite) >"$dir/cluster.out" 2>&1; then
+	cat "$dir/cluster.out" >&2
+	exit 1
+fi
+store=$(cat "$cl/store")
+
+pid_of() { awk -v n="$1" '$2 == n { p = $1 } END { print p }' "$cl/pids"; }
+
+# restart NAME: a new incarnation with the flags scripts/cluster used.
+restart() {
+	local name=$1 role=${1%-*} listen=- extra=()
+	case $role in
+	router) listen=127.0.0.1:0
+		extra=(--port-file "$cl/$name.port") ;;
+	connector) listen=127.0.0.1:$(cat "$cl/$name.port")
+		extra=(--secret-file "$cl/secret") ;;
+	esac
+	"$IMNODE" --role "$role" --name "$name" --listen "$listen" \
+		--store "$store" --slots "$SLOTS" "${extra[@]}" \
+		>>"$cl/$name.log" 2>&1 &
+	echo "$! $name" >>"$cl/pids"
+}
+
+# pick ROLE COUNT: sets target (no subshell: bash reseeds RANDOM there)
+pick() {
+	target="$1-$((RANDOM % $2 + 1))"
+}
+
+fault() {
+	local kind=$1 t pid target
+	case $kind in
+	kill-chatter) pick chatter 3 ;;
+	kill-connector) pick connector 2 ;;
+	kill-router) pick router 2 ;;
+	stop-chatter) pick chatter 3 ;;
+	stop-connector) pick connector 2 ;;
+	pg-restart) target=postgresql ;;
+	*) echo "unknown fault $kind" >&2; return 1 ;;
+	esac
+	t=$(now_ms)
+	echo "F $t $kind $target" >>"$dir/faults"
+	echo "  $(date +%T) $kind $target"
+	case $kind in
+	kill-*)
+		pid=$(pid_of "$target")
+		kill -KILL "$pid"
+		# a supervisor restarts it once the others took over
+		(sleep $((spacing / 2)); restart "$target") &
+		;;
+	stop-chatter | stop-connector)
+		pid=$(pid_of "$target")
+		kill -STOP "$pid"
+		# past the heartbeat timeout: the others take its slots
+		(sleep $((spacing / 2)); kill -CONT "$pid") &
+		;;
+	pg-restart)
+		eval "$("$ROOT/scripts/pg" env "$cl/pg")"
+		(eval "$IM_TEST_PG_RESTART") ||
+			echo "pg restart failed" >&2
+		;;
+	esac
+}
+
+nf=$(echo $faults | wc -w)
+duration=$((3 + spacing * nf + 3))
+: >"$dir/faults"
+"$LOAD" --ports "$(cat "$cl/connector-1.port"),$(cat "$cl/connector-2.port")" \
+	--secret-file "$cl/secret" --store "$store" --out "$dir/history" \
+	--clients "$clients" --groups "$groups" --members 3 \
+	--duration "$duration" --drain 20 --seed "$seed" \
+	--interval-ms 100 >"$dir/load.log" 2>&1 &
+loadpid=$!
+# wait for the load to start (bounded)
+for i in $(seq 1 300); do
+	grep -q '^X .* load$' "$dir/history" 2>/dev/null && break
+	kill -0 "$loadpid" 2>/dev/null || break
+	sleep 0.1
+done
+if ! grep -q '^X .* load$' "$dir/history" 2>/dev/null; then
+	cat "$dir/load.log" >&2
+	exit 1
+fi
+sleep 3
+for k in $faults; do
+	fault "$k"
+	sleep "$spacing"
+done
+rc=0
+wait "$loadpid" || rc=$?
+loadpid=
+cat "$dir/load.log"
+[ $rc -eq 0 ] || { echo "fault_load failed ($rc)" >&2; tail -n 20 "$cl"/*.log >&2; exit 1; }
+set +e
+python3 "$ROOT/tests/fault/check.py" --json "$dir/history" "$dir/faults" \
+	>"$dir/check.out"
+rc=$?
+set -e
+cat "$dir/check.out"
+if [ $rc -ne 0 ] && [ -z "$keep" ]; then
+	tail -n 15 "$cl"/*.log >&2 || true
+fi
+exit $rc
