@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -136,6 +137,9 @@ imd_start(imd_proc *p)
 			dup2(fd, 1);
 			close(fd);
 		}
+		/* A test killed mid-run (timeout, crash) takes its servers
+		 * with it instead of leaving them running. */
+		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
 		execv(bin, (char *const *)argv);
 		_exit(127);
 	}
@@ -461,6 +465,9 @@ node_spawn(imd_proc *p, int i)
 			dup2(fd, 1);
 			close(fd);
 		}
+		/* A test killed mid-run (timeout, crash) takes its servers
+		 * with it instead of leaving them running. */
+		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
 		execv(bin, (char *const *)argv);
 		_exit(127);
 	}
