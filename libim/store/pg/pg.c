@@ -612,6 +612,25 @@ struct pg_params {
 	int lens[5];
 };
 
+/*
+ * pg_run for ops where a unique violation cannot be the caller's answer:
+ * on failure the result is already cleared and IM_ECONFLICT is IM_ERR.
+ */
+static int
+pg_query(struct pg_store *s, enum pg_stmt id, const struct pg_params *p,
+         enum pg_retry retry, PGresult **out)
+{
+	int rc = pg_run(s, id, p->vals, p->lens, retry, out);
+
+	if (rc != IM_OK) {
+		PQclear(*out);
+		*out = NULL;
+		return rc == IM_ECONFLICT ? IM_ERR : rc;
+	}
+	return IM_OK;
+}
+
+
 static void
 param_u64(struct pg_params *p, int i, uint64_t v)
 {
@@ -832,10 +851,8 @@ pg_seg_take(im_store *st, const im_seg_key *key, uint32_t step, im_seg *seg_out)
 	param_u64(&p, 1, key->id);
 	param_u64(&p, 2, step);
 	/* A retry after a lost connection may waste a segment, never reuse. */
-	rc = pg_run(s, PG_SEG_TAKE, p.vals, p.lens, PG_AGAIN, &res);
-	if (rc != IM_OK) {
-		PQclear(res);
-		return rc == IM_ECONFLICT ? IM_ERR : rc;
+	if ((rc = pg_query(s, PG_SEG_TAKE, &p, PG_AGAIN, &res)) != IM_OK) {
+		return rc;
 	}
 	if (PQntuples(res) != 1) {
 		PQclear(res);
@@ -1371,10 +1388,8 @@ pg_msg_read(im_store *st, im_gid conv, im_seq after, im_seq until,
 	if (after >= (uint64_t)INT64_MAX) {
 		return IM_OK;
 	}
-	if ((rc = pg_run(s, PG_MSG_READ, p.vals, p.lens, PG_AGAIN, &res)) !=
-	    IM_OK) {
-		PQclear(res);
-		return rc == IM_ECONFLICT ? IM_ERR : rc;
+	if ((rc = pg_query(s, PG_MSG_READ, &p, PG_AGAIN, &res)) != IM_OK) {
+		return rc;
 	}
 	n = PQntuples(res);
 	for (r = 0; r < n && rc == 0; r++) {
@@ -1397,10 +1412,8 @@ pg_msg_last(im_store *st, im_gid conv, im_seq at, im_msg_pos *pos_out)
 
 	param_u64(&p, 0, conv);
 	param_u64(&p, 1, clamp_seq(at));
-	if ((rc = pg_run(s, PG_MSG_LAST, p.vals, p.lens, PG_AGAIN, &res)) !=
-	    IM_OK) {
-		PQclear(res);
-		return rc == IM_ECONFLICT ? IM_ERR : rc;
+	if ((rc = pg_query(s, PG_MSG_LAST, &p, PG_AGAIN, &res)) != IM_OK) {
+		return rc;
 	}
 	if (PQntuples(res) == 0) {
 		PQclear(res);
@@ -1431,10 +1444,8 @@ pg_msg_find_dedup(im_store *st, im_gid conv, im_uid sender, uint64_t dedup_id,
 	param_u64(&p, 0, conv);
 	param_u64(&p, 1, sender);
 	param_u64(&p, 2, dedup_id);
-	if ((rc = pg_run(s, PG_MSG_DEDUP, p.vals, p.lens, PG_AGAIN, &res)) !=
-	    IM_OK) {
-		PQclear(res);
-		return rc == IM_ECONFLICT ? IM_ERR : rc;
+	if ((rc = pg_query(s, PG_MSG_DEDUP, &p, PG_AGAIN, &res)) != IM_OK) {
+		return rc;
 	}
 	if (PQntuples(res) == 0) {
 		PQclear(res);
@@ -1465,10 +1476,8 @@ pg_group_create(im_store *st, const im_group *group)
 	param_u64(&p, 1, group->creator);
 	param_u64(&p, 2, group->created_ms);
 	param_str(&p, 3, group->name);
-	if ((rc = pg_run(s, PG_GROUP_CREATE, p.vals, p.lens, PG_ONCE, &res)) !=
-	    IM_OK) {
-		PQclear(res);
-		return rc == IM_ECONFLICT ? IM_ERR : rc;
+	if ((rc = pg_query(s, PG_GROUP_CREATE, &p, PG_ONCE, &res)) != IM_OK) {
+		return rc;
 	}
 	rc = PQntuples(res) == 1 ? IM_OK : IM_ECONFLICT;
 	PQclear(res);
@@ -1488,10 +1497,8 @@ pg_group_lookup(im_store *st, im_gid gid, im_group *out)
 	int rc;
 
 	param_u64(&p, 0, gid);
-	if ((rc = pg_run(s, PG_GROUP_LOOKUP, p.vals, p.lens, PG_AGAIN, &res)) !=
-	    IM_OK) {
-		PQclear(res);
-		return rc == IM_ECONFLICT ? IM_ERR : rc;
+	if ((rc = pg_query(s, PG_GROUP_LOOKUP, &p, PG_AGAIN, &res)) != IM_OK) {
+		return rc;
 	}
 	if (PQntuples(res) == 0) {
 		PQclear(res);
@@ -1519,10 +1526,8 @@ pg_member_add(im_store *st, im_gid gid, im_uid user, bool *added_out)
 
 	param_u64(&p, 0, gid);
 	param_u64(&p, 1, user);
-	if ((rc = pg_run(s, PG_MEMBER_ADD, p.vals, p.lens, PG_ONCE, &res)) !=
-	    IM_OK) {
-		PQclear(res);
-		return rc == IM_ECONFLICT ? IM_ERR : rc;
+	if ((rc = pg_query(s, PG_MEMBER_ADD, &p, PG_ONCE, &res)) != IM_OK) {
+		return rc;
 	}
 	if (col_u64(res, 0, 0) == 0) {
 		PQclear(res);
@@ -1545,10 +1550,8 @@ pg_member_remove(im_store *st, im_gid gid, im_uid user, bool *removed_out)
 
 	param_u64(&p, 0, gid);
 	param_u64(&p, 1, user);
-	if ((rc = pg_run(s, PG_MEMBER_REMOVE, p.vals, p.lens, PG_ONCE, &res)) !=
-	    IM_OK) {
-		PQclear(res);
-		return rc == IM_ECONFLICT ? IM_ERR : rc;
+	if ((rc = pg_query(s, PG_MEMBER_REMOVE, &p, PG_ONCE, &res)) != IM_OK) {
+		return rc;
 	}
 	*removed_out = PQntuples(res) > 0;
 	PQclear(res);
@@ -1564,10 +1567,8 @@ pg_member_list(im_store *st, im_gid gid, im_uid_cb cb, void *payload)
 	int rc, r, n;
 
 	param_u64(&p, 0, gid);
-	if ((rc = pg_run(s, PG_MEMBER_LIST, p.vals, p.lens, PG_AGAIN, &res)) !=
-	    IM_OK) {
-		PQclear(res);
-		return rc == IM_ECONFLICT ? IM_ERR : rc;
+	if ((rc = pg_query(s, PG_MEMBER_LIST, &p, PG_AGAIN, &res)) != IM_OK) {
+		return rc;
 	}
 	n = PQntuples(res);
 	for (r = 0; r < n && rc == 0; r++) {
@@ -1586,10 +1587,8 @@ pg_conv_load(im_store *st, im_uid user, im_conv_cb cb, void *payload)
 	int rc, r, n;
 
 	param_u64(&p, 0, user);
-	if ((rc = pg_run(s, PG_CONV_LOAD, p.vals, p.lens, PG_AGAIN, &res)) !=
-	    IM_OK) {
-		PQclear(res);
-		return rc == IM_ECONFLICT ? IM_ERR : rc;
+	if ((rc = pg_query(s, PG_CONV_LOAD, &p, PG_AGAIN, &res)) != IM_OK) {
+		return rc;
 	}
 	n = PQntuples(res);
 	for (r = 0; r < n && rc == 0; r++) {
@@ -1628,10 +1627,8 @@ pg_conv_update(im_store *st, im_uid user, im_gid conv, im_seq read_seq,
 	param_u64(&p, 3, read_ordinal);
 	param_u64(&p, 4, flags);
 	/* A monotonic pointer and absolute flags: replaying is harmless. */
-	if ((rc = pg_run(s, PG_CONV_UPDATE, p.vals, p.lens, PG_AGAIN, &res)) !=
-	    IM_OK) {
-		PQclear(res);
-		return rc == IM_ECONFLICT ? IM_ERR : rc;
+	if ((rc = pg_query(s, PG_CONV_UPDATE, &p, PG_AGAIN, &res)) != IM_OK) {
+		return rc;
 	}
 	rc = PQntuples(res) > 0 ? IM_OK : IM_ENOTFOUND;
 	PQclear(res);
@@ -1658,10 +1655,8 @@ pg_uq_read(im_store *st, im_uid user, im_seq after, uint32_t limit, im_uq_cb cb,
 	param_u64(&p, 0, user);
 	param_u64(&p, 1, after);
 	param_u64(&p, 2, limit);
-	if ((rc = pg_run(s, PG_UQ_READ, p.vals, p.lens, PG_AGAIN, &res)) !=
-	    IM_OK) {
-		PQclear(res);
-		return rc == IM_ECONFLICT ? IM_ERR : rc;
+	if ((rc = pg_query(s, PG_UQ_READ, &p, PG_AGAIN, &res)) != IM_OK) {
+		return rc;
 	}
 	n = PQntuples(res);
 	for (r = 0; r < n && rc == 0; r++) {
