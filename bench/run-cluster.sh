@@ -14,6 +14,7 @@
 #      CONNECTOR_ARGS (imnode flags for the Connectors, default
 #        "--max-conns 19900 --log-level warn": a process holds at most
 #        20,000 fds here), CHATTER_ARGS (default "--log-level warn"),
+#      NODE_ARGS (every node, default "--dead-after-ms 10000"),
 #      OUT (result dir), KEEP=1 (keep the cluster's logs).
 # The baseline is PostgreSQL's own multi-row INSERT of the same rows on the
 # cluster's server (--baseline-pg). RSS per connection is summed over the
@@ -27,6 +28,10 @@ export CONNECTORS=${CONNECTORS:-2} CHATTERS=${CHATTERS:-3}
 export SLOTS=${SLOTS:-1024}
 export CONNECTOR_ARGS=${CONNECTOR_ARGS:---max-conns 19900 --log-level warn}
 export CHATTER_ARGS=${CHATTER_ARGS:---log-level warn}
+# A node silent for 1.5 s (the default) is taken for dead: on this shared
+# 2-core machine a Chatter working through a burst of CreateGroups misses
+# that and the cluster fails over in the middle of a benchmark. 10 s.
+export NODE_ARGS=${NODE_ARGS:---dead-after-ms 10000}
 scenario=${1:?usage: bench/run-cluster.sh SCENARIO [im-bench flags]}
 shift
 out=${OUT:-}

@@ -51,6 +51,7 @@ typedef struct node_config {
 	uint32_t heartbeat_ms;
 	uint32_t refresh_ms;
 	uint32_t balance_ms;
+	uint32_t dead_after_ms; /* 0: 1500; benchmarks on a loaded host */
 #ifdef IMNODE_HAVE_ROLES
 	/* imd's Connector/Chatter tuning keys (servers/roles/tuning.h). */
 	connector_opts cn;
@@ -73,6 +74,8 @@ usage(FILE *f)
 		   "              [--heartbeat-ms MS] [--refresh-ms MS] "
 		   "[--balance-ms MS] (membership and\n"
 		   "              slot balance periods, 1000 each)\n"
+		   "              [--dead-after-ms MS] (silence after which "
+		   "a node is dead, 1500)\n"
 		   "              [--KEY VALUE] Connector/Chatter tuning, the "
 		   "keys of imd:\n");
 #ifdef IMNODE_HAVE_ROLES
@@ -132,11 +135,12 @@ set_key(node_config *c, const char *key_in, const char *val)
 	{
 		static const char *const ms_keys[] = {"heartbeat-ms",
 						      "refresh-ms",
-						      "balance-ms"};
+						      "balance-ms",
+						      "dead-after-ms"};
 		uint32_t *ms_dst[] = {&c->heartbeat_ms, &c->refresh_ms,
-				      &c->balance_ms};
+				      &c->balance_ms, &c->dead_after_ms};
 
-		for (i = 0; i < 3; i++) {
+		for (i = 0; i < 4; i++) {
 			char *end;
 			unsigned long v;
 
@@ -347,6 +351,9 @@ member_opts(cl_member_opts *mo, const node_config *c)
 	}
 	if (c->refresh_ms != 0) {
 		mo->refresh_ms = c->refresh_ms;
+	}
+	if (c->dead_after_ms != 0) {
+		mo->dead_after_ms = c->dead_after_ms;
 	}
 }
 
