@@ -53,6 +53,10 @@ enum {
 #define CREATE_MEMBERS 64 /* im.options: CreateGroup.members max_count */
 /* Redirects followed for one login before it counts as a loop. */
 #define REDIRECT_HOPS 4
+/* Every logged-in connection pings once per this many us, as a client
+ * does: servers close a connection silent for 90 s, and a slow login phase
+ * of 100,000 users takes longer than that. */
+#define PING_EVERY_US 30000000ull
 /* Targets a worker knows: the --target list plus addresses redirected to. */
 #define TARGETS_MAX (2 * IMB_MAX_TARGETS)
 
@@ -111,6 +115,10 @@ static struct worker {
 	 * the owner). */
 	imb_addr tg[TARGETS_MAX];
 	uint32_t ntg;
+	/* keepalive: W.c[ping_k] is next; a round over all takes
+	 * PING_EVERY_US from ping_t0 */
+	uint32_t ping_k;
+	uint64_t ping_t0;
 	/* login / resume pacing */
 	uint32_t next_login, in_progress, done;
 	uint32_t need; /* logins (or droppers) to complete this phase */
@@ -1261,6 +1269,33 @@ open_loop(uint64_t now)
 	tx_flush();
 }
 
+/* Spread Pings over the round so they never come as a burst. */
+static void
+keepalive(uint64_t now)
+{
+	uint64_t due;
+
+	if (W.n == 0) {
+		return;
+	}
+	if (W.ping_t0 == 0 || now - W.ping_t0 >= PING_EVERY_US) {
+		W.ping_t0 = now;
+		W.ping_k = 0;
+	}
+	due = (now - W.ping_t0) * W.n / PING_EVERY_US;
+	while (W.ping_k < due && W.ping_k < W.n) {
+		conn *c = &W.c[W.ping_k++];
+		uint8_t *p;
+
+		if (c->state != CS_READY) {
+			continue;
+		}
+		p = tx_reserve(c, 32);
+		tx_commit(imb_enc_ping(p, 32, REQ(K_PING, 0), now / 1000));
+		tx_flush();
+	}
+}
+
 static void
 pace_logins(uint64_t now)
 {
@@ -1343,6 +1378,7 @@ on_tick(struct ev_loop *loop, ev_timer *t, int revents)
 		ev_break(loop, EVBREAK_ALL);
 		return;
 	}
+	keepalive(now); /* also while waiting for the other workers */
 	if (W.waiting) {
 		int next = W.phase + 1;
 
