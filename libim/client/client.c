@@ -113,8 +113,8 @@ struct im_client {
 	ev_timer t_ping;
 	ev_timer t_resend; /* sends rejected with ERR_UNAVAILABLE */
 	int fd;
-	bool connecting; /* TCP connect in progress */
-	uint64_t gen;    /* bumps on every close */
+	bool connecting;  /* TCP connect in progress */
+	uint64_t gen;     /* bumps on every close */
 	uint32_t attempt; /* tries since the last login (or connect()) */
 	im_client_state state;
 	bool auth_failed;
@@ -1663,8 +1663,8 @@ im_client_create(im_client **out, const im_client_opts *opts)
 	}
 	*out = NULL;
 	if (opts == NULL || opts->version == 0 ||
-	    opts->version > IM_CLIENT_OPTS_VERSION ||
-	    opts->token == NULL || opts->token[0] == '\0' ||
+	    opts->version > IM_CLIENT_OPTS_VERSION || opts->token == NULL ||
+	    opts->token[0] == '\0' ||
 	    strlen(opts->token) > IM_CLIENT_TOKEN_MAX ||
 	    opts->max_outbox == 0 || opts->max_convs == 0 ||
 	    opts->max_convs > (1u << 24) || opts->max_outbox > (1u << 20) ||

@@ -420,8 +420,7 @@ mk_client(uint16_t port, seen *s)
 
 /* A client of several addresses (version 2 opts). */
 static im_client *
-mk_client_srv(const char *const *srv, uint32_t n, uint32_t max_rounds,
-              seen *s)
+mk_client_srv(const char *const *srv, uint32_t n, uint32_t max_rounds, seen *s)
 {
 	im_client_opts o;
 	im_client *cl = NULL;
@@ -1612,8 +1611,7 @@ pred_two_and_acked(im_client *cl, void *arg)
 }
 
 static void
-test_client_lost_server_moves_to_the_next_and_resumes_without_loss(
-        void **state)
+test_client_lost_server_moves_to_the_next_and_resumes_without_loss(void **state)
 {
 	fsrv *f1 = fs_new(script_deliver_then_die);
 	fsrv *f2 = fs_start(script_resume_elsewhere);
@@ -1816,9 +1814,9 @@ test_client_create_checks_the_server_list(void **state)
 	im_client_opts o = IM_CLIENT_OPTS_INIT;
 	im_client *cl = NULL;
 	const char *ok[2] = {"127.0.0.1:7600", "[::1]:7601"};
-	const char *bad[] = {"127.0.0.1",   "127.0.0.1:",  ":7600",
-	                     "h:0",         "h:65536",     "h:76x0",
-	                     "h:123456",    "[]:7600",     NULL};
+	const char *bad[] = {"127.0.0.1", "127.0.0.1:", ":7600",
+	                     "h:0",       "h:65536",    "h:76x0",
+	                     "h:123456",  "[]:7600",    NULL};
 	const char *many[IM_CLIENT_SERVERS_MAX + 1];
 	char longhost[IM_CLIENT_ADDR_MAX + 8];
 	const char *one[1];
