@@ -1780,7 +1780,7 @@ test_client_all_addresses_dead_back_off_then_give_up(void **state)
 	int n;
 
 	snprintf(a0, sizeof(a0), "127.0.0.1:%u", (unsigned)dead_port());
-	snprintf(a1, sizeof(a1), "localhost:%u", (unsigned)dead_port());
+	snprintf(a1, sizeof(a1), "127.0.0.1:%u", (unsigned)dead_port());
 	/* max_rounds 3 over 2 addresses: 6 tries, then STOPPED */
 	cl = mk_client_srv(srv, 2, 3, &s);
 	assert_int_equal(im_client_connect_wait(cl, WAIT_MS), IM_EUNAVAIL);
@@ -1801,7 +1801,9 @@ test_client_all_addresses_dead_back_off_then_give_up(void **state)
 	cl = mk_client_srv(srv, 2, 0, &s);
 	assert_int_equal(im_client_connect(cl), IM_OK);
 	assert_int_equal(im_client_run_until(cl, 300, NULL, NULL), IM_OK);
-	assert_int_equal(im_client_get_state(cl), IM_CLIENT_DISCONNECTED);
+	/* between tries (or in one: a refusal may come asynchronously) */
+	assert_true(im_client_get_state(cl) == IM_CLIENT_DISCONNECTED ||
+	            im_client_get_state(cl) == IM_CLIENT_CONNECTING);
 	n = s.nerr_all;
 	assert_true(n >= 4);
 	assert_true(n <= 60);
