@@ -222,11 +222,12 @@ typedef struct im_client_opts {
 	 * host/port above). The client starts with servers[0]; a connect that
 	 * fails, a login that fails with anything but a bad token, and a lost
 	 * connection all move on to the next address (round robin) after the
-	 * usual backoff. The backoff grows per full round over the list, not
-	 * per address, so a dead address costs one short delay. A Redirect
-	 * goes to the address it names (any address, not only the listed
-	 * ones); when that target refuses or is lost, the client goes on
-	 * with the address after the one it was on in the list.
+	 * usual backoff (skipping entries equal to the address that just
+	 * failed). The backoff grows per full round over the list, not per
+	 * address, so a dead address costs one short delay. A Redirect goes
+	 * to the address it names (any address, not only the listed ones);
+	 * when that target refuses or is lost, the client goes on with the
+	 * listed address after the one it was on, skipping the target.
 	 */
 	const char *const *servers;
 	uint32_t nservers;

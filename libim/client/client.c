@@ -220,13 +220,24 @@ cur_addr(const im_client *cl)
 	return cl->use_redir ? &cl->redir : &cl->srv[cl->cur];
 }
 
+static bool
+addr_eq(const struct addr *a, const struct addr *b)
+{
+	return strcmp(a->host, b->host) == 0 && strcmp(a->port, b->port) == 0;
+}
+
 /* Where the try after a failed or lost one goes: the Redirect's target
  * when one was just received, the same address after a lost session,
- * else the next listed address (also after the Redirect's target
- * failed: it is not ours to retry). */
+ * else the next listed address that is not the one that just failed
+ * (also after the Redirect's target failed: it is not ours to retry, and
+ * when the list names it too, e.g. the dead Connector a live one still
+ * redirects to, skipping it saves a try). */
 static void
 move_on(im_client *cl)
 {
+	struct addr failed;
+	uint32_t i;
+
 	if (cl->follow_redir) {
 		cl->follow_redir = false;
 		cl->use_redir = true;
@@ -236,8 +247,14 @@ move_on(im_client *cl)
 		cl->retry_same = false;
 		return;
 	}
+	failed = *cur_addr(cl);
 	cl->use_redir = false;
-	cl->cur = (cl->cur + 1) % cl->nsrv;
+	for (i = 0; i < cl->nsrv; i++) {
+		cl->cur = (cl->cur + 1) % cl->nsrv;
+		if (!addr_eq(&cl->srv[cl->cur], &failed)) {
+			break;
+		}
+	}
 }
 
 uint32_t

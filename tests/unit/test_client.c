@@ -1736,6 +1736,52 @@ test_client_refused_redirect_target_falls_back_to_the_list(void **state)
 	free(f2);
 }
 
+/* A live Connector that still redirects to a dead one it believes alive,
+ * then serves the user (it took the slot). */
+static void
+script_redirect_once_then_serve(fsrv *fs)
+{
+	im_Redirect *rd;
+
+	FS_CHECK(fs, fs_accept(fs) >= 0);
+	FS_CHECK(fs, fs_recv_req(fs) == 0);
+	rd = &fs_env(fs, fs->in.req_id, im_Envelope_redirect_tag)->msg.redirect;
+	snprintf(rd->address, sizeof(rd->address), "%s", fs->redirect_to);
+	FS_CHECK(fs, fs_send(fs) == 0);
+	(void)fs_recv(fs);
+	FS_CHECK(fs, fs_login(fs) == 0);
+	(void)fs_recv(fs);
+}
+
+static void
+test_client_dead_redirect_target_on_the_list_is_not_tried_twice(void **state)
+{
+	fsrv *f1 = fs_new(script_redirect_once_then_serve);
+	char a0[32], a1[32];
+	const char *srv[2] = {a0, a1};
+	seen s;
+	im_client *cl;
+	int i, refused = 0;
+
+	snprintf(a0, sizeof(a0), "127.0.0.1:%u", (unsigned)f1->port);
+	snprintf(a1, sizeof(a1), "127.0.0.1:%u", (unsigned)dead_port());
+	snprintf(f1->redirect_to, sizeof(f1->redirect_to), "%s", a1);
+	fs_run(f1);
+	cl = mk_client_srv(srv, 2, 0, &s);
+	assert_int_equal(im_client_connect_wait(cl, WAIT_MS), IM_OK);
+	assert_string_equal(im_client_server(cl), a0);
+	for (i = 0; i < s.nerr; i++) {
+		refused += s.errs[i] == IM_EUNAVAIL;
+	}
+	/* f1, the dead target (refused), then f1 again: the list's entry
+	 * for the same dead address is skipped */
+	assert_int_equal(refused, 1);
+	im_client_destroy(cl);
+	fs_join(f1);
+	assert_int_equal(f1->accepts, 2);
+	free(f1);
+}
+
 /* Two servers sending the client to each other: every hop is a try, so
  * max_rounds ends it like dead addresses would. */
 static void
@@ -1915,6 +1961,8 @@ main(void)
 	        cmocka_unit_test(test_client_redirect_goes_where_it_points),
 	        cmocka_unit_test(
 	                test_client_refused_redirect_target_falls_back_to_the_list),
+	        cmocka_unit_test(
+	                test_client_dead_redirect_target_on_the_list_is_not_tried_twice),
 	        cmocka_unit_test(
 	                test_client_redirect_loop_is_bounded_by_max_rounds),
 	        cmocka_unit_test(
