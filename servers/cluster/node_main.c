@@ -46,7 +46,7 @@ typedef struct node_config {
 	char log_level[16];
 	uint32_t slots;
 	uint32_t expect;
-	/* Membership and balance periods (0: the defaults, 1000/1000/1000
+	/* Membership and balance periods (0: the defaults, 250/250/250
 	 * ms); tests shorten them to start a cluster quickly. */
 	uint32_t heartbeat_ms;
 	uint32_t refresh_ms;
@@ -75,7 +75,7 @@ usage(FILE *f)
 		   "              [--log-level error|warn|info|debug]\n"
 		   "              [--heartbeat-ms MS] [--refresh-ms MS] "
 		   "[--balance-ms MS] (membership and\n"
-		   "              slot balance periods, 1000 each)\n"
+		   "              slot balance periods, 250 each)\n"
 		   "              [--dead-after-ms MS] (a node silent this "
 		   "long is dead: Routers move\n"
 		   "              its slots; 1500)\n"
@@ -473,6 +473,16 @@ owner_gone(const rolenode *rn, const char *owner)
 
 static const char *owner_address(void *payload, const char *owner);
 
+/* owner is this node under an older incarnation ("NAME/..." but not us). */
+static bool
+earlier_self(const rolenode *rn, const char *owner)
+{
+	size_t len = strlen(rn->c->name);
+
+	return strncmp(owner, rn->c->name, len) == 0 && owner[len] == '/' &&
+	       strcmp(owner, rn->owner) != 0;
+}
+
 /*
  * Reload the slot map (a tick, or a Router's SlotMap after it moved a dead
  * node's slots). Slots gained need nothing more: a Chatter loads a group's
@@ -564,8 +574,11 @@ balance(rolenode *rn)
 			/* A dead owner's slots are the Routers' to move
 			 * (router.h: they judge, plan and notify); we take
 			 * them ourselves only as the fallback when no Router
-			 * is up. Unowned slots (a new cluster) we take. */
-			if (e.owner[0] != '\0' && routers) {
+			 * is up. Unowned slots (a new cluster) and those of
+			 * an earlier life of ours (we know it is over) we
+			 * take at once. */
+			if (e.owner[0] != '\0' && routers &&
+			    !earlier_self(rn, e.owner)) {
 				continue;
 			}
 			rc = im_shard_claim(rn->map, rn->st, rn->kind,
