@@ -106,6 +106,7 @@ struct router {
 	/* failure detection */
 	ev_timer hb;
 	uint64_t started_ms;
+	uint64_t last_tick_ms;
 	rwatch *watch;
 	uint32_t nwatch;
 	rrow *rows;
@@ -1102,6 +1103,24 @@ router_tick(router *r)
 		return IM_EINVAL;
 	}
 	now = now_of(r);
+	if (r->opts.heartbeat_ms > 0 && r->last_tick_ms != 0 &&
+	    now > r->last_tick_ms &&
+	    now - r->last_tick_ms > 2 * (uint64_t)r->opts.heartbeat_ms) {
+		/* Our loop stalled (a blocking store call, a pause): we
+		 * could not hear anyone meanwhile, so that time is not
+		 * their silence. Credit it to every owner. */
+		uint64_t gap = now - r->last_tick_ms;
+
+		for (i = 0; i < r->nwatch; i++) {
+			r->watch[i].heard_ms += gap;
+			if (r->watch[i].heard_ms > now) {
+				r->watch[i].heard_ms = now;
+			}
+		}
+		r->started_ms = r->started_ms + gap > now ? now
+							  : r->started_ms + gap;
+	}
+	r->last_tick_ms = now;
 	for (i = 0; i < r->opts.max_conns; i++) {
 		rnode *n = &r->nodes[i];
 

@@ -764,7 +764,7 @@ static const char *const ch_names[3] = {"chatter-1", "chatter-2",
 					"chatter-3"};
 
 static void
-fd_router(env *e, router **r, im_shard_map **map)
+fd_router_hb(env *e, router **r, im_shard_map **map, uint32_t heartbeat_ms)
 {
 	im_shard_opts so = IM_SHARD_OPTS_INIT;
 	router_opts ro = ROUTER_OPTS_INIT;
@@ -772,13 +772,19 @@ fd_router(env *e, router **r, im_shard_map **map)
 	so.nslots = NSLOTS;
 	assert_int_equal(im_shard_create(map, &so), IM_OK);
 	ro.refresh_ms = 0;
-	ro.heartbeat_ms = 0; /* router_tick() by hand */
+	ro.heartbeat_ms = heartbeat_ms;
 	ro.dead_after_ms = 1500;
 	ro.now_ms = fake_now;
 	ro.clock = e;
 	assert_int_equal(router_create(r, e->loop, e->st, *map, "127.0.0.1",
 				       0, &ro),
 			 IM_OK);
+}
+
+static void
+fd_router(env *e, router **r, im_shard_map **map)
+{
+	fd_router_hb(e, r, map, 0); /* router_tick() by hand */
 }
 
 static int
@@ -1096,6 +1102,41 @@ test_two_routers_deciding_at_once_move_each_dead_slot_once(void **state)
 	assert_moved_once_fairly(e);
 }
 
+/*
+ * The Router's own loop stalled for 2 s (a blocking store call) while the
+ * store also missed chatter-2's heartbeats (a store restart): that time
+ * was not chatter-2's silence, so it is not judged dead at once; a real
+ * silence after that still is.
+ */
+static void
+test_router_does_not_count_its_own_stall_as_silence(void **state)
+{
+	env *e = *state;
+	router_stats st;
+
+	/* With a period, so a stall is told from a tick; its timer ticks
+	 * at the fake time too, which changes nothing here. */
+	router_destroy(e->r);
+	im_shard_destroy(e->map);
+	fd_router_hb(e, &e->r, &e->map, 250);
+	fd_start(e);
+	e->ch2.mute = true;
+	assert_int_equal(router_tick(e->r), IM_OK);
+	fd_advance(e, 2000, true, false, true); /* the stall */
+	assert_int_equal(router_tick(e->r), IM_OK);
+	router_get_stats(e->r, &st);
+	assert_int_equal(st.dead, 0);
+	assert_int_equal(st.moved, 0);
+	/* Listening again: ticks every 250 ms, chatter-2 stays silent. */
+	while (e->now < 5000000 + 2000 + 1750) {
+		fd_advance(e, 250, true, false, true);
+		assert_int_equal(router_tick(e->r), IM_OK);
+	}
+	router_get_stats(e->r, &st);
+	assert_int_equal(st.dead, 1);
+	assert_int_equal(st.moved, 5);
+}
+
 /* A dead Connector's user slots go to the live Connectors; with none
  * left, nothing moves (the next tick retries). */
 static void
@@ -1146,6 +1187,7 @@ main(void)
 		F(test_router_moves_the_slots_of_an_older_incarnation),
 		F(test_two_routers_deciding_at_once_move_each_dead_slot_once),
 		F(test_router_moves_nothing_when_no_node_of_the_role_is_live),
+		F(test_router_does_not_count_its_own_stall_as_silence),
 #undef F
 	};
 
