@@ -33,6 +33,9 @@
  *   (b) the store says so, read at that moment: no node row is that owner
  *       (the node re-registered as a newer incarnation, or its row is
  *       gone), or the row's heartbeat is older than dead_after_ms.
+ * Silence is counted only while the Router listens: when its own loop
+ * stalled (ticks more than two periods apart: a blocking store call, a
+ * pause), the gap is credited to every owner.
  * Why both: (a) alone would let one Router that lost its link to a healthy
  * node (a partition between the two, the Router's own stall) take the
  * node's slots although the node still heartbeats the store and serves
