@@ -718,13 +718,22 @@ owner_address(void *payload, const char *owner)
 	return n->address;
 }
 
-/* A Router moved slots (SlotMap): reload now, not at the next tick. */
+/*
+ * A Router moved slots (SlotMap): reload now, not at the next tick. If we
+ * gained some, tell every Router, as after a claim of our own: the other
+ * Routers then stop forwarding to the dead owner now (a paused one still
+ * has its connections up) instead of at their next map refresh.
+ */
 static void
 reload_map(void *payload)
 {
 	rolenode *rn = payload;
+	uint32_t had = im_shard_count(rn->map, rn->kind, rn->owner);
 
-	(void)map_reload(rn);
+	if (map_reload(rn) == IM_OK &&
+	    im_shard_count(rn->map, rn->kind, rn->owner) > had) {
+		cl_link_notify_slots(rn->link);
+	}
 }
 
 static int
