@@ -31,7 +31,7 @@ typedef struct chatter_opts {
 	/* Hot group state unused this long is dropped by a periodic sweep
 	 * (bounded work per sweep); the next use reloads it from the store
 	 * with a fresh seq segment. 0: kept until evicted by max_groups. */
-	uint32_t group_idle_ms;
+	uint64_t group_idle_ms;
 } chatter_opts;
 
 #define CHATTER_OPTS_INIT                                                      \
