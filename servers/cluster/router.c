@@ -1066,8 +1066,9 @@ judge(router *r, uint64_t now)
 		    store_says_dead(r, seen[i], now)) {
 			dead[ndead++] = seen[i];
 			r->stats.dead++;
-			fprintf(stderr, "router: %s is dead (silent and stale in "
-					"the store): moving its slots\n",
+			fprintf(stderr,
+				"router: %s is dead (silent and stale in the "
+				"store): moving its slots\n",
 				seen[i]);
 		}
 	}
