@@ -81,6 +81,7 @@ struct user {
 	im_idseg uq;
 	bool uq_ready; /* a segment was taken since we own it */
 	bool uq_last_known;
+	bool uq_taking; /* in this batch's seg_take_many already */
 	im_seq uq_last;
 };
 
@@ -1797,6 +1798,34 @@ connector_deliver(connector *cn, const role_fanout *fans, size_t n)
 	}
 }
 
+static void
+reload_convs(connector *cn, struct user *u)
+{
+	if (im_convlist_load(u->convs, cn->st, u->uid) != IM_OK) {
+		LOG_W("reloading conversations of %llu: %s",
+		      (unsigned long long)u->uid, im_store_errmsg(cn->st));
+	}
+}
+
+/*
+ * A group created with u as a member: its row in the store starts at
+ * {0, 0} (created with the group, before any message), so the list takes
+ * that row without reading the store. Messages delivered before this event
+ * already added the conversation (with the right pointer): leave it.
+ */
+static bool
+add_new_group(struct user *u, im_gid gid)
+{
+	im_conv_row row;
+
+	if (im_convlist_lookup(u->convs, gid, NULL) == IM_OK) {
+		return true;
+	}
+	memset(&row, 0, sizeof(row));
+	row.conv = gid;
+	return im_convlist_apply_row(u->convs, &row) == IM_OK;
+}
+
 /* Apply a committed user event to the user's in-memory state. */
 static void
 apply_uevent(connector *cn, struct user *u, const role_uevent *ev)
@@ -1805,15 +1834,17 @@ apply_uevent(connector *cn, struct user *u, const role_uevent *ev)
 		return;
 	}
 	switch (ev->type) {
-	case UEV_JOINED:
 	case UEV_GROUP_CREATED:
+		if (add_new_group(u, ev->group)) {
+			break;
+		}
+		/* Full or out of memory: reload (it reports why). */
+		reload_convs(cn, u);
+		break;
+	case UEV_JOINED:
 		/* Reload: the new conversation's row (read pointer at the
 		 * join) comes from the store, the only source of truth. */
-		if (im_convlist_load(u->convs, cn->st, u->uid) != IM_OK) {
-			LOG_W("reloading conversations of %llu: %s",
-			      (unsigned long long)u->uid,
-			      im_store_errmsg(cn->st));
-		}
+		reload_convs(cn, u);
 		break;
 	case UEV_LEFT:
 		(void)im_convlist_remove(u->convs, ev->group);
@@ -1825,6 +1856,72 @@ apply_uevent(connector *cn, struct user *u, const role_uevent *ev)
 	default:
 		break;
 	}
+}
+
+/*
+ * Take the first user-queue segment of every user of the batch that has
+ * none yet in ONE transaction (im_store_seg_take_many), instead of one
+ * seg_take (and fsync) per user: a batch of GroupCreated events reaches
+ * many offline users at once. Users it cannot serve (a backend without the
+ * op, a failure) are left to the per-user refill below.
+ */
+static void
+uq_take_first(connector *cn, const role_uevent *evs, size_t n)
+{
+	im_seg_key *keys = NULL;
+	struct user **us = NULL;
+	im_seg *segs = NULL;
+	size_t i, k = 0, off;
+	int rc;
+
+	keys = malloc(n * sizeof(*keys));
+	us = malloc(n * sizeof(*us));
+	segs = malloc(n * sizeof(*segs));
+	if (keys == NULL || us == NULL || segs == NULL) {
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		const role_uevent *ev = &evs[i];
+		im_shard_entry e =
+		        im_shard_get(cn->map, IM_KIND_USER, ev->user);
+		struct user *u;
+
+		if (ev->user == 0 || e.epoch == 0 ||
+		    strcmp(e.owner, cn->node) != 0 ||
+		    (u = user_get(cn, ev->user)) == NULL || u->uq_ready ||
+		    u->uq_taking) {
+			continue;
+		}
+		u->uq_taking = true;
+		keys[k].space = IM_SEG_USER_SEQ;
+		keys[k].id = u->uid;
+		us[k++] = u;
+	}
+	for (off = 0; off < k; off += IM_STORE_SEG_MANY_MAX) {
+		size_t m = k - off < IM_STORE_SEG_MANY_MAX
+		                   ? k - off
+		                   : IM_STORE_SEG_MANY_MAX;
+
+		rc = im_store_seg_take_many(cn->st, keys + off, m, cn->o.uq_step,
+		                            segs + off);
+		for (i = off; i < off + m; i++) {
+			if (rc == IM_OK &&
+			    im_idseg_feed(&us[i]->uq, &segs[i]) == IM_OK) {
+				us[i]->uq_ready = true;
+			}
+		}
+		if (rc != IM_OK && rc != IM_ENOTSUP) {
+			LOG_W("user queues: taking %zu segments: %s", m,
+			      im_store_errmsg(cn->st));
+		}
+	}
+	for (i = 0; i < k; i++) {
+		us[i]->uq_taking = false;
+	}
+out:
+	free(keys);
+	free(us);
+	free(segs);
 }
 
 void
@@ -1851,6 +1948,9 @@ connector_user_events(connector *cn, const role_uevent *evs, size_t n)
 	    bodies == NULL) {
 		LOG_E("user events: out of memory; %zu events dropped", n);
 		goto out;
+	}
+	if (n > 1) {
+		uq_take_first(cn, evs, n);
 	}
 	for (i = 0; i < n; i++) {
 		const role_uevent *ev = &evs[i];
