@@ -1024,6 +1024,12 @@ test_system_group_creations_of_one_turn_commit_together_and_reach_every_member(
 	tc_close(&a);
 	tc_close(&b);
 	tc_close(&d);
+	if (h_target_cluster()) {
+		/* The creations spread over both Chatters, whose logs
+		 * imnode keeps apart: the count is imd's. */
+		free(env);
+		return;
+	}
 	assert_int_equal(imd_stop(&f->imd, SIGTERM), 0);
 	assert_true(read_create_stats(&f->imd, &ngroups, &commits));
 	assert_int_equal(ngroups, NCREATE);
@@ -1166,7 +1172,7 @@ test_system_a_second_imd_fences_off_the_first(void **state)
  * group row, no member, no event), and the creator is told to retry.
  */
 static void
-test_system_a_fenced_imd_cannot_create_a_group(void **state)
+test_system_a_second_imd_fences_off_group_creation(void **state)
 {
 	struct fixture *f = *state;
 	imd_proc second = f->imd;
@@ -1396,7 +1402,7 @@ main(void)
 	                test_system_group_creations_of_one_turn_commit_together_and_reach_every_member,
 	                setup, teardown),
 	        cmocka_unit_test_setup_teardown(
-	                test_system_a_fenced_imd_cannot_create_a_group,
+	                test_system_a_second_imd_fences_off_group_creation,
 	                setup_shared, teardown),
 	        cmocka_unit_test_setup_teardown(
 	                test_system_a_second_imd_cannot_open_the_database_of_an_exclusive_one,
