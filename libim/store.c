@@ -474,3 +474,18 @@ im_store_seg_take_many(im_store *st, const im_seg_key *keys, size_t n,
 	}
 	return st->ops->seg_take_many(st, keys, n, step, segs_out);
 }
+
+int
+im_store_uq_last(im_store *st, im_uid user, im_seq *last_out)
+{
+	CHECK(st != NULL);
+	CHECK(user != 0);
+	CHECK(last_out != NULL);
+	*last_out = 0;
+	if (!HAS_OP(st, 4, uq_last)) {
+		im_store_set_error(st, "%s: uq_last not supported",
+				   st->ops->name);
+		return IM_ENOTSUP;
+	}
+	return st->ops->uq_last(st, user, last_out);
+}

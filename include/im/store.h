@@ -507,6 +507,14 @@ IM_API int im_store_group_create_many(im_store *st, const im_fence *fences,
 IM_API int im_store_seg_take_many(im_store *st, const im_seg_key *keys,
 				  size_t n, uint32_t step, im_seg *segs_out);
 
+/**
+ * The largest seq in a user's queue (0 when it is empty): what a login
+ * reports as where the queue ends, without reading the items.
+ * @retval IM_OK, IM_EINVAL, IM_ENOTSUP (version < 4: page with
+ *         im_store_uq_read), IM_ERR, IM_EUNAVAIL
+ */
+IM_API int im_store_uq_last(im_store *st, im_uid user, im_seq *last_out);
+
 #ifdef __cplusplus
 }
 #endif

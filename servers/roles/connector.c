@@ -530,17 +530,21 @@ user_online(connector *cn, struct user *u)
 		u->convs = cl;
 	}
 	if (!u->uq_last_known) {
-		/* The store keeps no per-user high-water mark, so page the
-		 * queue once per login of an offline user (bounded). */
+		/* Where the user's queue ends: one index read (a store
+		 * without uq_last: page the queue, bounded; a page that is
+		 * not full was the last one). */
 		struct uq_last_ctx ul = {0, 0};
 		int pages = 0;
 
-		/* A page that is not full was the last one. */
-		do {
-			ul.rows = 0;
-			rc = im_store_uq_read(cn->st, u->uid, ul.last, 1000,
-			                      uq_last_cb, &ul);
-		} while (rc == IM_OK && ul.rows == 1000 && ++pages < 1000);
+		rc = im_store_uq_last(cn->st, u->uid, &ul.last);
+		if (rc == IM_ENOTSUP) {
+			do {
+				ul.rows = 0;
+				rc = im_store_uq_read(cn->st, u->uid, ul.last,
+				                      1000, uq_last_cb, &ul);
+			} while (rc == IM_OK && ul.rows == 1000 &&
+			         ++pages < 1000);
+		}
 		if (rc != IM_OK) {
 			return rc;
 		}

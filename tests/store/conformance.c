@@ -1670,6 +1670,36 @@ test_seg_take_many_takes_one_fresh_segment_per_key_in_one_call(void **state)
 	        IM_EINVAL);
 }
 
+static void
+test_uq_last_is_the_largest_seq_of_the_users_queue(void **state)
+{
+	im_store *st = st_of(state);
+	im_fence f = {IM_KIND_USER, 3, 0};
+	im_uq_item it[3] = {
+	        {.user = 5, .seq = 7, .time_ms = 1, .body_len = 1, .body = "a"},
+	        {.user = 5, .seq = 40, .time_ms = 2, .body_len = 1, .body = "b"},
+	        {.user = 6, .seq = 90, .time_ms = 3, .body_len = 1, .body = "c"},
+	};
+	im_seq last = 99;
+	int rc;
+
+	rc = im_store_uq_last(st, 5, &last);
+	if (rc == IM_ENOTSUP) {
+		skip();
+	}
+	assert_int_equal(rc, IM_OK);
+	assert_int_equal(last, 0);
+	f.epoch = claim(st, IM_KIND_USER, 3);
+	assert_int_equal(im_store_uq_append(st, &f, 1, it, 3), IM_OK);
+	assert_int_equal(im_store_uq_last(st, 5, &last), IM_OK);
+	assert_int_equal(last, 40);
+	assert_int_equal(im_store_uq_last(st, 6, &last), IM_OK);
+	assert_int_equal(last, 90);
+	assert_int_equal(im_store_uq_last(st, 0, &last), IM_EINVAL);
+	assert_int_equal(im_store_uq_last(st, 5, NULL), IM_EINVAL);
+	assert_int_equal(im_store_uq_last(NULL, 5, &last), IM_EINVAL);
+}
+
 /* ---- nodes (ops version 2) ------------------------------------------ */
 
 typedef struct node_seen {
@@ -1963,6 +1993,7 @@ static const struct CMUnitTest tests[] = {
         T(test_group_create_many_stores_groups_and_members_fenced_and_atomic),
         T(test_group_create_many_retried_after_a_fault_ends_in_the_fault_free_state),
         T(test_seg_take_many_takes_one_fresh_segment_per_key_in_one_call),
+        T(test_uq_last_is_the_largest_seq_of_the_users_queue),
         T(test_node_register_then_list_shows_role_address_and_times),
         T(test_node_register_again_is_a_fresh_incarnation),
         T(test_node_heartbeat_moves_only_the_heartbeat),

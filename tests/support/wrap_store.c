@@ -8,7 +8,7 @@ static const char *const op_names[STORE_OP_COUNT] = {
         "group_create", "group_lookup", "member_add",  "member_remove",
         "member_list",  "conv_load",    "conv_update", "uq_append",
         "uq_read",      "node_register", "node_heartbeat", "node_list",
-        "group_create_many", "seg_take_many",
+        "group_create_many", "seg_take_many", "uq_last",
 };
 
 const char *
@@ -219,6 +219,12 @@ w_seg_take_many(im_store *st, const im_seg_key *keys, size_t n,
 	        im_store_seg_take_many(INNER, keys, n, step, segs_out));
 }
 
+static int
+w_uq_last(im_store *st, im_uid user, im_seq *last_out)
+{
+	FORWARD(STORE_OP_UQ_LAST, im_store_uq_last(INNER, user, last_out));
+}
+
 static const struct im_store_ops wrap_ops = {
         .version = IM_STORE_OPS_VERSION,
         .name = "wrap",
@@ -247,6 +253,7 @@ static const struct im_store_ops wrap_ops = {
         /* version 4: as version 2, IM_ENOTSUP passes through */
         .group_create_many = w_group_create_many,
         .seg_take_many = w_seg_take_many,
+        .uq_last = w_uq_last,
 };
 
 int

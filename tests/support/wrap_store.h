@@ -33,6 +33,7 @@ enum store_op {
 	/* version 4 */
 	STORE_OP_GROUP_CREATE_MANY,
 	STORE_OP_SEG_TAKE_MANY,
+	STORE_OP_UQ_LAST,
 	STORE_OP_COUNT
 };
 

@@ -144,6 +144,8 @@ struct im_store_ops {
 	/** May be NULL (IM_ENOTSUP). One transaction; keys are distinct. */
 	int (*seg_take_many)(im_store *st, const im_seg_key *keys, size_t n,
 			     uint32_t step, im_seg *segs_out);
+	/** May be NULL (IM_ENOTSUP). *last_out = 0 for an empty queue. */
+	int (*uq_last)(im_store *st, im_uid user, im_seq *last_out);
 	/* Methods above are valid for version 4 */
 };
 

@@ -84,6 +84,7 @@ enum pg_stmt {
 	/* ops version 4 */
 	PG_GROUP_CREATE_MANY,
 	PG_SEG_TAKE_MANY,
+	PG_UQ_LAST,
 	PG_NSTMT
 };
 
@@ -331,6 +332,9 @@ static const struct {
 		" SELECT k.idx::int8, up.max_id::int8 FROM k JOIN up"
 		" ON up.space = k.space AND up.id = k.id",
 		3, {OID_INT8_ARR, OID_INT8_ARR, OID_INT8}},
+	[PG_UQ_LAST] = {"im_uq_last",
+		"SELECT coalesce(max(seq), 0)::int8 FROM im_userq WHERE uid = $1",
+		1, {OID_INT8}},
 };
 
 /* clang-format on */
@@ -1841,6 +1845,23 @@ pg_conv_update(im_store *st, im_uid user, im_gid conv, im_seq read_seq,
 }
 
 static int
+pg_uq_last(im_store *st, im_uid user, im_seq *last_out)
+{
+	struct pg_store *s = PG(st);
+	struct pg_params p;
+	PGresult *res;
+	int rc;
+
+	param_u64(&p, 0, user);
+	if ((rc = pg_query(s, PG_UQ_LAST, &p, PG_AGAIN, &res)) != IM_OK) {
+		return rc;
+	}
+	*last_out = PQntuples(res) == 1 ? col_u64(res, 0, 0) : 0;
+	PQclear(res);
+	return IM_OK;
+}
+
+static int
 pg_uq_read(im_store *st, im_uid user, im_seq after, uint32_t limit, im_uq_cb cb,
            void *payload)
 {
@@ -1998,6 +2019,7 @@ static const struct im_store_ops pg_ops = {
         /* version 4 */
         .group_create_many = pg_group_create_many,
         .seg_take_many = pg_seg_take_many,
+        .uq_last = pg_uq_last,
 };
 
 static void

@@ -53,6 +53,7 @@ enum sq_stmt_id {
 	SQ_CONV_UPDATE,
 	SQ_UQ_INSERT,
 	SQ_UQ_READ,
+	SQ_UQ_LAST,
 	SQ_NSTMT
 };
 
@@ -121,6 +122,7 @@ static const char *const sq_sql[SQ_NSTMT] = {
                          "ON CONFLICT DO NOTHING",
         [SQ_UQ_READ] = "SELECT seq, time_ms, type, body FROM im_userq "
                        "WHERE uid = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+        [SQ_UQ_LAST] = "SELECT max(seq) FROM im_userq WHERE uid = ?1",
 };
 
 /* Where the chain of a conv stands after message i of a batch. */
@@ -1285,6 +1287,26 @@ out:
 }
 
 static int
+sq_uq_last(im_store *st, im_uid user, im_seq *last_out)
+{
+	sq_store *sq = sq_of(st);
+	sqlite3_stmt *s;
+	int rc;
+
+	if ((rc = sq_guard(sq)) != IM_OK) {
+		return rc;
+	}
+	s = sq_stmt(sq, SQ_UQ_LAST);
+	sqlite3_bind_int64(s, 1, sq_i64(user));
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*last_out = sq_col_u64(s, 0); /* NULL reads as 0 */
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_ROW ? IM_OK : sq_fail(sq, rc, "uq_last");
+}
+
+static int
 sq_uq_read(im_store *st, im_uid user, im_seq after, uint32_t limit, im_uq_cb cb,
            void *payload)
 {
@@ -1503,6 +1525,7 @@ static const struct im_store_ops sq_ops = {
         /* version 4 */
         .group_create_many = sq_group_create_many,
         .seg_take_many = sq_seg_take_many,
+        .uq_last = sq_uq_last,
 };
 
 static void
