@@ -46,7 +46,7 @@ extern "C" {
 typedef struct im_store im_store;
 
 /** Highest schema version this build knows (see libim/store/schema/). */
-#define IM_STORE_SCHEMA_VERSION 2
+#define IM_STORE_SCHEMA_VERSION 3
 
 /**
  * A write fence: a slot the writer owns and the epoch it owns it at. Writes

@@ -58,7 +58,7 @@
 /* Group names for conversation lists: direct-mapped, bounded, filled by
  * lookups and by GroupCreated events. Names never change after creation,
  * so an entry is never stale; a collision only costs a store read. */
-#define NAME_CACHE 16384
+#define NAME_CACHE 65536
 struct name_slot {
 	im_gid gid; /* 0 = empty */
 	uint8_t len;
@@ -872,7 +872,9 @@ conn_by_tag(connector *cn, uint64_t tag)
 static struct name_slot *
 name_slot(connector *cn, im_gid gid)
 {
-	uint64_t x = gid * 0x9e3779b97f4a7c15ULL;
+	/* Group ids come from segments, mostly consecutive: the low bits
+	 * spread them without collisions over a window of NAME_CACHE. */
+	uint64_t x = gid ^ (gid >> 32);
 
 	if (cn->names == NULL) {
 		/* calloc: only the pages that get used are touched. */
@@ -881,7 +883,7 @@ name_slot(connector *cn, im_gid gid)
 			return NULL;
 		}
 	}
-	return &cn->names[(x >> 32) & (NAME_CACHE - 1)];
+	return &cn->names[x & (NAME_CACHE - 1)];
 }
 
 static void
