@@ -2022,8 +2022,8 @@ uq_take_first(connector *cn, const role_uevent *evs, size_t n)
 		                   ? k - off
 		                   : IM_STORE_SEG_MANY_MAX;
 
-		rc = im_store_seg_take_many(cn->st, keys + off, m, cn->o.uq_step,
-		                            segs + off);
+		rc = im_store_seg_take_many(cn->st, keys + off, m,
+		                            cn->o.uq_step, segs + off);
 		for (i = off; i < off + m; i++) {
 			if (rc == IM_OK &&
 			    im_idseg_feed(&us[i]->uq, &segs[i]) == IM_OK) {

@@ -1676,9 +1676,9 @@ test_uq_last_is_the_largest_seq_of_the_users_queue(void **state)
 	im_store *st = st_of(state);
 	im_fence f = {IM_KIND_USER, 3, 0};
 	im_uq_item it[3] = {
-	        {.user = 5, .seq = 7, .time_ms = 1, .body_len = 1, .body = "a"},
-	        {.user = 5, .seq = 40, .time_ms = 2, .body_len = 1, .body = "b"},
-	        {.user = 6, .seq = 90, .time_ms = 3, .body_len = 1, .body = "c"},
+	        {.user = 5, .seq = 7, .body_len = 1, .body = "a"},
+	        {.user = 5, .seq = 40, .body_len = 1, .body = "b"},
+	        {.user = 6, .seq = 90, .body_len = 1, .body = "c"},
 	};
 	im_seq last = 99;
 	int rc;
