@@ -66,8 +66,11 @@ struct cpend {
 
 /* Creations committed per transaction (bounds the scratch below). */
 #define CREATE_BATCH_MAX 128
-/* Group ids tried per creation for one that falls in a slot we own. */
-#define GID_TRIES 256
+/* Group ids tried per creation for one that falls in a slot we own (a
+ * Chatter with 1 of 64 slots needs 64 on average), and segments taken for
+ * it at most. */
+#define GID_TRIES 4096
+#define GID_REFILLS 8
 
 struct chatter {
 	struct ev_loop *loop;
@@ -558,7 +561,7 @@ new_gid(chatter *c, im_gid *gid, im_fence *fence)
 
 	for (tries = 0; tries < GID_TRIES; tries++) {
 		if (im_idseg_next(&c->gids, gid) != IM_OK) {
-			if (refills++ == 2 ||
+			if (refills++ == GID_REFILLS ||
 			    im_idseg_refill(&c->gids, c->st) != IM_OK ||
 			    im_idseg_next(&c->gids, gid) != IM_OK) {
 				return false;
