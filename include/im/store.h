@@ -488,7 +488,7 @@ typedef struct im_group_new {
  * @retval IM_EUNAVAIL  outcome unknown; retrying the same batch is safe
  * @retval IM_ERR
  */
-#define IM_STORE_CREATE_MANY_MAX 4096
+#define IM_STORE_CREATE_MANY_MAX 1024
 IM_API int im_store_group_create_many(im_store *st, const im_fence *fences,
 				      size_t nfences,
 				      const im_group_new *groups, size_t n);
@@ -503,7 +503,7 @@ IM_API int im_store_group_create_many(im_store *st, const im_fence *fences,
  *         IM_EUNAVAIL (outcome unknown: segments may be lost, never
  *         reused)
  */
-#define IM_STORE_SEG_MANY_MAX 4096
+#define IM_STORE_SEG_MANY_MAX 1024
 IM_API int im_store_seg_take_many(im_store *st, const im_seg_key *keys,
 				  size_t n, uint32_t step, im_seg *segs_out);
 
