@@ -276,6 +276,8 @@ static const struct {
          "a second whole server on the same store; the cluster's fencing "
          "is a slot handover between live nodes (cluster_e2e, "
          "test_cluster_router)"},
+        {"test_system_a_second_imd_fences_off_group_creation",
+         "as test_system_a_second_imd_fences_off_the_first"},
         {"test_system_a_second_imd_cannot_open_the_database_of_an_exclusive_"
          "one",
          "imd's exclusive sqlite lock; cluster nodes share the store by "
