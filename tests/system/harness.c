@@ -1241,8 +1241,9 @@ reply_error(tclient *c, int rc)
 	return -1000;
 }
 
-int64_t
-tc_create_group(tclient *c, const char *name, const uint64_t *members, size_t n)
+static int64_t
+create_group_once(tclient *c, const char *name, const uint64_t *members,
+                  size_t n)
 {
 	im_Envelope *env = calloc(1, sizeof(*env));
 	size_t i;
@@ -1266,9 +1267,9 @@ tc_create_group(tclient *c, const char *name, const uint64_t *members, size_t n)
 	return reply_error(c, rc);
 }
 
-int64_t
-tc_send_msg(tclient *c, uint64_t group, uint64_t dedup_id, const char *body,
-            bool *dup)
+static int64_t
+send_msg_once(tclient *c, uint64_t group, uint64_t dedup_id, const char *body,
+              bool *dup)
 {
 	im_Envelope *env = calloc(1, sizeof(*env));
 	int rc;
@@ -1290,6 +1291,51 @@ tc_send_msg(tclient *c, uint64_t group, uint64_t dedup_id, const char *body,
 		return (int64_t)c->env->msg.send_ack.seq;
 	}
 	return reply_error(c, rc);
+}
+
+/*
+ * On the cluster, ERR_UNAVAILABLE is a normal answer while nodes (re)start:
+ * a Router that has no Chatter connected yet, a slot being taken over. A
+ * real client retries it (the same dedup id makes a send exactly-once), so
+ * the tests do too, bounded: 50 tries 100 ms apart. imd answers it only
+ * when fenced or its store failed, which tests expect to see at once.
+ */
+#define TC_UNAVAIL_TRIES 50
+
+static bool
+retry_unavailable(int64_t rc, int *tries)
+{
+	if (rc != -(int64_t)im_Code_ERR_UNAVAILABLE || !h_target_cluster() ||
+	    ++*tries >= TC_UNAVAIL_TRIES) {
+		return false;
+	}
+	usleep(100 * 1000);
+	return true;
+}
+
+int64_t
+tc_create_group(tclient *c, const char *name, const uint64_t *members, size_t n)
+{
+	int64_t rc;
+	int tries = 0;
+
+	do {
+		rc = create_group_once(c, name, members, n);
+	} while (retry_unavailable(rc, &tries));
+	return rc;
+}
+
+int64_t
+tc_send_msg(tclient *c, uint64_t group, uint64_t dedup_id, const char *body,
+            bool *dup)
+{
+	int64_t rc;
+	int tries = 0;
+
+	do {
+		rc = send_msg_once(c, group, dedup_id, body, dup);
+	} while (retry_unavailable(rc, &tries));
+	return rc;
 }
 
 int
