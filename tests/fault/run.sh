@@ -48,7 +48,7 @@ while [ $# -gt 0 ]; do
 	esac
 done
 drop_fault() {
-	faults=$(echo $faults | tr ' ' '\n' | grep -v "^$1\$" |
+	faults=$(echo "$faults" | tr ' ' '\n' | grep -v "^$1\$" |
 		tr '\n' ' ' || true)
 }
 if [ "$mode" = --sqlite ]; then
@@ -91,9 +91,9 @@ cleanup() {
 	[ -f "$cl/netns" ] && netns=$(cat "$cl/netns")
 	"$ROOT/scripts/cluster" stop "$cl" >/dev/null 2>&1 || true
 	if [ -n "$netns" ]; then # gone already unless stop failed
-		set -- $netns
-		ip netns del "$1" 2>/dev/null || true
-		ip link del "$2" 2>/dev/null || true
+		ip netns del "${netns%% *}" 2>/dev/null || true
+		netns=${netns#* }
+		ip link del "${netns%% *}" 2>/dev/null || true
 	fi
 	rm -rf "$dir"
 }
