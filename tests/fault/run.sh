@@ -217,7 +217,8 @@ cat "$dir/check.out"
 if [ -n "$netns_node" ]; then
 	# What the cut-off Chatter did (tests/fault/README.md): its commits
 	# that the store fenced (IM_ESTALE), those that failed otherwise, and
-	# its comebacks as a new incarnation.
+	# its comebacks as a new incarnation (after any silence: a SIGSTOP
+	# of it counts too).
 	log=$cl/$netns_node.log
 	echo "partitioned $netns_node:" \
 		"$(grep -c 'commit of .* failed: IM_ESTALE' "$log" || true)" \
@@ -225,7 +226,7 @@ if [ -n "$netns_node" ]; then
 		"$(grep 'commit of .* failed' "$log" | grep -vc IM_ESTALE ||
 			true) failed otherwise," \
 		"$(grep -c 'silent past the heartbeat timeout' "$log" ||
-			true) new incarnations"
+			true) comebacks as a new incarnation"
 fi
 if [ $rc -ne 0 ] && [ -z "$keep" ]; then
 	tail -n 15 "$cl"/*.log >&2 || true
