@@ -97,7 +97,8 @@ cleanup() {
 	fi
 	rm -rf "$dir"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 1' INT TERM # cleanup once, by EXIT, and stop here
 
 now_ms() { date +%s%3N; }
 
