@@ -28,11 +28,15 @@ typedef struct chatter_opts {
 	uint32_t dedup_capacity;
 	uint64_t dedup_ttl_ms;
 	uint64_t seed; /* dedup hash seed */
+	/* Hot group state unused this long is dropped by a periodic sweep
+	 * (bounded work per sweep); the next use reloads it from the store
+	 * with a fresh seq segment. 0: kept until evicted by max_groups. */
+	uint64_t group_idle_ms;
 } chatter_opts;
 
 #define CHATTER_OPTS_INIT                                                      \
 	{                                                                      \
-		65536, 100000, 1024, 10000, 100, 65536, 600000, 0              \
+		65536, 100000, 1024, 10000, 100, 65536, 600000, 0, 60000       \
 	}
 
 /*
@@ -59,6 +63,17 @@ void chatter_drop_slot(chatter *c, uint32_t slot);
 /* Forget every hot group (the node came back as a new incarnation). */
 void chatter_drop_all(chatter *c);
 
+/*
+ * Drop hot groups last used more than group_idle_ms before now_ms (wall
+ * clock ms, role_now_ms()), visiting at most max_steps hash buckets and
+ * groups from where the last call stopped: the sweep timer calls it every
+ * group_idle_ms / 8 (100 ms to 1 s) with a bound of 4096, so a sweep never
+ * stalls the loop and the whole table is covered in a few seconds. Dropping
+ * is safe at any time outside a commit: the state is a cache of the store.
+ * Returns the number of groups dropped (0 when group_idle_ms is 0).
+ */
+uint32_t chatter_expire_idle(chatter *c, uint64_t now_ms, uint32_t max_steps);
+
 /* Counters for logs and tests. */
 typedef struct chatter_stats {
 	uint64_t commits; /* store transactions */
@@ -68,6 +83,7 @@ typedef struct chatter_stats {
 	uint64_t refills; /* seq segments taken (each its own transaction) */
 	uint64_t refills_inline; /* of which while building a batch (dry) */
 	uint32_t groups;  /* hot groups now */
+	uint64_t expired; /* hot groups dropped as idle */
 } chatter_stats;
 void chatter_get_stats(const chatter *c, chatter_stats *out);
 

@@ -12,8 +12,10 @@
 # stop-connector pg-restart partition-chatter (pg-restart and
 # partition-chatter need PostgreSQL; partition-chatter needs root and
 # ip netns: one Chatter, picked by the seed, runs in its own network
-# namespace from the start, and the fault takes its link down). Targets
-# are picked by the seed.
+# namespace from the start, and the fault takes its link down), and
+# kill-connector-stay (kill -9, never restarted: its clients go on to the
+# other Connector; later connector faults pick the live one). Targets are
+# picked by the seed.
 # Prints the checker's report; exit status 0 only with zero violations.
 # Every wait is bounded (the whole run: 3 + SPACING * faults + 30 s plus
 # the cluster's start).
@@ -137,17 +139,21 @@ pick() {
 	target="$1-$((RANDOM % $2 + 1))"
 }
 
+down= # Connectors killed for good (kill-connector-stay)
 fault() {
 	local kind=$1 t pid target
 	case $kind in
 	kill-chatter) pick chatter 3 ;;
-	kill-connector) pick connector 2 ;;
+	kill-connector | kill-connector-stay) pick connector 2 ;;
 	kill-router) pick router 2 ;;
 	stop-chatter) pick chatter 3 ;;
 	stop-connector) pick connector 2 ;;
 	pg-restart) target=postgresql ;;
 	partition-chatter) target=$netns_node ;;
 	*) echo "unknown fault $kind" >&2; return 1 ;;
+	esac
+	case " $down " in # never the one that is gone: the other one
+	*" $target "*) target=connector-$((3 - ${target#connector-})) ;;
 	esac
 	t=$(now_ms)
 	echo "F $t $kind $target" >>"$dir/faults"
@@ -156,8 +162,12 @@ fault() {
 	kill-*)
 		pid=$(pid_of "$target")
 		kill -KILL "$pid"
-		# a supervisor restarts it once the others took over
-		(sleep $((spacing / 2)); restart "$target") &
+		if [ "$kind" = kill-connector-stay ]; then
+			down="$down $target"
+		else
+			# a supervisor restarts it once the others took over
+			(sleep $((spacing / 2)); restart "$target") &
+		fi
 		;;
 	stop-chatter | stop-connector)
 		pid=$(pid_of "$target")

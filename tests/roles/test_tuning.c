@@ -129,6 +129,11 @@ test_tuning_sets_connector_and_chatter_opts_by_imd_names(void **state)
 	                                 sizeof(err)),
 	                 0);
 	assert_true(ch.dedup_ttl_ms == 7);
+	assert_true(ch.group_idle_ms == 60000); /* the default */
+	assert_int_equal(role_tuning_set(&cn, &ch, "group-idle-ms", "0", err,
+	                                 sizeof(err)),
+	                 0);
+	assert_true(ch.group_idle_ms == 0);
 	assert_int_equal(
 	        role_tuning_set(&cn, &ch, "pushq_items", "x", err, sizeof(err)),
 	        -1);

@@ -1223,12 +1223,19 @@ tc_login(tclient *c, const char *token, im_ConvInfo *convs, size_t max,
 static int64_t
 reply_error(tclient *c, int rc)
 {
+	/* A failed call says why in the test log: a bare "g > 0" failure
+	 * cannot tell a timeout from a refusal. */
 	if (rc != 1) {
+		fprintf(stderr, "# call failed: no answer (rc %d)\n", rc);
 		return -1000;
 	}
 	if (c->env->which_msg == im_Envelope_error_tag) {
+		fprintf(stderr, "# call failed: error %d (%s)\n",
+		        (int)c->env->msg.error.code, c->env->msg.error.text);
 		return -(int64_t)c->env->msg.error.code;
 	}
+	fprintf(stderr, "# call failed: unexpected answer %u\n",
+	        (unsigned)c->env->which_msg);
 	return -1000;
 }
 
