@@ -22,6 +22,7 @@
 # (--other-pid). Every wait is bounded; a trap stops the cluster.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/bench/lib/run-scenario.sh"
 export BUILD=${BUILD:-$root/build}
 bench=${IMBENCH:-$BUILD/bench/im-bench}
 export CONNECTORS=${CONNECTORS:-2} CHATTERS=${CHATTERS:-3}
@@ -127,39 +128,4 @@ run_once() {
 	return $rc
 }
 
-has_flag() {
-	local f=$1
-	shift
-	for a in "$@"; do
-		case "$a" in "$f" | "$f="*) return 0 ;; esac
-	done
-	return 1
-}
-
-resdir=${out:-$(mktemp -d "${TMPDIR:-/tmp}/imbench-out.XXXXXX")}
-mkdir -p "$resdir"
-json=$resdir/$scenario.json
-if has_flag --json "$@"; then
-	json=/dev/null # the caller's --json comes later and wins
-fi
-
-if [ "$scenario" = chat ] && ! has_flag --rate "$@" &&
-	! has_flag --inflight "$@"; then
-	if has_flag --json "$@"; then
-		echo "run-cluster: chat runs twice; use OUT=DIR, not --json" >&2
-		exit 2
-	fi
-	rc=0
-	run_once chat "$resdir/chat-max.json" "$@" || rc=$?
-	max=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["sends_acked_per_s"])' "$resdir/chat-max.json")
-	half=$(python3 -c 'import sys; print(max(1, round(float(sys.argv[1]) / 2)))' "$max")
-	echo
-	echo "run-cluster: chat at 50% of the maximum ($max/s): --rate $half"
-	run_once chat "$resdir/chat-half.json" --rate "$half" "$@" || rc=$?
-	echo "run-cluster: results in $resdir"
-	exit $rc
-fi
-rc=0
-run_once "$scenario" "$json" "$@" || rc=$?
-[ -z "$out" ] || echo "run-cluster: results in $resdir"
-exit $rc
+run_scenario run-cluster "$scenario" "$@"
