@@ -659,6 +659,32 @@ pg_run(struct pg_store *s, enum pg_stmt id, const char *const *vals,
 	}
 }
 
+/*
+ * pg_run for idempotent statements that may lose a race on a unique key
+ * to a concurrent writer (ON CONFLICT DO NOTHING cannot cover every
+ * index): run them again, up to PG_RACE_TRIES. On failure the result is
+ * already cleared and a race that never settles is IM_ERR.
+ */
+static int
+pg_run_idempotent(struct pg_store *s, enum pg_stmt id,
+                  const char *const *vals, const int *lens, PGresult **out)
+{
+	int rc = IM_ECONFLICT;
+	int c;
+
+	for (c = 0; c < PG_RACE_TRIES && rc == IM_ECONFLICT; c++) {
+		PQclear(*out);
+		*out = NULL;
+		rc = pg_run(s, id, vals, lens, PG_AGAIN, out);
+	}
+	if (rc != IM_OK) {
+		PQclear(*out);
+		*out = NULL;
+		return rc == IM_ECONFLICT ? IM_ERR : rc;
+	}
+	return IM_OK;
+}
+
 /* Scalar int8 parameters: up to 5 per statement. */
 struct pg_params {
 	unsigned char v[5][8];
@@ -1386,17 +1412,9 @@ pg_uq_append(im_store *st, const im_fence *fences, size_t nfences,
 	lens[7] = (int)(p - sq);
 
 	/* ON CONFLICT DO NOTHING makes a replay harmless: retry freely. */
-	for (c = 0; c < PG_RACE_TRIES; c++) {
-		rc = pg_run(s, PG_UQ_APPEND, vals, lens, PG_AGAIN, &res);
-		if (rc != IM_ECONFLICT) {
-			break;
-		}
-		PQclear(res);
-		res = NULL;
-	}
-	if (rc != IM_OK) {
-		PQclear(res);
-		return rc == IM_ECONFLICT ? IM_ERR : rc;
+	if ((rc = pg_run_idempotent(s, PG_UQ_APPEND, vals, lens, &res)) !=
+	    IM_OK) {
+		return rc;
 	}
 	rc = fence_report(s, res);
 	PQclear(res);
@@ -1651,18 +1669,9 @@ pg_group_create_many(im_store *st, const im_fence *fences, size_t nfences,
 	}
 	/* Idempotent (see the statement): a lost connection or a race on a
 	 * unique key is answered by running it again. */
-	for (c = 0; c < PG_RACE_TRIES; c++) {
-		rc = pg_run(s, PG_GROUP_CREATE_MANY, vals, lens, PG_AGAIN,
-		            &res);
-		if (rc != IM_ECONFLICT) {
-			break;
-		}
-		PQclear(res);
-		res = NULL;
-	}
-	if (rc != IM_OK) {
-		PQclear(res);
-		return rc == IM_ECONFLICT ? IM_ERR : rc;
+	if ((rc = pg_run_idempotent(s, PG_GROUP_CREATE_MANY, vals, lens, &res)) !=
+	    IM_OK) {
+		return rc;
 	}
 	rc = fence_report(s, res);
 	for (r = 0; rc == IM_OK && r < PQntuples(res); r++) {
@@ -1709,17 +1718,9 @@ pg_seg_take_many(im_store *st, const im_seg_key *keys, size_t n,
 	lens[2] = 8;
 	/* A retry may waste segments, never reuse one; deadlocks between
 	 * two batches are retried too. */
-	for (c = 0; c < PG_RACE_TRIES; c++) {
-		rc = pg_run(s, PG_SEG_TAKE_MANY, vals, lens, PG_AGAIN, &res);
-		if (rc != IM_ECONFLICT) {
-			break;
-		}
-		PQclear(res);
-		res = NULL;
-	}
-	if (rc != IM_OK) {
-		PQclear(res);
-		return rc == IM_ECONFLICT ? IM_ERR : rc;
+	if ((rc = pg_run_idempotent(s, PG_SEG_TAKE_MANY, vals, lens, &res)) !=
+	    IM_OK) {
+		return rc;
 	}
 	if ((size_t)PQntuples(res) != n) {
 		im_store_set_error(st, "pg: seg_take_many: %d rows for %zu",
