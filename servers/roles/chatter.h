@@ -3,6 +3,11 @@
  * seq segment, last seq/ordinal, dedup cache), commits the sends of one
  * loop turn in one fenced store transaction (group commit), then answers
  * the senders, then fans out one batch per destination Connector.
+ *
+ * With commit_thread (and a commit_store), the transaction runs on a
+ * thread of the Chatter's own: the loop gathers the next batch and fans
+ * out the previous one while a batch is written. At most one batch is in
+ * flight; acks still only ever follow the commit of their batch.
  */
 #ifndef IM_ROLE_CHATTER_H
 #define IM_ROLE_CHATTER_H
@@ -28,11 +33,22 @@ typedef struct chatter_opts {
 	uint32_t dedup_capacity;
 	uint64_t dedup_ttl_ms;
 	uint64_t seed; /* dedup hash seed */
+	/* Commit on a thread of its own (default true). Needs commit_store;
+	 * without one the Chatter commits on the loop thread. */
+	bool commit_thread;
+	/*
+	 * The commit thread's handle on the store (not a tuning key): it and
+	 * st must be safe to use from two threads at once, e.g. two handles
+	 * of one store_mux (store_mux.h) through which every other user of
+	 * the store in the process goes as well. Borrowed; must outlive the
+	 * Chatter. NULL: commit on the loop thread.
+	 */
+	im_store *commit_store;
 } chatter_opts;
 
 #define CHATTER_OPTS_INIT                                                      \
 	{                                                                      \
-		65536, 100000, 1024, 10000, 100, 65536, 600000, 0              \
+		65536, 100000, 1024, 10000, 100, 65536, 600000, 0, true, NULL  \
 	}
 
 /*
@@ -45,18 +61,28 @@ int chatter_create(chatter **out, struct ev_loop *loop, im_store *st,
                    im_shard_map *map, const char *node, role_router *router,
                    const chatter_opts *opts);
 
-/* Requests from Connectors (via the router). Sends wait for the loop
+/*
+ * Requests from Connectors (via the router). Sends wait for the loop
  * turn's group commit; membership ops run at once (after committing the
- * sends before them, to keep their order). */
+ * sends before them, to keep their order). With the commit thread, a
+ * send that finds the gathering batch full (max_batch sends or their
+ * bodies) blocks the loop until the batch in flight is committed; the
+ * full batch then goes in flight and gathering goes on: the loop never
+ * holds more than two batches.
+ */
 void chatter_submit(chatter *c, const role_op *ops, size_t n);
 
-/* Commit what is pending now (shutdown, tests). */
+/* Commit what is pending now, and wait for the commit in flight, with
+ * their acks and fan-outs sent (shutdown, slot handover, tests). */
 void chatter_flush(chatter *c);
 
-/* Forget every hot group of a slot (it moved away or was fenced). */
+/* Forget every hot group of a slot (it moved away or was fenced). A
+ * commit in flight is waited for and answered first (not what is still
+ * gathering: that is committed later, fenced). */
 void chatter_drop_slot(chatter *c, uint32_t slot);
 
-/* Forget every hot group (the node came back as a new incarnation). */
+/* Forget every hot group (the node came back as a new incarnation);
+ * waits for a commit in flight as chatter_drop_slot. */
 void chatter_drop_all(chatter *c);
 
 /* Counters for logs and tests. */
@@ -68,9 +94,16 @@ typedef struct chatter_stats {
 	uint64_t refills; /* seq segments taken (each its own transaction) */
 	uint64_t refills_inline; /* of which while building a batch (dry) */
 	uint32_t groups;  /* hot groups now */
+	/* With the commit thread: commits made on it, and how often the loop
+	 * had to wait for one (full batch, flush, drop). */
+	uint64_t thread_commits;
+	uint64_t waits;
 } chatter_stats;
 void chatter_get_stats(const chatter *c, chatter_stats *out);
 
+/* Stop the Chatter. A commit in flight is waited for (it is durable) but
+ * never answered; what is still gathering is dropped unanswered: call
+ * chatter_flush first to have both acked. Joins the commit thread. */
 void chatter_destroy(chatter *c);
 
 #endif

@@ -136,6 +136,9 @@ static const role_key ch_keys[] = {
         {"dedup_capacity", ROLE_KEY_U32, CH(dedup_capacity), 0,
          "dedup cache entries"},
         {"dedup_ttl_ms", ROLE_KEY_U64, CH(dedup_ttl_ms), 0, "dedup cache TTL"},
+        {"commit_thread", ROLE_KEY_BOOL, CH(commit_thread), 0,
+         "group commit on a thread of its own, the loop reads and fans "
+         "out meanwhile (true)"},
 };
 
 #define NKEYS(a) (sizeof(a) / sizeof((a)[0]))
