@@ -898,8 +898,10 @@ inflight_done(chatter *c)
 static void
 wait_inflight(chatter *c)
 {
-	c->stats.waits++;
 	pthread_mutex_lock(&c->mu);
+	if (!c->job_done) {
+		c->stats.waits++;
+	}
 	while (!c->job_done) {
 		pthread_cond_wait(&c->done_cv, &c->mu);
 	}
