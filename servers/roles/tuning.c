@@ -137,8 +137,7 @@ static const role_key ch_keys[] = {
          "dedup cache entries"},
         {"dedup_ttl_ms", ROLE_KEY_U64, CH(dedup_ttl_ms), 0, "dedup cache TTL"},
         {"commit_thread", ROLE_KEY_BOOL, CH(commit_thread), 0,
-         "group commit on a thread of its own, the loop reads and fans "
-         "out meanwhile (true)"},
+         "group commit on a thread of its own (true)"},
 };
 
 #define NKEYS(a) (sizeof(a) / sizeof((a)[0]))
