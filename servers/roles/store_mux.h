@@ -11,7 +11,9 @@
  * streaming op (msg_read, member_list, ...) may call the store again
  * through the same thread's handle. A thread blocks in any op while
  * another thread's op runs: the loop waits for a commit in flight when it
- * reads the store meanwhile.
+ * reads the store meanwhile. So a callback of an op must never wait for
+ * another thread that uses the store (the Chatter's commit thread): the
+ * lock is held for the whole op.
  */
 #ifndef IM_ROLE_STORE_MUX_H
 #define IM_ROLE_STORE_MUX_H
