@@ -4,6 +4,7 @@
  * stable, parseable line per thing that happens:
  *
  *   login <uid> convs=<n>            state <connected|disconnected|...>
+ *                                    (connecting/connected: + host:port)
  *   conv <group> unread=<n> last=<seq> read=<seq> name=<name>
  *   list done n=<n>                  open <group>
  *   msg <group> <seq> <sender> <text>          (live, every group)
@@ -22,6 +23,11 @@
  * expects a reply holds the next line until the reply came, so a script
  * piped in runs in order. At end of input the client waits for its sends
  * to be acked (at most --linger-ms) and for --wait-ms more, then exits.
+ *
+ * --connect host:port[,host:port...] (repeatable, at most
+ * IM_CLIENT_SERVERS_MAX in all) gives several servers, e.g. every
+ * Connector of a cluster: the client moves on to the next one when one
+ * fails. Without it, --host/--port name the one server.
  */
 #include <im/client.h>
 
@@ -47,6 +53,9 @@ typedef struct cli {
 	im_client *cl;
 	const char *host;
 	uint16_t port;
+	char srv[IM_CLIENT_SERVERS_MAX][IM_CLIENT_ADDR_MAX + 1];
+	const char *srvp[IM_CLIENT_SERVERS_MAX];
+	uint32_t nsrv;
 	const char *device;
 	uint64_t seed;
 	ev_io in;
@@ -187,7 +196,11 @@ on_state(im_client *cl, im_client_state st, void *payload)
 {
 	cli *c = payload;
 
-	printf("state %s\n", state_name(st));
+	if (st == IM_CLIENT_CONNECTING || st == IM_CLIENT_CONNECTED) {
+		printf("state %s %s\n", state_name(st), im_client_server(cl));
+	} else {
+		printf("state %s\n", state_name(st));
+	}
 	if (st == IM_CLIENT_STOPPED && !c->quitting) {
 		/* nothing more will happen: a bad token or no reconnect */
 		c->quitting = true;
@@ -284,6 +297,8 @@ make_client(cli *c, const char *token)
 	}
 	o.host = c->host;
 	o.port = c->port;
+	o.servers = c->srvp;
+	o.nservers = c->nsrv;
 	o.token = token;
 	o.device = c->device;
 	o.seed = c->seed;
@@ -686,12 +701,37 @@ usage(void)
 {
 	fprintf(stderr, "usage: im-cli [--host H] [--port P] [--token T] "
 	                "[--device D] [--seed N]\n"
-	                "              [--linger-ms MS] [--wait-ms MS]\n"
+	                "              [--connect H:P[,H:P...]]... "
+	                "[--linger-ms MS] [--wait-ms MS]\n"
 	                "commands on stdin: /login TOKEN, /list, /open G, "
 	                "/send G TEXT, TEXT,\n"
 	                "  /create NAME [UID...], /add G UID, /remove G UID, "
 	                "/members G,\n"
 	                "  /read G [SEQ], /wait, /sleep MS, /quit\n");
+}
+
+/* Append the comma separated addresses of one --connect. */
+static int
+add_servers(cli *c, const char *list)
+{
+	const char *p = list;
+
+	for (;;) {
+		size_t len = strcspn(p, ",");
+
+		if (len == 0 || len > IM_CLIENT_ADDR_MAX ||
+		    c->nsrv >= IM_CLIENT_SERVERS_MAX) {
+			return -1;
+		}
+		memcpy(c->srv[c->nsrv], p, len);
+		c->srv[c->nsrv][len] = '\0';
+		c->srvp[c->nsrv] = c->srv[c->nsrv];
+		c->nsrv++;
+		if (p[len] == '\0') {
+			return 0;
+		}
+		p += len + 1;
+	}
 }
 
 int
@@ -725,6 +765,9 @@ main(int argc, char **argv)
 		} else if (strcmp(argv[i], "--port") == 0 &&
 		           parse_u64(val, &v) == 0 && v > 0 && v < 65536) {
 			c.port = (uint16_t)v;
+		} else if (strcmp(argv[i], "--connect") == 0 &&
+		           add_servers(&c, val) == 0) {
+			/* appended */
 		} else if (strcmp(argv[i], "--token") == 0) {
 			token = val;
 		} else if (strcmp(argv[i], "--device") == 0) {

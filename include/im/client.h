@@ -11,6 +11,9 @@
  *    a reconnect with the SAME dedup id, so the server stores them once;
  *  - reconnects automatically (exponential backoff with jitter, bounded)
  *    and resumes with the session and a cursor per known conversation;
+ *    with several server addresses (opts.servers) a failed or lost
+ *    connection moves on to the next address, and a Redirect is followed
+ *    (falling back to the list when its target fails);
  *  - drops duplicate deliveries by (group, seq) and repairs gaps: when a
  *    delivery's prev_seq is not the last seq seen, it syncs the missing
  *    range before going on; acks deliveries cumulatively, once per batch.
@@ -53,6 +56,10 @@ typedef struct im_client im_client;
 #define IM_CLIENT_TOKEN_MAX 256
 /** Bytes of a body kept as a conversation preview. */
 #define IM_CLIENT_PREVIEW_MAX 64
+/** Most server addresses a client knows (opts.servers). */
+#define IM_CLIENT_SERVERS_MAX 16
+/** Longest "host:port" address (opts.servers, Redirect). */
+#define IM_CLIENT_ADDR_MAX 263
 
 /** Connection state, reported through on_state. */
 typedef enum im_client_state {
@@ -180,10 +187,16 @@ typedef struct im_client_callbacks {
 	                 void *payload);
 } im_client_callbacks;
 
-#define IM_CLIENT_OPTS_VERSION 1
+/*
+ * Version 2 appended `servers`, `nservers` and `max_rounds`; a caller
+ * compiled against version 1 passes version 1 and gets the version 1
+ * behaviour (the one host/port, retried forever).
+ */
+#define IM_CLIENT_OPTS_VERSION 2
 typedef struct im_client_opts {
 	uint32_t version;
-	const char *host; /**< server address (copied) */
+	const char *host; /**< server address (copied); unused when
+	                       servers is set */
 	uint16_t port;
 	const char *token;         /**< login token (copied), see imd token */
 	const char *device;        /**< free text for the server's logs */
@@ -202,23 +215,46 @@ typedef struct im_client_opts {
 	im_client_callbacks cb;
 	void *payload;
 	im_allocator alloc;
+	/* Fields above are valid for version 1 */
+	/**
+	 * Version 2. Server addresses, "host:port" or "[v6addr]:port", at
+	 * most IM_CLIENT_SERVERS_MAX (copied; NULL with nservers 0 = the one
+	 * host/port above). The client starts with servers[0]; a connect that
+	 * fails, a login that fails with anything but a bad token, and a lost
+	 * connection all move on to the next address (round robin) after the
+	 * usual backoff (skipping entries equal to the address that just
+	 * failed). The backoff grows per full round over the list, not per
+	 * address, so a dead address costs one short delay. A Redirect goes
+	 * to the address it names (any address, not only the listed ones);
+	 * when that target refuses or is lost, the client goes on with the
+	 * listed address after the one it was on, skipping the target.
+	 */
+	const char *const *servers;
+	uint32_t nservers;
+	/**
+	 * Version 2. Give up (state STOPPED, on_error IM_EUNAVAIL) after this
+	 * many full rounds over the addresses without a login; 0 = retry
+	 * forever (the version 1 behaviour). A Redirect hop counts as a try.
+	 */
+	uint32_t max_rounds;
 } im_client_opts;
 
 #define IM_CLIENT_OPTS_INIT                                                    \
 	{                                                                      \
 		IM_CLIENT_OPTS_VERSION, "127.0.0.1", 7600, NULL, "libim", 256, \
 		        4096, 256, 65536, 200, 30000, 30000, 10000, 0, true,   \
-		        {0, 0, 0, 0, 0, 0, 0}, NULL,                           \
-		{                                                              \
-			0, 0                                                   \
-		}                                                              \
+		        {0, 0, 0, 0, 0, 0, 0}, NULL, {0, 0}, NULL, 0, 0        \
 	}
 
 /**
  * Create a client. Nothing happens on the network until
  * im_client_connect() (or a blocking helper).
  * @retval IM_OK, IM_EINVAL (no host/port/token, token too long, zero
- *         bounds, frame_max out of range, backoff min > max), IM_ENOMEM
+ *         bounds, frame_max out of range, backoff min > max, version 0 or
+ *         newer than IM_CLIENT_OPTS_VERSION; version 2: nservers over
+ *         IM_CLIENT_SERVERS_MAX, servers NULL with nservers > 0, an
+ *         address that is not "host:port" with a port in 1..65535 or is
+ *         longer than IM_CLIENT_ADDR_MAX), IM_ENOMEM
  */
 IM_API int im_client_create(im_client **out, const im_client_opts *opts);
 
@@ -237,7 +273,8 @@ IM_API int im_client_attach(im_client *cl, struct ev_loop *loop);
 IM_API struct ev_loop *im_client_loop(const im_client *cl);
 
 /**
- * Start connecting (asynchronously). Reconnects follow automatically when
+ * Start connecting (asynchronously), at the address of the last
+ * connection (servers[0] at first). Reconnects follow automatically when
  * opts.reconnect is set.
  * @retval IM_OK, IM_ENOMEM (no private loop)
  */
@@ -249,6 +286,14 @@ IM_API void im_client_close(im_client *cl);
 
 /** Current state. */
 IM_API im_client_state im_client_get_state(const im_client *cl);
+
+/**
+ * The address ("host:port") of the current connection, or of the last
+ * one tried or about to be tried while disconnected: a listed address or
+ * a Redirect's target. Never NULL; valid until the next call into the
+ * client or loop iteration.
+ */
+IM_API const char *im_client_server(const im_client *cl);
 
 /** The logged-in user, 0 before the first login. */
 IM_API im_uid im_client_user(const im_client *cl);
@@ -332,7 +377,8 @@ IM_API int im_client_run_until(im_client *cl, uint32_t timeout_ms,
 
 /**
  * Connect if needed and wait until connected.
- * @retval IM_OK, IM_EAGAIN (timeout), IM_EPERM (token rejected)
+ * @retval IM_OK, IM_EAGAIN (timeout), IM_EPERM (token rejected),
+ *         IM_EUNAVAIL (gave up: opts.max_rounds tries failed)
  */
 IM_API int im_client_connect_wait(im_client *cl, uint32_t timeout_ms);
 

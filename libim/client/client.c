@@ -79,12 +79,25 @@ struct obox {
 	uint8_t body[IM_CLIENT_BODY_MAX];
 };
 
+struct addr {
+	char host[256];
+	char port[8];
+};
+
 struct im_client {
 	im_allocator alloc;
 	im_client_callbacks cb;
 	void *payload;
-	char host[256];
-	char port[8];
+	/* The listed addresses; cur is the one in use (or tried next). */
+	struct addr srv[IM_CLIENT_SERVERS_MAX];
+	uint32_t nsrv, cur;
+	struct addr redir; /* a Redirect's target */
+	bool use_redir;    /* the current try/connection goes to redir */
+	bool follow_redir; /* the next try goes to redir (one hop) */
+	bool retry_same;   /* the next try goes to the same address */
+	bool gave_up;      /* max_rounds tries without a login */
+	uint32_t max_rounds;
+	char addr_text[IM_CLIENT_ADDR_MAX + 1];
 	char token[IM_CLIENT_TOKEN_MAX + 1];
 	char device[65];
 	uint32_t frame_max;
@@ -100,9 +113,9 @@ struct im_client {
 	ev_timer t_ping;
 	ev_timer t_resend; /* sends rejected with ERR_UNAVAILABLE */
 	int fd;
-	bool connecting; /* TCP connect in progress */
-	uint64_t gen;    /* bumps on every close */
-	uint32_t attempt;
+	bool connecting;  /* TCP connect in progress */
+	uint64_t gen;     /* bumps on every close */
+	uint32_t attempt; /* tries since the last login (or connect()) */
 	im_client_state state;
 	bool auth_failed;
 	double last_rx;
@@ -159,6 +172,89 @@ rng_next(im_client *cl)
 	uint64_t z = (cl->rng += 0x9e3779b97f4a7c15ULL);
 
 	return im__mix64(z);
+}
+
+/* "host:port" or "[v6]:port" into a; false if it is not one. */
+static bool
+parse_addr(struct addr *a, const char *s, size_t len)
+{
+	const char *colon = NULL, *h = s;
+	size_t i, hl;
+	unsigned long port = 0;
+
+	for (i = 0; i < len; i++) {
+		if (s[i] == ':') {
+			colon = s + i;
+		}
+	}
+	if (colon == NULL || colon == s || colon + 1 == s + len ||
+	    (size_t)(s + len - colon - 1) > 5) {
+		return false;
+	}
+	for (i = (size_t)(colon - s) + 1; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9') {
+			return false;
+		}
+		port = port * 10 + (unsigned long)(s[i] - '0');
+	}
+	if (port == 0 || port > 65535) {
+		return false;
+	}
+	hl = (size_t)(colon - s);
+	if (hl >= 2 && s[0] == '[' && s[hl - 1] == ']') {
+		h = s + 1;
+		hl -= 2;
+	}
+	if (hl == 0 || hl >= sizeof(a->host) || memchr(h, '\0', hl) != NULL) {
+		return false;
+	}
+	memcpy(a->host, h, hl);
+	a->host[hl] = '\0';
+	snprintf(a->port, sizeof(a->port), "%lu", port);
+	return true;
+}
+
+static const struct addr *
+cur_addr(const im_client *cl)
+{
+	return cl->use_redir ? &cl->redir : &cl->srv[cl->cur];
+}
+
+static bool
+addr_eq(const struct addr *a, const struct addr *b)
+{
+	return strcmp(a->host, b->host) == 0 && strcmp(a->port, b->port) == 0;
+}
+
+/* Where the try after a failed or lost one goes: the Redirect's target
+ * when one was just received, the same address after a lost session,
+ * else the next listed address that is not the one that just failed
+ * (also after the Redirect's target failed: it is not ours to retry, and
+ * when the list names it too, e.g. the dead Connector a live one still
+ * redirects to, skipping it saves a try). */
+static void
+move_on(im_client *cl)
+{
+	struct addr failed;
+	uint32_t i;
+
+	if (cl->follow_redir) {
+		cl->follow_redir = false;
+		cl->use_redir = true;
+		return;
+	}
+	if (cl->retry_same) {
+		cl->retry_same = false;
+		return;
+	}
+	failed = *cur_addr(cl);
+	cl->use_redir = false;
+	for (i = 0; i < cl->nsrv; i++) {
+		cl->cur = (cl->cur + 1) % cl->nsrv;
+		if (!addr_eq(&cl->srv[cl->cur], &failed)) {
+			break;
+		}
+	}
 }
 
 uint32_t
@@ -525,21 +621,44 @@ drop_inflight(im_client *cl)
 	}
 }
 
-static void
+/* After a failed or lost try: pick the next address and arm the retry.
+ * false: no retry (stopped, bad token, or max_rounds reached). */
+static bool
 schedule_reconnect(im_client *cl)
 {
 	uint32_t ms;
 
 	if (!cl->reconnect || cl->auth_failed) {
-		return;
+		return false;
 	}
-	ms = im_client_backoff_ms(cl->backoff_min, cl->backoff_max, cl->attempt,
-	                          rng_next(cl));
-	if (cl->attempt < 32) {
+	if (cl->attempt < UINT32_MAX) {
 		cl->attempt++;
 	}
+	if (cl->max_rounds > 0 &&
+	    (uint64_t)cl->attempt >= (uint64_t)cl->max_rounds * cl->nsrv) {
+		cl->gave_up = true;
+		return false;
+	}
+	move_on(cl);
+	/* The delay grows per round over the list, not per address: the
+	 * next Connector is worth a try right away when one died, and a
+	 * fully dead list still backs off to backoff_max. */
+	ms = im_client_backoff_ms(cl->backoff_min, cl->backoff_max,
+	                          (cl->attempt - 1) / cl->nsrv, rng_next(cl));
 	ev_timer_set(&cl->t_retry, ms / 1000.0, 0.);
 	ev_timer_start(cl->loop, &cl->t_retry);
+	return true;
+}
+
+static void
+report_gave_up(im_client *cl)
+{
+	char text[128];
+
+	snprintf(text, sizeof(text),
+	         "gave up: %u tries over %u server address(es) failed",
+	         (unsigned)cl->attempt, (unsigned)cl->nsrv);
+	report(cl, IM_EUNAVAIL, 0, 0, 0, 0, text);
 }
 
 static void
@@ -553,14 +672,17 @@ conn_lost(im_client *cl, int err, uint32_t code, const char *text)
 	}
 	/* Reconnect first: a callback below may close the client for good,
 	 * which cancels it again. */
-	schedule_reconnect(cl);
+	(void)schedule_reconnect(cl);
 	drop_inflight(cl);
 	if (err != IM_OK) {
 		report(cl, err, code, 0, 0, 0, text);
 	}
-	set_state(cl, cl->auth_failed || !cl->reconnect
-	                      ? IM_CLIENT_STOPPED
-	                      : IM_CLIENT_DISCONNECTED);
+	if (cl->gave_up) {
+		report_gave_up(cl);
+	}
+	set_state(cl, cl->loop != NULL && ev_is_active(&cl->t_retry)
+	                      ? IM_CLIENT_DISCONNECTED
+	                      : IM_CLIENT_STOPPED);
 }
 
 static void
@@ -626,9 +748,10 @@ on_connected(im_client *cl)
 static void
 start_connect(im_client *cl)
 {
+	const struct addr *a = cur_addr(cl);
 	struct addrinfo hints, *res = NULL, *ai;
 	int fd = -1, rc;
-	char text[320];
+	char text[400];
 
 	ev_timer_stop(cl->loop, &cl->t_retry);
 	if (cl->fd >= 0) {
@@ -637,9 +760,9 @@ start_connect(im_client *cl)
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
-	rc = getaddrinfo(cl->host, cl->port, &hints, &res);
+	rc = getaddrinfo(a->host, a->port, &hints, &res);
 	if (rc != 0) {
-		snprintf(text, sizeof(text), "resolve %s: %s", cl->host,
+		snprintf(text, sizeof(text), "resolve %s: %s", a->host,
 		         gai_strerror(rc));
 		goto fail;
 	}
@@ -657,8 +780,8 @@ start_connect(im_client *cl)
 		fd = -1;
 	}
 	if (fd < 0) {
-		snprintf(text, sizeof(text), "connect %s:%s: %s", cl->host,
-		         cl->port, strerror(errno));
+		snprintf(text, sizeof(text), "connect %s:%s: %s", a->host,
+		         a->port, strerror(errno));
 		goto fail;
 	}
 	freeaddrinfo(res);
@@ -678,10 +801,13 @@ fail:
 	if (res != NULL) {
 		freeaddrinfo(res);
 	}
-	schedule_reconnect(cl);
+	(void)schedule_reconnect(cl);
 	report(cl, IM_EUNAVAIL, 0, 0, 0, 0, text);
-	set_state(cl,
-	          cl->reconnect ? IM_CLIENT_DISCONNECTED : IM_CLIENT_STOPPED);
+	if (cl->gave_up) {
+		report_gave_up(cl);
+	}
+	set_state(cl, ev_is_active(&cl->t_retry) ? IM_CLIENT_DISCONNECTED
+	                                         : IM_CLIENT_STOPPED);
 }
 
 /* ---- input ---- */
@@ -1084,8 +1210,11 @@ handle_error(im_client *cl, uint64_t req_id, const im_Error *er)
 			} else if (k == P_RESUME &&
 			           (er->code == im_Code_ERR_SESSION ||
 			            er->code == im_Code_ERR_NOT_FOUND)) {
+				/* The server is fine, the session is not: a
+				 * fresh login there, right away. */
 				cl->have_session = false;
 				cl->attempt = 0;
+				cl->retry_same = true;
 			}
 			report(cl, err, (uint32_t)er->code, req_id, 0, 0,
 			       er->text);
@@ -1153,21 +1282,27 @@ handle_error(im_client *cl, uint64_t req_id, const im_Error *er)
 static void
 handle_redirect(im_client *cl, const im_Redirect *rd)
 {
-	const char *colon = strrchr(rd->address, ':');
-	size_t hl;
+	char text[IM_CLIENT_ADDR_MAX + 32];
 
-	if (colon == NULL || colon == rd->address ||
-	    (hl = (size_t)(colon - rd->address)) >= sizeof(cl->host) ||
-	    strlen(colon + 1) >= sizeof(cl->port)) {
+	if (!parse_addr(&cl->redir, rd->address,
+	                strnlen(rd->address, sizeof(rd->address)))) {
 		conn_lost(cl, IM_EPROTO, im_Code_ERR_REDIRECT,
 		          "bad redirect address");
 		return;
 	}
-	memcpy(cl->host, rd->address, hl);
-	cl->host[hl] = '\0';
-	snprintf(cl->port, sizeof(cl->port), "%s", colon + 1);
-	cl->attempt = 0;
-	conn_lost(cl, IM_EAGAIN, im_Code_ERR_REDIRECT, "redirected");
+	/* The hop counts as a try (attempt is not reset): two servers that
+	 * keep sending the client to each other back off like dead ones,
+	 * and only a login resets it. */
+	cl->follow_redir = true;
+	snprintf(text, sizeof(text), "redirected to %.*s",
+	         (int)IM_CLIENT_ADDR_MAX, rd->address);
+	conn_lost(cl, IM_EAGAIN, im_Code_ERR_REDIRECT, text);
+	if (cl->follow_redir) {
+		/* Not followed now (no automatic reconnect): a later
+		 * im_client_connect() starts there. */
+		cl->follow_redir = false;
+		cl->use_redir = true;
+	}
 }
 
 static void
@@ -1393,7 +1528,8 @@ write_cb(struct ev_loop *loop, ev_io *w, int revents)
 		}
 		if (err != 0) {
 			snprintf(text, sizeof(text), "connect %s:%s: %s",
-			         cl->host, cl->port, strerror(err));
+			         cur_addr(cl)->host, cur_addr(cl)->port,
+			         strerror(err));
 			conn_lost(cl, IM_EUNAVAIL, 0, text);
 			return;
 		}
@@ -1492,27 +1628,68 @@ pump(im_client *cl)
 
 /* ---- public ---- */
 
+/* The version 2 address list, or the version 1 host/port, into srv
+ * (NULL: only check them). */
+static bool
+opts_servers(struct addr *srv, uint32_t *n_out, const im_client_opts *o)
+{
+	struct addr scratch;
+	uint32_t i;
+
+	if (o->version >= 2 && o->nservers > 0) {
+		if (o->nservers > IM_CLIENT_SERVERS_MAX || o->servers == NULL) {
+			return false;
+		}
+		for (i = 0; i < o->nservers; i++) {
+			const char *s = o->servers[i];
+			size_t len;
+
+			if (s == NULL ||
+			    (len = strnlen(s, IM_CLIENT_ADDR_MAX + 1)) >
+			            IM_CLIENT_ADDR_MAX ||
+			    !parse_addr(srv != NULL ? &srv[i] : &scratch, s,
+			                len)) {
+				return false;
+			}
+		}
+		*n_out = o->nservers;
+		return true;
+	}
+	if (o->host == NULL || o->host[0] == '\0' ||
+	    strlen(o->host) >= sizeof(srv[0].host) || o->port == 0) {
+		return false;
+	}
+	if (srv != NULL) {
+		snprintf(srv[0].host, sizeof(srv[0].host), "%s", o->host);
+		snprintf(srv[0].port, sizeof(srv[0].port), "%u",
+		         (unsigned)o->port);
+	}
+	*n_out = 1;
+	return true;
+}
+
 int
 im_client_create(im_client **out, const im_client_opts *opts)
 {
 	im_client *cl;
 	size_t cap = 16;
+	uint32_t nsrv = 0;
 
 	if (out == NULL) {
 		return IM_EINVAL;
 	}
 	*out = NULL;
-	if (opts == NULL || opts->version != IM_CLIENT_OPTS_VERSION ||
-	    opts->host == NULL || opts->host[0] == '\0' ||
-	    strlen(opts->host) >= 256 || opts->port == 0 ||
-	    opts->token == NULL || opts->token[0] == '\0' ||
+	if (opts == NULL || opts->version == 0 ||
+	    opts->version > IM_CLIENT_OPTS_VERSION || opts->token == NULL ||
+	    opts->token[0] == '\0' ||
 	    strlen(opts->token) > IM_CLIENT_TOKEN_MAX ||
 	    opts->max_outbox == 0 || opts->max_convs == 0 ||
 	    opts->max_convs > (1u << 24) || opts->max_outbox > (1u << 20) ||
 	    opts->max_pending < 4 || opts->max_pending > 65536 ||
 	    opts->frame_max < 1024 || opts->frame_max > IM_FRAME_MAX ||
 	    opts->backoff_min_ms == 0 ||
-	    opts->backoff_min_ms > opts->backoff_max_ms) {
+	    opts->backoff_min_ms > opts->backoff_max_ms ||
+	    !opts_servers(NULL, &nsrv, opts)) {
 		return IM_EINVAL;
 	}
 	while (cap < (size_t)opts->max_convs * 2) {
@@ -1551,8 +1728,8 @@ im_client_create(im_client **out, const im_client_opts *opts)
 	}
 	cl->cb = opts->cb;
 	cl->payload = opts->payload;
-	snprintf(cl->host, sizeof(cl->host), "%s", opts->host);
-	snprintf(cl->port, sizeof(cl->port), "%u", (unsigned)opts->port);
+	(void)opts_servers(cl->srv, &cl->nsrv, opts);
+	cl->max_rounds = opts->version >= 2 ? opts->max_rounds : 0;
 	snprintf(cl->token, sizeof(cl->token), "%s", opts->token);
 	snprintf(cl->device, sizeof(cl->device), "%s",
 	         opts->device != NULL ? opts->device : "");
@@ -1649,6 +1826,7 @@ im_client_connect(im_client *cl)
 		return rc;
 	}
 	cl->auth_failed = false;
+	cl->gave_up = false;
 	if (cl->fd >= 0) {
 		return IM_OK;
 	}
@@ -1680,6 +1858,23 @@ im_client_state
 im_client_get_state(const im_client *cl)
 {
 	return cl != NULL ? cl->state : IM_CLIENT_STOPPED;
+}
+
+const char *
+im_client_server(const im_client *cl)
+{
+	const struct addr *a;
+	im_client *m = (im_client *)cl;
+
+	if (cl == NULL) {
+		return "";
+	}
+	a = cur_addr(cl);
+	/* An IPv6 literal gets its brackets back, as it was given. */
+	snprintf(m->addr_text, sizeof(m->addr_text),
+	         strchr(a->host, ':') != NULL ? "[%s]:%s" : "%s:%s", a->host,
+	         a->port);
+	return m->addr_text;
 }
 
 im_uid
@@ -2069,7 +2264,8 @@ im_client_run_until(im_client *cl, uint32_t timeout_ms, im_client_pred pred,
 static bool
 pred_connected(im_client *cl, void *arg)
 {
-	return cl->state == IM_CLIENT_CONNECTED || cl->auth_failed;
+	return cl->state == IM_CLIENT_CONNECTED || cl->auth_failed ||
+	       cl->gave_up;
 }
 
 int
@@ -2090,6 +2286,9 @@ im_client_connect_wait(im_client *cl, uint32_t timeout_ms)
 	rc = im_client_run_until(cl, timeout_ms, pred_connected, NULL);
 	if (rc == IM_OK && cl->auth_failed) {
 		return IM_EPERM;
+	}
+	if (rc == IM_OK && cl->state != IM_CLIENT_CONNECTED && cl->gave_up) {
+		return IM_EUNAVAIL;
 	}
 	return rc;
 }

@@ -745,6 +745,15 @@ on_request(rpc_conn *c, uint64_t req_id, const imrpc_Rpc *m, void *payload)
 			l->slot_map_cb(l->slot_map_payload);
 		}
 		break;
+	case imrpc_Rpc_heartbeat_tag:
+		/* A Router checking we are alive (router.h): echo it. */
+		if (req_id != 0) {
+			memset(&ack, 0, sizeof(ack));
+			ack.which_body = imrpc_Rpc_heartbeat_tag;
+			ack.body.heartbeat = m->body.heartbeat;
+			(void)rpc_conn_reply(c, req_id, &ack);
+		}
+		return;
 	default:
 		break;
 	}

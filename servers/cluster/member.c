@@ -306,6 +306,26 @@ cl_member_find(const cl_member *m, const char *name)
 	return NULL;
 }
 
+bool
+cl_member_fresh(const cl_member *m, const cl_node *n)
+{
+	uint64_t now;
+
+	if (m == NULL || n == NULL || !n->alive) {
+		return false;
+	}
+	now = now_of(m);
+	return now <= n->heartbeat_ms ||
+	       now - n->heartbeat_ms <= m->opts.dead_after_ms;
+}
+
+void
+cl_owner_of(char *out, size_t len, const char *name, uint64_t incarnation)
+{
+	snprintf(out, len, "%.40s/%08llx", name,
+		 (unsigned long long)incarnation);
+}
+
 uint64_t
 cl_member_errors(const cl_member *m)
 {

@@ -112,6 +112,22 @@ const cl_node *cl_member_node(const cl_member *m, size_t i);
 /* The node called name, or NULL. */
 const cl_node *cl_member_find(const cl_member *m, const char *name);
 
+/*
+ * Alive now, not only at the last reload: alive and its heartbeat in the
+ * view at most dead_after_ms old by m's clock. A node that a Router has
+ * just judged dead (by a fresh read of the store) is never fresh here,
+ * even if this view was loaded before its heartbeat ran out.
+ */
+bool cl_member_fresh(const cl_member *m, const cl_node *n);
+
+/*
+ * The slot owner string of a node incarnation: "NAME/INCARNATION" (name
+ * cut at 40 bytes, incarnation as 8+ hex digits). A restarted node is a
+ * new owner; its previous life's slots visibly belong to someone else.
+ */
+void cl_owner_of(char *out, size_t len, const char *name,
+		 uint64_t incarnation);
+
 /* Store failures seen by ticks, and the last one's description. */
 uint64_t cl_member_errors(const cl_member *m);
 const char *cl_member_errmsg(const cl_member *m);

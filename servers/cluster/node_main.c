@@ -47,11 +47,14 @@ typedef struct node_config {
 	char log_level[16];
 	uint32_t slots;
 	uint32_t expect;
-	/* Membership and balance periods (0: the defaults, 1000/1000/1000
+	/* Membership and balance periods (0: the defaults, 250/250/250
 	 * ms); tests shorten them to start a cluster quickly. */
 	uint32_t heartbeat_ms;
 	uint32_t refresh_ms;
 	uint32_t balance_ms;
+	/* Silence after which a node is dead (0: 1500 ms): the Routers'
+	 * judgement (router.h) and every node's view of its peers. */
+	uint32_t dead_after_ms;
 #ifdef IMNODE_HAVE_ROLES
 	/* imd's Connector/Chatter tuning keys (servers/roles/tuning.h). */
 	connector_opts cn;
@@ -73,7 +76,10 @@ usage(FILE *f)
 		   "              [--log-level error|warn|info|debug]\n"
 		   "              [--heartbeat-ms MS] [--refresh-ms MS] "
 		   "[--balance-ms MS] (membership and\n"
-		   "              slot balance periods, 1000 each)\n"
+		   "              slot balance periods, 250 each)\n"
+		   "              [--dead-after-ms MS] (a node silent this "
+		   "long is dead: Routers move\n"
+		   "              its slots; 1500)\n"
 		   "              [--KEY VALUE] Connector/Chatter tuning, the "
 		   "keys of imd:\n");
 #ifdef IMNODE_HAVE_ROLES
@@ -131,13 +137,13 @@ set_key(node_config *c, const char *key_in, const char *val)
 		return 0;
 	}
 	{
-		static const char *const ms_keys[] = {"heartbeat-ms",
-						      "refresh-ms",
-						      "balance-ms"};
+		static const char *const ms_keys[] = {
+			"heartbeat-ms", "refresh-ms", "balance-ms",
+			"dead-after-ms"};
 		uint32_t *ms_dst[] = {&c->heartbeat_ms, &c->refresh_ms,
-				      &c->balance_ms};
+				      &c->balance_ms, &c->dead_after_ms};
 
-		for (i = 0; i < 3; i++) {
+		for (i = 0; i < 4; i++) {
 			char *end;
 			unsigned long v;
 
@@ -349,6 +355,9 @@ member_opts(cl_member_opts *mo, const node_config *c)
 	if (c->refresh_ms != 0) {
 		mo->refresh_ms = c->refresh_ms;
 	}
+	if (c->dead_after_ms != 0) {
+		mo->dead_after_ms = c->dead_after_ms;
+	}
 }
 
 static int
@@ -356,6 +365,7 @@ run_router(struct ev_loop *loop, im_store *st, const node_config *c)
 {
 	cl_member_opts mo = CL_MEMBER_OPTS_INIT;
 	im_shard_opts so = IM_SHARD_OPTS_INIT;
+	router_opts ropts = ROUTER_OPTS_INIT;
 	im_shard_map *map = NULL;
 	router *r = NULL;
 	cl_member *m = NULL;
@@ -373,7 +383,14 @@ run_router(struct ev_loop *loop, im_store *st, const node_config *c)
 		fprintf(stderr, "imnode: slot map: %s\n", im_strerror(rc));
 		return 1;
 	}
-	rc = router_create(&r, loop, st, map, host, port, NULL);
+	/* The Routers detect dead nodes and move their slots (router.h). */
+	if (c->heartbeat_ms != 0) {
+		ropts.heartbeat_ms = c->heartbeat_ms;
+	}
+	if (c->dead_after_ms != 0) {
+		ropts.dead_after_ms = c->dead_after_ms;
+	}
+	rc = router_create(&r, loop, st, map, host, port, &ropts);
 	if (rc != IM_OK) {
 		fprintf(stderr, "imnode: router on %s: %s (%s)\n", c->listen,
 			im_strerror(rc), im_store_errmsg(st));
@@ -431,8 +448,7 @@ typedef struct rolenode {
 static void
 owner_of(char *out, size_t len, const cl_node *n)
 {
-	snprintf(out, len, "%.40s/%08llx", n->name,
-		 (unsigned long long)n->incarnation);
+	cl_owner_of(out, len, n->name, n->incarnation);
 }
 
 /* Is the slot's owner gone: unowned, an unknown or dead node, or an older
@@ -458,6 +474,48 @@ owner_gone(const rolenode *rn, const char *owner)
 
 static const char *owner_address(void *payload, const char *owner);
 
+/* owner is this node under an older incarnation ("NAME/..." but not us). */
+static bool
+earlier_self(const rolenode *rn, const char *owner)
+{
+	size_t len = strlen(rn->c->name);
+
+	return strncmp(owner, rn->c->name, len) == 0 && owner[len] == '/' &&
+	       strcmp(owner, rn->owner) != 0;
+}
+
+/*
+ * Reload the slot map (a tick, or a Router's SlotMap after it moved a dead
+ * node's slots). Slots gained need nothing more: a Chatter loads a group's
+ * state on its first use under the new epoch (fresh seq segment), a
+ * Connector serves a user whose slot the map gives it. Slots lost while we
+ * could not heartbeat: a Connector sends those users to the new owner.
+ */
+static int
+map_reload(rolenode *rn)
+{
+	uint32_t had = im_shard_count(rn->map, rn->kind, rn->owner);
+	int rc = im_shard_load(rn->map, rn->st);
+
+	if (rc != IM_OK) {
+		LOG_W("slot map: %s (%s)", im_strerror(rc),
+		      im_store_errmsg(rn->st));
+		return rc;
+	}
+	if (rn->cn != NULL &&
+	    im_shard_count(rn->map, rn->kind, rn->owner) < had) {
+		/* Another Connector took user slots of ours (we could not
+		 * heartbeat for a while): our users' deliveries go there
+		 * now, so send them there. */
+		uint32_t shed = connector_shed_moved(rn->cn);
+
+		LOG_W("%s lost user slots (now %u): %u connections sent to "
+		      "the new owners", rn->owner,
+		      im_shard_count(rn->map, rn->kind, rn->owner), shed);
+	}
+	return IM_OK;
+}
+
 /*
  * Claim this node's fair share of the slots of its kind, among the live
  * nodes of its role, once `expect` of them are alive. Slots still held by
@@ -470,13 +528,16 @@ balance(rolenode *rn)
 	const char *nodes[256];
 	im_shard_move moves[1024];
 	size_t i, n = 0, nm = 0;
-	uint32_t claimed = 0, handed = 0, had;
+	uint32_t claimed = 0, handed = 0;
+	bool routers = cl_link_routers_up(rn->link) > 0;
 	int rc = IM_OK;
 
 	for (i = 0; i < cl_member_count(rn->m) && n < 256; i++) {
 		const cl_node *x = cl_member_node(rn->m, i);
 
-		if (x->role == rn->role && x->alive) {
+		/* Fresh now, not only at the view's last reload: a node a
+		 * Router just judged dead must not get slots handed over. */
+		if (x->role == rn->role && cl_member_fresh(rn->m, x)) {
 			owner_of(owners[n], sizeof(owners[n]), x);
 			nodes[n] = owners[n];
 			n++;
@@ -491,22 +552,8 @@ balance(rolenode *rn)
 		return;
 	}
 	rn->balanced = true;
-	had = im_shard_count(rn->map, rn->kind, rn->owner);
-	if ((rc = im_shard_load(rn->map, rn->st)) != IM_OK) {
-		LOG_W("slot map: %s (%s)", im_strerror(rc),
-		      im_store_errmsg(rn->st));
+	if (map_reload(rn) != IM_OK) {
 		return;
-	}
-	if (rn->cn != NULL &&
-	    im_shard_count(rn->map, rn->kind, rn->owner) < had) {
-		/* Another Connector took user slots of ours (we could not
-		 * heartbeat for a while): our users' deliveries go there
-		 * now, so send them there. */
-		uint32_t shed = connector_shed_moved(rn->cn);
-
-		LOG_W("%s lost user slots (now %u): %u connections sent to "
-		      "the new owners", rn->owner,
-		      im_shard_count(rn->map, rn->kind, rn->owner), shed);
 	}
 	rc = im_shard_plan(rn->map, rn->kind, nodes, n, moves, 1024, &nm);
 	if (rc != IM_OK && rc != IM_EFULL) {
@@ -523,6 +570,16 @@ balance(rolenode *rn)
 		if (strcmp(moves[i].to, rn->owner) == 0) {
 			/* A live owner hands its slots over itself. */
 			if (!owner_gone(rn, e.owner)) {
+				continue;
+			}
+			/* A dead owner's slots are the Routers' to move
+			 * (router.h: they judge, plan and notify); we take
+			 * them ourselves only as the fallback when no Router
+			 * is up. Unowned slots (a new cluster) and those of
+			 * an earlier life of ours (we know it is over) we
+			 * take at once. */
+			if (e.owner[0] != '\0' && routers &&
+			    !earlier_self(rn, e.owner)) {
 				continue;
 			}
 			rc = im_shard_claim(rn->map, rn->st, rn->kind,
@@ -662,12 +719,22 @@ owner_address(void *payload, const char *owner)
 	return n->address;
 }
 
+/*
+ * A Router moved slots (SlotMap): reload now, not at the next tick. If we
+ * gained some, tell every Router, as after a claim of our own: the other
+ * Routers then stop forwarding to the dead owner now (a paused one still
+ * has its connections up) instead of at their next map refresh.
+ */
 static void
 reload_map(void *payload)
 {
 	rolenode *rn = payload;
+	uint32_t had = im_shard_count(rn->map, rn->kind, rn->owner);
 
-	(void)im_shard_load(rn->map, rn->st);
+	if (map_reload(rn) == IM_OK &&
+	    im_shard_count(rn->map, rn->kind, rn->owner) > had) {
+		cl_link_notify_slots(rn->link);
+	}
 }
 
 static int

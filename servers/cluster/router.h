@@ -23,6 +23,43 @@
  *   SlotMap              -> applied to the map (reload = from the store).
  *   Heartbeat            -> echoed.
  *
+ * Failure detection (issue 6). Every heartbeat_ms the Router calls
+ * Heartbeat on each Connector and Chatter connected to it (any answer
+ * counts) and judges every slot owner of its map. An owner is dead for
+ * this Router when BOTH
+ *   (a) it has not answered this Router for dead_after_ms: no Heartbeat
+ *       answer and no Hello since then (an owner never heard of is timed
+ *       from the Router's start, so a fresh Router waits a full timeout);
+ *   (b) the store says so, read at that moment: no node row is that owner
+ *       (the node re-registered as a newer incarnation, or its row is
+ *       gone), or the row's heartbeat is older than dead_after_ms.
+ * Silence is counted only while the Router listens: when its own loop
+ * stalled (ticks more than two periods apart: a blocking store call, a
+ * pause), the gap is credited to every owner.
+ * Why both: (a) alone would let one Router that lost its link to a healthy
+ * node (a partition between the two, the Router's own stall) take the
+ * node's slots although the node still heartbeats the store and serves
+ * through the other Routers: one Router's view must not decide. (b) alone
+ * is what every node can see; requiring (a) too means a Router never moves
+ * slots of a node that still answers it. A node that is really gone
+ * (killed, paused, cut off from the store and the Routers) meets both
+ * within dead_after_ms + heartbeat_ms, which with the defaults (1500 +
+ * 250) leaves failover well within 3 s.
+ *
+ * A dead owner's slots go where im_shard_plan() puts them over the live
+ * nodes of its role (store rows with a fresh heartbeat, the same set on
+ * every Router), each by im_shard_claim() (CAS, epoch + 1; the old owner
+ * is fenced). Only the dead owner's slots move; evening out live nodes is
+ * their own handover. Several Routers deciding at once do not fight: they
+ * plan the same moves, the store's CAS lets one win each slot, and a
+ * loser (IM_ECONFLICT) reloads the map and finds nothing left to do. Then
+ * the Router sends SlotMap{changes, reload} to every Connector and Chatter
+ * connected to it, so the new owners (and the Connectors, which route by
+ * the map too) reload the map at once, and answers Forwards in flight to
+ * the dead Chatter unavailable. The nodes' own claim of a dead owner's
+ * slots stays as the fallback when no Router is up (servers/cluster/
+ * node_main.c); the CAS makes the two safe together.
+ *
  * Deliveries, replies and events to Connectors are one-way: a Connector
  * that is down or too slow (IM_EFULL) loses them, which is safe because
  * everything is in the store and clients repair gaps by prev_seq and
@@ -50,10 +87,18 @@ typedef struct router_opts {
 	uint32_t forward_timeout_ms; /* a Chatter's Ack of a Forward */
 	rpc_opts rpc;                /* per connection (callbacks are set
 					by the router) */
+	/* Failure detection (see above). */
+	uint32_t heartbeat_ms;  /* Heartbeat period and judging tick; 0: no
+				   timer (router_tick() by hand) */
+	uint32_t dead_after_ms; /* silence, and store heartbeat age, after
+				   which an owner is dead; 0: never */
+	uint32_t max_nodes;     /* node rows read and owners watched */
+	uint64_t (*now_ms)(void *clock); /* wall clock ms; NULL: ev_time() */
+	void *clock;
 } router_opts;
 
 #define ROUTER_OPTS_INIT {ROUTER_OPTS_VERSION, 256, 4096, 1000, 5000, \
-			  RPC_OPTS_INIT}
+			  RPC_OPTS_INIT, 250, 1500, 1024, NULL, NULL}
 
 typedef struct router_stats {
 	uint64_t forwards;      /* Forward messages sent to Chatters */
@@ -65,6 +110,12 @@ typedef struct router_stats {
 	uint64_t dropped;       /* replies/members/events with no way on */
 	uint64_t map_errors;    /* failed slot map reloads */
 	uint32_t conns;         /* connected nodes that said Hello */
+	uint64_t heartbeats;    /* Heartbeats answered */
+	uint64_t dead;          /* owners judged dead (once per judgement) */
+	uint64_t moved;         /* slots this Router moved off dead owners */
+	uint64_t conflicts;     /* of those, CAS lost to another mover */
+	uint64_t notified;      /* SlotMap messages sent to nodes */
+	uint64_t detect_errors; /* store errors while judging or moving */
 } router_stats;
 
 /*
@@ -82,6 +133,16 @@ uint16_t router_port(const router *r);
 
 /* Reload the slot map from the store now. */
 int router_reload(router *r);
+
+/*
+ * Heartbeat every connected Connector and Chatter (one call in flight per
+ * connection), then judge the slot owners and move the slots of the dead
+ * ones (see above). The timer calls this every heartbeat_ms; tests call it
+ * with a fake clock. Moves only what the store's CAS grants.
+ * @retval IM_OK, IM_EINVAL, or the store error of this judgement (also
+ *         counted in detect_errors; retried at the next tick)
+ */
+int router_tick(router *r);
 
 void router_get_stats(const router *r, router_stats *out);
 

@@ -54,6 +54,7 @@ struct group {
 	im_seq t_seq;
 	uint64_t t_ord;
 	uint32_t tidx; /* index among the batch's touched groups */
+	uint64_t used_ms; /* last group_get (idle expiry) */
 	char name[IM_GROUP_NAME_MAX + 1];
 };
 
@@ -110,6 +111,8 @@ struct chatter {
 	role_router *router;
 	chatter_opts opts;
 	ev_prepare commit_w;
+	ev_timer idle_w;     /* idle group expiry sweep */
+	uint32_t idle_cursor; /* bucket where the next sweep starts */
 
 	/* The commit thread (threaded only). job/job_done/quit under mu. */
 	bool threaded;
@@ -344,6 +347,7 @@ group_get(chatter *c, im_gid gid, struct group **out)
 		g = NULL;
 	}
 	if (g != NULL) {
+		g->used_ms = role_now_ms();
 		*out = g;
 		return ROLE_OK;
 	}
@@ -399,6 +403,7 @@ group_get(chatter *c, im_gid gid, struct group **out)
 	}
 	g->last_seq = pos.seq;
 	g->last_ord = pos.ordinal;
+	g->used_ms = role_now_ms();
 	b = hash_gid(gid, c->nbuckets);
 	g->next = c->buckets[b];
 	c->buckets[b] = g;
@@ -453,6 +458,76 @@ chatter_drop_all(chatter *c)
 			group_free(g);
 		}
 	}
+}
+
+/* ---- idle group expiry (its own functions; nothing of the commit) ---- */
+
+uint32_t
+chatter_expire_idle(chatter *c, uint64_t now_ms, uint32_t max_steps)
+{
+	uint32_t steps = 0, dropped = 0, visited = 0;
+
+	if (c == NULL || c->opts.group_idle_ms == 0) {
+		return 0;
+	}
+	/* The batch on the commit thread holds pointers to its groups (and
+	 * the thread may be refilling one's segment): sweep between
+	 * commits only; the next tick comes soon enough. */
+	if (c->inflight != NULL) {
+		return 0;
+	}
+	while (steps < max_steps && visited < c->nbuckets) {
+		struct group **pp = &c->buckets[c->idle_cursor];
+
+		while (*pp != NULL) {
+			struct group *g = *pp;
+
+			steps++;
+			if (now_ms > g->used_ms &&
+			    now_ms - g->used_ms > c->opts.group_idle_ms) {
+				*pp = g->next;
+				c->ngroups--;
+				group_free(g);
+				dropped++;
+			} else {
+				pp = &g->next;
+			}
+		}
+		steps++;
+		visited++;
+		c->idle_cursor = (c->idle_cursor + 1) & (c->nbuckets - 1);
+	}
+	c->stats.expired += dropped;
+	return dropped;
+}
+
+static void
+idle_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	chatter *c = w->data;
+
+	(void)loop;
+	(void)revents;
+	if (c->ngroups > 0) {
+		(void)chatter_expire_idle(c, role_now_ms(), 4096);
+	}
+}
+
+static void
+idle_start(chatter *c)
+{
+	double period = c->opts.group_idle_ms / 8 / 1000.0;
+
+	ev_init(&c->idle_w, idle_cb);
+	c->idle_w.data = c;
+	if (c->opts.group_idle_ms == 0) {
+		return;
+	}
+	period = period < 0.1 ? 0.1 : period > 1.0 ? 1.0 : period;
+	c->idle_w.repeat = period;
+	ev_timer_again(c->loop, &c->idle_w);
+	/* A sweep alone never keeps the loop alive. */
+	ev_unref(c->loop);
 }
 
 static void
@@ -1431,6 +1506,7 @@ chatter_create(chatter **out, struct ev_loop *loop, im_store *st,
 	 * (its prepare watcher runs at the lowest priority). */
 	ev_set_priority(&c->commit_w, EV_MAXPRI);
 	ev_prepare_start(loop, &c->commit_w);
+	idle_start(c);
 	LOG_D("chatter: commits on %s", c->threaded ? "a thread of its own"
 	                                            : "the loop thread");
 	*out = c;
@@ -1451,6 +1527,10 @@ chatter_destroy(chatter *c)
 	thread_stop(c);
 	if (ev_is_active(&c->commit_w)) {
 		ev_prepare_stop(c->loop, &c->commit_w);
+	}
+	if (ev_is_active(&c->idle_w)) {
+		ev_ref(c->loop);
+		ev_timer_stop(c->loop, &c->idle_w);
 	}
 	for (b = 0; c->buckets != NULL && b < c->nbuckets; b++) {
 		while (c->buckets[b] != NULL) {

@@ -33,6 +33,10 @@ typedef struct chatter_opts {
 	uint32_t dedup_capacity;
 	uint64_t dedup_ttl_ms;
 	uint64_t seed; /* dedup hash seed */
+	/* Hot group state unused this long is dropped by a periodic sweep
+	 * (bounded work per sweep); the next use reloads it from the store
+	 * with a fresh seq segment. 0: kept until evicted by max_groups. */
+	uint64_t group_idle_ms;
 	/* Commit on a thread of its own (default true). Needs commit_store;
 	 * without one the Chatter commits on the loop thread. */
 	bool commit_thread;
@@ -48,7 +52,8 @@ typedef struct chatter_opts {
 
 #define CHATTER_OPTS_INIT                                                      \
 	{                                                                      \
-		65536, 100000, 1024, 10000, 100, 65536, 600000, 0, true, NULL  \
+		65536, 100000, 1024, 10000, 100, 65536, 600000, 0, 60000,      \
+		        true, NULL                                             \
 	}
 
 /*
@@ -85,6 +90,18 @@ void chatter_drop_slot(chatter *c, uint32_t slot);
  * waits for a commit in flight as chatter_drop_slot. */
 void chatter_drop_all(chatter *c);
 
+/*
+ * Drop hot groups last used more than group_idle_ms before now_ms (wall
+ * clock ms, role_now_ms()), visiting at most max_steps hash buckets and
+ * groups from where the last call stopped: the sweep timer calls it every
+ * group_idle_ms / 8 (100 ms to 1 s) with a bound of 4096, so a sweep never
+ * stalls the loop and the whole table is covered in a few seconds. Dropping
+ * is safe at any time outside a commit: the state is a cache of the store.
+ * While a batch is on the commit thread it drops nothing (returns 0).
+ * Returns the number of groups dropped (0 when group_idle_ms is 0).
+ */
+uint32_t chatter_expire_idle(chatter *c, uint64_t now_ms, uint32_t max_steps);
+
 /* Counters for logs and tests. */
 typedef struct chatter_stats {
 	uint64_t commits; /* store transactions */
@@ -94,6 +111,7 @@ typedef struct chatter_stats {
 	uint64_t refills; /* seq segments taken (each its own transaction) */
 	uint64_t refills_inline; /* of which while building a batch (dry) */
 	uint32_t groups;  /* hot groups now */
+	uint64_t expired; /* hot groups dropped as idle */
 	/* With the commit thread: commits made on it, and how often the loop
 	 * had to wait for one (full batch, flush, drop). */
 	uint64_t thread_commits;

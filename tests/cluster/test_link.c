@@ -34,6 +34,9 @@ typedef struct env {
 	uint8_t *seen;
 	uint32_t wrong;
 	bool fail_forwards;
+	rpc_conn *rconn; /* the fake Router's side of the link */
+	uint64_t hb_echo; /* time_ms of the Heartbeat echoed back */
+	int slot_maps;    /* cl_link_on_slot_map callbacks */
 } env;
 
 static env *E;
@@ -117,6 +120,15 @@ router_request(rpc_conn *c, uint64_t req_id, const imrpc_Rpc *m,
 	}
 }
 
+static void
+router_state(rpc_conn *c, bool up, int err, const char *why, void *payload)
+{
+	env *e = payload;
+
+	(void)err, (void)why;
+	e->rconn = up ? c : e->rconn == c ? NULL : e->rconn;
+}
+
 static bool
 run_until(env *e, bool (*pred)(env *))
 {
@@ -153,6 +165,7 @@ setup(void **state)
 	ev_timer_init(&e->tick, noop, 0.01, 0.01);
 	ev_timer_start(e->loop, &e->tick);
 	so.on_request = router_request;
+	so.on_state = router_state;
 	so.payload = e;
 	assert_int_equal(rpc_server_open(&e->srv, e->loop, "127.0.0.1", 0, 4,
 					 &so),
@@ -406,10 +419,58 @@ test_link_create_checks_its_arguments(void **state)
 	cl_link_destroy(NULL);
 }
 
+static void
+on_echo(rpc_conn *c, int status, const imrpc_Rpc *reply, void *payload)
+{
+	env *e = payload;
+
+	(void)c;
+	if (status == IM_OK && reply->which_body == imrpc_Rpc_heartbeat_tag) {
+		e->hb_echo = reply->body.heartbeat.time_ms;
+	}
+}
+
+static void
+count_slot_map(void *payload)
+{
+	((env *)payload)->slot_maps++;
+}
+
+static bool
+echoed_and_told(env *e)
+{
+	return e->hb_echo == 4242 && e->slot_maps >= 1;
+}
+
+/* A Router's Heartbeat is echoed (how it tells the node is alive); its
+ * SlotMap (it moved slots) makes the node reload its map at once. */
+static void
+test_link_echoes_heartbeats_and_passes_slot_maps_on(void **state)
+{
+	env *e = *state;
+	static imrpc_Rpc m;
+
+	cl_link_on_slot_map(e->link, count_slot_map, e);
+	assert_non_null(e->rconn);
+	memset(&m, 0, sizeof(m));
+	m.which_body = imrpc_Rpc_heartbeat_tag;
+	m.body.heartbeat.time_ms = 4242;
+	assert_int_equal(rpc_conn_call(e->rconn, &m, 0, on_echo, e), IM_OK);
+	memset(&m, 0, sizeof(m));
+	m.which_body = imrpc_Rpc_slot_map_tag;
+	m.body.slot_map.reload = true;
+	assert_int_equal(rpc_conn_send(e->rconn, &m), IM_OK);
+	assert_true(run_until(e, echoed_and_told));
+	assert_int_equal(e->slot_maps, 1);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(
+			test_link_echoes_heartbeats_and_passes_slot_maps_on,
+			setup, teardown),
 #define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
 		T(test_link_splits_a_large_fanout_and_every_pair_arrives_once),
 		T(test_link_splits_ops_into_forwards_within_the_bound),

@@ -533,6 +533,35 @@ test_peers_create_checks_its_arguments(void **state)
 	cl_member_destroy(m);
 }
 
+/* Fresh judges the age now, not at the view's last reload: a node a
+ * Router just judged dead by a fresh store read is never fresh here. */
+static void
+test_member_fresh_judges_heartbeat_age_now(void **state)
+{
+	env *e = *state;
+	cl_member *a = join(e, e->st, "chatter-a", IM_NODE_CHATTER, "-");
+	cl_member *b = join(e, e->st, "chatter-b", IM_NODE_CHATTER, "-");
+	const cl_node *nb;
+	char owner[IM_OWNER_MAX + 1];
+
+	e->now += 1000;
+	assert_int_equal(cl_member_tick(a), IM_OK); /* reload: b alive */
+	nb = cl_member_find(a, "chatter-b");
+	assert_non_null(nb);
+	assert_true(nb->alive);
+	assert_true(cl_member_fresh(a, nb));
+	/* No reload until a's next refresh, but b's beat is 3.5 s old. */
+	e->now += 2500;
+	assert_true(nb->alive);
+	assert_false(cl_member_fresh(a, nb));
+	assert_false(cl_member_fresh(NULL, nb));
+	assert_false(cl_member_fresh(a, NULL));
+	cl_owner_of(owner, sizeof(owner), "chatter-b", 0x1f);
+	assert_string_equal(owner, "chatter-b/0000001f");
+	cl_member_destroy(a);
+	cl_member_destroy(b);
+}
+
 int
 main(void)
 {
@@ -540,6 +569,7 @@ main(void)
 #define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
 		T(test_member_registers_and_sees_itself_alive),
 		T(test_member_judges_peers_alive_by_heartbeat_age),
+		T(test_member_fresh_judges_heartbeat_age_now),
 		T(test_member_silent_too_long_comes_back_anew),
 		T(test_member_comes_back_as_a_new_incarnation_when_its_row_is_gone),
 		T(test_member_survives_store_failures_and_recovers),

@@ -17,6 +17,7 @@
 
 #include "im/shard.h"
 #include "im/store.h"
+#include "member.h"
 #include "router.h"
 
 #define NSLOTS 16
@@ -28,7 +29,9 @@ typedef struct fnode {
 	rpc_conn *c;
 	bool up;
 	bool hold; /* chatter: never answer Forwards */
-	int forwards, replies, delivers, events;
+	bool mute; /* never answer Heartbeats */
+	uint64_t hb_req; /* the last one left unanswered */
+	int forwards, replies, delivers, events, slot_maps, heartbeats;
 	imrpc_Rpc *last_forward, *last_replies, *last_deliver, *last_events;
 	uint32_t ops; /* ops received over all Forwards */
 	uint64_t groups_seen[32];
@@ -40,9 +43,15 @@ typedef struct env {
 	im_store *st;
 	im_shard_map *map;
 	router *r;
-	fnode cn1, cn2, ch1, ch2;
+	fnode cn1, cn2, ch1, ch2, ch3;
 	int acks;
 	int acks_bad;
+	/* failure detection: a fake clock, a second Router, slot owners */
+	uint64_t now;
+	router *r2;
+	im_shard_map *map2;
+	char own[3][IM_OWNER_MAX + 1]; /* chatter-1..3 */
+	char cown[IM_OWNER_MAX + 1];   /* connector-1 */
 } env;
 
 static env *E;
@@ -122,6 +131,16 @@ fake_request(rpc_conn *c, uint64_t req_id, const imrpc_Rpc *m, void *payload)
 	case imrpc_Rpc_user_events_tag:
 		n->events++;
 		keep(&n->last_events, m);
+		break;
+	case imrpc_Rpc_slot_map_tag:
+		n->slot_maps++;
+		break;
+	case imrpc_Rpc_heartbeat_tag:
+		n->heartbeats++;
+		if (n->mute) {
+			n->hb_req = req_id;
+			return;
+		}
 		break;
 	default:
 		break;
@@ -230,6 +249,9 @@ setup(void **state)
 	ev_timer_start(e->loop, &e->tick);
 	ro.refresh_ms = 0;
 	ro.forward_timeout_ms = 100;
+	/* These tests are about routing: no failure detection. */
+	ro.heartbeat_ms = 0;
+	ro.dead_after_ms = 0;
 	assert_int_equal(router_create(&e->r, e->loop, e->st, e->map,
 				       "127.0.0.1", 0, &ro),
 			 IM_OK);
@@ -246,8 +268,11 @@ teardown(void **state)
 	fake_stop(&e->cn2);
 	fake_stop(&e->ch1);
 	fake_stop(&e->ch2);
+	fake_stop(&e->ch3);
 	router_destroy(e->r);
+	router_destroy(e->r2);
 	im_shard_destroy(e->map);
+	im_shard_destroy(e->map2);
 	im_store_close(e->st);
 	ev_timer_stop(e->loop, &e->tick);
 	ev_loop_destroy(e->loop);
@@ -708,12 +733,436 @@ test_router_create_checks_its_arguments(void **state)
 	assert_int_equal(router_create(&r, e->loop, e->st, e->map, "nohost",
 				       0, &ro),
 			 IM_EINVAL);
+	ro.max_nodes = 0; /* detection needs room for the node rows */
+	assert_int_equal(router_create(&r, e->loop, e->st, e->map,
+				       "127.0.0.1", 0, &ro),
+			 IM_EINVAL);
 	assert_null(r);
 	assert_int_equal(router_reload(NULL), IM_EINVAL);
+	assert_int_equal(router_tick(NULL), IM_EINVAL);
 	router_destroy(NULL);
 	assert_int_not_equal(router_node_id("connector-1"),
 			     router_node_id("connector-2"));
 	assert_int_not_equal(router_node_id(""), 0);
+}
+
+/* ---- failure detection ------------------------------------------------ */
+
+/*
+ * Nodes registered in the store at the fake time e->now; group slots 0-5
+ * to chatter-1, 6-10 to chatter-2, 11-15 to chatter-3 (their owner
+ * strings, epoch 1), user slots to connector-1. The Router judges by
+ * router_tick() with the fake clock (no timer).
+ */
+static uint64_t
+fake_now(void *clock)
+{
+	return ((env *)clock)->now;
+}
+
+static const char *const ch_names[3] = {"chatter-1", "chatter-2",
+					"chatter-3"};
+
+static void
+fd_router_hb(env *e, router **r, im_shard_map **map, uint32_t heartbeat_ms)
+{
+	im_shard_opts so = IM_SHARD_OPTS_INIT;
+	router_opts ro = ROUTER_OPTS_INIT;
+
+	so.nslots = NSLOTS;
+	assert_int_equal(im_shard_create(map, &so), IM_OK);
+	ro.refresh_ms = 0;
+	ro.heartbeat_ms = heartbeat_ms;
+	ro.dead_after_ms = 1500;
+	ro.now_ms = fake_now;
+	ro.clock = e;
+	assert_int_equal(router_create(r, e->loop, e->st, *map, "127.0.0.1",
+				       0, &ro),
+			 IM_OK);
+}
+
+static void
+fd_router(env *e, router **r, im_shard_map **map)
+{
+	fd_router_hb(e, r, map, 0); /* router_tick() by hand */
+}
+
+static int
+fd_setup(void **state)
+{
+	env *e = calloc(1, sizeof(*e));
+	uint64_t inc;
+	uint32_t s;
+	int i;
+
+	assert_non_null(e);
+	E = e;
+	e->now = 5000000;
+	assert_int_equal(im_store_sqlite_open(&e->st, ":memory:", NULL, NULL,
+					      0),
+			 IM_OK);
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(im_store_node_register(e->st, ch_names[i],
+							IM_NODE_CHATTER, "-",
+							e->now, &inc),
+				 IM_OK);
+		cl_owner_of(e->own[i], sizeof(e->own[i]), ch_names[i], inc);
+	}
+	assert_int_equal(im_store_node_register(e->st, "connector-1",
+						IM_NODE_CONNECTOR,
+						"127.0.0.1:1", e->now, &inc),
+			 IM_OK);
+	cl_owner_of(e->cown, sizeof(e->cown), "connector-1", inc);
+	for (s = 0; s < NSLOTS; s++) {
+		assert_int_equal(im_store_slot_cas(e->st, IM_KIND_USER, s, 0,
+						   e->cown, NULL),
+				 IM_OK);
+		assert_int_equal(im_store_slot_cas(e->st, IM_KIND_GROUP, s, 0,
+						   e->own[s < 6    ? 0
+							  : s < 11 ? 1
+								   : 2],
+						   NULL),
+				 IM_OK);
+	}
+	e->loop = ev_loop_new(EVFLAG_AUTO);
+	ev_timer_init(&e->tick, noop, 0.01, 0.01);
+	ev_timer_start(e->loop, &e->tick);
+	fd_router(e, &e->r, &e->map);
+	*state = e;
+	return 0;
+}
+
+/* The three Chatters and the Connector connect to e->r. */
+static void
+fd_start(env *e)
+{
+	fake_start(e, &e->ch1, e->own[0], imrpc_Role_ROLE_CHATTER);
+	fake_start(e, &e->ch2, e->own[1], imrpc_Role_ROLE_CHATTER);
+	fake_start(e, &e->ch3, e->own[2], imrpc_Role_ROLE_CHATTER);
+	fake_start(e, &e->cn1, e->cown, imrpc_Role_ROLE_CONNECTOR);
+	hellos_wanted = 4;
+	assert_true(run_until(e, hellos_done));
+	e->acks = 0;
+}
+
+/* Time passes; the named nodes heartbeat the store. */
+static void
+fd_advance(env *e, uint64_t ms, bool ch1, bool ch2, bool ch3)
+{
+	bool beat[3] = {ch1, ch2, ch3};
+	int i;
+
+	e->now += ms;
+	for (i = 0; i < 3; i++) {
+		if (beat[i]) {
+			assert_int_equal(im_store_node_heartbeat(e->st,
+								 ch_names[i],
+								 e->now),
+					 IM_OK);
+		}
+	}
+	assert_int_equal(im_store_node_heartbeat(e->st, "connector-1",
+						 e->now),
+			 IM_OK);
+}
+
+static uint64_t hb_wanted;
+
+static bool
+heartbeats_answered(env *e)
+{
+	router_stats st;
+
+	router_get_stats(e->r, &st);
+	return st.heartbeats >= hb_wanted;
+}
+
+/* One judging tick of e->r, then its Heartbeats answered (by the nodes
+ * that are not muted: `answering` of them). */
+static void
+fd_tick(env *e, int answering)
+{
+	router_stats st;
+
+	router_get_stats(e->r, &st);
+	hb_wanted = st.heartbeats + (uint64_t)answering;
+	assert_int_equal(router_tick(e->r), IM_OK);
+	assert_true(run_until(e, heartbeats_answered));
+}
+
+/* The group slots as the store has them now. */
+static void
+store_slots(env *e, im_shard_entry out[NSLOTS], im_shard_map **m)
+{
+	im_shard_opts so = IM_SHARD_OPTS_INIT;
+	uint32_t s;
+
+	so.nslots = NSLOTS;
+	assert_int_equal(im_shard_create(m, &so), IM_OK);
+	assert_int_equal(im_shard_load(*m, e->st), IM_OK);
+	for (s = 0; s < NSLOTS; s++) {
+		assert_int_equal(im_shard_get_slot(*m, IM_KIND_GROUP, s,
+						   &out[s]),
+				 IM_OK);
+	}
+}
+
+/* Every slot chatter-2 held is now chatter-1's or chatter-3's, moved
+ * exactly once (epoch 2), the others untouched, and the spread fair. */
+static void
+assert_moved_once_fairly(env *e)
+{
+	im_shard_entry got[NSLOTS];
+	im_shard_map *m = NULL;
+	uint32_t s, n1 = 0, n3 = 0;
+
+	store_slots(e, got, &m);
+	for (s = 0; s < NSLOTS; s++) {
+		bool was2 = s >= 6 && s < 11;
+
+		assert_string_not_equal(got[s].owner, e->own[1]);
+		assert_int_equal(got[s].epoch, was2 ? 2 : 1);
+		if (!was2) {
+			assert_string_equal(got[s].owner,
+					    e->own[s < 6 ? 0 : 2]);
+		}
+		n1 += strcmp(got[s].owner, e->own[0]) == 0;
+		n3 += strcmp(got[s].owner, e->own[2]) == 0;
+	}
+	assert_int_equal(n1, NSLOTS / 2);
+	assert_int_equal(n3, NSLOTS / 2);
+	im_shard_destroy(m);
+}
+
+static bool
+live_nodes_told(env *e)
+{
+	return e->ch1.slot_maps >= 1 && e->ch3.slot_maps >= 1 &&
+	       e->cn1.slot_maps >= 1;
+}
+
+static void
+test_router_moves_a_dead_chatters_slots_fairly_to_live_chatters(
+	void **state)
+{
+	env *e = *state;
+	router_stats st;
+	im_shard_entry ent;
+
+	fd_start(e);
+	e->ch2.mute = true; /* chatter-2 stops answering and beating */
+	fd_advance(e, 1000, true, false, true);
+	fd_tick(e, 3);
+	/* 1 s of silence: not yet. */
+	router_get_stats(e->r, &st);
+	assert_int_equal(st.dead, 0);
+	assert_int_equal(st.moved, 0);
+	assert_true(e->ch2.heartbeats >= 1);
+	fd_advance(e, 1000, true, false, true);
+	fd_tick(e, 3);
+	router_get_stats(e->r, &st);
+	assert_int_equal(st.dead, 1);
+	assert_int_equal(st.moved, 5);
+	assert_int_equal(st.conflicts, 0);
+	assert_moved_once_fairly(e);
+	/* The Router's own map has it, and the new owners (and the
+	 * Connector) were told at once. */
+	assert_int_equal(im_shard_get_slot(e->map, IM_KIND_GROUP, 6, &ent),
+			 IM_OK);
+	assert_int_equal(ent.epoch, 2);
+	assert_true(run_until(e, live_nodes_told));
+	/* Nothing left to do at the next tick. */
+	fd_advance(e, 250, true, false, true);
+	fd_tick(e, 3);
+	router_get_stats(e->r, &st);
+	assert_int_equal(st.moved, 5);
+}
+
+/* Silent towards this Router but heartbeating the store (a partition
+ * between the two): one Router's view does not decide. Answering this
+ * Router but stale in the store: not dead either. */
+static void
+test_router_keeps_the_slots_of_a_node_alive_on_one_side(void **state)
+{
+	env *e = *state;
+	router_stats st;
+	im_shard_entry got[NSLOTS];
+	im_shard_map *m = NULL;
+	int i;
+
+	fd_start(e);
+	e->ch2.mute = true;
+	for (i = 0; i < 4; i++) {
+		fd_advance(e, 1000, true, true, true);
+		fd_tick(e, 3);
+	}
+	router_get_stats(e->r, &st);
+	assert_int_equal(st.dead, 0);
+	assert_int_equal(st.moved, 0);
+	/* Now it answers us (the Heartbeat in flight too) but stops
+	 * beating the store. */
+	e->ch2.mute = false;
+	{
+		static imrpc_Rpc ack;
+
+		memset(&ack, 0, sizeof(ack));
+		ack.which_body = imrpc_Rpc_ack_tag;
+		assert_int_equal(rpc_conn_reply(e->ch2.c, e->ch2.hb_req, &ack),
+				 IM_OK);
+	}
+	hb_wanted++;
+	assert_true(run_until(e, heartbeats_answered));
+	fd_advance(e, 1000, true, false, true);
+	fd_tick(e, 4);
+	fd_advance(e, 1000, true, false, true);
+	fd_tick(e, 4);
+	router_get_stats(e->r, &st);
+	assert_int_equal(st.dead, 0);
+	assert_int_equal(st.moved, 0);
+	store_slots(e, got, &m);
+	assert_string_equal(got[6].owner, e->own[1]);
+	assert_int_equal(got[6].epoch, 1);
+	im_shard_destroy(m);
+}
+
+/* A node that came back as a new incarnation: its old owner string has
+ * no row any more, so the old life's slots move once it is silent. */
+static void
+test_router_moves_the_slots_of_an_older_incarnation(void **state)
+{
+	env *e = *state;
+	router_stats st;
+	uint64_t inc;
+
+	fd_start(e);
+	e->ch2.mute = true;
+	assert_int_equal(im_store_node_register(e->st, "chatter-2",
+						IM_NODE_CHATTER, "-", e->now,
+						&inc),
+			 IM_OK);
+	fd_advance(e, 1000, true, true, true);
+	fd_tick(e, 3);
+	router_get_stats(e->r, &st);
+	assert_int_equal(st.moved, 0); /* not silent long enough yet */
+	fd_advance(e, 1000, true, true, true);
+	fd_tick(e, 3);
+	router_get_stats(e->r, &st);
+	assert_int_equal(st.dead, 1);
+	/* The new incarnation is live: the plan gives it its share. */
+	assert_int_equal(st.moved, 5);
+}
+
+/*
+ * Two Routers judge the same dead Chatter from the same map: they plan
+ * the same moves, the first one's CASes win, the second one's all lose
+ * (IM_ECONFLICT) and it reloads: every dead slot is owned once by a live
+ * node, moved exactly once (epoch 2), and the loser agrees afterwards.
+ */
+static void
+test_two_routers_deciding_at_once_move_each_dead_slot_once(void **state)
+{
+	env *e = *state;
+	router_stats a, b;
+	uint32_t s;
+
+	fd_router(e, &e->r2, &e->map2); /* loads the same map now */
+	fd_start(e);
+	e->ch2.mute = true;
+	fd_advance(e, 2000, true, false, true);
+	assert_int_equal(router_tick(e->r), IM_OK);
+	assert_int_equal(router_tick(e->r2), IM_OK);
+	router_get_stats(e->r, &a);
+	router_get_stats(e->r2, &b);
+	assert_int_equal(a.dead, 1);
+	assert_int_equal(b.dead, 1);
+	assert_int_equal(a.moved + b.moved, 5);
+	assert_int_equal(a.moved, 5);
+	assert_int_equal(b.conflicts, 5);
+	assert_moved_once_fairly(e);
+	for (s = 0; s < NSLOTS; s++) {
+		im_shard_entry x, y;
+
+		assert_int_equal(im_shard_get_slot(e->map, IM_KIND_GROUP, s,
+						   &x),
+				 IM_OK);
+		assert_int_equal(im_shard_get_slot(e->map2, IM_KIND_GROUP, s,
+						   &y),
+				 IM_OK);
+		assert_string_equal(x.owner, y.owner);
+		assert_int_equal(x.epoch, y.epoch);
+	}
+	/* And neither undoes the other later. */
+	fd_advance(e, 500, true, false, true);
+	assert_int_equal(router_tick(e->r2), IM_OK);
+	assert_int_equal(router_tick(e->r), IM_OK);
+	router_get_stats(e->r, &a);
+	router_get_stats(e->r2, &b);
+	assert_int_equal(a.moved + b.moved, 5);
+	assert_int_equal(b.conflicts, 5);
+	assert_moved_once_fairly(e);
+}
+
+/*
+ * The Router's own loop stalled for 2 s (a blocking store call) while the
+ * store also missed chatter-2's heartbeats (a store restart): that time
+ * was not chatter-2's silence, so it is not judged dead at once; a real
+ * silence after that still is.
+ */
+static void
+test_router_does_not_count_its_own_stall_as_silence(void **state)
+{
+	env *e = *state;
+	router_stats st;
+
+	/* With a period, so a stall is told from a tick; its timer ticks
+	 * at the fake time too, which changes nothing here. */
+	router_destroy(e->r);
+	im_shard_destroy(e->map);
+	fd_router_hb(e, &e->r, &e->map, 250);
+	fd_start(e);
+	e->ch2.mute = true;
+	assert_int_equal(router_tick(e->r), IM_OK);
+	fd_advance(e, 2000, true, false, true); /* the stall */
+	assert_int_equal(router_tick(e->r), IM_OK);
+	router_get_stats(e->r, &st);
+	assert_int_equal(st.dead, 0);
+	assert_int_equal(st.moved, 0);
+	/* Listening again: ticks every 250 ms, chatter-2 stays silent. */
+	while (e->now < 5000000 + 2000 + 1750) {
+		fd_advance(e, 250, true, false, true);
+		assert_int_equal(router_tick(e->r), IM_OK);
+	}
+	router_get_stats(e->r, &st);
+	assert_int_equal(st.dead, 1);
+	assert_int_equal(st.moved, 5);
+}
+
+/* A dead Connector's user slots go to the live Connectors; with none
+ * left, nothing moves (the next tick retries). */
+static void
+test_router_moves_nothing_when_no_node_of_the_role_is_live(void **state)
+{
+	env *e = *state;
+	router_stats st;
+	im_shard_entry got[NSLOTS];
+	im_shard_map *m = NULL;
+
+	fd_start(e);
+	e->cn1.mute = true;
+	e->now += 2000; /* connector-1 (the only one) stops beating */
+	assert_int_equal(im_store_node_heartbeat(e->st, "chatter-1", e->now),
+			 IM_OK);
+	assert_int_equal(im_store_node_heartbeat(e->st, "chatter-2", e->now),
+			 IM_OK);
+	assert_int_equal(im_store_node_heartbeat(e->st, "chatter-3", e->now),
+			 IM_OK);
+	assert_int_equal(router_tick(e->r), IM_OK);
+	router_get_stats(e->r, &st);
+	assert_int_equal(st.dead, 1);
+	assert_int_equal(st.moved, 0);
+	store_slots(e, got, &m);
+	assert_int_equal(got[0].epoch, 1);
+	im_shard_destroy(m);
 }
 
 int
@@ -732,6 +1181,14 @@ main(void)
 		T(test_router_routes_user_events_by_the_users_slot),
 		T(test_router_create_checks_its_arguments),
 #undef T
+#define F(t) cmocka_unit_test_setup_teardown(t, fd_setup, teardown)
+		F(test_router_moves_a_dead_chatters_slots_fairly_to_live_chatters),
+		F(test_router_keeps_the_slots_of_a_node_alive_on_one_side),
+		F(test_router_moves_the_slots_of_an_older_incarnation),
+		F(test_two_routers_deciding_at_once_move_each_dead_slot_once),
+		F(test_router_moves_nothing_when_no_node_of_the_role_is_live),
+		F(test_router_does_not_count_its_own_stall_as_silence),
+#undef F
 	};
 
 	return cmocka_run_group_tests_name("cluster_router", tests, NULL,

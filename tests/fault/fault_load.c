@@ -3,7 +3,8 @@
  *
  * K clients (libim's im_client, one user each) in G groups of M members
  * send with dedup ids; the client library retries (same dedup id) across
- * ERR_UNAVAILABLE, reconnects, redirects and resumes. Every send, ack,
+ * ERR_UNAVAILABLE, reconnects, redirects and resumes. Each client knows
+ * every Connector (--ports), so a dead one's clients move on. Every send, ack,
  * delivery and state change is written with a wall-clock timestamp (ms)
  * to the history file; after the load a drain waits (bounded) until every
  * send is acked and every member caught up with the store, then the store
@@ -39,7 +40,7 @@
 #define FL_MAX_CLIENTS 256
 #define FL_MAX_GROUPS 256
 #define FL_MAX_MEMBERS 16
-#define FL_MAX_PORTS 8
+#define FL_MAX_PORTS 8 /* <= IM_CLIENT_SERVERS_MAX */
 
 typedef struct fl_client {
 	struct fl *fl;
@@ -385,6 +386,7 @@ main(int argc, char **argv)
 	double duration = 10, drain = 20, t_end;
 	uint64_t seed = 1, base_uid = 1000;
 	static im_seq last[FL_MAX_GROUPS];
+	static char addr[FL_MAX_PORTS][32];
 	uint32_t i, j;
 	im_store *st = NULL;
 	FILE *sf;
@@ -472,8 +474,13 @@ main(int argc, char **argv)
 			}
 		}
 	}
+	for (i = 0; i < f.nports; i++) {
+		snprintf(addr[i], sizeof(addr[i]), "127.0.0.1:%u",
+			 (unsigned)f.ports[i]);
+	}
 	for (i = 0; i < f.k; i++) {
 		im_client_opts o = IM_CLIENT_OPTS_INIT;
+		const char *srv[FL_MAX_PORTS];
 
 		f.c[i].fl = &f;
 		f.c[i].uid = base_uid + i;
@@ -483,8 +490,14 @@ main(int argc, char **argv)
 			fprintf(stderr, "fault_load: token\n");
 			return 1;
 		}
-		o.host = "127.0.0.1";
-		o.port = f.ports[i % f.nports];
+		/* Every Connector, starting at a different one per client
+		 * (the owner's Connector redirects the others): clients of
+		 * a dead Connector go on to the next one. */
+		for (j = 0; j < f.nports; j++) {
+			srv[j] = addr[(i + j) % f.nports];
+		}
+		o.servers = srv;
+		o.nservers = f.nports;
 		o.token = tok;
 		o.device = "fault_load";
 		o.seed = seed * 1000003u + i + 1;

@@ -9,7 +9,9 @@
 # after the other SPACING seconds apart, restarts what it killed (as a
 # supervisor would: a new incarnation), and runs check.py over the history.
 # Fault kinds: kill-chatter kill-connector kill-router stop-chatter
-# stop-connector pg-restart (pg-restart needs PostgreSQL). Targets are
+# stop-connector pg-restart (pg-restart needs PostgreSQL), and
+# kill-connector-stay (kill -9, never restarted: its clients go on to the
+# other Connector; later connector faults pick the live one). Targets are
 # picked by the seed.
 # Prints the checker's report; exit status 0 only with zero violations.
 # Every wait is bounded (the whole run: 3 + SPACING * faults + 30 s plus
@@ -104,16 +106,20 @@ pick() {
 	target="$1-$((RANDOM % $2 + 1))"
 }
 
+down= # Connectors killed for good (kill-connector-stay)
 fault() {
 	local kind=$1 t pid target
 	case $kind in
 	kill-chatter) pick chatter 3 ;;
-	kill-connector) pick connector 2 ;;
+	kill-connector | kill-connector-stay) pick connector 2 ;;
 	kill-router) pick router 2 ;;
 	stop-chatter) pick chatter 3 ;;
 	stop-connector) pick connector 2 ;;
 	pg-restart) target=postgresql ;;
 	*) echo "unknown fault $kind" >&2; return 1 ;;
+	esac
+	case " $down " in # never the one that is gone: the other one
+	*" $target "*) target=connector-$((3 - ${target#connector-})) ;;
 	esac
 	t=$(now_ms)
 	echo "F $t $kind $target" >>"$dir/faults"
@@ -122,8 +128,12 @@ fault() {
 	kill-*)
 		pid=$(pid_of "$target")
 		kill -KILL "$pid"
-		# a supervisor restarts it once the others took over
-		(sleep $((spacing / 2)); restart "$target") &
+		if [ "$kind" = kill-connector-stay ]; then
+			down="$down $target"
+		else
+			# a supervisor restarts it once the others took over
+			(sleep $((spacing / 2)); restart "$target") &
+		fi
 		;;
 	stop-chatter | stop-connector)
 		pid=$(pid_of "$target")

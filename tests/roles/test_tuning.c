@@ -129,6 +129,11 @@ test_tuning_sets_connector_and_chatter_opts_by_imd_names(void **state)
 	                                 sizeof(err)),
 	                 0);
 	assert_true(ch.dedup_ttl_ms == 7);
+	assert_true(ch.group_idle_ms == 60000); /* the default */
+	assert_int_equal(role_tuning_set(&cn, &ch, "group-idle-ms", "0", err,
+	                                 sizeof(err)),
+	                 0);
+	assert_true(ch.group_idle_ms == 0);
 	assert_true(ch.commit_thread);
 	assert_int_equal(role_tuning_set(&cn, &ch, "commit-thread", "false",
 	                                 err, sizeof(err)),
@@ -156,6 +161,7 @@ chatter_opts_equal(const chatter_opts *a, const chatter_opts *b)
 	       a->gid_step == b->gid_step &&
 	       a->dedup_capacity == b->dedup_capacity &&
 	       a->dedup_ttl_ms == b->dedup_ttl_ms && a->seed == b->seed &&
+	       a->group_idle_ms == b->group_idle_ms &&
 	       a->commit_thread == b->commit_thread &&
 	       a->commit_store == b->commit_store;
 }

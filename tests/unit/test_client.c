@@ -53,6 +53,10 @@ struct fsrv {
 	uint64_t acked_seq;
 	im_Sync sync;
 	int nsync;
+	/* set before the thread starts */
+	int accept_ms;        /* 0 = WAIT_MS */
+	bool die;             /* close the listener when the script ends */
+	char redirect_to[64]; /* for the redirecting scripts */
 };
 
 #define FS_CHECK(fs, cond)                                                     \
@@ -74,7 +78,7 @@ fs_accept(fsrv *fs)
 		close(fs->cfd);
 		fs->cfd = -1;
 	}
-	if (poll(&p, 1, WAIT_MS) != 1) {
+	if (poll(&p, 1, fs->accept_ms > 0 ? fs->accept_ms : WAIT_MS) != 1) {
 		return -1;
 	}
 	fs->cfd = accept(fs->lfd, NULL, NULL);
@@ -232,11 +236,17 @@ fs_main(void *arg)
 		close(fs->cfd);
 		fs->cfd = -1;
 	}
+	if (fs->die) {
+		/* gone for good: the next connect is refused */
+		close(fs->lfd);
+		fs->lfd = -1;
+	}
 	return NULL;
 }
 
+/* A listener with its script, not started yet (fs_run). */
 static fsrv *
-fs_start(fscript script)
+fs_new(fscript script)
 {
 	fsrv *fs = calloc(1, sizeof(*fs));
 	struct sockaddr_in a;
@@ -254,7 +264,21 @@ fs_start(fscript script)
 	assert_int_equal(listen(fs->lfd, 8), 0);
 	assert_int_equal(getsockname(fs->lfd, (struct sockaddr *)&a, &alen), 0);
 	fs->port = ntohs(a.sin_port);
+	return fs;
+}
+
+static void
+fs_run(fsrv *fs)
+{
 	assert_int_equal(pthread_create(&fs->th, NULL, fs_main, fs), 0);
+}
+
+static fsrv *
+fs_start(fscript script)
+{
+	fsrv *fs = fs_new(script);
+
+	fs_run(fs);
 	return fs;
 }
 
@@ -262,7 +286,9 @@ static void
 fs_join(fsrv *fs)
 {
 	pthread_join(fs->th, NULL);
-	close(fs->lfd);
+	if (fs->lfd >= 0) {
+		close(fs->lfd);
+	}
 	if (fs->failed) {
 		fail_msg("fake server: %s", fs->why);
 	}
@@ -279,6 +305,8 @@ typedef struct seen {
 	im_client_conv login_conv;
 	int errs[16];
 	int nerr;
+	int nerr_all; /* not capped */
+	char last_text[160];
 	im_seq events[16];
 	int nevents;
 	im_client_reply_kind reply_kind;
@@ -323,6 +351,8 @@ on_error(im_client *cl, const im_client_error *e, void *payload)
 	if (s->nerr < 16) {
 		s->errs[s->nerr++] = e->err;
 	}
+	s->nerr_all++;
+	snprintf(s->last_text, sizeof(s->last_text), "%s", e->text);
 }
 
 static void
@@ -354,14 +384,12 @@ on_state(im_client *cl, im_client_state st, void *payload)
 
 static uint64_t seed;
 
-static im_client *
-mk_client(uint16_t port, seen *s)
+static void
+base_opts(im_client_opts *po, seen *s)
 {
 	im_client_opts o = IM_CLIENT_OPTS_INIT;
-	im_client *cl = NULL;
 
 	memset(s, 0, sizeof(*s));
-	o.port = port;
 	o.token = "7.0.test";
 	o.seed = seed;
 	o.backoff_min_ms = 5;
@@ -375,8 +403,55 @@ mk_client(uint16_t port, seen *s)
 	o.cb.on_reply = on_reply;
 	o.cb.on_state = on_state;
 	o.payload = s;
+	*po = o;
+}
+
+static im_client *
+mk_client(uint16_t port, seen *s)
+{
+	im_client_opts o;
+	im_client *cl = NULL;
+
+	base_opts(&o, s);
+	o.port = port;
 	assert_int_equal(im_client_create(&cl, &o), IM_OK);
 	return cl;
+}
+
+/* A client of several addresses (version 2 opts). */
+static im_client *
+mk_client_srv(const char *const *srv, uint32_t n, uint32_t max_rounds, seen *s)
+{
+	im_client_opts o;
+	im_client *cl = NULL;
+
+	base_opts(&o, s);
+	o.port = 1; /* unused with servers */
+	o.servers = srv;
+	o.nservers = n;
+	o.max_rounds = max_rounds;
+	assert_int_equal(im_client_create(&cl, &o), IM_OK);
+	return cl;
+}
+
+/* A loopback port nobody listens on (bound, then closed): refused. */
+static uint16_t
+dead_port(void)
+{
+	struct sockaddr_in a;
+	socklen_t alen = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	uint16_t port;
+
+	assert_true(fd >= 0);
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
+	port = ntohs(a.sin_port);
+	close(fd);
+	return port;
 }
 
 static bool
@@ -1444,6 +1519,401 @@ test_client_dedup_ids_follow_the_seed(void **state)
 	im_client_destroy(b);
 }
 
+/* ---- several server addresses ---- */
+
+static void
+script_login_hold(fsrv *fs)
+{
+	FS_CHECK(fs, fs_login(fs) == 0);
+	(void)fs_recv(fs); /* until the client goes */
+}
+
+static void
+test_client_refused_first_address_moves_to_the_second(void **state)
+{
+	fsrv *fs = fs_start(script_login_hold);
+	char a0[32], a1[32];
+	const char *srv[2] = {a0, a1};
+	seen s;
+	im_client *cl;
+
+	snprintf(a0, sizeof(a0), "127.0.0.1:%u", (unsigned)dead_port());
+	snprintf(a1, sizeof(a1), "127.0.0.1:%u", (unsigned)fs->port);
+	cl = mk_client_srv(srv, 2, 0, &s);
+	assert_string_equal(im_client_server(cl), a0);
+	assert_int_equal(im_client_connect_wait(cl, WAIT_MS), IM_OK);
+	assert_string_equal(im_client_server(cl), a1);
+	assert_int_equal(im_client_user(cl), 7);
+	assert_true(s.nerr >= 1);
+	assert_int_equal(s.errs[0], IM_EUNAVAIL); /* the refusal, reported */
+	im_client_destroy(cl);
+	fs_join(fs);
+	assert_int_equal(fs->accepts, 1);
+	free(fs);
+}
+
+/* The first server delivers 10:5, takes a send and dies (listener too). */
+static void
+script_deliver_then_die(fsrv *fs)
+{
+	FS_CHECK(fs, fs_login(fs) == 0);
+	fs_deliver(fs, 10, 5, 4, 8, "five");
+	FS_CHECK(fs, fs_recv_req(fs) == 0);
+	FS_CHECK(fs, fs->in.which_msg == im_Envelope_send_tag);
+	fs->dedup[fs->ndedup++] = fs->in.msg.send.dedup_id;
+}
+
+/* The next server gets the Resume with the cursors (as a Connector that
+ * never saw the session does: from the store), replays 10:6 that was
+ * committed meanwhile and acks the retried send. */
+static void
+script_resume_elsewhere(fsrv *fs)
+{
+	size_t i;
+	bool g10 = false, uq = false;
+
+	FS_CHECK(fs, fs_accept(fs) >= 0);
+	FS_CHECK(fs, fs_recv_req(fs) == 0);
+	FS_CHECK(fs, fs->in.which_msg == im_Envelope_resume_tag);
+	fs->resume = fs->in.msg.resume;
+	fs->nresume++;
+	for (i = 0; i < fs->resume.cursors_count; i++) {
+		if (fs->resume.cursors[i].group == 10) {
+			g10 = fs->resume.cursors[i].seq == 5;
+		}
+		if (fs->resume.cursors[i].group == 0) {
+			uq = fs->resume.cursors[i].seq == 3;
+		}
+	}
+	FS_CHECK(fs, g10 && uq);
+	fs_env(fs, fs->in.req_id, im_Envelope_resume_ok_tag);
+	fs->out.msg.resume_ok.user = 7;
+	memset(fs->out.msg.resume_ok.session, 0xcd, 16);
+	FS_CHECK(fs, fs_send(fs) == 0);
+	fs_deliver(fs, 10, 6, 5, 9, "six");
+	FS_CHECK(fs, fs_recv_req(fs) == 0);
+	FS_CHECK(fs, fs->in.which_msg == im_Envelope_send_tag);
+	fs->dedup[fs->ndedup++] = fs->in.msg.send.dedup_id;
+	fs_env(fs, fs->in.req_id, im_Envelope_send_ack_tag);
+	fs->out.msg.send_ack.group = 10;
+	fs->out.msg.send_ack.dedup_id = fs->dedup[0];
+	fs->out.msg.send_ack.seq = 7;
+	FS_CHECK(fs, fs_send(fs) == 0);
+	(void)fs_recv(fs);
+}
+
+static bool
+pred_two_and_acked(im_client *cl, void *arg)
+{
+	seen *s = arg;
+
+	return s->n >= 2 && im_client_outbox_count(cl) == 0;
+}
+
+static void
+test_client_lost_server_moves_to_the_next_and_resumes_without_loss(void **state)
+{
+	fsrv *f1 = fs_new(script_deliver_then_die);
+	fsrv *f2 = fs_start(script_resume_elsewhere);
+	char a0[32], a1[32];
+	const char *srv[2] = {a0, a1};
+	seen s;
+	im_client *cl;
+
+	f1->die = true;
+	fs_run(f1);
+	snprintf(a0, sizeof(a0), "127.0.0.1:%u", (unsigned)f1->port);
+	snprintf(a1, sizeof(a1), "127.0.0.1:%u", (unsigned)f2->port);
+	cl = mk_client_srv(srv, 2, 0, &s);
+	assert_int_equal(im_client_connect_wait(cl, WAIT_MS), IM_OK);
+	assert_int_equal(im_client_send(cl, 10, "x", 1, NULL), IM_OK);
+	assert_int_equal(
+	        im_client_run_until(cl, WAIT_MS, pred_two_and_acked, &s),
+	        IM_OK);
+	assert_string_equal(im_client_server(cl), a1);
+	/* 5 from the first server, 6 from the second: none lost, none
+	 * twice, in order */
+	assert_int_equal(s.n, 2);
+	assert_int_equal(s.seq[0], 5);
+	assert_int_equal(s.seq[1], 6);
+	assert_int_equal(im_client_cursor(cl, 10), 6);
+	im_client_destroy(cl);
+	fs_join(f1);
+	fs_join(f2);
+	assert_int_equal(f1->ndedup, 1);
+	assert_int_equal(f2->ndedup, 1);
+	assert_true(f1->dedup[0] == f2->dedup[0]); /* stored once */
+	assert_int_equal(f2->nresume, 1);
+	free(f1);
+	free(f2);
+}
+
+/* Answer each login with Redirect{redirect_to} (up to 8 connections,
+ * while they keep coming). */
+static void
+script_redirect(fsrv *fs)
+{
+	im_Redirect *rd;
+	int i;
+
+	for (i = 0; i < 8 && fs_accept(fs) >= 0; i++) {
+		if (fs_recv_req(fs) != 0) {
+			continue;
+		}
+		FS_CHECK(fs, fs->in.which_msg == im_Envelope_login_tag);
+		rd = &fs_env(fs, fs->in.req_id, im_Envelope_redirect_tag)
+		              ->msg.redirect;
+		snprintf(rd->address, sizeof(rd->address), "%s",
+		         fs->redirect_to);
+		FS_CHECK(fs, fs_send(fs) == 0);
+		(void)fs_recv(fs); /* the client closes */
+	}
+}
+
+static void
+test_client_redirect_goes_where_it_points(void **state)
+{
+	fsrv *f1 = fs_new(script_redirect);
+	fsrv *f2 = fs_start(script_login_hold);
+	char a0[32], a1[32];
+	const char *srv[1] = {a0};
+	seen s;
+	im_client *cl;
+
+	f1->accept_ms = 300;
+	snprintf(f1->redirect_to, sizeof(f1->redirect_to), "127.0.0.1:%u",
+	         (unsigned)f2->port);
+	fs_run(f1);
+	snprintf(a0, sizeof(a0), "127.0.0.1:%u", (unsigned)f1->port);
+	snprintf(a1, sizeof(a1), "127.0.0.1:%u", (unsigned)f2->port);
+	cl = mk_client_srv(srv, 1, 0, &s);
+	assert_int_equal(im_client_connect_wait(cl, WAIT_MS), IM_OK);
+	/* an address that is not on the list */
+	assert_string_equal(im_client_server(cl), a1);
+	assert_int_equal(s.errs[0], IM_EAGAIN);
+	assert_non_null(strstr(s.last_text, "redirected to"));
+	im_client_destroy(cl);
+	fs_join(f1);
+	fs_join(f2);
+	assert_int_equal(f1->accepts, 1);
+	assert_int_equal(f2->accepts, 1);
+	free(f1);
+	free(f2);
+}
+
+static void
+test_client_refused_redirect_target_falls_back_to_the_list(void **state)
+{
+	fsrv *f1 = fs_new(script_redirect);
+	fsrv *f2 = fs_start(script_login_hold);
+	char a0[32], a1[32];
+	const char *srv[2] = {a0, a1};
+	seen s;
+	im_client *cl;
+	int i;
+	bool redirected = false, refused = false;
+
+	f1->accept_ms = 300;
+	snprintf(f1->redirect_to, sizeof(f1->redirect_to), "127.0.0.1:%u",
+	         (unsigned)dead_port());
+	fs_run(f1);
+	snprintf(a0, sizeof(a0), "127.0.0.1:%u", (unsigned)f1->port);
+	snprintf(a1, sizeof(a1), "127.0.0.1:%u", (unsigned)f2->port);
+	cl = mk_client_srv(srv, 2, 0, &s);
+	assert_int_equal(im_client_connect_wait(cl, WAIT_MS), IM_OK);
+	assert_string_equal(im_client_server(cl), a1);
+	for (i = 0; i < s.nerr; i++) {
+		redirected |= s.errs[i] == IM_EAGAIN;
+		refused |= s.errs[i] == IM_EUNAVAIL;
+	}
+	assert_true(redirected && refused);
+	im_client_destroy(cl);
+	fs_join(f1);
+	fs_join(f2);
+	assert_int_equal(f1->accepts, 1);
+	assert_int_equal(f2->accepts, 1);
+	free(f1);
+	free(f2);
+}
+
+/* A live Connector that still redirects to a dead one it believes alive,
+ * then serves the user (it took the slot). */
+static void
+script_redirect_once_then_serve(fsrv *fs)
+{
+	im_Redirect *rd;
+
+	FS_CHECK(fs, fs_accept(fs) >= 0);
+	FS_CHECK(fs, fs_recv_req(fs) == 0);
+	rd = &fs_env(fs, fs->in.req_id, im_Envelope_redirect_tag)->msg.redirect;
+	snprintf(rd->address, sizeof(rd->address), "%s", fs->redirect_to);
+	FS_CHECK(fs, fs_send(fs) == 0);
+	(void)fs_recv(fs);
+	FS_CHECK(fs, fs_login(fs) == 0);
+	(void)fs_recv(fs);
+}
+
+static void
+test_client_dead_redirect_target_on_the_list_is_not_tried_twice(void **state)
+{
+	fsrv *f1 = fs_new(script_redirect_once_then_serve);
+	char a0[32], a1[32];
+	const char *srv[2] = {a0, a1};
+	seen s;
+	im_client *cl;
+	int i, refused = 0;
+
+	snprintf(a0, sizeof(a0), "127.0.0.1:%u", (unsigned)f1->port);
+	snprintf(a1, sizeof(a1), "127.0.0.1:%u", (unsigned)dead_port());
+	snprintf(f1->redirect_to, sizeof(f1->redirect_to), "%s", a1);
+	fs_run(f1);
+	cl = mk_client_srv(srv, 2, 0, &s);
+	assert_int_equal(im_client_connect_wait(cl, WAIT_MS), IM_OK);
+	assert_string_equal(im_client_server(cl), a0);
+	for (i = 0; i < s.nerr; i++) {
+		refused += s.errs[i] == IM_EUNAVAIL;
+	}
+	/* f1, the dead target (refused), then f1 again: the list's entry
+	 * for the same dead address is skipped */
+	assert_int_equal(refused, 1);
+	im_client_destroy(cl);
+	fs_join(f1);
+	assert_int_equal(f1->accepts, 2);
+	free(f1);
+}
+
+/* Two servers sending the client to each other: every hop is a try, so
+ * max_rounds ends it like dead addresses would. */
+static void
+test_client_redirect_loop_is_bounded_by_max_rounds(void **state)
+{
+	fsrv *f1 = fs_new(script_redirect);
+	fsrv *f2 = fs_new(script_redirect);
+	char a0[32];
+	const char *srv[1] = {a0};
+	seen s;
+	im_client *cl;
+
+	f1->accept_ms = f2->accept_ms = 300;
+	snprintf(f1->redirect_to, sizeof(f1->redirect_to), "127.0.0.1:%u",
+	         (unsigned)f2->port);
+	snprintf(f2->redirect_to, sizeof(f2->redirect_to), "127.0.0.1:%u",
+	         (unsigned)f1->port);
+	fs_run(f1);
+	fs_run(f2);
+	snprintf(a0, sizeof(a0), "127.0.0.1:%u", (unsigned)f1->port);
+	cl = mk_client_srv(srv, 1, 3, &s);
+	assert_int_equal(im_client_connect_wait(cl, WAIT_MS), IM_EUNAVAIL);
+	assert_int_equal(im_client_get_state(cl), IM_CLIENT_STOPPED);
+	assert_non_null(strstr(s.last_text, "gave up"));
+	im_client_destroy(cl);
+	fs_join(f1);
+	fs_join(f2);
+	/* tries: f1, f2, f1 */
+	assert_int_equal(f1->accepts, 2);
+	assert_int_equal(f2->accepts, 1);
+	free(f1);
+	free(f2);
+}
+
+static void
+test_client_all_addresses_dead_back_off_then_give_up(void **state)
+{
+	char a0[32], a1[32];
+	const char *srv[2] = {a0, a1};
+	seen s;
+	im_client *cl;
+	int n;
+
+	snprintf(a0, sizeof(a0), "127.0.0.1:%u", (unsigned)dead_port());
+	snprintf(a1, sizeof(a1), "127.0.0.1:%u", (unsigned)dead_port());
+	/* max_rounds 3 over 2 addresses: 6 tries, then STOPPED */
+	cl = mk_client_srv(srv, 2, 3, &s);
+	assert_int_equal(im_client_connect_wait(cl, WAIT_MS), IM_EUNAVAIL);
+	assert_int_equal(im_client_get_state(cl), IM_CLIENT_STOPPED);
+	assert_int_equal(s.nerr_all, 6 + 1); /* each refusal, then give up */
+	assert_non_null(strstr(s.last_text, "gave up"));
+	/* nothing stays armed: no further try */
+	assert_int_equal(im_client_run_until(cl, 50, NULL, NULL), IM_OK);
+	assert_int_equal(s.nerr_all, 7);
+	/* connect() starts over */
+	assert_int_equal(im_client_connect_wait(cl, WAIT_MS), IM_EUNAVAIL);
+	assert_int_equal(s.nerr_all, 14);
+	im_client_destroy(cl);
+
+	/* max_rounds 0: retried for ever, DISCONNECTED meanwhile, and the
+	 * backoff (5..40 ms, growing per round) keeps it far from a busy
+	 * loop: a few dozen tries in 300 ms at most. */
+	cl = mk_client_srv(srv, 2, 0, &s);
+	assert_int_equal(im_client_connect(cl), IM_OK);
+	assert_int_equal(im_client_run_until(cl, 300, NULL, NULL), IM_OK);
+	/* between tries (or in one: a refusal may come asynchronously) */
+	assert_true(im_client_get_state(cl) == IM_CLIENT_DISCONNECTED ||
+	            im_client_get_state(cl) == IM_CLIENT_CONNECTING);
+	n = s.nerr_all;
+	assert_true(n >= 4);
+	assert_true(n <= 60);
+	im_client_destroy(cl);
+}
+
+static void
+test_client_create_checks_the_server_list(void **state)
+{
+	im_client_opts o = IM_CLIENT_OPTS_INIT;
+	im_client *cl = NULL;
+	const char *ok[2] = {"127.0.0.1:7600", "[::1]:7601"};
+	const char *bad[] = {"127.0.0.1", "127.0.0.1:", ":7600",
+	                     "h:0",       "h:65536",    "h:76x0",
+	                     "h:123456",  "[]:7600",    NULL};
+	const char *many[IM_CLIENT_SERVERS_MAX + 1];
+	char longhost[IM_CLIENT_ADDR_MAX + 8];
+	const char *one[1];
+	size_t i;
+
+	o.token = "t";
+	o.servers = ok;
+	o.nservers = 2;
+	assert_int_equal(im_client_create(&cl, &o), IM_OK);
+	assert_string_equal(im_client_server(cl), "127.0.0.1:7600");
+	im_client_destroy(cl);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		one[0] = bad[i];
+		o.servers = one;
+		o.nservers = 1;
+		cl = (im_client *)&o;
+		assert_int_equal(im_client_create(&cl, &o), IM_EINVAL);
+		assert_null(cl);
+	}
+	o.servers = NULL;
+	o.nservers = 1;
+	assert_int_equal(im_client_create(&cl, &o), IM_EINVAL);
+	for (i = 0; i < IM_CLIENT_SERVERS_MAX + 1; i++) {
+		many[i] = "127.0.0.1:7600";
+	}
+	o.servers = many;
+	o.nservers = IM_CLIENT_SERVERS_MAX + 1;
+	assert_int_equal(im_client_create(&cl, &o), IM_EINVAL);
+	o.nservers = IM_CLIENT_SERVERS_MAX;
+	assert_int_equal(im_client_create(&cl, &o), IM_OK);
+	im_client_destroy(cl);
+	memset(longhost, 'h', sizeof(longhost));
+	memcpy(longhost + IM_CLIENT_ADDR_MAX - 4, ":7600", 6);
+	one[0] = longhost; /* exactly IM_CLIENT_ADDR_MAX + 1 long */
+	o.servers = one;
+	o.nservers = 1;
+	assert_int_equal(im_client_create(&cl, &o), IM_EINVAL);
+	/* version 1 callers: the v2 fields are not read, host/port count */
+	o.version = 1;
+	o.servers = bad;
+	o.nservers = 99;
+	assert_int_equal(im_client_create(&cl, &o), IM_OK);
+	assert_string_equal(im_client_server(cl), "127.0.0.1:7600");
+	im_client_destroy(cl);
+	o.version = 0;
+	assert_int_equal(im_client_create(&cl, &o), IM_EINVAL);
+	assert_string_equal(im_client_server(NULL), "");
+}
+
 int
 main(void)
 {
@@ -1483,6 +1953,20 @@ main(void)
 	                test_client_resume_over_128_convs_syncs_the_rest),
 	        cmocka_unit_test(
 	                test_client_lost_session_logs_in_again_and_syncs_the_gap),
+	        cmocka_unit_test(test_client_create_checks_the_server_list),
+	        cmocka_unit_test(
+	                test_client_refused_first_address_moves_to_the_second),
+	        cmocka_unit_test(
+	                test_client_lost_server_moves_to_the_next_and_resumes_without_loss),
+	        cmocka_unit_test(test_client_redirect_goes_where_it_points),
+	        cmocka_unit_test(
+	                test_client_refused_redirect_target_falls_back_to_the_list),
+	        cmocka_unit_test(
+	                test_client_dead_redirect_target_on_the_list_is_not_tried_twice),
+	        cmocka_unit_test(
+	                test_client_redirect_loop_is_bounded_by_max_rounds),
+	        cmocka_unit_test(
+	                test_client_all_addresses_dead_back_off_then_give_up),
 	};
 
 	/* the fake server may write to a client that just closed */
