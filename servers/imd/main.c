@@ -442,6 +442,9 @@ out:
 		      (unsigned long long)cs.refills_inline,
 		      (unsigned long long)cs.thread_commits,
 		      (unsigned long long)cs.waits);
+		LOG_I("chatter: created %llu groups in %llu commits",
+		      (unsigned long long)cs.groups_created,
+		      (unsigned long long)cs.create_commits);
 	}
 	if (d.cn != NULL) {
 		connector_stats ns;

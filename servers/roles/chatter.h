@@ -52,7 +52,7 @@ typedef struct chatter_opts {
 
 #define CHATTER_OPTS_INIT                                                      \
 	{                                                                      \
-		65536, 100000, 1024, 10000, 100, 65536, 600000, 0, 60000,      \
+		65536, 100000, 1024, 10000, 1000, 65536, 600000, 0, 60000,     \
 		        true, NULL                                             \
 	}
 
@@ -67,13 +67,15 @@ int chatter_create(chatter **out, struct ev_loop *loop, im_store *st,
                    const chatter_opts *opts);
 
 /*
- * Requests from Connectors (via the router). Sends wait for the loop
- * turn's group commit; membership ops run at once (after committing the
- * sends before them, to keep their order). With the commit thread, a
- * send that finds the gathering batch full (max_batch sends or their
- * bodies) blocks the loop until the batch in flight is committed; the
- * full batch then goes in flight and gathering goes on: the loop never
- * holds more than two batches.
+ * Requests from Connectors (via the router). Sends and CreateGroups wait
+ * for the loop turn's group commit (all creations of a turn in one fenced
+ * transaction, the sends in another); membership ops run at once (after
+ * committing what is pending, to keep their order). With the commit
+ * thread, a send that finds the gathering batch full (max_batch sends or
+ * their bodies) blocks the loop until the batch in flight is committed;
+ * the full batch then goes in flight and gathering goes on: the loop
+ * never holds more than two batches. Creations are committed on the loop
+ * whenever the thread is idle (before the next batch is handed over).
  */
 void chatter_submit(chatter *c, const role_op *ops, size_t n);
 
@@ -112,6 +114,8 @@ typedef struct chatter_stats {
 	uint64_t refills_inline; /* of which while building a batch (dry) */
 	uint32_t groups;  /* hot groups now */
 	uint64_t expired; /* hot groups dropped as idle */
+	uint64_t groups_created;
+	uint64_t create_commits; /* store transactions creating groups */
 	/* With the commit thread: commits made on it, and how often the loop
 	 * had to wait for one (full batch, flush, drop). */
 	uint64_t thread_commits;

@@ -208,6 +208,29 @@ mux_slot_cas_many(im_store *st, im_kind kind, const uint32_t *slots,
 	                               epochs_out));
 }
 
+static int
+mux_group_create_many(im_store *st, const im_fence *fences, size_t nfences,
+                      const im_group_new *groups, size_t n)
+{
+	FORWARD(im_store_group_create_many(in_, fences, nfences, groups, n));
+}
+
+static int
+mux_seg_take_many(im_store *st, const im_seg_key *keys, size_t n,
+                  uint32_t step, im_seg *segs_out)
+{
+	FORWARD(im_store_seg_take_many(in_, keys, n, step, segs_out));
+}
+
+static int
+mux_uq_last(im_store *st, im_uid user, im_seq *last_out)
+{
+	FORWARD(im_store_uq_last(in_, user, last_out));
+}
+
+/* Every op of IM_STORE_OPS_VERSION: an op missing here would answer
+ * IM_ENOTSUP through the mux and send callers to their fallbacks (some
+ * unfenced). The assertion below catches a newer header. */
 static const struct im_store_ops mux_ops = {
         .version = IM_STORE_OPS_VERSION,
         .name = "mux",
@@ -233,7 +256,14 @@ static const struct im_store_ops mux_ops = {
         .node_heartbeat = mux_node_heartbeat,
         .node_list = mux_node_list,
         .slot_cas_many = mux_slot_cas_many,
+        .group_create_many = mux_group_create_many,
+        .seg_take_many = mux_seg_take_many,
+        .uq_last = mux_uq_last,
 };
+
+/* Written against version 4: a newer header has ops this file lacks. */
+_Static_assert(IM_STORE_OPS_VERSION == 4,
+               "store_mux.c: forward the new store ops");
 
 int
 store_mux_create(store_mux **out, im_store *inner)

@@ -666,6 +666,18 @@ test_store_mux_refuses_null_and_forwards_with_its_own_error(void **state)
 	assert_true(strlen(im_store_errmsg(a)) > 0);
 	assert_string_equal(im_store_errmsg(b), "");
 	assert_int_equal(store_mux_calls(m), 4);
+	/* The newest ops too (an op the mux lacked would be IM_ENOTSUP and
+	 * send callers to an unfenced fallback). */
+	{
+		im_seq last = 7;
+		im_seg_key key = {IM_SEG_GROUP_SEQ, 7};
+		im_seg seg;
+
+		assert_int_equal(im_store_uq_last(a, 1, &last), IM_OK);
+		assert_int_equal(last, 0);
+		assert_int_equal(im_store_seg_take_many(b, &key, 1, 10, &seg),
+		                 IM_OK);
+	}
 	im_store_close(a);
 	im_store_close(b);
 	store_mux_destroy(m);
