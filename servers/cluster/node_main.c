@@ -32,6 +32,7 @@
 #include "member.h"
 #include "router.h"
 #ifdef IMNODE_HAVE_ROLES
+#include "store_mux.h"
 #include "tuning.h"
 #endif
 
@@ -920,6 +921,35 @@ out:
 	im_shard_destroy(rn.map);
 	return ret;
 }
+
+/*
+ * A Chatter commits on a thread of its own (commit_thread): the thread and
+ * the loop (heartbeats, the slot map, the Chatter's loads) share the one
+ * store connection through two handles of a store_mux.
+ */
+static int
+run_role_mux(struct ev_loop *loop, im_store *st, node_config *c)
+{
+	store_mux *mux = NULL;
+	im_store *lst = NULL, *cst = NULL;
+	int ret = 1;
+
+	if (strcmp(c->role, "chatter") != 0 || !c->ch.commit_thread) {
+		return run_role(loop, st, c);
+	}
+	if (store_mux_create(&mux, st) != IM_OK ||
+	    store_mux_handle(mux, &lst) != IM_OK ||
+	    store_mux_handle(mux, &cst) != IM_OK) {
+		fprintf(stderr, "imnode: store handles: out of memory\n");
+	} else {
+		c->ch.commit_store = cst;
+		ret = run_role(loop, lst, c);
+	}
+	im_store_close(cst);
+	im_store_close(lst);
+	store_mux_destroy(mux);
+	return ret;
+}
 #endif
 
 int
@@ -989,7 +1019,7 @@ main(int argc, char **argv)
 	ev_signal_start(loop, &sterm);
 #ifdef IMNODE_HAVE_ROLES
 	if (strcmp(c.role, "router") != 0) {
-		ret = run_role(loop, st, &c);
+		ret = run_role_mux(loop, st, &c);
 	} else
 #endif
 		ret = run_router(loop, st, &c);

@@ -24,6 +24,7 @@
 #include "im/store.h"
 #include "im/token.h"
 #include "router_local.h"
+#include "store_mux.h"
 
 struct imd {
 	struct ev_loop *loop;
@@ -310,7 +311,8 @@ run(imd_config *cfg)
 {
 	im_store_sqlite_opts so = IM_STORE_SQLITE_OPTS_INIT;
 	im_shard_opts sho = IM_SHARD_OPTS_INIT;
-	im_store *st = NULL;
+	im_store *st = NULL, *lst = NULL, *cst = NULL;
+	store_mux *mux = NULL;
 	im_shard_map *map = NULL;
 	router_local router;
 	struct imd d;
@@ -376,10 +378,23 @@ run(imd_config *cfg)
 	}
 	router_local_init(&router);
 	cfg->ch.seed = role_now_ms() ^ ((uint64_t)getpid() << 32);
-	rc = chatter_create(&d.ch, d.loop, st, map, owner, &router.base,
+	/* The Chatter's commit thread and the loop (Connector reads, the
+	 * Chatter's loads) share the one connection, each op under the
+	 * mux's lock: an exclusive sqlite database has no second one. */
+	lst = st;
+	cfg->ch.commit_store = NULL;
+	if (cfg->ch.commit_thread &&
+	    (store_mux_create(&mux, st) != IM_OK ||
+	     store_mux_handle(mux, &lst) != IM_OK ||
+	     store_mux_handle(mux, &cst) != IM_OK)) {
+		LOG_E("store handles for the commit thread: out of memory");
+		goto out;
+	}
+	cfg->ch.commit_store = cst;
+	rc = chatter_create(&d.ch, d.loop, lst, map, owner, &router.base,
 	                    &cfg->ch);
 	if (rc == IM_OK) {
-		rc = connector_create(&d.cn, d.loop, st, map, owner, 0,
+		rc = connector_create(&d.cn, d.loop, lst, map, owner, 0,
 		                      &router.base, cfg->secret,
 		                      strlen(cfg->secret), &cfg->cn);
 	}
@@ -404,8 +419,9 @@ run(imd_config *cfg)
 	ev_signal_init(&d.sigint_w, stop_cb, SIGINT);
 	d.sigint_w.data = &d;
 	ev_signal_start(d.loop, &d.sigint_w);
-	LOG_I("imd listening on %s:%u, db %s (sync %s%s)", cfg->listen, port,
-	      cfg->db, cfg->sync, cfg->exclusive ? ", exclusive" : "");
+	LOG_I("imd listening on %s:%u, db %s (sync %s%s%s)", cfg->listen,
+	      port, cfg->db, cfg->sync, cfg->exclusive ? ", exclusive" : "",
+	      cst != NULL ? ", commit thread" : "");
 	ev_run(d.loop, 0);
 	status = 0;
 out:
@@ -417,12 +433,15 @@ out:
 		LOG_I("chatter: %llu messages in %llu commits, %llu "
 		      "duplicates, "
 		      "%llu fenced commits, %u hot groups, %llu seq refills "
-		      "(%llu inline)",
+		      "(%llu inline), %llu on the commit thread (loop waited "
+		      "%llu times)",
 		      (unsigned long long)cs.msgs,
 		      (unsigned long long)cs.commits,
 		      (unsigned long long)cs.dups, (unsigned long long)cs.stale,
 		      cs.groups, (unsigned long long)cs.refills,
-		      (unsigned long long)cs.refills_inline);
+		      (unsigned long long)cs.refills_inline,
+		      (unsigned long long)cs.thread_commits,
+		      (unsigned long long)cs.waits);
 		LOG_I("chatter: created %llu groups in %llu commits",
 		      (unsigned long long)cs.groups_created,
 		      (unsigned long long)cs.create_commits);
@@ -447,6 +466,11 @@ out:
 		ev_loop_destroy(d.loop);
 	}
 	im_shard_destroy(map);
+	if (lst != st) {
+		im_store_close(lst);
+	}
+	im_store_close(cst);
+	store_mux_destroy(mux);
 	im_store_close(st);
 	if (status == 0) {
 		LOG_I("imd stopped");

@@ -7,6 +7,20 @@
  * touches), then the senders get their acks, then the members their
  * deliveries. An ack therefore always follows a commit (acked => durable).
  *
+ * The commit thread (opts.commit_thread with a commit_store). The loop
+ * builds a batch (group state, dedup, seqs, fences: everything that needs
+ * the hot state) and hands it to the thread, which only runs the
+ * append (and the batch's one segment prefetch) through its own store
+ * handle and signals with an ev_async. Meanwhile the loop gathers the next
+ * batch into the other of two buffers. On completion the loop applies the
+ * results to the hot state, builds and hands over the gathered batch, and
+ * only then sends the acks and fan-out of the finished one, so that the
+ * next fsync runs while the loop encodes deliveries. Nothing of the hot
+ * state is touched by the thread except that prefetched segment, and the
+ * loop neither builds nor drops groups while a batch is in flight (every
+ * path that would waits for it first), so the only shared data is the
+ * batch handed over, under the mutex.
+ *
  * Group state is a cache of the store: it is loaded on first use, and
  * dropped whenever we are no longer sure it is right (a fenced or failed
  * commit); the next use reloads it and takes a fresh seq segment, so seqs
@@ -14,12 +28,14 @@
  */
 #include "chatter.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "im/dedup.h"
 #include "im/idseg.h"
+#include "im/sys/store.h"
 
 struct group {
 	struct group *next; /* hash chain */
@@ -53,6 +69,40 @@ struct pend {
 	void *body;
 };
 
+/*
+ * One batch: the sends gathered, their bodies, and everything needed to
+ * commit and answer them. Two of them with the commit thread (one
+ * gathering, one in flight), one without.
+ */
+struct batch {
+	struct pend *pend;
+	uint32_t npend;
+	/* Bodies of the pending sends, packed; emptied once answered.
+	 * max_batch x IM_MSG_BODY_MAX bytes, so max_batch flushes first;
+	 * only the pages a batch used are ever touched. */
+	uint8_t *arena;
+	size_t arena_used;
+	/* Built on the loop thread (build_batch) */
+	uint64_t gen; /* batch_gen of its groups */
+	uint64_t now;
+	im_msg *msgs;
+	uint32_t nmsgs;
+	struct group **msg_group;
+	uint32_t *msg_pend;
+	im_fence *fences;
+	uint32_t nfences;
+	struct group **touched;
+	uint32_t ntouched;
+	role_reply *replies;
+	uint32_t nrep;
+	struct group *prefetch; /* refilled after the append (thread) */
+	/* Written by the committer */
+	im_append_result *res;
+	int rc;
+	int prefetch_rc;
+	char err[IM_STORE_ERRMSG_MAX];
+};
+
 /* im.EventType values. */
 enum { UEV_JOINED = 1, UEV_LEFT = 2, UEV_GROUP_CREATED = 3 };
 
@@ -84,6 +134,19 @@ struct chatter {
 	ev_timer idle_w;     /* idle group expiry sweep */
 	uint32_t idle_cursor; /* bucket where the next sweep starts */
 
+	/* The commit thread (threaded only). job/job_done/quit under mu. */
+	bool threaded;
+	bool thread_started;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t job_cv;
+	pthread_cond_t done_cv;
+	struct batch *job;
+	bool job_done;
+	bool quit;
+	ev_async done_w;
+	im_store *cst; /* the thread's store handle */
+
 	struct group **buckets;
 	uint32_t nbuckets; /* power of two */
 	uint32_t ngroups;
@@ -93,23 +156,17 @@ struct chatter {
 	im_idseg gids;
 	bool gids_ready;
 
-	/* The batch being gathered, and scratch for committing it. */
-	struct pend *pend;
-	uint32_t npend;
-	/* Bodies of the pending sends, packed; emptied by every flush.
-	 * max_batch x IM_MSG_BODY_MAX bytes, so max_batch flushes first;
-	 * only the pages a batch used are ever touched. */
-	uint8_t *arena;
-	size_t arena_used;
+	/* gather: where sends go (NULL only while a finished batch is
+	 * being answered); inflight: the batch on the commit thread. */
+	struct batch bufs[2];
+	struct batch *gather;
+	struct batch *inflight;
 	size_t arena_cap;
 	uint64_t batch_gen;
-	im_msg *msgs;
-	struct group **msg_group;
-	uint32_t *msg_pend;
-	im_append_result *res;
-	im_fence *fences;
-	struct group **touched;
-	role_reply *replies;
+	/* Groups of this batch are still referenced by the fan-out being
+	 * sent (members): not evicted or reloaded. UINT64_MAX: none. */
+	uint64_t pin_gen;
+	/* Fan-out of the batch being answered (one at a time). */
 	im_msg *fan_msgs;
 	role_fanout *fans;
 	uint32_t *fan_count;
@@ -187,7 +244,8 @@ group_evict_one(chatter *c)
 		struct group *g;
 
 		for (g = c->buckets[b]; g != NULL; g = g->next) {
-			if (g->batch != c->batch_gen) {
+			if (g->batch != c->batch_gen &&
+			    g->batch != c->pin_gen) {
 				c->evict_cursor = b + 1;
 				group_unlink(c, g);
 				return true;
@@ -312,7 +370,7 @@ group_get(chatter *c, im_gid gid, struct group **out)
 	}
 	g = group_find(c, gid);
 	if (g != NULL && g->epoch != fence.epoch &&
-	    g->batch != c->batch_gen) {
+	    g->batch != c->batch_gen && g->batch != c->pin_gen) {
 		/* The slot was lost and won back since this state was
 		 * loaded: others may have committed meanwhile. Reload. */
 		group_unlink(c, g);
@@ -384,8 +442,10 @@ group_get(chatter *c, im_gid gid, struct group **out)
 	return ROLE_OK;
 }
 
-void
-chatter_drop_slot(chatter *c, uint32_t slot)
+static void settle(chatter *c);
+
+static void
+drop_slot_now(chatter *c, uint32_t slot)
 {
 	uint32_t b;
 
@@ -407,10 +467,18 @@ chatter_drop_slot(chatter *c, uint32_t slot)
 }
 
 void
+chatter_drop_slot(chatter *c, uint32_t slot)
+{
+	settle(c);
+	drop_slot_now(c, slot);
+}
+
+void
 chatter_drop_all(chatter *c)
 {
 	uint32_t b;
 
+	settle(c);
 	for (b = 0; b < c->nbuckets; b++) {
 		while (c->buckets[b] != NULL) {
 			struct group *g = c->buckets[b];
@@ -430,6 +498,12 @@ chatter_expire_idle(chatter *c, uint64_t now_ms, uint32_t max_steps)
 	uint32_t steps = 0, dropped = 0, visited = 0;
 
 	if (c == NULL || c->opts.group_idle_ms == 0) {
+		return 0;
+	}
+	/* The batch on the commit thread holds pointers to its groups (and
+	 * the thread may be refilling one's segment): sweep between
+	 * commits only; the next tick comes soon enough. */
+	if (c->inflight != NULL) {
 		return 0;
 	}
 	while (steps < max_steps && visited < c->nbuckets) {
@@ -518,43 +592,43 @@ code_text(int code)
 /* Build the fan-outs of a committed batch: per touched group its stored
  * (non-duplicate) messages in seq order, with the group's members. */
 static size_t
-build_fanouts(chatter *c, uint32_t nmsgs, uint32_t ntouched)
+build_fanouts(chatter *c, const struct batch *b)
 {
 	uint32_t i, t, off = 0;
 
-	memset(c->fan_count, 0, ntouched * sizeof(*c->fan_count));
-	for (i = 0; i < nmsgs; i++) {
-		if (!c->res[i].dup) {
-			c->fan_count[c->msg_group[i]->tidx]++;
+	memset(c->fan_count, 0, b->ntouched * sizeof(*c->fan_count));
+	for (i = 0; i < b->nmsgs; i++) {
+		if (!b->res[i].dup) {
+			c->fan_count[b->msg_group[i]->tidx]++;
 		}
 	}
-	for (t = 0; t < ntouched; t++) {
+	for (t = 0; t < b->ntouched; t++) {
 		uint32_t cnt = c->fan_count[t];
 
-		c->fans[t].group = c->touched[t]->gid;
+		c->fans[t].group = b->touched[t]->gid;
 		c->fans[t].msgs = c->fan_msgs + off;
 		c->fans[t].nmsgs = 0;
-		c->fans[t].members = c->touched[t]->members;
-		c->fans[t].nmembers = c->touched[t]->nmembers;
+		c->fans[t].members = b->touched[t]->members;
+		c->fans[t].nmembers = b->touched[t]->nmembers;
 		off += cnt;
 	}
-	for (i = 0; i < nmsgs; i++) {
+	for (i = 0; i < b->nmsgs; i++) {
 		role_fanout *f;
 		im_msg *m;
 
-		if (c->res[i].dup) {
+		if (b->res[i].dup) {
 			continue;
 		}
-		f = &c->fans[c->msg_group[i]->tidx];
+		f = &c->fans[b->msg_group[i]->tidx];
 		m = (im_msg *)&f->msgs[f->nmsgs++];
-		*m = c->msgs[i];
-		m->seq = c->res[i].seq;
-		m->prev_seq = c->res[i].prev_seq;
-		m->ordinal = c->res[i].ordinal;
-		m->time_ms = c->res[i].time_ms;
+		*m = b->msgs[i];
+		m->seq = b->res[i].seq;
+		m->prev_seq = b->res[i].prev_seq;
+		m->ordinal = b->res[i].ordinal;
+		m->time_ms = b->res[i].time_ms;
 	}
 	/* Drop groups whose sends were all duplicates. */
-	for (i = 0, t = 0; t < ntouched; t++) {
+	for (i = 0, t = 0; t < b->ntouched; t++) {
 		if (c->fans[t].nmsgs > 0) {
 			c->fans[i++] = c->fans[t];
 		}
@@ -563,23 +637,23 @@ build_fanouts(chatter *c, uint32_t nmsgs, uint32_t ntouched)
 }
 
 /*
- * Fetch the next segment of at most one group per turn, after the commit
- * and its acks, off the path of the next batch: each refill is a store
- * transaction (an fsync) of its own. The group closest to running dry
- * goes first. With seq_step well above max_batch, a group that has to
- * wait for a later turn still holds most of its segment (refills start at
- * 20 % used); one that runs dry anyway refills inline, which is slower but
- * as correct.
+ * The group of the batch to fetch the next seq segment for, at most one
+ * per commit, after the commit (off the path of the next batch): each
+ * refill is a store transaction (an fsync) of its own. The group closest
+ * to running dry goes first. With seq_step well above max_batch, a group
+ * that has to wait for a later commit still holds most of its segment
+ * (refills start at 20 % used); one that runs dry anyway refills inline,
+ * which is slower but as correct.
  */
-static void
-prefetch_one(chatter *c, uint32_t ntouched)
+static struct group *
+prefetch_pick(const struct batch *b)
 {
 	struct group *best = NULL;
 	uint64_t best_avail = 0;
 	uint32_t i;
 
-	for (i = 0; i < ntouched; i++) {
-		struct group *g = c->touched[i];
+	for (i = 0; i < b->ntouched; i++) {
+		struct group *g = b->touched[i];
 		uint64_t avail;
 
 		if (!im_idseg_wants_refill(&g->seg)) {
@@ -591,14 +665,7 @@ prefetch_one(chatter *c, uint32_t ntouched)
 			best_avail = avail;
 		}
 	}
-	if (best == NULL) {
-		return;
-	}
-	c->stats.refills++;
-	if (im_idseg_refill(&best->seg, c->st) != IM_OK) {
-		LOG_W("chatter: prefetch for group %llu: %s",
-		      (unsigned long long)best->gid, im_store_errmsg(c->st));
-	}
+	return best;
 }
 
 /* The segment ran dry (the prefetch fell behind): refill on the commit
@@ -779,22 +846,29 @@ commit_creates(chatter *c)
 	}
 }
 
-void
-chatter_flush(chatter *c)
+/*
+ * Turn the gathered sends of b into messages (loop thread, nothing in
+ * flight): hot state, membership, dedup cache, seqs and fences. Sends
+ * that cannot be stored get their error reply here; it is sent with the
+ * acks after the commit, in the batch's order.
+ */
+static void
+build_batch(chatter *c, struct batch *b)
 {
-	uint64_t now = role_now_ms();
-	uint32_t npend = c->npend, nmsgs = 0, nrep = 0, ntouched = 0;
-	uint32_t nfences = 0, i;
-	size_t nfans = 0;
-	int rc = IM_OK;
+	uint32_t i, k;
 
-	commit_creates(c);
-	if (npend == 0) {
-		return;
-	}
-	c->batch_gen++;
-	for (i = 0; i < npend; i++) {
-		struct pend *p = &c->pend[i];
+	b->now = role_now_ms();
+	b->nmsgs = 0;
+	b->nrep = 0;
+	b->nfences = 0;
+	b->ntouched = 0;
+	b->prefetch = NULL;
+	b->rc = IM_OK;
+	b->prefetch_rc = IM_OK;
+	b->err[0] = '\0';
+	b->gen = ++c->batch_gen;
+	for (i = 0; i < b->npend; i++) {
+		struct pend *p = &b->pend[i];
 		struct group *g = NULL;
 		im_dedup_val dv;
 		im_msg *m;
@@ -806,13 +880,13 @@ chatter_flush(chatter *c)
 			code = ROLE_ERR_NOT_MEMBER;
 		}
 		if (code != ROLE_OK) {
-			reply_err(&c->replies[nrep++], p, code,
+			reply_err(&b->replies[b->nrep++], p, code,
 			          code_text(code));
 			continue;
 		}
 		if (im_dedup_lookup(c->dedup, p->gid, p->sender, p->dedup_id,
-		                    now, &dv) == IM_OK) {
-			role_reply *r = &c->replies[nrep++];
+		                    b->now, &dv) == IM_OK) {
+			role_reply *r = &b->replies[b->nrep++];
 
 			reply_err(r, p, ROLE_OK, NULL);
 			r->seq = dv.seq;
@@ -821,18 +895,17 @@ chatter_flush(chatter *c)
 			c->stats.dups++;
 			continue;
 		}
-		if (g->batch != c->batch_gen) {
+		if (g->batch != b->gen) {
 			/* A slot that stopped being ours since the send was
 			 * queued (the map was reloaded) keeps epoch 0: the
 			 * store refuses it as stale, never writes it. */
 			im_fence f = {IM_KIND_GROUP, g->slot, 0};
-			uint32_t k;
 
-			g->batch = c->batch_gen;
+			g->batch = b->gen;
 			g->t_seq = g->last_seq;
 			g->t_ord = g->last_ord;
-			g->tidx = ntouched;
-			c->touched[ntouched++] = g;
+			g->tidx = b->ntouched;
+			b->touched[b->ntouched++] = g;
 			/* Fenced with the epoch the state was loaded under:
 			 * state from before a lost-and-regained slot must
 			 * never be written under the new epoch. */
@@ -840,25 +913,26 @@ chatter_flush(chatter *c)
 			    f.epoch != g->epoch) {
 				f.epoch = 0;
 			}
-			for (k = 0; k < nfences; k++) {
-				if (c->fences[k].slot == f.slot) {
-					if (c->fences[k].epoch != f.epoch) {
-						c->fences[k].epoch = 0;
+			for (k = 0; k < b->nfences; k++) {
+				if (b->fences[k].slot == f.slot) {
+					if (b->fences[k].epoch != f.epoch) {
+						b->fences[k].epoch = 0;
 					}
 					break;
 				}
 			}
-			if (k == nfences) {
-				c->fences[nfences++] = f;
+			if (k == b->nfences) {
+				b->fences[b->nfences++] = f;
 			}
 		}
 		if (im_idseg_next(&g->seg, &seq) != IM_OK &&
 		    !refill_inline(c, g, &seq)) {
-			reply_err(&c->replies[nrep++], p, ROLE_ERR_UNAVAILABLE,
+			reply_err(&b->replies[b->nrep++], p,
+			          ROLE_ERR_UNAVAILABLE,
 			          code_text(ROLE_ERR_UNAVAILABLE));
 			continue;
 		}
-		m = &c->msgs[nmsgs];
+		m = &b->msgs[b->nmsgs];
 		memset(m, 0, sizeof(*m));
 		m->conv = g->gid;
 		m->seq = seq;
@@ -867,28 +941,63 @@ chatter_flush(chatter *c)
 		m->sender = p->sender;
 		m->dedup_id = p->dedup_id;
 		m->reply_to = p->reply_to;
-		m->time_ms = now;
+		m->time_ms = b->now;
 		m->type = p->type;
 		m->body_len = p->body_len;
 		m->body = p->body;
 		g->t_seq = seq;
 		g->t_ord++;
-		c->msg_group[nmsgs] = g;
-		c->msg_pend[nmsgs] = i;
-		nmsgs++;
+		b->msg_group[b->nmsgs] = g;
+		b->msg_pend[b->nmsgs] = i;
+		b->nmsgs++;
 	}
+}
 
-	if (nmsgs > 0) {
-		rc = im_store_msg_append(c->st, c->fences, nfences, c->msgs,
-		                         nmsgs, c->res);
-		c->stats.commits++;
+/*
+ * The store part of a batch, through st: the append, then (with_prefetch)
+ * the batch's segment prefetch. Runs on the commit thread, or on the loop
+ * without one. Touches only b and b->prefetch's segment.
+ */
+static void
+run_commit(struct batch *b, im_store *st, bool with_prefetch)
+{
+	b->rc = im_store_msg_append(st, b->fences, b->nfences, b->msgs,
+	                            b->nmsgs, b->res);
+	if (b->rc != IM_OK) {
+		snprintf(b->err, sizeof(b->err), "%s", im_store_errmsg(st));
+		return;
 	}
-	if (nmsgs > 0 && rc == IM_OK) {
-		for (i = 0; i < nmsgs; i++) {
-			struct group *g = c->msg_group[i];
-			const im_append_result *res = &c->res[i];
+	if (with_prefetch && b->prefetch != NULL) {
+		b->prefetch_rc = im_idseg_refill(&b->prefetch->seg, st);
+		if (b->prefetch_rc != IM_OK) {
+			snprintf(b->err, sizeof(b->err), "%s",
+			         im_store_errmsg(st));
+		}
+	}
+}
+
+static void drop_slot_now(chatter *c, uint32_t slot);
+
+/*
+ * The results of a committed (or failed) batch, on the loop thread:
+ * group state, dedup cache, stats, and the replies. Returns the number of
+ * fan-outs built in c->fans.
+ */
+static size_t
+apply_batch(chatter *c, struct batch *b)
+{
+	uint32_t i;
+
+	if (b->nmsgs == 0) {
+		return 0;
+	}
+	c->stats.commits++;
+	if (b->rc == IM_OK) {
+		for (i = 0; i < b->nmsgs; i++) {
+			struct group *g = b->msg_group[i];
+			const im_append_result *res = &b->res[i];
 			im_dedup_val dv = {res->seq, res->time_ms};
-			role_reply *r = &c->replies[nrep++];
+			role_reply *r = &b->replies[b->nrep++];
 
 			if (!res->dup) {
 				g->last_seq = res->seq;
@@ -898,46 +1007,239 @@ chatter_flush(chatter *c)
 				c->stats.dups++;
 			}
 			(void)im_dedup_insert(
-			        c->dedup, g->gid, c->msgs[i].sender,
-			        c->msgs[i].dedup_id, &dv, now, NULL);
-			reply_err(r, &c->pend[c->msg_pend[i]], ROLE_OK, NULL);
+			        c->dedup, g->gid, b->msgs[i].sender,
+			        b->msgs[i].dedup_id, &dv, b->now, NULL);
+			reply_err(r, &b->pend[b->msg_pend[i]], ROLE_OK, NULL);
 			r->seq = res->seq;
 			r->time_ms = res->time_ms;
 			r->dup = res->dup;
 		}
-		nfans = build_fanouts(c, nmsgs, ntouched);
-	} else if (nmsgs > 0) {
-		/* Nothing was stored (fenced), or we cannot know (lost
-		 * connection): either way our idea of these groups may be
-		 * wrong, so forget it and let the next use reload. */
-		LOG_W("chatter: commit of %u messages failed: %s (%s)", nmsgs,
-		      im_strerror(rc), im_store_errmsg(c->st));
-		if (rc == IM_ESTALE) {
-			c->stats.stale++;
-			(void)im_shard_load(c->map, c->st);
+		if (b->prefetch != NULL) {
+			c->stats.refills++;
+			if (b->prefetch_rc != IM_OK) {
+				LOG_W("chatter: prefetch for group %llu: %s",
+				      (unsigned long long)b->prefetch->gid,
+				      b->err);
+			}
 		}
-		for (i = 0; i < nmsgs; i++) {
-			reply_err(&c->replies[nrep++], &c->pend[c->msg_pend[i]],
-			          ROLE_ERR_UNAVAILABLE,
-			          code_text(ROLE_ERR_UNAVAILABLE));
-		}
-		for (i = 0; i < nfences; i++) {
-			chatter_drop_slot(c, c->fences[i].slot);
-		}
-		ntouched = 0;
+		return build_fanouts(c, b);
 	}
+	/* Nothing was stored (fenced), or we cannot know (lost connection):
+	 * either way our idea of these groups may be wrong, so forget it
+	 * and let the next use reload. */
+	LOG_W("chatter: commit of %u messages failed: %s (%s)", b->nmsgs,
+	      im_strerror(b->rc), b->err);
+	if (b->rc == IM_ESTALE) {
+		c->stats.stale++;
+		(void)im_shard_load(c->map, c->st);
+	}
+	for (i = 0; i < b->nmsgs; i++) {
+		reply_err(&b->replies[b->nrep++], &b->pend[b->msg_pend[i]],
+		          ROLE_ERR_UNAVAILABLE, code_text(ROLE_ERR_UNAVAILABLE));
+	}
+	for (i = 0; i < b->nfences; i++) {
+		drop_slot_now(c, b->fences[i].slot);
+	}
+	b->ntouched = 0;
+	b->prefetch = NULL;
+	return 0;
+}
 
-	/* Acks first, then fan-out: the sender learns "stored" no later
-	 * than anyone else learns the message. */
-	c->router->ops->reply(c->router, c->replies, nrep);
+/* Acks first, then fan-out: the sender learns "stored" no later than
+ * anyone else learns the message. Then the batch is empty again (its
+ * bodies were borrowed by the store and the fan-out until now). */
+static void
+answer_batch(chatter *c, struct batch *b, size_t nfans)
+{
+	c->router->ops->reply(c->router, b->replies, b->nrep);
 	if (nfans > 0) {
 		c->router->ops->deliver(c->router, c->fans, nfans);
 	}
-	/* The bodies were borrowed by the store and the fan-out until now. */
-	c->npend = 0;
-	c->arena_used = 0;
-	prefetch_one(c, ntouched);
-	(void)im_dedup_expire(c->dedup, now, 64);
+	b->npend = 0;
+	b->arena_used = 0;
+	b->nmsgs = 0;
+	b->nrep = 0;
+}
+
+/* Without the commit thread: everything on the loop, as one step. */
+static void
+flush_sync(chatter *c)
+{
+	struct batch *b = c->gather;
+	size_t nfans;
+
+	commit_creates(c);
+	if (b == NULL || b->npend == 0) {
+		return;
+	}
+	build_batch(c, b);
+	if (b->nmsgs > 0) {
+		run_commit(b, c->st, false);
+	}
+	nfans = apply_batch(c, b);
+	answer_batch(c, b, nfans);
+	/* The prefetch after the acks, off their path. */
+	if (b->ntouched > 0 && b->rc == IM_OK) {
+		struct group *g = prefetch_pick(b);
+
+		if (g != NULL) {
+			c->stats.refills++;
+			if (im_idseg_refill(&g->seg, c->st) != IM_OK) {
+				LOG_W("chatter: prefetch for group %llu: %s",
+				      (unsigned long long)g->gid,
+				      im_store_errmsg(c->st));
+			}
+		}
+	}
+	(void)im_dedup_expire(c->dedup, role_now_ms(), 64);
+}
+
+static void *
+commit_main(void *arg)
+{
+	chatter *c = arg;
+
+	pthread_mutex_lock(&c->mu);
+	for (;;) {
+		struct batch *b;
+
+		while (c->job == NULL && !c->quit) {
+			pthread_cond_wait(&c->job_cv, &c->mu);
+		}
+		if (c->job == NULL) {
+			break;
+		}
+		b = c->job;
+		pthread_mutex_unlock(&c->mu);
+		run_commit(b, c->cst, true);
+		pthread_mutex_lock(&c->mu);
+		c->job = NULL;
+		c->job_done = true;
+		pthread_cond_broadcast(&c->done_cv);
+		/* Under the lock: once destroy has seen job_done and set
+		 * quit, no wake-up of the loop is left to come. */
+		ev_async_send(c->loop, &c->done_w);
+	}
+	pthread_mutex_unlock(&c->mu);
+	return NULL;
+}
+
+/*
+ * Build the gathered batch and hand it to the thread (nothing in flight).
+ * A batch without a message to store (all errors or known duplicates) is
+ * answered at once.
+ */
+static void
+start_commit(chatter *c)
+{
+	struct batch *b = c->gather;
+
+	if (b == NULL || b->npend == 0 || c->inflight != NULL) {
+		return;
+	}
+	build_batch(c, b);
+	if (b->nmsgs == 0) {
+		answer_batch(c, b, 0);
+		return;
+	}
+	b->prefetch = prefetch_pick(b);
+	c->inflight = b;
+	c->gather = b == &c->bufs[0] ? &c->bufs[1] : &c->bufs[0];
+	pthread_mutex_lock(&c->mu);
+	c->job = b;
+	c->job_done = false;
+	pthread_cond_signal(&c->job_cv);
+	pthread_mutex_unlock(&c->mu);
+}
+
+static bool
+inflight_done(chatter *c)
+{
+	bool done;
+
+	pthread_mutex_lock(&c->mu);
+	done = c->job_done;
+	pthread_mutex_unlock(&c->mu);
+	return done;
+}
+
+static void
+wait_inflight(chatter *c)
+{
+	pthread_mutex_lock(&c->mu);
+	if (!c->job_done) {
+		c->stats.waits++;
+	}
+	while (!c->job_done) {
+		pthread_cond_wait(&c->done_cv, &c->mu);
+	}
+	pthread_mutex_unlock(&c->mu);
+}
+
+/*
+ * The batch in flight is committed (job_done seen): apply it, hand the
+ * gathered batch to the thread (start_next), then answer the finished
+ * one while the next is written. The finished batch's groups stay pinned
+ * until its fan-out is out (the next build must not evict them).
+ */
+static void
+complete_inflight(chatter *c, bool start_next)
+{
+	struct batch *b = c->inflight;
+	size_t nfans;
+
+	c->inflight = NULL;
+	c->stats.thread_commits++;
+	nfans = apply_batch(c, b);
+	c->pin_gen = b->gen;
+	if (start_next) {
+		/* The thread is idle now: the turn's creations (their own
+		 * transaction on the loop) go first, or a busy pipeline
+		 * would never leave them a gap. */
+		commit_creates(c);
+		start_commit(c);
+	}
+	if (c->gather == b) {
+		/* The gathered batch went in flight: b gathers next, once
+		 * answered (nothing may be gathered while it is). */
+		c->gather = NULL;
+		answer_batch(c, b, nfans);
+		c->gather = b;
+	} else {
+		answer_batch(c, b, nfans);
+	}
+	c->pin_gen = UINT64_MAX;
+	(void)im_dedup_expire(c->dedup, role_now_ms(), 64);
+}
+
+/* Wait for the batch in flight and answer it, starting nothing new. */
+static void
+settle(chatter *c)
+{
+	if (c->threaded && c->inflight != NULL) {
+		wait_inflight(c);
+		complete_inflight(c, false);
+	}
+}
+
+void
+chatter_flush(chatter *c)
+{
+	if (!c->threaded) {
+		flush_sync(c);
+		return;
+	}
+	/* Bounded: every pass answers a batch or hands one over. */
+	while (c->inflight != NULL ||
+	       (c->gather != NULL && c->gather->npend > 0)) {
+		if (c->inflight == NULL) {
+			start_commit(c);
+		} else {
+			wait_inflight(c);
+			complete_inflight(c, true);
+		}
+	}
+	commit_creates(c);
 }
 
 static void
@@ -945,7 +1247,27 @@ commit_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 {
 	chatter *c = w->data;
 
-	chatter_flush(c);
+	(void)loop;
+	(void)revents;
+	if (!c->threaded) {
+		flush_sync(c);
+	} else if (c->inflight == NULL) {
+		commit_creates(c);
+		start_commit(c);
+	}
+}
+
+static void
+done_cb(struct ev_loop *loop, ev_async *w, int revents)
+{
+	chatter *c = w->data;
+
+	(void)loop;
+	(void)revents;
+	/* A flush may have answered it already. */
+	if (c->inflight != NULL && inflight_done(c)) {
+		complete_inflight(c, true);
+	}
 }
 
 static void
@@ -965,6 +1287,7 @@ reply_one(chatter *c, const role_op *op, int code, const char *text, im_gid gid)
 static void
 queue_send(chatter *c, const role_op *op)
 {
+	struct batch *b;
 	struct pend *p;
 
 	if (op->group == 0 || op->dedup_id == 0 ||
@@ -983,17 +1306,42 @@ queue_send(chatter *c, const role_op *op)
 		c->router->ops->reply(c->router, &r, 1);
 		return;
 	}
-	/* A full batch (sends or body bytes) is committed first. */
-	if (c->npend == c->opts.max_batch ||
-	    c->arena_cap - c->arena_used < op->body_len) {
-		chatter_flush(c);
+	if (c->gather == NULL) {
+		/* Only while answering a batch: a reentrant submit. */
+		role_reply r;
+
+		memset(&r, 0, sizeof(r));
+		r.route = op->route;
+		r.kind = ROLE_OP_SEND;
+		r.code = ROLE_ERR_UNAVAILABLE;
+		r.text = code_text(ROLE_ERR_UNAVAILABLE);
+		r.group = op->group;
+		r.dedup_id = op->dedup_id;
+		c->router->ops->reply(c->router, &r, 1);
+		return;
 	}
-	p = &c->pend[c->npend];
+	b = c->gather;
+	/* A full batch (sends or body bytes) is committed first; with the
+	 * commit thread it goes in flight once the one in flight is done,
+	 * and this send starts the next batch. */
+	if (b->npend == c->opts.max_batch ||
+	    c->arena_cap - b->arena_used < op->body_len) {
+		if (!c->threaded) {
+			flush_sync(c);
+		} else if (c->inflight != NULL) {
+			wait_inflight(c);
+			complete_inflight(c, true);
+		} else {
+			start_commit(c);
+		}
+		b = c->gather;
+	}
+	p = &b->pend[b->npend];
 	memset(p, 0, sizeof(*p));
 	if (op->body_len > 0) {
-		p->body = c->arena + c->arena_used;
+		p->body = b->arena + b->arena_used;
 		memcpy(p->body, op->body, op->body_len);
-		c->arena_used += op->body_len;
+		b->arena_used += op->body_len;
 	}
 	p->route = op->route;
 	p->sender = op->user;
@@ -1002,7 +1350,7 @@ queue_send(chatter *c, const role_op *op)
 	p->reply_to = op->reply_to;
 	p->type = op->type;
 	p->body_len = op->body_len;
-	c->npend++;
+	b->npend++;
 }
 
 static void
@@ -1157,6 +1505,96 @@ chatter_get_stats(const chatter *c, chatter_stats *out)
 	out->groups = c->ngroups;
 }
 
+static int
+batch_init(struct batch *b, size_t mb, size_t arena_cap)
+{
+	b->pend = calloc(mb, sizeof(*b->pend));
+	b->msgs = calloc(mb, sizeof(*b->msgs));
+	b->msg_group = calloc(mb, sizeof(*b->msg_group));
+	b->msg_pend = calloc(mb, sizeof(*b->msg_pend));
+	b->res = calloc(mb, sizeof(*b->res));
+	b->fences = calloc(mb, sizeof(*b->fences));
+	b->touched = calloc(mb, sizeof(*b->touched));
+	b->replies = calloc(mb, sizeof(*b->replies));
+	/* malloc, not calloc: pages a batch never reaches stay unmapped. */
+	b->arena = malloc(arena_cap);
+	if (b->pend == NULL || b->msgs == NULL || b->msg_group == NULL ||
+	    b->msg_pend == NULL || b->res == NULL || b->fences == NULL ||
+	    b->touched == NULL || b->replies == NULL || b->arena == NULL) {
+		return IM_ENOMEM;
+	}
+	return IM_OK;
+}
+
+static void
+batch_finish(struct batch *b)
+{
+	free(b->pend);
+	free(b->msgs);
+	free(b->msg_group);
+	free(b->msg_pend);
+	free(b->res);
+	free(b->fences);
+	free(b->touched);
+	free(b->replies);
+	free(b->arena);
+}
+
+/* The mutex, conditions, wake-up watcher and the thread itself. */
+static int
+thread_start(chatter *c)
+{
+	if (pthread_mutex_init(&c->mu, NULL) != 0) {
+		return IM_ENOMEM;
+	}
+	if (pthread_cond_init(&c->job_cv, NULL) != 0) {
+		pthread_mutex_destroy(&c->mu);
+		return IM_ENOMEM;
+	}
+	if (pthread_cond_init(&c->done_cv, NULL) != 0) {
+		pthread_cond_destroy(&c->job_cv);
+		pthread_mutex_destroy(&c->mu);
+		return IM_ENOMEM;
+	}
+	ev_async_init(&c->done_w, done_cb);
+	c->done_w.data = c;
+	ev_set_priority(&c->done_w, EV_MAXPRI);
+	ev_async_start(c->loop, &c->done_w);
+	if (pthread_create(&c->thread, NULL, commit_main, c) != 0) {
+		ev_async_stop(c->loop, &c->done_w);
+		pthread_cond_destroy(&c->done_cv);
+		pthread_cond_destroy(&c->job_cv);
+		pthread_mutex_destroy(&c->mu);
+		return IM_ENOMEM;
+	}
+	c->thread_started = true;
+	return IM_OK;
+}
+
+static void
+thread_stop(chatter *c)
+{
+	if (!c->thread_started) {
+		return;
+	}
+	/* A commit cannot be taken back: let it finish (it is durable),
+	 * but answer nobody, the router may be gone already. */
+	if (c->inflight != NULL) {
+		wait_inflight(c);
+		c->inflight = NULL;
+	}
+	pthread_mutex_lock(&c->mu);
+	c->quit = true;
+	pthread_cond_signal(&c->job_cv);
+	pthread_mutex_unlock(&c->mu);
+	pthread_join(c->thread, NULL);
+	ev_async_stop(c->loop, &c->done_w);
+	pthread_cond_destroy(&c->done_cv);
+	pthread_cond_destroy(&c->job_cv);
+	pthread_mutex_destroy(&c->mu);
+	c->thread_started = false;
+}
+
 int
 chatter_create(chatter **out, struct ev_loop *loop, im_store *st,
                im_shard_map *map, const char *node, role_router *router,
@@ -1179,7 +1617,8 @@ chatter_create(chatter **out, struct ev_loop *loop, im_store *st,
 		o = *opts;
 	}
 	if (o.max_groups == 0 || o.max_batch == 0 || o.seq_step == 0 ||
-	    o.gid_step == 0 || o.max_members == 0 || o.dedup_capacity == 0) {
+	    o.gid_step == 0 || o.max_members == 0 || o.dedup_capacity == 0 ||
+	    (o.commit_store != NULL && o.commit_store == st)) {
 		return IM_EINVAL;
 	}
 	c = calloc(1, sizeof(*c));
@@ -1192,20 +1631,18 @@ chatter_create(chatter **out, struct ev_loop *loop, im_store *st,
 	c->node = node;
 	c->router = router;
 	c->opts = o;
+	c->pin_gen = UINT64_MAX;
+	/* Without a second handle the thread would race the loop's store
+	 * calls: commit on the loop then. */
+	c->threaded = o.commit_thread && o.commit_store != NULL;
+	c->cst = o.commit_store;
 	while (nb < o.max_groups && nb < (1u << 20)) {
 		nb <<= 1;
 	}
 	c->nbuckets = nb;
 	mb = o.max_batch;
+	c->arena_cap = mb * IM_MSG_BODY_MAX;
 	c->buckets = calloc(nb, sizeof(*c->buckets));
-	c->pend = calloc(mb, sizeof(*c->pend));
-	c->msgs = calloc(mb, sizeof(*c->msgs));
-	c->msg_group = calloc(mb, sizeof(*c->msg_group));
-	c->msg_pend = calloc(mb, sizeof(*c->msg_pend));
-	c->res = calloc(mb, sizeof(*c->res));
-	c->fences = calloc(mb, sizeof(*c->fences));
-	c->touched = calloc(mb, sizeof(*c->touched));
-	c->replies = calloc(mb, sizeof(*c->replies));
 	c->fan_msgs = calloc(mb, sizeof(*c->fan_msgs));
 	c->fans = calloc(mb, sizeof(*c->fans));
 	c->fan_count = calloc(mb, sizeof(*c->fan_count));
@@ -1216,19 +1653,17 @@ chatter_create(chatter **out, struct ev_loop *loop, im_store *st,
 	c->creplies = calloc(CREATE_BATCH_MAX, sizeof(*c->creplies));
 	c->cevs = malloc((size_t)CREATE_BATCH_MAX *
 	                 (ROLE_CREATE_MEMBERS_MAX + 1) * sizeof(*c->cevs));
-	/* malloc, not calloc: pages a batch never reaches stay unmapped. */
-	c->arena_cap = mb * IM_MSG_BODY_MAX;
-	c->arena = malloc(c->arena_cap);
-	if (c->buckets == NULL || c->pend == NULL || c->msgs == NULL ||
-	    c->msg_group == NULL || c->msg_pend == NULL || c->res == NULL ||
-	    c->fences == NULL || c->touched == NULL || c->replies == NULL ||
-	    c->fan_msgs == NULL || c->fans == NULL || c->fan_count == NULL ||
-	    c->arena == NULL || c->cpend == NULL || c->cnew == NULL ||
+	if (c->buckets == NULL || c->fan_msgs == NULL || c->fans == NULL ||
+	    c->fan_count == NULL || c->cpend == NULL || c->cnew == NULL ||
 	    c->cidx == NULL || c->cfences == NULL || c->creplies == NULL ||
-	    c->cevs == NULL) {
+	    c->cevs == NULL ||
+	    batch_init(&c->bufs[0], mb, c->arena_cap) != IM_OK ||
+	    (c->threaded &&
+	     batch_init(&c->bufs[1], mb, c->arena_cap) != IM_OK)) {
 		rc = IM_ENOMEM;
 		goto fail;
 	}
+	c->gather = &c->bufs[0];
 	dopts.capacity = o.dedup_capacity;
 	dopts.ttl_ms = o.dedup_ttl_ms;
 	dopts.seed = o.seed;
@@ -1241,6 +1676,9 @@ chatter_create(chatter **out, struct ev_loop *loop, im_store *st,
 	if (rc != IM_OK) {
 		goto fail;
 	}
+	if (c->threaded && (rc = thread_start(c)) != IM_OK) {
+		goto fail;
+	}
 	ev_prepare_init(&c->commit_w, commit_cb);
 	c->commit_w.data = c;
 	/* Commit before the Connector flushes its writes in the same turn
@@ -1248,6 +1686,8 @@ chatter_create(chatter **out, struct ev_loop *loop, im_store *st,
 	ev_set_priority(&c->commit_w, EV_MAXPRI);
 	ev_prepare_start(loop, &c->commit_w);
 	idle_start(c);
+	LOG_D("chatter: commits on %s", c->threaded ? "a thread of its own"
+	                                            : "the loop thread");
 	*out = c;
 	return IM_OK;
 fail:
@@ -1263,6 +1703,7 @@ chatter_destroy(chatter *c)
 	if (c == NULL) {
 		return;
 	}
+	thread_stop(c);
 	if (ev_is_active(&c->commit_w)) {
 		ev_prepare_stop(c->loop, &c->commit_w);
 	}
@@ -1281,18 +1722,11 @@ chatter_destroy(chatter *c)
 	im_idseg_finish(&c->gids);
 	im_dedup_destroy(c->dedup);
 	free(c->buckets);
-	free(c->pend);
-	free(c->msgs);
-	free(c->msg_group);
-	free(c->msg_pend);
-	free(c->res);
-	free(c->fences);
-	free(c->touched);
-	free(c->replies);
+	batch_finish(&c->bufs[0]);
+	batch_finish(&c->bufs[1]);
 	free(c->fan_msgs);
 	free(c->fans);
 	free(c->fan_count);
-	free(c->arena);
 	free(c->cpend);
 	free(c->cnew);
 	free(c->cidx);

@@ -138,6 +138,8 @@ static const role_key ch_keys[] = {
         {"dedup_ttl_ms", ROLE_KEY_U64, CH(dedup_ttl_ms), 0, "dedup cache TTL"},
         {"group_idle_ms", ROLE_KEY_U64, CH(group_idle_ms), 0,
          "drop hot group state unused this long (60000; 0 = never)"},
+        {"commit_thread", ROLE_KEY_BOOL, CH(commit_thread), 0,
+         "group commit on a thread of its own (true)"},
 };
 
 #define NKEYS(a) (sizeof(a) / sizeof((a)[0]))

@@ -124,6 +124,21 @@ imd_start(imd_proc *p)
 	for (i = 0; i < p->nextra; i++) {
 		argv[n++] = p->extra[i];
 	}
+	/* Extra imd flags for a whole suite run (e.g. the Chatter's
+	 * commit on the loop: IM_TEST_IMD_ARGS="--commit_thread false"),
+	 * split at spaces. */
+	if (getenv("IM_TEST_IMD_ARGS") != NULL) {
+		static char envargs[256];
+		char *save = NULL, *tok;
+
+		snprintf(envargs, sizeof(envargs), "%s",
+		         getenv("IM_TEST_IMD_ARGS"));
+		for (tok = strtok_r(envargs, " ", &save);
+		     tok != NULL && n < H_MAX_ARGS + 30;
+		     tok = strtok_r(NULL, " ", &save)) {
+			argv[n++] = tok;
+		}
+	}
 	argv[n] = NULL;
 	pid = fork();
 	if (pid < 0) {
