@@ -580,6 +580,13 @@ handle_events(router *r, const imrpc_UserEvents *ev)
 	uint32_t k;
 
 	for (k = 0; k < ev->events_count; k++) {
+		if (ev->events[k].hops > 0) {
+			/* Sent back by a Connector that does not own the
+			 * user: our map is older than the store. Bounces are
+			 * rare (a slot just moved) and bounded in hops. */
+			(void)router_reload(r);
+			break;
+		}
 		if (owner_missing(r, ev->events[k].user)) {
 			(void)reload_if_stale(r);
 			break;
@@ -647,7 +654,11 @@ on_request(rpc_conn *c, uint64_t req_id, const imrpc_Rpc *m, void *payload)
 			snprintf(n->name, sizeof(n->name), "%s",
 				 m->body.hello.node);
 			n->role = (uint32_t)m->body.hello.role;
-			n->id = router_node_id(n->name);
+			/* A Connector back as a new incarnation keeps the
+			 * route id of its first name (rpc.proto Hello). */
+			n->id = m->body.hello.route_id != 0
+					? m->body.hello.route_id
+					: router_node_id(n->name);
 			n->hello = true;
 			if (n->role == imrpc_Role_ROLE_CONNECTOR ||
 			    n->role == imrpc_Role_ROLE_CHATTER) {
