@@ -1185,6 +1185,9 @@ judge(router *r, uint64_t now)
 			     nch > CHANGES_MAX);
 		fprintf(stderr, "router: moved %zu slots off dead nodes\n",
 			nch);
+		/* Events kept for the dead owner's users go to the new
+		 * owners (connected here already: they just got SlotMap). */
+		retry_parked(r);
 	}
 	return rc;
 }
