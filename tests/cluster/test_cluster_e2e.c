@@ -894,6 +894,17 @@ test_cluster_a_paused_connector_comes_back_new_and_no_event_is_lost(
 	int i, k, got = 0, guard, resumes = 0;
 	bool dup;
 
+	if (strcmp(env_or("IM_TEST_PG_CLUSTER", "0"), "1") != 0) {
+		/* A node paused inside a write transaction on the shared
+		 * sqlite file holds its lock: every other node would wait
+		 * for it (seen under ASan). PostgreSQL: cluster_e2e_pg. */
+		print_message("# SKIP test_cluster_a_paused_connector_comes_"
+			      "back_new_and_no_event_is_lost on sqlite: a "
+			      "paused node may hold the shared file's write "
+			      "lock; runs on PostgreSQL (cluster_e2e_pg)\n");
+		free(o);
+		return;
+	}
 	assert_non_null(o);
 	memset(&ta, 0, sizeof(ta));
 	memset(&tu, 0, sizeof(tu));
@@ -929,7 +940,7 @@ test_cluster_a_paused_connector_comes_back_new_and_no_event_is_lost(
 	for (i = 0; i < SMSG; i++) {
 		int64_t seq = -1;
 
-		for (k = 0; k < 100 && seq < 0; k++) {
+		for (k = 0; k < 20 && seq < 0; k++) {
 			seq = tc_send_msg(&ta, (uint64_t)g1, 9000 + i, "p",
 					  &dup);
 			if (seq < 0) {
@@ -1052,6 +1063,17 @@ teardown(void **state)
 		/* Debugging: leave the cluster and its logs in c->dir. */
 		fprintf(stderr, "# kept: scripts/cluster stop %s\n", c->dir);
 		return 0;
+	}
+	{
+		/* A test that failed while a node was paused: let it go on,
+		 * or it would not stop. */
+		char cmd[512];
+
+		snprintf(cmd, sizeof(cmd),
+			 "while read p n; do kill -CONT $p; done <'%s/pids' "
+			 ">/dev/null 2>&1",
+			 c->dir);
+		(void)system(cmd);
 	}
 	if (cluster_cmd(c, "stop") != 0) {
 		dump(c);
