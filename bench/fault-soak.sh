@@ -8,9 +8,10 @@
 #
 # Scenario i uses seed SEED+i: it picks FAULTS_PER_RUN fault kinds (with
 # repetition, in order) from kill-chatter kill-connector kill-router
-# stop-chatter stop-connector pg-restart, and the run picks their targets
-# from the same seed: `tests/fault/run.sh --seed S --faults "..."`
-# replays one.
+# stop-chatter stop-connector pg-restart partition-chatter (KINDS="..."
+# draws from those instead), and the run picks their targets from the
+# same seed: `tests/fault/run.sh --seed S --faults "..." --spacing 6`
+# replays one. partition-chatter needs root (ip netns).
 # Results go to bench/fault-soak.out/ (one check report per run, and
 # table.md). BUILD selects the build directory (default build).
 set -euo pipefail
@@ -62,8 +63,9 @@ seed0=${2:-1}
 per=${3:-3}
 out=${OUT:-$ROOT/bench/fault-soak.out}
 mkdir -p "$out"
-kinds=(kill-chatter kill-connector kill-router stop-chatter stop-connector
-	pg-restart)
+# shellcheck disable=SC2206 # KINDS is a list of words
+kinds=(${KINDS:-kill-chatter kill-connector kill-router stop-chatter
+	stop-connector pg-restart partition-chatter})
 : >"$out/runs.txt"
 for i in $(seq 1 "$n"); do
 	s=$((seed0 + i))
@@ -76,7 +78,7 @@ for i in $(seq 1 "$n"); do
 	rc=0
 	timeout 400 "$ROOT/tests/fault/run.sh" --seed "$s" --faults "$f" \
 		--spacing 6 >"$out/run-$s.txt" 2>&1 || rc=$?
-	grep -E '^(fault |violations)' "$out/run-$s.txt" || true
+	grep -E '^(fault |violations|partitioned )' "$out/run-$s.txt" || true
 	res=$(grep '^RESULT ' "$out/run-$s.txt" | cut -c8- || true)
 	[ -n "$res" ] || res='{"violations": -1, "faults": []}'
 	echo "$s $rc $res" >>"$out/runs.txt"

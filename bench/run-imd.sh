@@ -12,6 +12,7 @@
 #      KEEP=1 keeps the temp dir (db, imd log).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/bench/lib/run-scenario.sh"
 build=${BUILD:-$root/build}
 imd=${IMD:-$build/servers/imd}
 [ -x "$imd" ] || imd=$build/servers/imd/imd
@@ -98,39 +99,4 @@ run_once() {
 	return $rc
 }
 
-has_flag() {
-	local f=$1
-	shift
-	for a in "$@"; do
-		case "$a" in "$f" | "$f="*) return 0 ;; esac
-	done
-	return 1
-}
-
-resdir=${out:-$(mktemp -d "${TMPDIR:-/tmp}/imbench-out.XXXXXX")}
-mkdir -p "$resdir"
-json=$resdir/$scenario.json
-if has_flag --json "$@"; then
-	json=/dev/null # the caller's --json comes later and wins
-fi
-
-if [ "$scenario" = chat ] && ! has_flag --rate "$@" &&
-	! has_flag --inflight "$@"; then
-	if has_flag --json "$@"; then
-		echo "run-imd: chat runs twice; use OUT=DIR, not --json" >&2
-		exit 2
-	fi
-	rc=0
-	run_once chat "$resdir/chat-max.json" "$@" || rc=$?
-	max=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["sends_acked_per_s"])' "$resdir/chat-max.json")
-	half=$(python3 -c 'import sys; print(max(1, round(float(sys.argv[1]) / 2)))' "$max")
-	echo
-	echo "run-imd: chat at 50% of the maximum ($max/s): --rate $half"
-	run_once chat "$resdir/chat-half.json" --rate "$half" "$@" || rc=$?
-	echo "run-imd: results in $resdir"
-	exit $rc
-fi
-rc=0
-run_once "$scenario" "$json" "$@" || rc=$?
-[ -z "$out" ] || echo "run-imd: results in $resdir"
-exit $rc
+run_scenario run-imd "$scenario" "$@"

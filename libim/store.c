@@ -402,3 +402,90 @@ im_store_slot_cas_many(im_store *st, im_kind kind, const uint32_t *slots,
 	return st->ops->slot_cas_many(st, kind, slots, expect, n, owner,
 				      epochs_out);
 }
+
+/* Version 4: batched group creation and segment takes. */
+
+int
+im_store_group_create_many(im_store *st, const im_fence *fences,
+			   size_t nfences, const im_group_new *groups,
+			   size_t n)
+{
+	size_t i, j;
+	int rc;
+
+	CHECK(st != NULL);
+	CHECK(groups != NULL);
+	CHECK(n > 0 && n <= IM_STORE_CREATE_MANY_MAX);
+	if ((rc = check_fences(st, fences, nfences)) != IM_OK) {
+		return rc;
+	}
+	for (i = 0; i < n; i++) {
+		const im_group_new *g = &groups[i];
+
+		CHECK(g->group.gid != 0);
+		CHECK(memchr(g->group.name, '\0', sizeof(g->group.name)) !=
+		      NULL);
+		CHECK(g->nmembers <= IM_GROUP_NEW_MEMBERS_MAX);
+		CHECK(g->nmembers == 0 || g->members != NULL);
+		for (j = 0; j < g->nmembers; j++) {
+			CHECK(g->members[j] != 0);
+		}
+	}
+	/* Distinct gids: n^2 compares, at most ~0.5 M for the largest
+	 * batch (IM_STORE_CREATE_MANY_MAX), and no memory to allocate. */
+	for (i = 1; i < n; i++) {
+		for (j = 0; j < i; j++) {
+			CHECK(groups[i].group.gid != groups[j].group.gid);
+		}
+	}
+	if (!HAS_OP(st, 4, group_create_many)) {
+		im_store_set_error(st, "%s: group_create_many not supported",
+				   st->ops->name);
+		return IM_ENOTSUP;
+	}
+	return st->ops->group_create_many(st, fences, nfences, groups, n);
+}
+
+int
+im_store_seg_take_many(im_store *st, const im_seg_key *keys, size_t n,
+		       uint32_t step, im_seg *segs_out)
+{
+	size_t i, j;
+
+	CHECK(st != NULL);
+	CHECK(keys != NULL && segs_out != NULL);
+	CHECK(n > 0 && n <= IM_STORE_SEG_MANY_MAX);
+	CHECK(step > 0);
+	for (i = 0; i < n; i++) {
+		CHECK(keys[i].space == IM_SEG_GROUP_SEQ ||
+		      keys[i].space == IM_SEG_USER_SEQ ||
+		      keys[i].space == IM_SEG_GROUP_ID);
+	}
+	for (i = 1; i < n; i++) {
+		for (j = 0; j < i; j++) {
+			CHECK(keys[i].space != keys[j].space ||
+			      keys[i].id != keys[j].id);
+		}
+	}
+	if (!HAS_OP(st, 4, seg_take_many)) {
+		im_store_set_error(st, "%s: seg_take_many not supported",
+				   st->ops->name);
+		return IM_ENOTSUP;
+	}
+	return st->ops->seg_take_many(st, keys, n, step, segs_out);
+}
+
+int
+im_store_uq_last(im_store *st, im_uid user, im_seq *last_out)
+{
+	CHECK(st != NULL);
+	CHECK(user != 0);
+	CHECK(last_out != NULL);
+	*last_out = 0;
+	if (!HAS_OP(st, 4, uq_last)) {
+		im_store_set_error(st, "%s: uq_last not supported",
+				   st->ops->name);
+		return IM_ENOTSUP;
+	}
+	return st->ops->uq_last(st, user, last_out);
+}

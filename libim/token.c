@@ -11,17 +11,75 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/core_names.h>
 #include <openssl/hmac.h>
+#include <openssl/params.h>
 
 #define MAC_LEN 32
 #define HEX_LEN (2 * MAC_LEN)
+
+/*
+ * The HMAC context of the last secret, per thread. OpenSSL 3's one-shot
+ * HMAC() fetches the algorithm, builds a context and keys it on every
+ * call: that was most of a token check, i.e. ~10 % of a login's CPU in
+ * imd. With the keyed context kept, a check is init (same key) + update +
+ * final. Anything unusual (another secret, an OpenSSL failure) takes the
+ * one-shot path, so the result never depends on the cache.
+ */
+static _Thread_local struct {
+	EVP_MAC_CTX *ctx;
+	size_t len;
+	uint8_t secret[IM_TOKEN_SECRET_MAX];
+} tl_mac;
+
+static EVP_MAC_CTX *
+mac_ctx(const void *secret, size_t secret_len)
+{
+	OSSL_PARAM params[2];
+	EVP_MAC *m;
+	EVP_MAC_CTX *ctx;
+
+	if (tl_mac.ctx != NULL && tl_mac.len == secret_len &&
+	    memcmp(tl_mac.secret, secret, secret_len) == 0) {
+		/* A NULL key keeps the one set before. */
+		return EVP_MAC_init(tl_mac.ctx, NULL, 0, NULL) == 1
+		               ? tl_mac.ctx
+		               : NULL;
+	}
+	EVP_MAC_CTX_free(tl_mac.ctx);
+	OPENSSL_cleanse(tl_mac.secret, sizeof(tl_mac.secret));
+	tl_mac.ctx = NULL;
+	if ((m = EVP_MAC_fetch(NULL, "HMAC", NULL)) == NULL) {
+		return NULL;
+	}
+	ctx = EVP_MAC_CTX_new(m);
+	EVP_MAC_free(m); /* the context keeps its own reference */
+	params[0] = OSSL_PARAM_construct_utf8_string("digest", "SHA256", 0);
+	params[1] = OSSL_PARAM_construct_end();
+	if (ctx == NULL ||
+	    EVP_MAC_init(ctx, secret, secret_len, params) != 1) {
+		EVP_MAC_CTX_free(ctx);
+		return NULL;
+	}
+	tl_mac.ctx = ctx;
+	tl_mac.len = secret_len;
+	memcpy(tl_mac.secret, secret, secret_len);
+	return ctx;
+}
 
 static int
 mac_of(uint8_t mac[MAC_LEN], const void *secret, size_t secret_len,
        const char *msg, size_t msg_len)
 {
+	EVP_MAC_CTX *ctx = mac_ctx(secret, secret_len);
 	unsigned int mlen = 0;
+	size_t olen = 0;
 
+	if (ctx != NULL &&
+	    EVP_MAC_update(ctx, (const unsigned char *)msg, msg_len) == 1 &&
+	    EVP_MAC_final(ctx, mac, &olen, MAC_LEN) == 1 && olen == MAC_LEN) {
+		return IM_OK;
+	}
 	if (HMAC(EVP_sha256(), secret, (int)secret_len,
 	         (const unsigned char *)msg, msg_len, mac, &mlen) == NULL ||
 	    mlen != MAC_LEN) {

@@ -31,6 +31,55 @@ grep -q '"unexpected_errors": 0' "$out/chat.json"
 	--duration 0.5 --warmup 0.2 --down 0.5 --procs 2 --first-uid 5000 \
 	--json "$out/reconnect.json"
 grep -q '"caught_up": 36' "$out/reconnect.json"
+# Redirects (a cluster's Connectors): fake A owns the even uids and sends
+# the odd ones to fake B, which owns the odd ones and sends the even ones
+# back to A. Connecting every user to A or B by uid must end with every
+# user logged in where it belongs.
+kill "$pid"
+wait "$pid" 2>/dev/null || true
+pid_b=
+trap 'kill $pid $pid_b 2>/dev/null || true; rm -rf "$out"' EXIT
+# Two fresh ports below the ephemeral range (a port just used, or one a
+# client socket holds, may refuse the bind): up to 10 tries.
+up=0
+for _ in $(seq 10); do
+	port=$(( 20000 + RANDOM % 12000 ))
+	port_b=$(( port + 1 ))
+	rm -f "$out/ready" "$out/ready_b"
+	"$fake" "$port_b" "$port" 0 > "$out/ready_b" 2>/dev/null &
+	pid_b=$!
+	"$fake" "$port" "$port_b" 1 > "$out/ready" 2>/dev/null &
+	pid=$!
+	for _ in $(seq 50); do
+		if grep -q ready "$out/ready" 2>/dev/null &&
+			grep -q ready "$out/ready_b" 2>/dev/null; then
+			up=1
+			break
+		fi
+		kill -0 "$pid" 2>/dev/null && kill -0 "$pid_b" 2>/dev/null ||
+			break
+		sleep 0.1
+	done
+	[ "$up" = 1 ] && break
+	kill "$pid" "$pid_b" 2>/dev/null || true
+	wait "$pid" "$pid_b" 2>/dev/null || true
+done
+[ "$up" = 1 ] || { echo "fake-run: no free port pair" >&2; exit 1; }
+"$bench" idle --target "127.0.0.1:$port" --secret 0123456789abcdef0123 \
+	--server-pid "$pid" --other-pid "$pid_b" --quiet --users 41 \
+	--duration 0.3 --warmup 0.1 --procs 2 --first-uid 7000 \
+	--json "$out/redirect.json"
+grep -q '"logins": 41,' "$out/redirect.json"
+grep -q '"redirects": 20,' "$out/redirect.json"
+"$bench" reconnect --target "127.0.0.1:$port_b,127.0.0.1:$port" \
+	--secret 0123456789abcdef0123 --quiet --no-baseline --users 40 \
+	--group-size 1 --stayers 0 --duration 0.3 --warmup 0.1 --down 0.3 \
+	--procs 2 --first-uid 8000 --json "$out/redirect2.json" \
+	--server-pid "$pid"
+grep -q '"redirects": 40,' "$out/redirect2.json"
+grep -q '"resumed": 40,' "$out/redirect2.json"
+kill "$pid_b"
+wait "$pid_b" 2>/dev/null || true
 # A server that is gone: every phase must end on its own, with errors.
 kill "$pid"
 wait "$pid" 2>/dev/null || true

@@ -161,6 +161,11 @@ deliver(fconn *c, uint64_t gid, const msg *m, uint64_t prev)
 	emit(c, 0);
 }
 
+/* Cluster stand-in: users with uid % 2 == redirect_parity are owned by
+ * the fake at 127.0.0.1:redirect_port and get a Redirect there. */
+static uint16_t redirect_port;
+static unsigned redirect_parity;
+
 static void
 login(fconn *c, const char *token, uint64_t req_id, int resume)
 {
@@ -169,6 +174,15 @@ login(fconn *c, const char *token, uint64_t req_id, int resume)
 
 	if (uid == 0 || uid >= MAXU) {
 		error(c, req_id, im_Code_ERR_AUTH);
+		return;
+	}
+	if (redirect_port != 0 && uid % 2 == redirect_parity) {
+		memset(&out_env.msg.redirect, 0, sizeof(out_env.msg.redirect));
+		out_env.which_msg = im_Envelope_redirect_tag;
+		snprintf(out_env.msg.redirect.address,
+		         sizeof(out_env.msg.redirect.address), "127.0.0.1:%u",
+		         (unsigned)redirect_port);
+		emit(c, req_id);
 		return;
 	}
 	c->uid = uid;
@@ -445,9 +459,14 @@ main(int argc, char **argv)
 	ev_signal sig;
 	int fd, one = 1;
 
-	if (argc != 2) {
-		fprintf(stderr, "usage: im-bench-fakesrv PORT\n");
+	if (argc != 2 && argc != 4) {
+		fprintf(stderr, "usage: im-bench-fakesrv PORT "
+		                "[REDIRECT_PORT PARITY]\n");
 		return 2;
+	}
+	if (argc == 4) {
+		redirect_port = (uint16_t)atoi(argv[2]);
+		redirect_parity = (unsigned)atoi(argv[3]) & 1;
 	}
 	signal(SIGPIPE, SIG_IGN);
 	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);

@@ -70,6 +70,8 @@ enum {
 	IMB_C_DRAIN_LEFT,    /* replies still outstanding after --drain */
 	IMB_C_NOT_CAUGHT_UP, /* droppers still behind at the timeout */
 	IMB_C_OPEN_BEHIND,   /* open loop: sends issued > 10 ms late */
+	IMB_C_REDIRECTS,     /* Redirect followed (cluster: not the owner) */
+	IMB_C_BAD_REDIRECT,  /* Redirect unparsable, off loopback, or a loop */
 	IMB_C_COUNT
 };
 extern const char *const imb_cnt_names[IMB_C_COUNT];
@@ -118,13 +120,15 @@ int imb_plan_build(imb_plan *p, const imb_opts *o);
 int imb_token(char *buf, size_t len, const char *secret, uint64_t uid,
               uint64_t expiry_s);
 
-/* baseline.c: raw sqlite insert rate of the same rows. */
+/* baseline.c: raw insert rate of the same rows, into sqlite or (with
+ * --baseline-pg) PostgreSQL. */
 typedef struct imb_baseline {
 	double rows_per_s;
 	double commits_per_s;
 	uint64_t rows;
 	uint32_t batch;
 	double secs;
+	int pg; /* measured on PostgreSQL (--baseline-pg), else sqlite */
 	char err[200];
 } imb_baseline;
 int imb_baseline_run(const imb_opts *o, imb_baseline *b);

@@ -36,8 +36,11 @@ static const char *const code_names[IMB_CODES] = {
         "code_other",
 };
 
+/* --server-pid first (they count in RSS per connection), --other-pid after. */
+#define PIDS_MAX (2 * IMB_MAX_SERVER_PIDS)
+
 typedef struct sample {
-	imb_proc p[IMB_MAX_SERVER_PIDS];
+	imb_proc p[PIDS_MAX];
 	uint64_t t_us;
 	int taken;
 } sample;
@@ -49,8 +52,9 @@ typedef struct report {
 	imb_result r;
 	imb_baseline base;
 	int have_base;
-	int pids[IMB_MAX_SERVER_PIDS];
+	int pids[PIDS_MAX];
 	uint32_t npids;
+	uint32_t nrss_pids; /* the first nrss_pids count in RSS per conn */
 	sample s_login0, s_login1, s_win0, s_win1, s_end;
 	uint64_t t0[IMB_P_COUNT];
 	double acks_s, deliv_s, ratio;
@@ -84,7 +88,7 @@ rss_sum(const report *R, const sample *s)
 	uint64_t t = 0;
 	uint32_t i;
 
-	for (i = 0; i < R->npids; i++) {
+	for (i = 0; i < R->nrss_pids; i++) {
 		t += s->p[i].rss_kb;
 	}
 	return t;
@@ -357,8 +361,10 @@ table(FILE *f, const report *R)
 	        o->rate > 0 ? o->rate : (double)o->inflight, o->procs);
 	if (R->have_base) {
 		fprintf(f,
-		        "  baseline sqlite insert (WAL, sync FULL, batch %u): "
-		        "%.0f rows/s, %.0f commits/s\n",
+		        "  baseline %s (batch %u): %.0f rows/s, "
+		        "%.0f commits/s\n",
+		        R->base.pg ? "PostgreSQL multi-row INSERT (autocommit)"
+		                   : "sqlite insert (WAL, sync FULL)",
 		        R->base.batch, R->base.rows_per_s,
 		        R->base.commits_per_s);
 	}
@@ -432,11 +438,31 @@ table(FILE *f, const report *R)
 			snprintf(q, sizeof(q), "%.0f%%", rq);
 		}
 		fprintf(f,
-		        "  server pid %d: cpu %s (window, runq wait %s), %s "
+		        "  server pid %d%s: cpu %s (window, runq wait %s), %s "
 		        "(login); rss %llu -> %llu KiB, peak %llu KiB\n",
-		        R->pids[i], w, q, l, (unsigned long long)a->rss_kb,
+		        R->pids[i], i < R->nrss_pids ? "" : " (other)", w, q, l,
+		        (unsigned long long)a->rss_kb,
 		        (unsigned long long)b->rss_kb,
 		        (unsigned long long)R->s_end.p[i].hwm_kb);
+	}
+	if (R->npids > 1) {
+		double tw = 0, tl = 0;
+
+		for (i = 0; i < R->npids; i++) {
+			double cw = cpu_pct(&R->s_win0, &R->s_win1, i);
+			double cl = cpu_pct(&R->s_login0, &R->s_login1, i);
+
+			tw += cw > 0 ? cw : 0;
+			tl += cl > 0 ? cl : 0;
+		}
+		fprintf(f,
+		        "  servers (%u) cpu   %.0f%% (window), %.0f%% (login), "
+		        "of one core; rss %llu KiB in the first %u\n",
+		        R->npids, tw, tl,
+		        (unsigned long long)rss_sum(R, R->s_win0.taken
+		                                               ? &R->s_win0
+		                                               : &R->s_login1),
+		        R->nrss_pids);
 	}
 	if (R->npids && R->rss_per_conn != 0) {
 		fprintf(f, "  server rss/conn    %.0f bytes\n",
@@ -534,11 +560,12 @@ json(const char *path, const report *R)
 	        o->warmup, o->login_rate, o->procs, o->nsrc, o->ntargets);
 	if (R->have_base) {
 		fprintf(f,
-		        "  \"baseline\": {\"rows_per_s\": %.1f, "
+		        "  \"baseline\": {\"store\": \"%s\", "
+		        "\"rows_per_s\": %.1f, "
 		        "\"commits_per_s\": %.1f, \"batch\": %u, "
 		        "\"secs\": %.2f},\n",
-		        R->base.rows_per_s, R->base.commits_per_s,
-		        R->base.batch, R->base.secs);
+		        R->base.pg ? "pg" : "sqlite", R->base.rows_per_s,
+		        R->base.commits_per_s, R->base.batch, R->base.secs);
 	}
 	fprintf(f, "  \"sends_acked_per_s\": %.1f,\n", R->acks_s);
 	fprintf(f, "  \"deliveries_per_s\": %.1f,\n", R->deliv_s);
@@ -580,13 +607,15 @@ json(const char *path, const report *R)
 		        R->s_win0.taken ? &R->s_win0.p[i] : &R->s_login1.p[i];
 
 		fprintf(f,
-		        "%s{\"pid\": %d, \"cpu_pct_window\": %.1f, "
+		        "%s{\"pid\": %d, \"counts_per_conn\": %s, "
+		        "\"cpu_pct_window\": %.1f, "
 		        "\"cpu_pct_login\": %.1f, \"runq_wait_pct_window\": "
 		        "%.1f, "
 		        "\"rss_kb_before_login\": "
 		        "%llu, \"rss_kb_after_login\": %llu, "
 		        "\"rss_kb_end\": %llu, \"hwm_kb\": %llu}",
 		        i ? ", " : "", R->pids[i],
+		        i < R->nrss_pids ? "true" : "false",
 		        cpu_pct(&R->s_win0, &R->s_win1, i),
 		        cpu_pct(&R->s_login0, &R->s_login1, i),
 		        runq_pct(&R->s_win0, &R->s_win1, i),
@@ -655,6 +684,9 @@ main(int argc, char **argv)
 		R.npids = imb_proc_find(o.server_name, R.pids,
 		                        IMB_MAX_SERVER_PIDS);
 	}
+	R.nrss_pids = R.npids;
+	memcpy(R.pids + R.npids, o.other_pids, sizeof(int) * o.nother_pids);
+	R.npids += o.nother_pids;
 	if (o.baseline) {
 		if (!o.quiet) {
 			fprintf(stderr, "im-bench: baseline %.0fs, batch %u\n",

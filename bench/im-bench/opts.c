@@ -76,6 +76,10 @@ imb_opts_usage(FILE *f)
 	      "/proc\n"
 	      "  --server-name NAME       or find them by comm name (default "
 	      "imd)\n"
+	      "  --other-pid PID[,..]     more server processes to sample, "
+	      "not counted\n"
+	      "                           in RSS per connection (Routers, "
+	      "Chatters)\n"
 	      "  --json FILE              write the results as JSON\n"
 	      "  --no-baseline            skip the sqlite raw-insert baseline\n"
 	      "  --baseline-secs S        default 3\n"
@@ -83,6 +87,10 @@ imb_opts_usage(FILE *f)
 	      "in flight)\n"
 	      "  --baseline-dir D         where the baseline db goes (default "
 	      "/tmp)\n"
+	      "  --baseline-pg CONNINFO   the baseline on PostgreSQL instead: "
+	      "a prepared\n"
+	      "                           multi-row INSERT of the same rows, "
+	      "autocommit\n"
 	      "  --down S                 reconnect: seconds the droppers stay "
 	      "away\n"
 	      "  --stayers K              reconnect: members per group that "
@@ -295,7 +303,7 @@ parse_src(imb_opts *o, const char *s)
 }
 
 static int
-parse_pids(imb_opts *o, const char *s)
+parse_pids(int *pids, uint32_t *n, const char *s)
 {
 	char buf[256], *tok, *save = NULL;
 	uint32_t pid;
@@ -304,16 +312,16 @@ parse_pids(imb_opts *o, const char *s)
 		return -1;
 	}
 	strcpy(buf, s);
-	o->nserver_pids = 0;
+	*n = 0;
 	for (tok = strtok_r(buf, ",", &save); tok;
 	     tok = strtok_r(NULL, ",", &save)) {
-		if (o->nserver_pids == IMB_MAX_SERVER_PIDS ||
-		    parse_u32(tok, &pid) != 0 || pid == 0) {
+		if (*n == IMB_MAX_SERVER_PIDS || parse_u32(tok, &pid) != 0 ||
+		    pid == 0) {
 			return -1;
 		}
-		o->server_pids[o->nserver_pids++] = (int)pid;
+		pids[(*n)++] = (int)pid;
 	}
-	return o->nserver_pids ? 0 : -1;
+	return *n ? 0 : -1;
 }
 
 static int
@@ -372,6 +380,8 @@ enum {
 	O_SCENARIO,
 	O_HELP,
 	O_SETUP_WINDOW,
+	O_OTHER_PID,
+	O_BASELINE_PG,
 };
 
 static const struct option longopts[] = {
@@ -410,6 +420,8 @@ static const struct option longopts[] = {
         {"scenario", required_argument, NULL, O_SCENARIO},
         {"help", no_argument, NULL, O_HELP},
         {"setup-window", required_argument, NULL, O_SETUP_WINDOW},
+        {"other-pid", required_argument, NULL, O_OTHER_PID},
+        {"baseline-pg", required_argument, NULL, O_BASELINE_PG},
         {NULL, 0, NULL, 0},
 };
 
@@ -529,7 +541,13 @@ imb_opts_parse(imb_opts *o, int argc, char **argv, int *help, char *err,
 			      o->procs > 64;
 			break;
 		case O_SERVER_PID:
-			bad = parse_pids(o, a);
+			bad = parse_pids(o->server_pids, &o->nserver_pids, a);
+			break;
+		case O_OTHER_PID:
+			bad = parse_pids(o->other_pids, &o->nother_pids, a);
+			break;
+		case O_BASELINE_PG:
+			o->baseline_pg = a;
 			break;
 		case O_SERVER_NAME:
 			o->server_name = a;

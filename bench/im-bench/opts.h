@@ -51,12 +51,17 @@ typedef struct imb_opts {
 	const char *json;
 	int server_pids[IMB_MAX_SERVER_PIDS];
 	uint32_t nserver_pids;
+	/* Sampled for CPU and RSS too, but not counted in RSS per connection
+	 * (a cluster's Routers and Chatters next to its Connectors). */
+	int other_pids[IMB_MAX_SERVER_PIDS];
+	uint32_t nother_pids;
 	const char *server_name;
 	/* baseline */
 	int baseline; /* run the sqlite baseline */
 	double baseline_secs;
 	uint32_t baseline_batch; /* 0 = derived from the load */
 	const char *baseline_dir;
+	const char *baseline_pg; /* conninfo: the baseline on PostgreSQL */
 	/* reconnect */
 	double down;      /* seconds the droppers stay away */
 	uint32_t stayers; /* members per group that do not drop */

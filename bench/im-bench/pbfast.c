@@ -222,6 +222,12 @@ scan_sub(imb_msg *m)
 				m->group = f.v;
 			}
 			break;
+		case im_Envelope_redirect_tag:
+			if (f.num == im_Redirect_address_tag && f.wire == 2) {
+				m->text = f.ptr;
+				m->text_len = f.len;
+			}
+			break;
 		default:
 			break;
 		}

@@ -60,7 +60,7 @@ typedef struct imb_msg {
 	size_t body_len;
 	const uint8_t *session; /* LoginOk/ResumeOk.session */
 	size_t session_len;
-	const uint8_t *text; /* Error.text */
+	const uint8_t *text; /* Error.text, Redirect.address */
 	size_t text_len;
 } imb_msg;
 

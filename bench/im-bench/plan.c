@@ -32,6 +32,8 @@ const char *const imb_cnt_names[IMB_C_COUNT] = {
         [IMB_C_DRAIN_LEFT] = "unanswered_at_end",
         [IMB_C_NOT_CAUGHT_UP] = "not_caught_up",
         [IMB_C_OPEN_BEHIND] = "open_loop_late_sends",
+        [IMB_C_REDIRECTS] = "redirects",
+        [IMB_C_BAD_REDIRECT] = "bad_redirects",
 };
 
 const unsigned char imb_cnt_is_error[IMB_C_COUNT] = {
@@ -40,6 +42,7 @@ const unsigned char imb_cnt_is_error[IMB_C_COUNT] = {
         [IMB_C_PROTO] = 1,         [IMB_C_WBUF_FULL] = 1,
         [IMB_C_LOGIN_TIMEOUT] = 1, [IMB_C_SETUP_FAIL] = 1,
         [IMB_C_DRAIN_LEFT] = 1,    [IMB_C_NOT_CAUGHT_UP] = 1,
+        [IMB_C_BAD_REDIRECT] = 1,
 };
 
 uint64_t

@@ -494,6 +494,47 @@ test_pbfast_scans_what_nanopb_encodes(void **state)
 	assert_int_equal(m.kind, im_Envelope_error_tag);
 	assert_int_equal(m.code, im_Code_ERR_NOT_MEMBER);
 	assert_int_equal(m.text_len, 4);
+
+	/* A cluster's Connector answers a login it does not own with this. */
+	memset(&e, 0, sizeof(e));
+	e.req_id = 17;
+	e.which_msg = im_Envelope_redirect_tag;
+	strcpy(e.msg.redirect.address, "127.0.0.1:7601");
+	n = nanopb_frame(buf, sizeof(buf), &e);
+	assert_int_equal(imb_pb_scan(buf, n, &m), 0);
+	assert_int_equal(m.req_id, 17);
+	assert_int_equal(m.kind, im_Envelope_redirect_tag);
+	assert_int_equal(m.text_len, strlen("127.0.0.1:7601"));
+	assert_memory_equal(m.text, "127.0.0.1:7601", m.text_len);
+}
+
+static void
+test_opts_other_pids_and_baseline_pg_parse(void **state)
+{
+	imb_opts o;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(&o,
+	                       "--secret 0123456789abcdef --server-pid 10,11 "
+	                       "--other-pid 12,13,14 --baseline-pg dbname=x",
+	                       err),
+	                 0);
+	assert_int_equal(o.nserver_pids, 2);
+	assert_int_equal(o.nother_pids, 3);
+	assert_int_equal(o.other_pids[2], 14);
+	assert_string_equal(o.baseline_pg, "dbname=x");
+	assert_int_not_equal(parse(&o,
+	                           "--secret 0123456789abcdef "
+	                           "--other-pid 0",
+	                           err),
+	                     0);
+	assert_int_not_equal(parse(&o,
+	                           "--secret 0123456789abcdef "
+	                           "--other-pid 1,2,3,4,5,6,7,8,9,10,11,12,"
+	                           "13,14,15,16,17",
+	                           err),
+	                     0);
 }
 
 static void
@@ -570,6 +611,7 @@ main(void)
 	        cmocka_unit_test(
 	                test_opts_bad_values_are_refused_with_a_message),
 	        cmocka_unit_test(test_opts_senders_are_spread_over_the_users),
+	        cmocka_unit_test(test_opts_other_pids_and_baseline_pg_parse),
 	        cmocka_unit_test(test_plan_workers_partition_the_users),
 	        cmocka_unit_test(test_pbfast_send_decodes_with_nanopb),
 	        cmocka_unit_test(

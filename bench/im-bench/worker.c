@@ -51,6 +51,14 @@ enum {
 #define ACKS_MAX 64
 #define SETUP_CONNS 64
 #define CREATE_MEMBERS 64 /* im.options: CreateGroup.members max_count */
+/* Redirects followed for one login before it counts as a loop. */
+#define REDIRECT_HOPS 4
+/* Every logged-in connection pings once per this many us, as a client
+ * does: servers close a connection silent for 90 s, and a slow login phase
+ * of 100,000 users takes longer than that. */
+#define PING_EVERY_US 30000000ull
+/* Targets a worker knows: the --target list plus addresses redirected to. */
+#define TARGETS_MAX (2 * IMB_MAX_TARGETS)
 
 typedef struct conn {
 	ev_io io;
@@ -62,6 +70,9 @@ typedef struct conn {
 	uint8_t has_session;
 	uint8_t closing;   /* we closed it on purpose */
 	uint8_t attempts;  /* setup: connections tried for this creator */
+	uint8_t tgt;       /* index in W.tg: where this user connects */
+	uint8_t hops;      /* redirects followed by the login in progress */
+	uint8_t reopen;    /* redirected: connect again after this read */
 	uint16_t inflight; /* Sends unanswered */
 	uint32_t pending;  /* setup requests unanswered */
 	uint32_t convs_seen;
@@ -99,6 +110,15 @@ static struct worker {
 	uint64_t t_phase;
 	uint64_t win_start, win_end, run_end;
 	uint64_t inflight; /* Sends unanswered, all connections */
+	/* Where users connect: --target, then Redirect addresses learnt (a
+	 * user remembers its own in conn.tgt, so a Resume goes straight to
+	 * the owner). */
+	imb_addr tg[TARGETS_MAX];
+	uint32_t ntg;
+	/* keepalive: W.c[ping_k] is next; a round over all takes
+	 * PING_EVERY_US from ping_t0 */
+	uint32_t ping_k;
+	uint64_t ping_t0;
 	/* login / resume pacing */
 	uint32_t next_login, in_progress, done;
 	uint32_t need; /* logins (or droppers) to complete this phase */
@@ -506,8 +526,8 @@ conn_open(conn *c, uint64_t now)
 		goto fail;
 	}
 	dst.sin_family = AF_INET;
-	dst.sin_addr.s_addr = o->targets[c->idx % o->ntargets].ip;
-	dst.sin_port = htons(o->targets[c->idx % o->ntargets].port);
+	dst.sin_addr.s_addr = W.tg[c->tgt].ip;
+	dst.sin_port = htons(W.tg[c->tgt].port);
 	r = connect(fd, (struct sockaddr *)&dst, sizeof(dst));
 	if (r != 0 && errno != EINPROGRESS) {
 		close(fd);
@@ -525,6 +545,118 @@ fail:
 	cnt(IMB_C_CONNECT_FAIL);
 	c->state = CS_CLOSED;
 	return -1;
+}
+
+/* ---- redirects -------------------------------------------------------- */
+
+/* Index of "a.b.c.d:port" among the worker's targets, added when new; -1
+ * when malformed, off loopback (the bench talks to 127/8 only) or full. */
+static int
+target_index(const uint8_t *s, size_t n)
+{
+	char buf[64], *colon, *end;
+	struct in_addr a;
+	unsigned long port;
+	uint32_t i;
+
+	if (s == NULL || n == 0 || n >= sizeof(buf)) {
+		return -1;
+	}
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	colon = strrchr(buf, ':');
+	if (colon == NULL) {
+		return -1;
+	}
+	*colon = '\0';
+	errno = 0;
+	port = strtoul(colon + 1, &end, 10);
+	if (errno != 0 || *end != '\0' || port == 0 || port > 65535 ||
+	    inet_pton(AF_INET, buf, &a) != 1 ||
+	    (ntohl(a.s_addr) >> 24) != 127) {
+		return -1;
+	}
+	for (i = 0; i < W.ntg; i++) {
+		if (W.tg[i].ip == a.s_addr && W.tg[i].port == port) {
+			return (int)i;
+		}
+	}
+	if (W.ntg == TARGETS_MAX) {
+		return -1;
+	}
+	W.tg[W.ntg].ip = a.s_addr;
+	W.tg[W.ntg].port = (uint16_t)port;
+	return (int)W.ntg++;
+}
+
+/* Give up the socket but not the login: the connection opens again to
+ * its new target once the current read is over (reopen). */
+static void
+conn_drop(conn *c)
+{
+	if (W.txc == c) {
+		W.txlen = 0;
+		W.txc = NULL;
+	}
+	ev_io_stop(W.loop, &c->io);
+	close(c->io.fd);
+	free(c->rbuf);
+	free(c->wbuf);
+	c->rbuf = c->wbuf = NULL;
+	c->rlen = c->wlen = c->woff = 0;
+	c->state = CS_IDLE;
+	c->reopen = 1;
+}
+
+/* A login answered with Redirect{address}: the user belongs to another
+ * Connector. Go there (and remember it); anything else is an error. */
+static void
+follow_redirect(conn *c, const imb_msg *m)
+{
+	int t = target_index(m->text, m->text_len);
+
+	if (c->state != CS_LOGIN) {
+		/* A session moved under a logged-in user: in a benchmark
+		 * that is a lost connection. */
+		cnt(IMB_C_REDIRECTS);
+		close_conn(c, 1);
+		return;
+	}
+	if (t < 0 || c->hops >= REDIRECT_HOPS) {
+		cnt(IMB_C_BAD_REDIRECT);
+		c->closing = 1;
+		close_conn(c, 0);
+		return;
+	}
+	cnt(IMB_C_REDIRECTS);
+	c->hops++;
+	c->tgt = (uint8_t)t;
+	if (c->setup && c->idx >= W.first && c->idx < W.end) {
+		W.c[c->idx - W.first].tgt = (uint8_t)t;
+	}
+	conn_drop(c);
+}
+
+/* Connect a redirected connection again; its login clock keeps running. */
+static void
+conn_reopen(conn *c)
+{
+	uint64_t t0 = c->t_start;
+
+	c->reopen = 0;
+	if (conn_open(c, imb_now_us(W.p)) != 0) {
+		/* conn_open counted it and left the state CS_CLOSED. */
+		if (c->setup) {
+			c->setup = 0;
+			W.setup_live--;
+			W.setup_pending -= c->pending;
+			c->pending = 0;
+		} else {
+			login_finished(c, 0, 0);
+		}
+		return;
+	}
+	c->t_start = t0;
 }
 
 /* ---- sending ---------------------------------------------------------- */
@@ -787,6 +919,9 @@ handle(conn *c, const uint8_t *buf, size_t len, uint64_t now)
 			close_conn(c, 0);
 		}
 		break;
+	case im_Envelope_redirect_tag:
+		follow_redirect(c, &m);
+		break;
 	case im_Envelope_pong_tag:
 		break;
 	default:
@@ -836,7 +971,7 @@ do_read(conn *c)
 		}
 		handle(c, h + 4, len, now);
 		off += 4 + len;
-		if (c->state == CS_CLOSED) {
+		if (c->state == CS_CLOSED || c->reopen) {
 			return;
 		}
 	}
@@ -883,6 +1018,9 @@ on_io(struct ev_loop *loop, ev_io *w, int revents)
 	}
 	if (revents & EV_READ) {
 		do_read(c);
+		if (c->reopen) {
+			conn_reopen(c);
+		}
 	}
 }
 
@@ -1014,6 +1152,7 @@ setup_next(void)
 		}
 		memset(c, 0, sizeof(*c));
 		c->idx = u;
+		c->tgt = W.c[u - W.first].tgt; /* learnt from a redirect */
 		c->setup = 1;
 		c->attempts = (uint8_t)(tried + 1);
 		W.setup_live++;
@@ -1130,6 +1269,33 @@ open_loop(uint64_t now)
 	tx_flush();
 }
 
+/* Spread Pings over the round so they never come as a burst. */
+static void
+keepalive(uint64_t now)
+{
+	uint64_t due;
+
+	if (W.n == 0) {
+		return;
+	}
+	if (W.ping_t0 == 0 || now - W.ping_t0 >= PING_EVERY_US) {
+		W.ping_t0 = now;
+		W.ping_k = 0;
+	}
+	due = (now - W.ping_t0) * W.n / PING_EVERY_US;
+	while (W.ping_k < due && W.ping_k < W.n) {
+		conn *c = &W.c[W.ping_k++];
+		uint8_t *p;
+
+		if (c->state != CS_READY) {
+			continue;
+		}
+		p = tx_reserve(c, 32);
+		tx_commit(imb_enc_ping(p, 32, REQ(K_PING, 0), now / 1000));
+		tx_flush();
+	}
+}
+
 static void
 pace_logins(uint64_t now)
 {
@@ -1153,6 +1319,7 @@ pace_logins(uint64_t now)
 			c->caught = 0;
 		}
 		W.in_progress++;
+		c->hops = 0;
 		if (conn_open(c, now) != 0) {
 			login_finished(c, 0, now);
 		}
@@ -1211,6 +1378,7 @@ on_tick(struct ev_loop *loop, ev_timer *t, int revents)
 		ev_break(loop, EVBREAK_ALL);
 		return;
 	}
+	keepalive(now); /* also while waiting for the other workers */
 	if (W.waiting) {
 		int next = W.phase + 1;
 
@@ -1322,8 +1490,12 @@ imb_worker_run(const imb_plan *p, uint32_t w, imb_result *r)
 		return -1;
 	}
 	memset(W.body, 'x', o->body);
+	for (i = 0; i < o->ntargets && i < TARGETS_MAX; i++) {
+		W.tg[W.ntg++] = o->targets[i];
+	}
 	for (i = 0; i < W.n; i++) {
 		W.c[i].idx = W.first + i;
+		W.c[i].tgt = (uint8_t)((W.first + i) % o->ntargets);
 		if (imb_is_sender(o, W.first + i)) {
 			W.senders[W.nsenders++] = i;
 		}

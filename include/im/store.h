@@ -46,7 +46,7 @@ extern "C" {
 typedef struct im_store im_store;
 
 /** Highest schema version this build knows (see libim/store/schema/). */
-#define IM_STORE_SCHEMA_VERSION 2
+#define IM_STORE_SCHEMA_VERSION 3
 
 /**
  * A write fence: a slot the writer owns and the epoch it owns it at. Writes
@@ -450,6 +450,70 @@ IM_API int im_store_node_heartbeat(im_store *st, const char *name,
  * @retval IM_OK, IM_ENOTSUP, IM_ERR, or cb's non-zero value
  */
 IM_API int im_store_node_list(im_store *st, im_node_cb cb, void *payload);
+
+
+/*
+ * Batched writes (store ops version 4; a backend compiled against an older
+ * table answers IM_ENOTSUP and callers fall back to the one-at-a-time ops).
+ */
+
+/** A group to create with its first members (im_store_group_create_many). */
+#define IM_GROUP_NEW_MEMBERS_MAX 4096
+typedef struct im_group_new {
+	im_group group;
+	const im_uid *members; /**< nonzero; duplicates are stored once */
+	uint32_t nmembers;     /**< at most IM_GROUP_NEW_MEMBERS_MAX */
+} im_group_new;
+
+/**
+ * Create n groups with their first members in ONE transaction, fenced like
+ * msg_append: the fences (the group slots of the new gids, which the caller
+ * must own) are checked inside the transaction, so a writer that lost a
+ * slot creates nothing. All or nothing. Members start as with
+ * im_store_member_add (read pointer at the group's last message: 0 for a
+ * new group).
+ *
+ * Idempotent, so a batch whose outcome was unknown (IM_EUNAVAIL) can be
+ * sent again: a gid that exists with the same creator and created_ms is
+ * taken as created by an earlier try of this batch (missing members are
+ * added, nothing else changes); a gid that exists otherwise is a conflict.
+ *
+ * @retval IM_OK        every group and member is stored
+ * @retval IM_ESTALE    a fence is stale; nothing stored
+ * @retval IM_ECONFLICT a gid belongs to another group; nothing stored
+ * @retval IM_EINVAL    n or nfences 0, n > IM_STORE_CREATE_MANY_MAX, gid 0,
+ *                      repeated gid, name not terminated, member 0 or too
+ *                      many members, NULL arrays
+ * @retval IM_ENOTSUP   backend without the op (version < 4)
+ * @retval IM_EUNAVAIL  outcome unknown; retrying the same batch is safe
+ * @retval IM_ERR
+ */
+#define IM_STORE_CREATE_MANY_MAX 1024
+IM_API int im_store_group_create_many(im_store *st, const im_fence *fences,
+				      size_t nfences,
+				      const im_group_new *groups, size_t n);
+
+/**
+ * Take one segment of `step` ids for each of n distinct keys in one
+ * transaction (one fsync instead of n): segs_out[i] is keys[i]'s segment,
+ * with the guarantees of im_store_seg_take. All or nothing.
+ * @retval IM_OK, IM_EINVAL (n 0 or > IM_STORE_SEG_MANY_MAX, step 0, bad
+ *         space, a key given twice), IM_EFULL (a key's id space is
+ *         exhausted; nothing taken), IM_ENOTSUP (version < 4), IM_ERR,
+ *         IM_EUNAVAIL (outcome unknown: segments may be lost, never
+ *         reused)
+ */
+#define IM_STORE_SEG_MANY_MAX 1024
+IM_API int im_store_seg_take_many(im_store *st, const im_seg_key *keys,
+				  size_t n, uint32_t step, im_seg *segs_out);
+
+/**
+ * The largest seq in a user's queue (0 when it is empty): what a login
+ * reports as where the queue ends, without reading the items.
+ * @retval IM_OK, IM_EINVAL, IM_ENOTSUP (version < 4: page with
+ *         im_store_uq_read), IM_ERR, IM_EUNAVAIL
+ */
+IM_API int im_store_uq_last(im_store *st, im_uid user, im_seq *last_out);
 
 #ifdef __cplusplus
 }

@@ -554,6 +554,11 @@ balance(rolenode *rn)
 	if (map_reload(rn) != IM_OK) {
 		return;
 	}
+	if (n == 0) {
+		/* Not even we look fresh (we were silent: our heartbeat is
+		 * old until the next one lands): nothing to plan over yet. */
+		return;
+	}
 	rc = im_shard_plan(rn->map, rn->kind, nodes, n, moves, 1024, &nm);
 	if (rc != IM_OK && rc != IM_EFULL) {
 		LOG_W("plan: %s", im_strerror(rc));

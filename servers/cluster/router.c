@@ -323,7 +323,14 @@ chatter_for(router *r, const imrpc_Op *op)
 	im_shard_entry e;
 
 	if (op->kind == OP_CREATE_GROUP) {
-		return any_chatter(r, op->user);
+		/* A Chatter that owns group slots (it creates the group,
+		 * fenced, in one of its own): the owner of the creator's
+		 * slot number, else any. */
+		rnode *n;
+
+		e = im_shard_get(r->map, IM_KIND_GROUP, op->user);
+		n = e.owner[0] != '\0' ? node_by_name(r, e.owner) : NULL;
+		return n != NULL ? n : any_chatter(r, op->user);
 	}
 	e = im_shard_get(r->map, IM_KIND_GROUP, op->group);
 	return e.owner[0] != '\0' ? node_by_name(r, e.owner) : NULL;

@@ -423,6 +423,9 @@ out:
 		      (unsigned long long)cs.dups, (unsigned long long)cs.stale,
 		      cs.groups, (unsigned long long)cs.refills,
 		      (unsigned long long)cs.refills_inline);
+		LOG_I("chatter: created %llu groups in %llu commits",
+		      (unsigned long long)cs.groups_created,
+		      (unsigned long long)cs.create_commits);
 	}
 	if (d.cn != NULL) {
 		connector_stats ns;

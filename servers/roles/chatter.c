@@ -53,6 +53,26 @@ struct pend {
 	void *body;
 };
 
+/* im.EventType values. */
+enum { UEV_JOINED = 1, UEV_LEFT = 2, UEV_GROUP_CREATED = 3 };
+
+/* A CreateGroup waiting for the loop turn's creation commit. */
+struct cpend {
+	role_route route;
+	im_uid creator;
+	uint32_t nmembers; /* with the creator, distinct */
+	im_uid members[ROLE_CREATE_MEMBERS_MAX + 1];
+	char name[IM_GROUP_NAME_MAX + 1];
+};
+
+/* Creations committed per transaction (bounds the scratch below). */
+#define CREATE_BATCH_MAX 128
+/* Group ids tried per creation for one that falls in a slot we own (a
+ * Chatter with 1 of 64 slots needs 64 on average), and segments taken for
+ * it at most. */
+#define GID_TRIES 4096
+#define GID_REFILLS 8
+
 struct chatter {
 	struct ev_loop *loop;
 	im_store *st;
@@ -93,6 +113,16 @@ struct chatter {
 	im_msg *fan_msgs;
 	role_fanout *fans;
 	uint32_t *fan_count;
+
+	/* The creations of this turn (one fenced transaction, committed by
+	 * chatter_flush next to the sends), and their scratch. */
+	struct cpend *cpend;
+	uint32_t ncpend;
+	im_group_new *cnew;
+	uint32_t *cidx;   /* cnew[k] is cpend[cidx[k]] */
+	im_fence *cfences;
+	role_reply *creplies;
+	role_uevent *cevs; /* CREATE_BATCH_MAX x (members + 1), malloc */
 
 	chatter_stats stats;
 };
@@ -587,6 +617,168 @@ refill_inline(chatter *c, struct group *g, uint64_t *seq)
 	return true;
 }
 
+/*
+ * A new group id in a slot we own, with that slot's fence: the creation is
+ * written under the slot's epoch like any other write to the group, so an
+ * owner that lost the slot creates nothing. Ids of slots owned by others
+ * are skipped (the id space is 64 bits; skipping costs nothing).
+ */
+static bool
+new_gid(chatter *c, im_gid *gid, im_fence *fence)
+{
+	uint32_t tries, refills = 0;
+
+	for (tries = 0; tries < GID_TRIES; tries++) {
+		if (im_idseg_next(&c->gids, gid) != IM_OK) {
+			if (refills++ == GID_REFILLS ||
+			    im_idseg_refill(&c->gids, c->st) != IM_OK ||
+			    im_idseg_next(&c->gids, gid) != IM_OK) {
+				return false;
+			}
+		}
+		if (slot_is_ours(c, *gid, fence)) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/* A store without group_create_many (ops version < 4): the old way, one
+ * transaction per row, unfenced. ok[k] tells which groups made it. */
+static void
+create_one_by_one(chatter *c, uint32_t n, bool *ok)
+{
+	uint32_t k, j;
+
+	for (k = 0; k < n; k++) {
+		const im_group_new *g = &c->cnew[k];
+		int rc = im_store_group_create(c->st, &g->group);
+
+		for (j = 0; rc == IM_OK && j < g->nmembers; j++) {
+			rc = im_store_member_add(c->st, g->group.gid,
+			                         g->members[j], NULL);
+		}
+		c->stats.create_commits += 1 + j;
+		ok[k] = rc == IM_OK;
+		if (rc != IM_OK) {
+			LOG_W("chatter: create group %llu: %s (%s)",
+			      (unsigned long long)g->group.gid,
+			      im_strerror(rc), im_store_errmsg(c->st));
+		}
+	}
+}
+
+/*
+ * Commit the creations of this turn: ONE im_store_group_create_many for
+ * all of them (groups and members, fenced by the new gids' slots, all or
+ * nothing), then the creators' replies, then ONE batch of GroupCreated
+ * events for every member (the Connectors append them to the user queues,
+ * one transaction per batch).
+ */
+static void
+commit_creates(chatter *c)
+{
+	uint32_t n = c->ncpend, i, k, nnew = 0, nf = 0, nrep = 0;
+	size_t nev = 0;
+	uint64_t now = role_now_ms();
+	bool ok[CREATE_BATCH_MAX];
+	int rc;
+
+	if (n == 0) {
+		return;
+	}
+	c->ncpend = 0;
+	for (i = 0; i < n; i++) {
+		struct cpend *p = &c->cpend[i];
+		im_group_new *g = &c->cnew[nnew];
+		im_fence f;
+		im_gid gid;
+
+		if (!new_gid(c, &gid, &f)) {
+			role_reply *r = &c->creplies[nrep++];
+
+			memset(r, 0, sizeof(*r));
+			r->route = p->route;
+			r->kind = ROLE_OP_CREATE_GROUP;
+			r->code = ROLE_ERR_UNAVAILABLE;
+			r->text = "no group id in a slot served here";
+			continue;
+		}
+		memset(g, 0, sizeof(*g));
+		g->group.gid = gid;
+		g->group.creator = p->creator;
+		g->group.created_ms = now;
+		memcpy(g->group.name, p->name, sizeof(g->group.name));
+		g->members = p->members;
+		g->nmembers = p->nmembers;
+		c->cidx[nnew++] = i;
+		for (k = 0; k < nf && c->cfences[k].slot != f.slot; k++) {
+		}
+		if (k == nf) {
+			c->cfences[nf++] = f;
+		}
+	}
+	if (nnew > 0) {
+		rc = im_store_group_create_many(c->st, c->cfences, nf, c->cnew,
+		                                nnew);
+		if (rc == IM_ENOTSUP) {
+			create_one_by_one(c, nnew, ok);
+		} else {
+			c->stats.create_commits++;
+			for (k = 0; k < nnew; k++) {
+				ok[k] = rc == IM_OK;
+			}
+			if (rc != IM_OK) {
+				LOG_W("chatter: creating %u groups: %s (%s)",
+				      nnew, im_strerror(rc),
+				      im_store_errmsg(c->st));
+			}
+			if (rc == IM_ESTALE) {
+				c->stats.stale++;
+				(void)im_shard_load(c->map, c->st);
+			}
+		}
+	}
+	for (k = 0; k < nnew; k++) {
+		const im_group_new *g = &c->cnew[k];
+		role_reply *r = &c->creplies[nrep++];
+
+		memset(r, 0, sizeof(*r));
+		r->route = c->cpend[c->cidx[k]].route;
+		r->kind = ROLE_OP_CREATE_GROUP;
+		if (!ok[k]) {
+			r->code = ROLE_ERR_UNAVAILABLE;
+			r->text = "store unavailable";
+			continue;
+		}
+		r->code = ROLE_OK;
+		r->group = g->group.gid;
+		c->stats.groups_created++;
+		LOG_D("group %llu created by %llu with %u members",
+		      (unsigned long long)g->group.gid,
+		      (unsigned long long)g->group.creator, g->nmembers);
+		for (i = 0; i < g->nmembers; i++) {
+			role_uevent *ev = &c->cevs[nev++];
+
+			memset(ev, 0, sizeof(*ev));
+			ev->user = g->members[i];
+			ev->type = UEV_GROUP_CREATED;
+			ev->group = g->group.gid;
+			ev->actor = g->group.creator;
+			memcpy(ev->name, g->group.name, sizeof(ev->name));
+		}
+	}
+	/* The creator hears GroupCreated before the members' events. */
+	c->router->ops->reply(c->router, c->creplies, nrep);
+	if (nev > 0) {
+		c->router->ops->user_events(c->router, c->cevs, nev);
+	}
+	/* The next segment of group ids off the path of the next batch. */
+	if (im_idseg_wants_refill(&c->gids)) {
+		(void)im_idseg_refill(&c->gids, c->st);
+	}
+}
+
 void
 chatter_flush(chatter *c)
 {
@@ -596,6 +788,7 @@ chatter_flush(chatter *c)
 	size_t nfans = 0;
 	int rc = IM_OK;
 
+	commit_creates(c);
 	if (npend == 0) {
 		return;
 	}
@@ -827,70 +1020,41 @@ emit_event(chatter *c, im_uid user, uint32_t type, const struct group *g,
 	c->router->ops->user_events(c->router, &ev, 1);
 }
 
-/* im.EventType values. */
-enum { UEV_JOINED = 1, UEV_LEFT = 2, UEV_GROUP_CREATED = 3 };
-
+/* Check a CreateGroup and queue it for this turn's creation commit. */
 static void
-do_create(chatter *c, const role_op *op)
+queue_create(chatter *c, const role_op *op)
 {
-	im_uid uids[ROLE_CREATE_MEMBERS_MAX + 1];
-	role_uevent evs[ROLE_CREATE_MEMBERS_MAX + 1];
-	im_group grp;
-	uint64_t gid;
-	size_t n = 0, i, j;
-	int rc;
+	struct cpend *p;
+	size_t i, j;
 
 	if (op->nmembers > ROLE_CREATE_MEMBERS_MAX ||
-	    (op->name != NULL && strlen(op->name) > IM_GROUP_NAME_MAX)) {
+	    (op->nmembers > 0 && op->members == NULL) ||
+	    (op->name != NULL && strlen(op->name) > IM_GROUP_NAME_MAX) ||
+	    op->user == 0) {
 		reply_one(c, op, ROLE_ERR_BAD_REQUEST,
 		          "at most 64 members and a name of 64 bytes", 0);
 		return;
 	}
-	uids[n++] = op->user;
+	if (c->ncpend == CREATE_BATCH_MAX) {
+		chatter_flush(c);
+	}
+	p = &c->cpend[c->ncpend];
+	p->route = op->route;
+	p->creator = op->user;
+	p->nmembers = 0;
+	p->members[p->nmembers++] = op->user;
 	for (i = 0; i < op->nmembers; i++) {
 		im_uid u = op->members[i];
 
-		for (j = 0; j < n && uids[j] != u; j++) {
+		for (j = 0; j < p->nmembers && p->members[j] != u; j++) {
 		}
-		if (u != 0 && j == n) {
-			uids[n++] = u;
+		if (u != 0 && j == p->nmembers) {
+			p->members[p->nmembers++] = u;
 		}
 	}
-	if (im_idseg_next(&c->gids, &gid) != IM_OK &&
-	    (im_idseg_refill(&c->gids, c->st) != IM_OK ||
-	     im_idseg_next(&c->gids, &gid) != IM_OK)) {
-		reply_one(c, op, ROLE_ERR_UNAVAILABLE, "no group id", 0);
-		return;
-	}
-	memset(&grp, 0, sizeof(grp));
-	grp.gid = gid;
-	grp.creator = op->user;
-	grp.created_ms = role_now_ms();
-	snprintf(grp.name, sizeof(grp.name), "%s",
+	snprintf(p->name, sizeof(p->name), "%s",
 	         op->name != NULL ? op->name : "");
-	rc = im_store_group_create(c->st, &grp);
-	for (i = 0; rc == IM_OK && i < n; i++) {
-		rc = im_store_member_add(c->st, gid, uids[i], NULL);
-	}
-	if (rc != IM_OK) {
-		LOG_W("chatter: create group %llu: %s (%s)",
-		      (unsigned long long)gid, im_strerror(rc),
-		      im_store_errmsg(c->st));
-		reply_one(c, op, ROLE_ERR_UNAVAILABLE, "store unavailable", 0);
-		return;
-	}
-	LOG_I("group %llu created by %llu with %zu members",
-	      (unsigned long long)gid, (unsigned long long)op->user, n);
-	reply_one(c, op, ROLE_OK, NULL, gid);
-	memset(evs, 0, sizeof(evs));
-	for (i = 0; i < n; i++) {
-		evs[i].user = uids[i];
-		evs[i].type = UEV_GROUP_CREATED;
-		evs[i].group = gid;
-		evs[i].actor = op->user;
-		memcpy(evs[i].name, grp.name, sizeof(evs[i].name));
-	}
-	c->router->ops->user_events(c->router, evs, n);
+	c->ncpend++;
 }
 
 static void
@@ -970,8 +1134,8 @@ chatter_submit(chatter *c, const role_op *ops, size_t n)
 			queue_send(c, op);
 			break;
 		case ROLE_OP_CREATE_GROUP:
-			chatter_flush(c);
-			do_create(c, op);
+			/* Committed with the turn's other creations. */
+			queue_create(c, op);
 			break;
 		case ROLE_OP_ADD_MEMBER:
 		case ROLE_OP_REMOVE_MEMBER:
@@ -1045,6 +1209,13 @@ chatter_create(chatter **out, struct ev_loop *loop, im_store *st,
 	c->fan_msgs = calloc(mb, sizeof(*c->fan_msgs));
 	c->fans = calloc(mb, sizeof(*c->fans));
 	c->fan_count = calloc(mb, sizeof(*c->fan_count));
+	c->cpend = calloc(CREATE_BATCH_MAX, sizeof(*c->cpend));
+	c->cnew = calloc(CREATE_BATCH_MAX, sizeof(*c->cnew));
+	c->cidx = calloc(CREATE_BATCH_MAX, sizeof(*c->cidx));
+	c->cfences = calloc(CREATE_BATCH_MAX, sizeof(*c->cfences));
+	c->creplies = calloc(CREATE_BATCH_MAX, sizeof(*c->creplies));
+	c->cevs = malloc((size_t)CREATE_BATCH_MAX *
+	                 (ROLE_CREATE_MEMBERS_MAX + 1) * sizeof(*c->cevs));
 	/* malloc, not calloc: pages a batch never reaches stay unmapped. */
 	c->arena_cap = mb * IM_MSG_BODY_MAX;
 	c->arena = malloc(c->arena_cap);
@@ -1052,7 +1223,9 @@ chatter_create(chatter **out, struct ev_loop *loop, im_store *st,
 	    c->msg_group == NULL || c->msg_pend == NULL || c->res == NULL ||
 	    c->fences == NULL || c->touched == NULL || c->replies == NULL ||
 	    c->fan_msgs == NULL || c->fans == NULL || c->fan_count == NULL ||
-	    c->arena == NULL) {
+	    c->arena == NULL || c->cpend == NULL || c->cnew == NULL ||
+	    c->cidx == NULL || c->cfences == NULL || c->creplies == NULL ||
+	    c->cevs == NULL) {
 		rc = IM_ENOMEM;
 		goto fail;
 	}
@@ -1120,5 +1293,11 @@ chatter_destroy(chatter *c)
 	free(c->fans);
 	free(c->fan_count);
 	free(c->arena);
+	free(c->cpend);
+	free(c->cnew);
+	free(c->cidx);
+	free(c->cfences);
+	free(c->creplies);
+	free(c->cevs);
 	free(c);
 }

@@ -36,7 +36,7 @@ typedef struct chatter_opts {
 
 #define CHATTER_OPTS_INIT                                                      \
 	{                                                                      \
-		65536, 100000, 1024, 10000, 100, 65536, 600000, 0, 60000       \
+		65536, 100000, 1024, 10000, 1000, 65536, 600000, 0, 60000      \
 	}
 
 /*
@@ -49,9 +49,10 @@ int chatter_create(chatter **out, struct ev_loop *loop, im_store *st,
                    im_shard_map *map, const char *node, role_router *router,
                    const chatter_opts *opts);
 
-/* Requests from Connectors (via the router). Sends wait for the loop
- * turn's group commit; membership ops run at once (after committing the
- * sends before them, to keep their order). */
+/* Requests from Connectors (via the router). Sends and CreateGroups wait
+ * for the loop turn's group commit (all creations of a turn in one fenced
+ * transaction, the sends in another); membership ops run at once (after
+ * committing what is pending, to keep their order). */
 void chatter_submit(chatter *c, const role_op *ops, size_t n);
 
 /* Commit what is pending now (shutdown, tests). */
@@ -84,6 +85,8 @@ typedef struct chatter_stats {
 	uint64_t refills_inline; /* of which while building a batch (dry) */
 	uint32_t groups;  /* hot groups now */
 	uint64_t expired; /* hot groups dropped as idle */
+	uint64_t groups_created;
+	uint64_t create_commits; /* store transactions creating groups */
 } chatter_stats;
 void chatter_get_stats(const chatter *c, chatter_stats *out);
 

@@ -55,6 +55,16 @@
 /* Largest push frame: a Deliver with a full body. */
 #define PUSH_MAX (IM_FRAME_HEADER + im_Deliver_size + 16)
 
+/* Group names for conversation lists: direct-mapped, bounded, filled by
+ * lookups and by GroupCreated events. Names never change after creation,
+ * so an entry is never stale; a collision only costs a store read. */
+#define NAME_CACHE 65536
+struct name_slot {
+	im_gid gid; /* 0 = empty */
+	uint8_t len;
+	char name[IM_GROUP_NAME_MAX];
+};
+
 struct user;
 struct conn;
 
@@ -81,6 +91,7 @@ struct user {
 	im_idseg uq;
 	bool uq_ready; /* a segment was taken since we own it */
 	bool uq_last_known;
+	bool uq_taking; /* in this batch's seg_take_many already */
 	im_seq uq_last;
 };
 
@@ -154,6 +165,7 @@ struct connector {
 	im_Members *members;
 	im_Deliver *dl;
 	im_conv_entry *entries;
+	struct name_slot *names; /* group name cache, NAME_CACHE entries */
 
 	connector_stats stats;
 };
@@ -477,14 +489,20 @@ user_free(connector *cn, struct user *u)
 	free(u);
 }
 
+struct uq_last_ctx {
+	im_seq last;
+	uint32_t rows;
+};
+
 static int
 uq_last_cb(const im_uq_item *item, void *payload)
 {
-	im_seq *last = payload;
+	struct uq_last_ctx *ul = payload;
 
-	if (item->seq > *last) {
-		*last = item->seq;
+	if (item->seq > ul->last) {
+		ul->last = item->seq;
 	}
+	ul->rows++;
 	return 0;
 }
 
@@ -512,20 +530,25 @@ user_online(connector *cn, struct user *u)
 		u->convs = cl;
 	}
 	if (!u->uq_last_known) {
-		/* The store keeps no per-user high-water mark, so page the
-		 * queue once per login of an offline user (bounded). */
-		im_seq last = 0, prev;
+		/* Where the user's queue ends: one index read (a store
+		 * without uq_last: page the queue, bounded; a page that is
+		 * not full was the last one). */
+		struct uq_last_ctx ul = {0, 0};
 		int pages = 0;
 
-		do {
-			prev = last;
-			rc = im_store_uq_read(cn->st, u->uid, last, 1000,
-			                      uq_last_cb, &last);
-		} while (rc == IM_OK && last != prev && ++pages < 1000);
+		rc = im_store_uq_last(cn->st, u->uid, &ul.last);
+		if (rc == IM_ENOTSUP) {
+			do {
+				ul.rows = 0;
+				rc = im_store_uq_read(cn->st, u->uid, ul.last,
+				                      1000, uq_last_cb, &ul);
+			} while (rc == IM_OK && ul.rows == 1000 &&
+			         ++pages < 1000);
+		}
 		if (rc != IM_OK) {
 			return rc;
 		}
-		u->uq_last = last;
+		u->uq_last = ul.last;
 		u->uq_last_known = true;
 	}
 	return IM_OK;
@@ -846,59 +869,157 @@ conn_by_tag(connector *cn, uint64_t tag)
 /* ------------------------------------------------------------------ */
 /* requests */
 
-/* A group's name for the conversation list: one primary-key read per
- * conversation at login (names are not part of the conv rows). */
-static void
-conv_name(connector *cn, im_gid gid, char *out, size_t len)
+static struct name_slot *
+name_slot(connector *cn, im_gid gid)
 {
+	/* Group ids come from segments, mostly consecutive: the low bits
+	 * spread them without collisions over a window of NAME_CACHE. */
+	uint64_t x = gid ^ (gid >> 32);
+
+	if (cn->names == NULL) {
+		/* calloc: only the pages that get used are touched. */
+		cn->names = calloc(NAME_CACHE, sizeof(*cn->names));
+		if (cn->names == NULL) {
+			return NULL;
+		}
+	}
+	return &cn->names[x & (NAME_CACHE - 1)];
+}
+
+static void
+name_put(connector *cn, im_gid gid, const char *name)
+{
+	struct name_slot *ns = name_slot(cn, gid);
+	size_t len = strnlen(name, IM_GROUP_NAME_MAX);
+
+	if (ns != NULL && gid != 0) {
+		ns->gid = gid;
+		ns->len = (uint8_t)len;
+		memcpy(ns->name, name, len);
+	}
+}
+
+/* A group's name for the conversation list: from the cache, else one
+ * primary-key read (names are not part of the conv rows). */
+static size_t
+conv_name(connector *cn, im_gid gid, const char **out)
+{
+	struct name_slot *ns = name_slot(cn, gid);
 	im_group g;
 
-	if (im_store_group_lookup(cn->st, gid, &g) == IM_OK) {
-		snprintf(out, len, "%s", g.name);
-	} else {
-		out[0] = '\0';
+	if (ns != NULL && ns->gid == gid) {
+		*out = ns->name;
+		return ns->len;
 	}
+	if (im_store_group_lookup(cn->st, gid, &g) != IM_OK) {
+		*out = "";
+		return 0;
+	}
+	if (ns == NULL) {
+		return 0; /* no memory for the cache: no name this time */
+	}
+	name_put(cn, gid, g.name);
+	*out = ns->name;
+	return ns->len;
+}
+
+/*
+ * ConvPage frames, encoded by hand: nanopb would walk (and test for
+ * defaults) every field of 32 ConvInfo of ~200 bytes each, the largest
+ * cost of a login after the store. Zero fields are left out, as proto3
+ * (and nanopb) do; the client decodes them with nanopb like any frame.
+ */
+static uint8_t *
+put_varint(uint8_t *p, uint64_t v)
+{
+	while (v >= 0x80) {
+		*p++ = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	*p++ = (uint8_t)v;
+	return p;
+}
+
+/* Field `field` as a varint, left out when 0. */
+static uint8_t *
+put_u64(uint8_t *p, uint32_t field, uint64_t v)
+{
+	if (v == 0) {
+		return p;
+	}
+	*p++ = (uint8_t)(field << 3); /* wire type 0; fields < 16 */
+	return put_varint(p, v);
+}
+
+static uint8_t *
+put_bytes(uint8_t *p, uint32_t field, const void *data, size_t len)
+{
+	if (len == 0) {
+		return p;
+	}
+	*p++ = (uint8_t)(field << 3 | 2);
+	p = put_varint(p, len);
+	memcpy(p, data, len);
+	return p + len;
+}
+
+/* Largest ConvInfo: 8 varints of 10 bytes, flags, preview, name. */
+#define CONVINFO_MAX (1 + 2 + 8 * 11 + 6 + 2 * (2 + 64))
+
+static uint8_t *
+put_convinfo(connector *cn, uint8_t *p, const im_conv_entry *e)
+{
+	uint8_t tmp[CONVINFO_MAX], *q = tmp;
+	const char *name;
+	size_t nlen = conv_name(cn, e->conv, &name);
+
+	q = put_u64(q, 1, e->conv);
+	q = put_u64(q, 2, e->last.seq);
+	q = put_u64(q, 3, e->last.ordinal);
+	q = put_u64(q, 4, e->read.seq);
+	q = put_u64(q, 5, e->read.ordinal);
+	q = put_u64(q, 6, e->unread);
+	q = put_u64(q, 7, e->last_sender);
+	q = put_u64(q, 8, e->last_time_ms);
+	q = put_u64(q, 9, e->flags);
+	q = put_bytes(q, 10, e->preview,
+	              e->preview_len <= IM_PREVIEW_MAX ? e->preview_len
+	                                               : IM_PREVIEW_MAX);
+	q = put_bytes(q, 11, name, nlen);
+	return put_bytes(p, 1, tmp, (size_t)(q - tmp));
 }
 
 static void
 send_conv_pages(struct conn *c, struct user *u, uint64_t req_id)
 {
 	connector *cn = c->cn;
-	im_ConvPage *p = cn->cpage;
+	/* Envelope{req_id, conv_page = ConvPage{convs..., done}}: the page
+	 * is built after room for its envelope header and length. */
+	uint8_t *body = cn->obuf + IM_FRAME_HEADER + 32, *p, *h;
 	size_t n = 0, i = 0;
 
 	im_convlist_list(u->convs, cn->entries, cn->o.max_convs, &n);
 	do {
-		pb_size_t k = 0;
+		size_t k, blen;
 
-		memset(p, 0, sizeof(*p));
-		for (; i < n && k < CONV_PAGE_MAX; i++, k++) {
-			const im_conv_entry *e = &cn->entries[i];
-			im_ConvInfo *ci = &p->convs[k];
-
-			ci->group = e->conv;
-			ci->last_seq = e->last.seq;
-			ci->last_ordinal = e->last.ordinal;
-			ci->read_seq = e->read.seq;
-			ci->read_ordinal = e->read.ordinal;
-			ci->unread = e->unread;
-			ci->last_sender = e->last_sender;
-			ci->last_time_ms = e->last_time_ms;
-			ci->flags = e->flags;
-			ci->preview.size =
-			        (pb_size_t)(e->preview_len <=
-			                                    sizeof(ci->preview
-			                                                   .bytes)
-			                            ? e->preview_len
-			                            : sizeof(ci->preview
-			                                             .bytes));
-			memcpy(ci->preview.bytes, e->preview, ci->preview.size);
-			conv_name(cn, e->conv, ci->name, sizeof(ci->name));
+		p = body;
+		for (k = 0; i < n && k < CONV_PAGE_MAX; i++, k++) {
+			p = put_convinfo(cn, p, &cn->entries[i]);
 		}
-		p->convs_count = k;
-		p->done = i >= n;
-		conn_send(c, req_id, im_Envelope_conv_page_tag,
-		          im_ConvPage_fields, p);
+		if (i >= n) {
+			*p++ = 2 << 3; /* done = true */
+			*p++ = 1;
+		}
+		blen = (size_t)(p - body);
+		h = cn->obuf + IM_FRAME_HEADER;
+		h = put_u64(h, 1, req_id);
+		*h++ = 4 << 3 | 2; /* conv_page */
+		h = put_varint(h, blen);
+		memmove(h, body, blen);
+		h += blen;
+		im_frame_put_header(cn->obuf,
+		                    (uint32_t)(h - cn->obuf - IM_FRAME_HEADER));
+		conn_write(c, cn->obuf, (size_t)(h - cn->obuf));
 	} while (i < n && !c->closed);
 }
 
@@ -1797,6 +1918,34 @@ connector_deliver(connector *cn, const role_fanout *fans, size_t n)
 	}
 }
 
+static void
+reload_convs(connector *cn, struct user *u)
+{
+	if (im_convlist_load(u->convs, cn->st, u->uid) != IM_OK) {
+		LOG_W("reloading conversations of %llu: %s",
+		      (unsigned long long)u->uid, im_store_errmsg(cn->st));
+	}
+}
+
+/*
+ * A group created with u as a member: its row in the store starts at
+ * {0, 0} (created with the group, before any message), so the list takes
+ * that row without reading the store. Messages delivered before this event
+ * already added the conversation (with the right pointer): leave it.
+ */
+static bool
+add_new_group(struct user *u, im_gid gid)
+{
+	im_conv_row row;
+
+	if (im_convlist_lookup(u->convs, gid, NULL) == IM_OK) {
+		return true;
+	}
+	memset(&row, 0, sizeof(row));
+	row.conv = gid;
+	return im_convlist_apply_row(u->convs, &row) == IM_OK;
+}
+
 /* Apply a committed user event to the user's in-memory state. */
 static void
 apply_uevent(connector *cn, struct user *u, const role_uevent *ev)
@@ -1805,15 +1954,17 @@ apply_uevent(connector *cn, struct user *u, const role_uevent *ev)
 		return;
 	}
 	switch (ev->type) {
-	case UEV_JOINED:
 	case UEV_GROUP_CREATED:
+		if (add_new_group(u, ev->group)) {
+			break;
+		}
+		/* Full or out of memory: reload (it reports why). */
+		reload_convs(cn, u);
+		break;
+	case UEV_JOINED:
 		/* Reload: the new conversation's row (read pointer at the
 		 * join) comes from the store, the only source of truth. */
-		if (im_convlist_load(u->convs, cn->st, u->uid) != IM_OK) {
-			LOG_W("reloading conversations of %llu: %s",
-			      (unsigned long long)u->uid,
-			      im_store_errmsg(cn->st));
-		}
+		reload_convs(cn, u);
 		break;
 	case UEV_LEFT:
 		(void)im_convlist_remove(u->convs, ev->group);
@@ -1825,6 +1976,72 @@ apply_uevent(connector *cn, struct user *u, const role_uevent *ev)
 	default:
 		break;
 	}
+}
+
+/*
+ * Take the first user-queue segment of every user of the batch that has
+ * none yet in ONE transaction (im_store_seg_take_many), instead of one
+ * seg_take (and fsync) per user: a batch of GroupCreated events reaches
+ * many offline users at once. Users it cannot serve (a backend without the
+ * op, a failure) are left to the per-user refill below.
+ */
+static void
+uq_take_first(connector *cn, const role_uevent *evs, size_t n)
+{
+	im_seg_key *keys = NULL;
+	struct user **us = NULL;
+	im_seg *segs = NULL;
+	size_t i, k = 0, off;
+	int rc;
+
+	keys = malloc(n * sizeof(*keys));
+	us = malloc(n * sizeof(*us));
+	segs = malloc(n * sizeof(*segs));
+	if (keys == NULL || us == NULL || segs == NULL) {
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		const role_uevent *ev = &evs[i];
+		im_shard_entry e =
+		        im_shard_get(cn->map, IM_KIND_USER, ev->user);
+		struct user *u;
+
+		if (ev->user == 0 || e.epoch == 0 ||
+		    strcmp(e.owner, cn->node) != 0 ||
+		    (u = user_get(cn, ev->user)) == NULL || u->uq_ready ||
+		    u->uq_taking) {
+			continue;
+		}
+		u->uq_taking = true;
+		keys[k].space = IM_SEG_USER_SEQ;
+		keys[k].id = u->uid;
+		us[k++] = u;
+	}
+	for (off = 0; off < k; off += IM_STORE_SEG_MANY_MAX) {
+		size_t m = k - off < IM_STORE_SEG_MANY_MAX
+		                   ? k - off
+		                   : IM_STORE_SEG_MANY_MAX;
+
+		rc = im_store_seg_take_many(cn->st, keys + off, m,
+		                            cn->o.uq_step, segs + off);
+		for (i = off; i < off + m; i++) {
+			if (rc == IM_OK &&
+			    im_idseg_feed(&us[i]->uq, &segs[i]) == IM_OK) {
+				us[i]->uq_ready = true;
+			}
+		}
+		if (rc != IM_OK && rc != IM_ENOTSUP) {
+			LOG_W("user queues: taking %zu segments: %s", m,
+			      im_store_errmsg(cn->st));
+		}
+	}
+	for (i = 0; i < k; i++) {
+		us[i]->uq_taking = false;
+	}
+out:
+	free(keys);
+	free(us);
+	free(segs);
 }
 
 /*
@@ -1918,6 +2135,9 @@ uevents_append(connector *cn, const role_uevent *evs, size_t n, bool retried)
 			}
 			break;
 		}
+	}
+	if (n > 1) {
+		uq_take_first(cn, evs, n);
 	}
 	for (i = 0; i < n; i++) {
 		const role_uevent *ev = &evs[i];
@@ -2019,6 +2239,9 @@ uevents_append(connector *cn, const role_uevent *evs, size_t n, bool retried)
 
 		if (u->uq_last_known && items[i].seq > u->uq_last) {
 			u->uq_last = items[i].seq;
+		}
+		if (evs[evidx[i]].type == UEV_GROUP_CREATED) {
+			name_put(cn, evs[evidx[i]].group, evs[evidx[i]].name);
 		}
 		apply_uevent(cn, u, &evs[evidx[i]]);
 		len = encode_uevent_frame(cn, &items[i]);
@@ -2378,6 +2601,7 @@ connector_destroy(connector *cn)
 	free(cn->members);
 	free(cn->dl);
 	free(cn->entries);
+	free(cn->names);
 	memset(cn->secret, 0, sizeof(cn->secret));
 	free(cn);
 }

@@ -9,7 +9,10 @@
 # after the other SPACING seconds apart, restarts what it killed (as a
 # supervisor would: a new incarnation), and runs check.py over the history.
 # Fault kinds: kill-chatter kill-connector kill-router stop-chatter
-# stop-connector pg-restart (pg-restart needs PostgreSQL), and
+# stop-connector pg-restart partition-chatter (pg-restart and
+# partition-chatter need PostgreSQL; partition-chatter needs root and
+# ip netns: one Chatter, picked by the seed, runs in its own network
+# namespace from the start, and the fault takes its link down), and
 # kill-connector-stay (kill -9, never restarted: its clients go on to the
 # other Connector; later connector faults pick the live one). Targets are
 # picked by the seed.
@@ -27,7 +30,7 @@ IMNODE=$BUILD/servers/cluster/imnode
 LOAD=$BUILD/tests/fault/fault_load
 mode=pg
 faults="kill-chatter kill-connector kill-router stop-chatter"
-faults="$faults stop-connector pg-restart"
+faults="$faults stop-connector pg-restart partition-chatter"
 seed=${IM_TEST_SEED:-$(date +%s)}
 spacing=8
 keep=
@@ -46,9 +49,25 @@ while [ $# -gt 0 ]; do
 		"[--spacing S] [--keep DIR]" >&2; exit 2 ;;
 	esac
 done
-if [ "$mode" = --sqlite ]; then
-	faults=$(echo "$faults" | tr ' ' '\n' | grep -v '^pg-restart$' |
+drop_fault() {
+	faults=$(echo "$faults" | tr ' ' '\n' | grep -v "^$1\$" |
 		tr '\n' ' ' || true)
+}
+if [ "$mode" = --sqlite ]; then
+	drop_fault pg-restart
+	drop_fault partition-chatter
+fi
+netns_node=
+if echo " $faults " | grep -q ' partition-chatter '; then
+	if [ "$(id -u)" -ne 0 ] || ! command -v ip >/dev/null; then
+		echo "WARNING: partition-chatter needs root and ip (iproute2):" \
+			"not run" >&2
+		drop_fault partition-chatter
+	else
+		# From the seed but not from RANDOM: the other faults' targets
+		# stay those of the same seed without a partition.
+		netns_node=chatter-$((seed % 3 + 1))
+	fi
 fi
 echo "fault run: seed $seed, faults: $faults"
 RANDOM=$((seed % 32768))
@@ -57,6 +76,7 @@ dir=$(mktemp -d /tmp/im-fault.XXXXXX)
 chmod 755 "$dir" # PostgreSQL runs as postgres when we are root
 cl=$dir/cluster
 loadpid=
+netns=
 cleanup() {
 	[ -n "$loadpid" ] && kill "$loadpid" 2>/dev/null || true
 	# a stopped node must be able to die
@@ -70,15 +90,23 @@ cleanup() {
 		cp "$dir"/* "$keep"/ 2>/dev/null || true
 		cp "$cl"/*.log "$cl"/pids "$keep/cluster/" 2>/dev/null || true
 	fi
+	[ -f "$cl/netns" ] && netns=$(cat "$cl/netns")
 	"$ROOT/scripts/cluster" stop "$cl" >/dev/null 2>&1 || true
+	if [ -n "$netns" ]; then # gone already unless stop failed
+		ip netns del "${netns%% *}" 2>/dev/null || true
+		netns=${netns#* }
+		ip link del "${netns%% *}" 2>/dev/null || true
+	fi
 	rm -rf "$dir"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 1' INT TERM # cleanup once, by EXIT, and stop here
 
 now_ms() { date +%s%3N; }
 
 if ! "$ROOT/scripts/cluster" start "$cl" $([ "$mode" = --sqlite ] &&
-	echo --sqlite) >"$dir/cluster.out" 2>&1; then
+	echo --sqlite) ${netns_node:+--netns "$netns_node"} \
+	>"$dir/cluster.out" 2>&1; then
 	cat "$dir/cluster.out" >&2
 	exit 1
 fi
@@ -86,18 +114,23 @@ store=$(cat "$cl/store")
 
 pid_of() { awk -v n="$1" '$2 == n { p = $1 } END { print p }' "$cl/pids"; }
 
-# restart NAME: a new incarnation with the flags scripts/cluster used.
+# restart NAME: a new incarnation with the flags scripts/cluster used
+# (the --netns node in its namespace again).
 restart() {
-	local name=$1 role=${1%-*} listen=- extra=()
+	local name=$1 role=${1%-*} listen=- extra=() pre=() st=$store
 	case $role in
-	router) listen=127.0.0.1:0
+	router) listen=$(cat "$cl/router-host"):0
 		extra=(--port-file "$cl/$name.port") ;;
 	connector) listen=127.0.0.1:$(cat "$cl/$name.port")
 		extra=(--secret-file "$cl/secret") ;;
 	esac
-	"$IMNODE" --role "$role" --name "$name" --listen "$listen" \
-		--store "$store" --slots "$SLOTS" "${extra[@]}" \
-		>>"$cl/$name.log" 2>&1 &
+	if [ "$name" = "$netns_node" ]; then
+		pre=(ip netns exec "$(cut -d' ' -f1 "$cl/netns")")
+		st=$(cat "$cl/store-netns")
+	fi
+	"${pre[@]}" "$IMNODE" --role "$role" --name "$name" \
+		--listen "$listen" --store "$st" --slots "$SLOTS" \
+		"${extra[@]}" >>"$cl/$name.log" 2>&1 &
 	echo "$! $name" >>"$cl/pids"
 }
 
@@ -116,6 +149,7 @@ fault() {
 	stop-chatter) pick chatter 3 ;;
 	stop-connector) pick connector 2 ;;
 	pg-restart) target=postgresql ;;
+	partition-chatter) target=$netns_node ;;
 	*) echo "unknown fault $kind" >&2; return 1 ;;
 	esac
 	case " $down " in # never the one that is gone: the other one
@@ -140,6 +174,13 @@ fault() {
 		kill -STOP "$pid"
 		# past the heartbeat timeout: the others take its slots
 		(sleep $((spacing / 2)); kill -CONT "$pid") &
+		;;
+	partition-chatter)
+		# the host end of its only link: the store and the Routers
+		# are gone for it (and it for them) until healed, past the
+		# heartbeat timeout
+		"$ROOT/scripts/cluster" cut "$cl"
+		(sleep $((spacing / 2)); "$ROOT/scripts/cluster" heal "$cl") &
 		;;
 	pg-restart)
 		eval "$("$ROOT/scripts/pg" env "$cl/pg")"
@@ -184,6 +225,20 @@ python3 "$ROOT/tests/fault/check.py" --json "$dir/history" "$dir/faults" \
 rc=$?
 set -e
 cat "$dir/check.out"
+if [ -n "$netns_node" ]; then
+	# What the cut-off Chatter did (tests/fault/README.md): its commits
+	# that the store fenced (IM_ESTALE), those that failed otherwise, and
+	# its comebacks as a new incarnation (after any silence: a SIGSTOP
+	# of it counts too).
+	log=$cl/$netns_node.log
+	echo "partitioned $netns_node:" \
+		"$(grep -c 'commit of .* failed: IM_ESTALE' "$log" || true)" \
+		"commits fenced (IM_ESTALE)," \
+		"$(grep 'commit of .* failed' "$log" | grep -vc IM_ESTALE ||
+			true) failed otherwise," \
+		"$(grep -c 'silent past the heartbeat timeout' "$log" ||
+			true) comebacks as a new incarnation"
+fi
 if [ $rc -ne 0 ] && [ -z "$keep" ]; then
 	tail -n 15 "$cl"/*.log >&2 || true
 fi

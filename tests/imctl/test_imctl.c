@@ -262,12 +262,13 @@ test_imctl_status_summarizes_and_warns_about_dead_owners(void **state)
 	fx *f = *state;
 	const char **a = ARGS("--store", f->path, "--now-ms", "1000000",
 			      "--slots", "16", "status");
-	char buf[256];
+	char buf[256], schema[32];
 
 	populate(f);
 	assert_int_equal(run(f, a), 0);
+	snprintf(schema, sizeof(schema), "schema %d", IM_STORE_SCHEMA_VERSION);
 	assert_words(line(f->out, "store:", buf, sizeof(buf)),
-		     (const char *[]){"sqlite", "schema 2", NULL});
+		     (const char *[]){"sqlite", schema, NULL});
 	assert_words(line(f->out, "nodes:", buf, sizeof(buf)),
 		     (const char *[]){"4 registered", "3 alive",
 				      "connector 1/1", "router 1/1",

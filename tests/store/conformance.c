@@ -1386,6 +1386,320 @@ test_retries_after_a_fault_at_any_append_converge_to_one_state(void **state)
 	im_store_close(faulty);
 }
 
+/* ---- batched creation and segments (ops version 4) ------------------ */
+
+static const im_uid cm_members[3][4] = {
+        {11, 12, 13, 12}, /* 12 twice: stored once */
+        {12, 14},
+        {15},
+};
+
+/* Three groups gid base+1..base+3, created by user 11/12/13. */
+static void
+create_batch(im_group_new *g, im_gid base)
+{
+	static const uint32_t nm[3] = {4, 2, 1};
+
+	memset(g, 0, 3 * sizeof(*g));
+	for (size_t i = 0; i < 3; i++) {
+		g[i].group.gid = base + 1 + i;
+		g[i].group.creator = 11 + i;
+		g[i].group.created_ms = 5000 + i;
+		snprintf(g[i].group.name, sizeof(g[i].group.name), "batch %zu",
+		         i);
+		g[i].members = cm_members[i];
+		g[i].nmembers = nm[i];
+	}
+}
+
+/* The groups base+1..base+3 with their members, as one string. */
+static void
+dump_groups(im_store *st, im_gid base, char *out, size_t len)
+{
+	size_t off = 0;
+
+	out[0] = '\0';
+	for (im_gid gid = base + 1; gid <= base + 3; gid++) {
+		im_group g;
+		uids u = {0};
+		int rc = im_store_group_lookup(st, gid, &g), w;
+
+		if (rc == IM_ENOTFOUND) {
+			w = snprintf(out + off, len - off, "%llu:none;",
+			             (unsigned long long)(gid - base));
+		} else {
+			assert_int_equal(rc, IM_OK);
+			assert_int_equal(im_store_member_list(st, gid,
+			                                      collect_uid, &u),
+			                 IM_OK);
+			w = snprintf(out + off, len - off,
+			             "%llu:%llu/%llu/%s:",
+			             (unsigned long long)(gid - base),
+			             (unsigned long long)g.creator,
+			             (unsigned long long)g.created_ms, g.name);
+			for (size_t i = 0; i < u.n && w > 0; i++) {
+				off += (size_t)w;
+				w = snprintf(out + off, len - off, "%llu,",
+				             (unsigned long long)u.u[i]);
+			}
+			if (w > 0) {
+				off += (size_t)w;
+				w = snprintf(out + off, len - off, ";");
+			}
+		}
+		assert_true(w > 0 && (size_t)w < len - off);
+		off += (size_t)w;
+	}
+}
+
+/* Optional op: a backend without it answers IM_ENOTSUP, and the test
+ * stops there (callers then create one at a time). */
+static bool
+create_many_supported(im_store *st, const im_fence *f)
+{
+	im_group_new g[3];
+
+	create_batch(g, 900000);
+	g[0].nmembers = 0;
+	return im_store_group_create_many(st, f, 1, g, 1) != IM_ENOTSUP;
+}
+
+static void
+test_group_create_many_stores_groups_and_members_fenced_and_atomic(
+        void **state)
+{
+	im_store *st = st_of(state);
+	im_fence f = {IM_KIND_GROUP, 1, 0};
+	im_fence stale = {IM_KIND_GROUP, 1, 0}, never = {IM_KIND_GROUP, 9, 1};
+	im_group_new g[3];
+	char got[512];
+	convs c = {0};
+	im_epoch e;
+
+	f.epoch = claim(st, IM_KIND_GROUP, 1);
+	if (!create_many_supported(st, &f)) {
+		skip();
+	}
+	create_batch(g, 0);
+	assert_int_equal(im_store_group_create_many(st, &f, 1, g, 3), IM_OK);
+	dump_groups(st, 0, got, sizeof(got));
+	assert_string_equal(got, "1:11/5000/batch 0:11,12,13,;"
+	                         "2:12/5001/batch 1:12,14,;"
+	                         "3:13/5002/batch 2:15,;");
+	/* Members of new groups start at the beginning. */
+	assert_int_equal(im_store_conv_load(st, 12, collect_conv, &c), IM_OK);
+	assert_int_equal(c.n, 2);
+	assert_int_equal(c.row[0].conv, 1);
+	assert_int_equal(c.row[0].read_seq, 0);
+	assert_int_equal(c.row[1].conv, 2);
+	/* The same batch again (a retry) is a no-op. */
+	assert_int_equal(im_store_group_create_many(st, &f, 1, g, 3), IM_OK);
+	dump_groups(st, 0, got, sizeof(got));
+	assert_string_equal(got, "1:11/5000/batch 0:11,12,13,;"
+	                         "2:12/5001/batch 1:12,14,;"
+	                         "3:13/5002/batch 2:15,;");
+	/* A stale owner creates nothing. */
+	assert_int_equal(im_store_slot_cas(st, IM_KIND_GROUP, 1, f.epoch,
+	                                   "node-b", &e),
+	                 IM_OK);
+	stale.epoch = f.epoch;
+	create_batch(g, 100);
+	assert_int_equal(im_store_group_create_many(st, &stale, 1, g, 3),
+	                 IM_ESTALE);
+	assert_int_equal(im_store_group_create_many(st, &never, 1, g, 3),
+	                 IM_ESTALE);
+	dump_groups(st, 100, got, sizeof(got));
+	assert_string_equal(got, "1:none;2:none;3:none;");
+	/* A gid of another group: the whole batch fails. */
+	f.epoch = e;
+	make_group(st, 103);
+	assert_int_equal(im_store_group_create_many(st, &f, 1, g, 3),
+	                 IM_ECONFLICT);
+	dump_groups(st, 100, got, sizeof(got));
+	assert_string_equal(got, "1:none;2:none;3:1/123/group 103:;");
+	/* Bad batches. */
+	create_batch(g, 200);
+	g[1].group.gid = g[0].group.gid;
+	assert_int_equal(im_store_group_create_many(st, &f, 1, g, 3),
+	                 IM_EINVAL);
+	create_batch(g, 200);
+	g[2].nmembers = IM_GROUP_NEW_MEMBERS_MAX + 1;
+	assert_int_equal(im_store_group_create_many(st, &f, 1, g, 3),
+	                 IM_EINVAL);
+	create_batch(g, 200);
+	memset(g[0].group.name, 'x', sizeof(g[0].group.name));
+	assert_int_equal(im_store_group_create_many(st, &f, 1, g, 3),
+	                 IM_EINVAL);
+	create_batch(g, 200);
+	assert_int_equal(im_store_group_create_many(st, NULL, 0, g, 3),
+	                 IM_EINVAL);
+	assert_int_equal(im_store_group_create_many(st, &f, 1, NULL, 3),
+	                 IM_EINVAL);
+	assert_int_equal(im_store_group_create_many(st, &f, 1, g, 0),
+	                 IM_EINVAL);
+	assert_int_equal(im_store_group_create_many(NULL, &f, 1, g, 3),
+	                 IM_EINVAL);
+	dump_groups(st, 200, got, sizeof(got));
+	assert_string_equal(got, "1:none;2:none;3:none;");
+}
+
+/*
+ * A fault before the call (nothing happened) or after it (committed, the
+ * caller hears IM_EUNAVAIL), at the first or second call of two batches;
+ * the caller retries each batch until it succeeds. The store must end in
+ * the state of the run without faults.
+ */
+static void
+test_group_create_many_retried_after_a_fault_ends_in_the_fault_free_state(
+        void **state)
+{
+	im_store *st = st_of(state);
+	im_store *faulty = NULL;
+	im_fence f = {IM_KIND_GROUP, 1, 0};
+	im_group_new g[3];
+	char want[512], want2[512], got[512];
+	im_gid base = 1000;
+
+	f.epoch = claim(st, IM_KIND_GROUP, 1);
+	if (!create_many_supported(st, &f)) {
+		skip();
+	}
+	create_batch(g, 0);
+	assert_int_equal(im_store_group_create_many(st, &f, 1, g, 3), IM_OK);
+	create_batch(g, 10);
+	assert_int_equal(im_store_group_create_many(st, &f, 1, g, 2), IM_OK);
+	dump_groups(st, 0, want, sizeof(want));
+	dump_groups(st, 10, want2, sizeof(want2));
+	assert_int_equal(faulty_store_wrap(&faulty, st, false), IM_OK);
+	for (unsigned long n = 1; n <= 3; n++) {
+		for (int when = FAULTY_BEFORE; when <= FAULTY_AFTER; when++) {
+			faulty_plan plan = {
+			        .ops = STORE_OP_BIT(STORE_OP_GROUP_CREATE_MANY),
+			        .nth = n,
+			        .err = IM_EUNAVAIL,
+			        .when = (faulty_when)when,
+			};
+			int rc = IM_EUNAVAIL, tries;
+
+			faulty_store_arm(faulty, &plan);
+			create_batch(g, base);
+			for (tries = 0; tries < 3 && rc == IM_EUNAVAIL;
+			     tries++) {
+				rc = im_store_group_create_many(faulty, &f, 1,
+				                                g, 3);
+			}
+			assert_int_equal(rc, IM_OK);
+			create_batch(g, base + 10);
+			rc = IM_EUNAVAIL;
+			for (tries = 0; tries < 3 && rc == IM_EUNAVAIL;
+			     tries++) {
+				rc = im_store_group_create_many(faulty, &f, 1,
+				                                g, 2);
+			}
+			assert_int_equal(rc, IM_OK);
+			/* n == 3 is past the last call: no fault. */
+			assert_int_equal(faulty_store_faults(faulty), n <= 2);
+			dump_groups(st, base, got, sizeof(got));
+			assert_string_equal(got, want);
+			dump_groups(st, base + 10, got, sizeof(got));
+			assert_string_equal(got, want2);
+			base += 1000;
+		}
+	}
+	im_store_close(faulty);
+}
+
+static void
+test_seg_take_many_takes_one_fresh_segment_per_key_in_one_call(void **state)
+{
+	im_store *st = st_of(state);
+	im_store *faulty = NULL;
+	im_seg_key k[3] = {{IM_SEG_USER_SEQ, 7},
+	                   {IM_SEG_USER_SEQ, 8},
+	                   {IM_SEG_GROUP_SEQ, 7}};
+	im_seg s[3], one;
+	int rc;
+
+	assert_int_equal(im_store_seg_take(st, &k[1], 10, &one), IM_OK);
+	rc = im_store_seg_take_many(st, k, 3, 100, s);
+	if (rc == IM_ENOTSUP) {
+		skip();
+	}
+	assert_int_equal(rc, IM_OK);
+	assert_int_equal(s[0].first, 1);
+	assert_int_equal(s[0].last, 100);
+	assert_int_equal(s[1].first, 11);
+	assert_int_equal(s[1].last, 110);
+	assert_int_equal(s[2].first, 1);
+	/* Mixed with single takes: still disjoint and increasing. */
+	assert_int_equal(im_store_seg_take(st, &k[0], 5, &one), IM_OK);
+	assert_int_equal(one.first, 101);
+	/* A fault before: nothing taken; after: the segments are lost but
+	 * the retry's lie above them, never reused. */
+	assert_int_equal(faulty_store_wrap(&faulty, st, false), IM_OK);
+	for (int when = FAULTY_BEFORE; when <= FAULTY_AFTER; when++) {
+		faulty_plan plan = {
+		        .ops = STORE_OP_BIT(STORE_OP_SEG_TAKE_MANY),
+		        .nth = 1,
+		        .err = IM_EUNAVAIL,
+		        .when = (faulty_when)when,
+		};
+		uint64_t floor0 = when == FAULTY_BEFORE ? 106 : 306;
+
+		faulty_store_arm(faulty, &plan);
+		assert_int_equal(im_store_seg_take_many(faulty, k, 3, 100, s),
+		                 IM_EUNAVAIL);
+		assert_int_equal(im_store_seg_take_many(faulty, k, 3, 100, s),
+		                 IM_OK);
+		assert_int_equal(s[0].first, floor0);
+		assert_int_equal(s[0].last, floor0 + 99);
+	}
+	im_store_close(faulty);
+	/* Bad calls. */
+	k[2] = k[0];
+	assert_int_equal(im_store_seg_take_many(st, k, 3, 100, s), IM_EINVAL);
+	k[2].space = (im_seg_space)9;
+	k[2].id = 1;
+	assert_int_equal(im_store_seg_take_many(st, k, 3, 100, s), IM_EINVAL);
+	assert_int_equal(im_store_seg_take_many(st, k, 2, 0, s), IM_EINVAL);
+	assert_int_equal(im_store_seg_take_many(st, k, 0, 1, s), IM_EINVAL);
+	assert_int_equal(im_store_seg_take_many(st, NULL, 2, 1, s), IM_EINVAL);
+	assert_int_equal(im_store_seg_take_many(st, k, 2, 1, NULL), IM_EINVAL);
+	assert_int_equal(
+	        im_store_seg_take_many(st, k, IM_STORE_SEG_MANY_MAX + 1, 1, s),
+	        IM_EINVAL);
+}
+
+static void
+test_uq_last_is_the_largest_seq_of_the_users_queue(void **state)
+{
+	im_store *st = st_of(state);
+	im_fence f = {IM_KIND_USER, 3, 0};
+	im_uq_item it[3] = {
+	        {.user = 5, .seq = 7, .body_len = 1, .body = "a"},
+	        {.user = 5, .seq = 40, .body_len = 1, .body = "b"},
+	        {.user = 6, .seq = 90, .body_len = 1, .body = "c"},
+	};
+	im_seq last = 99;
+	int rc;
+
+	rc = im_store_uq_last(st, 5, &last);
+	if (rc == IM_ENOTSUP) {
+		skip();
+	}
+	assert_int_equal(rc, IM_OK);
+	assert_int_equal(last, 0);
+	f.epoch = claim(st, IM_KIND_USER, 3);
+	assert_int_equal(im_store_uq_append(st, &f, 1, it, 3), IM_OK);
+	assert_int_equal(im_store_uq_last(st, 5, &last), IM_OK);
+	assert_int_equal(last, 40);
+	assert_int_equal(im_store_uq_last(st, 6, &last), IM_OK);
+	assert_int_equal(last, 90);
+	assert_int_equal(im_store_uq_last(st, 0, &last), IM_EINVAL);
+	assert_int_equal(im_store_uq_last(st, 5, NULL), IM_EINVAL);
+	assert_int_equal(im_store_uq_last(NULL, 5, &last), IM_EINVAL);
+}
+
 /* ---- nodes (ops version 2) ------------------------------------------ */
 
 typedef struct node_seen {
@@ -1676,6 +1990,10 @@ static const struct CMUnitTest tests[] = {
         T(test_failed_append_leaves_nothing_and_a_retry_stores_once),
         T(test_append_with_unknown_outcome_is_retried_exactly_once),
         T(test_retries_after_a_fault_at_any_append_converge_to_one_state),
+        T(test_group_create_many_stores_groups_and_members_fenced_and_atomic),
+        T(test_group_create_many_retried_after_a_fault_ends_in_the_fault_free_state),
+        T(test_seg_take_many_takes_one_fresh_segment_per_key_in_one_call),
+        T(test_uq_last_is_the_largest_seq_of_the_users_queue),
         T(test_node_register_then_list_shows_role_address_and_times),
         T(test_node_register_again_is_a_fresh_incarnation),
         T(test_node_heartbeat_moves_only_the_heartbeat),

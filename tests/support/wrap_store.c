@@ -8,6 +8,7 @@ static const char *const op_names[STORE_OP_COUNT] = {
         "group_create", "group_lookup", "member_add",  "member_remove",
         "member_list",  "conv_load",    "conv_update", "uq_append",
         "uq_read",      "node_register", "node_heartbeat", "node_list",
+        "group_create_many", "seg_take_many", "uq_last",
 };
 
 const char *
@@ -202,6 +203,28 @@ w_node_list(im_store *st, im_node_cb cb, void *payload)
 	FORWARD(STORE_OP_NODE_LIST, im_store_node_list(INNER, cb, payload));
 }
 
+static int
+w_group_create_many(im_store *st, const im_fence *fences, size_t nfences,
+                    const im_group_new *groups, size_t n)
+{
+	FORWARD(STORE_OP_GROUP_CREATE_MANY,
+	        im_store_group_create_many(INNER, fences, nfences, groups, n));
+}
+
+static int
+w_seg_take_many(im_store *st, const im_seg_key *keys, size_t n,
+                uint32_t step, im_seg *segs_out)
+{
+	FORWARD(STORE_OP_SEG_TAKE_MANY,
+	        im_store_seg_take_many(INNER, keys, n, step, segs_out));
+}
+
+static int
+w_uq_last(im_store *st, im_uid user, im_seq *last_out)
+{
+	FORWARD(STORE_OP_UQ_LAST, im_store_uq_last(INNER, user, last_out));
+}
+
 static const struct im_store_ops wrap_ops = {
         .version = IM_STORE_OPS_VERSION,
         .name = "wrap",
@@ -227,6 +250,10 @@ static const struct im_store_ops wrap_ops = {
         .node_register = w_node_register,
         .node_heartbeat = w_node_heartbeat,
         .node_list = w_node_list,
+        /* version 4: as version 2, IM_ENOTSUP passes through */
+        .group_create_many = w_group_create_many,
+        .seg_take_many = w_seg_take_many,
+        .uq_last = w_uq_last,
 };
 
 int

@@ -276,6 +276,8 @@ static const struct {
          "a second whole server on the same store; the cluster's fencing "
          "is a slot handover between live nodes (cluster_e2e, "
          "test_cluster_router)"},
+        {"test_system_a_second_imd_fences_off_group_creation",
+         "as test_system_a_second_imd_fences_off_the_first"},
         {"test_system_a_second_imd_cannot_open_the_database_of_an_exclusive_"
          "one",
          "imd's exclusive sqlite lock; cluster nodes share the store by "
@@ -1223,17 +1225,25 @@ tc_login(tclient *c, const char *token, im_ConvInfo *convs, size_t max,
 static int64_t
 reply_error(tclient *c, int rc)
 {
+	/* A failed call says why in the test log: a bare "g > 0" failure
+	 * cannot tell a timeout from a refusal. */
 	if (rc != 1) {
+		fprintf(stderr, "# call failed: no answer (rc %d)\n", rc);
 		return -1000;
 	}
 	if (c->env->which_msg == im_Envelope_error_tag) {
+		fprintf(stderr, "# call failed: error %d (%s)\n",
+		        (int)c->env->msg.error.code, c->env->msg.error.text);
 		return -(int64_t)c->env->msg.error.code;
 	}
+	fprintf(stderr, "# call failed: unexpected answer %u\n",
+	        (unsigned)c->env->which_msg);
 	return -1000;
 }
 
-int64_t
-tc_create_group(tclient *c, const char *name, const uint64_t *members, size_t n)
+static int64_t
+create_group_once(tclient *c, const char *name, const uint64_t *members,
+                  size_t n)
 {
 	im_Envelope *env = calloc(1, sizeof(*env));
 	size_t i;
@@ -1257,9 +1267,9 @@ tc_create_group(tclient *c, const char *name, const uint64_t *members, size_t n)
 	return reply_error(c, rc);
 }
 
-int64_t
-tc_send_msg(tclient *c, uint64_t group, uint64_t dedup_id, const char *body,
-            bool *dup)
+static int64_t
+send_msg_once(tclient *c, uint64_t group, uint64_t dedup_id, const char *body,
+              bool *dup)
 {
 	im_Envelope *env = calloc(1, sizeof(*env));
 	int rc;
@@ -1281,6 +1291,51 @@ tc_send_msg(tclient *c, uint64_t group, uint64_t dedup_id, const char *body,
 		return (int64_t)c->env->msg.send_ack.seq;
 	}
 	return reply_error(c, rc);
+}
+
+/*
+ * On the cluster, ERR_UNAVAILABLE is a normal answer while nodes (re)start:
+ * a Router that has no Chatter connected yet, a slot being taken over. A
+ * real client retries it (the same dedup id makes a send exactly-once), so
+ * the tests do too, bounded: 50 tries 100 ms apart. imd answers it only
+ * when fenced or its store failed, which tests expect to see at once.
+ */
+#define TC_UNAVAIL_TRIES 50
+
+static bool
+retry_unavailable(int64_t rc, int *tries)
+{
+	if (rc != -(int64_t)im_Code_ERR_UNAVAILABLE || !h_target_cluster() ||
+	    ++*tries >= TC_UNAVAIL_TRIES) {
+		return false;
+	}
+	usleep(100 * 1000);
+	return true;
+}
+
+int64_t
+tc_create_group(tclient *c, const char *name, const uint64_t *members, size_t n)
+{
+	int64_t rc;
+	int tries = 0;
+
+	do {
+		rc = create_group_once(c, name, members, n);
+	} while (retry_unavailable(rc, &tries));
+	return rc;
+}
+
+int64_t
+tc_send_msg(tclient *c, uint64_t group, uint64_t dedup_id, const char *body,
+            bool *dup)
+{
+	int64_t rc;
+	int tries = 0;
+
+	do {
+		rc = send_msg_once(c, group, dedup_id, body, dup);
+	} while (retry_unavailable(rc, &tries));
+	return rc;
 }
 
 int

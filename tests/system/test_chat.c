@@ -905,6 +905,140 @@ test_system_sends_of_one_loop_turn_are_committed_together(void **state)
 	free(env);
 }
 
+static bool
+read_create_stats(const imd_proc *p, unsigned long long *groups,
+                  unsigned long long *commits)
+{
+	char line[512];
+	bool found = false;
+	FILE *f = fopen(p->log, "r");
+
+	if (f == NULL) {
+		return false;
+	}
+	while (fgets(line, sizeof(line), f) != NULL) {
+		const char *c = strstr(line, "chatter: created ");
+
+		if (c != NULL &&
+		    sscanf(c, "chatter: created %llu groups in %llu", groups,
+		           commits) == 2) {
+			found = true;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+#define NCREATE 24
+
+/*
+ * CreateGroups arriving in one loop turn are committed together (one
+ * transaction, not one per group and member), and every member still gets
+ * GroupCreated through its user queue: online members as a push, an
+ * offline one in its queue and conversation list at login. Every group
+ * then works.
+ */
+static void
+test_system_group_creations_of_one_turn_commit_together_and_reach_every_member(
+        void **state)
+{
+	struct fixture *f = *state;
+	static uint8_t wire[NCREATE * 128];
+	static im_ConvInfo convs[64];
+	static tpush evs[80];
+	const uint64_t members[3] = {2, 3, 4};
+	unsigned long long ngroups = 0, commits = 0;
+	im_Envelope *env = calloc(1, sizeof(*env));
+	int64_t gids[NCREATE];
+	size_t off = 0, nconv = 0;
+	tclient a, b, d;
+	int i, got = 0, k;
+
+	assert_non_null(env);
+	login_as(f, &a, 1, NULL, 0, NULL);
+	login_as(f, &b, 2, NULL, 0, NULL);
+	for (i = 0; i < NCREATE; i++) {
+		pb_ostream_t os;
+
+		memset(env, 0, sizeof(*env));
+		env->req_id = (uint64_t)(500 + i);
+		env->which_msg = im_Envelope_create_group_tag;
+		snprintf(env->msg.create_group.name,
+		         sizeof(env->msg.create_group.name), "g%d", i);
+		memcpy(env->msg.create_group.members, members, sizeof(members));
+		env->msg.create_group.members_count = 3;
+		os = pb_ostream_from_buffer(wire + off + 4,
+		                            sizeof(wire) - off - 4);
+		assert_true(pb_encode(&os, im_Envelope_fields, env));
+		im_frame_put_header(wire + off, (uint32_t)os.bytes_written);
+		off += 4 + os.bytes_written;
+	}
+	assert_int_equal(tc_send_raw(&a, wire, off), 0);
+	for (i = 0; i < 4 * NCREATE && got < NCREATE; i++) {
+		assert_int_equal(tc_recv(&a, T), 1);
+		if (a.env->which_msg == im_Envelope_group_created_tag) {
+			k = (int)a.env->req_id - 500;
+			assert_true(k >= 0 && k < NCREATE);
+			gids[k] = (int64_t)a.env->msg.group_created.group;
+			assert_true(gids[k] > 0);
+			got++;
+		} else {
+			assert_int_equal(a.env->which_msg,
+			                 im_Envelope_user_event_tag);
+		}
+	}
+	assert_int_equal(got, NCREATE);
+	/* The online member: one GroupCreated per group. */
+	for (i = 0; i < NCREATE; i++) {
+		tpush ev;
+
+		expect_event(&b, 3, (uint64_t)gids[i], &ev);
+		assert_int_equal(ev.actor, 1);
+	}
+	/* Every group works: a send reaches the member. */
+	for (i = 0; i < NCREATE; i++) {
+		char body[16];
+		int64_t seq;
+
+		snprintf(body, sizeof(body), "hi %d", i);
+		seq = tc_send_msg(&a, (uint64_t)gids[i], (uint64_t)(i + 1),
+		                  body, NULL);
+		assert_true(seq > 0);
+		expect_deliver(&b, (uint64_t)gids[i], (uint64_t)seq, body);
+	}
+	/* The offline member finds them at login and in its queue. */
+	login_as(f, &d, 4, convs, 64, &nconv);
+	assert_int_equal(nconv, NCREATE);
+	for (i = 0; i < NCREATE; i++) {
+		for (k = 0; k < (int)nconv &&
+		            convs[k].group != (uint64_t)gids[i];
+		     k++) {
+		}
+		assert_true(k < (int)nconv);
+		assert_int_equal(convs[k].unread, 1);
+	}
+	assert_int_equal(tc_sync_all(&d, 0, 0, evs, 80), NCREATE);
+	for (i = 0; i < NCREATE; i++) {
+		assert_int_equal(evs[i].ev_type, 3);
+	}
+	tc_close(&a);
+	tc_close(&b);
+	tc_close(&d);
+	if (h_target_cluster()) {
+		/* The creations spread over both Chatters, whose logs
+		 * imnode keeps apart: the count is imd's. */
+		free(env);
+		return;
+	}
+	assert_int_equal(imd_stop(&f->imd, SIGTERM), 0);
+	assert_true(read_create_stats(&f->imd, &ngroups, &commits));
+	assert_int_equal(ngroups, NCREATE);
+	/* One transaction per loop turn, not 1 + 4 per group. */
+	assert_true(commits <= 6);
+	assert_int_equal(imd_start(&f->imd), 0);
+	free(env);
+}
+
 static const char *const tiny_batch[] = {"--max-batch", "3", NULL};
 
 static int
@@ -1027,6 +1161,46 @@ test_system_a_second_imd_fences_off_the_first(void **state)
 	assert_int_equal(tc_sync_all(&b, (uint64_t)g, 0, got, 8), 2);
 	assert_int_equal(got[0].seq, s1);
 	assert_int_equal(got[1].seq, s2);
+	tc_close(&a);
+	tc_close(&b);
+	assert_int_equal(imd_stop(&second, SIGTERM), 0);
+}
+
+/*
+ * A group creation is a fenced write like a send: once a second imd took
+ * every slot, the first one creates no group (not even half of one: no
+ * group row, no member, no event), and the creator is told to retry.
+ */
+static void
+test_system_a_second_imd_fences_off_group_creation(void **state)
+{
+	struct fixture *f = *state;
+	imd_proc second = f->imd;
+	char tok[IM_TOKEN_BUF];
+	const uint64_t members[1] = {2};
+	im_ConvInfo convs[4];
+	size_t n = 0;
+	tclient a, b;
+	int64_t g;
+
+	login_as(f, &a, 1, NULL, 0, NULL);
+	g = tc_create_group(&a, "before", members, 1);
+	assert_true(g > 0);
+	second.pid = 0;
+	snprintf(second.port_file, sizeof(second.port_file), "%s/port2",
+	         f->imd.dir);
+	snprintf(second.log, sizeof(second.log), "%s/imd2.log", f->imd.dir);
+	assert_int_equal(imd_start(&second), 0);
+
+	assert_int_equal(tc_create_group(&a, "zombie", members, 1),
+	                 -im_Code_ERR_UNAVAILABLE);
+	imd_token(&second, 2, 3600, tok, sizeof(tok));
+	assert_int_equal(tc_connect(&b, second.port), 0);
+	assert_int_equal(tc_login(&b, tok, convs, 4, &n), 1);
+	assert_int_equal(n, 1);
+	assert_int_equal(convs[0].group, (uint64_t)g);
+	/* The new owner creates. */
+	assert_true(tc_create_group(&b, "after", NULL, 0) > g);
 	tc_close(&a);
 	tc_close(&b);
 	assert_int_equal(imd_stop(&second, SIGTERM), 0);
@@ -1223,6 +1397,12 @@ main(void)
 	                setup_tiny_batch, teardown),
 	        cmocka_unit_test_setup_teardown(
 	                test_system_a_second_imd_fences_off_the_first,
+	                setup_shared, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_system_group_creations_of_one_turn_commit_together_and_reach_every_member,
+	                setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_system_a_second_imd_fences_off_group_creation,
 	                setup_shared, teardown),
 	        cmocka_unit_test_setup_teardown(
 	                test_system_a_second_imd_cannot_open_the_database_of_an_exclusive_one,

@@ -430,6 +430,55 @@ test_store_v2_backend_answers_enotsup_for_slot_cas_many(void **state)
 	free(t);
 }
 
+/* A backend compiled at version 3 ends before the version 4 ops: the
+ * wrappers answer IM_ENOTSUP without reading past the table (the Chatter
+ * then creates groups one at a time, the Connector takes one user-queue
+ * segment per user and pages the queue at login). */
+static void
+test_store_v3_backend_answers_enotsup_for_the_batched_ops(void **state)
+{
+	size_t n = offsetof(struct im_store_ops, group_create_many);
+	struct im_store_ops *t = malloc(n);
+	im_fence f = {IM_KIND_GROUP, 1, 1};
+	im_uid m[1] = {5};
+	im_group_new g;
+	im_seg_key k = {IM_SEG_USER_SEQ, 5};
+	im_seg seg;
+	im_seq last = 7;
+	v_store v;
+
+	(void)state;
+	static const struct im_store_ops v3_ops = {
+		.version = 3,
+		V1_OPS,
+		.node_register = v_node_register,
+		.node_heartbeat = v_node_heartbeat,
+		.node_list = v_node_list,
+	};
+
+	assert_non_null(t);
+	memcpy(t, &v3_ops, n);
+	memset(&v, 0, sizeof(v));
+	memset(&g, 0, sizeof(g));
+	g.group.gid = 9;
+	g.members = m;
+	g.nmembers = 1;
+	assert_int_equal(im_store_init(&v.base, t), IM_OK);
+	assert_int_equal(im_store_group_create_many(&v.base, &f, 1, &g, 1),
+			 IM_ENOTSUP);
+	assert_non_null(strstr(im_store_errmsg(&v.base), "not supported"));
+	assert_int_equal(im_store_seg_take_many(&v.base, &k, 1, 10, &seg),
+			 IM_ENOTSUP);
+	assert_int_equal(im_store_uq_last(&v.base, 5, &last), IM_ENOTSUP);
+	assert_int_equal(last, 0);
+	/* Arguments are checked first, as for every op. */
+	g.group.gid = 0;
+	assert_int_equal(im_store_group_create_many(&v.base, &f, 1, &g, 1),
+			 IM_EINVAL);
+	assert_int_equal(v.calls, 0);
+	free(t);
+}
+
 static void
 test_store_init_refuses_a_table_from_the_future(void **state)
 {
@@ -459,6 +508,8 @@ main(void)
 			test_store_node_ops_check_arguments_before_calling),
 		cmocka_unit_test(
 			test_store_v2_backend_answers_enotsup_for_slot_cas_many),
+		cmocka_unit_test(
+			test_store_v3_backend_answers_enotsup_for_the_batched_ops),
 		cmocka_unit_test(test_store_init_refuses_a_table_from_the_future),
 	};
 

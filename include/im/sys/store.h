@@ -32,7 +32,7 @@
 extern "C" {
 #endif
 
-#define IM_STORE_OPS_VERSION 3
+#define IM_STORE_OPS_VERSION 4
 #define IM_STORE_ERRMSG_MAX 256
 
 struct im_store_ops;
@@ -131,6 +131,22 @@ struct im_store_ops {
 			     const im_epoch *expect, size_t n,
 			     const char *owner, im_epoch *epochs_out);
 	/* Methods above are valid for version 3 */
+	/**
+	 * May be NULL (IM_ENOTSUP; callers create one group at a time). One
+	 * transaction with the fences checked inside it, as msg_append;
+	 * idempotent as documented in store.h. Each group arrives with its
+	 * members as given: a uid may repeat (store it once); gids are
+	 * distinct and checked by the wrapper.
+	 */
+	int (*group_create_many)(im_store *st, const im_fence *fences,
+				 size_t nfences, const im_group_new *groups,
+				 size_t n);
+	/** May be NULL (IM_ENOTSUP). One transaction; keys are distinct. */
+	int (*seg_take_many)(im_store *st, const im_seg_key *keys, size_t n,
+			     uint32_t step, im_seg *segs_out);
+	/** May be NULL (IM_ENOTSUP). *last_out = 0 for an empty queue. */
+	int (*uq_last)(im_store *st, im_uid user, im_seq *last_out);
+	/* Methods above are valid for version 4 */
 };
 
 /**

@@ -45,6 +45,7 @@
 #define OID_TEXT 25
 #define OID_BYTEA_ARR 1001
 #define OID_INT8_ARR 1016
+#define OID_TEXT_ARR 1009
 
 /* Retries of a write that lost a race on a unique key or a deadlock. */
 #define PG_RACE_TRIES 8
@@ -82,6 +83,10 @@ enum pg_stmt {
 	PG_NODE_LIST,
 	/* ops version 3 */
 	PG_SLOT_CAS_MANY,
+	/* ops version 4 */
+	PG_GROUP_CREATE_MANY,
+	PG_SEG_TAKE_MANY,
+	PG_UQ_LAST,
 	PG_NSTMT
 };
 
@@ -310,6 +315,55 @@ static const struct {
 		" heartbeat_ms::int8, incarnation::int8 FROM im_nodes"
 		" ORDER BY name COLLATE \"C\"",
 		0, {0}},
+	/* ops version 4. Groups whose gid exists with the same creator and
+	 * created_ms are an earlier try of this batch (kept, members added);
+	 * any other existing gid is a conflict (row kind 3) and, as a stale
+	 * fence (kind 1), stops every insert of the statement. */
+	[PG_GROUP_CREATE_MANY] = {"im_group_create_many",
+		"WITH " FENCE_CTE ","
+		" gi AS (SELECT * FROM unnest($4::int8[], $5::int8[], $6::int8[],"
+		" $7::text[]) AS g(gid, creator, created_ms, name)),"
+		" conf AS MATERIALIZED (SELECT gi.gid FROM gi JOIN im_groups x"
+		" ON x.gid = gi.gid WHERE x.creator <> gi.creator"
+		" OR x.created_ms <> gi.created_ms),"
+		" ok AS (SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM bad)"
+		" AND NOT EXISTS (SELECT 1 FROM conf)),"
+		" ig AS (INSERT INTO im_groups (gid, creator, created_ms, name)"
+		" SELECT gid, creator, created_ms, name FROM gi"
+		" WHERE EXISTS (SELECT 1 FROM ok)"
+		" ON CONFLICT (gid) DO NOTHING RETURNING 1),"
+		" im AS (INSERT INTO im_members (gid, uid, read_seq, read_ordinal,"
+		" flags, joined_ms) SELECT m.gid, m.uid, coalesce(l.seq, 0),"
+		" coalesce(l.ordinal, 0), 0,"
+		" (extract(epoch FROM clock_timestamp()) * 1000)::int8"
+		" FROM (SELECT DISTINCT * FROM unnest($8::int8[], $9::int8[])"
+		" AS u(gid, uid)) m LEFT JOIN LATERAL (SELECT seq, ordinal"
+		" FROM im_messages WHERE conv = m.gid ORDER BY seq DESC LIMIT 1)"
+		" l ON true WHERE EXISTS (SELECT 1 FROM ok)"
+		" ON CONFLICT (gid, uid) DO NOTHING RETURNING 1)"
+		" SELECT 1::int8, kind, slot, cur FROM bad"
+		" UNION ALL SELECT 3, gid, 0, 0 FROM conf"
+		" UNION ALL SELECT 2, (SELECT count(*) FROM ig),"
+		" (SELECT count(*) FROM im), 0",
+		9, {OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR,
+		    OID_INT8_ARR, OID_INT8_ARR, OID_TEXT_ARR, OID_INT8_ARR,
+		    OID_INT8_ARR}},
+	/* Keys in (space, id) order, so two batches lock rows in the same
+	 * order; the overflow of a counter raises 22003 (IM_EFULL). */
+	[PG_SEG_TAKE_MANY] = {"im_seg_take_many",
+		"WITH k AS (SELECT * FROM unnest($1::int8[], $2::int8[])"
+		" WITH ORDINALITY AS k(space, id, idx)),"
+		" up AS (INSERT INTO im_segments (space, id, max_id)"
+		" SELECT space, id, $3 FROM k ORDER BY space, id"
+		" ON CONFLICT (space, id) DO UPDATE"
+		" SET max_id = im_segments.max_id + EXCLUDED.max_id"
+		" RETURNING space, id, max_id)"
+		" SELECT k.idx::int8, up.max_id::int8 FROM k JOIN up"
+		" ON up.space = k.space AND up.id = k.id",
+		3, {OID_INT8_ARR, OID_INT8_ARR, OID_INT8}},
+	[PG_UQ_LAST] = {"im_uq_last",
+		"SELECT coalesce(max(seq), 0)::int8 FROM im_userq WHERE uid = $1",
+		1, {OID_INT8}},
 };
 
 /* clang-format on */
@@ -632,6 +686,32 @@ pg_run(struct pg_store *s, enum pg_stmt id, const char *const *vals,
 		PQclear(res);
 		return IM_ERR;
 	}
+}
+
+/*
+ * pg_run for idempotent statements that may lose a race on a unique key
+ * to a concurrent writer (ON CONFLICT DO NOTHING cannot cover every
+ * index): run them again, up to PG_RACE_TRIES. On failure the result is
+ * already cleared and a race that never settles is IM_ERR.
+ */
+static int
+pg_run_idempotent(struct pg_store *s, enum pg_stmt id,
+                  const char *const *vals, const int *lens, PGresult **out)
+{
+	int rc = IM_ECONFLICT;
+	int c;
+
+	for (c = 0; c < PG_RACE_TRIES && rc == IM_ECONFLICT; c++) {
+		PQclear(*out);
+		*out = NULL;
+		rc = pg_run(s, id, vals, lens, PG_AGAIN, out);
+	}
+	if (rc != IM_OK) {
+		PQclear(*out);
+		*out = NULL;
+		return rc == IM_ECONFLICT ? IM_ERR : rc;
+	}
+	return IM_OK;
 }
 
 /* Scalar int8 parameters: up to 5 per statement. */
@@ -1468,17 +1548,9 @@ pg_uq_append(im_store *st, const im_fence *fences, size_t nfences,
 	lens[7] = (int)(p - sq);
 
 	/* ON CONFLICT DO NOTHING makes a replay harmless: retry freely. */
-	for (c = 0; c < PG_RACE_TRIES; c++) {
-		rc = pg_run(s, PG_UQ_APPEND, vals, lens, PG_AGAIN, &res);
-		if (rc != IM_ECONFLICT) {
-			break;
-		}
-		PQclear(res);
-		res = NULL;
-	}
-	if (rc != IM_OK) {
-		PQclear(res);
-		return rc == IM_ECONFLICT ? IM_ERR : rc;
+	if ((rc = pg_run_idempotent(s, PG_UQ_APPEND, vals, lens, &res)) !=
+	    IM_OK) {
+		return rc;
 	}
 	rc = fence_report(s, res);
 	PQclear(res);
@@ -1677,6 +1749,139 @@ pg_member_add(im_store *st, im_gid gid, im_uid user, bool *added_out)
 }
 
 static int
+pg_group_create_many(im_store *st, const im_fence *fences, size_t nfences,
+                     const im_group_new *groups, size_t n)
+{
+	struct pg_store *s = PG(st);
+	const char *vals[9];
+	int lens[9];
+	unsigned char *p, *start;
+	size_t i, j, nm = 0, names = 0, need;
+	PGresult *res = NULL;
+	int rc, c, r;
+
+	for (i = 0; i < n; i++) {
+		nm += groups[i].nmembers;
+		names += strlen(groups[i].group.name);
+	}
+	need = fence_size(nfences) + 3 * (ARR_HEAD + n * ARR_I8) + ARR_HEAD +
+	       n * 4 + names + 2 * (ARR_HEAD + nm * ARR_I8);
+	if ((rc = buf_reserve(s, need)) != IM_OK) {
+		return rc;
+	}
+	p = fence_encode(s->buf, fences, nfences, vals, lens);
+	for (c = 0; c < 3; c++) {
+		start = p;
+		p = arr_head(p, OID_INT8, (uint32_t)n);
+		for (i = 0; i < n; i++) {
+			const im_group *g = &groups[i].group;
+
+			p = arr_i8(p, c == 0   ? g->gid
+			              : c == 1 ? g->creator
+			                       : g->created_ms);
+		}
+		vals[3 + c] = (const char *)start;
+		lens[3 + c] = (int)(p - start);
+	}
+	start = p;
+	p = arr_head(p, OID_TEXT, (uint32_t)n);
+	for (i = 0; i < n; i++) {
+		p = arr_bytes(p, groups[i].group.name,
+		              (uint32_t)strlen(groups[i].group.name));
+	}
+	vals[6] = (const char *)start;
+	lens[6] = (int)(p - start);
+	for (c = 0; c < 2; c++) {
+		start = p;
+		p = arr_head(p, OID_INT8, (uint32_t)nm);
+		for (i = 0; i < n; i++) {
+			for (j = 0; j < groups[i].nmembers; j++) {
+				p = arr_i8(p, c == 0 ? groups[i].group.gid
+				                     : groups[i].members[j]);
+			}
+		}
+		vals[7 + c] = (const char *)start;
+		lens[7 + c] = (int)(p - start);
+	}
+	/* Idempotent (see the statement): a lost connection or a race on a
+	 * unique key is answered by running it again. */
+	if ((rc = pg_run_idempotent(s, PG_GROUP_CREATE_MANY, vals, lens, &res)) !=
+	    IM_OK) {
+		return rc;
+	}
+	rc = fence_report(s, res);
+	for (r = 0; rc == IM_OK && r < PQntuples(res); r++) {
+		if (col_u64(res, r, 0) == 3) {
+			im_store_set_error(st, "pg: group %llu exists"
+			                       " (another group)",
+			                   (unsigned long long)col_u64(res, r,
+			                                               1));
+			rc = IM_ECONFLICT;
+		}
+	}
+	PQclear(res);
+	return rc;
+}
+
+static int
+pg_seg_take_many(im_store *st, const im_seg_key *keys, size_t n,
+                 uint32_t step, im_seg *segs_out)
+{
+	struct pg_store *s = PG(st);
+	const char *vals[3];
+	int lens[3];
+	unsigned char *p, *start, stepv[8];
+	size_t i;
+	PGresult *res = NULL;
+	int rc, c, r;
+
+	if ((rc = buf_reserve(s, 2 * (ARR_HEAD + n * ARR_I8))) != IM_OK) {
+		return rc;
+	}
+	p = s->buf;
+	for (c = 0; c < 2; c++) {
+		start = p;
+		p = arr_head(p, OID_INT8, (uint32_t)n);
+		for (i = 0; i < n; i++) {
+			p = arr_i8(p, c == 0 ? (uint64_t)keys[i].space
+			                     : keys[i].id);
+		}
+		vals[c] = (const char *)start;
+		lens[c] = (int)(p - start);
+	}
+	put_be64(stepv, step);
+	vals[2] = (const char *)stepv;
+	lens[2] = 8;
+	/* A retry may waste segments, never reuse one; deadlocks between
+	 * two batches are retried too. */
+	if ((rc = pg_run_idempotent(s, PG_SEG_TAKE_MANY, vals, lens, &res)) !=
+	    IM_OK) {
+		return rc;
+	}
+	if ((size_t)PQntuples(res) != n) {
+		im_store_set_error(st, "pg: seg_take_many: %d rows for %zu",
+		                   PQntuples(res), n);
+		PQclear(res);
+		return IM_ERR;
+	}
+	for (r = 0; r < (int)n; r++) {
+		uint64_t idx = col_u64(res, r, 0), max = col_u64(res, r, 1);
+
+		if (idx < 1 || idx > n || max < step ||
+		    max > (uint64_t)INT64_MAX) {
+			PQclear(res);
+			im_store_set_error(st, "pg: segment counter out of"
+			                       " range");
+			return IM_ERR;
+		}
+		segs_out[idx - 1].first = max - step + 1;
+		segs_out[idx - 1].last = max;
+	}
+	PQclear(res);
+	return IM_OK;
+}
+
+static int
 pg_member_remove(im_store *st, im_gid gid, im_uid user, bool *removed_out)
 {
 	struct pg_store *s = PG(st);
@@ -1774,6 +1979,23 @@ pg_conv_update(im_store *st, im_uid user, im_gid conv, im_seq read_seq,
 		                   (unsigned long long)conv);
 	}
 	return rc;
+}
+
+static int
+pg_uq_last(im_store *st, im_uid user, im_seq *last_out)
+{
+	struct pg_store *s = PG(st);
+	struct pg_params p;
+	PGresult *res;
+	int rc;
+
+	param_u64(&p, 0, user);
+	if ((rc = pg_query(s, PG_UQ_LAST, &p, PG_AGAIN, &res)) != IM_OK) {
+		return rc;
+	}
+	*last_out = PQntuples(res) == 1 ? col_u64(res, 0, 0) : 0;
+	PQclear(res);
+	return IM_OK;
 }
 
 static int
@@ -1931,7 +2153,12 @@ static const struct im_store_ops pg_ops = {
         .node_register = pg_node_register,
         .node_heartbeat = pg_node_heartbeat,
         .node_list = pg_node_list,
+        /* version 3 */
         .slot_cas_many = pg_slot_cas_many,
+        /* version 4 */
+        .group_create_many = pg_group_create_many,
+        .seg_take_many = pg_seg_take_many,
+        .uq_last = pg_uq_last,
 };
 
 static void

@@ -53,6 +53,7 @@ enum sq_stmt_id {
 	SQ_CONV_UPDATE,
 	SQ_UQ_INSERT,
 	SQ_UQ_READ,
+	SQ_UQ_LAST,
 	SQ_NSTMT
 };
 
@@ -121,6 +122,7 @@ static const char *const sq_sql[SQ_NSTMT] = {
                          "ON CONFLICT DO NOTHING",
         [SQ_UQ_READ] = "SELECT seq, time_ms, type, body FROM im_userq "
                        "WHERE uid = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+        [SQ_UQ_LAST] = "SELECT max(seq) FROM im_userq WHERE uid = ?1",
 };
 
 /* Where the chain of a conv stands after message i of a batch. */
@@ -568,18 +570,16 @@ sq_slot_cas_many(im_store *st, im_kind kind, const uint32_t *slots,
 	return rc;
 }
 
+/* Take one segment inside the caller's write transaction. */
 static int
-sq_seg_take(im_store *st, const im_seg_key *key, uint32_t step, im_seg *seg_out)
+sq_seg_one(sq_store *sq, const im_seg_key *key, uint32_t step,
+           im_seg *seg_out)
 {
-	sq_store *sq = sq_of(st);
 	sqlite3_stmt *s;
 	uint64_t max_id = 0;
 	bool got = false;
 	int rc;
 
-	if ((rc = sq_guard(sq)) != IM_OK || (rc = sq_begin(sq)) != IM_OK) {
-		return rc;
-	}
 	s = sq_stmt(sq, SQ_SEG_BUMP);
 	sqlite3_bind_int64(s, 1, key->space);
 	sqlite3_bind_int64(s, 2, sq_i64(key->id));
@@ -593,31 +593,57 @@ sq_seg_take(im_store *st, const im_seg_key *key, uint32_t step, im_seg *seg_out)
 	}
 	sqlite3_reset(s);
 	if (rc != SQLITE_DONE) {
-		rc = sq_fail(sq, rc, "seg_take");
-		goto out;
+		return sq_fail(sq, rc, "seg_take");
 	}
-	rc = IM_OK;
 	if (!got) {
 		s = sq_stmt(sq, SQ_SEG_FIRST);
 		sqlite3_bind_int64(s, 1, key->space);
 		sqlite3_bind_int64(s, 2, sq_i64(key->id));
 		sqlite3_bind_int64(s, 3, step);
 		if ((rc = sq_exec_stmt(sq, s, "seg_take")) != IM_OK) {
-			goto out;
+			return rc;
 		}
 		if (sqlite3_changes(sq->db) == 0) {
 			/* The row exists but the guard refused the bump. */
-			im_store_set_error(st, "id space %d/%llu is exhausted",
+			im_store_set_error(&sq->base,
+			                   "id space %d/%llu is exhausted",
 			                   (int)key->space,
 			                   (unsigned long long)key->id);
-			rc = IM_EFULL;
-			goto out;
+			return IM_EFULL;
 		}
 		max_id = step;
 	}
 	seg_out->first = max_id - step + 1;
 	seg_out->last = max_id;
-out:
+	return IM_OK;
+}
+
+static int
+sq_seg_take(im_store *st, const im_seg_key *key, uint32_t step, im_seg *seg_out)
+{
+	sq_store *sq = sq_of(st);
+	int rc;
+
+	if ((rc = sq_guard(sq)) != IM_OK || (rc = sq_begin(sq)) != IM_OK) {
+		return rc;
+	}
+	return sq_end(sq, sq_seg_one(sq, key, step, seg_out));
+}
+
+static int
+sq_seg_take_many(im_store *st, const im_seg_key *keys, size_t n,
+                 uint32_t step, im_seg *segs_out)
+{
+	sq_store *sq = sq_of(st);
+	size_t i;
+	int rc;
+
+	if ((rc = sq_guard(sq)) != IM_OK || (rc = sq_begin(sq)) != IM_OK) {
+		return rc;
+	}
+	for (i = 0; i < n && rc == IM_OK; i++) {
+		rc = sq_seg_one(sq, &keys[i], step, &segs_out[i]);
+	}
 	return sq_end(sq, rc);
 }
 
@@ -1046,6 +1072,78 @@ out:
 	return sq_end(sq, rc);
 }
 
+/*
+ * Insert one new group's row, or accept an existing one from an earlier
+ * try of the same batch (same creator and created_ms). *existed_out tells
+ * which, so members of a retried group start at its last message.
+ */
+static int
+sq_group_put(sq_store *sq, const im_group *g, bool *existed_out)
+{
+	sqlite3_stmt *s = sq_stmt(sq, SQ_GROUP_INSERT);
+	im_group cur;
+	int rc;
+
+	sqlite3_bind_int64(s, 1, sq_i64(g->gid));
+	sqlite3_bind_int64(s, 2, sq_i64(g->creator));
+	sqlite3_bind_int64(s, 3, sq_i64(g->created_ms));
+	sqlite3_bind_text(s, 4, g->name, -1, SQLITE_STATIC);
+	if ((rc = sq_exec_stmt(sq, s, "group_create_many")) != IM_OK) {
+		return rc;
+	}
+	*existed_out = sqlite3_changes(sq->db) == 0;
+	if (!*existed_out) {
+		return IM_OK;
+	}
+	if ((rc = sq_group_get(sq, g->gid, &cur)) != IM_OK) {
+		return rc;
+	}
+	if (cur.creator != g->creator || cur.created_ms != g->created_ms) {
+		im_store_set_error(&sq->base,
+		                   "sqlite: group %llu exists (another group)",
+		                   (unsigned long long)g->gid);
+		return IM_ECONFLICT;
+	}
+	return IM_OK;
+}
+
+static int
+sq_group_create_many(im_store *st, const im_fence *fences, size_t nfences,
+                     const im_group_new *groups, size_t n)
+{
+	sq_store *sq = sq_of(st);
+	uint64_t now = sq_now_ms();
+	size_t i, j;
+	int rc;
+
+	if ((rc = sq_guard(sq)) != IM_OK || (rc = sq_begin(sq)) != IM_OK) {
+		return rc;
+	}
+	rc = sq_check_fences(sq, fences, nfences);
+	for (i = 0; i < n && rc == IM_OK; i++) {
+		const im_group_new *g = &groups[i];
+		im_msg_pos last = {0, 0};
+		bool existed = false;
+
+		rc = sq_group_put(sq, &g->group, &existed);
+		if (rc == IM_OK && existed) {
+			rc = sq_last(sq, g->group.gid, IM_SEQ_MAX, &last);
+			rc = rc == IM_ENOTFOUND ? IM_OK : rc;
+		}
+		for (j = 0; j < g->nmembers && rc == IM_OK; j++) {
+			sqlite3_stmt *s = sq_stmt(sq, SQ_MEMBER_INSERT);
+
+			sqlite3_bind_int64(s, 1, sq_i64(g->group.gid));
+			sqlite3_bind_int64(s, 2, sq_i64(g->members[j]));
+			sqlite3_bind_int64(s, 3, sq_i64(last.seq));
+			sqlite3_bind_int64(s, 4, sq_i64(last.ordinal));
+			sqlite3_bind_int64(s, 5, sq_i64(now));
+			rc = sq_exec_stmt(sq, s, "group_create_many");
+		}
+	}
+	return sq_end(sq, rc);
+}
+
 static int
 sq_member_remove(im_store *st, im_gid gid, im_uid user, bool *removed_out)
 {
@@ -1186,6 +1284,26 @@ sq_uq_append(im_store *st, const im_fence *fences, size_t nfences,
 	}
 out:
 	return sq_end(sq, rc);
+}
+
+static int
+sq_uq_last(im_store *st, im_uid user, im_seq *last_out)
+{
+	sq_store *sq = sq_of(st);
+	sqlite3_stmt *s;
+	int rc;
+
+	if ((rc = sq_guard(sq)) != IM_OK) {
+		return rc;
+	}
+	s = sq_stmt(sq, SQ_UQ_LAST);
+	sqlite3_bind_int64(s, 1, sq_i64(user));
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*last_out = sq_col_u64(s, 0); /* NULL reads as 0 */
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_ROW ? IM_OK : sq_fail(sq, rc, "uq_last");
 }
 
 static int
@@ -1404,6 +1522,10 @@ static const struct im_store_ops sq_ops = {
         .node_register = sq_node_register,
         .node_heartbeat = sq_node_heartbeat,
         .node_list = sq_node_list,
+        /* version 4 */
+        .group_create_many = sq_group_create_many,
+        .seg_take_many = sq_seg_take_many,
+        .uq_last = sq_uq_last,
 };
 
 static void
