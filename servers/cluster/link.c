@@ -546,6 +546,7 @@ l_user_events(role_router *rr, const role_uevent *ev, size_t n)
 			p->read_seq = ev[j].read_seq;
 			p->read_ordinal = ev[j].read_ordinal;
 			snprintf(p->name, sizeof(p->name), "%s", ev[j].name);
+			p->hops = ev[j].hops;
 		}
 		send_out(l, c, o->events_count);
 	}
@@ -677,6 +678,7 @@ in_events(cl_link *l, const imrpc_UserEvents *ue)
 		e->read_seq = p->read_seq;
 		e->read_ordinal = p->read_ordinal;
 		snprintf(e->name, sizeof(e->name), "%s", p->name);
+		e->hops = p->hops;
 	}
 	if (l->cn != NULL && ue->events_count > 0) {
 		connector_user_events(l->cn, l->evs, ue->events_count);
@@ -840,6 +842,10 @@ cl_link_create(cl_link **out, struct ev_loop *loop, cl_member *m,
 	snprintf(l->hello->body.hello.node, sizeof(l->hello->body.hello.node),
 		 "%s", owner);
 	l->hello->body.hello.role = role;
+	/* Routes name this first owner for the life of the process (a
+	 * Connector's route.connector, router_node_id()); Hellos after a
+	 * rename keep it. */
+	l->hello->body.hello.route_id = router_node_id(owner);
 	o = *rpc;
 	o.on_request = on_request;
 	o.on_state = on_state;

@@ -68,7 +68,9 @@ void cl_link_destroy(cl_link *l);
 void cl_link_notify_slots(cl_link *l);
 
 /* This node came back as a new owner (a new incarnation): say Hello with
- * it again on every Router connection (and on later ones). */
+ * it again on every Router connection (and on later ones). The Hello keeps
+ * the route id of the first owner (rpc.proto), so replies to a Connector's
+ * requests routed under its earlier name still reach it. */
 void cl_link_set_owner(cl_link *l, const char *owner);
 
 /* Set when a Router asks everyone to reload the slot map. */

@@ -664,6 +664,7 @@ static void
 reincarnate(rolenode *rn)
 {
 	char old[IM_OWNER_MAX + 1];
+	uint32_t kept = 0, shed = 0;
 
 	snprintf(old, sizeof(old), "%s", rn->owner);
 	rn->inc = cl_member_incarnation(rn->m);
@@ -671,13 +672,45 @@ reincarnate(rolenode *rn)
 		chatter_flush(rn->ch); /* fenced if the slots moved */
 		chatter_drop_all(rn->ch);
 	}
-	/* the chatter holds rn->owner by pointer: it is renamed too */
+	if (rn->cn != NULL) {
+		/* Whatever is queued goes out first (user-queue appends
+		 * are fenced where the slot moved). */
+		connector_flush(rn->cn);
+	}
+	/* the roles hold rn->owner by pointer: they are renamed too */
 	snprintf(rn->owner, sizeof(rn->owner), "%.40s/%08llx", rn->c->name,
 		 (unsigned long long)rn->inc);
 	cl_link_set_owner(rn->link, rn->owner);
 	(void)im_shard_load(rn->map, rn->st);
+	if (rn->cn != NULL) {
+		/*
+		 * A Connector takes back at once, by CAS from its old name,
+		 * the user slots nobody moved while it was silent: their
+		 * users stay served here without a move (no deliveries went
+		 * elsewhere meanwhile: the slot stayed ours). Those a Router
+		 * moved are the new owners': their clients get a Redirect
+		 * there and their sessions here are dropped. The balance
+		 * evens the rest out by handover as usual.
+		 */
+		uint32_t slot, nslots = im_shard_nslots(rn->map);
+
+		for (slot = 0; slot < nslots; slot++) {
+			im_shard_entry e;
+
+			if (im_shard_get_slot(rn->map, IM_KIND_USER, slot, &e) ==
+				    IM_OK &&
+			    strcmp(e.owner, old) == 0 &&
+			    im_shard_claim(rn->map, rn->st, IM_KIND_USER, slot,
+					   rn->owner, NULL) == IM_OK) {
+				kept++;
+			}
+		}
+		shed = connector_renamed(rn->cn);
+		cl_link_notify_slots(rn->link);
+	}
 	LOG_W("%s was silent past the heartbeat timeout: dropped its state, "
-	      "now %s", old, rn->owner);
+	      "now %s (kept %u user slots, %u connections sent away)",
+	      old, rn->owner, kept, shed);
 }
 
 static void
@@ -702,6 +735,10 @@ on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 
 	(void)loop;
 	(void)revents;
+	/* After a pause this timer may fire before the membership's: let
+	 * it heartbeat first, so a node silent past the timeout comes back
+	 * as a new incarnation before it balances under its old name. */
+	(void)cl_member_tick(rn->m);
 	/* Keep the map fresh (others' claims) and our share taken. */
 	balance(rn);
 }
@@ -820,9 +857,10 @@ run_role(struct ev_loop *loop, im_store *st, node_config *c)
 	member_opts(&mo, c);
 	mo.on_change = on_member_change;
 	mo.payload = &rn;
-	/* Only a Chatter renames itself after a silence: a Connector's
-	 * name is in its clients' routes (its user slots stay fenced). */
-	mo.reincarnate = rn.role == IM_NODE_CHATTER;
+	/* Silent past the timeout, a node comes back as a new incarnation
+	 * (reincarnate()). A Connector's routes keep its first name's id
+	 * (link.h), so its clients' requests in flight still come back. */
+	mo.reincarnate = true;
 	rc = cl_member_create(&rn.m, loop, st, c->name, rn.role, addr, &mo);
 	if (rc != IM_OK) {
 		fprintf(stderr, "imnode: register %s: %s (%s)\n", c->name,

@@ -58,6 +58,14 @@ typedef struct rrow {
 	uint64_t heartbeat_ms;
 } rrow;
 
+/* A user event waiting for its owner to be connected here. */
+typedef struct parked {
+	imrpc_UserEvent ev;
+	ev_tstamp deadline;
+} parked;
+#define PARK_MAX 1024
+#define PARK_SECS 10.0
+
 /* A Connector's Forward waiting for the Chatters' Acks before its own. */
 typedef struct origin {
 	rnode *node;
@@ -114,6 +122,10 @@ struct router {
 	bool rows_truncated;
 	im_shard_move *moves;
 	size_t max_moves;
+	/* user events without a way on yet (route_events) */
+	parked *park;
+	uint32_t npark;
+	bool retrying;
 };
 
 uint32_t
@@ -579,14 +591,48 @@ handle_deliver(router *r, const imrpc_Deliver *d)
 	}
 }
 
+/* Keep an event that has no way on now (its owner is not connected here:
+ * dead and not yet moved, or renamed) to route again at the next map
+ * reload, until its deadline. */
 static void
-handle_events(router *r, const imrpc_UserEvents *ev)
+park_event(router *r, const imrpc_UserEvent *e, ev_tstamp deadline)
+{
+	if (r->npark == PARK_MAX || ev_now(r->loop) > deadline) {
+		fprintf(stderr,
+			"router: user event for %llu: no connected owner "
+			"within %.0f s, dropped\n",
+			(unsigned long long)e->user, PARK_SECS);
+		r->stats.dropped++;
+		return;
+	}
+	r->park[r->npark].ev = *e;
+	r->park[r->npark].deadline = deadline;
+	r->npark++;
+	r->stats.parked++;
+}
+
+/*
+ * Route events by their users' slots. deadlines: NULL for new events
+ * (parked ones get PARK_SECS), else each event's own (parked before);
+ * reload: whether the map may be reloaded first.
+ */
+static void
+route_events(router *r, const imrpc_UserEvents *ev, const ev_tstamp *dl,
+	     bool reload)
 {
 	const char *dests[DEST_MAX];
 	size_t nd = 0, i;
 	uint32_t k;
+	ev_tstamp fresh = ev_now(r->loop) + PARK_SECS;
 
-	for (k = 0; k < ev->events_count; k++) {
+	for (k = 0; k < ev->events_count && reload; k++) {
+		if (ev->events[k].hops > 0) {
+			/* Sent back by a Connector that does not own the
+			 * user: our map is older than the store. Bounces are
+			 * rare (a slot just moved) and bounded in hops. */
+			(void)router_reload(r);
+			break;
+		}
 		if (owner_missing(r, ev->events[k].user)) {
 			(void)reload_if_stale(r);
 			break;
@@ -596,7 +642,7 @@ handle_events(router *r, const imrpc_UserEvents *ev)
 		const char *o = user_owner(r, ev->events[k].user);
 
 		if (o[0] == '\0') {
-			r->stats.dropped++;
+			park_event(r, &ev->events[k], dl ? dl[k] : fresh);
 			continue;
 		}
 		nd = add_dest(dests, nd, o);
@@ -604,21 +650,65 @@ handle_events(router *r, const imrpc_UserEvents *ev)
 	for (i = 0; i < nd; i++) {
 		imrpc_UserEvents *o = &r->out->body.user_events;
 		rnode *dest = node_by_name(r, dests[i]);
+		uint32_t idx[EVENTS_MAX];
 
 		memset(r->out, 0, sizeof(*r->out));
 		r->out->which_body = imrpc_Rpc_user_events_tag;
 		for (k = 0; k < ev->events_count; k++) {
 			if (user_owner(r, ev->events[k].user) == dests[i]) {
+				idx[o->events_count] = k;
 				o->events[o->events_count++] = ev->events[k];
 			}
 		}
 		if (dest != NULL &&
 		    rpc_conn_send(dest->conn, r->out) == IM_OK) {
 			r->stats.events += o->events_count;
-		} else {
-			r->stats.dropped += o->events_count;
+			continue;
+		}
+		for (k = 0; k < o->events_count; k++) {
+			park_event(r, &ev->events[idx[k]],
+				   dl ? dl[idx[k]] : fresh);
 		}
 	}
+}
+
+static void
+handle_events(router *r, const imrpc_UserEvents *ev)
+{
+	route_events(r, ev, NULL, true);
+}
+
+/* The map changed: route the parked events again (those still without
+ * a way on are parked again, with their deadlines). */
+static void
+retry_parked(router *r)
+{
+	static imrpc_UserEvents batch;
+	ev_tstamp dl[EVENTS_MAX];
+	uint32_t n, i;
+
+	if (r->npark == 0 || r->retrying) {
+		return;
+	}
+	r->retrying = true;
+	n = r->npark;
+	/* Take them all out first: routing parks some again at the end. */
+	while (n > 0) {
+		uint32_t k = n < EVENTS_MAX ? n : (uint32_t)EVENTS_MAX;
+
+		memset(&batch, 0, sizeof(batch));
+		for (i = 0; i < k; i++) {
+			batch.events[i] = r->park[i].ev;
+			dl[i] = r->park[i].deadline;
+		}
+		batch.events_count = (pb_size_t)k;
+		memmove(r->park, r->park + k,
+			(r->npark - k) * sizeof(*r->park));
+		r->npark -= k;
+		n -= k;
+		route_events(r, &batch, dl, false);
+	}
+	r->retrying = false;
 }
 
 static void
@@ -654,7 +744,11 @@ on_request(rpc_conn *c, uint64_t req_id, const imrpc_Rpc *m, void *payload)
 			snprintf(n->name, sizeof(n->name), "%s",
 				 m->body.hello.node);
 			n->role = (uint32_t)m->body.hello.role;
-			n->id = router_node_id(n->name);
+			/* A Connector back as a new incarnation keeps the
+			 * route id of its first name (rpc.proto Hello). */
+			n->id = m->body.hello.route_id != 0
+					? m->body.hello.route_id
+					: router_node_id(n->name);
 			n->hello = true;
 			if (n->role == imrpc_Role_ROLE_CONNECTOR ||
 			    n->role == imrpc_Role_ROLE_CHATTER) {
@@ -791,6 +885,7 @@ router_reload(router *r)
 		r->stats.map_errors++;
 	} else {
 		abandon_moved(r);
+		retry_parked(r);
 	}
 	return rc;
 }
@@ -1097,6 +1192,9 @@ judge(router *r, uint64_t now)
 			     nch > CHANGES_MAX);
 		fprintf(stderr, "router: moved %zu slots off dead nodes\n",
 			nch);
+		/* Events kept for the dead owner's users go to the new
+		 * owners (connected here already: they just got SlotMap). */
+		retry_parked(r);
 	}
 	return rc;
 }
@@ -1185,6 +1283,7 @@ free_router(router *r)
 	free(r->watch);
 	free(r->rows);
 	free(r->moves);
+	free(r->park);
 	free(r);
 }
 
@@ -1226,7 +1325,8 @@ router_create(router **out, struct ev_loop *loop, im_store *st,
 	r->watch = calloc(opts->max_nodes + 1, sizeof(*r->watch));
 	r->rows = calloc(opts->max_nodes + 1, sizeof(*r->rows));
 	r->moves = calloc(r->max_moves, sizeof(*r->moves));
-	if (r->nodes == NULL || r->ctx == NULL || r->ctx_free == NULL ||
+	r->park = calloc(PARK_MAX, sizeof(*r->park));
+	if (r->park == NULL || r->nodes == NULL || r->ctx == NULL || r->ctx_free == NULL ||
 	    r->orig == NULL || r->orig_free == NULL ||
 	    r->out == NULL || r->aux == NULL || r->ack == NULL ||
 	    r->watch == NULL || r->rows == NULL || r->moves == NULL) {

@@ -19,7 +19,8 @@
  *   Deliver  (Chatter)   -> split by the user slot owner of each member:
  *            ONE Deliver per destination Connector per batch, carrying
  *            only that Connector's members and the messages they need.
- *   UserEvents           -> split by the user slot owner of each event.
+ *   UserEvents           -> split by the user slot owner of each event
+ *            (kept or reloaded for, see below).
  *   SlotMap              -> applied to the map (reload = from the store).
  *   Heartbeat            -> echoed.
  *
@@ -61,9 +62,17 @@
  * node_main.c); the CAS makes the two safe together.
  *
  * Deliveries, replies and events to Connectors are one-way: a Connector
- * that is down or too slow (IM_EFULL) loses them, which is safe because
- * everything is in the store and clients repair gaps by prev_seq and
- * resync; it is counted in the stats.
+ * that is down or too slow (IM_EFULL) loses deliveries, which is safe
+ * because every message is in the store and clients repair gaps by
+ * prev_seq and resync; it is counted in the stats. User events are not in
+ * the store until their owner appended them, so they are not lost that
+ * way: one whose owner is not connected here (dead and not moved yet,
+ * renamed) is kept (at most 1024, 10 s each) and routed again at every
+ * map reload; one a Connector sends back (UserEvent.hops > 0: it does
+ * not own the user, our map is stale) makes the Router reload its map
+ * before routing it. A Connector that comes back as a new incarnation
+ * says Hello with its new name and its first name's route id, so
+ * Route.connector ids stay valid.
  *
  * Thread-safety: the loop's thread only.
  */
@@ -116,6 +125,9 @@ typedef struct router_stats {
 	uint64_t conflicts;     /* of those, CAS lost to another mover */
 	uint64_t notified;      /* SlotMap messages sent to nodes */
 	uint64_t detect_errors; /* store errors while judging or moving */
+	uint64_t parked;        /* user events kept for an owner not
+				   connected yet (routed at a map reload,
+				   dropped after 10 s) */
 } router_stats;
 
 /*

@@ -2044,16 +2044,72 @@ out:
 	free(segs);
 }
 
+/*
+ * Send events for users this Connector does not own back to the router,
+ * one hop more, to be routed by a fresher map (the Router reloads its map
+ * for a bounced event). Past ROLE_UEVENT_HOPS_MAX they are dropped.
+ */
+static void
+uevents_bounce(connector *cn, role_uevent *evs, size_t n)
+{
+	size_t i, k = 0;
+
+	for (i = 0; i < n; i++) {
+		if (evs[i].hops >= ROLE_UEVENT_HOPS_MAX) {
+			LOG_W("user event for %llu: no owner agreed on after "
+			      "%u hops, dropped",
+			      (unsigned long long)evs[i].user, evs[i].hops);
+			continue;
+		}
+		evs[k] = evs[i];
+		evs[k].hops++;
+		k++;
+	}
+	if (k > 0) {
+		LOG_I("%zu user events for users not owned here sent back "
+		      "to be routed again",
+		      k);
+		cn->router->ops->user_events(cn->router, evs, k);
+	}
+}
+
+static void uevents_append(connector *cn, const role_uevent *evs, size_t n,
+                           bool retried);
+
 void
 connector_user_events(connector *cn, const role_uevent *evs, size_t n)
+{
+	uevents_append(cn, evs, n, false);
+}
+
+/* Does the map give ev's user to this node? */
+static bool
+uevent_ours(connector *cn, const role_uevent *ev)
+{
+	im_shard_entry e = im_shard_get(cn->map, IM_KIND_USER, ev->user);
+
+	return ev->user != 0 && e.epoch != 0 && strcmp(e.owner, cn->node) == 0;
+}
+
+/*
+ * Append the events of users we own to their queues (fenced by the user
+ * slot) and push them; those of users we do not own (a Router or this
+ * node had a stale map: a handover or failover just moved the slot) go
+ * back to be routed to the owner. A fenced append (IM_ESTALE: the slot
+ * moved under us) reloads the map and goes once more, so every event ends
+ * in its owner's queue: nothing is dropped for a stale map.
+ */
+static void
+uevents_append(connector *cn, const role_uevent *evs, size_t n, bool retried)
 {
 	im_uq_item *items = NULL;
 	im_fence *fences = NULL;
 	struct user **users = NULL;
 	size_t *evidx = NULL;
 	uint8_t *bodies = NULL;
+	role_uevent *bounce = NULL;
 	uint64_t now = role_now_ms();
-	size_t i, k, nitems = 0, nfences = 0;
+	size_t i, k, nitems = 0, nfences = 0, nbounce = 0;
 	int rc;
 
 	if (n == 0) {
@@ -2064,10 +2120,21 @@ connector_user_events(connector *cn, const role_uevent *evs, size_t n)
 	users = calloc(n, sizeof(*users));
 	evidx = calloc(n, sizeof(*evidx));
 	bodies = malloc(n * UQ_BODY_CAP);
+	bounce = calloc(n, sizeof(*bounce));
 	if (items == NULL || fences == NULL || users == NULL || evidx == NULL ||
-	    bodies == NULL) {
+	    bodies == NULL || bounce == NULL) {
 		LOG_E("user events: out of memory; %zu events dropped", n);
 		goto out;
+	}
+	/* One reload when some event is not ours by our map: it may be
+	 * older than the sender's. */
+	for (i = 0; i < n; i++) {
+		if (evs[i].user != 0 && !uevent_ours(cn, &evs[i])) {
+			if (!retried) {
+				(void)im_shard_load(cn->map, cn->st);
+			}
+			break;
+		}
 	}
 	if (n > 1) {
 		uq_take_first(cn, evs, n);
@@ -2081,10 +2148,11 @@ connector_user_events(connector *cn, const role_uevent *evs, size_t n)
 		pb_ostream_t os;
 		uint64_t seq;
 
-		if (ev->user == 0 || e.epoch == 0 ||
-		    strcmp(e.owner, cn->node) != 0) {
-			LOG_W("user event for %llu: not owned here, dropped",
-			      (unsigned long long)ev->user);
+		if (ev->user == 0) {
+			continue;
+		}
+		if (!uevent_ours(cn, ev)) {
+			bounce[nbounce++] = *ev;
 			continue;
 		}
 		u = user_get(cn, ev->user);
@@ -2152,8 +2220,15 @@ connector_user_events(connector *cn, const role_uevent *evs, size_t n)
 			im_idseg_reset(&users[i]->uq);
 			users[i]->uq_ready = false;
 		}
-		if (rc == IM_ESTALE) {
+		if (rc == IM_ESTALE && !retried) {
+			/* A slot moved under us: once more by a fresh map
+			 * (ours again: appended; moved: sent on). */
 			(void)im_shard_load(cn->map, cn->st);
+			for (i = 0; i < nitems; i++) {
+				bounce[nbounce++] = evs[evidx[i]];
+			}
+			uevents_append(cn, bounce, nbounce, true);
+			nbounce = 0;
 		}
 		goto out;
 	}
@@ -2180,11 +2255,15 @@ connector_user_events(connector *cn, const role_uevent *evs, size_t n)
 		}
 	}
 out:
+	if (nbounce > 0) {
+		uevents_bounce(cn, bounce, nbounce);
+	}
 	free(items);
 	free(fences);
 	free(users);
 	free(evidx);
 	free(bodies);
+	free(bounce);
 }
 
 /* ------------------------------------------------------------------ */
@@ -2305,7 +2384,46 @@ connector_shed_moved(connector *cn)
 		}
 		n++;
 	}
+	/*
+	 * Then their sessions, without a grace period, including those in
+	 * grace: the deliveries of the time the slot was elsewhere went to
+	 * the other owner, so a resume from this memory would miss them. A
+	 * resume here later (the slot came back) replays from the store.
+	 */
+	for (i = 0; i < cn->nub; i++) {
+		struct user *u;
+
+		for (u = cn->ub[i]; u != NULL; u = u->next) {
+			if (strcmp(im_shard_get(cn->map, IM_KIND_USER, u->uid)
+			                   .owner,
+			           cn->node) == 0) {
+				continue;
+			}
+			while (u->sessions != NULL) {
+				session_destroy(u->sessions);
+			}
+			u->uq_ready = false;
+		}
+	}
 	return n;
+}
+
+uint32_t
+connector_renamed(connector *cn)
+{
+	uint32_t i;
+
+	/* Our next user-queue seq of any user comes from a fresh segment:
+	 * the slot's epoch changed even where it stayed ours. */
+	for (i = 0; i < cn->nub; i++) {
+		struct user *u;
+
+		for (u = cn->ub[i]; u != NULL; u = u->next) {
+			im_idseg_reset(&u->uq);
+			u->uq_ready = false;
+		}
+	}
+	return connector_shed_moved(cn);
 }
 
 void

@@ -87,10 +87,30 @@ void connector_flush(connector *cn);
  * gives to this node (another Connector took it while this one could not
  * heartbeat), with Redirect{address} to the new owner when known, else
  * ERR_UNAVAILABLE: their deliveries go to the new owner now, so staying
- * here would starve them. The client resumes there from its cursors.
- * Returns how many were closed.
+ * here would starve them. The client resumes there from its cursors. The
+ * sessions of those users (in grace too) are dropped: a later resume here
+ * replays from the store, never from a push queue that missed what went
+ * to the other owner. Returns how many connections were closed.
  */
 uint32_t connector_shed_moved(connector *cn);
+
+/*
+ * Cluster: the node string given to connector_create (borrowed) was
+ * renamed in place to a new incarnation's owner name, and the map
+ * reloaded. Every user-queue segment is dropped (the next event takes a
+ * fresh one) and the users of slots not owned under the new name are shed
+ * as by connector_shed_moved. Routes keep the index given at create.
+ * Returns how many connections were closed.
+ */
+uint32_t connector_renamed(connector *cn);
+
+/*
+ * User events (connector_user_events) for users the map does not give to
+ * this node, after one reload of the map, are not dropped: they go back
+ * through the router's user_events with hops + 1 (the Router routes them
+ * by its own, reloaded, map); past ROLE_UEVENT_HOPS_MAX they are dropped
+ * and logged.
+ */
 
 typedef struct connector_stats {
 	uint32_t conns;

@@ -118,7 +118,14 @@ typedef struct role_uevent {
 	im_seq read_seq;
 	uint64_t read_ordinal;
 	char name[IM_GROUP_NAME_MAX + 1];
+	/* Times a Connector that did not own the user sent it back to be
+	 * routed again (a stale slot map); bounded by ROLE_UEVENT_HOPS_MAX. */
+	uint32_t hops;
 } role_uevent;
+
+/* Past this many bounces an event is dropped (and logged): the slot maps
+ * of the Routers and the Connectors could not agree on the owner. */
+#define ROLE_UEVENT_HOPS_MAX 8
 
 typedef struct role_router role_router;
 

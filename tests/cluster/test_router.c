@@ -30,6 +30,7 @@ typedef struct fnode {
 	bool up;
 	bool hold; /* chatter: never answer Forwards */
 	bool mute; /* never answer Heartbeats */
+	uint32_t route_id; /* said in Hello (0: none) */
 	uint64_t hb_req; /* the last one left unanswered */
 	int forwards, replies, delivers, events, slot_maps, heartbeats;
 	imrpc_Rpc *last_forward, *last_replies, *last_deliver, *last_events;
@@ -180,6 +181,7 @@ fake_state(rpc_conn *c, bool up, int err, const char *why, void *payload)
 	snprintf(hello.body.hello.node, sizeof(hello.body.hello.node), "%s",
 		 n->name);
 	hello.body.hello.role = n->role;
+	hello.body.hello.route_id = n->route_id;
 	assert_int_equal(rpc_conn_call(c, &hello, 0, on_ack, NULL), IM_OK);
 }
 
@@ -709,6 +711,137 @@ test_router_routes_user_events_by_the_users_slot(void **state)
 	assert_int_equal(ev->events[0].user, u2);
 }
 
+static bool
+cn2_has_events(env *e)
+{
+	return e->cn2.events >= 1;
+}
+
+static bool
+cn1_has_events(env *e)
+{
+	return e->cn1.events >= 1;
+}
+
+/*
+ * A user's slot moved after the Router's last map load: the Router still
+ * routes the user's events to the old owner. The old owner sends them back
+ * (hops 1); the Router then reloads its map first and routes them to the
+ * owner the store names.
+ */
+static void
+test_router_reloads_its_map_for_an_event_sent_back_by_a_connector(
+	void **state)
+{
+	env *e = *state;
+	static imrpc_Rpc m;
+	imrpc_UserEvents *ev = &m.body.user_events;
+	uint64_t u1 = id_in(0, 8, 0);
+
+	start_nodes(e, true, true, false, false);
+	assert_int_equal(im_store_slot_cas(e->st, IM_KIND_USER,
+					   im_shard_slot_of(u1, NSLOTS), 1,
+					   "connector-2", NULL),
+			 IM_OK);
+	memset(&m, 0, sizeof(m));
+	m.which_body = imrpc_Rpc_user_events_tag;
+	ev->events[0].user = u1;
+	ev->events[0].type = 4;
+	ev->events_count = 1;
+	assert_int_equal(rpc_conn_send(e->cn2.c, &m), IM_OK);
+	assert_true(run_until(e, cn1_has_events)); /* the stale owner */
+	assert_int_equal(e->cn2.events, 0);
+	ev->events[0].hops = 1; /* connector-1 sends it back */
+	assert_int_equal(rpc_conn_send(e->cn1.c, &m), IM_OK);
+	assert_true(run_until(e, cn2_has_events));
+	assert_int_equal(e->cn1.events, 1);
+	ev = &e->cn2.last_events->body.user_events;
+	assert_int_equal(ev->events_count, 1);
+	assert_int_equal(ev->events[0].user, u1);
+	assert_int_equal(ev->events[0].hops, 1);
+}
+
+/*
+ * A Connector back as a new incarnation says Hello with its new name and
+ * the route id of its first one: replies to requests it routed before
+ * the rename still reach it.
+ */
+static void
+test_router_routes_replies_by_the_route_id_said_in_hello(void **state)
+{
+	env *e = *state;
+	static imrpc_Rpc m;
+	imrpc_Reply *r = &m.body.replies.replies[0];
+
+	e->cn1.route_id = router_node_id("connector-1/00000001");
+	fake_start(e, &e->cn1, "connector-1/00000002",
+		   imrpc_Role_ROLE_CONNECTOR);
+	fake_start(e, &e->ch1, "chatter-1", imrpc_Role_ROLE_CHATTER);
+	hellos_wanted = 2;
+	assert_true(run_until(e, hellos_done));
+	e->acks = 0;
+	memset(&m, 0, sizeof(m));
+	m.which_body = imrpc_Rpc_replies_tag;
+	m.body.replies.replies_count = 1;
+	r->has_route = true;
+	r->route.connector = router_node_id("connector-1/00000001");
+	r->route.req_id = 42;
+	r->kind = 1;
+	r->seq = 7;
+	assert_int_equal(rpc_conn_call(e->ch1.c, &m, 0, on_ack, NULL), IM_OK);
+	assert_true(run_until(e, cn1_has_replies));
+	assert_int_equal(e->cn1.last_replies->body.replies.replies[0]
+				 .route.req_id,
+			 42);
+	assert_int_equal(e->acks_bad, 0);
+}
+
+/*
+ * An event for a user whose Connector is not connected (dead, its slot
+ * not moved yet) is kept, not dropped: when the slot moves and the new
+ * owner asks for a map reload, it goes there.
+ */
+static void
+test_router_keeps_an_event_until_its_users_new_owner_is_known(
+	void **state)
+{
+	env *e = *state;
+	static imrpc_Rpc m;
+	imrpc_UserEvents *ev = &m.body.user_events;
+	uint64_t u1 = id_in(0, 8, 0);
+	router_stats st;
+
+	start_nodes(e, false, true, false, false);
+	memset(&m, 0, sizeof(m));
+	m.which_body = imrpc_Rpc_user_events_tag;
+	ev->events[0].user = u1;
+	ev->events[0].type = 1;
+	ev->events_count = 1;
+	assert_int_equal(rpc_conn_call(e->cn2.c, &m, 0, on_ack, NULL),
+			 IM_OK);
+	assert_true(run_until(e, hellos_done)); /* hellos_wanted: 1 */
+	router_get_stats(e->r, &st);
+	assert_int_equal(st.parked, 1);
+	assert_int_equal(st.dropped, 0);
+	assert_int_equal(e->cn2.events, 0);
+	/* connector-1's slot moves to connector-2, which says so. */
+	assert_int_equal(im_store_slot_cas(e->st, IM_KIND_USER,
+					   im_shard_slot_of(u1, NSLOTS), 1,
+					   "connector-2", NULL),
+			 IM_OK);
+	memset(&m, 0, sizeof(m));
+	m.which_body = imrpc_Rpc_slot_map_tag;
+	m.body.slot_map.reload = true;
+	assert_int_equal(rpc_conn_send(e->cn2.c, &m), IM_OK);
+	assert_true(run_until(e, cn2_has_events));
+	ev = &e->cn2.last_events->body.user_events;
+	assert_int_equal(ev->events_count, 1);
+	assert_int_equal(ev->events[0].user, u1);
+	router_get_stats(e->r, &st);
+	assert_int_equal(st.events, 1);
+	assert_int_equal(st.dropped, 0);
+}
+
 static void
 test_router_create_checks_its_arguments(void **state)
 {
@@ -1179,6 +1312,9 @@ main(void)
 		T(test_router_answers_forwards_to_a_chatter_that_lost_the_slot),
 		T(test_router_splits_a_deliver_into_one_rpc_per_connector),
 		T(test_router_routes_user_events_by_the_users_slot),
+		T(test_router_reloads_its_map_for_an_event_sent_back_by_a_connector),
+		T(test_router_routes_replies_by_the_route_id_said_in_hello),
+		T(test_router_keeps_an_event_until_its_users_new_owner_is_known),
 		T(test_router_create_checks_its_arguments),
 #undef T
 #define F(t) cmocka_unit_test_setup_teardown(t, fd_setup, teardown)

@@ -347,6 +347,136 @@ test_pg_racing_slot_cas_has_exactly_one_winner_per_epoch(void **state)
 	shared_unmap(sh, sizeof(struct cas_data));
 }
 
+/* ---- (2b) slot_cas_many: all or nothing under a race ------------------ */
+
+#define MANY_SLOTS 8
+#define MANY_EPOCHS 20
+
+static void
+cas_many_child(struct shared *sh, int id, const pg_fixture *fx)
+{
+	struct cas_data *d = (struct cas_data *)(void *)sh->data;
+	im_store *st = child_open(sh, id, fx);
+	uint32_t slots[MANY_SLOTS];
+	im_epoch expect[MANY_SLOTS], got[MANY_SLOTS];
+	char owner[32];
+	im_epoch e;
+	int rc, i, tries;
+
+	snprintf(owner, sizeof(owner), "node-%d", id);
+	for (i = 0; i < MANY_SLOTS; i++) {
+		slots[i] = 100 + (uint32_t)i;
+	}
+	pthread_barrier_wait(&sh->barrier);
+	for (e = 0; e < MANY_EPOCHS; e++) {
+		for (tries = 0; tries < 10; tries++) {
+			for (i = 0; i < MANY_SLOTS; i++) {
+				expect[i] = e;
+				got[i] = 0;
+			}
+			rc = im_store_slot_cas_many(st, IM_KIND_GROUP, slots,
+			                            expect, MANY_SLOTS, owner,
+			                            got);
+			if (rc == IM_OK) {
+				for (i = 0; i < MANY_SLOTS; i++) {
+					if (got[i] != e + 1) {
+						child_fail(sh, id, "won %llu, "
+						           "got %llu",
+						           (unsigned long long)e,
+						           (unsigned long long)
+						                   got[i]);
+					}
+				}
+				d->wins[e + 1][id] = 1;
+				break;
+			}
+			if (rc != IM_ECONFLICT) {
+				child_fail(sh, id, "cas_many: %d %s", rc,
+				           im_store_errmsg(st));
+				break;
+			}
+			/* Lost: every slot moved together past e (or a
+			 * deadlock victim: all still at e, try again). */
+			for (i = 1; i < MANY_SLOTS; i++) {
+				if ((got[i] > e) != (got[0] > e)) {
+					child_fail(sh, id, "lost %llu with "
+					           "slots at %llu and %llu",
+					           (unsigned long long)e,
+					           (unsigned long long)got[0],
+					           (unsigned long long)got[i]);
+				}
+			}
+			if (got[0] > e) {
+				break;
+			}
+		}
+	}
+	im_store_close(st);
+}
+
+struct many_seen {
+	im_epoch epoch[MANY_SLOTS];
+	char owner[MANY_SLOTS][IM_OWNER_MAX + 1];
+};
+
+static int
+many_seen_cb(const im_slot_row *row, void *payload)
+{
+	struct many_seen *s = payload;
+
+	if (row->slot >= 100 && row->slot < 100 + MANY_SLOTS) {
+		s->epoch[row->slot - 100] = row->epoch;
+		snprintf(s->owner[row->slot - 100], sizeof(s->owner[0]), "%s",
+		         row->owner);
+	}
+	return 0;
+}
+
+/*
+ * Processes race to move the same 8 slots with slot_cas_many, epoch by
+ * epoch (the first round claims them unowned): each epoch has exactly one
+ * winner, a loser never sees the slots half moved, and at the end every
+ * slot is at the last epoch with the last winner as owner.
+ */
+static void
+test_pg_racing_slot_cas_many_moves_all_slots_or_none(void **state)
+{
+	const pg_fixture *fx = *state;
+	struct shared *sh = shared_map(CAS_PROCS, sizeof(struct cas_data));
+	struct cas_data *d = (struct cas_data *)(void *)sh->data;
+	struct many_seen *seen = calloc(1, sizeof(*seen));
+	char owner[32];
+	im_store *st;
+	int e, p, i, last = -1;
+
+	assert_non_null(seen);
+	im_store_close(parent_open(fx));
+	run_children(sh, CAS_PROCS, fx, cas_many_child);
+	for (e = 1; e <= MANY_EPOCHS; e++) {
+		int winners = 0;
+
+		for (p = 0; p < CAS_PROCS; p++) {
+			if (d->wins[e][p]) {
+				winners++;
+				last = p;
+			}
+		}
+		assert_int_equal(winners, 1);
+	}
+	st = parent_open(fx);
+	assert_int_equal(
+	        im_store_slot_load(st, IM_KIND_GROUP, many_seen_cb, seen),
+	        IM_OK);
+	snprintf(owner, sizeof(owner), "node-%d", last);
+	for (i = 0; i < MANY_SLOTS; i++) {
+		assert_int_equal(seen->epoch[i], MANY_EPOCHS);
+		assert_string_equal(seen->owner[i], owner);
+	}
+	im_store_close(st);
+	free(seen);
+	shared_unmap(sh, sizeof(struct cas_data));
+}
+
 /* ---- (3) stale epoch ------------------------------------------------- */
 
 struct stale_data {
@@ -893,6 +1023,9 @@ main(void)
 	                teardown),
 	        cmocka_unit_test_setup_teardown(
 	                test_pg_racing_slot_cas_has_exactly_one_winner_per_epoch,
+	                setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_pg_racing_slot_cas_many_moves_all_slots_or_none,
 	                setup, teardown),
 	        cmocka_unit_test_setup_teardown(
 	                test_pg_stale_writer_cannot_append_after_a_cas_it_started_before,

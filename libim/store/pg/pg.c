@@ -81,6 +81,8 @@ enum pg_stmt {
 	PG_NODE_REGISTER,
 	PG_NODE_HEARTBEAT,
 	PG_NODE_LIST,
+	/* ops version 3 */
+	PG_SLOT_CAS_MANY,
 	/* ops version 4 */
 	PG_GROUP_CREATE_MANY,
 	PG_SEG_TAKE_MANY,
@@ -124,6 +126,33 @@ static const struct {
 	[PG_SLOT_GET] = {"im_slot_get",
 		"SELECT epoch::int8 FROM im_slots WHERE kind = $1 AND slot = $2",
 		2, {OID_INT8, OID_INT8}},
+	/*
+	 * All or nothing in one statement: lock the rows, compare every
+	 * epoch, and write only if none differs (rows of kind 1 name those
+	 * that do; kind 2 counts the rows written). Unowned slots are
+	 * inserted without ON CONFLICT: a concurrent claim makes the whole
+	 * statement fail with a unique violation, which is a conflict.
+	 */
+	[PG_SLOT_CAS_MANY] = {"im_slot_cas_many",
+		"WITH x AS (SELECT * FROM unnest($2::int8[], $3::int8[])"
+		" AS u(slot, expect)),"
+		" cur AS MATERIALIZED (SELECT s.slot::int8 AS slot,"
+		" s.epoch::int8 AS epoch FROM im_slots s WHERE s.kind = $1"
+		" AND s.slot IN (SELECT slot FROM x) FOR UPDATE),"
+		" bad AS (SELECT x.slot, coalesce(cur.epoch, 0) AS ep FROM x"
+		" LEFT JOIN cur ON cur.slot = x.slot"
+		" WHERE coalesce(cur.epoch, 0) <> x.expect),"
+		" upd AS (UPDATE im_slots s SET owner = $4, epoch = x.expect + 1"
+		" FROM x WHERE s.kind = $1 AND s.slot = x.slot AND x.expect <> 0"
+		" AND s.epoch = x.expect AND NOT EXISTS (SELECT 1 FROM bad)"
+		" RETURNING 1),"
+		" ins AS (INSERT INTO im_slots (kind, slot, owner, epoch)"
+		" SELECT $1, x.slot, $4, 1 FROM x WHERE x.expect = 0"
+		" AND NOT EXISTS (SELECT 1 FROM bad) RETURNING 1)"
+		" SELECT 1::int8, slot, ep FROM bad"
+		" UNION ALL SELECT 2, (SELECT count(*) FROM upd)"
+		" + (SELECT count(*) FROM ins), 0",
+		4, {OID_INT8, OID_INT8_ARR, OID_INT8_ARR, OID_TEXT}},
 	[PG_SEG_TAKE] = {"im_seg_take",
 		"INSERT INTO im_segments (space, id, max_id) VALUES ($1, $2, $3)"
 		" ON CONFLICT (space, id) DO UPDATE"
@@ -915,6 +944,113 @@ pg_slot_cas(im_store *st, im_kind kind, uint32_t slot, im_epoch expect,
 	im_store_set_error(st, "pg: slot %u/%u: expected epoch %llu, is %llu",
 	                   (unsigned)kind, slot, (unsigned long long)expect,
 	                   (unsigned long long)*epoch_out);
+	return IM_ECONFLICT;
+}
+
+/* After a lost slot_cas_many: every slot's epoch, read afresh. */
+static int
+pg_slot_epochs(struct pg_store *s, im_kind kind, const uint32_t *slots,
+               size_t n, im_epoch *epochs_out)
+{
+	struct pg_params p;
+	PGresult *res;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < n; i++) {
+		param_u64(&p, 0, (uint64_t)kind);
+		param_u64(&p, 1, slots[i]);
+		rc = pg_query(s, PG_SLOT_GET, &p, PG_AGAIN, &res);
+		if (rc != IM_OK) {
+			return rc;
+		}
+		epochs_out[i] = PQntuples(res) == 1 ? col_u64(res, 0, 0) : 0;
+		PQclear(res);
+	}
+	return IM_OK;
+}
+
+/* One statement for a node's whole share (PG_SLOT_CAS_MANY). */
+static int
+pg_slot_cas_many(im_store *st, im_kind kind, const uint32_t *slots,
+                 const im_epoch *expect, size_t n, const char *owner,
+                 im_epoch *epochs_out)
+{
+	struct pg_store *s = PG(st);
+	struct pg_params p;
+	const char *vals[4];
+	int lens[4], c, r, rows;
+	unsigned char *q;
+	size_t i;
+	uint64_t written = 0;
+	bool conflict = false;
+	PGresult *res = NULL;
+	int rc;
+
+	if ((rc = buf_reserve(s, 2 * (ARR_HEAD + n * ARR_I8))) != IM_OK) {
+		return rc;
+	}
+	param_u64(&p, 0, (uint64_t)kind);
+	vals[0] = p.vals[0];
+	lens[0] = p.lens[0];
+	q = s->buf;
+	for (c = 0; c < 2; c++) {
+		unsigned char *start = q;
+
+		q = arr_head(q, OID_INT8, (uint32_t)n);
+		for (i = 0; i < n; i++) {
+			q = arr_i8(q, c == 0 ? (uint64_t)slots[i] : expect[i]);
+		}
+		vals[1 + c] = (const char *)start;
+		lens[1 + c] = (int)(q - start);
+	}
+	vals[3] = owner;
+	lens[3] = (int)strlen(owner);
+	/* The outcome of a statement cut by a lost connection is unknown:
+	 * run once (the caller reloads the map and plans again). */
+	rc = pg_run(s, PG_SLOT_CAS_MANY, vals, lens, PG_ONCE, &res);
+	if (rc == IM_ECONFLICT) {
+		conflict = true; /* a concurrent claim of an unowned slot */
+	} else if (rc != IM_OK) {
+		PQclear(res);
+		return rc;
+	} else {
+		rows = PQntuples(res);
+		for (r = 0; r < rows; r++) {
+			if (col_u64(res, r, 0) == 1) {
+				conflict = true;
+			} else {
+				written = col_u64(res, r, 1);
+			}
+		}
+		if (!conflict && written != n) {
+			/* Cannot happen with distinct slots (the rows are
+			 * locked): say so rather than report a success. */
+			PQclear(res);
+			im_store_set_error(st, "pg: slot_cas_many wrote %llu "
+			                       "of %zu slots",
+			                   (unsigned long long)written, n);
+			return IM_ERR;
+		}
+	}
+	PQclear(res);
+	if (!conflict) {
+		for (i = 0; i < n; i++) {
+			epochs_out[i] = expect[i] + 1;
+		}
+		return IM_OK;
+	}
+	/* Lost: the current epochs with a fresh snapshot. */
+	if ((rc = pg_slot_epochs(s, kind, slots, n, epochs_out)) != IM_OK) {
+		return rc;
+	}
+	for (i = 0; i < n && epochs_out[i] == expect[i]; i++) {
+	}
+	im_store_set_error(st, "pg: slot %u/%u: expected epoch %llu, is %llu",
+	                   (unsigned)kind, i < n ? slots[i] : slots[0],
+	                   (unsigned long long)(i < n ? expect[i] : expect[0]),
+	                   (unsigned long long)(i < n ? epochs_out[i]
+	                                              : epochs_out[0]));
 	return IM_ECONFLICT;
 }
 
@@ -2017,6 +2153,8 @@ static const struct im_store_ops pg_ops = {
         .node_register = pg_node_register,
         .node_heartbeat = pg_node_heartbeat,
         .node_list = pg_node_list,
+        /* version 3 */
+        .slot_cas_many = pg_slot_cas_many,
         /* version 4 */
         .group_create_many = pg_group_create_many,
         .seg_take_many = pg_seg_take_many,
