@@ -865,6 +865,23 @@ obox_find_req(im_client *cl, uint64_t req_id, size_t *pos_out)
 	return false;
 }
 
+static bool
+obox_find_dedup(im_client *cl, im_gid group, uint64_t dedup_id,
+                size_t *pos_out)
+{
+	size_t i;
+
+	for (i = 0; i < cl->nobox; i++) {
+		const struct obox *o = &cl->obox[cl->oorder[i]];
+
+		if (o->group == group && o->dedup_id == dedup_id) {
+			*pos_out = i;
+			return true;
+		}
+	}
+	return false;
+}
+
 static void
 apply_msg(im_client *cl, struct conv *c, const im_Deliver *d, bool history)
 {
@@ -1151,21 +1168,13 @@ handle_sync_page(im_client *cl, struct pending *p, const im_SyncPage *sp)
 static void
 handle_send_ack(im_client *cl, uint64_t req_id, const im_SendAck *a)
 {
-	size_t pos, i;
+	size_t pos;
 	bool found = obox_find_req(cl, req_id, &pos);
 
 	if (!found) {
-		/* A late ack of an earlier connection's try. */
-		for (i = 0; i < cl->nobox; i++) {
-			struct obox *o = &cl->obox[cl->oorder[i]];
-
-			if (o->group == a->group &&
-			    o->dedup_id == a->dedup_id) {
-				pos = i;
-				found = true;
-				break;
-			}
-		}
+		/* A late ack of an earlier try (an earlier connection's, or
+		 * one sent again after the deadline). */
+		found = obox_find_dedup(cl, a->group, a->dedup_id, &pos);
 	}
 	if (!found) {
 		return;
@@ -1272,6 +1281,8 @@ answer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		if (next - now < to / 16) {
 			next = now + to / 16;
 		}
+		/* a repair asked again above may have armed it already */
+		ev_timer_stop(loop, &cl->t_answer);
 		ev_timer_set(&cl->t_answer, next - now, 0.);
 		ev_timer_start(loop, &cl->t_answer);
 	}
@@ -1286,8 +1297,19 @@ handle_error(im_client *cl, uint64_t req_id, const im_Error *er)
 	int err = code_to_err((uint32_t)er->code);
 	struct pending *p;
 	size_t pos;
+	bool stale = false;
 
-	if (obox_find_req(cl, req_id, &pos)) {
+	if (!obox_find_req(cl, req_id, &pos) && er->dedup_id != 0 &&
+	    obox_find_dedup(cl, er->group, er->dedup_id, &pos)) {
+		/* The answer of an earlier try of a send still queued (it
+		 * was sent again after the deadline). */
+		stale = true;
+		if (er->code == im_Code_ERR_UNAVAILABLE ||
+		    er->code == im_Code_OK) {
+			return; /* the later try is in flight or queued */
+		}
+	}
+	if (stale || obox_find_req(cl, req_id, &pos)) {
 		struct obox *o = &cl->obox[cl->oorder[pos]];
 		im_gid g = o->group;
 		uint64_t dd = o->dedup_id;

@@ -1448,8 +1448,9 @@ fs_ack(fsrv *fs, uint64_t req, uint64_t dedup, im_seq seq, bool dup)
 }
 
 /* The first try's answer is lost; the retry (same dedup id, new req id)
- * is answered as a dup of the committed send, then the first answer comes
- * late after all: one ack for the app. */
+ * is answered as a dup of the committed send, then the first try's
+ * answers come late after all (an "unavailable", then its ack): one ack
+ * for the app, no error. */
 static void
 script_resend_after_timeout(fsrv *fs)
 {
@@ -1465,6 +1466,12 @@ script_resend_after_timeout(fsrv *fs)
 	FS_CHECK(fs, fs->in.req_id != req0);
 	fs->dedup[fs->ndedup++] = fs->in.msg.send.dedup_id;
 	req1 = fs->in.req_id;
+	/* the first try's late "unavailable": stale, not an error */
+	fs_env(fs, req0, im_Envelope_error_tag)->msg.error.code =
+	        im_Code_ERR_UNAVAILABLE;
+	fs->out.msg.error.group = 10;
+	fs->out.msg.error.dedup_id = fs->dedup[0];
+	FS_CHECK(fs, fs_send(fs) == 0);
 	FS_CHECK(fs, fs_ack(fs, req1, fs->dedup[1], 6, true) == 0);
 	FS_CHECK(fs, fs_ack(fs, req0, fs->dedup[0], 6, false) == 0);
 	FS_CHECK(fs, fs_pong(fs) == 0);
