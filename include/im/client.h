@@ -8,7 +8,9 @@
  *    read positions, exact unread counts) up to date;
  *  - sends with an automatic dedup id (random 64-bit from a seeded PRNG)
  *    kept in a bounded outbox until acked; unacked sends are retried after
- *    a reconnect with the SAME dedup id, so the server stores them once;
+ *    a reconnect, after ERR_UNAVAILABLE, and after opts.send_timeout_ms
+ *    without an answer, always with the SAME dedup id, so the server
+ *    stores them once;
  *  - reconnects automatically (exponential backoff with jitter, bounded)
  *    and resumes with the session and a cursor per known conversation;
  *    with several server addresses (opts.servers) a failed or lost
@@ -190,9 +192,10 @@ typedef struct im_client_callbacks {
 /*
  * Version 2 appended `servers`, `nservers` and `max_rounds`; a caller
  * compiled against version 1 passes version 1 and gets the version 1
- * behaviour (the one host/port, retried forever).
+ * behaviour (the one host/port, retried forever). Version 3 appended
+ * `send_timeout_ms`; versions 1 and 2 get no answer deadline (0).
  */
-#define IM_CLIENT_OPTS_VERSION 2
+#define IM_CLIENT_OPTS_VERSION 3
 typedef struct im_client_opts {
 	uint32_t version;
 	const char *host; /**< server address (copied); unused when
@@ -237,13 +240,31 @@ typedef struct im_client_opts {
 	 * forever (the version 1 behaviour). A Redirect hop counts as a try.
 	 */
 	uint32_t max_rounds;
+	/**
+	 * Version 3. Answer deadline of sends and requests on a connected
+	 * client, in ms; 0 = none (the version 1 and 2 behaviour: a send
+	 * whose answer the server side lost waits until the connection
+	 * drops). A send not acked (nor refused) within it is sent again on
+	 * the same connection with the SAME dedup id, and again every
+	 * send_timeout_ms after that, for as long as it is in the outbox and
+	 * the client is connected: the server stores it once and answers a
+	 * retry of a committed send with its first seq and dup = true, so
+	 * on_ack runs once per send (with dup set when the ack that came
+	 * first was a retry's). It is never failed by the client: the outbox
+	 * is bounded (IM_EFULL) and a dead server is found by the pings. A
+	 * gap repair (a read) not answered is asked again. The caller's
+	 * requests are not repeated (a CreateGroup has no dedup id): they
+	 * are answered on_reply ERROR with err IM_EUNAVAIL, "request timed
+	 * out" (outcome unknown). One timer serves them all.
+	 */
+	uint32_t send_timeout_ms;
 } im_client_opts;
 
 #define IM_CLIENT_OPTS_INIT                                                    \
 	{                                                                      \
 		IM_CLIENT_OPTS_VERSION, "127.0.0.1", 7600, NULL, "libim", 256, \
 		        4096, 256, 65536, 200, 30000, 30000, 10000, 0, true,   \
-		        {0, 0, 0, 0, 0, 0, 0}, NULL, {0, 0}, NULL, 0, 0        \
+		        {0, 0, 0, 0, 0, 0, 0}, NULL, {0, 0}, NULL, 0, 0, 5000  \
 	}
 
 /**
@@ -300,7 +321,8 @@ IM_API im_uid im_client_user(const im_client *cl);
 
 /**
  * Queue a message for group. Sent when connected; retried after
- * reconnects with the same dedup id until the server acks it (on_ack) or
+ * reconnects, ERR_UNAVAILABLE and opts.send_timeout_ms without an answer,
+ * with the same dedup id, until the server acks it (on_ack, once) or
  * rejects it (on_error with the group and dedup id).
  * @param dedup_out may be NULL; the dedup id chosen
  * @retval IM_OK, IM_EINVAL (group 0, len > IM_CLIENT_BODY_MAX, body NULL
@@ -321,8 +343,9 @@ IM_API size_t im_client_outbox_count(const im_client *cl);
 /**
  * Requests. Each needs a connection (IM_EAGAIN otherwise), returns its
  * req_id through req_out (may be NULL) and is answered through on_reply.
- * A request lost with its connection is answered with kind ERROR and
- * err IM_EUNAVAIL.
+ * A request lost with its connection, or not answered within
+ * opts.send_timeout_ms, is answered with kind ERROR and err IM_EUNAVAIL
+ * (not repeated: its outcome is unknown).
  * @retval IM_OK, IM_EINVAL, IM_EAGAIN (not connected),
  *         IM_EFULL (too many requests in flight)
  */

@@ -53,6 +53,7 @@ struct pending {
 	im_seq until;
 	uint32_t left; /* P_HIST: messages still wanted, 0 = no limit */
 	bool limited;
+	double sent_at; /* ev_now when its request went out */
 };
 
 struct conv {
@@ -76,6 +77,7 @@ struct obox {
 	uint32_t type;
 	uint32_t len;
 	uint64_t req_id; /* 0: not on the current connection yet */
+	double sent_at;  /* ev_now when req_id went out */
 	uint8_t body[IM_CLIENT_BODY_MAX];
 };
 
@@ -112,6 +114,11 @@ struct im_client {
 	ev_timer t_login; /* connect + login deadline */
 	ev_timer t_ping;
 	ev_timer t_resend; /* sends rejected with ERR_UNAVAILABLE */
+	/* One timer for every send and request in flight: it fires no later
+	 * than the oldest one's deadline (send_timeout after it went out). */
+	ev_timer t_answer;
+	uint32_t send_timeout_ms; /* 0: no answer deadline */
+	uint64_t resends;         /* sends tried again after the deadline */
 	int fd;
 	bool connecting;  /* TCP connect in progress */
 	uint64_t gen;     /* bumps on every close */
@@ -453,6 +460,19 @@ env_out(im_client *cl, uint64_t req_id, pb_size_t which)
 	return cl->out;
 }
 
+/* Start the answer timer unless it runs: a running one fires no later
+ * than anything sent now (its deadline is at most now + timeout). */
+static void
+answer_arm(im_client *cl)
+{
+	if (cl->send_timeout_ms == 0 || cl->loop == NULL ||
+	    ev_is_active(&cl->t_answer)) {
+		return;
+	}
+	ev_timer_set(&cl->t_answer, cl->send_timeout_ms / 1000.0, 0.);
+	ev_timer_start(cl->loop, &cl->t_answer);
+}
+
 static uint64_t
 new_req(im_client *cl)
 {
@@ -470,6 +490,9 @@ pend_new(im_client *cl, enum pkind kind)
 			cl->pend[i].kind = kind;
 			cl->pend[i].req_id = new_req(cl);
 			cl->pend[i].user_req = cl->pend[i].req_id;
+			cl->pend[i].sent_at =
+			        cl->loop != NULL ? ev_now(cl->loop) : 0.;
+			answer_arm(cl);
 			return &cl->pend[i];
 		}
 	}
@@ -529,6 +552,7 @@ send_sync(im_client *cl, struct pending *p, im_seq after)
 {
 	im_Envelope *e = env_out(cl, p->req_id, im_Envelope_sync_tag);
 
+	p->sent_at = ev_now(cl->loop);
 	e->msg.sync.group = p->group;
 	e->msg.sync.after = after;
 	e->msg.sync.until = p->until;
@@ -581,6 +605,7 @@ close_fd(im_client *cl)
 		ev_timer_stop(cl->loop, &cl->t_login);
 		ev_timer_stop(cl->loop, &cl->t_ping);
 		ev_timer_stop(cl->loop, &cl->t_resend);
+		ev_timer_stop(cl->loop, &cl->t_answer);
 	}
 	if (cl->fd >= 0) {
 		close(cl->fd);
@@ -833,6 +858,23 @@ obox_find_req(im_client *cl, uint64_t req_id, size_t *pos_out)
 	}
 	for (i = 0; i < cl->nobox; i++) {
 		if (cl->obox[cl->oorder[i]].req_id == req_id) {
+			*pos_out = i;
+			return true;
+		}
+	}
+	return false;
+}
+
+static bool
+obox_find_dedup(im_client *cl, im_gid group, uint64_t dedup_id,
+                size_t *pos_out)
+{
+	size_t i;
+
+	for (i = 0; i < cl->nobox; i++) {
+		const struct obox *o = &cl->obox[cl->oorder[i]];
+
+		if (o->group == group && o->dedup_id == dedup_id) {
 			*pos_out = i;
 			return true;
 		}
@@ -1126,21 +1168,13 @@ handle_sync_page(im_client *cl, struct pending *p, const im_SyncPage *sp)
 static void
 handle_send_ack(im_client *cl, uint64_t req_id, const im_SendAck *a)
 {
-	size_t pos, i;
+	size_t pos;
 	bool found = obox_find_req(cl, req_id, &pos);
 
 	if (!found) {
-		/* A late ack of an earlier connection's try. */
-		for (i = 0; i < cl->nobox; i++) {
-			struct obox *o = &cl->obox[cl->oorder[i]];
-
-			if (o->group == a->group &&
-			    o->dedup_id == a->dedup_id) {
-				pos = i;
-				found = true;
-				break;
-			}
-		}
+		/* A late ack of an earlier try (an earlier connection's, or
+		 * one sent again after the deadline). */
+		found = obox_find_dedup(cl, a->group, a->dedup_id, &pos);
 	}
 	if (!found) {
 		return;
@@ -1166,14 +1200,116 @@ resend_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	pump(cl);
 }
 
+/*
+ * A send or request not answered within send_timeout on a healthy
+ * connection: its answer was lost on the server side (a node restarted
+ * between the hops, a reply routed to a Connector that just lost the
+ * user). A send goes again on this connection with the same dedup id (the
+ * server stores it once; a late answer of the first try or the retry's
+ * dup=true ack both find it by dedup id, the second finds nothing). A gap
+ * repair (a read) is asked again. The caller's requests are not repeated
+ * (a CreateGroup carries no dedup id): they are answered with IM_EUNAVAIL,
+ * outcome unknown. Then re-armed for the oldest deadline left.
+ */
+static void
+answer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	im_client *cl = w->data;
+	double now = ev_now(loop), to = cl->send_timeout_ms / 1000.0;
+	double next = now + to;
+	uint64_t gen = cl->gen;
+	bool resend = false, waiting = false;
+	size_t i;
+
+	if (cl->state != IM_CLIENT_CONNECTED || cl->fd < 0) {
+		return; /* a new connection sends everything again */
+	}
+	for (i = 0; i < cl->nobox; i++) {
+		struct obox *o = &cl->obox[cl->oorder[i]];
+
+		if (o->req_id == 0) {
+			continue;
+		}
+		if (o->sent_at + to <= now) {
+			o->req_id = 0;
+			cl->resends++;
+			resend = true;
+		} else {
+			waiting = true;
+			if (o->sent_at + to < next) {
+				next = o->sent_at + to;
+			}
+		}
+	}
+	for (i = 0; i < cl->max_pending && cl->gen == gen; i++) {
+		struct pending *p = &cl->pend[i];
+		enum pkind k = p->kind;
+
+		if (k == P_FREE || k == P_LOGIN || k == P_RESUME) {
+			continue; /* login has its own deadline */
+		}
+		if (p->sent_at + to > now) {
+			waiting = true;
+			if (p->sent_at + to < next) {
+				next = p->sent_at + to;
+			}
+			continue;
+		}
+		p->kind = P_FREE;
+		if (k == P_REPAIR) {
+			struct conv *c = conv_find(cl, p->group);
+
+			if (p->group == 0) {
+				cl->uq_syncing = false;
+				start_repair(cl, NULL);
+			} else if (c != NULL) {
+				c->syncing = false;
+				start_repair(cl, c);
+			}
+		} else {
+			reply_error(cl, p->user_req, IM_EUNAVAIL, 0,
+			            "request timed out");
+		}
+	}
+	if (cl->gen != gen || cl->fd < 0) {
+		return; /* a callback closed the connection */
+	}
+	/* The oldest deadline left is in the future (at least a bit: never
+	 * a busy loop); what is resent now arms it again in pump(), due a
+	 * full timeout later. Nothing in flight: the timer rests. */
+	if (waiting) {
+		if (next - now < to / 16) {
+			next = now + to / 16;
+		}
+		/* a repair asked again above may have armed it already */
+		ev_timer_stop(loop, &cl->t_answer);
+		ev_timer_set(&cl->t_answer, next - now, 0.);
+		ev_timer_start(loop, &cl->t_answer);
+	}
+	if (resend) {
+		pump(cl);
+	}
+}
+
 static void
 handle_error(im_client *cl, uint64_t req_id, const im_Error *er)
 {
 	int err = code_to_err((uint32_t)er->code);
 	struct pending *p;
 	size_t pos;
+	bool stale = false;
 
-	if (obox_find_req(cl, req_id, &pos)) {
+	if (!obox_find_req(cl, req_id, &pos) && er->dedup_id != 0 &&
+	    obox_find_dedup(cl, er->group, er->dedup_id, &pos)) {
+		/* The answer of an earlier try of a send still queued (it
+		 * was sent again after the deadline). */
+		stale = true;
+		if (er->code == im_Code_ERR_UNAVAILABLE ||
+		    er->code == im_Code_OK) {
+			return; /* the later try is in flight or queued */
+		}
+	}
+	if (stale || obox_find_req(cl, req_id, &pos)) {
 		struct obox *o = &cl->obox[cl->oorder[pos]];
 		im_gid g = o->group;
 		uint64_t dd = o->dedup_id;
@@ -1623,6 +1759,8 @@ pump(im_client *cl)
 			break; /* the write callback pumps again */
 		}
 		o->req_id = req;
+		o->sent_at = ev_now(cl->loop);
+		answer_arm(cl);
 	}
 }
 
@@ -1730,6 +1868,7 @@ im_client_create(im_client **out, const im_client_opts *opts)
 	cl->payload = opts->payload;
 	(void)opts_servers(cl->srv, &cl->nsrv, opts);
 	cl->max_rounds = opts->version >= 2 ? opts->max_rounds : 0;
+	cl->send_timeout_ms = opts->version >= 3 ? opts->send_timeout_ms : 0;
 	snprintf(cl->token, sizeof(cl->token), "%s", opts->token);
 	snprintf(cl->device, sizeof(cl->device), "%s",
 	         opts->device != NULL ? opts->device : "");
@@ -1746,6 +1885,8 @@ im_client_create(im_client **out, const im_client_opts *opts)
 	ev_timer_init(&cl->t_login, login_timeout_cb, 0., 0.);
 	ev_timer_init(&cl->t_ping, ping_cb, 0., 0.);
 	ev_timer_init(&cl->t_resend, resend_cb, 0., 0.);
+	ev_timer_init(&cl->t_answer, answer_cb, 0., 0.);
+	cl->t_answer.data = cl;
 	cl->rio.data = cl->wio.data = cl;
 	cl->t_retry.data = cl->t_login.data = cl->t_ping.data = cl;
 	cl->t_resend.data = cl;

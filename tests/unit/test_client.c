@@ -314,6 +314,10 @@ typedef struct seen {
 	size_t reply_nusers;
 	int nreplies;
 	int nstates;
+	int nacks;
+	im_seq ack_seq;
+	bool ack_dup;
+	int reply_err;
 } seen;
 
 static void
@@ -373,7 +377,19 @@ on_reply(im_client *cl, const im_client_reply *r, void *payload)
 	s->reply_kind = r->kind;
 	s->reply_group = r->group;
 	s->reply_nusers = r->nusers;
+	s->reply_err = r->err;
 	s->nreplies++;
+}
+
+static void
+on_ack(im_client *cl, im_gid group, uint64_t dedup_id, im_seq seq, bool dup,
+       void *payload)
+{
+	seen *s = payload;
+
+	s->nacks++;
+	s->ack_seq = seq;
+	s->ack_dup = dup;
 }
 
 static void
@@ -402,6 +418,7 @@ base_opts(im_client_opts *po, seen *s)
 	o.cb.on_event = on_event;
 	o.cb.on_reply = on_reply;
 	o.cb.on_state = on_state;
+	o.cb.on_ack = on_ack;
 	o.payload = s;
 	*po = o;
 }
@@ -1402,6 +1419,304 @@ test_client_runs_on_the_callers_loop(void **state)
 	free(fs);
 }
 
+/* ---- answer deadline (send_timeout_ms) ---- */
+
+static im_client *
+mk_client_timeout(uint16_t port, uint32_t version, uint32_t timeout_ms,
+                  seen *s)
+{
+	im_client_opts o;
+	im_client *cl = NULL;
+
+	base_opts(&o, s);
+	o.port = port;
+	o.version = version;
+	o.send_timeout_ms = timeout_ms;
+	assert_int_equal(im_client_create(&cl, &o), IM_OK);
+	return cl;
+}
+
+static int
+fs_ack(fsrv *fs, uint64_t req, uint64_t dedup, im_seq seq, bool dup)
+{
+	fs_env(fs, req, im_Envelope_send_ack_tag);
+	fs->out.msg.send_ack.group = 10;
+	fs->out.msg.send_ack.dedup_id = dedup;
+	fs->out.msg.send_ack.seq = seq;
+	fs->out.msg.send_ack.dup = dup;
+	return fs_send(fs);
+}
+
+/* The first try's answer is lost; the retry (same dedup id, new req id)
+ * is answered as a dup of the committed send, then the first try's
+ * answers come late after all (an "unavailable", then its ack): one ack
+ * for the app, no error. */
+static void
+script_resend_after_timeout(fsrv *fs)
+{
+	uint64_t req0, req1;
+
+	FS_CHECK(fs, fs_login(fs) == 0);
+	FS_CHECK(fs, fs_recv_req(fs) == 0);
+	FS_CHECK(fs, fs->in.which_msg == im_Envelope_send_tag);
+	fs->dedup[fs->ndedup++] = fs->in.msg.send.dedup_id;
+	req0 = fs->in.req_id;
+	FS_CHECK(fs, fs_recv_req(fs) == 0);
+	FS_CHECK(fs, fs->in.which_msg == im_Envelope_send_tag);
+	FS_CHECK(fs, fs->in.req_id != req0);
+	fs->dedup[fs->ndedup++] = fs->in.msg.send.dedup_id;
+	req1 = fs->in.req_id;
+	/* the first try's late "unavailable": stale, not an error */
+	fs_env(fs, req0, im_Envelope_error_tag)->msg.error.code =
+	        im_Code_ERR_UNAVAILABLE;
+	fs->out.msg.error.group = 10;
+	fs->out.msg.error.dedup_id = fs->dedup[0];
+	FS_CHECK(fs, fs_send(fs) == 0);
+	FS_CHECK(fs, fs_ack(fs, req1, fs->dedup[1], 6, true) == 0);
+	FS_CHECK(fs, fs_ack(fs, req0, fs->dedup[0], 6, false) == 0);
+	FS_CHECK(fs, fs_pong(fs) == 0);
+	(void)fs_recv(fs);
+}
+
+static void
+test_client_unanswered_send_is_resent_with_its_dedup_id_and_acked_once(
+        void **state)
+{
+	fsrv *fs = fs_start(script_resend_after_timeout);
+	seen s;
+	im_client *cl =
+	        mk_client_timeout(fs->port, IM_CLIENT_OPTS_VERSION, 50, &s);
+	im_seq seq = 0;
+	uint64_t req;
+	int err = 1;
+
+	assert_int_equal(im_client_connect_wait(cl, WAIT_MS), IM_OK);
+	assert_int_equal(im_client_send_wait(cl, 10, "x", 1, WAIT_MS, &seq),
+	                 IM_OK);
+	assert_int_equal(seq, 6);
+	/* the pong comes after the late first answer: both were read */
+	assert_int_equal(im_client_ping(cl, &req), IM_OK);
+	assert_int_equal(im_client_wait_reply(cl, req, WAIT_MS, &err), IM_OK);
+	assert_int_equal(err, IM_OK);
+	assert_int_equal(s.nacks, 1);
+	assert_int_equal(s.ack_seq, 6);
+	assert_true(s.ack_dup);
+	assert_int_equal(s.nerr_all, 0);
+	assert_int_equal(im_client_outbox_count(cl), 0);
+	im_client_destroy(cl);
+	fs_join(fs);
+	assert_int_equal(fs->ndedup, 2);
+	assert_true(fs->dedup[0] == fs->dedup[1]);
+	free(fs);
+}
+
+/* Counts the sends and creates until a Ping, answers it, then holds. */
+static void
+script_count_until_ping(fsrv *fs)
+{
+	FS_CHECK(fs, fs_login(fs) == 0);
+	for (;;) {
+		FS_CHECK(fs, fs_recv(fs) == 0); /* fs_recv_req skips pings */
+		if (fs->in.which_msg == im_Envelope_deliver_ack_tag) {
+			continue;
+		}
+		if (fs->in.which_msg == im_Envelope_send_tag) {
+			fs->ndedup++;
+		} else if (fs->in.which_msg == im_Envelope_create_group_tag) {
+			fs->nsync++;
+		} else {
+			break;
+		}
+	}
+	FS_CHECK(fs, fs->in.which_msg == im_Envelope_ping_tag);
+	fs_env(fs, fs->in.req_id, im_Envelope_pong_tag);
+	FS_CHECK(fs, fs_send(fs) == 0);
+	(void)fs_recv(fs);
+}
+
+/* Run cl for ms, then ping the script (which stops counting). */
+static void
+run_then_ping(im_client *cl, uint32_t ms)
+{
+	uint64_t req;
+	int err = 1;
+
+	(void)im_client_run_until(cl, ms, NULL, NULL);
+	assert_int_equal(im_client_ping(cl, &req), IM_OK);
+	assert_int_equal(im_client_wait_reply(cl, req, WAIT_MS, &err), IM_OK);
+	assert_int_equal(err, IM_OK);
+}
+
+static void
+test_client_without_a_deadline_an_unanswered_send_is_not_resent(void **state)
+{
+	fsrv *fs;
+	seen s;
+	im_client *cl;
+	uint32_t version;
+
+	/* send_timeout_ms 0, and a version 2 caller (the field unread) */
+	for (version = 2; version <= IM_CLIENT_OPTS_VERSION; version++) {
+		fs = fs_start(script_count_until_ping);
+		cl = mk_client_timeout(fs->port, version,
+		                       version == 2 ? 20 : 0, &s);
+		assert_int_equal(im_client_connect_wait(cl, WAIT_MS), IM_OK);
+		assert_int_equal(im_client_send(cl, 10, "x", 1, NULL), IM_OK);
+		run_then_ping(cl, 300);
+		assert_int_equal(im_client_outbox_count(cl), 1);
+		assert_int_equal(s.nacks, 0);
+		im_client_destroy(cl);
+		fs_join(fs);
+		assert_int_equal(fs->ndedup, 1);
+		free(fs);
+	}
+}
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* A server that answers nothing: each send goes again once per deadline
+ * (bounded by the time run, no busy loop); a CreateGroup is not repeated
+ * but answered unavailable. */
+static void
+test_client_unanswered_sends_are_resent_once_per_deadline(void **state)
+{
+	fsrv *fs = fs_start(script_count_until_ping);
+	seen s;
+	im_client *cl =
+	        mk_client_timeout(fs->port, IM_CLIENT_OPTS_VERSION, 50, &s);
+	static const im_uid mem[1] = {8};
+	double t0;
+	uint64_t req;
+	int i, max;
+
+	assert_int_equal(im_client_connect_wait(cl, WAIT_MS), IM_OK);
+	t0 = now_s();
+	for (i = 0; i < 4; i++) {
+		assert_int_equal(im_client_send(cl, 10, "x", 1, NULL), IM_OK);
+	}
+	assert_int_equal(im_client_create_group(cl, "g", mem, 1, &req), IM_OK);
+	run_then_ping(cl, 400);
+	/* 4 sends, each once at first and at most once per 50 ms after */
+	max = 4 * (int)((now_s() - t0) * 1000 / 50 + 2);
+	assert_int_equal(im_client_outbox_count(cl), 4);
+	assert_int_equal(s.nacks, 0);
+	/* the create's ERROR came before the pong's reply */
+	assert_int_equal(s.nreplies, 2);
+	im_client_destroy(cl);
+	fs_join(fs);
+	assert_true(fs->ndedup >= 8);
+	assert_true(fs->ndedup <= max);
+	assert_int_equal(fs->nsync, 1);
+	free(fs);
+}
+
+static void
+on_reply_create(im_client *cl, const im_client_reply *r, void *payload)
+{
+	seen *s = payload;
+
+	if (s->nreplies++ == 0) {
+		s->reply_kind = r->kind;
+		s->reply_err = r->err;
+	}
+}
+
+static void
+test_client_unanswered_create_group_times_out_unavailable(void **state)
+{
+	fsrv *fs = fs_start(script_count_until_ping);
+	im_client_opts o;
+	seen s;
+	im_client *cl = NULL;
+	static const im_uid mem[1] = {8};
+	uint64_t req;
+	int err = 1;
+
+	base_opts(&o, &s);
+	o.port = fs->port;
+	o.send_timeout_ms = 30;
+	o.cb.on_reply = on_reply_create;
+	assert_int_equal(im_client_create(&cl, &o), IM_OK);
+	assert_int_equal(im_client_connect_wait(cl, WAIT_MS), IM_OK);
+	assert_int_equal(im_client_create_group(cl, "g", mem, 1, &req), IM_OK);
+	assert_int_equal(im_client_wait_reply(cl, req, WAIT_MS, &err), IM_OK);
+	assert_int_equal(err, IM_EUNAVAIL);
+	assert_int_equal(s.reply_kind, IM_CLIENT_REPLY_ERROR);
+	assert_int_equal(s.reply_err, IM_EUNAVAIL);
+	run_then_ping(cl, 200);
+	assert_int_equal(s.nreplies, 2); /* the create's, then the pong */
+	im_client_destroy(cl);
+	fs_join(fs);
+	assert_int_equal(fs->nsync, 1); /* never repeated */
+	free(fs);
+}
+
+/* The first gap repair's answer is lost: it is asked again. */
+static void
+script_gap_lost_sync(fsrv *fs)
+{
+	im_SyncPage *sp;
+	int i;
+
+	FS_CHECK(fs, fs_login(fs) == 0);
+	fs_deliver(fs, 10, 8, 7, 8, "eight"); /* 5..7 missing */
+	FS_CHECK(fs, fs_recv_req(fs) == 0);
+	FS_CHECK(fs, fs->in.which_msg == im_Envelope_sync_tag);
+	fs->nsync++;
+	FS_CHECK(fs, fs_recv_req(fs) == 0);
+	FS_CHECK(fs, fs->in.which_msg == im_Envelope_sync_tag);
+	fs->nsync++;
+	FS_CHECK(fs, fs->in.msg.sync.group == 10 &&
+	                     fs->in.msg.sync.after == 4);
+	sp = &fs_env(fs, fs->in.req_id, im_Envelope_sync_page_tag)
+	              ->msg.sync_page;
+	sp->group = 10;
+	for (i = 0; i < 4; i++) {
+		sp->msgs[i].group = 10;
+		sp->msgs[i].seq = 5 + (uint64_t)i;
+		sp->msgs[i].prev_seq = 4 + (uint64_t)i;
+		sp->msgs[i].ordinal = 5 + (uint64_t)i;
+	}
+	sp->msgs_count = 4;
+	FS_CHECK(fs, fs_send(fs) == 0);
+	(void)fs_recv(fs);
+}
+
+static bool
+pred_four(im_client *cl, void *arg)
+{
+	return ((seen *)arg)->n >= 4;
+}
+
+static void
+test_client_unanswered_gap_repair_is_asked_again(void **state)
+{
+	fsrv *fs = fs_start(script_gap_lost_sync);
+	seen s;
+	im_client *cl =
+	        mk_client_timeout(fs->port, IM_CLIENT_OPTS_VERSION, 50, &s);
+	int i;
+
+	assert_int_equal(im_client_connect_wait(cl, WAIT_MS), IM_OK);
+	assert_int_equal(im_client_run_until(cl, WAIT_MS, pred_four, &s),
+	                 IM_OK);
+	for (i = 0; i < 4; i++) {
+		assert_int_equal(s.seq[i], 5 + i);
+	}
+	assert_int_equal(im_client_cursor(cl, 10), 8);
+	im_client_destroy(cl);
+	fs_join(fs);
+	assert_int_equal(fs->nsync, 2);
+	free(fs);
+}
+
 /* ---- argument and bound errors (no server needed) ---- */
 
 static void
@@ -1919,6 +2234,16 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_client_create_rejects_bad_opts),
+	        cmocka_unit_test(
+	                test_client_unanswered_send_is_resent_with_its_dedup_id_and_acked_once),
+	        cmocka_unit_test(
+	                test_client_without_a_deadline_an_unanswered_send_is_not_resent),
+	        cmocka_unit_test(
+	                test_client_unanswered_sends_are_resent_once_per_deadline),
+	        cmocka_unit_test(
+	                test_client_unanswered_create_group_times_out_unavailable),
+	        cmocka_unit_test(
+	                test_client_unanswered_gap_repair_is_asked_again),
 	        cmocka_unit_test(
 	                test_client_create_survives_every_allocation_failure),
 	        cmocka_unit_test(
