@@ -72,6 +72,8 @@ struct cl_link {
 	void (*slot_map_cb)(void *payload);
 	void *slot_map_payload;
 	cl_link_stats st;
+	uint64_t replies_lost;   /* since the last warning about them */
+	ev_tstamp replies_warned;
 	bool destroying; /* calls failing now must not touch the peers */
 	/* A Chatter acks a Forward only after the commit of the loop turn
 	 * that received it (ack_w runs after the Chatter's commit): a
@@ -258,6 +260,26 @@ find_other(rpc_conn *c, void *payload)
 	}
 }
 
+/*
+ * Answers to clients that never leave this node: the clients' answer
+ * deadline resends them (same dedup id), so nothing is lost for good, but
+ * the cause must be findable in the log. At most one line per second.
+ */
+static void
+replies_lost(cl_link *l, size_t n, const char *why)
+{
+	ev_tstamp now = ev_now(l->loop);
+
+	l->st.dropped += n;
+	l->replies_lost += n;
+	if (now - l->replies_warned >= 1.0) {
+		LOG_W("%llu answers to clients dropped (%s)",
+		      (unsigned long long)l->replies_lost, why);
+		l->replies_lost = 0;
+		l->replies_warned = now;
+	}
+}
+
 static void
 rep_done(rpc_conn *c, int status, const imrpc_Rpc *reply, void *payload)
 {
@@ -301,8 +323,12 @@ rep_done(rpc_conn *c, int status, const imrpc_Rpc *reply, void *payload)
 			return;
 		}
 	}
-	if (status != IM_OK) {
-		l->st.dropped += x->msg.replies_count;
+	if (refused) {
+		replies_lost(l, x->msg.replies_count, "refused by the Routers");
+	} else if (status != IM_OK) {
+		replies_lost(l, x->msg.replies_count,
+			     rpc_conn_is_up(c) ? "a Router did not answer"
+					       : "Router connection lost");
 	}
 	l->rctx_free[l->nrctx_free++] = (uint32_t)(x - l->rctx);
 }
@@ -327,7 +353,8 @@ send_replies(cl_link *l, rpc_conn *c)
 	if (c != NULL && rpc_conn_send(c, l->out) == IM_OK) {
 		l->st.sent++;
 	} else {
-		l->st.dropped += l->out->body.replies.replies_count;
+		replies_lost(l, l->out->body.replies.replies_count,
+			     c == NULL ? "no Router up" : "Router refused");
 	}
 }
 
