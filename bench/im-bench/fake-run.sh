@@ -5,15 +5,50 @@
 set -euo pipefail
 bench=$1
 fake=$2
-port=$(( 20000 + RANDOM % 20000 ))
 out=$(mktemp -d)
-trap 'kill "$pid" 2>/dev/null || true; rm -rf "$out"' EXIT
-"$fake" "$port" > "$out/ready" &
-pid=$!
-for _ in $(seq 50); do
-	grep -q ready "$out/ready" 2>/dev/null && break
-	sleep 0.1
-done
+pid=
+pid_b=
+trap 'kill $pid $pid_b 2>/dev/null || true; rm -rf "$out"' EXIT
+
+# start_fakes single|pair: fake A on $port (single), or A and B on a port
+# pair that redirect each other's uids. Fresh ports below the ephemeral
+# range (a port just used, or one a client socket holds, may refuse the
+# bind): up to 10 tries.
+start_fakes() {
+	local up=0 _i _j
+	for _i in $(seq 10); do
+		port=$(( 20000 + RANDOM % 12000 ))
+		port_b=$(( port + 1 ))
+		rm -f "$out/ready" "$out/ready_b"
+		if [ "$1" = pair ]; then
+			"$fake" "$port_b" "$port" 0 > "$out/ready_b" 2>/dev/null &
+			pid_b=$!
+			"$fake" "$port" "$port_b" 1 > "$out/ready" 2>/dev/null &
+		else
+			echo ready > "$out/ready_b"
+			pid_b=
+			"$fake" "$port" > "$out/ready" 2>/dev/null &
+		fi
+		pid=$!
+		for _j in $(seq 50); do
+			if grep -q ready "$out/ready" 2>/dev/null &&
+				grep -q ready "$out/ready_b" 2>/dev/null; then
+				up=1
+				break
+			fi
+			kill -0 "$pid" 2>/dev/null || break
+			[ -z "$pid_b" ] || kill -0 "$pid_b" 2>/dev/null || break
+			sleep 0.1
+		done
+		[ "$up" = 1 ] && return 0
+		kill $pid $pid_b 2>/dev/null || true
+		wait $pid $pid_b 2>/dev/null || true
+	done
+	echo "fake-run: no free port" >&2
+	exit 1
+}
+
+start_fakes single
 common=(--target "127.0.0.1:$port" --secret 0123456789abcdef0123
 	--server-pid "$pid" --quiet --no-baseline)
 "$bench" chat "${common[@]}" --users 40 --group-size 10 --duration 1 \
@@ -37,34 +72,7 @@ grep -q '"caught_up": 36' "$out/reconnect.json"
 # user logged in where it belongs.
 kill "$pid"
 wait "$pid" 2>/dev/null || true
-pid_b=
-trap 'kill $pid $pid_b 2>/dev/null || true; rm -rf "$out"' EXIT
-# Two fresh ports below the ephemeral range (a port just used, or one a
-# client socket holds, may refuse the bind): up to 10 tries.
-up=0
-for _ in $(seq 10); do
-	port=$(( 20000 + RANDOM % 12000 ))
-	port_b=$(( port + 1 ))
-	rm -f "$out/ready" "$out/ready_b"
-	"$fake" "$port_b" "$port" 0 > "$out/ready_b" 2>/dev/null &
-	pid_b=$!
-	"$fake" "$port" "$port_b" 1 > "$out/ready" 2>/dev/null &
-	pid=$!
-	for _ in $(seq 50); do
-		if grep -q ready "$out/ready" 2>/dev/null &&
-			grep -q ready "$out/ready_b" 2>/dev/null; then
-			up=1
-			break
-		fi
-		kill -0 "$pid" 2>/dev/null && kill -0 "$pid_b" 2>/dev/null ||
-			break
-		sleep 0.1
-	done
-	[ "$up" = 1 ] && break
-	kill "$pid" "$pid_b" 2>/dev/null || true
-	wait "$pid" "$pid_b" 2>/dev/null || true
-done
-[ "$up" = 1 ] || { echo "fake-run: no free port pair" >&2; exit 1; }
+start_fakes pair
 "$bench" idle --target "127.0.0.1:$port" --secret 0123456789abcdef0123 \
 	--server-pid "$pid" --other-pid "$pid_b" --quiet --users 41 \
 	--duration 0.3 --warmup 0.1 --procs 2 --first-uid 7000 \
