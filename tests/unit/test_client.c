@@ -694,19 +694,13 @@ test_client_drops_replayed_group_seqs(void **state)
 	free(fs);
 }
 
+/* Answer the Sync just received (group 10 after 4) with seqs 5..8. */
 static void
-script_gap(fsrv *fs)
+answer_gap_5_to_8(fsrv *fs)
 {
 	im_SyncPage *sp;
 	int i;
 
-	FS_CHECK(fs, fs_login(fs) == 0);
-	fs_deliver(fs, 10, 8, 7, 8, "eight"); /* 5..7 missing */
-	FS_CHECK(fs, fs_recv_req(fs) == 0);
-	FS_CHECK(fs, fs->in.which_msg == im_Envelope_sync_tag);
-	fs->sync = fs->in.msg.sync;
-	fs->nsync++;
-	FS_CHECK(fs, fs->sync.group == 10 && fs->sync.after == 4);
 	sp = &fs_env(fs, fs->in.req_id, im_Envelope_sync_page_tag)
 	              ->msg.sync_page;
 	sp->group = 10;
@@ -718,6 +712,19 @@ script_gap(fsrv *fs)
 	}
 	sp->msgs_count = 4;
 	FS_CHECK(fs, fs_send(fs) == 0);
+}
+
+static void
+script_gap(fsrv *fs)
+{
+	FS_CHECK(fs, fs_login(fs) == 0);
+	fs_deliver(fs, 10, 8, 7, 8, "eight"); /* 5..7 missing */
+	FS_CHECK(fs, fs_recv_req(fs) == 0);
+	FS_CHECK(fs, fs->in.which_msg == im_Envelope_sync_tag);
+	fs->sync = fs->in.msg.sync;
+	fs->nsync++;
+	FS_CHECK(fs, fs->sync.group == 10 && fs->sync.after == 4);
+	answer_gap_5_to_8(fs);
 	fs_deliver(fs, 10, 8, 7, 8, "eight again");
 	fs_deliver(fs, 10, 11, 8, 8, "eleven");
 	(void)fs_recv(fs);
@@ -1662,9 +1669,6 @@ test_client_unanswered_create_group_times_out_unavailable(void **state)
 static void
 script_gap_lost_sync(fsrv *fs)
 {
-	im_SyncPage *sp;
-	int i;
-
 	FS_CHECK(fs, fs_login(fs) == 0);
 	fs_deliver(fs, 10, 8, 7, 8, "eight"); /* 5..7 missing */
 	FS_CHECK(fs, fs_recv_req(fs) == 0);
@@ -1675,17 +1679,7 @@ script_gap_lost_sync(fsrv *fs)
 	fs->nsync++;
 	FS_CHECK(fs, fs->in.msg.sync.group == 10 &&
 	                     fs->in.msg.sync.after == 4);
-	sp = &fs_env(fs, fs->in.req_id, im_Envelope_sync_page_tag)
-	              ->msg.sync_page;
-	sp->group = 10;
-	for (i = 0; i < 4; i++) {
-		sp->msgs[i].group = 10;
-		sp->msgs[i].seq = 5 + (uint64_t)i;
-		sp->msgs[i].prev_seq = 4 + (uint64_t)i;
-		sp->msgs[i].ordinal = 5 + (uint64_t)i;
-	}
-	sp->msgs_count = 4;
-	FS_CHECK(fs, fs_send(fs) == 0);
+	answer_gap_5_to_8(fs);
 	(void)fs_recv(fs);
 }
 
