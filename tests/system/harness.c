@@ -89,6 +89,29 @@ imd_init(imd_proc *p, const char *const *extra)
 	return 0;
 }
 
+/* Start bin with its stdout and stderr appended to log; the child dies
+ * with the test (a test killed mid-run, by a timeout or a crash, takes its
+ * servers with it instead of leaving them running). -1 if fork failed. */
+static pid_t
+spawn_logged(const char *bin, const char **argv, const char *log)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+
+		if (fd >= 0) {
+			dup2(fd, 2);
+			dup2(fd, 1);
+			close(fd);
+		}
+		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+		execv(bin, (char *const *)argv);
+		_exit(127);
+	}
+	return pid;
+}
+
 int
 imd_start(imd_proc *p)
 {
@@ -140,23 +163,8 @@ imd_start(imd_proc *p)
 		}
 	}
 	argv[n] = NULL;
-	pid = fork();
-	if (pid < 0) {
+	if ((pid = spawn_logged(bin, argv, p->log)) < 0) {
 		return -1;
-	}
-	if (pid == 0) {
-		int fd = open(p->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-
-		if (fd >= 0) {
-			dup2(fd, 2);
-			dup2(fd, 1);
-			close(fd);
-		}
-		/* A test killed mid-run (timeout, crash) takes its servers
-		 * with it instead of leaving them running. */
-		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
-		execv(bin, (char *const *)argv);
-		_exit(127);
 	}
 	p->pid = pid;
 	p->starts++;
@@ -470,23 +478,8 @@ node_spawn(imd_proc *p, int i)
 	}
 	argv[a] = NULL;
 	h_log_off[i] = file_size(n->log);
-	pid = fork();
-	if (pid < 0) {
+	if ((pid = spawn_logged(bin, argv, n->log)) < 0) {
 		return -1;
-	}
-	if (pid == 0) {
-		int fd = open(n->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-
-		if (fd >= 0) {
-			dup2(fd, 2);
-			dup2(fd, 1);
-			close(fd);
-		}
-		/* A test killed mid-run (timeout, crash) takes its servers
-		 * with it instead of leaving them running. */
-		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
-		execv(bin, (char *const *)argv);
-		_exit(127);
 	}
 	n->pid = pid;
 	return 0;
