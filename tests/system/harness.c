@@ -949,18 +949,30 @@ tc_follow(tclient *c, const char *address)
 	return send_all(c->fd, c->replay, c->nreplay);
 }
 
+size_t
+tc_frame(uint8_t *buf, size_t cap, const im_Envelope *env)
+{
+	pb_ostream_t os;
+
+	if (cap < IM_FRAME_HEADER) {
+		return 0;
+	}
+	os = pb_ostream_from_buffer(buf + IM_FRAME_HEADER,
+	                            cap - IM_FRAME_HEADER);
+	if (!pb_encode(&os, im_Envelope_fields, env)) {
+		return 0;
+	}
+	im_frame_put_header(buf, (uint32_t)os.bytes_written);
+	return IM_FRAME_HEADER + os.bytes_written;
+}
+
 int
 tc_send(tclient *c, const im_Envelope *env)
 {
 	static uint8_t out[IM_FRAME_HEADER + IM_FRAME_MAX];
-	pb_ostream_t os =
-	        pb_ostream_from_buffer(out + IM_FRAME_HEADER, IM_FRAME_MAX);
+	size_t n = tc_frame(out, sizeof(out), env);
 
-	if (!pb_encode(&os, im_Envelope_fields, env)) {
-		return -1;
-	}
-	im_frame_put_header(out, (uint32_t)os.bytes_written);
-	return tc_send_raw(c, out, IM_FRAME_HEADER + os.bytes_written);
+	return n == 0 ? -1 : tc_send_raw(c, out, n);
 }
 
 int

@@ -132,6 +132,10 @@ void tc_close(tclient *c);
 /* Close with a TCP reset, as a killed client would leave it. */
 void tc_abort(tclient *c);
 int tc_send_raw(tclient *c, const void *data, size_t len);
+/* Encode env as one frame (header + payload) into buf; its length, or 0
+ * when it does not fit in cap. Tests build several frames in one buffer
+ * to send them in one write. */
+size_t tc_frame(uint8_t *buf, size_t cap, const im_Envelope *env);
 /* Encode env (req_id as set) as a frame and send it. */
 int tc_send(tclient *c, const im_Envelope *env);
 /*

@@ -872,7 +872,7 @@ test_system_sends_of_one_loop_turn_are_committed_together(void **state)
 	assert_true(g > 0);
 	/* 200 sends in one write: they arrive in one or a few reads. */
 	for (i = 0; i < 200; i++) {
-		pb_ostream_t os;
+		size_t fl;
 
 		memset(env, 0, sizeof(*env));
 		env->req_id = (uint64_t)(1000 + i);
@@ -881,11 +881,9 @@ test_system_sends_of_one_loop_turn_are_committed_together(void **state)
 		env->msg.send.dedup_id = (uint64_t)(i + 1);
 		env->msg.send.body.size = 4;
 		memcpy(env->msg.send.body.bytes, "fast", 4);
-		os = pb_ostream_from_buffer(wire + off + 4,
-		                            sizeof(wire) - off - 4);
-		assert_true(pb_encode(&os, im_Envelope_fields, env));
-		im_frame_put_header(wire + off, (uint32_t)os.bytes_written);
-		off += 4 + os.bytes_written;
+		fl = tc_frame(wire + off, sizeof(wire) - off, env);
+		assert_true(fl > 0);
+		off += fl;
 	}
 	assert_int_equal(tc_send_raw(&a, wire, off), 0);
 	for (i = 0; i < 2000 && acks < 200; i++) {
@@ -958,7 +956,7 @@ test_system_group_creations_of_one_turn_commit_together_and_reach_every_member(
 	login_as(f, &a, 1, NULL, 0, NULL);
 	login_as(f, &b, 2, NULL, 0, NULL);
 	for (i = 0; i < NCREATE; i++) {
-		pb_ostream_t os;
+		size_t fl;
 
 		memset(env, 0, sizeof(*env));
 		env->req_id = (uint64_t)(500 + i);
@@ -967,11 +965,9 @@ test_system_group_creations_of_one_turn_commit_together_and_reach_every_member(
 		         sizeof(env->msg.create_group.name), "g%d", i);
 		memcpy(env->msg.create_group.members, members, sizeof(members));
 		env->msg.create_group.members_count = 3;
-		os = pb_ostream_from_buffer(wire + off + 4,
-		                            sizeof(wire) - off - 4);
-		assert_true(pb_encode(&os, im_Envelope_fields, env));
-		im_frame_put_header(wire + off, (uint32_t)os.bytes_written);
-		off += 4 + os.bytes_written;
+		fl = tc_frame(wire + off, sizeof(wire) - off, env);
+		assert_true(fl > 0);
+		off += fl;
 	}
 	assert_int_equal(tc_send_raw(&a, wire, off), 0);
 	for (i = 0; i < 4 * NCREATE && got < NCREATE; i++) {
@@ -1074,7 +1070,7 @@ test_system_bodies_of_a_batch_over_max_batch_are_stored_intact(void **state)
 	/* 20 sends of 0..4096 bytes in one write: batches of 3 fill and
 	 * commit while the rest is still being read. */
 	for (i = 0; i < 20; i++) {
-		pb_ostream_t os;
+		size_t fl;
 		uint32_t j;
 
 		memset(env, 0, sizeof(*env));
@@ -1087,11 +1083,9 @@ test_system_bodies_of_a_batch_over_max_batch_are_stored_intact(void **state)
 			env->msg.send.body.bytes[j] =
 			        (uint8_t)('a' + (i + j) % 26);
 		}
-		os = pb_ostream_from_buffer(wire + off + 4,
-		                            sizeof(wire) - off - 4);
-		assert_true(pb_encode(&os, im_Envelope_fields, env));
-		im_frame_put_header(wire + off, (uint32_t)os.bytes_written);
-		off += 4 + os.bytes_written;
+		fl = tc_frame(wire + off, sizeof(wire) - off, env);
+		assert_true(fl > 0);
+		off += fl;
 	}
 	assert_int_equal(tc_send_raw(&a, wire, off), 0);
 	for (i = 0; i < 2000 && acks < 20; i++) {
