@@ -1,6 +1,6 @@
 /*
  * The Chatter's group commit, on the loop thread and on its commit thread
- * (servers/roles/chatter.c), over a real sqlite store shared through a
+ * (servers/roles/chatter/), over a real sqlite store shared through a
  * store_mux, with a recording router. What must hold in both modes: an
  * ack only ever follows the commit of its message (the message is in the
  * store when the ack is seen), acks of a batch go out before its fan-out,

@@ -1,5 +1,5 @@
 /*
- * Idle group expiry of the Chatter (servers/roles/chatter.c): hot group
+ * Idle group expiry of the Chatter (servers/roles/chatter/group.c): hot group
  * state unused for group_idle_ms is dropped by chatter_expire_idle() with
  * bounded work per call, and the next send reloads it from the store (a
  * fresh seq segment) with the chain intact: prev_seq is the last stored

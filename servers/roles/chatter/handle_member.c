@@ -1,0 +1,95 @@
+/*
+ * AddMember / RemoveMember: run at once against the store (after the
+ * pending commits, to keep their order), then the hot state and the
+ * target's user event. Its own file: membership bypasses the group
+ * commit.
+ */
+#include "chatter_priv.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static void
+emit_event(chatter *c, im_uid user, uint32_t type, const struct group *g,
+           im_gid gid, const char *name, im_uid actor)
+{
+	role_uevent ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.user = user;
+	ev.type = type;
+	ev.group = g != NULL ? g->gid : gid;
+	ev.actor = actor;
+	snprintf(ev.name, sizeof(ev.name), "%s", g != NULL ? g->name : name);
+	c->router->ops->user_events(c->router, &ev, 1);
+}
+
+/* Membership checks (the caller must be a member; only the creator or
+ * the user may remove), the store write, then the hot state. */
+void
+chatter__do_member(chatter *c, const role_op *op)
+{
+	struct group *g = NULL;
+	bool changed = false;
+	int code, rc;
+
+	if (op->group == 0 || op->target == 0) {
+		chatter__reply_one(c, op, ROLE_ERR_BAD_REQUEST,
+		                   "group and user needed", op->group);
+		return;
+	}
+	code = chatter__group_get(c, op->group, &g);
+	if (code != ROLE_OK) {
+		chatter__reply_one(c, op, code, chatter__code_text(code),
+		                   op->group);
+		return;
+	}
+	if (!chatter__is_member(g, op->user)) {
+		chatter__reply_one(c, op, ROLE_ERR_NOT_MEMBER,
+		                   chatter__code_text(ROLE_ERR_NOT_MEMBER),
+		                   op->group);
+		return;
+	}
+	if (op->kind == ROLE_OP_ADD_MEMBER) {
+		if (g->nmembers >= c->opts.max_members) {
+			chatter__reply_one(c, op, ROLE_ERR_FULL,
+			                   "group is full", op->group);
+			return;
+		}
+		rc = im_store_member_add(c->st, g->gid, op->target, &changed);
+		if (rc == IM_OK &&
+		    chatter__member_insert(c, g, op->target) != IM_OK) {
+			/* Stored but not cached: reload on next use. */
+			chatter_drop_slot(c, g->slot);
+			g = NULL;
+		}
+	} else {
+		if (op->user != op->target && op->user != g->creator) {
+			chatter__reply_one(
+			        c, op, ROLE_ERR_NOT_MEMBER,
+			        "only the creator or the user may remove",
+			        op->group);
+			return;
+		}
+		rc = im_store_member_remove(c->st, g->gid, op->target,
+		                            &changed);
+		if (rc == IM_OK) {
+			chatter__member_erase(g, op->target);
+		}
+	}
+	if (rc != IM_OK) {
+		LOG_W("chatter: membership of %llu: %s (%s)",
+		      (unsigned long long)op->group, im_strerror(rc),
+		      im_store_errmsg(c->st));
+		chatter__reply_one(c, op, ROLE_ERR_UNAVAILABLE,
+		                   "store unavailable", op->group);
+		return;
+	}
+	chatter__reply_one(c, op, ROLE_OK, NULL, op->group);
+	if (changed) {
+		emit_event(c, op->target,
+		           op->kind == ROLE_OP_ADD_MEMBER ? UEV_JOINED
+		                                          : UEV_LEFT,
+		           g, op->group, "", op->user);
+	}
+}
