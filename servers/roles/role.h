@@ -27,24 +27,14 @@
 
 #include "im/im.h"
 #include "im/store.h"
+#include "im_code.h"
 
-/* Wire error codes (mirror of im.Code, kept here so the role structs do
- * not need the generated header). */
-enum role_code {
-	ROLE_OK = 0,
-	ROLE_ERR_INTERNAL = 1,
-	ROLE_ERR_BAD_REQUEST = 2,
-	ROLE_ERR_AUTH = 3,
-	ROLE_ERR_NOT_LOGGED_IN = 4,
-	ROLE_ERR_NOT_MEMBER = 5,
-	ROLE_ERR_NOT_FOUND = 6,
-	ROLE_ERR_TOO_BIG = 7,
-	ROLE_ERR_UNAVAILABLE = 8,
-	ROLE_ERR_FULL = 9,
-	ROLE_ERR_REDIRECT = 10,
-	ROLE_ERR_SESSION = 11,
-	ROLE_ERR_TIMEOUT = 12,
-};
+/* Wire error codes: im.Code's values under the names the role structs use
+ * (ROLE_OK, ROLE_ERR_UNAVAILABLE, ...), made from proto/im_code.h's table,
+ * which also gives their text and their im_err. */
+#define ROLE_CODE_(name, err, text) ROLE_##name = im_Code_##name,
+enum role_code { IM_CODES(ROLE_CODE_) };
+#undef ROLE_CODE_
 
 /* Where a reply goes: the Connector (node index in the router's table; 0
  * in imd), an opaque tag the Connector understands (connection handle) and

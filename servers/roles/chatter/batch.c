@@ -22,23 +22,6 @@ reply_err(role_reply *r, const struct pend *p, int code, const char *text)
 	r->dedup_id = p->dedup_id;
 }
 
-const char *
-chatter__code_text(int code)
-{
-	switch (code) {
-	case ROLE_ERR_NOT_FOUND:
-		return "no such group";
-	case ROLE_ERR_NOT_MEMBER:
-		return "not a member of the group";
-	case ROLE_ERR_FULL:
-		return "server bound reached";
-	case ROLE_ERR_UNAVAILABLE:
-		return "store unavailable; retry with the same dedup id";
-	default:
-		return "internal error";
-	}
-}
-
 /* Build the fan-outs of a committed batch: per touched group its stored
  * (non-duplicate) messages in seq order, with the group's members. */
 static size_t
@@ -184,7 +167,7 @@ chatter__build_batch(chatter *c, struct batch *b)
 		}
 		if (code != ROLE_OK) {
 			reply_err(&b->replies[b->nrep++], p, code,
-			          chatter__code_text(code));
+			          im_code_text(code));
 			continue;
 		}
 		if (im_dedup_lookup(c->dedup, p->gid, p->sender, p->dedup_id,
@@ -205,7 +188,7 @@ chatter__build_batch(chatter *c, struct batch *b)
 		    !chatter__refill_inline(c, g, &seq)) {
 			reply_err(&b->replies[b->nrep++], p,
 			          ROLE_ERR_UNAVAILABLE,
-			          chatter__code_text(ROLE_ERR_UNAVAILABLE));
+			          im_code_text(ROLE_ERR_UNAVAILABLE));
 			continue;
 		}
 		batch_add_msg(b, g, i, seq);
@@ -293,7 +276,7 @@ chatter__apply_batch(chatter *c, struct batch *b)
 	for (i = 0; i < b->nmsgs; i++) {
 		reply_err(&b->replies[b->nrep++], &b->pend[b->msg_pend[i]],
 		          ROLE_ERR_UNAVAILABLE,
-		          chatter__code_text(ROLE_ERR_UNAVAILABLE));
+		          im_code_text(ROLE_ERR_UNAVAILABLE));
 	}
 	for (i = 0; i < b->nfences; i++) {
 		chatter__drop_slot_now(c, b->fences[i].slot);

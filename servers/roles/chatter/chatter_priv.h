@@ -215,7 +215,6 @@ void chatter__idle_start(chatter *c);
 void chatter__idle_stop(chatter *c);
 
 /* batch.c */
-const char *chatter__code_text(int code);
 void chatter__build_batch(chatter *c, struct batch *b);
 void chatter__run_commit(struct batch *b, im_store *st, bool with_prefetch);
 size_t chatter__apply_batch(chatter *c, struct batch *b);

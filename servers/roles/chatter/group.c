@@ -255,7 +255,7 @@ chatter__group_get(chatter *c, im_gid gid, struct group **out)
 		      (unsigned long long)gid, im_strerror(rc),
 		      im_store_errmsg(c->st));
 		group_free(g);
-		return rc == IM_EFULL ? ROLE_ERR_FULL : ROLE_ERR_UNAVAILABLE;
+		return (int)im_code_of_err(rc);
 	}
 	g->last_seq = pos.seq;
 	g->last_ord = pos.ordinal;

@@ -40,13 +40,12 @@ chatter__do_member(chatter *c, const role_op *op)
 	}
 	code = chatter__group_get(c, op->group, &g);
 	if (code != ROLE_OK) {
-		chatter__reply_one(c, op, code, chatter__code_text(code),
-		                   op->group);
+		chatter__reply_one(c, op, code, im_code_text(code), op->group);
 		return;
 	}
 	if (!chatter__is_member(g, op->user)) {
 		chatter__reply_one(c, op, ROLE_ERR_NOT_MEMBER,
-		                   chatter__code_text(ROLE_ERR_NOT_MEMBER),
+		                   im_code_text(ROLE_ERR_NOT_MEMBER),
 		                   op->group);
 		return;
 	}

@@ -39,7 +39,7 @@ chatter__queue_send(chatter *c, const role_op *op)
 		r.route = op->route;
 		r.kind = ROLE_OP_SEND;
 		r.code = ROLE_ERR_UNAVAILABLE;
-		r.text = chatter__code_text(ROLE_ERR_UNAVAILABLE);
+		r.text = im_code_text(ROLE_ERR_UNAVAILABLE);
 		r.group = op->group;
 		r.dedup_id = op->dedup_id;
 		c->router->ops->reply(c->router, &r, 1);
