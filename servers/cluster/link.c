@@ -156,7 +156,7 @@ fwd_done(rpc_conn *c, int status, const imrpc_Rpc *reply, void *payload)
 	(void)c;
 	if (!l->destroying &&
 	    (status != IM_OK || reply->which_body != imrpc_Rpc_ack_tag ||
-	     reply->body.ack.code != 0)) {
+	     reply->body.ack.code != im_Code_OK)) {
 		fail_locally(l, x->reps, x->n);
 	}
 	l->ctx_free[l->nctx_free++] = (uint32_t)(x - l->ctx);
@@ -288,7 +288,7 @@ rep_done(rpc_conn *c, int status, const imrpc_Rpc *reply, void *payload)
 	rpc_conn *other;
 	bool refused = status == IM_OK && reply != NULL &&
 		       reply->which_body == imrpc_Rpc_ack_tag &&
-		       reply->body.ack.code != 0;
+		       reply->body.ack.code != im_Code_OK;
 
 	if (l->destroying) {
 		l->rctx_free[l->nrctx_free++] = (uint32_t)(x - l->rctx);

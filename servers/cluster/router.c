@@ -9,11 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "im_code.h"
 #include "member.h"
 
-/* Codes of im.Code used here. */
-#define CODE_BAD_REQUEST 2
-#define CODE_UNAVAILABLE 8
 /* Values of role_op_kind (servers/roles/role.h). */
 #define OP_CREATE_GROUP 2
 
@@ -250,7 +248,7 @@ unavailable(router *r, const fwd_op *op, const char *why)
 	rep->has_route = true;
 	rep->route = op->route;
 	rep->kind = op->kind;
-	rep->code = CODE_UNAVAILABLE;
+	rep->code = im_Code_ERR_UNAVAILABLE;
 	snprintf(rep->text, sizeof(rep->text), "%s", why);
 	rep->group = op->group;
 	rep->dedup_id = op->dedup_id;
@@ -287,7 +285,7 @@ origin_done(router *r, origin *o)
 	}
 	if (!r->destroying && o->node->conn != NULL &&
 	    o->node->gen == o->gen) {
-		answer(r, o->node->conn, o->req_id, 0, NULL);
+		answer(r, o->node->conn, o->req_id, im_Code_OK, NULL);
 	}
 	r->orig_free[r->norig_free++] = (uint32_t)(o - r->orig);
 }
@@ -306,7 +304,7 @@ fwd_done(rpc_conn *c, int status, const imrpc_Rpc *reply, void *payload)
 	}
 	if (!r->destroying &&
 	    (status != IM_OK || reply->which_body != imrpc_Rpc_ack_tag ||
-	     reply->body.ack.code != 0)) {
+	     reply->body.ack.code != im_Code_OK)) {
 		for (i = 0; i < x->n; i++) {
 			unavailable(r, &x->ops[i],
 				    status != IM_OK ? "chatter unreachable"
@@ -427,7 +425,7 @@ handle_forward(router *r, rpc_conn *from, uint64_t req_id,
 	if (org != NULL) {
 		origin_done(r, org);
 	} else {
-		answer(r, from, req_id, 0, NULL);
+		answer(r, from, req_id, im_Code_OK, NULL);
 	}
 }
 /* Returns false if some reply's Connector is not connected here (it may
@@ -755,30 +753,30 @@ on_request(rpc_conn *c, uint64_t req_id, const imrpc_Rpc *m, void *payload)
 				watch_heard(r, n->name, now_of(r));
 			}
 		}
-		answer(r, c, req_id, 0, NULL);
+		answer(r, c, req_id, im_Code_OK, NULL);
 		break;
 	case imrpc_Rpc_forward_tag:
 		handle_forward(r, c, req_id, &m->body.forward);
 		break;
 	case imrpc_Rpc_replies_tag:
 		if (handle_replies(r, &m->body.replies)) {
-			answer(r, c, req_id, 0, NULL);
+			answer(r, c, req_id, im_Code_OK, NULL);
 		} else {
-			answer(r, c, req_id, CODE_UNAVAILABLE,
+			answer(r, c, req_id, im_Code_ERR_UNAVAILABLE,
 			       "connector not connected here");
 		}
 		break;
 	case imrpc_Rpc_deliver_tag:
 		handle_deliver(r, &m->body.deliver);
-		answer(r, c, req_id, 0, NULL);
+		answer(r, c, req_id, im_Code_OK, NULL);
 		break;
 	case imrpc_Rpc_user_events_tag:
 		handle_events(r, &m->body.user_events);
-		answer(r, c, req_id, 0, NULL);
+		answer(r, c, req_id, im_Code_OK, NULL);
 		break;
 	case imrpc_Rpc_slot_map_tag:
 		handle_slot_map(r, &m->body.slot_map);
-		answer(r, c, req_id, 0, NULL);
+		answer(r, c, req_id, im_Code_OK, NULL);
 		break;
 	case imrpc_Rpc_heartbeat_tag:
 		if (req_id != 0) {
@@ -789,7 +787,8 @@ on_request(rpc_conn *c, uint64_t req_id, const imrpc_Rpc *m, void *payload)
 		}
 		break;
 	default:
-		answer(r, c, req_id, CODE_BAD_REQUEST, "unexpected message");
+		answer(r, c, req_id, im_Code_ERR_BAD_REQUEST,
+		       "unexpected message");
 		break;
 	}
 }

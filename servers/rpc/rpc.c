@@ -20,6 +20,7 @@
 #include <pb_encode.h>
 
 #include "im/frame.h"
+#include "im_code.h"
 
 _Static_assert(imrpc_Rpc_size <= RPC_FRAME_MAX,
 	       "the largest RPC must fit in RPC_FRAME_MAX; adjust rpc.options");
@@ -402,7 +403,7 @@ dispatch(rpc_conn *c, const imrpc_Rpc *m)
 
 		memset(r, 0, sizeof(*r));
 		r->which_body = imrpc_Rpc_ack_tag;
-		r->body.ack.code = 2; /* im.ERR_BAD_REQUEST */
+		r->body.ack.code = im_Code_ERR_BAD_REQUEST;
 		snprintf(r->body.ack.text, sizeof(r->body.ack.text),
 			 "no handler");
 		rpc_conn_reply(c, id, r);
