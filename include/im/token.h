@@ -7,7 +7,13 @@
  *
  * The core reads no clock: now_s is passed in.
  *
- * Thread-safety: the functions are pure and thread-safe.
+ * A server checks tokens through an im_token_verifier: it keys the HMAC
+ * once at create (OpenSSL's key setup was most of a one-shot check) and
+ * is owned, and freed, by whoever checks logins. im_token_verify is the
+ * same check in one call, for tools and tests.
+ *
+ * Thread-safety: im_token_mint and im_token_verify are pure and
+ * thread-safe; a verifier is used by one thread at a time.
  */
 #ifndef IM_TOKEN_H
 #define IM_TOKEN_H
@@ -49,9 +55,52 @@ IM_API int im_token_mint(char *buf, size_t len, const void *secret,
  * @retval IM_EINVAL malformed token (or NULL/bad arguments)
  * @retval IM_EPERM  well formed but the MAC is wrong or it expired
  *         (expiry_s <= now_s)
+ * @retval IM_ERR    libcrypto failed
  */
 IM_API int im_token_verify(const char *token, const void *secret,
                            size_t secret_len, uint64_t now_s, im_uid *uid_out);
+
+/** Checks tokens against one secret; see im_token_verifier_create. */
+typedef struct im_token_verifier im_token_verifier;
+
+#define IM_TOKEN_VERIFIER_OPTS_VERSION 1
+typedef struct im_token_verifier_opts {
+	uint32_t version;
+	im_allocator alloc; /**< for the verifier itself (OpenSSL allocates
+	                         the HMAC context through its own) */
+} im_token_verifier_opts;
+#define IM_TOKEN_VERIFIER_OPTS_INIT {IM_TOKEN_VERIFIER_OPTS_VERSION, {0, 0}}
+
+/**
+ * Create a verifier for secret: the HMAC is keyed here, once. The secret is
+ * borrowed for the call; only the keyed HMAC context keeps it (wiped at
+ * destroy). The caller owns *out
+ * (im_token_verifier_destroy). On error *out is NULL.
+ * @param opts NULL for IM_TOKEN_VERIFIER_OPTS_INIT
+ * @retval IM_OK
+ * @retval IM_EINVAL NULL out or secret, secret_len outside
+ *         IM_TOKEN_SECRET_MIN..IM_TOKEN_SECRET_MAX, bad opts version
+ * @retval IM_ENOMEM
+ * @retval IM_ERR libcrypto failed
+ */
+IM_API int im_token_verifier_create(im_token_verifier **out,
+                                    const void *secret, size_t secret_len,
+                                    const im_token_verifier_opts *opts);
+
+/** Free the verifier and wipe its key; NULL is a no-op. */
+IM_API void im_token_verifier_destroy(im_token_verifier *v);
+
+/**
+ * im_token_verify against the verifier's secret: the same parsing, the
+ * same answers.
+ * @param uid_out the token's user on IM_OK (may be NULL); untouched else
+ * @retval IM_OK
+ * @retval IM_EINVAL malformed token, NULL v or token
+ * @retval IM_EPERM  well formed but the MAC is wrong or it expired
+ * @retval IM_ERR    libcrypto failed
+ */
+IM_API int im_token_verifier_verify(im_token_verifier *v, const char *token,
+                                    uint64_t now_s, im_uid *uid_out);
 
 #ifdef __cplusplus
 }

@@ -130,8 +130,7 @@ struct connector {
 	/* Cluster: the client address of another owner, for Redirect. */
 	const char *(*redirect)(void *payload, const char *owner);
 	void *redirect_payload;
-	uint8_t secret[IM_TOKEN_SECRET_MAX];
-	size_t secret_len;
+	im_token_verifier *tokens; /* keyed with the secret at create */
 	connector_opts o;
 
 	int lfd;
@@ -1034,8 +1033,8 @@ login_user(struct conn *c, uint64_t req_id, const char *token)
 	im_shard_entry e;
 	int rc;
 
-	rc = im_token_verify(token, cn->secret, cn->secret_len,
-	                     role_now_ms() / 1000u, &uid);
+	rc = im_token_verifier_verify(cn->tokens, token, role_now_ms() / 1000u,
+	                              &uid);
 	if (rc != IM_OK) {
 		conn_fail(c, req_id, im_Code_ERR_AUTH,
 		          rc == IM_EPERM ? "bad or expired token"
@@ -2492,6 +2491,7 @@ connector_create(connector **out, struct ev_loop *loop, im_store *st,
 	connector_opts o = CONNECTOR_OPTS_INIT;
 	connector *cn;
 	uint32_t i;
+	int rc;
 
 	if (out == NULL || loop == NULL || st == NULL || map == NULL ||
 	    node == NULL || router == NULL || secret == NULL ||
@@ -2519,8 +2519,11 @@ connector_create(connector **out, struct ev_loop *loop, im_store *st,
 	cn->node = node;
 	cn->index = index;
 	cn->router = router;
-	memcpy(cn->secret, secret, secret_len);
-	cn->secret_len = secret_len;
+	rc = im_token_verifier_create(&cn->tokens, secret, secret_len, NULL);
+	if (rc != IM_OK) {
+		free(cn);
+		return rc;
+	}
 	cn->o = o;
 	cn->lfd = -1;
 	cn->nub = 1024;
@@ -2602,6 +2605,6 @@ connector_destroy(connector *cn)
 	free(cn->dl);
 	free(cn->entries);
 	free(cn->names);
-	memset(cn->secret, 0, sizeof(cn->secret));
+	im_token_verifier_destroy(cn->tokens);
 	free(cn);
 }

@@ -39,7 +39,8 @@ typedef struct connector_opts {
 
 /*
  * Create a Connector. index is its number in the router's table (0 in
- * imd). The secret is copied. loop, st, map, node, router are borrowed.
+ * imd). The secret keys the Connector's token verifier (not copied
+ * otherwise). loop, st, map, node, router are borrowed.
  */
 int connector_create(connector **out, struct ev_loop *loop, im_store *st,
                      im_shard_map *map, const char *node, uint32_t index,
