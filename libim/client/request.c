@@ -319,11 +319,10 @@ req_begin(im__cc *cc, uint64_t now_ms, enum im__cc_pkind kind, pb_size_t which,
 	return IM_OK;
 }
 
+/* Common tail: rc is what putting the request's frame out returned. */
 static int
-req_end(im__cc *cc, struct im__cc_pending *p, im_Envelope *e, uint64_t *req_out)
+req_end(struct im__cc_pending *p, int rc, uint64_t *req_out)
 {
-	int rc = im__cc_put(cc, e);
-
 	if (rc != IM_OK) {
 		p->kind = P_FREE;
 		return rc;
@@ -363,7 +362,7 @@ im__cc_create_group(im__cc *cc, uint64_t now_ms, const char *name,
 		e->msg.create_group.members[i] = members[i];
 	}
 	e->msg.create_group.members_count = (pb_size_t)n;
-	return req_end(cc, p, e, req_out);
+	return req_end(p, im__cc_put(cc, e), req_out);
 }
 
 int
@@ -392,7 +391,7 @@ im__cc_member(im__cc *cc, uint64_t now_ms, bool add, im_gid group, im_uid user,
 		e->msg.remove_member.group = group;
 		e->msg.remove_member.user = user;
 	}
-	return req_end(cc, p, e, req_out);
+	return req_end(p, im__cc_put(cc, e), req_out);
 }
 
 int
@@ -414,7 +413,7 @@ im__cc_list_members(im__cc *cc, uint64_t now_ms, im_gid group,
 	p->group = group;
 	e->msg.list_members.group = group;
 	e->msg.list_members.after_user = after_user;
-	return req_end(cc, p, e, req_out);
+	return req_end(p, im__cc_put(cc, e), req_out);
 }
 
 int
@@ -444,7 +443,7 @@ im__cc_mark_read(im__cc *cc, uint64_t now_ms, im_gid group, im_seq seq,
 	p->until = seq;
 	e->msg.mark_read.group = group;
 	e->msg.mark_read.seq = seq;
-	return req_end(cc, p, e, req_out);
+	return req_end(p, im__cc_put(cc, e), req_out);
 }
 
 int
@@ -486,15 +485,7 @@ im__cc_sync(im__cc *cc, uint64_t now_ms, im_gid group, im_seq after,
 	p->until = until;
 	p->left = max_msgs;
 	p->limited = max_msgs > 0;
-	rc = im__cc_send_sync(cc, p, after);
-	if (rc != IM_OK) {
-		p->kind = P_FREE;
-		return rc;
-	}
-	if (req_out != NULL) {
-		*req_out = p->user_req;
-	}
-	return IM_OK;
+	return req_end(p, im__cc_send_sync(cc, p, after), req_out);
 }
 
 int
@@ -509,5 +500,5 @@ im__cc_ping(im__cc *cc, uint64_t now_ms, uint64_t *req_out)
 		return rc;
 	}
 	e->msg.ping.time_ms = cc->now;
-	return req_end(cc, p, e, req_out);
+	return req_end(p, im__cc_put(cc, e), req_out);
 }

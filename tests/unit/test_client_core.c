@@ -662,20 +662,27 @@ test_core_send_goes_again_after_a_reconnect_with_the_same_dedup_id(void **state)
 	fx_free(f);
 }
 
+/* Logged in, one send out, the server answers it with an Error. */
+static fx *
+send_answered_with(im_Code code, uint64_t *dd)
+{
+	fx *f = fx_new(0, 0);
+
+	login(f);
+	assert_int_equal(im__cc_send(f->cc, f->now, 10, "hi", 2, 0, 0, 0, dd),
+	                 IM_OK);
+	expect_out(f, im_Envelope_send_tag);
+	env(f, f->out.req_id, im_Envelope_error_tag)->msg.error.code = code;
+	feed(f);
+	return f;
+}
+
 static void
 test_core_unavailable_send_waits_backoff_min_then_goes_again(void **state)
 {
-	fx *f = fx_new(0, 0);
 	uint64_t dd;
-	im_Error *er;
+	fx *f = send_answered_with(im_Code_ERR_UNAVAILABLE, &dd);
 
-	login(f);
-	assert_int_equal(im__cc_send(f->cc, f->now, 10, "hi", 2, 0, 0, 0, &dd),
-	                 IM_OK);
-	expect_out(f, im_Envelope_send_tag);
-	er = &env(f, f->out.req_id, im_Envelope_error_tag)->msg.error;
-	er->code = im_Code_ERR_UNAVAILABLE;
-	feed(f);
 	assert_int_equal(f->nerr, 0);
 	assert_false(next_out(f));
 	f->now += 100;
@@ -688,17 +695,9 @@ test_core_unavailable_send_waits_backoff_min_then_goes_again(void **state)
 static void
 test_core_refused_send_leaves_the_outbox_with_an_error(void **state)
 {
-	fx *f = fx_new(0, 0);
 	uint64_t dd;
-	im_Error *er;
+	fx *f = send_answered_with(im_Code_ERR_NOT_MEMBER, &dd);
 
-	login(f);
-	assert_int_equal(im__cc_send(f->cc, f->now, 10, "hi", 2, 0, 0, 0, &dd),
-	                 IM_OK);
-	expect_out(f, im_Envelope_send_tag);
-	er = &env(f, f->out.req_id, im_Envelope_error_tag)->msg.error;
-	er->code = im_Code_ERR_NOT_MEMBER;
-	feed(f);
 	assert_int_equal(f->nerr, 1);
 	assert_int_equal(f->err, IM_EPERM);
 	assert_int_equal(f->err_dedup, dd);
