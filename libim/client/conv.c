@@ -1,0 +1,506 @@
+/*
+ * Client core: the conversations and their cursors. Deliveries and
+ * user-queue events go through here: duplicates dropped by cursor, gaps
+ * (prev_seq != cursor) repaired by a sync before anything later is shown,
+ * the list (last, read, unread, preview) kept, acks sent cumulatively up
+ * to the cursor once per batch. Kept apart from the session because these
+ * are the rules a port must follow exactly (docs/client-state-machine.md).
+ */
+#include "core.h"
+#include "internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+struct im__cc_conv *
+im__cc_conv_find(const im__cc *cc, im_gid g)
+{
+	size_t mask = cc->conv_cap - 1;
+	size_t i = (size_t)im__mix64(g) & mask;
+
+	for (;;) {
+		struct im__cc_conv *c = &cc->convs[i];
+
+		if (!c->used) {
+			return NULL;
+		}
+		if (c->c.group == g) {
+			return c;
+		}
+		i = (i + 1) & mask;
+	}
+}
+
+/* The conversation of g, added when new; NULL for g 0 or when max_convs
+ * are tracked already. */
+struct im__cc_conv *
+im__cc_conv_get(im__cc *cc, im_gid g)
+{
+	size_t mask = cc->conv_cap - 1;
+	size_t i = (size_t)im__mix64(g) & mask;
+	struct im__cc_conv *c;
+
+	if (g == 0) {
+		return NULL;
+	}
+	for (;;) {
+		c = &cc->convs[i];
+		if (!c->used) {
+			break;
+		}
+		if (c->c.group == g) {
+			return c;
+		}
+		i = (i + 1) & mask;
+	}
+	if (cc->nconvs >= cc->max_convs) {
+		return NULL;
+	}
+	memset(c, 0, sizeof(*c));
+	c->used = true;
+	c->member = true;
+	c->c.group = g;
+	cc->nconvs++;
+	return c;
+}
+
+void
+im__cc_conv_unread(struct im__cc_conv *c)
+{
+	c->c.unread = c->c.last_ordinal > c->c.read_ordinal
+	                      ? c->c.last_ordinal - c->c.read_ordinal
+	                      : 0;
+}
+
+static void
+mark_dirty(im__cc *cc, struct im__cc_conv *c)
+{
+	if (!c->dirty && cc->ndirty < cc->max_convs) {
+		c->dirty = true;
+		cc->dirty[cc->ndirty++] = c->c.group;
+	}
+}
+
+/* A message in the chain (not history): the cursor and the list move. */
+static void
+advance(im__cc *cc, struct im__cc_conv *c, const im_Deliver *d, bool own)
+{
+	c->cursor = d->seq;
+	c->known = true;
+	if (d->seq > c->c.last_seq) {
+		c->c.last_seq = d->seq;
+		c->c.last_ordinal = d->ordinal;
+		c->c.last_sender = d->sender;
+		c->c.last_time_ms = d->time_ms;
+		c->c.preview_len = IM__MIN(d->body.size, IM_CLIENT_PREVIEW_MAX);
+		memcpy(c->c.preview, d->body.bytes, c->c.preview_len);
+		if (own && d->seq > c->c.read_seq) {
+			c->c.read_seq = d->seq;
+			c->c.read_ordinal = d->ordinal;
+		}
+		im__cc_conv_unread(c);
+	}
+	mark_dirty(cc, c);
+}
+
+static void
+apply_msg(im__cc *cc, struct im__cc_conv *c, const im_Deliver *d, bool history)
+{
+	im_client_msg m;
+
+	m.group = d->group;
+	m.seq = d->seq;
+	m.prev_seq = d->prev_seq;
+	m.ordinal = d->ordinal;
+	m.sender = d->sender;
+	m.time_ms = d->time_ms;
+	m.dedup_id = d->dedup_id;
+	m.reply_to = d->reply_to;
+	m.type = d->type;
+	m.body_len = d->body.size;
+	m.body = d->body.bytes;
+	m.history = history;
+	m.own = d->sender == cc->user && cc->user != 0;
+	if (!history && c != NULL) {
+		advance(cc, c, d, m.own);
+	}
+	if (cc->cb.on_deliver != NULL) {
+		cc->cb.on_deliver(cc->handle, &m, cc->payload);
+	}
+}
+
+/* Ask for what follows the cursor of c (NULL: the user queue). Before the
+ * login finished it is noted and asked for once connected. */
+void
+im__cc_repair(im__cc *cc, struct im__cc_conv *c)
+{
+	struct im__cc_pending *p;
+	bool *syncing = c != NULL ? &c->syncing : &cc->uq_syncing;
+
+	if (*syncing) {
+		return;
+	}
+	if (cc->state != IM_CLIENT_CONNECTED) {
+		if (c != NULL) {
+			c->want_repair = true;
+		} else {
+			cc->uq_behind = true;
+		}
+		return;
+	}
+	p = im__cc_pend_new(cc, P_REPAIR);
+	if (p == NULL) {
+		/* Nowhere to track it: a reconnect resumes from the cursor,
+		 * which repairs just the same. */
+		im__cc_conn_lost(cc, IM_EFULL, 0,
+		                 "too many requests for gap repair");
+		return;
+	}
+	p->group = c != NULL ? c->c.group : 0;
+	if (im__cc_send_sync(cc, p, c != NULL ? c->cursor : cc->uq_cursor) !=
+	    IM_OK) {
+		p->kind = P_FREE;
+		im__cc_conn_lost(cc, IM_EFULL, 0,
+		                 "output full during gap repair");
+		return;
+	}
+	*syncing = true;
+}
+
+/* A repair ended without its page (refused, or timed out): live pushes
+ * flow again; not_member: the server says we are not in the group. */
+void
+im__cc_repair_end(im__cc *cc, im_gid group, bool not_member)
+{
+	struct im__cc_conv *c;
+
+	if (group == 0) {
+		cc->uq_syncing = false;
+		return;
+	}
+	c = im__cc_conv_find(cc, group);
+	if (c != NULL) {
+		c->syncing = false;
+		if (not_member) {
+			c->member = false;
+		}
+	}
+}
+
+void
+im__cc_deliver(im__cc *cc, const im_Deliver *d)
+{
+	/* Looked up (and added) before the checks below, as the client
+	 * always did: a Deliver with seq 0 still adds its group. */
+	struct im__cc_conv *c = im__cc_conv_get(cc, d->group);
+
+	if (d->group == 0 || d->seq == 0) {
+		return;
+	}
+	if (c == NULL) {
+		/* Over max_convs: still show it, but nothing to dedup by. */
+		apply_msg(cc, NULL, d, false);
+		return;
+	}
+	if (c->syncing) {
+		return; /* the repair in flight brings it */
+	}
+	if (c->cursor != 0 && d->seq <= c->cursor) {
+		return; /* seen: a replay or a retransmission */
+	}
+	if (c->known && d->prev_seq != c->cursor) {
+		c->gap_seq = d->seq;
+		im__cc_repair(cc, c);
+		return;
+	}
+	apply_msg(cc, c, d, false);
+}
+
+/* What a user-queue event changes in its conversation. */
+static void
+event_apply(struct im__cc_conv *c, const im_UserEvent *u)
+{
+	switch (u->type) {
+	case im_EventType_EV_GROUP_CREATED:
+		if (!c->known && c->c.last_seq == 0) {
+			c->known = true; /* a new group starts empty */
+		}
+		/* fall through */
+	case im_EventType_EV_JOINED:
+		if (!c->member) {
+			/* back after leaving: what happened while away is
+			 * not ours, take the chain from here */
+			c->known = false;
+		}
+		c->member = true;
+		if (u->name[0] != '\0') {
+			snprintf(c->c.name, sizeof(c->c.name), "%s", u->name);
+		}
+		break;
+	case im_EventType_EV_LEFT:
+		c->member = false;
+		break;
+	case im_EventType_EV_READ:
+		if (u->read_seq > c->c.read_seq) {
+			c->c.read_seq = u->read_seq;
+			c->c.read_ordinal = u->read_ordinal;
+			im__cc_conv_unread(c);
+		}
+		break;
+	default:
+		break;
+	}
+}
+
+void
+im__cc_event(im__cc *cc, const im_UserEvent *u, bool repair)
+{
+	im_client_event ev;
+	struct im__cc_conv *c;
+
+	if (u->seq == 0 || (cc->uq_syncing && !repair)) {
+		return; /* a repair in flight brings it, in order */
+	}
+	if (cc->uq_known && u->seq <= cc->uq_cursor) {
+		return;
+	}
+	cc->uq_cursor = u->seq;
+	cc->uq_known = true;
+	cc->uq_dirty = true;
+	c = im__cc_conv_get(cc, u->group);
+	if (c != NULL) {
+		event_apply(c, u);
+	}
+	ev.seq = u->seq;
+	ev.type = (uint32_t)u->type;
+	ev.group = u->group;
+	ev.actor = u->actor;
+	ev.read_seq = u->read_seq;
+	ev.read_ordinal = u->read_ordinal;
+	ev.time_ms = u->time_ms;
+	ev.name = u->name;
+	if (cc->cb.on_event != NULL) {
+		cc->cb.on_event(cc->handle, &ev, cc->payload);
+	}
+}
+
+void
+im__cc_conv_info(im__cc *cc, const im_ConvInfo *ci)
+{
+	struct im__cc_conv *c = im__cc_conv_get(cc, ci->group);
+
+	if (c == NULL) {
+		return;
+	}
+	c->member = true;
+	if (!c->known) {
+		/* History before login is the caller's to fetch. */
+		c->cursor = ci->last_seq;
+		c->acked = ci->last_seq;
+		c->known = true;
+	}
+	if (ci->last_seq >= c->c.last_seq) {
+		c->c.last_seq = ci->last_seq;
+		c->c.last_ordinal = ci->last_ordinal;
+		c->c.last_sender = ci->last_sender;
+		c->c.last_time_ms = ci->last_time_ms;
+		c->c.preview_len = ci->preview.size;
+		memcpy(c->c.preview, ci->preview.bytes, ci->preview.size);
+	}
+	if (ci->read_seq >= c->c.read_seq) {
+		c->c.read_seq = ci->read_seq;
+		c->c.read_ordinal = ci->read_ordinal;
+	}
+	c->c.flags = ci->flags;
+	snprintf(c->c.name, sizeof(c->c.name), "%s", ci->name);
+	c->c.unread = ci->unread;
+}
+
+/* The last page of a repair: live pushes flow again. */
+static void
+repair_done(im__cc *cc, struct im__cc_pending *p, struct im__cc_conv *c)
+{
+	if (c != NULL) {
+		c->syncing = false;
+		if (c->cursor < c->gap_seq) {
+			/* The repair did not even bring the push that showed
+			 * the gap: take the server's chain as it comes rather
+			 * than asking forever. */
+			c->known = false;
+		}
+		c->gap_seq = 0;
+	}
+	if (p->group == 0) {
+		cc->uq_syncing = false;
+	}
+	p->kind = P_FREE;
+}
+
+/* The messages of one page; returns the last seq seen (0: none). */
+static im_seq
+page_msgs(im__cc *cc, struct im__cc_pending *p, struct im__cc_conv *c,
+          const im_SyncPage *sp, uint64_t gen)
+{
+	im_seq last = 0;
+	pb_size_t i;
+
+	for (i = 0; i < sp->msgs_count && cc->gen == gen; i++) {
+		const im_Deliver *d = &sp->msgs[i];
+
+		last = d->seq;
+		if (p->kind == P_HIST) {
+			if (p->limited && p->left == 0) {
+				break;
+			}
+			apply_msg(cc, c, d, true);
+			if (p->limited) {
+				p->left--;
+			}
+		} else if (c != NULL && d->seq > c->cursor) {
+			/* The server's chain is authoritative inside a page:
+			 * it starts after our cursor and is gap-free. */
+			apply_msg(cc, c, d, false);
+		}
+	}
+	return last;
+}
+
+void
+im__cc_sync_page(im__cc *cc, struct im__cc_pending *p, const im_SyncPage *sp)
+{
+	struct im__cc_conv *c =
+	        p->group != 0 ? im__cc_conv_find(cc, p->group) : NULL;
+	uint64_t gen = cc->gen;
+	im_seq last = page_msgs(cc, p, c, sp, gen);
+	pb_size_t i;
+	im_client_reply r;
+
+	for (i = 0; i < sp->events_count && cc->gen == gen; i++) {
+		last = sp->events[i].seq;
+		im__cc_event(cc, &sp->events[i], true);
+	}
+	if (cc->gen != gen) {
+		return;
+	}
+	if (sp->more && last != 0 && !(p->limited && p->left == 0)) {
+		p->req_id = im__cc_new_req(cc);
+		if (im__cc_send_sync(cc, p, last) != IM_OK) {
+			im__cc_conn_lost(cc, IM_EFULL, 0,
+			                 "output full during sync");
+		}
+		return;
+	}
+	if (p->kind == P_REPAIR) {
+		repair_done(cc, p, c);
+		return;
+	}
+	p->kind = P_FREE;
+	memset(&r, 0, sizeof(r));
+	r.kind = IM_CLIENT_REPLY_SYNCED;
+	r.req_id = p->user_req;
+	r.group = p->group;
+	im__cc_emit_reply(cc, &r);
+}
+
+/* A DeliverAck for group up to seq; false: no room in the output now. */
+static bool
+ack(im__cc *cc, im_gid group, im_seq seq)
+{
+	im_Envelope *e = im__cc_env(cc, 0, im_Envelope_deliver_ack_tag);
+
+	e->msg.deliver_ack.group = group;
+	e->msg.deliver_ack.seq = seq;
+	return im__cc_put(cc, e) == IM_OK;
+}
+
+/* Acks are cumulative and sent once per batch of input (and again when
+ * the output had no room), never per message. */
+void
+im__cc_flush_acks(im__cc *cc)
+{
+	size_t i, keep = 0;
+
+	if (cc->state != IM_CLIENT_CONNECTED) {
+		return;
+	}
+	if (cc->uq_dirty && cc->uq_cursor > cc->uq_acked &&
+	    ack(cc, 0, cc->uq_cursor)) {
+		cc->uq_acked = cc->uq_cursor;
+		cc->uq_dirty = false;
+	}
+	for (i = 0; i < cc->ndirty; i++) {
+		struct im__cc_conv *c = im__cc_conv_find(cc, cc->dirty[i]);
+
+		if (c == NULL) {
+			continue;
+		}
+		if (c->cursor > c->acked) {
+			if (!ack(cc, c->c.group, c->cursor)) {
+				cc->dirty[keep++] = cc->dirty[i];
+				continue;
+			}
+			c->acked = c->cursor;
+		}
+		c->dirty = false;
+	}
+	cc->ndirty = keep;
+}
+
+/* ---- the application's reads ---- */
+
+void
+im__cc_convs(const im__cc *cc, im_client_conv *out, size_t max, size_t *n_out)
+{
+	size_t i, n = 0, j;
+
+	if (cc != NULL && out != NULL) {
+		for (i = 0; i < cc->conv_cap && n < max; i++) {
+			const struct im__cc_conv *c = &cc->convs[i];
+
+			if (!c->used || !c->member) {
+				continue;
+			}
+			/* Insertion sort by group id: lists are short and
+			 * a stable order makes output diffable. */
+			for (j = n; j > 0 && out[j - 1].group > c->c.group;
+			     j--) {
+				out[j] = out[j - 1];
+			}
+			out[j] = c->c;
+			n++;
+		}
+	}
+	if (n_out != NULL) {
+		*n_out = n;
+	}
+}
+
+int
+im__cc_conv_lookup(const im__cc *cc, im_gid group, im_client_conv *out)
+{
+	const struct im__cc_conv *c;
+
+	if (group == 0) {
+		return IM_ENOTFOUND;
+	}
+	c = im__cc_conv_find(cc, group);
+	if (c == NULL || !c->member) {
+		return IM_ENOTFOUND;
+	}
+	if (out != NULL) {
+		*out = c->c;
+	}
+	return IM_OK;
+}
+
+im_seq
+im__cc_cursor(const im__cc *cc, im_gid group)
+{
+	const struct im__cc_conv *c;
+
+	if (group == 0) {
+		return cc->uq_cursor;
+	}
+	c = im__cc_conv_find(cc, group);
+	return c != NULL ? c->cursor : 0;
+}
