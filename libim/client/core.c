@@ -22,39 +22,6 @@ im__cc_rng(im__cc *cc)
 	return im__mix64(z);
 }
 
-/*
- * The wire's Code as an im_err; the one place that maps them.
- */
-int
-im__cc_code_err(uint32_t code)
-{
-	switch (code) {
-	case im_Code_OK:
-		return IM_OK;
-	case im_Code_ERR_BAD_REQUEST:
-		return IM_EINVAL;
-	case im_Code_ERR_AUTH:
-	case im_Code_ERR_NOT_MEMBER:
-		return IM_EPERM;
-	case im_Code_ERR_NOT_LOGGED_IN:
-		return IM_EPROTO;
-	case im_Code_ERR_NOT_FOUND:
-	case im_Code_ERR_SESSION:
-		return IM_ENOTFOUND;
-	case im_Code_ERR_TOO_BIG:
-		return IM_ETOOBIG;
-	case im_Code_ERR_UNAVAILABLE:
-		return IM_EUNAVAIL;
-	case im_Code_ERR_FULL:
-		return IM_EFULL;
-	case im_Code_ERR_REDIRECT:
-	case im_Code_ERR_TIMEOUT:
-		return IM_EAGAIN;
-	default:
-		return IM_ERR;
-	}
-}
-
 void
 im__cc_set_state(im__cc *cc, im_client_state st)
 {
@@ -527,7 +494,7 @@ login_refused(im__cc *cc, struct im__cc_pending *p, uint64_t req_id,
 		cc->attempt = 0;
 		cc->retry_same = true;
 	}
-	im__cc_report(cc, im__cc_code_err((uint32_t)er->code),
+	im__cc_report(cc, im_code_to_err((uint32_t)er->code),
 	              (uint32_t)er->code, req_id, 0, 0, er->text);
 	im__cc_conn_lost(cc, IM_OK, 0, NULL);
 }
@@ -556,7 +523,7 @@ handle_error(im__cc *cc, uint64_t req_id, const im_Error *er)
 	if (er->code == im_Code_ERR_AUTH) {
 		cc->auth_failed = true;
 	}
-	im__cc_report(cc, im__cc_code_err((uint32_t)er->code),
+	im__cc_report(cc, im_code_to_err((uint32_t)er->code),
 	              (uint32_t)er->code, req_id, 0, 0, er->text);
 	if (er->code == im_Code_ERR_AUTH) {
 		im__cc_conn_lost(cc, IM_OK, 0, NULL);

@@ -23,6 +23,7 @@
 #include "im/client.h"
 
 #include "im.pb.h"
+#include "im_code.h" /* the wire codes and the im_err each means */
 
 /* Largest frame the client ever writes: a Send with a full body. */
 #define IM__CC_WBUF_CAP (64u * 1024u)
@@ -262,7 +263,6 @@ void im__cc_report(im__cc *cc, int err, uint32_t code, uint64_t req_id,
 void im__cc_conn_lost(im__cc *cc, int err, uint32_t code, const char *text);
 im_Envelope *im__cc_env(im__cc *cc, uint64_t req_id, pb_size_t which);
 int im__cc_put(im__cc *cc, const im_Envelope *e);
-int im__cc_code_err(uint32_t code);
 
 /* addr.c: the server list, where the next try goes, backoff */
 bool im__cc_opts_servers(struct im__cc_addr *srv, uint32_t *n_out,

@@ -207,8 +207,8 @@ im__cc_outbox_error(im__cc *cc, uint64_t req_id, const im_Error *er)
 	}
 	g = o->group;
 	dd = o->dedup_id;
-	obox_done(cc, pos, im__cc_code_err((uint32_t)er->code), 0);
-	im__cc_report(cc, im__cc_code_err((uint32_t)er->code),
+	obox_done(cc, pos, im_code_to_err((uint32_t)er->code), 0);
+	im__cc_report(cc, im_code_to_err((uint32_t)er->code),
 	              (uint32_t)er->code, req_id, g, dd, er->text);
 	im__cc_pump(cc);
 	return true;

@@ -166,7 +166,7 @@ void
 im__cc_req_error(im__cc *cc, struct im__cc_pending *p, const im_Error *er)
 {
 	enum im__cc_pkind k = p->kind;
-	int err = im__cc_code_err((uint32_t)er->code);
+	int err = im_code_to_err((uint32_t)er->code);
 	im_client_reply r;
 
 	p->kind = P_FREE;
