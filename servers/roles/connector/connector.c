@@ -125,7 +125,8 @@ connector_create(connector **out, struct ev_loop *loop, im_store *st,
 	if (cn->conns == NULL || cn->free_idx == NULL || cn->ub == NULL ||
 	    cn->rbuf == NULL || cn->obuf == NULL || cn->env == NULL ||
 	    cn->page == NULL || cn->cpage == NULL || cn->members == NULL ||
-	    cn->dl == NULL || cn->entries == NULL) {
+	    cn->dl == NULL || cn->entries == NULL ||
+	    conn__uev_scratch_init(&cn->uev, UEV_BATCH_MAX) != IM_OK) {
 		connector_destroy(cn);
 		return IM_ENOMEM;
 	}
@@ -182,6 +183,7 @@ connector_destroy(connector *cn)
 	free(cn->dl);
 	free(cn->entries);
 	free(cn->names);
+	conn__uev_scratch_finish(&cn->uev);
 	memset(cn->secret, 0, sizeof(cn->secret));
 	free(cn);
 }

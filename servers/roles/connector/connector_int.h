@@ -47,6 +47,16 @@
  * so an entry is never stale; a collision only costs a store read. */
 #define NAME_CACHE 65536
 
+/*
+ * The user-event pipeline works on at most this many events at a time,
+ * with scratch buffers allocated once at create (struct uev_scratch,
+ * about 650 KiB). A larger call (a Chatter's batch of GroupCreated events
+ * in imd reaches up to 128 x 65) is taken in chunks of this size, each
+ * its own user-queue transaction. Equal to IM_STORE_SEG_MANY_MAX, so the
+ * first segments of a chunk's users are taken in one store call.
+ */
+#define UEV_BATCH_MAX 1024
+
 /* im.EventType values. */
 enum { UEV_JOINED = 1, UEV_LEFT = 2, UEV_GROUP_CREATED = 3, UEV_READ = 4 };
 
@@ -111,6 +121,27 @@ struct conn {
 	char peer[64];
 };
 
+/*
+ * Scratch of one pass of the user-event pipeline, cap entries each
+ * (bodies: cap * UQ_BODY_CAP bytes). The Connector's own is allocated at
+ * create; only a router that calls straight back into the pipeline while
+ * it runs gets a temporary one (uevents.c).
+ */
+struct uev_scratch {
+	size_t cap;
+	im_uq_item *items;
+	im_fence *fences;
+	size_t nfences;
+	struct user **users;  /* of items[i] */
+	size_t *evidx;        /* the event of items[i] */
+	uint8_t *bodies;      /* items[i].body */
+	role_uevent *bounce;  /* events for users not owned here */
+	role_uevent *retry;   /* a fenced-out chunk, once more */
+	im_seg_key *keys;     /* first segments taken in one call */
+	struct user **takers; /* of keys[i] */
+	im_seg *segs;
+};
+
 struct connector {
 	struct ev_loop *loop;
 	im_store *st;
@@ -157,6 +188,8 @@ struct connector {
 	im_Deliver *dl;
 	im_conv_entry *entries;
 	struct name_slot *names; /* group name cache, NAME_CACHE entries */
+	struct uev_scratch uev;  /* UEV_BATCH_MAX entries */
+	bool uev_busy;           /* the pipeline is using uev */
 
 	connector_stats stats;
 };
@@ -248,6 +281,8 @@ void conn__fill_deliver(im_Deliver *d, const im_msg *m);
 
 /* uevents.c: the user-event pipeline */
 
+int conn__uev_scratch_init(struct uev_scratch *sc, size_t cap);
+void conn__uev_scratch_finish(struct uev_scratch *sc);
 /* A user queue item as a UserEvent frame in cn->obuf; 0 if undecodable. */
 size_t conn__uevent_frame(connector *cn, const im_uq_item *item);
 
