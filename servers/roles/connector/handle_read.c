@@ -1,6 +1,8 @@
 /*
  * MarkRead: move the user's read pointer (store first, then the list) and
- * tell the user's other devices with a READ user event.
+ * tell the user's other devices with a READ user event. The event is for
+ * a user of this Connector, so it is appended and pushed here
+ * (conn__uevent_raise), not sent round through a Router.
  */
 #include <string.h>
 
@@ -51,6 +53,8 @@ conn__handle_mark_read(struct conn *c, uint64_t req_id, const im_MarkRead *mr)
 		ev.actor = u->uid;
 		ev.read_seq = pos.seq;
 		ev.read_ordinal = pos.ordinal;
-		cn->router->ops->user_events(cn->router, &ev, 1);
+		/* The user is (almost always) ours: apply it here, not
+		 * through a Router back to this Connector. */
+		conn__uevent_raise(cn, &ev);
 	}
 }

@@ -426,6 +426,16 @@ connector_user_events(connector *cn, const role_uevent *evs, size_t n)
 	}
 }
 
+void
+conn__uevent_raise(connector *cn, const role_uevent *ev)
+{
+	if (uevent_ours(cn, ev)) {
+		connector_user_events(cn, ev, 1);
+	} else {
+		cn->router->ops->user_events(cn->router, ev, 1);
+	}
+}
+
 int
 conn__uev_scratch_init(struct uev_scratch *sc, size_t cap)
 {
