@@ -110,7 +110,9 @@ uint32_t connector_renamed(connector *cn);
  * this node, after one reload of the map, are not dropped: they go back
  * through the router's user_events with hops + 1 (the Router routes them
  * by its own, reloaded, map); past ROLE_UEVENT_HOPS_MAX they are dropped
- * and logged.
+ * and logged. The READ event of a MarkRead is raised by the Connector
+ * itself: for a user the map gives to this node it is applied here, never
+ * sent round through the router.
  */
 
 typedef struct connector_stats {
