@@ -112,8 +112,12 @@ struct batch {
 	char err[IM_STORE_ERRMSG_MAX];
 };
 
-/* im.EventType values. */
-enum { UEV_JOINED = 1, UEV_LEFT = 2, UEV_GROUP_CREATED = 3 };
+/* im.EventType, named once in im.proto (chatter.h brings im.pb.h). */
+enum {
+	UEV_JOINED = im_EventType_EV_JOINED,
+	UEV_LEFT = im_EventType_EV_LEFT,
+	UEV_GROUP_CREATED = im_EventType_EV_GROUP_CREATED
+};
 
 /* A CreateGroup waiting for the loop turn's creation commit. */
 struct cpend {

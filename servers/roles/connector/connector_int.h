@@ -57,8 +57,13 @@
  */
 #define UEV_BATCH_MAX 1024
 
-/* im.EventType values. */
-enum { UEV_JOINED = 1, UEV_LEFT = 2, UEV_GROUP_CREATED = 3, UEV_READ = 4 };
+/* im.EventType, named once in im.proto. */
+enum {
+	UEV_JOINED = im_EventType_EV_JOINED,
+	UEV_LEFT = im_EventType_EV_LEFT,
+	UEV_GROUP_CREATED = im_EventType_EV_GROUP_CREATED,
+	UEV_READ = im_EventType_EV_READ
+};
 
 struct name_slot {
 	im_gid gid; /* 0 = empty */
