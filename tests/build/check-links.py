@@ -8,8 +8,9 @@ of the workspace it was written in. Checked, over every file git tracks
 
  1. Markdown links `[text](target)` in *.md: a relative target must exist,
     resolved from the Markdown file's folder, inside the repository.
- 2. Paths in prose: in *.md text and in the comments of C, proto, meson,
-    shell and Python files, a token that starts with a top-level folder of
+ 2. Paths in prose: in *.md text (outside fenced code blocks) and in the
+    comments of C, proto, meson, SQL, shell and Python files (scripts
+    without a suffix too, by their #! line), a token that starts with a top-level folder of
     the repository (`docs/`, `servers/`, ...) or with `../`, or is a bare
     `NAME.md`, must name an existing file or folder: relative to the root,
     to the file's folder, or as the tail of a tracked path (`roles/role.h`
@@ -113,7 +114,8 @@ def comment_lines(path, text):
             if parts:
                 out.append((no, ' '.join(parts)))
         return out
-    if path.endswith(HASH_LIKE) or name in HASH_NAMES:
+    if path.endswith(HASH_LIKE) or name in HASH_NAMES or \
+            text.startswith('#!'):
         for no, line in enumerate(lines, 1):
             s = line.lstrip()
             if s.startswith('#') and not s.startswith('#!'):
@@ -161,8 +163,9 @@ def main():
 
     for src in files:
         if not (src.endswith('.md') or src.endswith(C_LIKE + HASH_LIKE)
-                or os.path.basename(src) in HASH_NAMES):
-            continue
+                or os.path.basename(src) in HASH_NAMES
+                or '.' not in os.path.basename(src)):
+            continue  # scripts without a suffix: by their #! line below
         if src == 'tests/build/check-links.py':
             continue  # its docstring names the patterns it refuses
         try:
