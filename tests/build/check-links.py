@@ -14,8 +14,10 @@ of the workspace it was written in. Checked, over every file git tracks
     the repository (`docs/`, `servers/`, ...) or with `../`, or is a bare
     `NAME.md`, must name an existing file or folder: relative to the root,
     to the file's folder, or as the tail of a tracked path (`roles/role.h`
-    inside servers/README.md). Templates (`test_<m>.c`, `NNN_name.sql`,
-    `*.c`) are skipped.
+    inside servers/README.md). Only what reads as a path counts: a file
+    name with a suffix, a folder with a trailing /, or two levels or more
+    (`libim/libim-client` is "either", not a path). Templates
+    (`test_<m>.c`, `NNN_name.sql`, `*.c`) are skipped.
  3. Nothing may point outside the repository: no `../shared/`, no
     `/work/...`, and no `../` that climbs above the root.
 
@@ -206,6 +208,13 @@ def main():
                 first = ref.split('/')[0]
                 if not (ref.startswith('../') or first in tops or
                         ('/' not in ref and ref.endswith('.md'))):
+                    continue
+                # `libim/libim-client` is English for "either", not a path:
+                # a path names a file (NAME.EXT), a folder (trailing /)
+                # or goes deeper than one level.
+                last = ref.rstrip('/').split('/')[-1]
+                if not ('.' in last or ref.endswith('/') or
+                        ref.rstrip('/').count('/') >= 2):
                     continue
                 if ref.startswith('../'):
                     p = os.path.normpath(os.path.join(here, ref))
