@@ -236,7 +236,7 @@ parse_ip(const char *s, size_t n, uint32_t *out)
 	if (inet_pton(AF_INET, buf, &a) != 1) {
 		return -1;
 	}
-	/* The bench only ever talks to loopback (common.md). */
+	/* The bench only ever talks to loopback (bench/README.md, im-bench). */
 	if ((ntohl(a.s_addr) >> 24) != 127) {
 		return -1;
 	}

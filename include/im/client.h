@@ -1,7 +1,8 @@
 /**
  * @file client.h
  * The libim client: one connection to a libim server (imd or a Connector)
- * speaking the client protocol (proto/im.proto, docs in protocol.md).
+ * speaking the client protocol (proto/im.proto, described in docs/protocol.md;
+ * the client's rules step by step: docs/client-state-machine.md).
  *
  * What it does for the caller:
  *  - login with a token, then keeps the user's conversation list (last and
