@@ -20,6 +20,23 @@
 	" FROM fx LEFT JOIN f ON f.kind = fx.kind AND f.slot = fx.slot"      \
 	" WHERE f.epoch IS DISTINCT FROM fx.epoch)"
 
+/* Types of the message arrays $4..$13 of the appends. */
+#define MSG_ARR_TYPES                                                      \
+	OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR,            \
+	OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR,            \
+	OID_INT8_ARR, OID_BYTEA_ARR
+
+/* The fast appends: insert $4..$13 as given unless a fence is stale. */
+#define FAST_INSERT                                                        \
+	" ins AS (INSERT INTO im_messages (conv, seq, prev_seq, ordinal,"    \
+	" sender, dedup_id, reply_to, time_ms, type, body)"                  \
+	" SELECT * FROM unnest($4::int8[], $5::int8[], $6::int8[],"          \
+	" $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[],"     \
+	" $12::int8[], $13::bytea[])"                                        \
+	" WHERE NOT EXISTS (SELECT 1 FROM bad) RETURNING 1)"                 \
+	" SELECT 1::int8, kind, slot, cur FROM bad"                          \
+	" UNION ALL SELECT 2, count(*), 0, 0 FROM ins"
+
 const struct pg_stmt_def im__pg_stmts[PG_NSTMT] = {
 	[PG_SLOT_LOAD] = {"im_slot_load",
 		"SELECT slot::int8, epoch::int8, owner FROM im_slots"
@@ -94,24 +111,11 @@ const struct pg_stmt_def im__pg_stmts[PG_NSTMT] = {
 		" SELECT 0::int8, idx, seq, prev_seq, ordinal, time_ms FROM o"
 		" UNION ALL SELECT 1, kind, slot, cur, 0, 0 FROM bad"
 		" UNION ALL SELECT 2, count(*), 0, 0, 0, 0 FROM ins",
-		13, {OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR,
-		     OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR,
-		     OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR,
-		     OID_BYTEA_ARR}},
+		13, {OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR, MSG_ARR_TYPES}},
 	[PG_MSG_APPEND_FAST] = {"im_msg_append_fast",
 		"WITH " FENCE_CTE ","
-		" ins AS (INSERT INTO im_messages (conv, seq, prev_seq, ordinal,"
-		" sender, dedup_id, reply_to, time_ms, type, body)"
-		" SELECT * FROM unnest($4::int8[], $5::int8[], $6::int8[],"
-		" $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[],"
-		" $12::int8[], $13::bytea[])"
-		" WHERE NOT EXISTS (SELECT 1 FROM bad) RETURNING 1)"
-		" SELECT 1::int8, kind, slot, cur FROM bad"
-		" UNION ALL SELECT 2, count(*), 0, 0 FROM ins",
-		13, {OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR,
-		     OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR,
-		     OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR,
-		     OID_BYTEA_ARR}},
+		FAST_INSERT,
+		13, {OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR, MSG_ARR_TYPES}},
 	/* The same for the common single fence, without the fence arrays. */
 	[PG_MSG_APPEND_FAST1] = {"im_msg_append_fast1",
 		"WITH f AS MATERIALIZED (SELECT epoch::int8 AS epoch"
@@ -119,18 +123,8 @@ const struct pg_stmt_def im__pg_stmts[PG_NSTMT] = {
 		" bad AS (SELECT $1 AS kind, $2 AS slot,"
 		" coalesce((SELECT epoch FROM f), 0) AS cur"
 		" WHERE NOT EXISTS (SELECT 1 FROM f WHERE epoch = $3)),"
-		" ins AS (INSERT INTO im_messages (conv, seq, prev_seq, ordinal,"
-		" sender, dedup_id, reply_to, time_ms, type, body)"
-		" SELECT * FROM unnest($4::int8[], $5::int8[], $6::int8[],"
-		" $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[],"
-		" $12::int8[], $13::bytea[])"
-		" WHERE NOT EXISTS (SELECT 1 FROM bad) RETURNING 1)"
-		" SELECT 1::int8, kind, slot, cur FROM bad"
-		" UNION ALL SELECT 2, count(*), 0, 0 FROM ins",
-		13, {OID_INT8, OID_INT8, OID_INT8, OID_INT8_ARR,
-		     OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR,
-		     OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR,
-		     OID_BYTEA_ARR}},
+		FAST_INSERT,
+		13, {OID_INT8, OID_INT8, OID_INT8, MSG_ARR_TYPES}},
 	[PG_MSG_READ] = {"im_msg_read",
 		"SELECT conv::int8, seq::int8, prev_seq::int8, ordinal::int8,"
 		" sender::int8, dedup_id::int8, reply_to::int8, time_ms::int8,"
