@@ -1,0 +1,245 @@
+/*
+ * Private to the sqlite backend: the handle, the cached statements and the
+ * one prepare-bind-step helper every op goes through (sqlite_query.c), so
+ * that the op files (sqlite_slots.c, sqlite_msgs.c, sqlite_groups.c,
+ * sqlite_nodes.c, sqlite_append.c) hold only what each op asks, in which
+ * transaction, and how it reads the answer.
+ */
+#ifndef IM_STORE_SQLITE_INTERNAL_H
+#define IM_STORE_SQLITE_INTERNAL_H
+
+#include "store/sqlite/sqlite.h"
+
+#include "im/sys/store.h"
+#include "internal.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+enum sq_stmt_id {
+	SQ_BEGIN,
+	SQ_COMMIT,
+	SQ_ROLLBACK,
+	SQ_SLOT_LOAD,
+	SQ_SLOT_GET,
+	SQ_SLOT_INSERT,
+	SQ_SLOT_UPDATE,
+	SQ_SEG_BUMP,
+	SQ_SEG_FIRST,
+	SQ_MSG_INSERT,
+	SQ_MSG_BY_DEDUP,
+	SQ_MSG_READ,
+	SQ_MSG_LAST,
+	SQ_GROUP_INSERT,
+	SQ_GROUP_GET,
+	SQ_MEMBER_INSERT,
+	SQ_MEMBER_DELETE,
+	SQ_MEMBER_LIST,
+	SQ_CONV_LOAD,
+	SQ_CONV_UPDATE,
+	SQ_UQ_INSERT,
+	SQ_UQ_READ,
+	SQ_UQ_LAST,
+	SQ_NSTMT
+};
+
+/* Where the chain of a conv stands after message i of a batch. */
+struct sq_chain {
+	size_t prev_idx; /* previous message of the same conv, or SIZE_MAX */
+	im_seq next_prev;
+	uint64_t next_ord;
+};
+
+typedef struct sq_store {
+	im_store base; /* first: the wrappers see only this */
+	sqlite3 *db;
+	sqlite3_stmt *stmt[SQ_NSTMT];
+	bool prepared;
+	bool in_cb; /* a read is streaming rows to its callback */
+	struct sq_chain *chain;
+	size_t chain_cap;
+} sq_store;
+
+static inline sq_store *
+sq_of(im_store *st)
+{
+	return (sq_store *)st;
+}
+
+static inline sqlite3_int64
+sq_i64(uint64_t v)
+{
+	return (sqlite3_int64)v;
+}
+
+/* Bounds of range reads: the stored range ends at INT64_MAX. */
+static inline sqlite3_int64
+sq_bound(im_seq s)
+{
+	return s > (uint64_t)INT64_MAX ? INT64_MAX : (sqlite3_int64)s;
+}
+
+static inline uint64_t
+sq_col_u64(sqlite3_stmt *s, int col)
+{
+	return (uint64_t)sqlite3_column_int64(s, col);
+}
+
+static inline const char *
+sq_kind_name(im_kind kind)
+{
+	return kind == IM_KIND_USER ? "user" : "group";
+}
+
+/* ---- statements (sqlite_query.c) ------------------------------------- */
+
+/* One bound parameter: an integer (the uint64 bit pattern), text, a blob. */
+struct sq_arg {
+	enum { SQ_ARG_INT, SQ_ARG_TEXT, SQ_ARG_BLOB } type;
+	uint64_t i;
+	const void *p;
+	uint32_t len;
+};
+
+/* clang-format off */
+#define SQ_INT(v) {SQ_ARG_INT, (uint64_t)(v), NULL, 0}
+#define SQ_TEXT(str) {SQ_ARG_TEXT, 0, (str), 0}
+#define SQ_BLOB(data, n) {SQ_ARG_BLOB, 0, (data), (n)}
+/* The args of one call, bound to ?1, ?2, ... in order: array, count. */
+#define SQ_ARGS(...)                                                       \
+	(const struct sq_arg[]){__VA_ARGS__},                              \
+	(int)(sizeof((const struct sq_arg[]){__VA_ARGS__}) /               \
+	      sizeof(struct sq_arg))
+/* clang-format on */
+
+/*
+ * Called for each row the statement s steps to; a non-zero return stops
+ * the rows and is passed back. Column values are borrowed until it returns.
+ */
+typedef int (*sq_row_fn)(sqlite3_stmt *s, void *arg);
+
+/*
+ * A read's callback and payload, handed to its row fn (the row fns of the
+ * reads turn a row into the caller's struct and call it).
+ */
+struct sq_reader {
+	union {
+		im_slot_cb slot;
+		im_msg_cb msg;
+		im_uid_cb uid;
+		im_conv_cb conv;
+		im_uq_cb uq;
+		im_node_cb node;
+	} cb;
+	void *payload;
+	/* What the rows do not carry: slot_load's kind, a read's key. */
+	im_kind kind;
+	uint64_t key;
+};
+
+/*
+ * Turn a sqlite failure into an im_err with detail. A lock still held when
+ * busy_timeout ran out is IM_EUNAVAIL: the caller may retry, and for writes
+ * nothing was committed.
+ */
+int im__sq_fail(sq_store *sq, int rc, const char *what);
+
+/* IM_ERR when called from the store's own read callback. */
+int im__sq_guard(sq_store *sq);
+
+/* Prepare and cache every statement (once, after the schema is migrated). */
+int im__sq_prepare_all(sq_store *sq);
+
+/* sqlite3_exec of fixed SQL (migrations, pragmas), failures with detail. */
+int im__sq_exec_sql(sq_store *sq, const char *sql, const char *what);
+
+/*
+ * The query helper of every op: bind args to s (reset first), step it to
+ * the end and hand each row to fn (NULL: none) until one returns non-zero,
+ * which is returned. A failed step is im__sq_fail(what). Calls from fn
+ * into the store are refused meanwhile; s is reset before returning.
+ */
+int im__sq_run_stmt(sq_store *sq, sqlite3_stmt *s, const struct sq_arg *args,
+                    int nargs, const char *what, sq_row_fn fn, void *arg);
+
+/* im__sq_run_stmt on the cached statement id. */
+int im__sq_run(sq_store *sq, enum sq_stmt_id id, const struct sq_arg *args,
+               int nargs, const char *what, sq_row_fn fn, void *arg);
+
+/*
+ * im__sq_run for a statement answering at most one row of integers:
+ * cols_out[0..ncols) from its first row, 0 where there is none;
+ * *found_out (may be NULL) whether there was one.
+ */
+int im__sq_run_u64(sq_store *sq, enum sq_stmt_id id, const struct sq_arg *args,
+                   int nargs, const char *what, uint64_t *cols_out, int ncols,
+                   bool *found_out);
+
+/*
+ * Start a write: refuse a call from a read callback, then BEGIN IMMEDIATE
+ * (the write lock up front; see sqlite.c).
+ */
+int im__sq_write_begin(sq_store *sq);
+
+/* Finish a write transaction: commit on success, roll back otherwise. */
+int im__sq_end(sq_store *sq, int rc);
+
+/* ---- shared by the op files ------------------------------------------ */
+
+/* Inside a write: every fence's slot must be at its epoch (IM_ESTALE). */
+int im__sq_check_fences(sq_store *sq, const im_fence *fences, size_t nfences);
+
+/* The last message of conv at or below seq at (IM_ENOTFOUND: none). */
+int im__sq_last(sq_store *sq, im_gid conv, im_seq at, im_msg_pos *pos_out);
+
+/* The message with a dedup key, without its body (IM_ENOTFOUND: none). */
+int im__sq_find_dedup(sq_store *sq, im_gid conv, im_uid sender,
+                      uint64_t dedup_id, im_msg *out);
+
+/* ---- the ops (one file per area) ------------------------------------- */
+
+int im__sq_slot_load(im_store *st, im_kind kind, im_slot_cb cb, void *payload);
+int im__sq_slot_cas(im_store *st, im_kind kind, uint32_t slot, im_epoch expect,
+                    const char *owner, im_epoch *epoch_out);
+int im__sq_slot_cas_many(im_store *st, im_kind kind, const uint32_t *slots,
+                         const im_epoch *expect, size_t n, const char *owner,
+                         im_epoch *epochs_out);
+int im__sq_seg_take(im_store *st, const im_seg_key *key, uint32_t step,
+                    im_seg *seg_out);
+int im__sq_seg_take_many(im_store *st, const im_seg_key *keys, size_t n,
+                         uint32_t step, im_seg *segs_out);
+
+int im__sq_msg_append(im_store *st, const im_fence *fences, size_t nfences,
+                      const im_msg *msgs, size_t n, im_append_result *res_out);
+int im__sq_uq_append(im_store *st, const im_fence *fences, size_t nfences,
+                     const im_uq_item *items, size_t n);
+
+int im__sq_msg_read(im_store *st, im_gid conv, im_seq after, im_seq until,
+                    uint32_t limit, im_msg_cb cb, void *payload);
+int im__sq_msg_last(im_store *st, im_gid conv, im_seq at, im_msg_pos *pos_out);
+int im__sq_msg_find_dedup(im_store *st, im_gid conv, im_uid sender,
+                          uint64_t dedup_id, im_msg *msg_out);
+int im__sq_uq_read(im_store *st, im_uid user, im_seq after, uint32_t limit,
+                   im_uq_cb cb, void *payload);
+int im__sq_uq_last(im_store *st, im_uid user, im_seq *last_out);
+
+int im__sq_group_create(im_store *st, const im_group *group);
+int im__sq_group_create_many(im_store *st, const im_fence *fences,
+                             size_t nfences, const im_group_new *groups,
+                             size_t n);
+int im__sq_group_lookup(im_store *st, im_gid gid, im_group *out);
+int im__sq_member_add(im_store *st, im_gid gid, im_uid user, bool *added_out);
+int im__sq_member_remove(im_store *st, im_gid gid, im_uid user,
+                         bool *removed_out);
+int im__sq_member_list(im_store *st, im_gid gid, im_uid_cb cb, void *payload);
+int im__sq_conv_load(im_store *st, im_uid user, im_conv_cb cb, void *payload);
+int im__sq_conv_update(im_store *st, im_uid user, im_gid conv, im_seq read_seq,
+                       uint64_t read_ordinal, uint32_t flags);
+
+int im__sq_node_register(im_store *st, const char *name, im_node_role role,
+                         const char *address, uint64_t now_ms,
+                         uint64_t *incarnation_out);
+int im__sq_node_heartbeat(im_store *st, const char *name, uint64_t now_ms);
+int im__sq_node_list(im_store *st, im_node_cb cb, void *payload);
+
+#endif
