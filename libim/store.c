@@ -8,9 +8,50 @@
  */
 #include "im/sys/store.h"
 #include "internal.h"
+#include "store/ops.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
+
+/*
+ * The op list (store/ops.h) and struct im_store_ops must agree: the list
+ * drives the forwarding stores, the version gates below and
+ * im_store_init(), the struct is what backends fill. A mirror struct built
+ * from the list has to have the struct's size and every op at the struct's
+ * offset, so a member missing from either, or out of order, fails here.
+ */
+struct ops_mirror {
+	uint32_t version;
+	const char *name;
+	void (*close)(im_store *st);
+#define MIRROR_MEMBER(v, op, OP, params, args)                                 \
+	int (*op)(im_store *st, IM__UNPAREN params);
+	IM__STORE_OPS(MIRROR_MEMBER)
+#undef MIRROR_MEMBER
+};
+
+_Static_assert(sizeof(struct ops_mirror) == sizeof(struct im_store_ops),
+	       "store/ops.h and struct im_store_ops list different ops");
+#define SAME_OFFSET(v, op, OP, params, args)                                   \
+	_Static_assert(offsetof(struct ops_mirror, op) ==                      \
+			       offsetof(struct im_store_ops, op),              \
+		       "store/ops.h: " #op " is not where the struct has it");
+IM__STORE_OPS(SAME_OFFSET)
+#undef SAME_OFFSET
+
+/* The version that added each op: OP_VERSION_<op>. */
+enum {
+#define OP_VERSION(v, op, OP, params, args) OP_VERSION_##op = (v),
+	IM__STORE_OPS(OP_VERSION)
+#undef OP_VERSION
+};
+
+/* The newest ops in the list are those of this header's version. */
+#define AT_LATEST(v, op, OP, params, args) +((v) == IM_STORE_OPS_VERSION)
+_Static_assert(0 IM__STORE_OPS(AT_LATEST) > 0,
+	       "store/ops.h lacks the ops of IM_STORE_OPS_VERSION");
+#undef AT_LATEST
 
 #define CHECK(cond)                                                          \
 	do {                                                                 \
@@ -23,6 +64,18 @@
 		}                                                            \
 	} while (0)
 
+/* An op added after version 1: the version test comes first, as a table
+ * compiled against an older header ends before the op. */
+#define NEED_OP(op)                                                            \
+	do {                                                                   \
+		if (st->ops->version < OP_VERSION_##op ||                      \
+		    st->ops->op == NULL) {                                     \
+			im_store_set_error(st, "%s: " #op " not supported",    \
+					   st->ops->name);                     \
+			return IM_ENOTSUP;                                     \
+		}                                                              \
+	} while (0)
+
 int
 im_store_init(im_store *st, const struct im_store_ops *ops)
 {
@@ -30,14 +83,16 @@ im_store_init(im_store *st, const struct im_store_ops *ops)
 	    ops->version > IM_STORE_OPS_VERSION || ops->name == NULL) {
 		return IM_EINVAL;
 	}
-	if (!ops->close || !ops->migrate || !ops->slot_load || !ops->slot_cas ||
-	    !ops->seg_take || !ops->msg_append || !ops->msg_read ||
-	    !ops->msg_last || !ops->msg_find_dedup || !ops->group_create ||
-	    !ops->group_lookup || !ops->member_add || !ops->member_remove ||
-	    !ops->member_list || !ops->conv_load || !ops->conv_update ||
-	    !ops->uq_append || !ops->uq_read) {
+	if (ops->close == NULL) {
 		return IM_EINVAL;
 	}
+	/* Every version 1 op is required. */
+#define REQUIRE(v, op, OP, params, args)                                       \
+	if ((v) == 1 && ops->op == NULL) {                                     \
+		return IM_EINVAL;                                              \
+	}
+	IM__STORE_OPS(REQUIRE)
+#undef REQUIRE
 	st->ops = ops;
 	st->errmsg[0] = '\0';
 	return IM_OK;
@@ -313,8 +368,6 @@ im_store_uq_read(im_store *st, im_uid user, im_seq after, uint32_t limit,
 
 /* Version 2: cluster membership. */
 
-#define HAS_OP(st, v, op) ((st)->ops->version >= (v) && (st)->ops->op != NULL)
-
 static bool
 node_name_ok(const char *name)
 {
@@ -341,11 +394,7 @@ im_store_node_register(im_store *st, const char *name, im_node_role role,
 	CHECK(address != NULL && address[0] != '\0');
 	CHECK(strlen(address) <= IM_NODE_ADDR_MAX);
 	CHECK(now_ms < (uint64_t)INT64_MAX);
-	if (!HAS_OP(st, 2, node_register)) {
-		im_store_set_error(st, "%s: node_register not supported",
-				   st->ops->name);
-		return IM_ENOTSUP;
-	}
+	NEED_OP(node_register);
 	return st->ops->node_register(st, name, role, address, now_ms,
 				      incarnation_out != NULL ? incarnation_out
 							      : &ignored);
@@ -357,11 +406,7 @@ im_store_node_heartbeat(im_store *st, const char *name, uint64_t now_ms)
 	CHECK(st != NULL);
 	CHECK(node_name_ok(name));
 	CHECK(now_ms < (uint64_t)INT64_MAX);
-	if (!HAS_OP(st, 2, node_heartbeat)) {
-		im_store_set_error(st, "%s: node_heartbeat not supported",
-				   st->ops->name);
-		return IM_ENOTSUP;
-	}
+	NEED_OP(node_heartbeat);
 	return st->ops->node_heartbeat(st, name, now_ms);
 }
 
@@ -370,11 +415,7 @@ im_store_node_list(im_store *st, im_node_cb cb, void *payload)
 {
 	CHECK(st != NULL);
 	CHECK(cb != NULL);
-	if (!HAS_OP(st, 2, node_list)) {
-		im_store_set_error(st, "%s: node_list not supported",
-				   st->ops->name);
-		return IM_ENOTSUP;
-	}
+	NEED_OP(node_list);
 	return st->ops->node_list(st, cb, payload);
 }
 
@@ -394,11 +435,7 @@ im_store_slot_cas_many(im_store *st, im_kind kind, const uint32_t *slots,
 	for (i = 0; i < n; i++) {
 		CHECK(expect[i] < (im_epoch)INT64_MAX);
 	}
-	if (!HAS_OP(st, 3, slot_cas_many)) {
-		im_store_set_error(st, "%s: slot_cas_many not supported",
-				   st->ops->name);
-		return IM_ENOTSUP;
-	}
+	NEED_OP(slot_cas_many);
 	return st->ops->slot_cas_many(st, kind, slots, expect, n, owner,
 				      epochs_out);
 }
@@ -438,11 +475,7 @@ im_store_group_create_many(im_store *st, const im_fence *fences,
 			CHECK(groups[i].group.gid != groups[j].group.gid);
 		}
 	}
-	if (!HAS_OP(st, 4, group_create_many)) {
-		im_store_set_error(st, "%s: group_create_many not supported",
-				   st->ops->name);
-		return IM_ENOTSUP;
-	}
+	NEED_OP(group_create_many);
 	return st->ops->group_create_many(st, fences, nfences, groups, n);
 }
 
@@ -467,11 +500,7 @@ im_store_seg_take_many(im_store *st, const im_seg_key *keys, size_t n,
 			      keys[i].id != keys[j].id);
 		}
 	}
-	if (!HAS_OP(st, 4, seg_take_many)) {
-		im_store_set_error(st, "%s: seg_take_many not supported",
-				   st->ops->name);
-		return IM_ENOTSUP;
-	}
+	NEED_OP(seg_take_many);
 	return st->ops->seg_take_many(st, keys, n, step, segs_out);
 }
 
@@ -482,10 +511,6 @@ im_store_uq_last(im_store *st, im_uid user, im_seq *last_out)
 	CHECK(user != 0);
 	CHECK(last_out != NULL);
 	*last_out = 0;
-	if (!HAS_OP(st, 4, uq_last)) {
-		im_store_set_error(st, "%s: uq_last not supported",
-				   st->ops->name);
-		return IM_ENOTSUP;
-	}
+	NEED_OP(uq_last);
 	return st->ops->uq_last(st, user, last_out);
 }

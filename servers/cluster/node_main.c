@@ -32,7 +32,7 @@
 #include "member.h"
 #include "router.h"
 #ifdef IMNODE_HAVE_ROLES
-#include "store_mux.h"
+#include "store/mux.h"
 #include "tuning.h"
 #endif
 
@@ -968,16 +968,16 @@ out:
 static int
 run_role_mux(struct ev_loop *loop, im_store *st, node_config *c)
 {
-	store_mux *mux = NULL;
+	im__store_mux *mux = NULL;
 	im_store *lst = NULL, *cst = NULL;
 	int ret = 1;
 
 	if (strcmp(c->role, "chatter") != 0 || !c->ch.commit_thread) {
 		return run_role(loop, st, c);
 	}
-	if (store_mux_create(&mux, st) != IM_OK ||
-	    store_mux_handle(mux, &lst) != IM_OK ||
-	    store_mux_handle(mux, &cst) != IM_OK) {
+	if (im__store_mux_create(&mux, st) != IM_OK ||
+	    im__store_mux_handle(mux, &lst) != IM_OK ||
+	    im__store_mux_handle(mux, &cst) != IM_OK) {
 		fprintf(stderr, "imnode: store handles: out of memory\n");
 	} else {
 		c->ch.commit_store = cst;
@@ -985,7 +985,7 @@ run_role_mux(struct ev_loop *loop, im_store *st, node_config *c)
 	}
 	im_store_close(cst);
 	im_store_close(lst);
-	store_mux_destroy(mux);
+	im__store_mux_destroy(mux);
 	return ret;
 }
 #endif

@@ -24,7 +24,7 @@
 #include "im/store.h"
 #include "im/token.h"
 #include "router_local.h"
-#include "store_mux.h"
+#include "store/mux.h"
 
 struct imd {
 	struct ev_loop *loop;
@@ -312,7 +312,7 @@ run(imd_config *cfg)
 	im_store_sqlite_opts so = IM_STORE_SQLITE_OPTS_INIT;
 	im_shard_opts sho = IM_SHARD_OPTS_INIT;
 	im_store *st = NULL, *lst = NULL, *cst = NULL;
-	store_mux *mux = NULL;
+	im__store_mux *mux = NULL;
 	im_shard_map *map = NULL;
 	router_local router;
 	struct imd d;
@@ -384,9 +384,9 @@ run(imd_config *cfg)
 	lst = st;
 	cfg->ch.commit_store = NULL;
 	if (cfg->ch.commit_thread &&
-	    (store_mux_create(&mux, st) != IM_OK ||
-	     store_mux_handle(mux, &lst) != IM_OK ||
-	     store_mux_handle(mux, &cst) != IM_OK)) {
+	    (im__store_mux_create(&mux, st) != IM_OK ||
+	     im__store_mux_handle(mux, &lst) != IM_OK ||
+	     im__store_mux_handle(mux, &cst) != IM_OK)) {
 		LOG_E("store handles for the commit thread: out of memory");
 		goto out;
 	}
@@ -470,7 +470,7 @@ out:
 		im_store_close(lst);
 	}
 	im_store_close(cst);
-	store_mux_destroy(mux);
+	im__store_mux_destroy(mux);
 	im_store_close(st);
 	if (status == 0) {
 		LOG_I("imd stopped");

@@ -43,7 +43,7 @@ typedef struct chatter_opts {
 	/*
 	 * The commit thread's handle on the store (not a tuning key): it and
 	 * st must be safe to use from two threads at once, e.g. two handles
-	 * of one store_mux (store_mux.h) through which every other user of
+	 * of one store mux (store/mux.h) through which every other user of
 	 * the store in the process goes as well. Borrowed; must outlive the
 	 * Chatter. NULL: commit on the loop thread.
 	 */

@@ -27,7 +27,7 @@
 
 #include "chatter.h"
 #include "faulty_store.h"
-#include "store_mux.h"
+#include "store/mux.h"
 #include "wrap_store.h"
 
 #define NODE "chat-1"
@@ -126,7 +126,7 @@ struct fx {
 	ev_timer tick;
 	im_store *mid; /* gate or faulty store, owns the sqlite store */
 	struct gate_store *gate;
-	store_mux *mux;
+	im__store_mux *mux;
 	im_store *ls; /* the loop's handle */
 	im_store *ts; /* the commit thread's handle */
 	im_shard_map *map;
@@ -248,9 +248,9 @@ fx_new(bool threaded, char kind, uint32_t max_batch)
 	} else {
 		assert_int_equal(faulty_store_wrap(&fx->mid, sq, true), IM_OK);
 	}
-	assert_int_equal(store_mux_create(&fx->mux, fx->mid), IM_OK);
-	assert_int_equal(store_mux_handle(fx->mux, &fx->ls), IM_OK);
-	assert_int_equal(store_mux_handle(fx->mux, &fx->ts), IM_OK);
+	assert_int_equal(im__store_mux_create(&fx->mux, fx->mid), IM_OK);
+	assert_int_equal(im__store_mux_handle(fx->mux, &fx->ls), IM_OK);
+	assert_int_equal(im__store_mux_handle(fx->mux, &fx->ts), IM_OK);
 	for (i = 0; i < NGROUPS; i++) {
 		im_group g;
 
@@ -297,7 +297,7 @@ fx_free(struct fx *fx)
 	im_shard_destroy(fx->map);
 	im_store_close(fx->ls);
 	im_store_close(fx->ts);
-	store_mux_destroy(fx->mux);
+	im__store_mux_destroy(fx->mux);
 	im_store_close(fx->mid);
 	free(fx);
 }
@@ -636,24 +636,24 @@ static void
 test_store_mux_refuses_null_and_forwards_with_its_own_error(void **state)
 {
 	im_store_sqlite_opts so = IM_STORE_SQLITE_OPTS_INIT;
-	store_mux *m = NULL;
+	im__store_mux *m = NULL;
 	im_store *sq = NULL, *a = NULL, *b = NULL;
 	im_group g;
 	char err[128];
 
 	(void)state;
-	assert_int_equal(store_mux_create(NULL, NULL), IM_EINVAL);
-	assert_int_equal(store_mux_create(&m, NULL), IM_EINVAL);
-	assert_int_equal(store_mux_handle(NULL, &a), IM_EINVAL);
-	assert_int_equal(store_mux_calls(NULL), 0);
-	store_mux_destroy(NULL);
+	assert_int_equal(im__store_mux_create(NULL, NULL), IM_EINVAL);
+	assert_int_equal(im__store_mux_create(&m, NULL), IM_EINVAL);
+	assert_int_equal(im__store_mux_handle(NULL, &a), IM_EINVAL);
+	assert_int_equal(im__store_mux_calls(NULL), 0);
+	im__store_mux_destroy(NULL);
 	assert_int_equal(im_store_sqlite_open(&sq, ":memory:", &so, err,
 	                                      sizeof(err)),
 	                 IM_OK);
-	assert_int_equal(store_mux_create(&m, sq), IM_OK);
-	assert_int_equal(store_mux_handle(m, NULL), IM_EINVAL);
-	assert_int_equal(store_mux_handle(m, &a), IM_OK);
-	assert_int_equal(store_mux_handle(m, &b), IM_OK);
+	assert_int_equal(im__store_mux_create(&m, sq), IM_OK);
+	assert_int_equal(im__store_mux_handle(m, NULL), IM_EINVAL);
+	assert_int_equal(im__store_mux_handle(m, &a), IM_OK);
+	assert_int_equal(im__store_mux_handle(m, &b), IM_OK);
 	assert_string_equal(im_store_name(a), im_store_name(sq));
 	memset(&g, 0, sizeof(g));
 	g.gid = 7;
@@ -665,7 +665,7 @@ test_store_mux_refuses_null_and_forwards_with_its_own_error(void **state)
 	/* The error is a's; b's message is untouched by it. */
 	assert_true(strlen(im_store_errmsg(a)) > 0);
 	assert_string_equal(im_store_errmsg(b), "");
-	assert_int_equal(store_mux_calls(m), 4);
+	assert_int_equal(im__store_mux_calls(m), 4);
 	/* The newest ops too (an op the mux lacked would be IM_ENOTSUP and
 	 * send callers to an unfenced fallback). */
 	{
@@ -680,7 +680,7 @@ test_store_mux_refuses_null_and_forwards_with_its_own_error(void **state)
 	}
 	im_store_close(a);
 	im_store_close(b);
-	store_mux_destroy(m);
+	im__store_mux_destroy(m);
 	im_store_close(sq);
 }
 
@@ -720,7 +720,7 @@ static void
 test_store_mux_serializes_two_threads_on_one_connection(void **state)
 {
 	im_store_sqlite_opts so = IM_STORE_SQLITE_OPTS_INIT;
-	store_mux *m = NULL;
+	im__store_mux *m = NULL;
 	im_store *sq = NULL;
 	struct hammer hm[2];
 	char err[128];
@@ -732,14 +732,14 @@ test_store_mux_serializes_two_threads_on_one_connection(void **state)
 	assert_int_equal(im_store_sqlite_open(&sq, ":memory:", &so, err,
 	                                      sizeof(err)),
 	                 IM_OK);
-	assert_int_equal(store_mux_create(&m, sq), IM_OK);
+	assert_int_equal(im__store_mux_create(&m, sq), IM_OK);
 	for (i = 0; i < 2; i++) {
 		im_group g;
 
 		memset(&g, 0, sizeof(g));
 		g.gid = 100 + (im_gid)i;
 		g.creator = 1;
-		assert_int_equal(store_mux_handle(m, &hm[i].h), IM_OK);
+		assert_int_equal(im__store_mux_handle(m, &hm[i].h), IM_OK);
 		assert_int_equal(im_store_group_create(hm[i].h, &g), IM_OK);
 		hm[i].gid = g.gid;
 		hm[i].failures = 0;
@@ -760,11 +760,11 @@ test_store_mux_serializes_two_threads_on_one_connection(void **state)
 		                 IM_OK);
 		assert_int_equal(n, 200);
 	}
-	assert_int_equal(store_mux_calls(m), 2 + 2 * 400 + 2);
+	assert_int_equal(im__store_mux_calls(m), 2 + 2 * 400 + 2);
 	for (i = 0; i < 2; i++) {
 		im_store_close(hm[i].h);
 	}
-	store_mux_destroy(m);
+	im__store_mux_destroy(m);
 	im_store_close(sq);
 }
 

@@ -301,6 +301,57 @@ test_slot_cas_many_is_all_or_nothing_or_not_supported(void **state)
 	                 IM_EINVAL);
 }
 
+/*
+ * slot_cas_many through the faulty store (the wrappers once lacked it, so
+ * this path only ever met the one-by-one fallback): a fault before the
+ * call changes nothing, a fault after it (commit, then a lost answer)
+ * leaves every slot moved, so the retry with the same expectations loses.
+ */
+static void
+test_slot_cas_many_through_a_faulty_store_fails_whole(void **state)
+{
+	im_store *st = st_of(state), *faulty = NULL;
+	uint32_t slots[2] = {30, 31};
+	im_epoch expect[2] = {0, 0}, got[2] = {0, 0};
+	faulty_plan plan = {
+	        .ops = STORE_OP_BIT(STORE_OP_SLOT_CAS_MANY),
+	        .nth = 1,
+	        .err = IM_EUNAVAIL,
+	        .when = FAULTY_BEFORE,
+	};
+	int rc;
+
+	assert_int_equal(faulty_store_wrap(&faulty, st, false), IM_OK);
+	faulty_store_arm(faulty, &plan);
+	rc = im_store_slot_cas_many(faulty, IM_KIND_GROUP, slots, expect, 2,
+	                            "m1", got);
+	if (rc == IM_ENOTSUP) {
+		im_store_close(faulty);
+		skip();
+	}
+	assert_int_equal(rc, IM_EUNAVAIL);
+	assert_int_equal(faulty_store_faults(faulty), 1);
+	/* Nothing happened: the epochs still expected are 0. */
+	assert_int_equal(im_store_slot_cas_many(faulty, IM_KIND_GROUP, slots,
+	                                        expect, 2, "m1", got),
+	                 IM_OK);
+	assert_int_equal(got[0], 1);
+	assert_int_equal(got[1], 1);
+	plan.when = FAULTY_AFTER;
+	faulty_store_arm(faulty, &plan);
+	expect[0] = expect[1] = 1;
+	assert_int_equal(im_store_slot_cas_many(faulty, IM_KIND_GROUP, slots,
+	                                        expect, 2, "m2", got),
+	                 IM_EUNAVAIL);
+	/* It committed: the same call again finds epochs 2. */
+	assert_int_equal(im_store_slot_cas_many(faulty, IM_KIND_GROUP, slots,
+	                                        expect, 2, "m2", got),
+	                 IM_ECONFLICT);
+	assert_int_equal(got[0], 2);
+	assert_int_equal(got[1], 2);
+	im_store_close(faulty);
+}
+
 typedef struct slots_seen {
 	im_slot_row row[16];
 	char owner[16][IM_OWNER_MAX + 1];
@@ -1965,6 +2016,7 @@ static const struct CMUnitTest tests[] = {
         T(test_slot_cas_first_claim_expects_epoch_zero),
         T(test_slot_cas_conflict_returns_the_current_epoch),
         T(test_slot_cas_many_is_all_or_nothing_or_not_supported),
+        T(test_slot_cas_many_through_a_faulty_store_fails_whole),
         T(test_slot_epochs_only_grow_and_kinds_are_separate),
         T(test_slot_load_streams_in_slot_order_and_stops_on_nonzero),
         T(test_slot_ops_reject_bad_arguments),

@@ -1,43 +1,27 @@
 /*
  * A store that forwards every op to another store, with a hook before and
  * after each call. fake_store (call counting) and faulty_store (fault
- * injection) are built on it, so both work over any backend.
+ * injection) are built on it, so both work over any backend. Its ops, its
+ * enum and its forwarders come from libim's op list, so it forwards every
+ * op of the build (tests/unit/test_store_forward.c proves it).
  */
 #ifndef IM_TEST_WRAP_STORE_H
 #define IM_TEST_WRAP_STORE_H
 
 #include "im/sys/store.h"
+#include "store/ops.h"
 
+/* One per op of the list (libim/store/ops.h), in struct order. */
 enum store_op {
-	STORE_OP_MIGRATE,
-	STORE_OP_SLOT_LOAD,
-	STORE_OP_SLOT_CAS,
-	STORE_OP_SEG_TAKE,
-	STORE_OP_MSG_APPEND,
-	STORE_OP_MSG_READ,
-	STORE_OP_MSG_LAST,
-	STORE_OP_MSG_FIND_DEDUP,
-	STORE_OP_GROUP_CREATE,
-	STORE_OP_GROUP_LOOKUP,
-	STORE_OP_MEMBER_ADD,
-	STORE_OP_MEMBER_REMOVE,
-	STORE_OP_MEMBER_LIST,
-	STORE_OP_CONV_LOAD,
-	STORE_OP_CONV_UPDATE,
-	STORE_OP_UQ_APPEND,
-	STORE_OP_UQ_READ,
-	/* version 2 */
-	STORE_OP_NODE_REGISTER,
-	STORE_OP_NODE_HEARTBEAT,
-	STORE_OP_NODE_LIST,
-	/* version 4 */
-	STORE_OP_GROUP_CREATE_MANY,
-	STORE_OP_SEG_TAKE_MANY,
-	STORE_OP_UQ_LAST,
+#define STORE_OP_ENUM(v, op, OP, params, args) STORE_OP_##OP,
+	IM__STORE_OPS(STORE_OP_ENUM)
+#undef STORE_OP_ENUM
 	STORE_OP_COUNT
 };
 
 #define STORE_OP_BIT(op) (1u << (op))
+/* Masks of ops are uint32_t (faulty_plan.ops). */
+_Static_assert(STORE_OP_COUNT <= 32, "more store ops than mask bits");
 
 const char *store_op_name(enum store_op op);
 

@@ -4,6 +4,7 @@
  * and the normalisations the wrappers promise (limits, optional outs).
  */
 #include "im/sys/store.h"
+#include "store_nops.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -213,36 +214,6 @@ static const size_t v1_ops[] = {
         offsetof(struct im_store_ops, uq_append),
         offsetof(struct im_store_ops, uq_read),
 };
-
-static int
-nop_msg(const im_msg *m, void *p)
-{
-	return 0;
-}
-
-static int
-nop_uid(im_uid u, void *p)
-{
-	return 0;
-}
-
-static int
-nop_conv(const im_conv_row *r, void *p)
-{
-	return 0;
-}
-
-static int
-nop_uq(const im_uq_item *it, void *p)
-{
-	return 0;
-}
-
-static int
-nop_slot(const im_slot_row *r, void *p)
-{
-	return 0;
-}
 
 static void
 fake_init(fake_be *f)

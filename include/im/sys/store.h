@@ -147,8 +147,8 @@ struct im_store_ops {
 	/** May be NULL (IM_ENOTSUP). *last_out = 0 for an empty queue. */
 	int (*uq_last)(im_store *st, im_uid user, im_seq *last_out);
 	/* Methods above are valid for version 4 */
-	/* A new op also goes into servers/roles/store_mux.c (it forwards
-	 * every op; it fails to build on a version it does not know). */
+	/* A new op is also added to libim's list of ops, from which the
+	 * forwarding stores are generated; the build fails until both agree. */
 };
 
 /**
