@@ -14,9 +14,8 @@
  * slots, port-file. The node's own identity and listen address are all it
  * needs: where the other nodes are comes from the store.
  *
- * Roles: router (servers/cluster/router.h). The Connector and Chatter
- * roles come with servers/roles/ (the imd roles) behind RPC; see the
- * README of servers/cluster/.
+ * Roles: router (servers/cluster/router.h); connector and chatter are the
+ * imd roles of servers/roles/ behind RPC (link.h).
  */
 #include <errno.h>
 #include <signal.h>
@@ -29,12 +28,12 @@
 
 #include "im/shard.h"
 #include "im/store.h"
+#include "im/token.h"
+#include "link.h"
 #include "member.h"
 #include "router.h"
-#ifdef IMNODE_HAVE_ROLES
 #include "store_mux.h"
 #include "tuning.h"
-#endif
 
 typedef struct node_config {
 	char role[16];
@@ -55,11 +54,9 @@ typedef struct node_config {
 	/* Silence after which a node is dead (0: 1500 ms): the Routers'
 	 * judgement (router.h) and every node's view of its peers. */
 	uint32_t dead_after_ms;
-#ifdef IMNODE_HAVE_ROLES
 	/* imd's Connector/Chatter tuning keys (servers/roles/tuning.h). */
 	connector_opts cn;
 	chatter_opts ch;
-#endif
 } node_config;
 
 static void
@@ -82,9 +79,7 @@ usage(FILE *f)
 		   "              its slots; 1500)\n"
 		   "              [--KEY VALUE] Connector/Chatter tuning, the "
 		   "keys of imd:\n");
-#ifdef IMNODE_HAVE_ROLES
 	role_tuning_usage(f);
-#endif
 }
 
 static int
@@ -177,7 +172,6 @@ set_key(node_config *c, const char *key_in, const char *val)
 		c->slots = (uint32_t)v;
 		return 0;
 	}
-#ifdef IMNODE_HAVE_ROLES
 	{
 		char err[256];
 		int rc = role_tuning_set(&c->cn, &c->ch, key, val, err,
@@ -190,7 +184,6 @@ set_key(node_config *c, const char *key_in, const char *val)
 			return rc;
 		}
 	}
-#endif
 	fprintf(stderr, "imnode: unknown key '%s'\n", key);
 	return -1;
 }
@@ -289,12 +282,7 @@ open_store(im_store **st, const char *spec)
 	if (strncmp(spec, "postgres://", 11) == 0 ||
 	    strncmp(spec, "postgresql://", 13) == 0 ||
 	    strchr(spec, '=') != NULL) {
-#ifdef IMNODE_HAVE_PG
 		rc = im_store_pg_open(st, spec, NULL, msg, sizeof(msg));
-#else
-		snprintf(msg, sizeof(msg), "built without PostgreSQL");
-		rc = IM_ENOTSUP;
-#endif
 	} else {
 		rc = im_store_sqlite_open(st, spec, NULL, msg, sizeof(msg));
 	}
@@ -422,11 +410,8 @@ out:
 	return ret;
 }
 
-#ifdef IMNODE_HAVE_ROLES
 /* ---- Connector and Chatter ------------------------------------------- */
 
-#include "im/token.h"
-#include "link.h"
 
 typedef struct rolenode {
 	struct ev_loop *loop;
@@ -988,7 +973,6 @@ run_role_mux(struct ev_loop *loop, im_store *st, node_config *c)
 	store_mux_destroy(mux);
 	return ret;
 }
-#endif
 
 int
 main(int argc, char **argv)
@@ -1002,7 +986,6 @@ main(int argc, char **argv)
 	memset(&c, 0, sizeof(c));
 	c.slots = IM_SHARD_SLOTS_DEFAULT;
 	c.expect = 1;
-#ifdef IMNODE_HAVE_ROLES
 	{
 		connector_opts co = CONNECTOR_OPTS_INIT;
 		chatter_opts cho = CHATTER_OPTS_INIT;
@@ -1010,22 +993,17 @@ main(int argc, char **argv)
 		c.cn = co;
 		c.ch = cho;
 	}
-#endif
 	if (parse_args(&c, argc, argv) != 0) {
 		return 2;
 	}
-	if (strcmp(c.role, "router") != 0
-#ifdef IMNODE_HAVE_ROLES
-	    && strcmp(c.role, "connector") != 0 &&
-	    strcmp(c.role, "chatter") != 0
-#endif
-	) {
-		fprintf(stderr, "imnode: role '%s' is not available in this "
-				"build\n",
+	if (strcmp(c.role, "router") != 0 &&
+	    strcmp(c.role, "connector") != 0 &&
+	    strcmp(c.role, "chatter") != 0) {
+		fprintf(stderr, "imnode: role '%s' is not available (router, "
+				"connector or chatter)\n",
 			c.role);
 		return 2;
 	}
-#ifdef IMNODE_HAVE_ROLES
 	if (c.log_level[0] != '\0') {
 		int level = role_log_level_parse(c.log_level);
 
@@ -1036,7 +1014,6 @@ main(int argc, char **argv)
 		}
 		role_log_set_level(level);
 	}
-#endif
 	signal(SIGPIPE, SIG_IGN);
 	/* Nodes of a cluster start together: a store busy with the others'
 	 * migrations and registrations is retried for a while (bounded). */
@@ -1055,12 +1032,11 @@ main(int argc, char **argv)
 	ev_signal_init(&sterm, on_signal, SIGTERM);
 	ev_signal_start(loop, &sint);
 	ev_signal_start(loop, &sterm);
-#ifdef IMNODE_HAVE_ROLES
 	if (strcmp(c.role, "router") != 0) {
 		ret = run_role_mux(loop, st, &c);
-	} else
-#endif
+	} else {
 		ret = run_router(loop, st, &c);
+	}
 	im_store_close(st);
 	return ret;
 }
