@@ -1,130 +1,15 @@
 /*
- * The cluster Router: see router.h. Every outgoing message is built in one
- * of three preallocated scratch envelopes, Forwards in flight hold their
- * ops' routes in a preallocated context pool, so routing never allocates.
+ * The cluster Router, routing half: see router.h. Every outgoing message
+ * is built in one of three preallocated scratch envelopes, Forwards in
+ * flight hold their ops' routes in a preallocated context pool, so routing
+ * never allocates. Failure detection is router_judge.c's.
  */
-#include "router.h"
+#include "router_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "im_code.h"
-#include "member.h"
-
-/* Values of role_op_kind (servers/roles/role.h). */
-#define OP_CREATE_GROUP 2
-
-#define FWD_OPS (sizeof(((imrpc_Forward *)0)->ops) / sizeof(imrpc_Op))
-#define REPLIES_MAX \
-	(sizeof(((imrpc_Replies *)0)->replies) / sizeof(imrpc_Reply))
-#define DELIVER_MSGS (sizeof(((imrpc_Deliver *)0)->msgs) / sizeof(imrpc_Msg))
-#define DELIVER_FANS \
-	(sizeof(((imrpc_Deliver *)0)->fanouts) / sizeof(imrpc_Fanout))
-#define EVENTS_MAX \
-	(sizeof(((imrpc_UserEvents *)0)->events) / sizeof(imrpc_UserEvent))
-/* Distinct destination Connectors of one Deliver or UserEvents batch. */
-#define DEST_MAX 64
-#define CHANGES_MAX \
-	(sizeof(((imrpc_SlotMap *)0)->changes) / sizeof(imrpc_SlotChange))
-/* Distinct slot owners judged per tick (the map interns at most its
- * max_nodes names; more are judged at later ticks). */
-#define OWNERS_MAX 256
-
-typedef struct rnode {
-	struct router *r;
-	rpc_conn *conn; /* NULL: free entry */
-	char name[IM_NODE_NAME_MAX + 1];
-	uint32_t role;
-	uint32_t id;
-	uint32_t gen; /* bumped per connection: stale references see it */
-	bool hello;
-	bool hb_inflight; /* a Heartbeat awaits its answer */
-} rnode;
-
-/* When this Router last heard from a slot owner (Hello or a Heartbeat
- * answer); kept after its connection is gone. */
-typedef struct rwatch {
-	char owner[IM_NODE_NAME_MAX + 1];
-	uint64_t heard_ms;
-} rwatch;
-
-/* A node row as the judge reads it. */
-typedef struct rrow {
-	char owner[IM_NODE_NAME_MAX + 1]; /* cl_owner_of(name, incarnation) */
-	im_node_role role;
-	uint64_t heartbeat_ms;
-} rrow;
-
-/* A user event waiting for its owner to be connected here. */
-typedef struct parked {
-	imrpc_UserEvent ev;
-	ev_tstamp deadline;
-} parked;
-#define PARK_MAX 1024
-#define PARK_SECS 10.0
-
-/* A Connector's Forward waiting for the Chatters' Acks before its own. */
-typedef struct origin {
-	rnode *node;
-	uint32_t gen;
-	uint64_t req_id;
-	uint32_t pending;
-} origin;
-
-/* What a Forward in flight must remember to answer its ops on failure. */
-typedef struct fwd_op {
-	imrpc_Route route;
-	uint32_t kind;
-	uint64_t group;
-	uint64_t dedup_id;
-} fwd_op;
-
-typedef struct fwd_ctx {
-	struct router *r;
-	origin *from; /* NULL: nobody waits */
-	rnode *dest;  /* the Chatter called; NULL: the ctx is free */
-	bool abandoned; /* answered unavailable; the reply is ignored */
-	uint32_t n;
-	fwd_op ops[FWD_OPS];
-} fwd_ctx;
-
-struct router {
-	struct ev_loop *loop;
-	im_store *st;
-	im_shard_map *map;
-	router_opts opts;
-	rpc_server *srv;
-	rnode *nodes;
-	fwd_ctx *ctx;
-	uint32_t *ctx_free;
-	uint32_t nctx_free;
-	origin *orig;
-	uint32_t *orig_free;
-	uint32_t norig_free;
-	imrpc_Rpc *out;  /* the message being routed on */
-	imrpc_Rpc *aux;  /* ERR_UNAVAILABLE replies */
-	imrpc_Rpc *ack;  /* answers to requests */
-	ev_timer refresh;
-	ev_tstamp last_reload;
-	router_stats stats;
-	bool destroying;
-	/* failure detection */
-	ev_timer hb;
-	uint64_t started_ms;
-	uint64_t last_tick_ms;
-	rwatch *watch;
-	uint32_t nwatch;
-	rrow *rows;
-	uint32_t nrows;
-	bool rows_truncated;
-	im_shard_move *moves;
-	size_t max_moves;
-	/* user events without a way on yet (route_events) */
-	parked *park;
-	uint32_t npark;
-	bool retrying;
-};
 
 uint32_t
 router_node_id(const char *name)
@@ -248,7 +133,7 @@ unavailable(router *r, const fwd_op *op, const char *why)
 	rep->has_route = true;
 	rep->route = op->route;
 	rep->kind = op->kind;
-	rep->code = im_Code_ERR_UNAVAILABLE;
+	rep->code = CODE_UNAVAILABLE;
 	snprintf(rep->text, sizeof(rep->text), "%s", why);
 	rep->group = op->group;
 	rep->dedup_id = op->dedup_id;
@@ -285,7 +170,7 @@ origin_done(router *r, origin *o)
 	}
 	if (!r->destroying && o->node->conn != NULL &&
 	    o->node->gen == o->gen) {
-		answer(r, o->node->conn, o->req_id, im_Code_OK, NULL);
+		answer(r, o->node->conn, o->req_id, 0, NULL);
 	}
 	r->orig_free[r->norig_free++] = (uint32_t)(o - r->orig);
 }
@@ -304,7 +189,7 @@ fwd_done(rpc_conn *c, int status, const imrpc_Rpc *reply, void *payload)
 	}
 	if (!r->destroying &&
 	    (status != IM_OK || reply->which_body != imrpc_Rpc_ack_tag ||
-	     reply->body.ack.code != im_Code_OK)) {
+	     reply->body.ack.code != 0)) {
 		for (i = 0; i < x->n; i++) {
 			unavailable(r, &x->ops[i],
 				    status != IM_OK ? "chatter unreachable"
@@ -425,7 +310,7 @@ handle_forward(router *r, rpc_conn *from, uint64_t req_id,
 	if (org != NULL) {
 		origin_done(r, org);
 	} else {
-		answer(r, from, req_id, im_Code_OK, NULL);
+		answer(r, from, req_id, 0, NULL);
 	}
 }
 /* Returns false if some reply's Connector is not connected here (it may
@@ -678,8 +563,8 @@ handle_events(router *r, const imrpc_UserEvents *ev)
 
 /* The map changed: route the parked events again (those still without
  * a way on are parked again, with their deadlines). */
-static void
-retry_parked(router *r)
+void
+router__retry_parked(router *r)
 {
 	static imrpc_UserEvents batch;
 	ev_tstamp dl[EVENTS_MAX];
@@ -727,9 +612,6 @@ handle_slot_map(router *r, const imrpc_SlotMap *sm)
 	}
 }
 
-static uint64_t now_of(const router *r);
-static void watch_heard(router *r, const char *owner, uint64_t now);
-
 static void
 on_request(rpc_conn *c, uint64_t req_id, const imrpc_Rpc *m, void *payload)
 {
@@ -750,33 +632,33 @@ on_request(rpc_conn *c, uint64_t req_id, const imrpc_Rpc *m, void *payload)
 			n->hello = true;
 			if (n->role == imrpc_Role_ROLE_CONNECTOR ||
 			    n->role == imrpc_Role_ROLE_CHATTER) {
-				watch_heard(r, n->name, now_of(r));
+				router__heard(r, n->name);
 			}
 		}
-		answer(r, c, req_id, im_Code_OK, NULL);
+		answer(r, c, req_id, 0, NULL);
 		break;
 	case imrpc_Rpc_forward_tag:
 		handle_forward(r, c, req_id, &m->body.forward);
 		break;
 	case imrpc_Rpc_replies_tag:
 		if (handle_replies(r, &m->body.replies)) {
-			answer(r, c, req_id, im_Code_OK, NULL);
+			answer(r, c, req_id, 0, NULL);
 		} else {
-			answer(r, c, req_id, im_Code_ERR_UNAVAILABLE,
+			answer(r, c, req_id, CODE_UNAVAILABLE,
 			       "connector not connected here");
 		}
 		break;
 	case imrpc_Rpc_deliver_tag:
 		handle_deliver(r, &m->body.deliver);
-		answer(r, c, req_id, im_Code_OK, NULL);
+		answer(r, c, req_id, 0, NULL);
 		break;
 	case imrpc_Rpc_user_events_tag:
 		handle_events(r, &m->body.user_events);
-		answer(r, c, req_id, im_Code_OK, NULL);
+		answer(r, c, req_id, 0, NULL);
 		break;
 	case imrpc_Rpc_slot_map_tag:
 		handle_slot_map(r, &m->body.slot_map);
-		answer(r, c, req_id, im_Code_OK, NULL);
+		answer(r, c, req_id, 0, NULL);
 		break;
 	case imrpc_Rpc_heartbeat_tag:
 		if (req_id != 0) {
@@ -787,8 +669,7 @@ on_request(rpc_conn *c, uint64_t req_id, const imrpc_Rpc *m, void *payload)
 		}
 		break;
 	default:
-		answer(r, c, req_id, im_Code_ERR_BAD_REQUEST,
-		       "unexpected message");
+		answer(r, c, req_id, CODE_BAD_REQUEST, "unexpected message");
 		break;
 	}
 }
@@ -836,8 +717,8 @@ on_state(rpc_conn *c, bool up, int err, const char *why, void *payload)
  * commit them (fenced by the slot's new epoch), and what it committed
  * before the move is found by its dedup key.
  */
-static void
-abandon_moved(router *r)
+void
+router__abandon_moved(router *r)
 {
 	uint32_t i, j;
 
@@ -883,381 +764,10 @@ router_reload(router *r)
 	if (rc != IM_OK) {
 		r->stats.map_errors++;
 	} else {
-		abandon_moved(r);
-		retry_parked(r);
+		router__abandon_moved(r);
+		router__retry_parked(r);
 	}
 	return rc;
-}
-
-/* ---- failure detection (router.h) ------------------------------------- */
-
-static uint64_t
-wall_ms(void *clock)
-{
-	(void)clock;
-	return (uint64_t)(ev_time() * 1000.0);
-}
-
-static uint64_t
-now_of(const router *r)
-{
-	return r->opts.now_ms(r->opts.clock);
-}
-
-static rwatch *
-watch_find(router *r, const char *owner)
-{
-	uint32_t i;
-
-	for (i = 0; i < r->nwatch; i++) {
-		if (strcmp(r->watch[i].owner, owner) == 0) {
-			return &r->watch[i];
-		}
-	}
-	return NULL;
-}
-
-/* We heard from owner now. A full table forgets the owner heard from
- * longest ago (it is the first to be judged anyway). */
-static void
-watch_heard(router *r, const char *owner, uint64_t now)
-{
-	rwatch *w = watch_find(r, owner);
-	uint32_t i;
-
-	if (w == NULL && r->opts.max_nodes == 0) {
-		return;
-	}
-	if (w == NULL && r->nwatch < r->opts.max_nodes) {
-		w = &r->watch[r->nwatch++];
-		snprintf(w->owner, sizeof(w->owner), "%s", owner);
-	} else if (w == NULL) {
-		w = &r->watch[0];
-		for (i = 1; i < r->nwatch; i++) {
-			if (r->watch[i].heard_ms < w->heard_ms) {
-				w = &r->watch[i];
-			}
-		}
-		snprintf(w->owner, sizeof(w->owner), "%s", owner);
-	}
-	w->heard_ms = now;
-}
-
-/* Silent towards this Router past the timeout: condition (a). */
-static bool
-silent(router *r, const char *owner, uint64_t now)
-{
-	const rwatch *w = watch_find(r, owner);
-	uint64_t heard = w != NULL ? w->heard_ms : r->started_ms;
-
-	return now > heard && now - heard > r->opts.dead_after_ms;
-}
-
-static void
-hb_done(rpc_conn *c, int status, const imrpc_Rpc *reply, void *payload)
-{
-	rnode *n = payload;
-	router *r = n->r;
-
-	(void)reply;
-	if (r->destroying || n->conn != c) {
-		return;
-	}
-	n->hb_inflight = false;
-	if (status == IM_OK && n->hello) {
-		/* Any answer is a sign of life (a node answers Ack). */
-		watch_heard(r, n->name, now_of(r));
-		r->stats.heartbeats++;
-	}
-}
-
-static int
-collect_row(const im_node_row *row, void *payload)
-{
-	router *r = payload;
-	rrow *x;
-
-	if (r->nrows >= r->opts.max_nodes) {
-		r->rows_truncated = true;
-		return 0;
-	}
-	x = &r->rows[r->nrows++];
-	cl_owner_of(x->owner, sizeof(x->owner), row->name, row->incarnation);
-	x->role = row->role;
-	x->heartbeat_ms = row->heartbeat_ms;
-	return 0;
-}
-
-static bool
-row_fresh(const router *r, const rrow *x, uint64_t now)
-{
-	return now <= x->heartbeat_ms ||
-	       now - x->heartbeat_ms <= r->opts.dead_after_ms;
-}
-
-/* Condition (b), over the rows just read. */
-static bool
-store_says_dead(const router *r, const char *owner, uint64_t now)
-{
-	uint32_t i;
-
-	for (i = 0; i < r->nrows; i++) {
-		if (strcmp(r->rows[i].owner, owner) == 0) {
-			return !row_fresh(r, &r->rows[i], now);
-		}
-	}
-	/* No row is this owner: a newer incarnation replaced it, or the
-	 * row is gone. Unless the list was cut short: then we do not know. */
-	return !r->rows_truncated;
-}
-
-static bool
-is_in(const char *const *set, size_t n, const char *owner)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		if (set[i] == owner) {
-			return true;
-		}
-	}
-	return false;
-}
-
-/* Tell every connected Connector and Chatter what moved (they reload). */
-static void
-notify_moves(router *r, const imrpc_SlotChange *ch, size_t n, bool reload)
-{
-	uint32_t i;
-
-	memset(r->aux, 0, sizeof(*r->aux));
-	r->aux->which_body = imrpc_Rpc_slot_map_tag;
-	for (i = 0; i < n && i < CHANGES_MAX; i++) {
-		r->aux->body.slot_map.changes[i] = ch[i];
-	}
-	r->aux->body.slot_map.changes_count = (pb_size_t)i;
-	r->aux->body.slot_map.reload = reload || n > CHANGES_MAX;
-	for (i = 0; i < r->opts.max_conns; i++) {
-		rnode *x = &r->nodes[i];
-
-		if (x->conn == NULL || !x->hello ||
-		    (x->role != imrpc_Role_ROLE_CONNECTOR &&
-		     x->role != imrpc_Role_ROLE_CHATTER) ||
-		    !rpc_conn_is_up(x->conn)) {
-			continue;
-		}
-		if (rpc_conn_send(x->conn, r->aux) == IM_OK) {
-			r->stats.notified++;
-		}
-	}
-}
-
-/*
- * Move the slots of kind held by the dead owners to their planned live
- * owners. Returns the store error that stopped it, else IM_OK; *lost when
- * another mover won a CAS.
- */
-static int
-move_kind(router *r, uint64_t now, im_kind kind, const char *const *dead,
-	  size_t ndead, imrpc_SlotChange *ch, size_t *nch, size_t chmax,
-	  bool *lost)
-{
-	const char *live[OWNERS_MAX];
-	im_node_role role = kind == IM_KIND_USER ? IM_NODE_CONNECTOR
-						 : IM_NODE_CHATTER;
-	size_t nlive = 0, nm = 0, i;
-	int rc;
-
-	for (i = 0; i < r->nrows && nlive < OWNERS_MAX; i++) {
-		if (r->rows[i].role == role && row_fresh(r, &r->rows[i], now)) {
-			live[nlive++] = r->rows[i].owner;
-		}
-	}
-	if (nlive == 0) {
-		return IM_OK; /* nobody to take them: the next tick retries */
-	}
-	rc = im_shard_plan(r->map, kind, live, nlive, r->moves, r->max_moves,
-			   &nm);
-	if (rc != IM_OK && rc != IM_EFULL) {
-		return rc;
-	}
-	if (nm > r->max_moves) {
-		nm = r->max_moves;
-	}
-	for (i = 0; i < nm; i++) {
-		im_shard_entry e;
-		im_epoch ep = 0;
-
-		if (im_shard_get_slot(r->map, kind, r->moves[i].slot, &e) !=
-			    IM_OK ||
-		    !is_in(dead, ndead, e.owner)) {
-			continue; /* a live node's: its own handover */
-		}
-		rc = im_shard_claim(r->map, r->st, kind, r->moves[i].slot,
-				    r->moves[i].to, &ep);
-		if (rc == IM_ECONFLICT) {
-			/* Another Router (or the node itself) moved it first:
-			 * the CAS decided, and the map has the winner. */
-			r->stats.conflicts++;
-			*lost = true;
-			continue;
-		}
-		if (rc != IM_OK) {
-			return rc;
-		}
-		r->stats.moved++;
-		if (*nch < chmax) {
-			imrpc_SlotChange *c = &ch[(*nch)++];
-
-			memset(c, 0, sizeof(*c));
-			c->kind = (uint32_t)kind;
-			c->slot = r->moves[i].slot;
-			c->epoch = ep;
-			snprintf(c->owner, sizeof(c->owner), "%s",
-				 r->moves[i].to);
-		} else {
-			(*nch)++;
-		}
-	}
-	return IM_OK;
-}
-
-/* Judge every slot owner of the map; move the dead ones' slots. */
-static int
-judge(router *r, uint64_t now)
-{
-	const char *seen[OWNERS_MAX], *dead[OWNERS_MAX];
-	imrpc_SlotChange ch[CHANGES_MAX];
-	size_t nseen = 0, ndead = 0, nch = 0, i;
-	uint32_t slot, nslots = im_shard_nslots(r->map);
-	bool lost = false, suspects = false;
-	int k, rc = IM_OK;
-
-	/* (a): owners silent towards us. */
-	for (k = 0; k < IM_KIND_COUNT; k++) {
-		for (slot = 0; slot < nslots; slot++) {
-			im_shard_entry e;
-
-			if (im_shard_get_slot(r->map, (im_kind)k, slot, &e) !=
-				    IM_OK ||
-			    e.owner[0] == '\0' ||
-			    is_in(seen, nseen, e.owner) ||
-			    nseen >= OWNERS_MAX) {
-				continue;
-			}
-			seen[nseen++] = e.owner;
-			if (silent(r, e.owner, now)) {
-				suspects = true;
-			}
-		}
-	}
-	if (!suspects) {
-		return IM_OK;
-	}
-	/* (b): what the store says right now. */
-	r->nrows = 0;
-	r->rows_truncated = false;
-	rc = im_store_node_list(r->st, collect_row, r);
-	if (rc != IM_OK) {
-		r->stats.detect_errors++;
-		return rc;
-	}
-	for (i = 0; i < nseen; i++) {
-		if (silent(r, seen[i], now) &&
-		    store_says_dead(r, seen[i], now)) {
-			dead[ndead++] = seen[i];
-			r->stats.dead++;
-			fprintf(stderr,
-				"router: %s is dead (silent and stale in the "
-				"store): moving its slots\n",
-				seen[i]);
-		}
-	}
-	for (k = 0; k < IM_KIND_COUNT && ndead > 0 && rc == IM_OK; k++) {
-		rc = move_kind(r, now, (im_kind)k, dead, ndead, ch, &nch,
-			       CHANGES_MAX, &lost);
-	}
-	if (rc != IM_OK) {
-		r->stats.detect_errors++;
-	}
-	if (lost) {
-		/* Lost a race: the store has the truth, take all of it. */
-		(void)router_reload(r);
-	}
-	if (nch > 0) {
-		/* Forwards in flight to a dead Chatter: answer them now. */
-		abandon_moved(r);
-		notify_moves(r, ch, nch < CHANGES_MAX ? nch : CHANGES_MAX,
-			     nch > CHANGES_MAX);
-		fprintf(stderr, "router: moved %zu slots off dead nodes\n",
-			nch);
-		/* Events kept for the dead owner's users go to the new
-		 * owners (connected here already: they just got SlotMap). */
-		retry_parked(r);
-	}
-	return rc;
-}
-
-int
-router_tick(router *r)
-{
-	uint64_t now;
-	uint32_t i;
-
-	if (r == NULL) {
-		return IM_EINVAL;
-	}
-	now = now_of(r);
-	if (r->opts.heartbeat_ms > 0 && r->last_tick_ms != 0 &&
-	    now > r->last_tick_ms &&
-	    now - r->last_tick_ms > 2 * (uint64_t)r->opts.heartbeat_ms) {
-		/* Our loop stalled (a blocking store call, a pause): we
-		 * could not hear anyone meanwhile, so that time is not
-		 * their silence. Credit it to every owner. */
-		uint64_t gap = now - r->last_tick_ms;
-
-		for (i = 0; i < r->nwatch; i++) {
-			r->watch[i].heard_ms += gap;
-			if (r->watch[i].heard_ms > now) {
-				r->watch[i].heard_ms = now;
-			}
-		}
-		r->started_ms = r->started_ms + gap > now ? now
-							  : r->started_ms + gap;
-	}
-	r->last_tick_ms = now;
-	for (i = 0; i < r->opts.max_conns; i++) {
-		rnode *n = &r->nodes[i];
-
-		if (n->conn == NULL || !n->hello || n->hb_inflight ||
-		    (n->role != imrpc_Role_ROLE_CONNECTOR &&
-		     n->role != imrpc_Role_ROLE_CHATTER) ||
-		    !rpc_conn_is_up(n->conn)) {
-			continue;
-		}
-		memset(r->aux, 0, sizeof(*r->aux));
-		r->aux->which_body = imrpc_Rpc_heartbeat_tag;
-		r->aux->body.heartbeat.time_ms = now;
-		if (rpc_conn_call(n->conn, r->aux,
-				  r->opts.dead_after_ms > 0
-					  ? r->opts.dead_after_ms
-					  : 1000,
-				  hb_done, n) == IM_OK) {
-			n->hb_inflight = true;
-		}
-	}
-	if (r->opts.dead_after_ms == 0) {
-		return IM_OK;
-	}
-	return judge(r, now);
-}
-
-static void
-on_hb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	(void)loop;
-	(void)revents;
-	(void)router_tick(w->data);
 }
 
 static void
@@ -1342,10 +852,6 @@ router_create(router **out, struct ev_loop *loop, im_store *st,
 	r->st = st;
 	r->map = map;
 	r->opts = *opts;
-	if (r->opts.now_ms == NULL) {
-		r->opts.now_ms = wall_ms;
-	}
-	r->started_ms = now_of(r);
 	if ((rc = router_reload(r)) != IM_OK) {
 		free_router(r);
 		return rc;
@@ -1365,12 +871,7 @@ router_create(router **out, struct ev_loop *loop, im_store *st,
 		r->refresh.repeat = (double)opts->refresh_ms / 1000.0;
 		ev_timer_again(loop, &r->refresh);
 	}
-	ev_init(&r->hb, on_hb);
-	r->hb.data = r;
-	if (opts->heartbeat_ms > 0) {
-		r->hb.repeat = (double)opts->heartbeat_ms / 1000.0;
-		ev_timer_again(loop, &r->hb);
-	}
+	router__judge_start(r);
 	*out = r;
 	return IM_OK;
 }
@@ -1399,7 +900,7 @@ router_destroy(router *r)
 	 * reach a Connector already freed. Clients retry anyway. */
 	r->destroying = true;
 	ev_timer_stop(r->loop, &r->refresh);
-	ev_timer_stop(r->loop, &r->hb);
+	router__judge_stop(r);
 	rpc_server_close(r->srv);
 	free_router(r);
 }

@@ -387,13 +387,7 @@ open_store(im_store **st, const char *spec, FILE *err)
 	int rc;
 
 	if (is_conninfo(spec)) {
-#ifdef IMCTL_HAVE_PG
 		rc = im_store_pg_open(st, spec, NULL, msg, sizeof(msg));
-#else
-		snprintf(msg, sizeof(msg),
-			 "this build has no PostgreSQL backend");
-		rc = IM_ENOTSUP;
-#endif
 	} else if (access(spec, F_OK) != 0) {
 		/* Opening would create an empty store: never from imctl. */
 		snprintf(msg, sizeof(msg), "no such file");

@@ -19,122 +19,59 @@
 
 #include <ev.h>
 
-#include "config.h"
 #include "im/shard.h"
 #include "im/store.h"
 #include "im/token.h"
+#include "config.h"
 #include "router_local.h"
+#include "slot_policy.h"
 #include "store/mux.h"
 
 struct imd {
+	srv_config *cfg;
 	struct ev_loop *loop;
+	im_store *st;  /* the connection */
+	im_store *lst; /* the loop's handle (st, or a mux handle) */
+	im_store *cst; /* the commit thread's handle, or NULL */
+	im__store_mux *mux;
+	im_shard_map *map;
+	router_local router;
 	chatter *ch;
 	connector *cn;
 	ev_signal sigterm_w;
 	ev_signal sigint_w;
+	char owner[IM_OWNER_MAX + 1];
 	int signo;
 };
 
 static void
-usage(void)
+usage(FILE *f)
 {
-	fprintf(stderr, "usage: imd [--config FILE] [--KEY VALUE ...]\n"
-	                "       imd token USER [--ttl SECONDS] [--config FILE] "
-	                "[--secret S | --secret-file F]\n"
-	                "keys (in the config file as `key = value`):\n");
-	imd_config_usage();
+	fprintf(f, "usage: imd [--config FILE] [--KEY VALUE ...]\n"
+	           "       imd token USER [--ttl SECONDS] [--config FILE] "
+	           "[--secret S | --secret-file F]\n"
+	           "         (--ttl: seconds the token is valid, default "
+	           "86400)\n");
+	srv_config_usage(SRV_IMD, f);
 }
 
+/* The settings from argv[first..), then the token secret. */
 static int
-read_secret_file(imd_config *cfg, char *err, size_t errlen)
+configure(srv_config *cfg, int argc, char **argv, int first)
 {
-	FILE *f = fopen(cfg->secret_file, "r");
-	size_t n;
+	char err[SRV_PATH_MAX + 512];
+	int rc = srv_config_parse(cfg, argc, argv, first, err, sizeof(err));
 
-	if (f == NULL) {
-		snprintf(err, errlen, "%s: %s", cfg->secret_file,
-		         strerror(errno));
+	if (rc == 1) {
+		usage(stdout);
+		exit(0);
+	}
+	if (rc != 0) {
+		fprintf(stderr, "imd: %s\n", err);
+		usage(stderr);
 		return -1;
 	}
-	if (fgets(cfg->secret, sizeof(cfg->secret), f) == NULL) {
-		cfg->secret[0] = '\0';
-	}
-	fclose(f);
-	n = strlen(cfg->secret);
-	while (n > 0 &&
-	       (cfg->secret[n - 1] == '\n' || cfg->secret[n - 1] == '\r')) {
-		cfg->secret[--n] = '\0';
-	}
-	return 0;
-}
-
-/*
- * Flags: --config FILE is read first, then every other --key value (or
- * --key=value) overrides it. --ttl is only for `imd token`.
- */
-static int
-parse_args(imd_config *cfg, int argc, char **argv, int first, uint64_t *ttl_out)
-{
-	char err[IMD_PATH_MAX + 512];
-	int i;
-
-	for (i = first; i < argc; i++) {
-		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
-			if (imd_config_load(cfg, argv[i + 1], err,
-			                    sizeof(err)) != 0) {
-				fprintf(stderr, "imd: %s\n", err);
-				return -1;
-			}
-		}
-	}
-	for (i = first; i < argc; i++) {
-		const char *a = argv[i];
-		char key[64];
-		const char *val;
-		const char *eq;
-
-		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-			usage();
-			exit(0);
-		}
-		if (strncmp(a, "--", 2) != 0) {
-			fprintf(stderr, "imd: unexpected argument '%s'\n", a);
-			return -1;
-		}
-		a += 2;
-		eq = strchr(a, '=');
-		if (eq != NULL) {
-			snprintf(key, sizeof(key), "%.*s", (int)(eq - a), a);
-			val = eq + 1;
-		} else {
-			if (i + 1 >= argc) {
-				fprintf(stderr, "imd: --%s needs a value\n", a);
-				return -1;
-			}
-			snprintf(key, sizeof(key), "%s", a);
-			val = argv[++i];
-		}
-		if (strcmp(key, "config") == 0) {
-			continue;
-		}
-		if (strcmp(key, "ttl") == 0 && ttl_out != NULL) {
-			char *end;
-
-			errno = 0;
-			*ttl_out = strtoull(val, &end, 10);
-			if (errno != 0 || *end != '\0' || *ttl_out == 0) {
-				fprintf(stderr, "imd: bad --ttl '%s'\n", val);
-				return -1;
-			}
-			continue;
-		}
-		if (imd_config_set(cfg, key, val, err, sizeof(err)) != 0) {
-			fprintf(stderr, "imd: %s\n", err);
-			return -1;
-		}
-	}
-	if (cfg->secret_file[0] != '\0' &&
-	    read_secret_file(cfg, err, sizeof(err)) != 0) {
+	if (srv_config_secret(cfg, err, sizeof(err)) != 0) {
 		fprintf(stderr, "imd: %s\n", err);
 		return -1;
 	}
@@ -142,31 +79,16 @@ parse_args(imd_config *cfg, int argc, char **argv, int first, uint64_t *ttl_out)
 }
 
 static int
-check_secret(const imd_config *cfg)
+cmd_token(int argc, char **argv)
 {
-	size_t n = strlen(cfg->secret);
-
-	if (n < IM_TOKEN_SECRET_MIN) {
-		fprintf(stderr,
-		        "imd: a token secret of at least %d bytes is "
-		        "needed (--secret-file FILE or --secret S)\n",
-		        IM_TOKEN_SECRET_MIN);
-		return -1;
-	}
-	return 0;
-}
-
-static int
-cmd_token(imd_config *cfg, int argc, char **argv)
-{
+	srv_config cfg;
 	char tok[IM_TOKEN_BUF];
-	uint64_t ttl = 86400;
 	unsigned long long uid;
 	char *end;
 	int rc;
 
 	if (argc < 3) {
-		usage();
+		usage(stderr);
 		return 2;
 	}
 	errno = 0;
@@ -175,12 +97,12 @@ cmd_token(imd_config *cfg, int argc, char **argv)
 		fprintf(stderr, "imd: USER must be a nonzero number\n");
 		return 2;
 	}
-	if (parse_args(cfg, argc, argv, 3, &ttl) != 0 ||
-	    check_secret(cfg) != 0) {
+	srv_config_init(&cfg, SRV_TOKEN);
+	if (configure(&cfg, argc, argv, 3) != 0) {
 		return 2;
 	}
-	rc = im_token_mint(tok, sizeof(tok), cfg->secret, strlen(cfg->secret),
-	                   uid, (uint64_t)time(NULL) + ttl);
+	rc = im_token_mint(tok, sizeof(tok), cfg.secret, strlen(cfg.secret),
+	                   uid, (uint64_t)time(NULL) + cfg.ttl);
 	if (rc != IM_OK) {
 		fprintf(stderr, "imd: %s\n", im_strerror(rc));
 		return 1;
@@ -204,126 +126,15 @@ stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
 	ev_break(loop, EVBREAK_ALL);
 }
 
-/* Every slot of kind for node, at the epochs the map holds, in one CAS. */
+/* Returns 0, 1 (the store failed) or 2 (a bad setting). */
 static int
-claim_all(im_shard_map *map, im_store *st, im_kind kind, const char *node)
-{
-	uint32_t n = im_shard_nslots(map), slot;
-	uint32_t *slots = calloc(n, sizeof(*slots));
-	im_epoch *expect = calloc(n, sizeof(*expect));
-	im_epoch *got = calloc(n, sizeof(*got));
-	int rc = IM_ENOMEM;
-
-	if (slots == NULL || expect == NULL || got == NULL) {
-		goto out;
-	}
-	for (slot = 0; slot < n; slot++) {
-		im_shard_entry e;
-
-		(void)im_shard_get_slot(map, kind, slot, &e);
-		slots[slot] = slot;
-		expect[slot] = e.epoch;
-	}
-	rc = im_store_slot_cas_many(st, kind, slots, expect, n, node, got);
-	for (slot = 0; rc == IM_OK && slot < n; slot++) {
-		rc = im_shard_apply(map, kind, slot, got[slot], node);
-	}
-out:
-	free(slots);
-	free(expect);
-	free(got);
-	return rc;
-}
-
-/* For backends without slot_cas_many: one transaction per slot. */
-static int
-claim_one_by_one(im_shard_map *map, im_store *st, im_kind kind,
-                 const char *node)
-{
-	uint32_t n = im_shard_nslots(map), slot;
-	int rc = IM_OK;
-
-	for (slot = 0; rc == IM_OK && slot < n; slot++) {
-		rc = im_shard_claim(map, st, kind, slot, node, NULL);
-		if (rc == IM_ECONFLICT) {
-			/* The map was refreshed; one retry. */
-			rc = im_shard_claim(map, st, kind, slot, node, NULL);
-		}
-	}
-	return rc;
-}
-
-static int
-claim_slots(im_shard_map *map, im_store *st, const char *node)
-{
-	int kind, rc, tries;
-
-	for (kind = 0; kind < IM_KIND_COUNT; kind++) {
-		/*
-		 * All of a kind in one transaction (one fsync, not one per
-		 * slot); a conflict means another node moved meanwhile: reload
-		 * and try once more. Backends without the op claim one by one.
-		 */
-		for (tries = 0; tries < 2; tries++) {
-			rc = claim_all(map, st, (im_kind)kind, node);
-			if (rc != IM_ECONFLICT) {
-				break;
-			}
-			if ((rc = im_shard_load(map, st)) != IM_OK) {
-				break;
-			}
-			rc = IM_ECONFLICT;
-		}
-		if (rc == IM_ENOTSUP) {
-			rc = claim_one_by_one(map, st, (im_kind)kind, node);
-		}
-		if (rc != IM_OK) {
-			LOG_E("claiming %s slots: %s (%s)",
-			      kind == IM_KIND_USER ? "user" : "group",
-			      im_strerror(rc), im_store_errmsg(st));
-			return rc;
-		}
-	}
-	return IM_OK;
-}
-
-static int
-write_port_file(const char *path, uint16_t port)
-{
-	char tmp[IMD_PATH_MAX + 8];
-	FILE *f;
-
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	f = fopen(tmp, "w");
-	if (f == NULL) {
-		return -1;
-	}
-	fprintf(f, "%u\n", port);
-	if (fclose(f) != 0) {
-		return -1;
-	}
-	/* Rename: a reader never sees a half-written file. */
-	return rename(tmp, path);
-}
-
-static int
-run(imd_config *cfg)
+open_store(struct imd *d)
 {
 	im_store_sqlite_opts so = IM_STORE_SQLITE_OPTS_INIT;
-	im_shard_opts sho = IM_SHARD_OPTS_INIT;
-	im_store *st = NULL, *lst = NULL, *cst = NULL;
-	im__store_mux *mux = NULL;
-	im_shard_map *map = NULL;
-	router_local router;
-	struct imd d;
+	const srv_config *cfg = d->cfg;
 	char err[256];
-	char owner[IM_OWNER_MAX + 1];
-	uint32_t instance = 0;
-	uint16_t port = 0;
-	uint64_t t0;
-	int rc, status = 1;
+	int rc;
 
-	memset(&d, 0, sizeof(d));
 	if (strcmp(cfg->sync, "normal") == 0) {
 		so.sync = IM_SQLITE_SYNC_NORMAL;
 	} else if (strcmp(cfg->sync, "full") != 0) {
@@ -332,24 +143,35 @@ run(imd_config *cfg)
 	}
 	so.exclusive = cfg->exclusive;
 	so.wal_autocheckpoint = cfg->wal_autocheckpoint;
-	if (cfg->port > 65535) {
-		LOG_E("port %u out of range", cfg->port);
-		return 2;
-	}
-	rc = im_store_sqlite_open(&st, cfg->db, &so, err, sizeof(err));
+	rc = im_store_sqlite_open(&d->st, cfg->store, &so, err, sizeof(err));
 	if (rc != IM_OK) {
-		LOG_E("opening %s: %s (%s)", cfg->db, im_strerror(rc), err);
+		LOG_E("opening %s: %s (%s)", cfg->store, im_strerror(rc), err);
 		return 1;
 	}
+	return 0;
+}
+
+/* The slot map, loaded, with every slot of both kinds claimed for this
+ * process (slot_policy.h). */
+static int
+claim_slots(struct imd *d)
+{
+	im_shard_opts sho = IM_SHARD_OPTS_INIT;
+	const srv_config *cfg = d->cfg;
+	uint32_t instance = 0;
+	im_kind kind = IM_KIND_USER;
+	uint64_t t0;
+	int rc;
+
 	sho.nslots = cfg->slots;
-	rc = im_shard_create(&map, &sho);
+	rc = im_shard_create(&d->map, &sho);
 	if (rc == IM_OK) {
-		rc = im_shard_load(map, st);
+		rc = im_shard_load(d->map, d->st);
 	}
 	if (rc != IM_OK) {
 		LOG_E("slot map: %s (%s)", im_strerror(rc),
-		      im_store_errmsg(st));
-		goto out;
+		      im_store_errmsg(d->st));
+		return -1;
 	}
 	/* The owner recorded in the store is this process, not just the
 	 * node name: a restarted or duplicated imd is another owner, so an
@@ -358,78 +180,106 @@ run(imd_config *cfg)
 	if (getrandom(&instance, sizeof(instance), 0) != sizeof(instance)) {
 		instance = (uint32_t)role_now_ms() ^ (uint32_t)getpid();
 	}
-	if (strlen(cfg->node) + 9 > IM_OWNER_MAX) {
+	if (strlen(cfg->name) + 9 > IM_OWNER_MAX) {
 		LOG_E("node name longer than %d bytes", IM_OWNER_MAX - 9);
-		goto out;
+		return -1;
 	}
-	snprintf(owner, sizeof(owner), "%.*s/%08x", IM_OWNER_MAX - 9, cfg->node,
-	         instance);
+	snprintf(d->owner, sizeof(d->owner), "%.*s/%08x", IM_OWNER_MAX - 9,
+	         cfg->name, instance);
 	t0 = role_now_ms();
-	if (claim_slots(map, st, owner) != IM_OK) {
-		goto out;
+	rc = slot_policy_claim_all(d->map, d->st, d->owner, &kind);
+	if (rc != IM_OK) {
+		LOG_E("claiming %s slots: %s (%s)",
+		      kind == IM_KIND_USER ? "user" : "group", im_strerror(rc),
+		      im_store_errmsg(d->st));
+		return -1;
 	}
-	LOG_I("owner '%s' holds all %u slots of both kinds (%llu ms)", owner,
-	      cfg->slots, (unsigned long long)(role_now_ms() - t0));
+	LOG_I("owner '%s' holds all %u slots of both kinds (%llu ms)",
+	      d->owner, cfg->slots, (unsigned long long)(role_now_ms() - t0));
+	return 0;
+}
 
-	d.loop = ev_default_loop(EVFLAG_AUTO);
-	if (d.loop == NULL) {
+/* The loop, the Chatter and the Connector joined by the local router. */
+static int
+start_roles(struct imd *d)
+{
+	srv_config *cfg = d->cfg;
+	int rc;
+
+	d->loop = ev_default_loop(EVFLAG_AUTO);
+	if (d->loop == NULL) {
 		LOG_E("no event loop");
-		goto out;
+		return -1;
 	}
-	router_local_init(&router);
+	router_local_init(&d->router);
 	cfg->ch.seed = role_now_ms() ^ ((uint64_t)getpid() << 32);
 	/* The Chatter's commit thread and the loop (Connector reads, the
 	 * Chatter's loads) share the one connection, each op under the
 	 * mux's lock: an exclusive sqlite database has no second one. */
-	lst = st;
+	d->lst = d->st;
 	cfg->ch.commit_store = NULL;
 	if (cfg->ch.commit_thread &&
-	    (im__store_mux_create(&mux, st) != IM_OK ||
-	     im__store_mux_handle(mux, &lst) != IM_OK ||
-	     im__store_mux_handle(mux, &cst) != IM_OK)) {
+	    (im__store_mux_create(&d->mux, d->st) != IM_OK ||
+	     im__store_mux_handle(d->mux, &d->lst) != IM_OK ||
+	     im__store_mux_handle(d->mux, &d->cst) != IM_OK)) {
 		LOG_E("store handles for the commit thread: out of memory");
-		goto out;
+		return -1;
 	}
-	cfg->ch.commit_store = cst;
-	rc = chatter_create(&d.ch, d.loop, lst, map, owner, &router.base,
-	                    &cfg->ch);
+	cfg->ch.commit_store = d->cst;
+	rc = chatter_create(&d->ch, d->loop, d->lst, d->map, d->owner,
+	                    &d->router.base, &cfg->ch);
 	if (rc == IM_OK) {
-		rc = connector_create(&d.cn, d.loop, lst, map, owner, 0,
-		                      &router.base, cfg->secret,
-		                      strlen(cfg->secret), &cfg->cn);
+		rc = connector_create(&d->cn, d->loop, d->lst, d->map,
+		                      d->owner, 0, &d->router.base,
+		                      cfg->secret, strlen(cfg->secret),
+		                      &cfg->cn);
 	}
 	if (rc != IM_OK) {
 		LOG_E("starting roles: %s (check the limits)", im_strerror(rc));
-		goto out;
+		return -1;
 	}
-	router.ch = d.ch;
-	router.cn = d.cn;
-	if (connector_listen(d.cn, cfg->listen, (uint16_t)cfg->port, &port) !=
-	    IM_OK) {
-		goto out;
+	d->router.ch = d->ch;
+	d->router.cn = d->cn;
+	return 0;
+}
+
+/* Listen, say where, and run until SIGTERM or SIGINT. */
+static int
+serve(struct imd *d)
+{
+	const srv_config *cfg = d->cfg;
+	uint16_t port = 0;
+
+	if (connector_listen(d->cn, cfg->listen, (uint16_t)cfg->port,
+	                     &port) != IM_OK) {
+		return -1;
 	}
 	if (cfg->port_file[0] != '\0' &&
-	    write_port_file(cfg->port_file, port) != 0) {
+	    srv_port_file_write(cfg->port_file, port) != 0) {
 		LOG_E("writing %s: %s", cfg->port_file, strerror(errno));
-		goto out;
+		return -1;
 	}
-	ev_signal_init(&d.sigterm_w, stop_cb, SIGTERM);
-	d.sigterm_w.data = &d;
-	ev_signal_start(d.loop, &d.sigterm_w);
-	ev_signal_init(&d.sigint_w, stop_cb, SIGINT);
-	d.sigint_w.data = &d;
-	ev_signal_start(d.loop, &d.sigint_w);
+	ev_signal_init(&d->sigterm_w, stop_cb, SIGTERM);
+	d->sigterm_w.data = d;
+	ev_signal_start(d->loop, &d->sigterm_w);
+	ev_signal_init(&d->sigint_w, stop_cb, SIGINT);
+	d->sigint_w.data = d;
+	ev_signal_start(d->loop, &d->sigint_w);
 	LOG_I("imd listening on %s:%u, db %s (sync %s%s%s)", cfg->listen,
-	      port, cfg->db, cfg->sync, cfg->exclusive ? ", exclusive" : "",
-	      cst != NULL ? ", commit thread" : "");
-	ev_run(d.loop, 0);
-	status = 0;
-out:
-	if (d.ch != NULL) {
+	      port, cfg->store, cfg->sync, cfg->exclusive ? ", exclusive" : "",
+	      d->cst != NULL ? ", commit thread" : "");
+	ev_run(d->loop, 0);
+	return 0;
+}
+
+static void
+log_stats(struct imd *d)
+{
+	if (d->ch != NULL) {
 		chatter_stats cs;
 
-		chatter_flush(d.ch);
-		chatter_get_stats(d.ch, &cs);
+		chatter_flush(d->ch);
+		chatter_get_stats(d->ch, &cs);
 		LOG_I("chatter: %llu messages in %llu commits, %llu "
 		      "duplicates, "
 		      "%llu fenced commits, %u hot groups, %llu seq refills "
@@ -446,11 +296,11 @@ out:
 		      (unsigned long long)cs.groups_created,
 		      (unsigned long long)cs.create_commits);
 	}
-	if (d.cn != NULL) {
+	if (d->cn != NULL) {
 		connector_stats ns;
 
-		connector_flush(d.cn);
-		connector_get_stats(d.cn, &ns);
+		connector_flush(d->cn);
+		connector_get_stats(d->cn, &ns);
 		LOG_I("connector: %llu accepted, %llu frames in, %llu frames "
 		      "out in %llu writes",
 		      (unsigned long long)ns.accepted,
@@ -458,20 +308,43 @@ out:
 		      (unsigned long long)ns.frames_out,
 		      (unsigned long long)ns.writes);
 	}
-	connector_destroy(d.cn);
-	chatter_destroy(d.ch);
-	if (d.loop != NULL) {
-		ev_signal_stop(d.loop, &d.sigterm_w);
-		ev_signal_stop(d.loop, &d.sigint_w);
-		ev_loop_destroy(d.loop);
+}
+
+static void
+stop(struct imd *d)
+{
+	connector_destroy(d->cn);
+	chatter_destroy(d->ch);
+	if (d->loop != NULL) {
+		ev_signal_stop(d->loop, &d->sigterm_w);
+		ev_signal_stop(d->loop, &d->sigint_w);
+		ev_loop_destroy(d->loop);
 	}
-	im_shard_destroy(map);
-	if (lst != st) {
-		im_store_close(lst);
+	im_shard_destroy(d->map);
+	if (d->lst != d->st) {
+		im_store_close(d->lst);
 	}
-	im_store_close(cst);
-	im__store_mux_destroy(mux);
-	im_store_close(st);
+	im_store_close(d->cst);
+	im__store_mux_destroy(d->mux);
+	im_store_close(d->st);
+}
+
+static int
+run(srv_config *cfg)
+{
+	struct imd d;
+	int status;
+
+	memset(&d, 0, sizeof(d));
+	d.cfg = cfg;
+	if ((status = open_store(&d)) != 0) {
+		return status;
+	}
+	if (claim_slots(&d) != 0 || start_roles(&d) != 0 || serve(&d) != 0) {
+		status = 1;
+	}
+	log_stats(&d);
+	stop(&d);
 	if (status == 0) {
 		LOG_I("imd stopped");
 	}
@@ -481,25 +354,19 @@ out:
 int
 main(int argc, char **argv)
 {
-	imd_config cfg;
-	int level;
+	srv_config cfg;
+	char err[64];
 
-	imd_config_defaults(&cfg);
 	signal(SIGPIPE, SIG_IGN);
 	if (argc >= 2 && strcmp(argv[1], "token") == 0) {
-		return cmd_token(&cfg, argc, argv);
+		return cmd_token(argc, argv);
 	}
-	if (parse_args(&cfg, argc, argv, 1, NULL) != 0) {
-		usage();
+	srv_config_init(&cfg, SRV_IMD);
+	if (configure(&cfg, argc, argv, 1) != 0) {
 		return 2;
 	}
-	level = role_log_level_parse(cfg.log_level);
-	if (level < 0) {
-		fprintf(stderr, "imd: bad log_level '%s'\n", cfg.log_level);
-		return 2;
-	}
-	role_log_set_level(level);
-	if (check_secret(&cfg) != 0) {
+	if (srv_config_log_level(&cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "imd: %s\n", err);
 		return 2;
 	}
 	return run(&cfg);

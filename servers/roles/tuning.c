@@ -88,12 +88,42 @@ role_keys_set(const role_key *keys, size_t n, void *base, const char *key,
 }
 
 void
-role_keys_usage(const role_key *keys, size_t n, FILE *f)
+role_key_format(const role_key *k, const void *base, char *out, size_t len)
 {
+	const char *p = (const char *)base + k->off;
+
+	switch (k->kind) {
+	case ROLE_KEY_STR:
+		snprintf(out, len, "%s", p);
+		break;
+	case ROLE_KEY_U32:
+		snprintf(out, len, "%u", *(const uint32_t *)(const void *)p);
+		break;
+	case ROLE_KEY_U64:
+		snprintf(out, len, "%llu",
+		         (unsigned long long)*(const uint64_t *)(const void *)p);
+		break;
+	case ROLE_KEY_SEC:
+		snprintf(out, len, "%g", *(const double *)(const void *)p);
+		break;
+	case ROLE_KEY_BOOL:
+		snprintf(out, len, "%s",
+		         *(const bool *)(const void *)p ? "true" : "false");
+		break;
+	}
+}
+
+void
+role_keys_usage(const role_key *keys, size_t n, const void *defaults,
+                FILE *f)
+{
+	char def[256];
 	size_t i;
 
 	for (i = 0; i < n; i++) {
-		fprintf(f, "  --%-16s %s\n", keys[i].name, keys[i].help);
+		role_key_format(&keys[i], defaults, def, sizeof(def));
+		fprintf(f, "  --%-20s %s (default %s)\n", keys[i].name,
+		        keys[i].help, def[0] != '\0' ? def : "none");
 	}
 }
 
@@ -105,23 +135,23 @@ static const role_key cn_keys[] = {
         {"max_sessions", ROLE_KEY_U32, CN(max_sessions), 0,
          "sessions per user"},
         {"frame_max", ROLE_KEY_U32, CN(frame_max), 0,
-         "client frame payload limit (8192)"},
+         "client frame payload limit"},
         {"wbuf_max", ROLE_KEY_U32, CN(wbuf_max), 0,
          "bytes queued for one slow reader before it is closed"},
         {"pushq_items", ROLE_KEY_U32, CN(pushq_items), 0,
          "unacked pushes/session"},
         {"pushq_bytes", ROLE_KEY_U32, CN(pushq_bytes), 0,
          "unacked bytes/session"},
-        {"rto_ms", ROLE_KEY_U32, CN(rto_ms), 0, "retransmit timeout (5000)"},
+        {"rto_ms", ROLE_KEY_U32, CN(rto_ms), 0, "retransmit timeout, ms"},
         {"max_convs", ROLE_KEY_U32, CN(max_convs), 0, "conversations per user"},
         {"replay_limit", ROLE_KEY_U32, CN(replay_limit), 0,
          "messages per cursor replayed from the store on resume"},
         {"login_timeout", ROLE_KEY_SEC, CN(login_timeout), 0,
-         "seconds to log in (10)"},
+         "seconds to log in"},
         {"idle_timeout", ROLE_KEY_SEC, CN(idle_timeout), 0,
-         "seconds without a frame before close (90)"},
+         "seconds without a frame before close"},
         {"grace", ROLE_KEY_SEC, CN(grace), 0,
-         "seconds a dropped session stays resumable (60)"},
+         "seconds a dropped session stays resumable"},
         {"uq_step", ROLE_KEY_U32, CN(uq_step), 0,
          "seqs per user-queue segment"},
 };
@@ -130,16 +160,16 @@ static const role_key ch_keys[] = {
         {"max_groups", ROLE_KEY_U32, CH(max_groups), 0, "hot groups in memory"},
         {"max_members", ROLE_KEY_U32, CH(max_members), 0, "members per group"},
         {"max_batch", ROLE_KEY_U32, CH(max_batch), 0,
-         "sends per commit (1024)"},
+         "sends per commit"},
         {"seq_step", ROLE_KEY_U32, CH(seq_step), 0,
-         "seqs per group segment (10000)"},
+         "seqs per group segment"},
         {"dedup_capacity", ROLE_KEY_U32, CH(dedup_capacity), 0,
          "dedup cache entries"},
-        {"dedup_ttl_ms", ROLE_KEY_U64, CH(dedup_ttl_ms), 0, "dedup cache TTL"},
+        {"dedup_ttl_ms", ROLE_KEY_U64, CH(dedup_ttl_ms), 0, "dedup cache TTL, ms"},
         {"group_idle_ms", ROLE_KEY_U64, CH(group_idle_ms), 0,
-         "drop hot group state unused this long (60000; 0 = never)"},
+         "drop hot group state unused this long (0: never)"},
         {"commit_thread", ROLE_KEY_BOOL, CH(commit_thread), 0,
-         "group commit on a thread of its own (true)"},
+         "group commit on a thread of its own"},
 };
 
 #define NKEYS(a) (sizeof(a) / sizeof((a)[0]))
@@ -168,6 +198,9 @@ role_tuning_set(connector_opts *cn, chatter_opts *ch, const char *key,
 void
 role_tuning_usage(FILE *f)
 {
-	role_keys_usage(cn_keys, NKEYS(cn_keys), f);
-	role_keys_usage(ch_keys, NKEYS(ch_keys), f);
+	static const connector_opts cn = CONNECTOR_OPTS_INIT;
+	static const chatter_opts ch = CHATTER_OPTS_INIT;
+
+	role_keys_usage(cn_keys, NKEYS(cn_keys), &cn, f);
+	role_keys_usage(ch_keys, NKEYS(ch_keys), &ch, f);
 }

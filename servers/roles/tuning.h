@@ -41,8 +41,15 @@ bool role_key_eq(const char *a, const char *b);
 int role_keys_set(const role_key *keys, size_t n, void *base, const char *key,
                   const char *value, char *err, size_t errlen);
 
-/* Print "  --name  help" for each key to f. */
-void role_keys_usage(const role_key *keys, size_t n, FILE *f);
+/* The value of key's field in the struct at base as text ("true",
+ * "8192", "1.5"; a string as is). */
+void role_key_format(const role_key *k, const void *base, char *out,
+                     size_t len);
+
+/* Print "  --name  help (default VALUE)" for each key to f, VALUE read
+ * from the struct at defaults (an empty string: "none"). */
+void role_keys_usage(const role_key *keys, size_t n, const void *defaults,
+                     FILE *f);
 
 /*
  * The Connector and Chatter tuning keys (max_conns, pushq_items, rto_ms,
@@ -54,7 +61,8 @@ void role_keys_usage(const role_key *keys, size_t n, FILE *f);
 int role_tuning_set(connector_opts *cn, chatter_opts *ch, const char *key,
                     const char *value, char *err, size_t errlen);
 
-/* Print the tuning keys with their meaning. */
+/* Print the tuning keys with their meaning and defaults (the
+ * CONNECTOR_OPTS_INIT and CHATTER_OPTS_INIT values). */
 void role_tuning_usage(FILE *f);
 
 #endif

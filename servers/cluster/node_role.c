@@ -1,0 +1,589 @@
+/*
+ * A Connector or Chatter node (node_role.h): its membership, its link to
+ * the Routers, its role object and its slots. What may move is decided by
+ * servers/common/slot_policy.c; what a move means for the role (commit or
+ * write what is pending first, drop the slot's state, redirect clients)
+ * is here.
+ */
+#include "node_role.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "im/shard.h"
+#include "link.h"
+#include "member.h"
+#include "router.h"
+#include "slot_policy.h"
+#include "store/mux.h"
+
+/* Owner strings are "NAME/INCARNATION": room for the suffix. */
+#define NAME_MAX_LEN 40
+/* Nodes of one role planned over, and moves per balance. */
+#define BALANCE_NODES 256
+#define BALANCE_MOVES 1024
+
+typedef struct rolenode {
+	struct ev_loop *loop;
+	im_store *st;
+	im_shard_map *map;
+	cl_member *m;
+	cl_link *link;
+	const srv_config *c;
+	im_node_role role;
+	im_kind kind;
+	char owner[IM_OWNER_MAX + 1];
+	bool balanced; /* expect was reached once */
+	uint64_t inc;  /* the incarnation rn.owner names */
+	ev_timer tick;
+	connector *cn;
+	chatter *ch;
+} rolenode;
+
+/* The owner string of this node's current incarnation. The roles hold
+ * rn->owner by pointer: renaming it renames them too. */
+static void
+name_owner(rolenode *rn)
+{
+	rn->inc = cl_member_incarnation(rn->m);
+	snprintf(rn->owner, sizeof(rn->owner), "%.40s/%08llx", rn->c->name,
+		 (unsigned long long)rn->inc);
+}
+
+/* Is the slot's owner gone: unowned, an unknown or dead node, or an older
+ * incarnation of a node? Only such slots are taken without a handover. */
+static bool
+owner_gone(const rolenode *rn, const char *owner)
+{
+	char name[IM_OWNER_MAX + 1], cur[IM_OWNER_MAX + 1];
+	const char *slash = strchr(owner, '/');
+	const cl_node *n;
+
+	if (owner[0] == '\0' || slash == NULL) {
+		return true;
+	}
+	snprintf(name, sizeof(name), "%.*s", (int)(slash - owner), owner);
+	n = cl_member_find(rn->m, name);
+	if (n == NULL || !n->alive) {
+		return true;
+	}
+	cl_owner_of(cur, sizeof(cur), n->name, n->incarnation);
+	return strcmp(cur, owner) != 0;
+}
+
+/* The client address of the Connector owning a user, for Redirect. */
+static const char *
+owner_address(void *payload, const char *owner)
+{
+	rolenode *rn = payload;
+	char name[IM_OWNER_MAX + 1];
+	const cl_node *n;
+
+	snprintf(name, sizeof(name), "%s", owner);
+	name[strcspn(name, "/")] = '\0';
+	n = cl_member_find(rn->m, name);
+	if (n == NULL || !n->alive || n->role != IM_NODE_CONNECTOR ||
+	    owner_gone(rn, owner)) {
+		return NULL;
+	}
+	return n->address;
+}
+
+/*
+ * Reload the slot map (a tick, or a Router's SlotMap after it moved a dead
+ * node's slots). Slots gained need nothing more: a Chatter loads a group's
+ * state on its first use under the new epoch (fresh seq segment), a
+ * Connector serves a user whose slot the map gives it. Slots lost while we
+ * could not heartbeat: a Connector sheds those users to the new owner.
+ */
+static int
+map_reload(rolenode *rn, uint32_t *gained)
+{
+	uint32_t lost;
+	int rc = slot_policy_reload(rn->map, rn->st, rn->kind, rn->owner,
+				    &lost, gained);
+
+	if (rc != IM_OK) {
+		LOG_W("slot map: %s (%s)", im_strerror(rc),
+		      im_store_errmsg(rn->st));
+		return rc;
+	}
+	if (rn->cn != NULL && lost > 0) {
+		/* Another Connector took user slots of ours (we could not
+		 * heartbeat for a while): our users' deliveries go there
+		 * now, so send them there. */
+		uint32_t shed = connector_shed_moved(rn->cn);
+
+		LOG_W("%s lost user slots (now %u): %u connections sent to "
+		      "the new owners", rn->owner,
+		      im_shard_count(rn->map, rn->kind, rn->owner), shed);
+	}
+	return IM_OK;
+}
+
+/* One balance pass (slot_policy_ops payload). */
+typedef struct balance_pass {
+	rolenode *rn;
+	bool routers; /* a Router is up: dead nodes' slots are theirs */
+	uint32_t claimed;
+	uint32_t handed;
+} balance_pass;
+
+static bool
+balance_admit(void *payload, im_kind kind, const im_shard_move *mv,
+	      const im_shard_entry *cur)
+{
+	balance_pass *b = payload;
+	rolenode *rn = b->rn;
+	bool ours = strcmp(mv->to, rn->owner) == 0;
+
+	(void)kind;
+	switch (slot_policy_node_action(rn->c->name, rn->owner, cur, mv,
+					ours && owner_gone(rn, cur->owner),
+					b->routers)) {
+	case SLOT_NODE_TAKE:
+		return true;
+	case SLOT_NODE_HAND_OVER:
+		/*
+		 * Handover to a node that joined: a Chatter commits what is
+		 * pending (acked only once stored), a Connector writes what
+		 * is queued, before the CAS moves the slot. Anything of ours
+		 * for the slot after that is fenced (epoch + 1).
+		 */
+		if (b->handed == 0 && rn->ch != NULL) {
+			chatter_flush(rn->ch);
+		} else if (b->handed == 0 && rn->cn != NULL) {
+			connector_flush(rn->cn);
+		}
+		return rn->ch != NULL || rn->cn != NULL;
+	case SLOT_NODE_SKIP:
+		break;
+	}
+	return false;
+}
+
+static void
+balance_moved(void *payload, im_kind kind, const im_shard_move *mv,
+	      const im_shard_entry *cur, im_epoch epoch)
+{
+	balance_pass *b = payload;
+	rolenode *rn = b->rn;
+
+	(void)kind;
+	(void)cur;
+	(void)epoch;
+	if (strcmp(mv->to, rn->owner) == 0) {
+		b->claimed++;
+		return;
+	}
+	if (rn->ch != NULL) {
+		/* The new owner starts from a fresh seq segment. */
+		chatter_drop_slot(rn->ch, mv->slot);
+	} else {
+		/* The slot's clients get a Redirect to the new owner and
+		 * resume there from the store, which holds every acked
+		 * message. */
+		connector_drop_slot(rn->cn, mv->slot,
+				    owner_address(rn, mv->to));
+	}
+	b->handed++;
+}
+
+/* The nodes of our role that are fresh now, as owner strings. Fresh now,
+ * not only at the view's last reload: a node a Router just judged dead
+ * must not get slots handed over. */
+static size_t
+live_owners(rolenode *rn, const char **nodes)
+{
+	static char owners[BALANCE_NODES][IM_OWNER_MAX + 1];
+	size_t i, n = 0;
+
+	for (i = 0; i < cl_member_count(rn->m) && n < BALANCE_NODES; i++) {
+		const cl_node *x = cl_member_node(rn->m, i);
+
+		if (x->role == rn->role && cl_member_fresh(rn->m, x)) {
+			cl_owner_of(owners[n], sizeof(owners[n]), x->name,
+				    x->incarnation);
+			nodes[n] = owners[n];
+			n++;
+		}
+	}
+	return n;
+}
+
+/*
+ * Claim this node's fair share of the slots of its kind, among the live
+ * nodes of its role, once `expect` of them are alive, and hand over what
+ * the plan gives to others (slot_policy_node_action()).
+ */
+static void
+balance(rolenode *rn)
+{
+	static const slot_policy_ops ops = {balance_admit, balance_moved};
+	const char *nodes[BALANCE_NODES];
+	im_shard_move moves[BALANCE_MOVES];
+	balance_pass b = {rn, cl_link_routers_up(rn->link) > 0, 0, 0};
+	slot_policy_result res;
+	uint32_t gained;
+	size_t n = live_owners(rn, nodes);
+	int rc;
+
+	/*
+	 * `expect` only holds back the first claim (so a starting cluster
+	 * spreads evenly); after that a node that lost peers must go on
+	 * balancing, or the dead ones' slots would never be taken over.
+	 */
+	if (!rn->balanced && n < rn->c->expect) {
+		return;
+	}
+	rn->balanced = true;
+	if (map_reload(rn, &gained) != IM_OK || n == 0) {
+		/* n == 0: not even we look fresh (we were silent: our
+		 * heartbeat is old until the next one lands). */
+		return;
+	}
+	rc = slot_policy_rebalance(rn->map, rn->st, rn->kind, nodes, n, moves,
+				   BALANCE_MOVES, &ops, &b, &res);
+	if (rc != IM_OK && !res.planned) {
+		LOG_W("plan: %s", im_strerror(rc));
+		return;
+	}
+	if (rc != IM_OK) {
+		LOG_W("slot %u: %s (%s)", res.slot, im_strerror(rc),
+		      im_store_errmsg(rn->st));
+	}
+	if (b.handed > 0) {
+		LOG_I("%s handed %u %s slots over (now %u)", rn->owner,
+		      b.handed, rn->kind == IM_KIND_USER ? "user" : "group",
+		      im_shard_count(rn->map, rn->kind, rn->owner));
+	}
+	if (b.claimed > 0 || b.handed > 0) {
+		cl_link_notify_slots(rn->link);
+	}
+	if (b.claimed > 0) {
+		LOG_I("%s claimed %u %s slots (now %u)", rn->owner, b.claimed,
+		      rn->kind == IM_KIND_USER ? "user" : "group",
+		      im_shard_count(rn->map, rn->kind, rn->owner));
+	}
+}
+
+/*
+ * A node silent past the heartbeat timeout (paused, cut off) came back as
+ * a new incarnation (cl_member re-registered it): whatever it held may
+ * have been taken over, so it forgets all its group state, takes the new
+ * owner name (its old slots are now "an older incarnation": fenced for
+ * its writes, free to claim) and tells the Routers who it is now. Its
+ * writes under the old epochs fail IM_ESTALE and are answered
+ * ERR_UNAVAILABLE, never acked.
+ */
+static void
+reincarnate(rolenode *rn)
+{
+	char old[IM_OWNER_MAX + 1];
+	uint32_t kept = 0, shed = 0;
+
+	snprintf(old, sizeof(old), "%s", rn->owner);
+	rn->inc = cl_member_incarnation(rn->m);
+	if (rn->ch != NULL) {
+		chatter_flush(rn->ch); /* fenced if the slots moved */
+		chatter_drop_all(rn->ch);
+	}
+	if (rn->cn != NULL) {
+		/* Whatever is queued goes out first (user-queue appends
+		 * are fenced where the slot moved). */
+		connector_flush(rn->cn);
+	}
+	name_owner(rn);
+	cl_link_set_owner(rn->link, rn->owner);
+	(void)im_shard_load(rn->map, rn->st);
+	if (rn->cn != NULL) {
+		/*
+		 * A Connector takes back at once the user slots nobody moved
+		 * while it was silent: their users stay served here without
+		 * a move (no deliveries went elsewhere meanwhile: the slot
+		 * stayed ours). Those a Router moved are the new owners':
+		 * their clients get a Redirect there and their sessions here
+		 * are dropped. The balance evens the rest out by handover.
+		 */
+		kept = slot_policy_take_back(rn->map, rn->st, IM_KIND_USER,
+					     old, rn->owner);
+		shed = connector_renamed(rn->cn);
+		cl_link_notify_slots(rn->link);
+	}
+	LOG_W("%s was silent past the heartbeat timeout: dropped its state, "
+	      "now %s (kept %u user slots, %u connections sent away)",
+	      old, rn->owner, kept, shed);
+}
+
+static void
+on_member_change(cl_member *m, void *payload)
+{
+	rolenode *rn = payload;
+
+	if (rn->link != NULL && rn->inc != 0 &&
+	    cl_member_incarnation(m) != rn->inc) {
+		reincarnate(rn);
+	}
+	cl_link_sync(rn->link);
+	/* A node of our role came or went: take (or hand over) the share
+	 * now rather than on the next tick, a second later at worst. */
+	balance(rn);
+}
+
+static void
+on_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	rolenode *rn = w->data;
+
+	(void)loop;
+	(void)revents;
+	/* After a pause this timer may fire before the membership's: let
+	 * it heartbeat first, so a node silent past the timeout comes back
+	 * as a new incarnation before it balances under its old name. */
+	(void)cl_member_tick(rn->m);
+	/* Keep the map fresh (others' claims) and our share taken. */
+	balance(rn);
+}
+
+/*
+ * A Router moved slots (SlotMap): reload now, not at the next tick. If we
+ * gained some, tell every Router, as after a claim of our own: the other
+ * Routers then stop forwarding to the dead owner now (a paused one still
+ * has its connections up) instead of at their next map refresh.
+ */
+static void
+reload_map(void *payload)
+{
+	rolenode *rn = payload;
+	uint32_t gained;
+
+	if (map_reload(rn, &gained) == IM_OK && gained > 0) {
+		cl_link_notify_slots(rn->link);
+	}
+}
+
+/*
+ * The role's identity from the settings: a Connector needs a listen
+ * address with a port (its clients' address, registered in the store)
+ * and a token secret. Returns 0, or 2 (bad settings).
+ */
+static int
+pick_role(rolenode *rn, srv_config *c, char *host, size_t hostlen,
+	  uint16_t *port)
+{
+	char err[SRV_PATH_MAX + 128];
+
+	if (strlen(c->name) > NAME_MAX_LEN) {
+		fprintf(stderr, "imnode: names of connectors and chatters "
+				"are at most %d bytes\n",
+			NAME_MAX_LEN);
+		return 2;
+	}
+	if (strcmp(c->role, "connector") != 0) {
+		rn->role = IM_NODE_CHATTER;
+		rn->kind = IM_KIND_GROUP;
+		return 0;
+	}
+	rn->role = IM_NODE_CONNECTOR;
+	rn->kind = IM_KIND_USER;
+	if (!cl_split_address(c->listen, host, hostlen, port)) {
+		fprintf(stderr, "imnode: a connector needs listen "
+				"HOST:PORT with a port\n");
+		return 2;
+	}
+	if (srv_config_secret(c, err, sizeof(err)) != 0) {
+		fprintf(stderr, "imnode: connector: %s\n", err);
+		return 2;
+	}
+	return 0;
+}
+
+/* The slot map, this node's row in the store and its link to the
+ * Routers. */
+static int
+join(rolenode *rn)
+{
+	const srv_config *c = rn->c;
+	im_shard_opts so = IM_SHARD_OPTS_INIT;
+	cl_member_opts mo = CL_MEMBER_OPTS_INIT;
+	rpc_opts ro = RPC_OPTS_INIT;
+	int rc;
+
+	so.nslots = c->slots;
+	if ((rc = im_shard_create(&rn->map, &so)) != IM_OK ||
+	    (rc = im_shard_load(rn->map, rn->st)) != IM_OK) {
+		fprintf(stderr, "imnode: slot map: %s\n", im_strerror(rc));
+		return -1;
+	}
+	mo.heartbeat_ms = c->heartbeat_ms;
+	mo.refresh_ms = c->refresh_ms;
+	mo.dead_after_ms = c->dead_after_ms;
+	mo.on_change = on_member_change;
+	mo.payload = rn;
+	/* Silent past the timeout, a node comes back as a new incarnation
+	 * (reincarnate()). A Connector's routes keep its first name's id
+	 * (link.h), so its clients' requests in flight still come back. */
+	mo.reincarnate = true;
+	rc = cl_member_create(&rn->m, rn->loop, rn->st, c->name, rn->role,
+			      rn->role == IM_NODE_CONNECTOR ? c->listen : "-",
+			      &mo);
+	if (rc != IM_OK) {
+		fprintf(stderr, "imnode: register %s: %s (%s)\n", c->name,
+			im_strerror(rc), im_store_errmsg(rn->st));
+		return -1;
+	}
+	/* Slots are held by this incarnation: a restarted node is a new
+	 * owner, and its previous life's slots are visibly someone else's. */
+	name_owner(rn);
+	ro.backoff_min_ms = 50;
+	ro.backoff_max_ms = 1000;
+	ro.seed = (uint64_t)getpid();
+	rc = cl_link_create(&rn->link, rn->loop, rn->m, rn->owner,
+			    rn->role == IM_NODE_CONNECTOR
+				    ? imrpc_Role_ROLE_CONNECTOR
+				    : imrpc_Role_ROLE_CHATTER,
+			    &ro);
+	if (rc != IM_OK) {
+		fprintf(stderr, "imnode: link: %s\n", im_strerror(rc));
+		return -1;
+	}
+	cl_link_on_slot_map(rn->link, reload_map, rn);
+	return 0;
+}
+
+/* The Connector (listening for clients) or the Chatter. */
+static int
+start_role(rolenode *rn, const char *host, uint16_t port)
+{
+	const srv_config *c = rn->c;
+	int rc;
+
+	if (rn->role == IM_NODE_CONNECTOR) {
+		connector_opts co = c->cn;
+
+		rc = connector_create(&rn->cn, rn->loop, rn->st, rn->map,
+				      rn->owner, router_node_id(rn->owner),
+				      cl_link_router(rn->link), c->secret,
+				      strlen(c->secret), &co);
+		if (rc == IM_OK) {
+			cl_link_set_connector(rn->link, rn->cn);
+			connector_set_redirect(rn->cn, owner_address, rn);
+			rc = connector_listen(rn->cn, host, port, NULL);
+		}
+	} else {
+		chatter_opts cho = c->ch;
+
+		cho.seed = (uint64_t)getpid() << 32 ^ role_now_ms();
+		rc = chatter_create(&rn->ch, rn->loop, rn->st, rn->map,
+				    rn->owner, cl_link_router(rn->link), &cho);
+		if (rc == IM_OK) {
+			cl_link_set_chatter(rn->link, rn->ch);
+		}
+	}
+	if (rc != IM_OK) {
+		fprintf(stderr, "imnode: %s role: %s\n", c->role,
+			im_strerror(rc));
+		return -1;
+	}
+	return 0;
+}
+
+static void
+stop(rolenode *rn)
+{
+	ev_timer_stop(rn->loop, &rn->tick);
+	if (rn->ch != NULL) {
+		chatter_stats cs;
+
+		chatter_flush(rn->ch);
+		/* The same stats line as imd's (tests read it). */
+		chatter_get_stats(rn->ch, &cs);
+		LOG_I("chatter: %llu messages in %llu commits, %llu "
+		      "duplicates, %llu fenced commits, %u hot groups",
+		      (unsigned long long)cs.msgs,
+		      (unsigned long long)cs.commits,
+		      (unsigned long long)cs.dups, (unsigned long long)cs.stale,
+		      cs.groups);
+	}
+	if (rn->cn != NULL) {
+		connector_stop_accepting(rn->cn);
+		connector_flush(rn->cn);
+	}
+	/* The link first: it refers to the roles, not the other way. */
+	cl_link_destroy(rn->link);
+	connector_destroy(rn->cn);
+	chatter_destroy(rn->ch);
+	cl_member_destroy(rn->m);
+	im_shard_destroy(rn->map);
+}
+
+static int
+run(struct ev_loop *loop, im_store *st, srv_config *c)
+{
+	rolenode rn;
+	char host[64];
+	uint16_t port = 0;
+	/* Fast enough that failover finishes well within 3 s. */
+	double period = c->balance_ms / 1000.0;
+	int ret;
+
+	memset(&rn, 0, sizeof(rn));
+	rn.loop = loop;
+	rn.st = st;
+	rn.c = c;
+	ev_timer_init(&rn.tick, on_tick, period, period);
+	rn.tick.data = &rn;
+	if ((ret = pick_role(&rn, c, host, sizeof(host), &port)) != 0) {
+		return ret;
+	}
+	ret = 1;
+	if (join(&rn) != 0 || start_role(&rn, host, port) != 0) {
+		goto out;
+	}
+	balance(&rn);
+	ev_timer_start(loop, &rn.tick);
+	if (c->port_file[0] != '\0' &&
+	    srv_port_file_write(c->port_file, port) != 0) {
+		fprintf(stderr, "imnode: %s: %s\n", c->port_file,
+			strerror(errno));
+		goto out;
+	}
+	fprintf(stderr, "imnode: %s %s (%s) up\n", c->role, c->name,
+		rn.owner);
+	ev_run(loop, 0);
+	ret = 0;
+out:
+	stop(&rn);
+	return ret;
+}
+
+/*
+ * A Chatter commits on a thread of its own (commit_thread): the thread and
+ * the loop (heartbeats, the slot map, the Chatter's loads) share the one
+ * store connection through two handles of the store mux (libim/store/mux.h).
+ */
+int
+node_role_run(struct ev_loop *loop, im_store *st, srv_config *c)
+{
+	im__store_mux *mux = NULL;
+	im_store *lst = NULL, *cst = NULL;
+	int ret = 1;
+
+	if (strcmp(c->role, "chatter") != 0 || !c->ch.commit_thread) {
+		return run(loop, st, c);
+	}
+	if (im__store_mux_create(&mux, st) != IM_OK ||
+	    im__store_mux_handle(mux, &lst) != IM_OK ||
+	    im__store_mux_handle(mux, &cst) != IM_OK) {
+		fprintf(stderr, "imnode: store handles: out of memory\n");
+	} else {
+		c->ch.commit_store = cst;
+		ret = run(loop, lst, c);
+	}
+	im_store_close(cst);
+	im_store_close(lst);
+	im__store_mux_destroy(mux);
+	return ret;
+}
