@@ -11,6 +11,7 @@
 #define IM_STORE_PG_INTERNAL_H
 
 #include "im/sys/store.h"
+#include "store/ops.h"
 #include "internal.h"
 
 #include <libpq-fe.h>
@@ -303,48 +304,14 @@ int im__pg_fence_row(const PGresult *res, int r, void *arg);
 
 /* ---- the ops (one file per area) ------------------------------------- */
 
-int im__pg_slot_load(im_store *st, im_kind kind, im_slot_cb cb, void *payload);
-int im__pg_slot_cas(im_store *st, im_kind kind, uint32_t slot, im_epoch expect,
-                    const char *owner, im_epoch *epoch_out);
-int im__pg_slot_cas_many(im_store *st, im_kind kind, const uint32_t *slots,
-                         const im_epoch *expect, size_t n, const char *owner,
-                         im_epoch *epochs_out);
-int im__pg_seg_take(im_store *st, const im_seg_key *key, uint32_t step,
-                    im_seg *seg_out);
-int im__pg_seg_take_many(im_store *st, const im_seg_key *keys, size_t n,
-                         uint32_t step, im_seg *segs_out);
-
-int im__pg_msg_append(im_store *st, const im_fence *fences, size_t nfences,
-                      const im_msg *msgs, size_t n, im_append_result *res_out);
-int im__pg_uq_append(im_store *st, const im_fence *fences, size_t nfences,
-                     const im_uq_item *items, size_t n);
-
-int im__pg_msg_read(im_store *st, im_gid conv, im_seq after, im_seq until,
-                    uint32_t limit, im_msg_cb cb, void *payload);
-int im__pg_msg_last(im_store *st, im_gid conv, im_seq at, im_msg_pos *pos_out);
-int im__pg_msg_find_dedup(im_store *st, im_gid conv, im_uid sender,
-                          uint64_t dedup_id, im_msg *msg_out);
-int im__pg_uq_read(im_store *st, im_uid user, im_seq after, uint32_t limit,
-                   im_uq_cb cb, void *payload);
-int im__pg_uq_last(im_store *st, im_uid user, im_seq *last_out);
-
-int im__pg_group_create(im_store *st, const im_group *group);
-int im__pg_group_create_many(im_store *st, const im_fence *fences,
-                             size_t nfences, const im_group_new *groups,
-                             size_t n);
-int im__pg_group_lookup(im_store *st, im_gid gid, im_group *out);
-int im__pg_member_add(im_store *st, im_gid gid, im_uid user, bool *added_out);
-int im__pg_member_remove(im_store *st, im_gid gid, im_uid user,
-                         bool *removed_out);
-int im__pg_member_list(im_store *st, im_gid gid, im_uid_cb cb, void *payload);
-int im__pg_conv_load(im_store *st, im_uid user, im_conv_cb cb, void *payload);
-int im__pg_conv_update(im_store *st, im_uid user, im_gid conv, im_seq read_seq,
-                       uint64_t read_ordinal, uint32_t flags);
-
-int im__pg_node_register(im_store *st, const char *name, im_node_role role,
-                         const char *address, uint64_t now_ms,
-                         uint64_t *incarnation_out);
-int im__pg_node_heartbeat(im_store *st, const char *name, uint64_t now_ms);
-int im__pg_node_list(im_store *st, im_node_cb cb, void *payload);
+/*
+ * im__pg_<op> for every op of the list but migrate (which pg.c keeps
+ * static): the prototypes come from the one op list, so they cannot drift
+ * from the vtable.
+ */
+#define PG_DECLARE_OP(version, op, OP, params, args)                          \
+	int im__pg_##op(im_store *st, IM__UNPAREN params);
+IM__STORE_OPS(PG_DECLARE_OP)
+#undef PG_DECLARE_OP
 
 #endif
