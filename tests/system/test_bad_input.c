@@ -443,6 +443,55 @@ test_system_random_requests_after_login_never_hurt_the_server(void **state)
 	assert_server_still_serves();
 }
 
+/* A client that sends its request and then shuts down its write side
+ * (half-close) still gets the answer: the server stops reading, answers
+ * what it read, then closes. The message is stored once. */
+static void
+test_system_half_closed_client_still_gets_its_send_ack(void **state)
+{
+	char tok[IM_TOKEN_BUF];
+	im_Envelope *env = calloc(1, sizeof(*env));
+	tclient c;
+	tpush msgs[4];
+	int64_t g;
+	int rc, last = -1;
+
+	assert_non_null(env);
+	imd_token(&imd, 13, 3600, tok, sizeof(tok));
+	connect_raw(&c);
+	assert_int_equal(tc_login(&c, tok, NULL, 0, NULL), 1);
+	g = tc_create_group(&c, "half-close", NULL, 0);
+	assert_true(g > 0);
+	env->req_id = 4242;
+	env->which_msg = im_Envelope_send_tag;
+	env->msg.send.group = (uint64_t)g;
+	env->msg.send.dedup_id = 777;
+	env->msg.send.body.size = 4;
+	memcpy(env->msg.send.body.bytes, "half", 4);
+	assert_int_equal(tc_send(&c, env), 0);
+	assert_int_equal(shutdown(c.fd, SHUT_WR), 0);
+	c.drop_pushes = true;
+	rc = tc_wait_reply(&c, 4242, T);
+	assert_int_equal(rc, 1);
+	assert_int_equal(c.env->which_msg, im_Envelope_send_ack_tag);
+	assert_true(c.env->msg.send_ack.seq > 0);
+	assert_false(c.env->msg.send_ack.dup);
+	/* Then the server closes: nothing more is asked. */
+	assert_true(tc_wait_closed(&c, T, &last));
+	assert_int_equal(last, -1);
+	tc_close(&c);
+
+	/* Stored exactly once. */
+	connect_raw(&c);
+	assert_int_equal(tc_login(&c, tok, NULL, 0, NULL), 1);
+	c.drop_pushes = true;
+	assert_int_equal(tc_sync_all(&c, (uint64_t)g, 0, msgs, 4), 1);
+	assert_int_equal(msgs[0].dedup_id, 777);
+	tc_close(&c);
+	free(env);
+	assert_server_still_serves();
+}
+
 int
 main(void)
 {
@@ -469,6 +518,8 @@ main(void)
 	                test_system_bad_requests_after_login_keep_the_connection),
 	        cmocka_unit_test(
 	                test_system_random_requests_after_login_never_hurt_the_server),
+	        cmocka_unit_test(
+	                test_system_half_closed_client_still_gets_its_send_ack),
 	};
 
 	return cmocka_run_group_tests_name("system_bad_input", tests,

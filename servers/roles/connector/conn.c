@@ -3,6 +3,9 @@
  * with back-pressure, the login and idle timeouts. Everything that knows
  * about sockets is here; the handlers see a struct conn and its frames.
  *
+ * Half-close: EOF with no frame half sent stops the reading only; the
+ * connection closes once the requests it made are answered (read_shut).
+ *
  * Reads: one shared read buffer per Connector; a connection only holds the
  * bytes of a frame that has not completely arrived yet (allocated while it
  * is incomplete), so an idle connection costs its struct and nothing else.
@@ -311,6 +314,33 @@ timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	ev_timer_start(loop, w);
 }
 
+void
+conn__answered(struct conn *c)
+{
+	if (c->inflight > 0) {
+		c->inflight--;
+	}
+	if (c->rclosed && c->inflight == 0 && !c->closed) {
+		close_after_write(c);
+	}
+}
+
+/* The peer shut down its write side with no frame half sent. It may
+ * still read (a client that sent its last request and half-closed), so
+ * read no more but answer what was asked: close once the answers of the
+ * requests at the Chatters are written, bounded by the idle timeout
+ * (last_rx stays put now). A peer that closed for good fails the next
+ * write, which closes sooner. */
+static void
+read_shut(struct conn *c)
+{
+	ev_io_stop(c->cn->loop, &c->rio);
+	c->rclosed = true;
+	if (c->inflight == 0) {
+		close_after_write(c);
+	}
+}
+
 struct conn *
 conn__by_tag(connector *cn, uint64_t tag)
 {
@@ -399,13 +429,16 @@ read_cb(struct ev_loop *loop, ev_io *w, int revents)
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 		return;
 	}
-	if (n <= 0) {
-		if (n == 0 && have > 0) {
-			conn__fail(c, 0, im_Code_ERR_BAD_REQUEST,
-			           "truncated frame");
-		} else {
-			conn__close(c, n == 0 ? "peer closed" : "read error");
-		}
+	if (n == 0 && have > 0) {
+		conn__fail(c, 0, im_Code_ERR_BAD_REQUEST, "truncated frame");
+		return;
+	}
+	if (n == 0) {
+		read_shut(c);
+		return;
+	}
+	if (n < 0) {
+		conn__close(c, "read error");
 		return;
 	}
 	have += (size_t)n;
