@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -27,8 +28,9 @@
 
 static imd_proc imd;
 
-static const char *const quick_timeouts[] = {"--login-timeout", "1",
-                                             "--idle-timeout", "2", NULL};
+static const char *const quick_timeouts[] = {
+        "--login-timeout", "1", "--idle-timeout", "2", "--frame-timeout", "1",
+        NULL};
 
 static int
 group_setup(void **state)
@@ -492,6 +494,62 @@ test_system_half_closed_client_still_gets_its_send_ack(void **state)
 	assert_server_still_serves();
 }
 
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* A logged-in client dribbling one byte at a time inside a frame that
+ * never completes: every byte is traffic (the 2 s idle timeout never
+ * fires), but the frame must complete within --frame-timeout (1 s). */
+static void
+test_system_dribbled_frame_is_closed_by_the_frame_timeout(void **state)
+{
+	char tok[IM_TOKEN_BUF];
+	uint8_t hdr[IM_FRAME_HEADER];
+	uint64_t t0;
+	tclient c;
+	int i, rc, last = -1;
+	bool closed = false;
+
+	imd_token(&imd, 14, 3600, tok, sizeof(tok));
+	connect_raw(&c);
+	assert_int_equal(tc_login(&c, tok, NULL, 0, NULL), 1);
+	c.drop_pushes = true;
+	im_frame_put_header(hdr, 100);
+	t0 = now_ms();
+	assert_int_equal(tc_send_raw(&c, hdr, sizeof(hdr)), 0);
+	/* 20 x 200 ms = 4 s of dribbling, twice the idle timeout. */
+	for (i = 0; i < 20 && !closed; i++) {
+		uint64_t until = now_ms() + 200;
+
+		while (!closed && now_ms() < until) {
+			rc = tc_recv(&c, (int)(until - now_ms()));
+			if (rc < 0) {
+				closed = true;
+			} else if (rc == 1 &&
+			           c.env->which_msg == im_Envelope_error_tag) {
+				last = (int)c.env->msg.error.code;
+			} else if (rc == 0) {
+				break;
+			}
+		}
+		if (!closed && tc_send_raw(&c, "\x08", 1) != 0) {
+			closed = true;
+		}
+	}
+	assert_true(closed);
+	assert_int_equal(last, im_Code_ERR_TIMEOUT);
+	/* Closed by the frame bound (1 s), well before 4 s of dribbling. */
+	assert_true(now_ms() - t0 < 3000);
+	tc_close(&c);
+	assert_server_still_serves();
+}
+
 int
 main(void)
 {
@@ -520,6 +578,8 @@ main(void)
 	                test_system_random_requests_after_login_never_hurt_the_server),
 	        cmocka_unit_test(
 	                test_system_half_closed_client_still_gets_its_send_ack),
+	        cmocka_unit_test(
+	                test_system_dribbled_frame_is_closed_by_the_frame_timeout),
 	};
 
 	return cmocka_run_group_tests_name("system_bad_input", tests,

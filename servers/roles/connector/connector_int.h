@@ -117,7 +117,9 @@ struct conn {
 	size_t wcap;
 	struct session *sess;
 	im_uid uid; /* 0 before login */
+	ev_tstamp accepted; /* the login deadline counts from here */
 	ev_tstamp last_rx;
+	ev_tstamp frame_t0; /* the first bytes of the frame in rbuf came */
 	uint32_t inflight;  /* requests at the Chatters, not answered yet */
 	bool rclosed;       /* the peer shut down its write side (EOF) */
 	bool closed;
