@@ -550,6 +550,97 @@ test_system_dribbled_frame_is_closed_by_the_frame_timeout(void **state)
 	assert_server_still_serves();
 }
 
+/* Append a field tag and varint (or tag, length and bytes) to a buffer:
+ * a Send whose body is over the nanopb bound cannot be built in an
+ * im_Envelope. */
+static size_t
+put_varint(uint8_t *p, uint64_t v)
+{
+	size_t n = 0;
+
+	while (v >= 0x80) {
+		p[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	p[n++] = (uint8_t)v;
+	return n;
+}
+
+/* A frame of Envelope{req_id, Send{group, dedup_id, body of len bytes}}
+ * into buf (room for len + 64); returns its length. */
+static size_t
+oversize_send_frame(uint8_t *buf, uint64_t req_id, uint64_t group,
+                    uint64_t dedup_id, size_t len)
+{
+	uint8_t send[64];
+	size_t ns = 0, n = IM_FRAME_HEADER;
+
+	send[ns++] = (im_Send_group_tag << 3) | 0;
+	ns += put_varint(send + ns, group);
+	send[ns++] = (im_Send_dedup_id_tag << 3) | 0;
+	ns += put_varint(send + ns, dedup_id);
+	send[ns++] = (im_Send_body_tag << 3) | 2;
+	ns += put_varint(send + ns, len);
+	buf[n++] = (im_Envelope_req_id_tag << 3) | 0;
+	n += put_varint(buf + n, req_id);
+	buf[n++] = (im_Envelope_send_tag << 3) | 2;
+	n += put_varint(buf + n, ns + len);
+	memcpy(buf + n, send, ns);
+	n += ns;
+	memset(buf + n, 'x', len);
+	n += len;
+	im_frame_put_header(buf, (uint32_t)(n - IM_FRAME_HEADER));
+	return n;
+}
+
+/* A Send whose body is over the body limit (the frame within frame_max)
+ * is answered for that request with ERR_TOO_BIG naming the limit, and
+ * the connection goes on. */
+static void
+test_system_over_long_body_gets_too_big_and_keeps_the_connection(
+        void **state)
+{
+	char tok[IM_TOKEN_BUF];
+	uint8_t *buf = malloc(5000 + 64);
+	tclient c;
+	int64_t g, s;
+	size_t n;
+
+	assert_non_null(buf);
+	imd_token(&imd, 15, 3600, tok, sizeof(tok));
+	connect_raw(&c);
+	assert_int_equal(tc_login(&c, tok, NULL, 0, NULL), 1);
+	c.drop_pushes = true;
+	g = tc_create_group(&c, "too long", NULL, 0);
+	assert_true(g > 0);
+	n = oversize_send_frame(buf, 9001, (uint64_t)g, 55, 5000);
+	assert_true(n - IM_FRAME_HEADER <= 8192);
+	assert_int_equal(tc_send_raw(&c, buf, n), 0);
+	assert_int_equal(tc_wait_reply(&c, 9001, T), 1);
+	assert_int_equal(c.env->which_msg, im_Envelope_error_tag);
+	assert_int_equal(c.env->msg.error.code, im_Code_ERR_TOO_BIG);
+	assert_non_null(strstr(c.env->msg.error.text, "4096"));
+	assert_int_equal(c.env->msg.error.group, (uint64_t)g);
+	assert_int_equal(c.env->msg.error.dedup_id, 55);
+	/* Just over the limit too. */
+	n = oversize_send_frame(buf, 9002, (uint64_t)g, 56, 4097);
+	assert_int_equal(tc_send_raw(&c, buf, n), 0);
+	assert_int_equal(tc_wait_reply(&c, 9002, T), 1);
+	assert_int_equal(c.env->msg.error.code, im_Code_ERR_TOO_BIG);
+	/* The connection is still usable; nothing was stored. */
+	s = tc_send_msg(&c, (uint64_t)g, 57, "after", NULL);
+	assert_true(s > 0);
+	{
+		tpush msgs[4];
+
+		assert_int_equal(tc_sync_all(&c, (uint64_t)g, 0, msgs, 4), 1);
+		assert_int_equal(msgs[0].dedup_id, 57);
+	}
+	tc_close(&c);
+	free(buf);
+	assert_server_still_serves();
+}
+
 int
 main(void)
 {
@@ -580,6 +671,8 @@ main(void)
 	                test_system_half_closed_client_still_gets_its_send_ack),
 	        cmocka_unit_test(
 	                test_system_dribbled_frame_is_closed_by_the_frame_timeout),
+	        cmocka_unit_test(
+	                test_system_over_long_body_gets_too_big_and_keeps_the_connection),
 	};
 
 	return cmocka_run_group_tests_name("system_bad_input", tests,
