@@ -325,8 +325,9 @@ IM_API im_uid im_client_user(const im_client *cl);
  * with the same dedup id, until the server acks it (on_ack, once) or
  * rejects it (on_error with the group and dedup id).
  * @param dedup_out may be NULL; the dedup id chosen
- * @retval IM_OK, IM_EINVAL (group 0, len > IM_CLIENT_BODY_MAX, body NULL
- *         with len > 0), IM_EFULL (outbox full; nothing queued)
+ * @retval IM_OK, IM_EINVAL (group 0, body NULL with len > 0),
+ *         IM_ETOOBIG (len > IM_CLIENT_BODY_MAX, the server's limit;
+ *         nothing queued), IM_EFULL (outbox full; nothing queued)
  */
 IM_API int im_client_send(im_client *cl, im_gid group, const void *body,
                           size_t len, uint64_t *dedup_out);
@@ -409,7 +410,8 @@ IM_API int im_client_connect_wait(im_client *cl, uint32_t timeout_ms);
  * Send and wait for the ack.
  * @retval IM_OK (*seq_out set, may be NULL), IM_EAGAIN (timeout; the send
  *         stays queued), IM_EPERM (not a member, or the token was
- *         refused), IM_EINVAL, IM_EFULL, other errors the server sent
+ *         refused), IM_EINVAL, IM_ETOOBIG (body over IM_CLIENT_BODY_MAX),
+ *         IM_EFULL, other errors the server sent
  */
 IM_API int im_client_send_wait(im_client *cl, im_gid group, const void *body,
                                size_t len, uint32_t timeout_ms,

@@ -1784,7 +1784,7 @@ test_client_send_checks_args_and_the_outbox_bound(void **state)
 	assert_int_equal(im_client_send(cl, 0, "x", 1, NULL), IM_EINVAL);
 	assert_int_equal(im_client_send(cl, 1, NULL, 1, NULL), IM_EINVAL);
 	assert_int_equal(im_client_send(cl, 1, big, sizeof(big), NULL),
-	                 IM_EINVAL);
+	                 IM_ETOOBIG);
 	assert_int_equal(im_client_send(NULL, 1, "x", 1, NULL), IM_EINVAL);
 	assert_int_equal(im_client_send(cl, 1, big, IM_CLIENT_BODY_MAX, &d1),
 	                 IM_OK);

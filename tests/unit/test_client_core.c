@@ -717,7 +717,7 @@ test_core_send_checks_args_and_the_outbox_bound(void **state)
 	                 IM_EINVAL);
 	assert_int_equal(im__cc_send(f->cc, f->now, 10, "x",
 	                             IM_CLIENT_BODY_MAX + 1, 0, 0, 0, NULL),
-	                 IM_EINVAL);
+	                 IM_ETOOBIG);
 	for (i = 0; i < 8; i++) {
 		assert_int_equal(
 		        im__cc_send(f->cc, f->now, 10, "x", 1, 0, 0, 0, NULL),
