@@ -50,6 +50,17 @@ struct ev_loop;
 
 typedef struct im_client im_client;
 
+/**
+ * The default ping interval (opts.ping_ms), in ms. A server that sends
+ * nothing for 3 intervals is dropped (IM_EUNAVAIL "server silent") and
+ * the client reconnects: a hung server (a stopped process, whose kernel
+ * still acks TCP, so no socket option notices) is left within 15 s.
+ * The price is one small Ping and Pong per connection every 5 s, about
+ * 200,000 of each per second for 1M idle connections. Clients on a
+ * battery or a metered link should raise it (30000: left within 90 s);
+ * see docs/client-state-machine.md, section 6.
+ */
+#define IM_CLIENT_PING_MS 5000
 /** Largest message body the server accepts. */
 #define IM_CLIENT_BODY_MAX 4096
 /** Largest group name. */
@@ -210,8 +221,9 @@ typedef struct im_client_opts {
 	                                <= 65536 (IM_FRAME_MAX) */
 	uint32_t backoff_min_ms;   /**< first reconnect delay */
 	uint32_t backoff_max_ms;   /**< reconnect delay cap */
-	uint32_t ping_ms;          /**< ping interval; 3 silent intervals
-	                                close the connection. 0 = off */
+	uint32_t ping_ms;          /**< ping interval (IM_CLIENT_PING_MS);
+	                                a server silent for 3 intervals is
+	                                dropped. 0 = off */
 	uint32_t login_timeout_ms; /**< connect + login must finish within */
 	uint64_t seed;             /**< PRNG seed: dedup ids and jitter */
 	bool reconnect;            /**< reconnect automatically */
@@ -263,7 +275,8 @@ typedef struct im_client_opts {
 #define IM_CLIENT_OPTS_INIT                                                    \
 	{                                                                      \
 		IM_CLIENT_OPTS_VERSION, "127.0.0.1", 7600, NULL, "libim", 256, \
-		        4096, 256, 65536, 200, 30000, 30000, 10000, 0, true,   \
+		        4096, 256, 65536, 200, 30000, IM_CLIENT_PING_MS,       \
+		        10000, 0, true,                                        \
 		        {0, 0, 0, 0, 0, 0, 0}, NULL, {0, 0}, NULL, 0, 0, 5000  \
 	}
 
