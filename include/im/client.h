@@ -51,6 +51,17 @@ struct ev_loop;
 
 typedef struct im_client im_client;
 
+/**
+ * The default ping interval (opts.ping_ms), in ms. A server that sends
+ * nothing for 3 intervals is dropped (IM_EUNAVAIL "server silent") and
+ * the client reconnects: a hung server (a stopped process, whose kernel
+ * still acks TCP, so no socket option notices) is left within 15 s.
+ * The price is one small Ping and Pong per connection every 5 s, about
+ * 200,000 of each per second for 1M idle connections. Clients on a
+ * battery or a metered link should raise it (30000: left within 90 s);
+ * see docs/client-state-machine.md, section 6.
+ */
+#define IM_CLIENT_PING_MS 5000
 /** Largest message body the server accepts. */
 #define IM_CLIENT_BODY_MAX 4096
 /** Largest group name. */
@@ -211,8 +222,9 @@ typedef struct im_client_opts {
 	                                <= 65536 (IM_FRAME_MAX) */
 	uint32_t backoff_min_ms;   /**< first reconnect delay */
 	uint32_t backoff_max_ms;   /**< reconnect delay cap */
-	uint32_t ping_ms;          /**< ping interval; 3 silent intervals
-	                                close the connection. 0 = off */
+	uint32_t ping_ms;          /**< ping interval (IM_CLIENT_PING_MS);
+	                                a server silent for 3 intervals is
+	                                dropped. 0 = off */
 	uint32_t login_timeout_ms; /**< connect + login must finish within */
 	uint64_t seed;             /**< PRNG seed: dedup ids and jitter */
 	bool reconnect;            /**< reconnect automatically */
@@ -264,7 +276,8 @@ typedef struct im_client_opts {
 #define IM_CLIENT_OPTS_INIT                                                    \
 	{                                                                      \
 		IM_CLIENT_OPTS_VERSION, "127.0.0.1", 7600, NULL, "libim", 256, \
-		        4096, 256, 65536, 200, 30000, 30000, 10000, 0, true,   \
+		        4096, 256, 65536, 200, 30000, IM_CLIENT_PING_MS,       \
+		        10000, 0, true,                                        \
 		        {0, 0, 0, 0, 0, 0, 0}, NULL, {0, 0}, NULL, 0, 0, 5000  \
 	}
 
@@ -326,8 +339,9 @@ IM_API im_uid im_client_user(const im_client *cl);
  * with the same dedup id, until the server acks it (on_ack, once) or
  * rejects it (on_error with the group and dedup id).
  * @param dedup_out may be NULL; the dedup id chosen
- * @retval IM_OK, IM_EINVAL (group 0, len > IM_CLIENT_BODY_MAX, body NULL
- *         with len > 0), IM_EFULL (outbox full; nothing queued)
+ * @retval IM_OK, IM_EINVAL (group 0, body NULL with len > 0),
+ *         IM_ETOOBIG (len > IM_CLIENT_BODY_MAX, the server's limit;
+ *         nothing queued), IM_EFULL (outbox full; nothing queued)
  */
 IM_API int im_client_send(im_client *cl, im_gid group, const void *body,
                           size_t len, uint64_t *dedup_out);
@@ -410,7 +424,8 @@ IM_API int im_client_connect_wait(im_client *cl, uint32_t timeout_ms);
  * Send and wait for the ack.
  * @retval IM_OK (*seq_out set, may be NULL), IM_EAGAIN (timeout; the send
  *         stays queued), IM_EPERM (not a member, or the token was
- *         refused), IM_EINVAL, IM_EFULL, other errors the server sent
+ *         refused), IM_EINVAL, IM_ETOOBIG (body over IM_CLIENT_BODY_MAX),
+ *         IM_EFULL, other errors the server sent
  */
 IM_API int im_client_send_wait(im_client *cl, im_gid group, const void *body,
                                size_t len, uint32_t timeout_ms,

@@ -412,12 +412,18 @@ ping_due(im__cc *cc)
 	if (cc->state != IM_CLIENT_CONNECTED) {
 		return;
 	}
-	if (cc->now > cc->last_rx &&
-	    cc->now - cc->last_rx > 3 * (uint64_t)cc->ping_ms) {
+	uint64_t dead = cc->last_rx + 3 * (uint64_t)cc->ping_ms;
+
+	if (cc->now > dead) {
 		im__cc_conn_lost(cc, IM_EUNAVAIL, 0, "server silent");
 		return;
 	}
-	im__cc_timer_set(cc, IM__CC_T_PING, cc->now + cc->ping_ms);
+	/* The next ping, or the moment the silence passes 3 intervals if
+	 * that comes first: a hung server is dropped 3 x ping_ms after its
+	 * last bytes, not up to a whole interval later. */
+	im__cc_timer_set(cc, IM__CC_T_PING,
+	                 dead + 1 < cc->now + cc->ping_ms ? dead + 1
+	                                                  : cc->now + cc->ping_ms);
 	e = im__cc_env(cc, im__cc_new_req(cc), im_Envelope_ping_tag);
 	e->msg.ping.time_ms = cc->now;
 	(void)im__cc_put(cc, e);

@@ -81,9 +81,11 @@ im__cc_send(im__cc *cc, uint64_t now_ms, im_gid group, const void *body,
 	struct im__cc_obox *o;
 	uint32_t slot;
 
-	if (group == 0 || len > IM_CLIENT_BODY_MAX ||
-	    (body == NULL && len > 0)) {
+	if (group == 0 || (body == NULL && len > 0)) {
 		return IM_EINVAL;
+	}
+	if (len > IM_CLIENT_BODY_MAX) {
+		return IM_ETOOBIG; /* the server's limit: it would refuse it */
 	}
 	if (cc->nobox >= cc->max_outbox) {
 		return IM_EFULL;

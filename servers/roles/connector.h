@@ -29,12 +29,18 @@ typedef struct connector_opts {
 	double login_timeout;  /* seconds */
 	double idle_timeout;
 	double grace; /* keep a dropped session's queue this long */
+	/* A frame begun must be complete within this many seconds, however
+	 * its bytes trickle in: the idle timeout counts bytes, so without it
+	 * a client sending one byte a second inside a frame would hold its
+	 * connection (and a frame_max buffer) forever. Reaching it is
+	 * Error{ERR_TIMEOUT} and a close. */
+	double frame_timeout;
 } connector_opts;
 
 #define CONNECTOR_OPTS_INIT                                                    \
 	{                                                                      \
 		10000, 16, 8192, 1u << 20, 1024, 1u << 20, 5000, 4096, 100,    \
-		        256, 10.0, 90.0, 60.0                                  \
+		        256, 10.0, 90.0, 60.0, 10.0                            \
 	}
 
 /*

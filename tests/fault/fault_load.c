@@ -503,7 +503,8 @@ main(int argc, char **argv)
 		o.seed = seed * 1000003u + i + 1;
 		o.backoff_min_ms = 50;
 		o.backoff_max_ms = 500;
-		o.ping_ms = 1000; /* a silent connection dies within 3 s */
+		/* ping_ms: the library's default (IM_CLIENT_PING_MS), as a
+		 * real client has it: a hung Connector is left within 15 s. */
 		o.login_timeout_ms = 3000;
 		o.cb.on_deliver = on_deliver;
 		o.cb.on_ack = on_ack;

@@ -121,6 +121,10 @@ test_tuning_sets_connector_and_chatter_opts_by_imd_names(void **state)
 	                                 sizeof(err)),
 	                 0);
 	assert_true(cn.login_timeout == 1.5);
+	assert_int_equal(role_tuning_set(&cn, &ch, "frame-timeout", "2.5", err,
+	                                 sizeof(err)),
+	                 0);
+	assert_true(cn.frame_timeout == 2.5);
 	assert_int_equal(
 	        role_tuning_set(&cn, &ch, "seq_step", "4", err, sizeof(err)),
 	        0);

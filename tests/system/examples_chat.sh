@@ -103,4 +103,19 @@ grep -q "^event read $gid $last\$" "$tmp/u2b.out" ||
 echo /quit >&8
 exec 8>&-
 wait "$devpid" || fail "second device exited $?"
+
+# An over-long message is refused for that send alone, as too big (the
+# client checks IM_CLIENT_BODY_MAX itself; the server's answer to one is
+# tested with a raw socket in system_bad_input), and the next send of
+# the same session goes through.
+echo "/create big" | run_cli "$t1" create2
+big=$(awk '/^created /{print $2}' "$tmp/create2.out")
+[ -n "$big" ] || fail "no second group created"
+long=$(head -c 4097 /dev/zero | tr '\0' x)
+printf '/send %s %s\n/send %s fits\n/wait\n' "$big" "$long" "$big" |
+	run_cli "$t1" big
+grep -q "^error send IM_ETOOBIG group=$big\$" "$tmp/big.out" ||
+	fail "an over-long send is not refused as too big"
+[ "$(grep -c "^ack $big " "$tmp/big.out")" -eq 1 ] ||
+	fail "the send after an over-long one was not acked"
 echo "examples_chat: ok (group $gid)"

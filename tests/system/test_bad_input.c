@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -27,8 +28,9 @@
 
 static imd_proc imd;
 
-static const char *const quick_timeouts[] = {"--login-timeout", "1",
-                                             "--idle-timeout", "2", NULL};
+static const char *const quick_timeouts[] = {
+        "--login-timeout", "1", "--idle-timeout", "2", "--frame-timeout", "1",
+        NULL};
 
 static int
 group_setup(void **state)
@@ -443,6 +445,202 @@ test_system_random_requests_after_login_never_hurt_the_server(void **state)
 	assert_server_still_serves();
 }
 
+/* A client that sends its request and then shuts down its write side
+ * (half-close) still gets the answer: the server stops reading, answers
+ * what it read, then closes. The message is stored once. */
+static void
+test_system_half_closed_client_still_gets_its_send_ack(void **state)
+{
+	char tok[IM_TOKEN_BUF];
+	im_Envelope *env = calloc(1, sizeof(*env));
+	tclient c;
+	tpush msgs[4];
+	int64_t g;
+	int rc, last = -1;
+
+	assert_non_null(env);
+	imd_token(&imd, 13, 3600, tok, sizeof(tok));
+	connect_raw(&c);
+	assert_int_equal(tc_login(&c, tok, NULL, 0, NULL), 1);
+	g = tc_create_group(&c, "half-close", NULL, 0);
+	assert_true(g > 0);
+	env->req_id = 4242;
+	env->which_msg = im_Envelope_send_tag;
+	env->msg.send.group = (uint64_t)g;
+	env->msg.send.dedup_id = 777;
+	env->msg.send.body.size = 4;
+	memcpy(env->msg.send.body.bytes, "half", 4);
+	assert_int_equal(tc_send(&c, env), 0);
+	assert_int_equal(shutdown(c.fd, SHUT_WR), 0);
+	c.drop_pushes = true;
+	rc = tc_wait_reply(&c, 4242, T);
+	assert_int_equal(rc, 1);
+	assert_int_equal(c.env->which_msg, im_Envelope_send_ack_tag);
+	assert_true(c.env->msg.send_ack.seq > 0);
+	assert_false(c.env->msg.send_ack.dup);
+	/* Then the server closes: nothing more is asked. */
+	assert_true(tc_wait_closed(&c, T, &last));
+	assert_int_equal(last, -1);
+	tc_close(&c);
+
+	/* Stored exactly once. */
+	connect_raw(&c);
+	assert_int_equal(tc_login(&c, tok, NULL, 0, NULL), 1);
+	c.drop_pushes = true;
+	assert_int_equal(tc_sync_all(&c, (uint64_t)g, 0, msgs, 4), 1);
+	assert_int_equal(msgs[0].dedup_id, 777);
+	tc_close(&c);
+	free(env);
+	assert_server_still_serves();
+}
+
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* A logged-in client dribbling one byte at a time inside a frame that
+ * never completes: every byte is traffic (the 2 s idle timeout never
+ * fires), but the frame must complete within --frame-timeout (1 s). */
+static void
+test_system_dribbled_frame_is_closed_by_the_frame_timeout(void **state)
+{
+	char tok[IM_TOKEN_BUF];
+	uint8_t hdr[IM_FRAME_HEADER];
+	uint64_t t0;
+	tclient c;
+	int i, rc, last = -1;
+	bool closed = false;
+
+	imd_token(&imd, 14, 3600, tok, sizeof(tok));
+	connect_raw(&c);
+	assert_int_equal(tc_login(&c, tok, NULL, 0, NULL), 1);
+	c.drop_pushes = true;
+	im_frame_put_header(hdr, 100);
+	t0 = now_ms();
+	assert_int_equal(tc_send_raw(&c, hdr, sizeof(hdr)), 0);
+	/* 20 x 200 ms = 4 s of dribbling, twice the idle timeout. */
+	for (i = 0; i < 20 && !closed; i++) {
+		uint64_t until = now_ms() + 200;
+
+		while (!closed && now_ms() < until) {
+			rc = tc_recv(&c, (int)(until - now_ms()));
+			if (rc < 0) {
+				closed = true;
+			} else if (rc == 1 &&
+			           c.env->which_msg == im_Envelope_error_tag) {
+				last = (int)c.env->msg.error.code;
+			} else if (rc == 0) {
+				break;
+			}
+		}
+		if (!closed && tc_send_raw(&c, "\x08", 1) != 0) {
+			closed = true;
+		}
+	}
+	assert_true(closed);
+	assert_int_equal(last, im_Code_ERR_TIMEOUT);
+	/* Closed by the frame bound (1 s), well before 4 s of dribbling. */
+	assert_true(now_ms() - t0 < 3000);
+	tc_close(&c);
+	assert_server_still_serves();
+}
+
+/* Append a field tag and varint (or tag, length and bytes) to a buffer:
+ * a Send whose body is over the nanopb bound cannot be built in an
+ * im_Envelope. */
+static size_t
+put_varint(uint8_t *p, uint64_t v)
+{
+	size_t n = 0;
+
+	while (v >= 0x80) {
+		p[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	p[n++] = (uint8_t)v;
+	return n;
+}
+
+/* A frame of Envelope{req_id, Send{group, dedup_id, body of len bytes}}
+ * into buf (room for len + 64); returns its length. */
+static size_t
+oversize_send_frame(uint8_t *buf, uint64_t req_id, uint64_t group,
+                    uint64_t dedup_id, size_t len)
+{
+	uint8_t send[64];
+	size_t ns = 0, n = IM_FRAME_HEADER;
+
+	send[ns++] = (im_Send_group_tag << 3) | 0;
+	ns += put_varint(send + ns, group);
+	send[ns++] = (im_Send_dedup_id_tag << 3) | 0;
+	ns += put_varint(send + ns, dedup_id);
+	send[ns++] = (im_Send_body_tag << 3) | 2;
+	ns += put_varint(send + ns, len);
+	buf[n++] = (im_Envelope_req_id_tag << 3) | 0;
+	n += put_varint(buf + n, req_id);
+	buf[n++] = (im_Envelope_send_tag << 3) | 2;
+	n += put_varint(buf + n, ns + len);
+	memcpy(buf + n, send, ns);
+	n += ns;
+	memset(buf + n, 'x', len);
+	n += len;
+	im_frame_put_header(buf, (uint32_t)(n - IM_FRAME_HEADER));
+	return n;
+}
+
+/* A Send whose body is over the body limit (the frame within frame_max)
+ * is answered for that request with ERR_TOO_BIG naming the limit, and
+ * the connection goes on. */
+static void
+test_system_over_long_body_gets_too_big_and_keeps_the_connection(
+        void **state)
+{
+	char tok[IM_TOKEN_BUF];
+	uint8_t *buf = malloc(5000 + 64);
+	tclient c;
+	int64_t g, s;
+	size_t n;
+
+	assert_non_null(buf);
+	imd_token(&imd, 15, 3600, tok, sizeof(tok));
+	connect_raw(&c);
+	assert_int_equal(tc_login(&c, tok, NULL, 0, NULL), 1);
+	c.drop_pushes = true;
+	g = tc_create_group(&c, "too long", NULL, 0);
+	assert_true(g > 0);
+	n = oversize_send_frame(buf, 9001, (uint64_t)g, 55, 5000);
+	assert_true(n - IM_FRAME_HEADER <= 8192);
+	assert_int_equal(tc_send_raw(&c, buf, n), 0);
+	assert_int_equal(tc_wait_reply(&c, 9001, T), 1);
+	assert_int_equal(c.env->which_msg, im_Envelope_error_tag);
+	assert_int_equal(c.env->msg.error.code, im_Code_ERR_TOO_BIG);
+	assert_non_null(strstr(c.env->msg.error.text, "4096"));
+	assert_int_equal(c.env->msg.error.group, (uint64_t)g);
+	assert_int_equal(c.env->msg.error.dedup_id, 55);
+	/* Just over the limit too. */
+	n = oversize_send_frame(buf, 9002, (uint64_t)g, 56, 4097);
+	assert_int_equal(tc_send_raw(&c, buf, n), 0);
+	assert_int_equal(tc_wait_reply(&c, 9002, T), 1);
+	assert_int_equal(c.env->msg.error.code, im_Code_ERR_TOO_BIG);
+	/* The connection is still usable; nothing was stored. */
+	s = tc_send_msg(&c, (uint64_t)g, 57, "after", NULL);
+	assert_true(s > 0);
+	{
+		tpush msgs[4];
+
+		assert_int_equal(tc_sync_all(&c, (uint64_t)g, 0, msgs, 4), 1);
+		assert_int_equal(msgs[0].dedup_id, 57);
+	}
+	tc_close(&c);
+	free(buf);
+	assert_server_still_serves();
+}
+
 int
 main(void)
 {
@@ -469,6 +667,12 @@ main(void)
 	                test_system_bad_requests_after_login_keep_the_connection),
 	        cmocka_unit_test(
 	                test_system_random_requests_after_login_never_hurt_the_server),
+	        cmocka_unit_test(
+	                test_system_half_closed_client_still_gets_its_send_ack),
+	        cmocka_unit_test(
+	                test_system_dribbled_frame_is_closed_by_the_frame_timeout),
+	        cmocka_unit_test(
+	                test_system_over_long_body_gets_too_big_and_keeps_the_connection),
 	};
 
 	return cmocka_run_group_tests_name("system_bad_input", tests,

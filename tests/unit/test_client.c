@@ -1588,6 +1588,57 @@ now_s(void)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* Answers the login, then reads and answers nothing (a stopped process:
+ * its kernel still acks, the connection stays open); ends when the
+ * client hangs up, at most 30 s. */
+static void
+script_hung(fsrv *fs)
+{
+	uint8_t sink[4096];
+	double end;
+
+	FS_CHECK(fs, fs_login(fs) == 0);
+	end = now_s() + 30;
+	while (now_s() < end) {
+		struct pollfd p = {fs->cfd, POLLIN, 0};
+
+		if (poll(&p, 1, 100) == 1 &&
+		    read(fs->cfd, sink, sizeof(sink)) <= 0) {
+			break;
+		}
+	}
+}
+
+/* The library's default options (the fault tests use them too) leave a
+ * hung server within the documented 15 s (3 x IM_CLIENT_PING_MS). */
+static void
+test_client_default_options_leave_a_hung_server_within_15_s(void **state)
+{
+	fsrv *fs = fs_start(script_hung);
+	seen s;
+	im_client_opts o = IM_CLIENT_OPTS_INIT;
+	im_client *cl = NULL;
+	double t0;
+
+	memset(&s, 0, sizeof(s));
+	o.port = fs->port;
+	o.token = "7.0.test";
+	o.reconnect = false;
+	o.cb.on_error = on_error;
+	o.payload = &s;
+	assert_int_equal(im_client_create(&cl, &o), IM_OK);
+	assert_int_equal(im_client_connect_wait(cl, WAIT_MS), IM_OK);
+	t0 = now_s();
+	assert_int_equal(
+	        im_client_run_until(cl, 15000 + 2000, pred_disconnected, NULL),
+	        IM_OK);
+	assert_true(now_s() - t0 > 14.0);
+	assert_int_equal(s.errs[0], IM_EUNAVAIL);
+	im_client_destroy(cl);
+	fs_join(fs);
+	free(fs);
+}
+
 /* A server that answers nothing: each send goes again once per deadline
  * (bounded by the time run, no busy loop); a CreateGroup is not repeated
  * but answered unavailable. */
@@ -1784,7 +1835,7 @@ test_client_send_checks_args_and_the_outbox_bound(void **state)
 	assert_int_equal(im_client_send(cl, 0, "x", 1, NULL), IM_EINVAL);
 	assert_int_equal(im_client_send(cl, 1, NULL, 1, NULL), IM_EINVAL);
 	assert_int_equal(im_client_send(cl, 1, big, sizeof(big), NULL),
-	                 IM_EINVAL);
+	                 IM_ETOOBIG);
 	assert_int_equal(im_client_send(NULL, 1, "x", 1, NULL), IM_EINVAL);
 	assert_int_equal(im_client_send(cl, 1, big, IM_CLIENT_BODY_MAX, &d1),
 	                 IM_OK);
@@ -2264,6 +2315,8 @@ main(void)
 	                test_client_undecodable_frame_closes_with_a_protocol_error),
 	        cmocka_unit_test(
 	                test_client_silent_server_is_dropped_after_missed_pings),
+	        cmocka_unit_test(
+	                test_client_default_options_leave_a_hung_server_within_15_s),
 	        cmocka_unit_test(
 	                test_client_unanswered_login_times_out_and_retries),
 	        cmocka_unit_test(

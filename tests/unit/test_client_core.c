@@ -438,6 +438,35 @@ test_core_silent_server_is_dropped_after_three_ping_intervals(void **state)
 	fx_free(f);
 }
 
+/* With the default options a server that sends nothing after the login
+ * (hung: a stopped process whose kernel still acks) is dropped 15 s
+ * after its last bytes (3 x IM_CLIENT_PING_MS), neither sooner nor
+ * later. (The bound is a literal so that this test fails on a default
+ * that misses it.) */
+static void
+test_core_default_pings_drop_a_hung_server_after_15_s(void **state)
+{
+	im_client_opts d = IM_CLIENT_OPTS_INIT;
+	fx *f = fx_new(0, d.ping_ms);
+	uint64_t t0, end;
+
+	login(f);
+	t0 = f->now;
+	end = t0 + 200000;
+	while (f->nclose == 0 && f->now < end) {
+		uint64_t due = im__cc_next_due(f->cc);
+
+		f->now = due > f->now && due < end ? due : f->now + 1000;
+		im__cc_tick(f->cc, f->now);
+		drain(f);
+	}
+	assert_int_equal(f->nclose, 1);
+	assert_string_equal(f->errtext, "server silent");
+	assert_true(f->now - t0 > 15000);
+	assert_true(f->now - t0 <= 15001);
+	fx_free(f);
+}
+
 /* ---- cursors and gap repair ---- */
 
 static void
@@ -717,7 +746,7 @@ test_core_send_checks_args_and_the_outbox_bound(void **state)
 	                 IM_EINVAL);
 	assert_int_equal(im__cc_send(f->cc, f->now, 10, "x",
 	                             IM_CLIENT_BODY_MAX + 1, 0, 0, 0, NULL),
-	                 IM_EINVAL);
+	                 IM_ETOOBIG);
 	for (i = 0; i < 8; i++) {
 		assert_int_equal(
 		        im__cc_send(f->cc, f->now, 10, "x", 1, 0, 0, 0, NULL),
@@ -893,6 +922,8 @@ main(void)
 	        cmocka_unit_test(test_core_refused_token_stops_without_a_retry),
 	        cmocka_unit_test(
 	                test_core_silent_server_is_dropped_after_three_ping_intervals),
+	        cmocka_unit_test(
+	                test_core_default_pings_drop_a_hung_server_after_15_s),
 	        cmocka_unit_test(
 	                test_core_deliveries_in_chain_advance_the_cursor),
 	        cmocka_unit_test(

@@ -3,6 +3,15 @@
  * with back-pressure, the login and idle timeouts. Everything that knows
  * about sockets is here; the handlers see a struct conn and its frames.
  *
+ * Deadlines (one timer per connection): log in within login_timeout of
+ * the accept; then some bytes every idle_timeout; and a frame, once its
+ * first bytes came, whole within frame_timeout (bytes trickling in keep
+ * the idle timeout away, not this one). Each is Error{ERR_TIMEOUT} and a
+ * close.
+ *
+ * Half-close: EOF with no frame half sent stops the reading only; the
+ * connection closes once the requests it made are answered (read_shut).
+ *
  * Reads: one shared read buffer per Connector; a connection only holds the
  * bytes of a frame that has not completely arrived yet (allocated while it
  * is incomplete), so an idle connection costs its struct and nothing else.
@@ -287,28 +296,101 @@ conn__close(struct conn *c, const char *why)
 	/* It may stay on the dirty list too; the flush skips it. */
 }
 
+/* A deadline at t has passed (within a millisecond: libev may fire a
+ * timer a hair before the wall clock we compare against reaches it). */
+static bool
+passed(ev_tstamp now, ev_tstamp t)
+{
+	return now + 1e-3 >= t;
+}
+
+/* The next deadline of c: its login (from accept) or, once logged in,
+ * its idle timeout (from the last bytes); sooner if a frame has begun
+ * and must be complete by frame_t0 + frame_timeout. */
+static ev_tstamp
+deadline(const struct conn *c)
+{
+	const connector_opts *o = &c->cn->o;
+	ev_tstamp t = c->uid == 0 ? c->accepted + o->login_timeout
+	                          : c->last_rx + o->idle_timeout;
+
+	if (c->rlen > 0 && c->frame_t0 + o->frame_timeout < t) {
+		t = c->frame_t0 + o->frame_timeout;
+	}
+	return t;
+}
+
 static void
 timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct conn *c = w->data;
 	connector *cn = c->cn;
-	ev_tstamp now = ev_now(loop), left;
+	ev_tstamp now = ev_now(loop);
 
 	if (c->closing) {
 		conn__close(c, "peer did not read the final frame");
 		return;
 	}
-	if (c->uid == 0) {
+	if (c->rlen > 0 && passed(now, c->frame_t0 + cn->o.frame_timeout)) {
+		conn__fail(c, 0, im_Code_ERR_TIMEOUT,
+		           "frame not complete within frame_timeout");
+		return;
+	}
+	if (c->uid == 0 && passed(now, c->accepted + cn->o.login_timeout)) {
 		conn__fail(c, 0, im_Code_ERR_TIMEOUT, "login timeout");
 		return;
 	}
-	left = c->last_rx + cn->o.idle_timeout - now;
-	if (left <= 0) {
+	/* A half-closed peer sends nothing: this also bounds the wait for
+	 * the answers it is owed. */
+	if (c->uid != 0 && passed(now, c->last_rx + cn->o.idle_timeout)) {
 		conn__fail(c, 0, im_Code_ERR_TIMEOUT, "idle timeout");
 		return;
 	}
-	ev_timer_set(w, left, 0.0);
+	ev_timer_set(w, deadline(c) - now, 0.0);
 	ev_timer_start(loop, w);
+}
+
+/* A frame began in this read: its deadline may come before the one the
+ * timer is set for. */
+static void
+frame_begun(struct conn *c)
+{
+	struct ev_loop *loop = c->cn->loop;
+	ev_tstamp now = ev_now(loop);
+	ev_tstamp due = c->frame_t0 + c->cn->o.frame_timeout;
+
+	if (due < now + ev_timer_remaining(loop, &c->timer)) {
+		ev_timer_stop(loop, &c->timer);
+		ev_timer_set(&c->timer, due - now, 0.0);
+		ev_timer_start(loop, &c->timer);
+	}
+}
+
+void
+conn__answered(struct conn *c)
+{
+	if (c->inflight > 0) {
+		c->inflight--;
+	}
+	if (c->rclosed && c->inflight == 0 && !c->closed) {
+		close_after_write(c);
+	}
+}
+
+/* The peer shut down its write side with no frame half sent. It may
+ * still read (a client that sent its last request and half-closed), so
+ * read no more but answer what was asked: close once the answers of the
+ * requests at the Chatters are written, bounded by the idle timeout
+ * (last_rx stays put now). A peer that closed for good fails the next
+ * write, which closes sooner. */
+static void
+read_shut(struct conn *c)
+{
+	ev_io_stop(c->cn->loop, &c->rio);
+	c->rclosed = true;
+	if (c->inflight == 0) {
+		close_after_write(c);
+	}
 }
 
 struct conn *
@@ -360,9 +442,10 @@ parse_frames(struct conn *c, const uint8_t *buf, size_t have)
 	return off;
 }
 
-/* Keep only the start of an incomplete frame (<= header + limit). */
+/* Keep only the start of an incomplete frame (<= header + limit); new:
+ * it is not the frame kept before this read (that one was completed). */
 static void
-keep_partial(struct conn *c, const uint8_t *rest, size_t len)
+keep_partial(struct conn *c, const uint8_t *rest, size_t len, bool new)
 {
 	if (len == 0) {
 		free(c->rbuf);
@@ -379,6 +462,10 @@ keep_partial(struct conn *c, const uint8_t *rest, size_t len)
 	}
 	memmove(c->rbuf, rest, len);
 	c->rlen = len;
+	if (new) {
+		c->frame_t0 = ev_now(c->cn->loop);
+		frame_begun(c);
+	}
 }
 
 static void
@@ -399,13 +486,16 @@ read_cb(struct ev_loop *loop, ev_io *w, int revents)
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 		return;
 	}
-	if (n <= 0) {
-		if (n == 0 && have > 0) {
-			conn__fail(c, 0, im_Code_ERR_BAD_REQUEST,
-			           "truncated frame");
-		} else {
-			conn__close(c, n == 0 ? "peer closed" : "read error");
-		}
+	if (n == 0 && have > 0) {
+		conn__fail(c, 0, im_Code_ERR_BAD_REQUEST, "truncated frame");
+		return;
+	}
+	if (n == 0) {
+		read_shut(c);
+		return;
+	}
+	if (n < 0) {
+		conn__close(c, "read error");
 		return;
 	}
 	have += (size_t)n;
@@ -414,7 +504,7 @@ read_cb(struct ev_loop *loop, ev_io *w, int revents)
 	if (c->closed || c->closing) {
 		return;
 	}
-	keep_partial(c, buf + off, have - off);
+	keep_partial(c, buf + off, have - off, off > 0 || c->rlen == 0);
 }
 
 static void
@@ -456,6 +546,7 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		c->fd = fd;
 		c->index = cn->free_idx[--cn->nfree];
 		c->tag = (++cn->tag_gen << 32) | c->index;
+		c->accepted = ev_now(loop);
 		cn->conns[c->index] = c;
 		cn->nconns++;
 		cn->stats.accepted++;

@@ -66,7 +66,7 @@ opts_valid(const connector_opts *o)
 	       o->wbuf_max >= IM_FRAME_MAX * 2 && o->pushq_items > 0 &&
 	       o->pushq_bytes > 0 && o->rto_ms > 0 && o->max_convs > 0 &&
 	       o->uq_step > 0 && o->login_timeout > 0 && o->idle_timeout > 0 &&
-	       o->grace > 0;
+	       o->grace > 0 && o->frame_timeout > 0;
 }
 
 int

@@ -117,7 +117,11 @@ struct conn {
 	size_t wcap;
 	struct session *sess;
 	im_uid uid; /* 0 before login */
+	ev_tstamp accepted; /* the login deadline counts from here */
 	ev_tstamp last_rx;
+	ev_tstamp frame_t0; /* the first bytes of the frame in rbuf came */
+	uint32_t inflight;  /* requests at the Chatters, not answered yet */
+	bool rclosed;       /* the peer shut down its write side (EOF) */
 	bool closed;
 	bool closing; /* close once the write buffer is out */
 	bool dirty;
@@ -218,6 +222,9 @@ void conn__fail(struct conn *c, uint64_t req_id, int code, const char *text);
 void conn__redirect(struct conn *c, uint64_t req_id, const char *address);
 void conn__close(struct conn *c, const char *why);
 void conn__flush_one(struct conn *c);
+/* A request of c routed to the Chatters (conn__submit) was answered:
+ * a half-closed c closes once the last answer is written. */
+void conn__answered(struct conn *c);
 /* The open connection of a route's tag, or NULL. */
 struct conn *conn__by_tag(connector *cn, uint64_t tag);
 

@@ -17,6 +17,7 @@ conn__submit(struct conn *c, role_op *op, uint64_t req_id)
 	op->route.tag = c->tag;
 	op->route.req_id = req_id;
 	op->user = c->uid;
+	c->inflight++; /* before: a router may answer inside submit */
 	cn->router->ops->submit(cn->router, op, 1);
 }
 
@@ -78,5 +79,6 @@ connector_reply(connector *cn, const role_reply *reps, size_t n)
 			conn__error(c, r->route.req_id, im_Code_OK, NULL,
 			            r->group, 0);
 		}
+		conn__answered(c);
 	}
 }
