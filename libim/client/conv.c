@@ -140,6 +140,13 @@ im__cc_repair(im__cc *cc, struct im__cc_conv *c)
 	if (*syncing) {
 		return;
 	}
+	/* A repair syncs until the server says there is no more: it takes
+	 * over from a replay that was cut. */
+	if (c != NULL) {
+		c->replay_cut = false;
+	} else {
+		cc->uq_replay_cut = false;
+	}
 	if (cc->state != IM_CLIENT_CONNECTED) {
 		if (c != NULL) {
 			c->want_repair = true;
@@ -187,12 +194,54 @@ im__cc_repair_end(im__cc *cc, im_gid group, bool not_member)
 	}
 }
 
+/* Note where the server cut the replay of each cursor (ResumeOk): the
+ * client Syncs each from there once the replayed pushes reached it. */
+void
+im__cc_replay_ends(im__cc *cc, const im_ResumeOk *ok)
+{
+	pb_size_t i;
+
+	for (i = 0; i < ok->replay_ends_count; i++) {
+		const im_Cursor *e = &ok->replay_ends[i];
+		struct im__cc_conv *c;
+
+		if (e->group == 0) {
+			cc->uq_replay_cut = true;
+			cc->uq_replay_end = e->seq;
+		} else if ((c = im__cc_conv_find(cc, e->group)) != NULL) {
+			c->replay_cut = true;
+			c->replay_end = e->seq;
+		}
+	}
+}
+
+/* Did the cut replay of c (NULL: the user queue) reach its end? */
+bool
+im__cc_replay_reached(const im__cc *cc, const struct im__cc_conv *c)
+{
+	if (c == NULL) {
+		return cc->uq_replay_cut && cc->uq_cursor >= cc->uq_replay_end;
+	}
+	return c->replay_cut && c->cursor >= c->replay_end;
+}
+
+/* After a push: the replay of c is through, the rest comes by Sync. The
+ * callback before may have closed the connection (gen moved on). */
+static void
+replay_check(im__cc *cc, struct im__cc_conv *c, uint64_t gen)
+{
+	if (cc->gen == gen && im__cc_replay_reached(cc, c)) {
+		im__cc_repair(cc, c);
+	}
+}
+
 void
 im__cc_deliver(im__cc *cc, const im_Deliver *d)
 {
 	/* Looked up (and added) before the checks below, as the client
 	 * always did: a Deliver with seq 0 still adds its group. */
 	struct im__cc_conv *c = im__cc_conv_get(cc, d->group);
+	uint64_t gen = cc->gen;
 
 	if (d->group == 0 || d->seq == 0) {
 		return;
@@ -214,6 +263,7 @@ im__cc_deliver(im__cc *cc, const im_Deliver *d)
 		return;
 	}
 	apply_msg(cc, c, d, false);
+	replay_check(cc, c, gen);
 }
 
 /* What a user-queue event changes in its conversation. */
@@ -257,11 +307,20 @@ im__cc_event(im__cc *cc, const im_UserEvent *u, bool repair)
 {
 	im_client_event ev;
 	struct im__cc_conv *c;
+	uint64_t gen = cc->gen;
 
 	if (u->seq == 0 || (cc->uq_syncing && !repair)) {
 		return; /* a repair in flight brings it, in order */
 	}
 	if (cc->uq_known && u->seq <= cc->uq_cursor) {
+		return;
+	}
+	/* A push whose predecessor is not our cursor: events were missed.
+	 * A Sync page's chain is the server's, gap-free; prev_seq 0 is an
+	 * older server that does not say. */
+	if (!repair && cc->uq_known && u->prev_seq != 0 &&
+	    u->prev_seq != cc->uq_cursor) {
+		im__cc_repair(cc, NULL);
 		return;
 	}
 	cc->uq_cursor = u->seq;
@@ -281,6 +340,9 @@ im__cc_event(im__cc *cc, const im_UserEvent *u, bool repair)
 	ev.name = u->name;
 	if (cc->cb.on_event != NULL) {
 		cc->cb.on_event(cc->handle, &ev, cc->payload);
+	}
+	if (!repair) {
+		replay_check(cc, NULL, gen);
 	}
 }
 

@@ -22,7 +22,7 @@ _Static_assert(UEV_BATCH_MAX <= IM_STORE_SEG_MANY_MAX,
                "a chunk's first segments are taken in one call");
 
 size_t
-conn__uevent_frame(connector *cn, const im_uq_item *item)
+conn__uevent_frame(connector *cn, const im_uq_item *item, im_seq prev_seq)
 {
 	im_UserEvent ev = im_UserEvent_init_zero;
 	pb_istream_t is = pb_istream_from_buffer(item->body, item->body_len);
@@ -31,6 +31,7 @@ conn__uevent_frame(connector *cn, const im_uq_item *item)
 		return 0;
 	}
 	ev.seq = item->seq;
+	ev.prev_seq = prev_seq;
 	return conn__encode_frame(cn, 0, im_Envelope_user_event_tag,
 	                          im_UserEvent_fields, &ev);
 }
@@ -297,6 +298,11 @@ uevents_publish(connector *cn, struct uev_scratch *sc, const role_uevent *evs,
 	for (i = 0; i < nitems; i++) {
 		struct user *u = sc->users[i];
 		const role_uevent *ev = &evs[sc->evidx[i]];
+		/* The chain the client checks: the seq before this one in
+		 * the user's queue. Every user with a session is online, so
+		 * uq_last is known (conn__user_online); 0 otherwise, which
+		 * the client takes as "not said". */
+		im_seq prev = u->uq_last_known ? u->uq_last : 0;
 
 		if (u->uq_last_known && sc->items[i].seq > u->uq_last) {
 			u->uq_last = sc->items[i].seq;
@@ -305,7 +311,7 @@ uevents_publish(connector *cn, struct uev_scratch *sc, const role_uevent *evs,
 			conn__name_put(cn, ev->group, ev->name);
 		}
 		apply_uevent(cn, u, ev);
-		len = conn__uevent_frame(cn, &sc->items[i]);
+		len = conn__uevent_frame(cn, &sc->items[i], prev);
 		if (len == 0) {
 			continue;
 		}
