@@ -129,12 +129,27 @@ apply_msg(im__cc *cc, struct im__cc_conv *c, const im_Deliver *d, bool history)
 	}
 }
 
+/* Repairs in flight: at most half the request slots, so that a resume
+ * with many groups to catch up leaves the application room. */
+static bool
+repair_room(const im__cc *cc)
+{
+	size_t i, n = 0, cap = cc->max_pending / 2;
+
+	for (i = 0; i < cc->max_pending && n < cap; i++) {
+		n += cc->pend[i].kind == P_REPAIR;
+	}
+	return n < cap;
+}
+
 /* Ask for what follows the cursor of c (NULL: the user queue). Before the
- * login finished it is noted and asked for once connected. */
+ * login finished, or with no room for another repair now, it is noted and
+ * asked for once connected (became_connected) or once a slot is free
+ * (im__cc_repair_next). */
 void
 im__cc_repair(im__cc *cc, struct im__cc_conv *c)
 {
-	struct im__cc_pending *p;
+	struct im__cc_pending *p = NULL;
 	bool *syncing = c != NULL ? &c->syncing : &cc->uq_syncing;
 
 	if (*syncing) {
@@ -147,20 +162,16 @@ im__cc_repair(im__cc *cc, struct im__cc_conv *c)
 	} else {
 		cc->uq_replay_cut = false;
 	}
-	if (cc->state != IM_CLIENT_CONNECTED) {
+	if (cc->state == IM_CLIENT_CONNECTED && repair_room(cc)) {
+		p = im__cc_pend_new(cc, P_REPAIR);
+	}
+	if (p == NULL) {
 		if (c != NULL) {
 			c->want_repair = true;
 		} else {
 			cc->uq_behind = true;
 		}
-		return;
-	}
-	p = im__cc_pend_new(cc, P_REPAIR);
-	if (p == NULL) {
-		/* Nowhere to track it: a reconnect resumes from the cursor,
-		 * which repairs just the same. */
-		im__cc_conn_lost(cc, IM_EFULL, 0,
-		                 "too many requests for gap repair");
+		cc->repairs_waiting = cc->state == IM_CLIENT_CONNECTED;
 		return;
 	}
 	p->group = c != NULL ? c->c.group : 0;
@@ -172,6 +183,33 @@ im__cc_repair(im__cc *cc, struct im__cc_conv *c)
 		return;
 	}
 	*syncing = true;
+}
+
+/* Start the repairs that waited for a request slot, as far as there is
+ * room; after each batch of input (which is what frees slots). */
+void
+im__cc_repair_next(im__cc *cc)
+{
+	uint64_t gen = cc->gen;
+	size_t i;
+
+	if (!cc->repairs_waiting || cc->state != IM_CLIENT_CONNECTED) {
+		return;
+	}
+	cc->repairs_waiting = false;
+	if (cc->uq_behind) {
+		cc->uq_behind = false;
+		im__cc_repair(cc, NULL);
+	}
+	for (i = 0; i < cc->conv_cap && cc->gen == gen && !cc->repairs_waiting;
+	     i++) {
+		struct im__cc_conv *c = &cc->convs[i];
+
+		if (c->used && c->want_repair) {
+			c->want_repair = false;
+			im__cc_repair(cc, c);
+		}
+	}
 }
 
 /* A repair ended without its page (refused, or timed out): live pushes

@@ -187,6 +187,7 @@ drop_inflight(im__cc *cc)
 	}
 	cc->uq_syncing = false;
 	cc->uq_replay_cut = false;
+	cc->repairs_waiting = false;
 	im__cc_req_drop(cc);
 }
 
@@ -729,6 +730,10 @@ im__cc_received(im__cc *cc, uint64_t now_ms, size_t n)
 	if (off > 0) {
 		memmove(cc->rbuf, cc->rbuf + off, cc->rlen - off);
 		cc->rlen -= off;
+	}
+	im__cc_repair_next(cc);
+	if (cc->gen != gen) {
+		return;
 	}
 	im__cc_flush_acks(cc);
 }

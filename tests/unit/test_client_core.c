@@ -919,6 +919,52 @@ test_core_cut_user_queue_replay_is_synced_after_its_end(void **state)
 }
 
 static void
+test_core_cut_replays_of_many_groups_take_half_the_slots_then_the_rest(
+        void **state)
+{
+	fx *f = fx_new(0, 0); /* max_pending 8: repairs take 4 at most */
+	im_ResumeOk *ok;
+	uint64_t reqs[8];
+	int k, nsync = 0;
+
+	login(f);
+	for (k = 0; k < 6; k++) {
+		deliver(f, (im_gid)(20 + k), 1, 0); /* known, at 1 */
+	}
+	drain(f);
+	reconnect(f);
+	ok = &env(f, f->out.req_id, im_Envelope_resume_ok_tag)->msg.resume_ok;
+	ok->truncated = true;
+	for (k = 0; k < 6; k++) {
+		ok->replay_ends[k].group = (im_gid)(20 + k);
+		ok->replay_ends[k].seq = 1; /* nothing replayed */
+	}
+	ok->replay_ends_count = 6;
+	feed(f);
+	assert_int_equal(f->state, IM_CLIENT_CONNECTED);
+	while (next_out(f)) {
+		if (f->out.which_msg == im_Envelope_sync_tag) {
+			assert_int_equal(f->out.msg.sync.after, 1);
+			reqs[nsync++] = f->out.req_id;
+		}
+	}
+	assert_int_equal(nsync, 4);
+	assert_int_equal(f->nerr, 1); /* the reconnect's, nothing since */
+	/* One ends (nothing more): a waiting one goes, and so on. */
+	for (k = 0; k < 2; k++) {
+		env(f, reqs[k], im_Envelope_sync_page_tag);
+		feed(f);
+		expect_out(f, im_Envelope_sync_tag);
+		assert_int_equal(f->out.msg.sync.after, 1);
+	}
+	env(f, reqs[2], im_Envelope_sync_page_tag);
+	feed(f);
+	expect_no_request(f);
+	assert_int_equal(f->nclose, 1); /* only the reconnect's */
+	fx_free(f);
+}
+
+static void
 test_core_user_event_gap_is_repaired_from_the_cursor(void **state)
 {
 	fx *f = fx_new(0, 0);
@@ -1104,6 +1150,8 @@ main(void)
 	                test_core_cut_replay_with_nothing_replayed_syncs_at_once),
 	        cmocka_unit_test(
 	                test_core_cut_user_queue_replay_is_synced_after_its_end),
+	        cmocka_unit_test(
+	                test_core_cut_replays_of_many_groups_take_half_the_slots_then_the_rest),
 	        cmocka_unit_test(
 	                test_core_user_event_gap_is_repaired_from_the_cursor),
 	        cmocka_unit_test(
