@@ -346,6 +346,7 @@ im__cc_event(im__cc *cc, const im_UserEvent *u, bool repair)
 	im_client_event ev;
 	struct im__cc_conv *c;
 	uint64_t gen = cc->gen;
+	bool was_known;
 
 	if (u->seq == 0 || (cc->uq_syncing && !repair)) {
 		return; /* a repair in flight brings it, in order */
@@ -365,6 +366,7 @@ im__cc_event(im__cc *cc, const im_UserEvent *u, bool repair)
 	cc->uq_known = true;
 	cc->uq_dirty = true;
 	c = im__cc_conv_get(cc, u->group);
+	was_known = c != NULL && c->known;
 	if (c != NULL) {
 		event_apply(c, u);
 	}
@@ -378,6 +380,14 @@ im__cc_event(im__cc *cc, const im_UserEvent *u, bool repair)
 	ev.name = u->name;
 	if (cc->cb.on_event != NULL) {
 		cc->cb.on_event(cc->handle, &ev, cc->payload);
+	}
+	if (c != NULL && cc->gen == gen && !was_known &&
+	    u->type == im_EventType_EV_GROUP_CREATED &&
+	    (repair || u->seq <= cc->uq_away_until)) {
+		/* Created while we were away: its messages so far were
+		 * pushed to no session of ours and no cursor replays them;
+		 * a live creation needs nothing (its pushes follow). */
+		im__cc_repair(cc, c);
 	}
 	if (!repair) {
 		replay_check(cc, NULL, gen);

@@ -613,6 +613,7 @@ handle_session_env(im__cc *cc, struct im__cc_pending *p, const im_Envelope *e)
 		cc->user = e->msg.resume_ok.user;
 		memcpy(cc->session, e->msg.resume_ok.session, 16);
 		im__cc_replay_ends(cc, &e->msg.resume_ok);
+		cc->uq_away_until = e->msg.resume_ok.uq_last_seq;
 		became_connected(cc, false);
 		return true;
 	default:

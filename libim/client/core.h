@@ -181,6 +181,9 @@ typedef struct im__cc {
 	bool uq_behind;  /* login showed events we have not seen */
 	bool uq_replay_cut; /* as replay_cut of a conversation */
 	bool repairs_waiting; /* want_repair/uq_behind wait for a slot */
+	/* Events up to this seq happened while the client was away (the
+	 * ResumeOk's uq_last_seq): a group one of them created is synced. */
+	im_seq uq_away_until;
 	im_seq uq_replay_end;
 	uint64_t next_req;
 

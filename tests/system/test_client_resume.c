@@ -199,6 +199,13 @@ delivered_all(im_client *cl, void *arg)
 	return s->ndeliv >= AWAY_N;
 }
 
+static bool
+delivered_5(im_client *cl, void *arg)
+{
+	(void)cl;
+	return ((struct seen *)arg)->ndeliv >= 5;
+}
+
 /* Did any process of the target log needle? */
 static bool
 log_has(const imd_proc *p, const char *needle)
@@ -313,6 +320,44 @@ test_client_resume_gets_every_user_event_of_the_time_away(void **state)
 	assert_true(log_has(&f->imd, "replay cut short"));
 }
 
+/* A group created while user 2 was away, with messages in it: no cursor
+ * of user 2 replays it, so the client Syncs it from its start. */
+static void
+test_client_resume_gets_the_messages_of_a_group_created_while_away(
+        void **state)
+{
+	struct fixture *f = *state;
+	struct seen *s2 = &f->seen[1];
+	im_gid first, g;
+	char body[16];
+	size_t i;
+
+	f->cl[0] = client_for(f, 1);
+	f->cl[1] = client_for(f, 2);
+	first = create_group(f, "first");
+	assert_int_equal(im_client_run_until(f->cl[1], T, knows_group, &first),
+	                 IM_OK);
+	user2_away(f);
+	g = create_group(f, "new while away");
+	s2->watch = g;
+	for (i = 0; i < 5; i++) {
+		snprintf(body, sizeof(body), "n%zu", i);
+		assert_int_equal(im_client_send_wait(f->cl[0], g, body,
+		                                     strlen(body), T, NULL),
+		                 IM_OK);
+	}
+	assert_int_equal(im_client_connect_wait(f->cl[1], T), IM_OK);
+	assert_int_equal(im_client_run_until(f->cl[1], T, delivered_5, s2),
+	                 IM_OK);
+	(void)im_client_run_until(f->cl[1], 300, NULL, NULL); /* no more */
+	assert_int_equal(s2->ndeliv, 5);
+	assert_true(s2->chain_ok);
+	for (i = 0; i < 5; i++) {
+		snprintf(body, sizeof(body), "n%zu", i);
+		assert_string_equal(s2->bodies[i], body);
+	}
+}
+
 int
 main(void)
 {
@@ -322,6 +367,9 @@ main(void)
 	                setup, teardown),
 	        cmocka_unit_test_setup_teardown(
 	                test_client_resume_gets_every_user_event_of_the_time_away,
+	                setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_client_resume_gets_the_messages_of_a_group_created_while_away,
 	                setup, teardown),
 	};
 

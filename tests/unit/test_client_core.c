@@ -965,6 +965,37 @@ test_core_cut_replays_of_many_groups_take_half_the_slots_then_the_rest(
 }
 
 static void
+test_core_group_created_while_away_is_synced_from_its_start(void **state)
+{
+	fx *f = fx_new(0, 0);
+	im_UserEvent *u;
+
+	login(f); /* user queue at 0 */
+	reconnect(f);
+	env(f, f->out.req_id, im_Envelope_resume_ok_tag)
+	        ->msg.resume_ok.uq_last_seq = 1;
+	feed(f);
+	u = &env(f, 0, im_Envelope_user_event_tag)->msg.user_event;
+	u->seq = 1;
+	u->type = im_EventType_EV_GROUP_CREATED;
+	u->group = 30;
+	feed(f); /* replayed: 30 may have messages no cursor brings */
+	assert_int_equal(f->nevent, 1);
+	expect_out(f, im_Envelope_sync_tag);
+	assert_int_equal(f->out.msg.sync.group, 30);
+	assert_int_equal(f->out.msg.sync.after, 0);
+	u = &env(f, 0, im_Envelope_user_event_tag)->msg.user_event;
+	u->seq = 2;
+	u->prev_seq = 1;
+	u->type = im_EventType_EV_GROUP_CREATED;
+	u->group = 31;
+	feed(f); /* live: its messages are pushed after it */
+	assert_int_equal(f->nevent, 2);
+	expect_no_request(f);
+	fx_free(f);
+}
+
+static void
 test_core_user_event_gap_is_repaired_from_the_cursor(void **state)
 {
 	fx *f = fx_new(0, 0);
@@ -1152,6 +1183,8 @@ main(void)
 	                test_core_cut_user_queue_replay_is_synced_after_its_end),
 	        cmocka_unit_test(
 	                test_core_cut_replays_of_many_groups_take_half_the_slots_then_the_rest),
+	        cmocka_unit_test(
+	                test_core_group_created_while_away_is_synced_from_its_start),
 	        cmocka_unit_test(
 	                test_core_user_event_gap_is_repaired_from_the_cursor),
 	        cmocka_unit_test(

@@ -228,6 +228,7 @@ conn__handle_resume(struct conn *c, uint64_t req_id, const im_Resume *rs)
 	ok.user = u->uid;
 	memcpy(ok.session, s->id, SESSION_ID_LEN);
 	ok.server_time_ms = now;
+	ok.uq_last_seq = u->uq_last; /* known: conn__login_user */
 	LOG_I("user %llu resumed from %s (%s)", (unsigned long long)u->uid,
 	      c->peer, ok.resumed ? "from memory" : "from the store");
 	conn__send(c, req_id, im_Envelope_resume_ok_tag, im_ResumeOk_fields,
