@@ -6,7 +6,8 @@
  * and user 2 comes back: the server replays 256 and says where it cut
  * (ResumeOk.replay_ends); the client must Sync the rest by itself, so
  * every message and event arrives, in order, once, with no Sync asked
- * for by the test.
+ * for by the test. Likewise the messages of a group created while away,
+ * which no cursor of the Resume covers.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -190,6 +191,22 @@ user2_away(struct fixture *f)
 	(void)im_client_run_until(f->cl[0], 1200, NULL, NULL);
 }
 
+/* Users 1 and 2 connected, with a group of both that user 2 knows of;
+ * then user 2 goes away. The group's id. */
+static im_gid
+group_then_user2_away(struct fixture *f)
+{
+	im_gid g;
+
+	f->cl[0] = client_for(f, 1);
+	f->cl[1] = client_for(f, 2);
+	g = create_group(f, "before");
+	assert_int_equal(im_client_run_until(f->cl[1], T, knows_group, &g),
+	                 IM_OK);
+	user2_away(f);
+	return g;
+}
+
 static bool
 delivered_all(im_client *cl, void *arg)
 {
@@ -244,13 +261,8 @@ test_client_resume_gets_every_message_sent_while_away(void **state)
 	im_gid g;
 	size_t i;
 
-	f->cl[0] = client_for(f, 1);
-	f->cl[1] = client_for(f, 2);
-	g = create_group(f, "away");
+	g = group_then_user2_away(f);
 	s2->watch = g;
-	assert_int_equal(im_client_run_until(f->cl[1], T, knows_group, &g),
-	                 IM_OK);
-	user2_away(f);
 	for (i = 0; i < AWAY_N; i++) {
 		snprintf(body, sizeof(body), "m%03zu", i);
 		assert_int_equal(im_client_send_wait(f->cl[0], g, body,
@@ -287,16 +299,11 @@ test_client_resume_gets_every_user_event_of_the_time_away(void **state)
 {
 	struct fixture *f = *state;
 	struct seen *s2 = &f->seen[1];
-	im_gid first, g = 0;
+	im_gid g = 0;
 	char name[32];
 	size_t i, before;
 
-	f->cl[0] = client_for(f, 1);
-	f->cl[1] = client_for(f, 2);
-	first = create_group(f, "first");
-	assert_int_equal(im_client_run_until(f->cl[1], T, knows_group, &first),
-	                 IM_OK);
-	user2_away(f);
+	(void)group_then_user2_away(f);
 	before = s2->nevents;
 	s2->nevents = 0;
 	for (i = 0; i < AWAY_N; i++) {
@@ -328,16 +335,11 @@ test_client_resume_gets_the_messages_of_a_group_created_while_away(
 {
 	struct fixture *f = *state;
 	struct seen *s2 = &f->seen[1];
-	im_gid first, g;
+	im_gid g;
 	char body[16];
 	size_t i;
 
-	f->cl[0] = client_for(f, 1);
-	f->cl[1] = client_for(f, 2);
-	first = create_group(f, "first");
-	assert_int_equal(im_client_run_until(f->cl[1], T, knows_group, &first),
-	                 IM_OK);
-	user2_away(f);
+	(void)group_then_user2_away(f);
 	g = create_group(f, "new while away");
 	s2->watch = g;
 	for (i = 0; i < 5; i++) {
