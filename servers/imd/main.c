@@ -3,7 +3,11 @@
  * Chatter joined by the in-process router, over the sqlite store. At start
  * it claims every slot of both kinds in the store (compare-and-set, epoch
  * + 1), so every write it makes is fenced exactly as in a cluster and a
- * second imd on the same database fences the first one off. By default
+ * second imd on the same database fences the first one off. So the order
+ * at start is: check the settings, bind the client port, open the store,
+ * load the slot map, create the roles, and only then claim: a process
+ * that cannot serve (its port is the live imd's) fails before it has
+ * taken anything. By default
  * (exclusive = true) imd holds the database file locked while it runs, so
  * a second imd cannot even open it; exclusive = false shares the file.
  */
@@ -41,6 +45,8 @@ struct imd {
 	ev_signal sigterm_w;
 	ev_signal sigint_w;
 	char owner[IM_OWNER_MAX + 1];
+	int lfd;       /* the bound client port, until the Connector has it */
+	uint16_t port; /* its number */
 	int signo;
 };
 
@@ -126,6 +132,37 @@ stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
 	ev_break(loop, EVBREAK_ALL);
 }
 
+/* The settings nothing else checks. Returns 0 or 2 (a bad setting). */
+static int
+validate(const srv_config *cfg)
+{
+	if (strcmp(cfg->sync, "normal") != 0 && strcmp(cfg->sync, "full") != 0) {
+		LOG_E("sync must be full or normal, not '%s'", cfg->sync);
+		return 2;
+	}
+	if (strlen(cfg->name) + 9 > IM_OWNER_MAX) {
+		LOG_E("node name longer than %d bytes", IM_OWNER_MAX - 9);
+		return 2;
+	}
+	return 0;
+}
+
+/* The client port, bound and listening before the store is opened. */
+static int
+bind_port(struct imd *d)
+{
+	const srv_config *cfg = d->cfg;
+
+	if (connector_bind(cfg->listen, (uint16_t)cfg->port, &d->lfd,
+	                   &d->port) != IM_OK) {
+		LOG_E("cannot serve on %s:%u (see above): stopping before "
+		      "opening the store, no slot taken",
+		      cfg->listen, cfg->port);
+		return -1;
+	}
+	return 0;
+}
+
 /* Returns 0, 1 (the store failed) or 2 (a bad setting). */
 static int
 open_store(struct imd *d)
@@ -137,9 +174,6 @@ open_store(struct imd *d)
 
 	if (strcmp(cfg->sync, "normal") == 0) {
 		so.sync = IM_SQLITE_SYNC_NORMAL;
-	} else if (strcmp(cfg->sync, "full") != 0) {
-		LOG_E("sync must be full or normal, not '%s'", cfg->sync);
-		return 2;
 	}
 	so.exclusive = cfg->exclusive;
 	so.wal_autocheckpoint = cfg->wal_autocheckpoint;
@@ -151,16 +185,13 @@ open_store(struct imd *d)
 	return 0;
 }
 
-/* The slot map, loaded, with every slot of both kinds claimed for this
- * process (slot_policy.h). */
+/* The slot map, loaded, and this process's owner string. */
 static int
-claim_slots(struct imd *d)
+load_map(struct imd *d)
 {
 	im_shard_opts sho = IM_SHARD_OPTS_INIT;
 	const srv_config *cfg = d->cfg;
 	uint32_t instance = 0;
-	im_kind kind = IM_KIND_USER;
-	uint64_t t0;
 	int rc;
 
 	sho.nslots = cfg->slots;
@@ -180,13 +211,20 @@ claim_slots(struct imd *d)
 	if (getrandom(&instance, sizeof(instance), 0) != sizeof(instance)) {
 		instance = (uint32_t)role_now_ms() ^ (uint32_t)getpid();
 	}
-	if (strlen(cfg->name) + 9 > IM_OWNER_MAX) {
-		LOG_E("node name longer than %d bytes", IM_OWNER_MAX - 9);
-		return -1;
-	}
 	snprintf(d->owner, sizeof(d->owner), "%.*s/%08x", IM_OWNER_MAX - 9,
 	         cfg->name, instance);
-	t0 = role_now_ms();
+	return 0;
+}
+
+/* Every slot of both kinds claimed for this process (slot_policy.h). */
+static int
+claim_slots(struct imd *d)
+{
+	const srv_config *cfg = d->cfg;
+	im_kind kind = IM_KIND_USER;
+	uint64_t t0 = role_now_ms();
+	int rc;
+
 	rc = slot_policy_claim_all(d->map, d->st, d->owner, &kind);
 	if (rc != IM_OK) {
 		LOG_E("claiming %s slots: %s (%s)",
@@ -248,12 +286,10 @@ static int
 serve(struct imd *d)
 {
 	const srv_config *cfg = d->cfg;
-	uint16_t port = 0;
+	uint16_t port = d->port;
 
-	if (connector_listen(d->cn, cfg->listen, (uint16_t)cfg->port,
-	                     &port) != IM_OK) {
-		return -1;
-	}
+	connector_listen_fd(d->cn, d->lfd);
+	d->lfd = -1;
 	if (cfg->port_file[0] != '\0' &&
 	    srv_port_file_write(cfg->port_file, port) != 0) {
 		LOG_E("writing %s: %s", cfg->port_file, strerror(errno));
@@ -327,6 +363,9 @@ stop(struct imd *d)
 	im_store_close(d->cst);
 	im__store_mux_destroy(d->mux);
 	im_store_close(d->st);
+	if (d->lfd >= 0) {
+		close(d->lfd);
+	}
 }
 
 static int
@@ -337,10 +376,19 @@ run(srv_config *cfg)
 
 	memset(&d, 0, sizeof(d));
 	d.cfg = cfg;
-	if ((status = open_store(&d)) != 0) {
+	d.lfd = -1;
+	if ((status = validate(cfg)) != 0) {
 		return status;
 	}
-	if (claim_slots(&d) != 0 || start_roles(&d) != 0 || serve(&d) != 0) {
+	if (bind_port(&d) != 0) {
+		return 1;
+	}
+	if ((status = open_store(&d)) != 0) {
+		close(d.lfd);
+		return status;
+	}
+	if (load_map(&d) != 0 || start_roles(&d) != 0 ||
+	    claim_slots(&d) != 0 || serve(&d) != 0) {
 		status = 1;
 	}
 	log_stats(&d);
