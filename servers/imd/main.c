@@ -29,6 +29,7 @@
 #include "config.h"
 #include "router_local.h"
 #include "slot_policy.h"
+#include "slot_watch.h"
 #include "store/mux.h"
 
 struct imd {
@@ -44,6 +45,7 @@ struct imd {
 	connector *cn;
 	ev_signal sigterm_w;
 	ev_signal sigint_w;
+	slot_watch watch; /* slots another process took */
 	char owner[IM_OWNER_MAX + 1];
 	int lfd;       /* the bound client port, until the Connector has it */
 	uint16_t port; /* its number */
@@ -290,6 +292,11 @@ serve(struct imd *d)
 
 	connector_listen_fd(d->cn, d->lfd);
 	d->lfd = -1;
+	if (slot_watch_start(&d->watch, d->loop, d->map, d->lst, d->owner,
+	                     d->ch, d->cn, cfg->slot_watch_ms) != IM_OK) {
+		LOG_E("slot watch: out of memory");
+		return -1;
+	}
 	if (cfg->port_file[0] != '\0' &&
 	    srv_port_file_write(cfg->port_file, port) != 0) {
 		LOG_E("writing %s: %s", cfg->port_file, strerror(errno));
@@ -351,6 +358,7 @@ stop(struct imd *d)
 {
 	connector_destroy(d->cn);
 	chatter_destroy(d->ch);
+	slot_watch_stop(&d->watch, d->loop);
 	if (d->loop != NULL) {
 		ev_signal_stop(d->loop, &d->sigterm_w);
 		ev_signal_stop(d->loop, &d->sigint_w);

@@ -14,7 +14,7 @@ pids=()
 cleanup() {
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
-	rm -rf "$tmp"
+	[ -n "${KEEP:-}" ] || rm -rf "$tmp"
 }
 trap cleanup EXIT
 fail() {
@@ -27,7 +27,8 @@ fail() {
 printf 'imd-second-test-secret-0123456789\n' >"$tmp/secret"
 common=(--listen 127.0.0.1 --db "$tmp/imd.db" --secret_file "$tmp/secret"
 	--sync normal --slots 16 --exclusive false --log_level info)
-"$imd" "${common[@]}" --port 0 --port_file "$tmp/port" >"$tmp/a.log" 2>&1 &
+"$imd" "${common[@]}" --port 0 --port_file "$tmp/port" --slot_watch_ms 100 \
+	>"$tmp/a.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 300); do
 	[ -s "$tmp/port" ] && break
@@ -63,4 +64,44 @@ printf '/send %s still here\n/wait\n' "$gid" | timeout 30 "$cli" \
 	--port "$port" --token "$(tok 2)" --linger-ms 5000 \
 	>"$tmp/send.out" 2>&1 || fail "im-cli send exited $?"
 grep -q "^ack $gid " "$tmp/send.out" || fail "A does not ack a send after B"
+
+# imd B on a free port really takes every slot: A says so loudly, naming
+# the slots and B, refuses them and does not take them back.
+"$imd" "${common[@]}" --port 0 --port_file "$tmp/port_b" >"$tmp/b2.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 300); do
+	[ -s "$tmp/port_b" ] && break
+	sleep 0.1
+done
+[ -s "$tmp/port_b" ] || fail "imd B on a free port did not start"
+owner_b=$(sed -n "s/.*owner '\([^']*\)' holds all.*/\1/p" "$tmp/b2.log")
+[ -n "$owner_b" ] || fail "imd B did not say its owner"
+for _ in $(seq 1 100); do
+	grep -q "E SLOTS LOST" "$tmp/a.log" && break
+	sleep 0.1
+done
+line=$(grep "E SLOTS LOST" "$tmp/a.log" | tail -n 1)
+[ -n "$line" ] || fail "A did not notice it lost its slots"
+case $line in
+*"32 slots this imd ($owner_a)"*"user 0-15 -> '$owner_b'"*"group 0-15 -> '$owner_b'"*) ;;
+*) fail "A's message does not name the slots and B: $line" ;;
+esac
+# A checks every 100 ms: the line is repeated at most every 10 s.
+sleep 2
+[ "$(grep -c "E SLOTS LOST" "$tmp/a.log")" -eq 1 ] ||
+	fail "A's message is not rate-limited"
+"$imctl" --store "$tmp/imd.db" --slots 16 slots >"$tmp/slots2.out"
+n=$(awk -v o="$owner_b" '$2 == o {s += $3} END {print s + 0}' \
+	"$tmp/slots2.out")
+[ "$n" -eq 32 ] || fail "B holds $n of 32 slots: A took some back"
+# A refuses a login cleanly (its slots are B's); B serves it.
+printf '/quit\n' | timeout 30 "$cli" --port "$port" --token "$(tok 1)" \
+	--linger-ms 2000 >"$tmp/refused.out" 2>&1 || true
+if grep -q '^state connected' "$tmp/refused.out"; then
+	fail "A served a user of a slot it lost"
+fi
+printf '/send %s on B\n/wait\n' "$gid" | timeout 30 "$cli" \
+	--port "$(cat "$tmp/port_b")" --token "$(tok 2)" --linger-ms 5000 \
+	>"$tmp/send_b.out" 2>&1 || fail "im-cli send to B exited $?"
+grep -q "^ack $gid " "$tmp/send_b.out" || fail "B does not ack a send"
 echo "imd_second: ok (port $port)"
