@@ -23,10 +23,10 @@
 
 #include <ev.h>
 
+#include "config.h"
 #include "im/shard.h"
 #include "im/store.h"
 #include "im/token.h"
-#include "config.h"
 #include "router_local.h"
 #include "slot_policy.h"
 #include "slot_watch.h"
@@ -138,7 +138,8 @@ stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
 static int
 validate(const srv_config *cfg)
 {
-	if (strcmp(cfg->sync, "normal") != 0 && strcmp(cfg->sync, "full") != 0) {
+	if (strcmp(cfg->sync, "normal") != 0 &&
+	    strcmp(cfg->sync, "full") != 0) {
 		LOG_E("sync must be full or normal, not '%s'", cfg->sync);
 		return 2;
 	}
@@ -234,8 +235,8 @@ claim_slots(struct imd *d)
 		      im_store_errmsg(d->st));
 		return -1;
 	}
-	LOG_I("owner '%s' holds all %u slots of both kinds (%llu ms)",
-	      d->owner, cfg->slots, (unsigned long long)(role_now_ms() - t0));
+	LOG_I("owner '%s' holds all %u slots of both kinds (%llu ms)", d->owner,
+	      cfg->slots, (unsigned long long)(role_now_ms() - t0));
 	return 0;
 }
 
@@ -269,10 +270,9 @@ start_roles(struct imd *d)
 	rc = chatter_create(&d->ch, d->loop, d->lst, d->map, d->owner,
 	                    &d->router.base, &cfg->ch);
 	if (rc == IM_OK) {
-		rc = connector_create(&d->cn, d->loop, d->lst, d->map,
-		                      d->owner, 0, &d->router.base,
-		                      cfg->secret, strlen(cfg->secret),
-		                      &cfg->cn);
+		rc = connector_create(&d->cn, d->loop, d->lst, d->map, d->owner,
+		                      0, &d->router.base, cfg->secret,
+		                      strlen(cfg->secret), &cfg->cn);
 	}
 	if (rc != IM_OK) {
 		LOG_E("starting roles: %s (check the limits)", im_strerror(rc));
@@ -308,8 +308,8 @@ serve(struct imd *d)
 	ev_signal_init(&d->sigint_w, stop_cb, SIGINT);
 	d->sigint_w.data = d;
 	ev_signal_start(d->loop, &d->sigint_w);
-	LOG_I("imd listening on %s:%u, db %s (sync %s%s%s)", cfg->listen,
-	      port, cfg->store, cfg->sync, cfg->exclusive ? ", exclusive" : "",
+	LOG_I("imd listening on %s:%u, db %s (sync %s%s%s)", cfg->listen, port,
+	      cfg->store, cfg->sync, cfg->exclusive ? ", exclusive" : "",
 	      d->cst != NULL ? ", commit thread" : "");
 	ev_run(d->loop, 0);
 	return 0;
@@ -395,8 +395,8 @@ run(srv_config *cfg)
 		close(d.lfd);
 		return status;
 	}
-	if (load_map(&d) != 0 || start_roles(&d) != 0 ||
-	    claim_slots(&d) != 0 || serve(&d) != 0) {
+	if (load_map(&d) != 0 || start_roles(&d) != 0 || claim_slots(&d) != 0 ||
+	    serve(&d) != 0) {
 		status = 1;
 	}
 	log_stats(&d);

@@ -44,7 +44,8 @@ describe(const slot_watch *w, char *buf, size_t len)
 			}
 			n = snprintf(buf + off, len - off, "%s%s %u-%u -> '%s'",
 			             off > 0 ? ", " : "", kind_names[k], first,
-			             s, e.owner[0] != '\0' ? e.owner : "nobody");
+			             s,
+			             e.owner[0] != '\0' ? e.owner : "nobody");
 			if (n < 0 || (size_t)n >= len - off) {
 				snprintf(buf + (len > 4 ? len - 4 : 0),
 				         len > 4 ? 4 : len, "...");
@@ -121,8 +122,8 @@ tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
 int
 slot_watch_start(slot_watch *w, struct ev_loop *loop, im_shard_map *map,
-                 im_store *st, const char *owner, chatter *ch,
-                 connector *cn, uint32_t interval_ms)
+                 im_store *st, const char *owner, chatter *ch, connector *cn,
+                 uint32_t interval_ms)
 {
 	uint32_t nslots = im_shard_nslots(map);
 	double period = interval_ms / 1000.0;

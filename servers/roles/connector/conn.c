@@ -565,8 +565,7 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 }
 
 int
-connector_bind(const char *addr, uint16_t port, int *fd_out,
-               uint16_t *port_out)
+connector_bind(const char *addr, uint16_t port, int *fd_out, uint16_t *port_out)
 {
 	struct sockaddr_in sa;
 	socklen_t slen = sizeof(sa);
