@@ -3,7 +3,10 @@
 # exclusive = false; imd B on the same database and A's port must fail at
 # its bind, before it opens the store or claims a slot: B exits non-zero
 # saying why, A keeps every slot and still serves logins and sends.
-# Usage: imd_second.sh BUILD_DIR  (every wait bounded)
+# Then imd B on a free port really takes every slot: A logs SLOTS LOST
+# (naming the slots and B) once, refuses the users and takes nothing back.
+# Usage: imd_second.sh BUILD_DIR  (every wait bounded; KEEP=1 keeps the
+# temporary directory with the logs)
 set -euo pipefail
 build=$1
 imd=$build/servers/imd
