@@ -149,7 +149,8 @@ fences_hold(im_store *st, const im_fence *fences, size_t nfences)
 		}
 	}
 	for (k = 0; rc == IM_OK && k < nfences; k++) {
-		if (now[k] != fences[k].epoch) {
+		/* Epoch 0 is "never owned": no owner may write with it. */
+		if (now[k] != fences[k].epoch || now[k] == 0) {
 			im_store_set_error(st,
 					   "stale fence: slot %u at epoch "
 					   "%llu, not %llu",
