@@ -109,8 +109,9 @@ uevent_ours(connector *cn, const role_uevent *ev)
  * Take the first user-queue segment of every user of the batch that has
  * none yet in ONE transaction (im_store_seg_take_many), instead of one
  * seg_take (and fsync) per user: a batch of GroupCreated events reaches
- * many offline users at once. Users it cannot serve (a backend without the
- * op, a failure) are left to the per-user refill (uevent_seq).
+ * many offline users at once (a backend without the op gets one seg_take
+ * per user from the wrapper). Users it cannot serve (a failure) are left
+ * to the per-user refill (uevent_seq).
  */
 static void
 uq_take_first(connector *cn, struct uev_scratch *sc, const role_uevent *evs,
@@ -144,7 +145,7 @@ uq_take_first(connector *cn, struct uev_scratch *sc, const role_uevent *evs,
 		}
 		sc->takers[i]->uq_taking = false;
 	}
-	if (rc != IM_OK && rc != IM_ENOTSUP) {
+	if (rc != IM_OK) {
 		LOG_W("user queues: taking %zu segments: %s", k,
 		      im_store_errmsg(cn->st));
 	}
