@@ -63,6 +63,9 @@ static const srv_key keys[] = {
             "(imctl, sqlite3) can open it; faster reads"),
         NUM("wal_autocheckpoint", ROLE_KEY_U32, wal_autocheckpoint, SRV_IMDS,
             0, 0, "WAL pages between checkpoints, 0 = sqlite's 1000"),
+        NUM("slot_watch_ms", ROLE_KEY_U32, slot_watch_ms, SRV_IMDS, 0, 3600000,
+            "reload the slot map this often and log an ERROR naming the "
+            "slots another process took (never taken back), 0 = off"),
         NUM("ttl", ROLE_KEY_U64, ttl, SRV_TOKEN, 1, UINT64_MAX,
             "seconds the token is valid"),
         NUM("expect", ROLE_KEY_U32, expect, SRV_NODE, 1, 4096,
@@ -101,6 +104,7 @@ srv_config_init(srv_config *cfg, unsigned who)
 		snprintf(cfg->sync, sizeof(cfg->sync), "full");
 		cfg->exclusive = true;
 		cfg->wal_autocheckpoint = 10000;
+		cfg->slot_watch_ms = 1000;
 		cfg->ttl = 86400;
 	} else {
 		/* The membership defaults (member.h) and the 250 ms balance
