@@ -58,7 +58,7 @@ start_imd imd.log
 port=$(cat "$tmp/port")
 t1=$("$imd" token 1 --secret_file "$tmp/secret")
 run_cli() { # NAME: stdin = commands
-	timeout 60 "$cli" --port "$port" --token "$t1" --linger-ms 20000 \
+	timeout 20 "$cli" --port "$port" --token "$t1" --linger-ms 10000 \
 		>"$tmp/$1.out" 2>&1 || fail "im-cli $1 exited $?"
 }
 echo "/create full 2" | run_cli create
