@@ -72,11 +72,21 @@ bool
 chatter__new_gid(chatter *c, im_gid *gid, im_fence *fence)
 {
 	uint32_t tries, refills = 0;
+	int rc;
 
 	for (tries = 0; tries < GID_TRIES; tries++) {
 		if (im_idseg_next(&c->gids, gid) != IM_OK) {
-			if (refills++ == GID_REFILLS ||
-			    im_idseg_refill(&c->gids, c->st) != IM_OK ||
+			if (refills++ == GID_REFILLS) {
+				return false;
+			}
+			rc = im_idseg_refill(&c->gids, c->st);
+			if (rc == IM_ENOSPC) {
+				/* The caller answers ERR_STORE_FULL. */
+				store_full_failed(&c->full, role_now_ms(), 1,
+				                  "chatter",
+				                  im_store_errmsg(c->st));
+			}
+			if (rc != IM_OK ||
 			    im_idseg_next(&c->gids, gid) != IM_OK) {
 				return false;
 			}
