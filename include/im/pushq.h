@@ -147,6 +147,21 @@ IM_API size_t im_pushq_count(const im_pushq *q);
 /** Payload bytes queued (unacked), the quantity max_bytes bounds. */
 IM_API size_t im_pushq_bytes(const im_pushq *q);
 
+/**
+ * Heap bytes q holds now (item slots, payload buffer, conversation records
+ * and their index), live or kept for reuse. Cannot fail; 0 for NULL.
+ */
+IM_API size_t im_pushq_mem(const im_pushq *q);
+
+/**
+ * Give back the item and payload arrays of an empty queue when together
+ * they hold more than keep bytes (a burst grew them; an idle session should
+ * not keep them). A queue with items is left alone. The conversation
+ * records stay (they carry the duplicate check). Never allocates; the next
+ * push allocates small again. Returns the bytes released (0: nothing).
+ */
+IM_API size_t im_pushq_shrink(im_pushq *q, size_t keep);
+
 #ifdef __cplusplus
 }
 #endif
