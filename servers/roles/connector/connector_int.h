@@ -38,6 +38,10 @@
 #include "im/token.h"
 
 #define SESSION_ID_LEN 16
+/* A push queue emptied by an ack gives back arrays larger than this: a
+ * burst grew them, the steady state (a few deliveries in flight) fits
+ * in it, so a queue that drains every round trip never reallocates. */
+#define PUSHQ_KEEP_BYTES 4096
 #define UQ_BODY_CAP 256
 /* Largest push frame: a Deliver with a full body. */
 #define PUSH_MAX (IM_FRAME_HEADER + im_Deliver_size + 16)
