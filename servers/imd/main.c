@@ -23,6 +23,7 @@
 #include "im/store.h"
 #include "im/token.h"
 #include "config.h"
+#include "mem_stats.h"
 #include "router_local.h"
 #include "slot_policy.h"
 #include "store/mux.h"
@@ -40,6 +41,7 @@ struct imd {
 	connector *cn;
 	ev_signal sigterm_w;
 	ev_signal sigint_w;
+	struct imd_mem mem;
 	char owner[IM_OWNER_MAX + 1];
 	int signo;
 };
@@ -268,7 +270,10 @@ serve(struct imd *d)
 	LOG_I("imd listening on %s:%u, db %s (sync %s%s%s)", cfg->listen,
 	      port, cfg->store, cfg->sync, cfg->exclusive ? ", exclusive" : "",
 	      d->cst != NULL ? ", commit thread" : "");
+	imd_mem_start(&d->mem, d->loop, d->cn, cfg->stats_interval,
+	              cfg->trim_interval);
 	ev_run(d->loop, 0);
+	imd_mem_stop(&d->mem, d->loop);
 	return 0;
 }
 
