@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Memory bound: 2,000 users chatting at the maximum (closed loop) on a fresh
+# imd with stats_interval 1. Fails when imd's "mem:" lines are missing or
+# lack a part (or the parts do not add up to the Connector's total), or
+# when RSS passes the bound documented in docs/operations.md ("Memory"):
+# 32 MiB + 40 KiB per user at the default push queue limits.
+# usage: tests/system/memory-bound.sh IMD IM_BENCH
+set -euo pipefail
+here=$(cd "$(dirname "$0")/../.." && pwd)
+export IMD=${1:?IMD binary} IMBENCH=${2:?im-bench binary}
+users=2000
+export IMD_ARGS="--slots 32 --stats_interval 1 --log_level info"
+out=$(mktemp -d "${TMPDIR:-/tmp}/memory-bound.XXXXXX")
+trap 'rm -rf "$out"' EXIT
+KEEP=1 OUT=$out timeout 120 "$here/bench/run-imd.sh" chat --users $users \
+	--inflight 1 --duration 8 --warmup 1 --baseline-secs 0.3 --quiet \
+	2> "$out/stderr" || { cat "$out/stderr" >&2; exit 1; }
+kept=$(sed -n 's/^run-imd: kept //p' "$out/stderr")
+[ -n "$kept" ] && [ -f "$kept/imd.log" ] || { echo "no imd log" >&2; exit 1; }
+cp "$kept/imd.log" "$out/imd.log"
+rm -rf "$kept"
+python3 - "$out/imd.log" "$out/chat.json" $users <<'PY'
+import json, re, sys
+log, js, users = sys.argv[1], sys.argv[2], int(sys.argv[3])
+pat = re.compile(r"mem: rss (\d+) KiB; connector (\d+) KiB \(users (\d+), "
+                 r"sessions (\d+), pushqs (\d+) with (\d+) unacked, "
+                 r"convlists (\d+), conns (\d+), conn bufs (\d+), "
+                 r"fixed (\d+)\); sqlite (\d+) KiB; other (\d+) KiB")
+lines = [m for m in map(pat.search, open(log)) if m]
+assert len(lines) >= 5, "expected a mem line per second, got %d" % len(lines)
+bound_kib = 32 * 1024 + 40 * users
+peak = 0
+for m in lines:
+    v = list(map(int, m.groups()))
+    rss, conn, sq = v[0], v[1], v[10]
+    parts = v[2:5] + v[6:10]  # the unacked bytes are inside pushqs
+    assert abs(sum(parts) - conn) <= len(parts), m.group(0)
+    assert rss <= bound_kib, "RSS %d KiB over the bound %d KiB" % (rss, bound_kib)
+    peak = max(peak, rss)
+busy = [m for m in lines if int(m.group(5)) > 0]
+assert busy, "no line saw the push queues in use"
+m = max(lines, key=lambda m: int(m.group(1)))
+conn, sq = int(m.group(2)), int(m.group(11))
+r = json.load(open(js))
+assert r["unexpected_errors"] == 0 and r["counters"]["acked"] > 0, r
+print("memory-bound: ok, %d lines, peak RSS %d KiB <= %d KiB, at peak "
+      "connector %d + sqlite %d KiB" % (len(lines), peak, bound_kib, conn, sq))
+PY
