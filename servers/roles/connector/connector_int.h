@@ -13,6 +13,7 @@
  *   deliver.c       fan-outs of committed messages to the sessions
  *   uevents.c       the user-event pipeline (user queues)
  *   convpage.c      conversation pages at login, group-name cache
+ *   memory.c        the heap by part (connector_get_mem)
  *
  * Lifetimes: connections are freed at the end of the loop turn they closed
  * in (the dead list), so a pointer taken in this turn stays valid; users
