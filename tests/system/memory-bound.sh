@@ -9,6 +9,12 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 export IMD=${1:?IMD binary} IMBENCH=${2:?im-bench binary}
 users=2000
+# Under AddressSanitizer (scripts/test's second pass) RSS is mostly shadow
+# memory and quarantine: the bound is checked on a plain build only.
+check_bound=1
+if ldd "$IMD" 2>/dev/null | grep -q libasan; then
+	check_bound=0
+fi
 export IMD_ARGS="--slots 32 --stats_interval 1 --log_level info"
 out=$(mktemp -d "${TMPDIR:-/tmp}/memory-bound.XXXXXX")
 trap 'rm -rf "$out"' EXIT
@@ -19,9 +25,14 @@ kept=$(sed -n 's/^run-imd: kept //p' "$out/stderr")
 [ -n "$kept" ] && [ -f "$kept/imd.log" ] || { echo "no imd log" >&2; exit 1; }
 cp "$kept/imd.log" "$out/imd.log"
 rm -rf "$kept"
-python3 - "$out/imd.log" "$out/chat.json" $users <<'PY'
+if grep -q "AddressSanitizer\|runtime error" "$out/imd.log"; then
+	cat "$out/imd.log" >&2
+	exit 1
+fi
+python3 - "$out/imd.log" "$out/chat.json" $users $check_bound <<'PY'
 import json, re, sys
 log, js, users = sys.argv[1], sys.argv[2], int(sys.argv[3])
+check_bound = sys.argv[4] == "1"
 pat = re.compile(r"mem: rss (\d+) KiB; connector (\d+) KiB \(users (\d+), "
                  r"sessions (\d+), pushqs (\d+) with (\d+) unacked, "
                  r"convlists (\d+), conns (\d+), conn bufs (\d+), "
@@ -35,7 +46,7 @@ for m in lines:
     rss, conn, sq = v[0], v[1], v[10]
     parts = v[2:5] + v[6:10]  # the unacked bytes are inside pushqs
     assert abs(sum(parts) - conn) <= len(parts), m.group(0)
-    assert rss <= bound_kib, "RSS %d KiB over the bound %d KiB" % (rss, bound_kib)
+    assert rss <= bound_kib or not check_bound, "RSS %d KiB over the bound %d KiB" % (rss, bound_kib)
     peak = max(peak, rss)
 busy = [m for m in lines if int(m.group(5)) > 0]
 assert busy, "no line saw the push queues in use"
@@ -43,6 +54,7 @@ m = max(lines, key=lambda m: int(m.group(1)))
 conn, sq = int(m.group(2)), int(m.group(11))
 r = json.load(open(js))
 assert r["unexpected_errors"] == 0 and r["counters"]["acked"] > 0, r
-print("memory-bound: ok, %d lines, peak RSS %d KiB <= %d KiB, at peak "
-      "connector %d + sqlite %d KiB" % (len(lines), peak, bound_kib, conn, sq))
+print("memory-bound: ok, %d lines, peak RSS %d KiB (bound %d KiB%s), at "
+      "peak connector %d + sqlite %d KiB" % (len(lines), peak, bound_kib,
+      "" if check_bound else ", not checked under ASan", conn, sq))
 PY
