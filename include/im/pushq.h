@@ -10,7 +10,8 @@
  * policy is then to drop the session and let the client resync from the
  * store (never unbounded growth).
  *
- * Memory is taken lazily (an idle session holds none) and kept for reuse.
+ * Memory is taken lazily (an idle session holds none) and kept for reuse;
+ * im_pushq_shrink gives a burst's arrays back once the queue is empty.
  *
  * Thread-safety: one thread at a time per queue.
  */
