@@ -4,11 +4,15 @@
  * called only when the backend's ops->version is at least the version that
  * added them and the op is not NULL, else IM_ENOTSUP. The version test comes
  * first: a table compiled against an older header ends before the newer
- * ops, so they must not even be read.
+ * ops, so they must not even be read. The batched ops (slot_cas_many,
+ * group_create_many, seg_take_many, uq_last) never answer IM_ENOTSUP: on a
+ * backend without them the wrapper runs their one-at-a-time fallback
+ * (store_fallback.c), so callers carry none.
  */
 #include "im/sys/store.h"
 #include "internal.h"
 #include "store/ops.h"
+#include "store_fallback.h"
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -66,10 +70,11 @@ _Static_assert(0 IM__STORE_OPS(AT_LATEST) > 0,
 
 /* An op added after version 1: the version test comes first, as a table
  * compiled against an older header ends before the op. */
+#define HAS_OP(op)                                                             \
+	(st->ops->version >= OP_VERSION_##op && st->ops->op != NULL)
 #define NEED_OP(op)                                                            \
 	do {                                                                   \
-		if (st->ops->version < OP_VERSION_##op ||                      \
-		    st->ops->op == NULL) {                                     \
+		if (!HAS_OP(op)) {                                             \
 			im_store_set_error(st, "%s: " #op " not supported",    \
 					   st->ops->name);                     \
 			return IM_ENOTSUP;                                     \
@@ -435,17 +440,19 @@ im_store_slot_cas_many(im_store *st, im_kind kind, const uint32_t *slots,
 	for (i = 0; i < n; i++) {
 		CHECK(expect[i] < (im_epoch)INT64_MAX);
 	}
-	NEED_OP(slot_cas_many);
+	if (!HAS_OP(slot_cas_many)) {
+		return im__store_slot_cas_one_by_one(st, kind, slots, expect, n,
+						     owner, epochs_out);
+	}
 	return st->ops->slot_cas_many(st, kind, slots, expect, n, owner,
 				      epochs_out);
 }
 
 /* Version 4: batched group creation and segment takes. */
 
-int
-im_store_group_create_many(im_store *st, const im_fence *fences,
-			   size_t nfences, const im_group_new *groups,
-			   size_t n)
+static int
+check_group_news(im_store *st, const im_fence *fences, size_t nfences,
+		 const im_group_new *groups, size_t n)
 {
 	size_t i, j;
 	int rc;
@@ -475,8 +482,48 @@ im_store_group_create_many(im_store *st, const im_fence *fences,
 			CHECK(groups[i].group.gid != groups[j].group.gid);
 		}
 	}
-	NEED_OP(group_create_many);
+	return IM_OK;
+}
+
+int
+im_store_group_create_many(im_store *st, const im_fence *fences,
+			   size_t nfences, const im_group_new *groups,
+			   size_t n)
+{
+	int rc = check_group_news(st, fences, nfences, groups, n);
+
+	if (rc != IM_OK) {
+		return rc;
+	}
+	if (!HAS_OP(group_create_many)) {
+		return im__store_group_create_one_by_one(st, fences, nfences,
+							 groups, n, NULL);
+	}
 	return st->ops->group_create_many(st, fences, nfences, groups, n);
+}
+
+int
+im_store_group_create_each(im_store *st, const im_fence *fences,
+			   size_t nfences, const im_group_new *groups,
+			   size_t n, int *rcs_out)
+{
+	size_t k;
+	int rc;
+
+	CHECK(rcs_out != NULL);
+	if ((rc = check_group_news(st, fences, nfences, groups, n)) != IM_OK) {
+		return rc;
+	}
+	if (!HAS_OP(group_create_many)) {
+		return im__store_group_create_one_by_one(st, fences, nfences,
+							 groups, n, rcs_out);
+	}
+	/* All or nothing: every group shares the batch's outcome. */
+	rc = st->ops->group_create_many(st, fences, nfences, groups, n);
+	for (k = 0; k < n; k++) {
+		rcs_out[k] = rc;
+	}
+	return rc;
 }
 
 int
@@ -500,7 +547,10 @@ im_store_seg_take_many(im_store *st, const im_seg_key *keys, size_t n,
 			      keys[i].id != keys[j].id);
 		}
 	}
-	NEED_OP(seg_take_many);
+	if (!HAS_OP(seg_take_many)) {
+		return im__store_seg_take_one_by_one(st, keys, n, step,
+						     segs_out);
+	}
 	return st->ops->seg_take_many(st, keys, n, step, segs_out);
 }
 
@@ -511,6 +561,8 @@ im_store_uq_last(im_store *st, im_uid user, im_seq *last_out)
 	CHECK(user != 0);
 	CHECK(last_out != NULL);
 	*last_out = 0;
-	NEED_OP(uq_last);
+	if (!HAS_OP(uq_last)) {
+		return im__store_uq_last_scan(st, user, last_out);
+	}
 	return st->ops->uq_last(st, user, last_out);
 }

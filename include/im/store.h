@@ -272,9 +272,13 @@ IM_API int im_store_slot_cas(im_store *st, im_kind kind, uint32_t slot,
  * succeeds only when every slots[i] is at epoch expect[i], then sets owner
  * and expect[i]+1 (in epochs_out[i]). One fsync for the lot, so a node that
  * takes many slots (imd at start) does not pay one commit per slot.
- * @retval IM_OK, IM_ECONFLICT (nothing changed; epochs_out holds the current
- *         epochs), IM_EINVAL, IM_ENOTSUP (backend without the op: claim one
- *         by one with im_store_slot_cas), IM_ERR, IM_EUNAVAIL
+ * A backend without the op (ops version < 3) gets one im_store_slot_cas
+ * per slot instead, in order, stopping at a conflict: then NOT all or
+ * nothing (the slots before the conflicting one stay taken), but
+ * epochs_out still holds every slot's current epoch.
+ * @retval IM_OK, IM_ECONFLICT (nothing changed, or with the fallback the
+ *         slots before the conflict taken; epochs_out holds the current
+ *         epochs), IM_EINVAL, IM_ENOMEM, IM_ERR, IM_EUNAVAIL
  */
 #define IM_STORE_CAS_MANY_MAX 65536
 IM_API int im_store_slot_cas_many(im_store *st, im_kind kind,
@@ -453,8 +457,10 @@ IM_API int im_store_node_list(im_store *st, im_node_cb cb, void *payload);
 
 
 /*
- * Batched writes (store ops version 4; a backend compiled against an older
- * table answers IM_ENOTSUP and callers fall back to the one-at-a-time ops).
+ * Batched writes (store ops version 4). They never answer IM_ENOTSUP: on a
+ * backend compiled against an older table (or with the op NULL) the
+ * wrapper does the same work with the one-at-a-time ops, with the
+ * differences each function states.
  */
 
 /** A group to create with its first members (im_store_group_create_many). */
@@ -484,9 +490,21 @@ typedef struct im_group_new {
  * @retval IM_EINVAL    n or nfences 0, n > IM_STORE_CREATE_MANY_MAX, gid 0,
  *                      repeated gid, name not terminated, member 0 or too
  *                      many members, NULL arrays
- * @retval IM_ENOTSUP   backend without the op (version < 4)
+ * Backend without the op (version < 4): one im_store_group_create and
+ * im_store_member_add per row, group after group; the fences are checked
+ * once before any write (not inside it), and it is NOT all or nothing: it
+ * stops at the first group that fails, the groups before it stay stored
+ * (sending the batch again is safe, as above).
+ *
+ * @retval IM_OK        every group and member is stored
+ * @retval IM_ESTALE    a fence is stale; nothing stored
+ * @retval IM_ECONFLICT a gid belongs to another group; nothing stored
+ *                      (fallback: the groups before it are stored)
+ * @retval IM_EINVAL    n or nfences 0, n > IM_STORE_CREATE_MANY_MAX, gid 0,
+ *                      repeated gid, name not terminated, member 0 or too
+ *                      many members, NULL arrays
  * @retval IM_EUNAVAIL  outcome unknown; retrying the same batch is safe
- * @retval IM_ERR
+ * @retval IM_ENOMEM, IM_ERR
  */
 #define IM_STORE_CREATE_MANY_MAX 1024
 IM_API int im_store_group_create_many(im_store *st, const im_fence *fences,
@@ -494,12 +512,27 @@ IM_API int im_store_group_create_many(im_store *st, const im_fence *fences,
 				      const im_group_new *groups, size_t n);
 
 /**
+ * im_store_group_create_many with each group's outcome in rcs_out[i]
+ * (n entries): with the batched op every entry is the batch's result (all
+ * or nothing); without it every group is tried on its own, so the caller
+ * answers each creator truthfully.
+ * @retval the first error of rcs_out, or IM_OK; IM_EINVAL (also rcs_out
+ *         NULL; then rcs_out is not written)
+ */
+IM_API int im_store_group_create_each(im_store *st, const im_fence *fences,
+				      size_t nfences,
+				      const im_group_new *groups, size_t n,
+				      int *rcs_out);
+
+/**
  * Take one segment of `step` ids for each of n distinct keys in one
  * transaction (one fsync instead of n): segs_out[i] is keys[i]'s segment,
- * with the guarantees of im_store_seg_take. All or nothing.
+ * with the guarantees of im_store_seg_take. All or nothing. Backend without
+ * the op (version < 4): one im_store_seg_take per key, stopping at the
+ * first failure; segments taken before it are lost (never reused).
  * @retval IM_OK, IM_EINVAL (n 0 or > IM_STORE_SEG_MANY_MAX, step 0, bad
  *         space, a key given twice), IM_EFULL (a key's id space is
- *         exhausted; nothing taken), IM_ENOTSUP (version < 4), IM_ERR,
+ *         exhausted; nothing taken), IM_ERR,
  *         IM_EUNAVAIL (outcome unknown: segments may be lost, never
  *         reused)
  */
@@ -509,9 +542,11 @@ IM_API int im_store_seg_take_many(im_store *st, const im_seg_key *keys,
 
 /**
  * The largest seq in a user's queue (0 when it is empty): what a login
- * reports as where the queue ends, without reading the items.
- * @retval IM_OK, IM_EINVAL, IM_ENOTSUP (version < 4: page with
- *         im_store_uq_read), IM_ERR, IM_EUNAVAIL
+ * reports as where the queue ends, without reading the items. Backend
+ * without the op (version < 4): the queue is paged with im_store_uq_read,
+ * at most 1,000 pages of IM_STORE_READ_LIMIT_MAX; past that bound the
+ * largest seq read so far is answered.
+ * @retval IM_OK, IM_EINVAL, IM_ERR, IM_EUNAVAIL
  */
 IM_API int im_store_uq_last(im_store *st, im_uid user, im_seq *last_out);
 

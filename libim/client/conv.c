@@ -129,31 +129,49 @@ apply_msg(im__cc *cc, struct im__cc_conv *c, const im_Deliver *d, bool history)
 	}
 }
 
+/* Repairs in flight: at most half the request slots, so that a resume
+ * with many groups to catch up leaves the application room. */
+static bool
+repair_room(const im__cc *cc)
+{
+	size_t i, n = 0, cap = cc->max_pending / 2;
+
+	for (i = 0; i < cc->max_pending && n < cap; i++) {
+		n += cc->pend[i].kind == P_REPAIR;
+	}
+	return n < cap;
+}
+
 /* Ask for what follows the cursor of c (NULL: the user queue). Before the
- * login finished it is noted and asked for once connected. */
+ * login finished, or with no room for another repair now, it is noted and
+ * asked for once connected (became_connected) or once a slot is free
+ * (im__cc_repair_next). */
 void
 im__cc_repair(im__cc *cc, struct im__cc_conv *c)
 {
-	struct im__cc_pending *p;
+	struct im__cc_pending *p = NULL;
 	bool *syncing = c != NULL ? &c->syncing : &cc->uq_syncing;
 
 	if (*syncing) {
 		return;
 	}
-	if (cc->state != IM_CLIENT_CONNECTED) {
+	/* A repair syncs until the server says there is no more: it takes
+	 * over from a replay that was cut. */
+	if (c != NULL) {
+		c->replay_cut = false;
+	} else {
+		cc->uq_replay_cut = false;
+	}
+	if (cc->state == IM_CLIENT_CONNECTED && repair_room(cc)) {
+		p = im__cc_pend_new(cc, P_REPAIR);
+	}
+	if (p == NULL) {
 		if (c != NULL) {
 			c->want_repair = true;
 		} else {
 			cc->uq_behind = true;
 		}
-		return;
-	}
-	p = im__cc_pend_new(cc, P_REPAIR);
-	if (p == NULL) {
-		/* Nowhere to track it: a reconnect resumes from the cursor,
-		 * which repairs just the same. */
-		im__cc_conn_lost(cc, IM_EFULL, 0,
-		                 "too many requests for gap repair");
+		cc->repairs_waiting = cc->state == IM_CLIENT_CONNECTED;
 		return;
 	}
 	p->group = c != NULL ? c->c.group : 0;
@@ -165,6 +183,33 @@ im__cc_repair(im__cc *cc, struct im__cc_conv *c)
 		return;
 	}
 	*syncing = true;
+}
+
+/* Start the repairs that waited for a request slot, as far as there is
+ * room; after each batch of input (which is what frees slots). */
+void
+im__cc_repair_next(im__cc *cc)
+{
+	uint64_t gen = cc->gen;
+	size_t i;
+
+	if (!cc->repairs_waiting || cc->state != IM_CLIENT_CONNECTED) {
+		return;
+	}
+	cc->repairs_waiting = false;
+	if (cc->uq_behind) {
+		cc->uq_behind = false;
+		im__cc_repair(cc, NULL);
+	}
+	for (i = 0; i < cc->conv_cap && cc->gen == gen && !cc->repairs_waiting;
+	     i++) {
+		struct im__cc_conv *c = &cc->convs[i];
+
+		if (c->used && c->want_repair) {
+			c->want_repair = false;
+			im__cc_repair(cc, c);
+		}
+	}
 }
 
 /* A repair ended without its page (refused, or timed out): live pushes
@@ -187,12 +232,54 @@ im__cc_repair_end(im__cc *cc, im_gid group, bool not_member)
 	}
 }
 
+/* Note where the server cut the replay of each cursor (ResumeOk): the
+ * client Syncs each from there once the replayed pushes reached it. */
+void
+im__cc_replay_ends(im__cc *cc, const im_ResumeOk *ok)
+{
+	pb_size_t i;
+
+	for (i = 0; i < ok->replay_ends_count; i++) {
+		const im_Cursor *e = &ok->replay_ends[i];
+		struct im__cc_conv *c;
+
+		if (e->group == 0) {
+			cc->uq_replay_cut = true;
+			cc->uq_replay_end = e->seq;
+		} else if ((c = im__cc_conv_find(cc, e->group)) != NULL) {
+			c->replay_cut = true;
+			c->replay_end = e->seq;
+		}
+	}
+}
+
+/* Did the cut replay of c (NULL: the user queue) reach its end? */
+bool
+im__cc_replay_reached(const im__cc *cc, const struct im__cc_conv *c)
+{
+	if (c == NULL) {
+		return cc->uq_replay_cut && cc->uq_cursor >= cc->uq_replay_end;
+	}
+	return c->replay_cut && c->cursor >= c->replay_end;
+}
+
+/* After a push: the replay of c is through, the rest comes by Sync. The
+ * callback before may have closed the connection (gen moved on). */
+static void
+replay_check(im__cc *cc, struct im__cc_conv *c, uint64_t gen)
+{
+	if (cc->gen == gen && im__cc_replay_reached(cc, c)) {
+		im__cc_repair(cc, c);
+	}
+}
+
 void
 im__cc_deliver(im__cc *cc, const im_Deliver *d)
 {
 	/* Looked up (and added) before the checks below, as the client
 	 * always did: a Deliver with seq 0 still adds its group. */
 	struct im__cc_conv *c = im__cc_conv_get(cc, d->group);
+	uint64_t gen = cc->gen;
 
 	if (d->group == 0 || d->seq == 0) {
 		return;
@@ -214,6 +301,7 @@ im__cc_deliver(im__cc *cc, const im_Deliver *d)
 		return;
 	}
 	apply_msg(cc, c, d, false);
+	replay_check(cc, c, gen);
 }
 
 /* What a user-queue event changes in its conversation. */
@@ -257,6 +345,8 @@ im__cc_event(im__cc *cc, const im_UserEvent *u, bool repair)
 {
 	im_client_event ev;
 	struct im__cc_conv *c;
+	uint64_t gen = cc->gen;
+	bool was_known;
 
 	if (u->seq == 0 || (cc->uq_syncing && !repair)) {
 		return; /* a repair in flight brings it, in order */
@@ -264,10 +354,19 @@ im__cc_event(im__cc *cc, const im_UserEvent *u, bool repair)
 	if (cc->uq_known && u->seq <= cc->uq_cursor) {
 		return;
 	}
+	/* A push whose predecessor is not our cursor: events were missed.
+	 * A Sync page's chain is the server's, gap-free; prev_seq 0 is an
+	 * older server that does not say. */
+	if (!repair && cc->uq_known && u->prev_seq != 0 &&
+	    u->prev_seq != cc->uq_cursor) {
+		im__cc_repair(cc, NULL);
+		return;
+	}
 	cc->uq_cursor = u->seq;
 	cc->uq_known = true;
 	cc->uq_dirty = true;
 	c = im__cc_conv_get(cc, u->group);
+	was_known = c != NULL && c->known;
 	if (c != NULL) {
 		event_apply(c, u);
 	}
@@ -281,6 +380,17 @@ im__cc_event(im__cc *cc, const im_UserEvent *u, bool repair)
 	ev.name = u->name;
 	if (cc->cb.on_event != NULL) {
 		cc->cb.on_event(cc->handle, &ev, cc->payload);
+	}
+	if (c != NULL && cc->gen == gen && !was_known &&
+	    u->type == im_EventType_EV_GROUP_CREATED &&
+	    (repair || u->seq <= cc->uq_away_until)) {
+		/* Created while we were away: its messages so far were
+		 * pushed to no session of ours and no cursor replays them;
+		 * a live creation needs nothing (its pushes follow). */
+		im__cc_repair(cc, c);
+	}
+	if (!repair) {
+		replay_check(cc, NULL, gen);
 	}
 }
 

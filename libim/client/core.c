@@ -183,8 +183,11 @@ drop_inflight(im__cc *cc)
 	for (i = 0; i < cc->conv_cap; i++) {
 		cc->convs[i].syncing = false;
 		cc->convs[i].want_repair = false;
+		cc->convs[i].replay_cut = false;
 	}
 	cc->uq_syncing = false;
+	cc->uq_replay_cut = false;
+	cc->repairs_waiting = false;
 	im__cc_req_drop(cc);
 }
 
@@ -364,7 +367,9 @@ became_connected(im__cc *cc, bool login)
 		im__cc_timer_set(cc, IM__CC_T_PING, cc->now + cc->ping_ms);
 	}
 	cc->state = IM_CLIENT_CONNECTED;
-	if (cc->uq_behind) {
+	/* Behind after the login, or a resume's replay that was cut with
+	 * nothing to replay (its end is the cursor already). */
+	if (cc->uq_behind || im__cc_replay_reached(cc, NULL)) {
 		cc->uq_behind = false;
 		im__cc_repair(cc, NULL);
 	}
@@ -374,7 +379,7 @@ became_connected(im__cc *cc, bool login)
 		if (!c->used || !c->known || !c->member) {
 			continue;
 		}
-		if (c->want_repair ||
+		if (c->want_repair || im__cc_replay_reached(cc, c) ||
 		    (login ? c->cursor < c->c.last_seq : !c->in_resume)) {
 			c->want_repair = false;
 			im__cc_repair(cc, c);
@@ -607,6 +612,8 @@ handle_session_env(im__cc *cc, struct im__cc_pending *p, const im_Envelope *e)
 		p->kind = P_FREE;
 		cc->user = e->msg.resume_ok.user;
 		memcpy(cc->session, e->msg.resume_ok.session, 16);
+		im__cc_replay_ends(cc, &e->msg.resume_ok);
+		cc->uq_away_until = e->msg.resume_ok.uq_last_seq;
 		became_connected(cc, false);
 		return true;
 	default:
@@ -724,6 +731,10 @@ im__cc_received(im__cc *cc, uint64_t now_ms, size_t n)
 	if (off > 0) {
 		memmove(cc->rbuf, cc->rbuf + off, cc->rlen - off);
 		cc->rlen -= off;
+	}
+	im__cc_repair_next(cc);
+	if (cc->gen != gen) {
+		return;
 	}
 	im__cc_flush_acks(cc);
 }

@@ -92,10 +92,14 @@ struct im__cc_conv {
 	bool known; /* cursor is meaningful (else: take the first seen) */
 	bool member;
 	bool syncing;     /* a repair is in flight: drop live pushes */
-	bool want_repair; /* a gap seen before login finished */
+	bool want_repair; /* a repair waits: for the login, or a slot */
 	im_seq gap_seq;   /* the push whose prev_seq showed the gap */
 	bool dirty;       /* on the ack list */
 	bool in_resume;   /* its cursor went with the last Resume */
+	/* The resume's replay was cut at replay_end (ResumeOk.replay_ends):
+	 * once the cursor gets there, Sync the rest. */
+	bool replay_cut;
+	im_seq replay_end;
 };
 
 struct im__cc_obox {
@@ -175,6 +179,12 @@ typedef struct im__cc {
 	bool uq_dirty;
 	bool uq_syncing; /* a user-queue repair is in flight */
 	bool uq_behind;  /* login showed events we have not seen */
+	bool uq_replay_cut; /* as replay_cut of a conversation */
+	bool repairs_waiting; /* want_repair/uq_behind wait for a slot */
+	/* Events up to this seq happened while the client was away (the
+	 * ResumeOk's uq_last_seq): a group one of them created is synced. */
+	im_seq uq_away_until;
+	im_seq uq_replay_end;
 	uint64_t next_req;
 
 	struct im__cc_conv *convs;
@@ -280,6 +290,9 @@ void im__cc_event(im__cc *cc, const im_UserEvent *u, bool repair);
 void im__cc_conv_info(im__cc *cc, const im_ConvInfo *ci);
 void im__cc_repair(im__cc *cc, struct im__cc_conv *c);
 void im__cc_repair_end(im__cc *cc, im_gid group, bool not_member);
+void im__cc_repair_next(im__cc *cc);
+void im__cc_replay_ends(im__cc *cc, const im_ResumeOk *ok);
+bool im__cc_replay_reached(const im__cc *cc, const struct im__cc_conv *c);
 void im__cc_sync_page(im__cc *cc, struct im__cc_pending *p,
                       const im_SyncPage *sp);
 void im__cc_flush_acks(im__cc *cc);

@@ -40,6 +40,7 @@ typedef struct rolenode {
 	ev_timer tick;
 	connector *cn;
 	chatter *ch;
+	int lfd; /* a Connector's bound client port, until the role has it */
 } rolenode;
 
 /* The owner string of this node's current incarnation. The roles hold
@@ -453,9 +454,31 @@ join(rolenode *rn)
 	return 0;
 }
 
+/*
+ * A Connector's client port, bound and listening before the node
+ * registers or takes any slot: a node that cannot serve (the port is a
+ * live node's) must not appear in the store, where the others would hand
+ * it slots, nor register under a live node's name (a new incarnation
+ * would fence that node off).
+ */
+static int
+bind_port(rolenode *rn, const char *host, uint16_t port)
+{
+	if (rn->role != IM_NODE_CONNECTOR) {
+		return 0;
+	}
+	if (connector_bind(host, port, &rn->lfd, NULL) != IM_OK) {
+		fprintf(stderr, "imnode: cannot serve on %s:%u (see above): "
+				"stopping before registering, no slot taken\n",
+			host, port);
+		return -1;
+	}
+	return 0;
+}
+
 /* The Connector (listening for clients) or the Chatter. */
 static int
-start_role(rolenode *rn, const char *host, uint16_t port)
+start_role(rolenode *rn)
 {
 	const srv_config *c = rn->c;
 	int rc;
@@ -470,7 +493,8 @@ start_role(rolenode *rn, const char *host, uint16_t port)
 		if (rc == IM_OK) {
 			cl_link_set_connector(rn->link, rn->cn);
 			connector_set_redirect(rn->cn, owner_address, rn);
-			rc = connector_listen(rn->cn, host, port, NULL);
+			connector_listen_fd(rn->cn, rn->lfd);
+			rn->lfd = -1;
 		}
 	} else {
 		chatter_opts cho = c->ch;
@@ -517,6 +541,9 @@ stop(rolenode *rn)
 	chatter_destroy(rn->ch);
 	cl_member_destroy(rn->m);
 	im_shard_destroy(rn->map);
+	if (rn->lfd >= 0) {
+		close(rn->lfd);
+	}
 }
 
 static int
@@ -533,13 +560,15 @@ run(struct ev_loop *loop, im_store *st, srv_config *c)
 	rn.loop = loop;
 	rn.st = st;
 	rn.c = c;
+	rn.lfd = -1;
 	ev_timer_init(&rn.tick, on_tick, period, period);
 	rn.tick.data = &rn;
 	if ((ret = pick_role(&rn, c, host, sizeof(host), &port)) != 0) {
 		return ret;
 	}
 	ret = 1;
-	if (join(&rn) != 0 || start_role(&rn, host, port) != 0) {
+	if (bind_port(&rn, host, port) != 0 || join(&rn) != 0 ||
+	    start_role(&rn) != 0) {
 		goto out;
 	}
 	balance(&rn);

@@ -69,6 +69,9 @@ static const srv_key keys[] = {
         NUM("trim_interval", ROLE_KEY_U32, trim_interval, SRV_IMDS, 0,
             86400, "seconds between malloc_trim calls (freed heap back "
                    "to the kernel), 0 = off"),
+        NUM("slot_watch_ms", ROLE_KEY_U32, slot_watch_ms, SRV_IMDS, 0, 3600000,
+            "reload the slot map this often and log an ERROR naming the "
+            "slots another process took (never taken back), 0 = off"),
         NUM("ttl", ROLE_KEY_U64, ttl, SRV_TOKEN, 1, UINT64_MAX,
             "seconds the token is valid"),
         NUM("expect", ROLE_KEY_U32, expect, SRV_NODE, 1, 4096,
@@ -108,6 +111,7 @@ srv_config_init(srv_config *cfg, unsigned who)
 		cfg->exclusive = true;
 		cfg->wal_autocheckpoint = 10000;
 		cfg->trim_interval = 10;
+		cfg->slot_watch_ms = 1000;
 		cfg->ttl = 86400;
 	} else {
 		/* The membership defaults (member.h) and the 250 ms balance

@@ -36,24 +36,6 @@ out:
 	return rc;
 }
 
-/* For backends without slot_cas_many: one transaction per slot. */
-static int
-claim_kind_one_by_one(im_shard_map *map, im_store *st, im_kind kind,
-                      const char *owner)
-{
-	uint32_t n = im_shard_nslots(map), slot;
-	int rc = IM_OK;
-
-	for (slot = 0; rc == IM_OK && slot < n; slot++) {
-		rc = im_shard_claim(map, st, kind, slot, owner, NULL);
-		if (rc == IM_ECONFLICT) {
-			/* The map was refreshed; one retry. */
-			rc = im_shard_claim(map, st, kind, slot, owner, NULL);
-		}
-	}
-	return rc;
-}
-
 int
 slot_policy_claim_all(im_shard_map *map, im_store *st, const char *owner,
                       im_kind *failed_kind)
@@ -75,10 +57,6 @@ slot_policy_claim_all(im_shard_map *map, im_store *st, const char *owner,
 				break;
 			}
 			rc = IM_ECONFLICT;
-		}
-		if (rc == IM_ENOTSUP) {
-			rc = claim_kind_one_by_one(map, st, (im_kind)kind,
-			                           owner);
 		}
 		if (rc != IM_OK) {
 			if (failed_kind != NULL) {

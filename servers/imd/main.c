@@ -3,7 +3,11 @@
  * Chatter joined by the in-process router, over the sqlite store. At start
  * it claims every slot of both kinds in the store (compare-and-set, epoch
  * + 1), so every write it makes is fenced exactly as in a cluster and a
- * second imd on the same database fences the first one off. By default
+ * second imd on the same database fences the first one off. So the order
+ * at start is: check the settings, bind the client port, open the store,
+ * load the slot map, create the roles, and only then claim: a process
+ * that cannot serve (its port is the live imd's) fails before it has
+ * taken anything. By default
  * (exclusive = true) imd holds the database file locked while it runs, so
  * a second imd cannot even open it; exclusive = false shares the file.
  */
@@ -19,13 +23,14 @@
 
 #include <ev.h>
 
+#include "config.h"
 #include "im/shard.h"
 #include "im/store.h"
 #include "im/token.h"
-#include "config.h"
 #include "mem_stats.h"
 #include "router_local.h"
 #include "slot_policy.h"
+#include "slot_watch.h"
 #include "store/mux.h"
 
 struct imd {
@@ -42,7 +47,10 @@ struct imd {
 	ev_signal sigterm_w;
 	ev_signal sigint_w;
 	struct imd_mem mem;
+	slot_watch watch; /* slots another process took */
 	char owner[IM_OWNER_MAX + 1];
+	int lfd;       /* the bound client port, until the Connector has it */
+	uint16_t port; /* its number */
 	int signo;
 };
 
@@ -128,6 +136,38 @@ stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
 	ev_break(loop, EVBREAK_ALL);
 }
 
+/* The settings nothing else checks. Returns 0 or 2 (a bad setting). */
+static int
+validate(const srv_config *cfg)
+{
+	if (strcmp(cfg->sync, "normal") != 0 &&
+	    strcmp(cfg->sync, "full") != 0) {
+		LOG_E("sync must be full or normal, not '%s'", cfg->sync);
+		return 2;
+	}
+	if (strlen(cfg->name) + 9 > IM_OWNER_MAX) {
+		LOG_E("node name longer than %d bytes", IM_OWNER_MAX - 9);
+		return 2;
+	}
+	return 0;
+}
+
+/* The client port, bound and listening before the store is opened. */
+static int
+bind_port(struct imd *d)
+{
+	const srv_config *cfg = d->cfg;
+
+	if (connector_bind(cfg->listen, (uint16_t)cfg->port, &d->lfd,
+	                   &d->port) != IM_OK) {
+		LOG_E("cannot serve on %s:%u (see above): stopping before "
+		      "opening the store, no slot taken",
+		      cfg->listen, cfg->port);
+		return -1;
+	}
+	return 0;
+}
+
 /* Returns 0, 1 (the store failed) or 2 (a bad setting). */
 static int
 open_store(struct imd *d)
@@ -139,9 +179,6 @@ open_store(struct imd *d)
 
 	if (strcmp(cfg->sync, "normal") == 0) {
 		so.sync = IM_SQLITE_SYNC_NORMAL;
-	} else if (strcmp(cfg->sync, "full") != 0) {
-		LOG_E("sync must be full or normal, not '%s'", cfg->sync);
-		return 2;
 	}
 	so.exclusive = cfg->exclusive;
 	so.wal_autocheckpoint = cfg->wal_autocheckpoint;
@@ -153,16 +190,13 @@ open_store(struct imd *d)
 	return 0;
 }
 
-/* The slot map, loaded, with every slot of both kinds claimed for this
- * process (slot_policy.h). */
+/* The slot map, loaded, and this process's owner string. */
 static int
-claim_slots(struct imd *d)
+load_map(struct imd *d)
 {
 	im_shard_opts sho = IM_SHARD_OPTS_INIT;
 	const srv_config *cfg = d->cfg;
 	uint32_t instance = 0;
-	im_kind kind = IM_KIND_USER;
-	uint64_t t0;
 	int rc;
 
 	sho.nslots = cfg->slots;
@@ -182,13 +216,20 @@ claim_slots(struct imd *d)
 	if (getrandom(&instance, sizeof(instance), 0) != sizeof(instance)) {
 		instance = (uint32_t)role_now_ms() ^ (uint32_t)getpid();
 	}
-	if (strlen(cfg->name) + 9 > IM_OWNER_MAX) {
-		LOG_E("node name longer than %d bytes", IM_OWNER_MAX - 9);
-		return -1;
-	}
 	snprintf(d->owner, sizeof(d->owner), "%.*s/%08x", IM_OWNER_MAX - 9,
 	         cfg->name, instance);
-	t0 = role_now_ms();
+	return 0;
+}
+
+/* Every slot of both kinds claimed for this process (slot_policy.h). */
+static int
+claim_slots(struct imd *d)
+{
+	const srv_config *cfg = d->cfg;
+	im_kind kind = IM_KIND_USER;
+	uint64_t t0 = role_now_ms();
+	int rc;
+
 	rc = slot_policy_claim_all(d->map, d->st, d->owner, &kind);
 	if (rc != IM_OK) {
 		LOG_E("claiming %s slots: %s (%s)",
@@ -196,8 +237,8 @@ claim_slots(struct imd *d)
 		      im_store_errmsg(d->st));
 		return -1;
 	}
-	LOG_I("owner '%s' holds all %u slots of both kinds (%llu ms)",
-	      d->owner, cfg->slots, (unsigned long long)(role_now_ms() - t0));
+	LOG_I("owner '%s' holds all %u slots of both kinds (%llu ms)", d->owner,
+	      cfg->slots, (unsigned long long)(role_now_ms() - t0));
 	return 0;
 }
 
@@ -231,10 +272,9 @@ start_roles(struct imd *d)
 	rc = chatter_create(&d->ch, d->loop, d->lst, d->map, d->owner,
 	                    &d->router.base, &cfg->ch);
 	if (rc == IM_OK) {
-		rc = connector_create(&d->cn, d->loop, d->lst, d->map,
-		                      d->owner, 0, &d->router.base,
-		                      cfg->secret, strlen(cfg->secret),
-		                      &cfg->cn);
+		rc = connector_create(&d->cn, d->loop, d->lst, d->map, d->owner,
+		                      0, &d->router.base, cfg->secret,
+		                      strlen(cfg->secret), &cfg->cn);
 	}
 	if (rc != IM_OK) {
 		LOG_E("starting roles: %s (check the limits)", im_strerror(rc));
@@ -250,10 +290,13 @@ static int
 serve(struct imd *d)
 {
 	const srv_config *cfg = d->cfg;
-	uint16_t port = 0;
+	uint16_t port = d->port;
 
-	if (connector_listen(d->cn, cfg->listen, (uint16_t)cfg->port,
-	                     &port) != IM_OK) {
+	connector_listen_fd(d->cn, d->lfd);
+	d->lfd = -1;
+	if (slot_watch_start(&d->watch, d->loop, d->map, d->lst, d->owner,
+	                     d->ch, d->cn, cfg->slot_watch_ms) != IM_OK) {
+		LOG_E("slot watch: out of memory");
 		return -1;
 	}
 	if (cfg->port_file[0] != '\0' &&
@@ -267,8 +310,8 @@ serve(struct imd *d)
 	ev_signal_init(&d->sigint_w, stop_cb, SIGINT);
 	d->sigint_w.data = d;
 	ev_signal_start(d->loop, &d->sigint_w);
-	LOG_I("imd listening on %s:%u, db %s (sync %s%s%s)", cfg->listen,
-	      port, cfg->store, cfg->sync, cfg->exclusive ? ", exclusive" : "",
+	LOG_I("imd listening on %s:%u, db %s (sync %s%s%s)", cfg->listen, port,
+	      cfg->store, cfg->sync, cfg->exclusive ? ", exclusive" : "",
 	      d->cst != NULL ? ", commit thread" : "");
 	imd_mem_start(&d->mem, d->loop, d->cn, cfg->stats_interval,
 	              cfg->trim_interval);
@@ -320,6 +363,7 @@ stop(struct imd *d)
 {
 	connector_destroy(d->cn);
 	chatter_destroy(d->ch);
+	slot_watch_stop(&d->watch, d->loop);
 	if (d->loop != NULL) {
 		ev_signal_stop(d->loop, &d->sigterm_w);
 		ev_signal_stop(d->loop, &d->sigint_w);
@@ -332,6 +376,9 @@ stop(struct imd *d)
 	im_store_close(d->cst);
 	im__store_mux_destroy(d->mux);
 	im_store_close(d->st);
+	if (d->lfd >= 0) {
+		close(d->lfd);
+	}
 }
 
 static int
@@ -342,10 +389,19 @@ run(srv_config *cfg)
 
 	memset(&d, 0, sizeof(d));
 	d.cfg = cfg;
-	if ((status = open_store(&d)) != 0) {
+	d.lfd = -1;
+	if ((status = validate(cfg)) != 0) {
 		return status;
 	}
-	if (claim_slots(&d) != 0 || start_roles(&d) != 0 || serve(&d) != 0) {
+	if (bind_port(&d) != 0) {
+		return 1;
+	}
+	if ((status = open_store(&d)) != 0) {
+		close(d.lfd);
+		return status;
+	}
+	if (load_map(&d) != 0 || start_roles(&d) != 0 || claim_slots(&d) != 0 ||
+	    serve(&d) != 0) {
 		status = 1;
 	}
 	log_stats(&d);

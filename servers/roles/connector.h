@@ -53,9 +53,28 @@ int connector_create(connector **out, struct ev_loop *loop, im_store *st,
                      role_router *router, const void *secret, size_t secret_len,
                      const connector_opts *opts);
 
-/* Listen on addr:port (port 0 = any; *port_out gets the bound port). */
+/* Listen on addr:port (port 0 = any; *port_out gets the bound port):
+ * connector_bind, then connector_listen_fd. */
 int connector_listen(connector *cn, const char *addr, uint16_t port,
                      uint16_t *port_out);
+
+/*
+ * Bind and listen on addr:port with no Connector yet (port 0 = any;
+ * *port_out, may be NULL, gets the bound port). A server binds its client
+ * port before it opens the store or takes any slot: a process that cannot
+ * serve (the port is another's) must fail before it can take a live
+ * server's slots. *fd_out is non-blocking and close-on-exec; clients that
+ * connect before connector_listen_fd wait in the backlog. Failures are
+ * logged with the reason (bad address, "Address already in use").
+ * @retval IM_OK, IM_EINVAL (not an IPv4 address), IM_ERR (socket, bind,
+ *         listen)
+ */
+int connector_bind(const char *addr, uint16_t port, int *fd_out,
+                   uint16_t *port_out);
+
+/* Accept clients on fd, a socket from connector_bind; the Connector owns
+ * it from now on (closed by connector_stop_accepting or destroy). */
+void connector_listen_fd(connector *cn, int fd);
 
 /* Stop accepting (shutdown begins). */
 void connector_stop_accepting(connector *cn);

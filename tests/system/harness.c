@@ -1069,6 +1069,7 @@ push_from_env(const im_Envelope *env, tpush *p)
 
 		p->group = e->group;
 		p->seq = e->seq;
+		p->prev_seq = e->prev_seq;
 		p->ev_type = (uint32_t)e->type;
 		p->actor = e->actor;
 		p->read_seq = e->read_seq;

@@ -1341,6 +1341,54 @@ test_system_config_file_is_read_and_flags_override_it(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/*
+ * User events chain by prev_seq like messages do: each push names the seq
+ * before it in the user's queue (the first the queue's end at login), and
+ * a Sync page of the queue chains from its `after`. A client tells a gap
+ * by it.
+ */
+static void
+test_system_user_events_chain_by_prev_seq(void **state)
+{
+	struct fixture *f = *state;
+	const uint64_t two = 2;
+	tpush ev, page[8];
+	im_seq prev = 0; /* a new user's queue is empty at login */
+	im_seq first;
+	tclient a, b;
+	int i, k, n;
+
+	login_as(f, &a, 1, NULL, 0, NULL);
+	login_as(f, &b, 2, NULL, 0, NULL);
+	for (i = 0; i < 3; i++) {
+		assert_true(tc_create_group(&a, "chain", &two, 1) > 0);
+	}
+	/* Live: each push after the one before. */
+	for (i = 0; i < 3; i++) {
+		for (k = 0; k < 100; k++) {
+			assert_int_equal(tc_next_push(&b, &ev, T), 1);
+			if (ev.kind == im_Envelope_user_event_tag) {
+				break;
+			}
+		}
+		assert_int_equal(ev.prev_seq, prev);
+		prev = ev.seq;
+	}
+	/* A Sync page of the queue chains from its `after`. */
+	n = tc_sync_all(&b, 0, 0, page, 8);
+	assert_int_equal(n, 3);
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(page[i].prev_seq, i == 0 ? 0 : page[i - 1].seq);
+	}
+	first = page[0].seq;
+	n = tc_sync_all(&b, 0, first, page, 8);
+	assert_int_equal(n, 2);
+	assert_int_equal(page[0].prev_seq, first);
+	assert_int_equal(page[1].seq, prev);
+	tc_close(&a);
+	tc_close(&b);
+}
+
 int
 main(void)
 {
@@ -1407,6 +1455,9 @@ main(void)
 	        cmocka_unit_test_setup_teardown(
 	                test_system_config_file_is_read_and_flags_override_it,
 	                setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_system_user_events_chain_by_prev_seq, setup,
+	                teardown),
 	};
 
 	return cmocka_run_group_tests_name("system_chat", tests, NULL, NULL);

@@ -47,6 +47,7 @@ typedef struct fx {
 	char errtext[256];
 	im_client_state state;
 	int nlogin, nevent, nreply;
+	im_seq evseq[MAXSEEN];
 	im_client_reply reply;
 	/* scratch */
 	im_Envelope in, out;
@@ -143,7 +144,12 @@ on_login(im_client *cl, im_uid user, const im_client_conv *convs, size_t n,
 static void
 on_event(im_client *cl, const im_client_event *ev, void *payload)
 {
-	((fx *)payload)->nevent++;
+	fx *f = payload;
+
+	if (f->nevent < MAXSEEN) {
+		f->evseq[f->nevent] = ev->seq;
+	}
+	f->nevent++;
 }
 
 static void
@@ -802,6 +808,226 @@ test_core_gap_seen_during_a_resume_is_repaired_once_resumed(void **state)
 	fx_free(f);
 }
 
+/* Nothing but acks in the output: no Sync (nor anything else) asked. */
+static void
+expect_no_request(fx *f)
+{
+	while (next_out(f)) {
+		assert_int_equal(f->out.which_msg,
+		                 im_Envelope_deliver_ack_tag);
+	}
+}
+
+/* A UserEvent push of the user queue: seq after prev. */
+static void
+uevent(fx *f, im_seq seq, im_seq prev)
+{
+	im_UserEvent *u = &env(f, 0, im_Envelope_user_event_tag)->msg.user_event;
+
+	u->seq = seq;
+	u->prev_seq = prev;
+	u->type = im_EventType_EV_READ;
+	u->group = 10;
+	feed(f);
+}
+
+/* ResumeOk for the Resume in f->out, cut for one cursor at end. */
+static void
+resume_ok_cut(fx *f, im_gid group, im_seq end)
+{
+	im_ResumeOk *ok =
+	        &env(f, f->out.req_id, im_Envelope_resume_ok_tag)->msg.resume_ok;
+
+	ok->user = 7;
+	ok->truncated = true;
+	ok->replay_ends[0].group = group;
+	ok->replay_ends[0].seq = end;
+	ok->replay_ends_count = 1;
+	feed(f);
+	assert_int_equal(f->state, IM_CLIENT_CONNECTED);
+}
+
+static void
+test_core_cut_replay_is_synced_once_the_replay_reached_its_end(void **state)
+{
+	fx *f = fx_new(0, 0);
+	size_t i;
+
+	login(f); /* group 10 at 4 */
+	reconnect(f);
+	resume_ok_cut(f, 10, 6);
+	assert_false(next_out(f)); /* the replay comes first */
+	deliver(f, 10, 5, 4);
+	expect_no_request(f);
+	deliver(f, 10, 6, 5); /* the replay's last: the rest by Sync */
+	expect_out(f, im_Envelope_sync_tag);
+	assert_int_equal(f->out.msg.sync.group, 10);
+	assert_int_equal(f->out.msg.sync.after, 6);
+	sync_page(f, f->out.req_id, 7, 8, true);
+	expect_out(f, im_Envelope_sync_tag);
+	assert_int_equal(f->out.msg.sync.after, 8);
+	sync_page(f, f->out.req_id, 9, 9, false);
+	assert_int_equal(f->ndeliv, 5);
+	for (i = 0; i < 5; i++) {
+		assert_int_equal(f->seq[i], 5 + i);
+	}
+	expect_no_request(f);
+	deliver(f, 10, 10, 9); /* live again, no further Sync */
+	assert_int_equal(f->ndeliv, 6);
+	fx_free(f);
+}
+
+static void
+test_core_cut_replay_with_nothing_replayed_syncs_at_once(void **state)
+{
+	fx *f = fx_new(0, 0);
+
+	login(f);
+	reconnect(f);
+	resume_ok_cut(f, 10, 4); /* cut at the cursor: nothing replayed */
+	expect_out(f, im_Envelope_sync_tag);
+	assert_int_equal(f->out.msg.sync.group, 10);
+	assert_int_equal(f->out.msg.sync.after, 4);
+	fx_free(f);
+}
+
+static void
+test_core_cut_user_queue_replay_is_synced_after_its_end(void **state)
+{
+	fx *f = fx_new(0, 0);
+	im_SyncPage *sp;
+
+	login(f); /* user queue at 0 */
+	reconnect(f);
+	resume_ok_cut(f, 0, 2);
+	uevent(f, 1, 0);
+	expect_no_request(f);
+	uevent(f, 2, 1);
+	expect_out(f, im_Envelope_sync_tag);
+	assert_int_equal(f->out.msg.sync.group, 0);
+	assert_int_equal(f->out.msg.sync.after, 2);
+	sp = &env(f, f->out.req_id, im_Envelope_sync_page_tag)->msg.sync_page;
+	sp->events[0].seq = 3;
+	sp->events[0].prev_seq = 2;
+	sp->events[0].type = im_EventType_EV_READ;
+	sp->events_count = 1;
+	feed(f);
+	assert_int_equal(f->nevent, 3);
+	assert_int_equal(f->evseq[2], 3);
+	assert_int_equal(im__cc_cursor(f->cc, 0), 3);
+	fx_free(f);
+}
+
+static void
+test_core_cut_replays_of_many_groups_take_half_the_slots_then_the_rest(
+        void **state)
+{
+	fx *f = fx_new(0, 0); /* max_pending 8: repairs take 4 at most */
+	im_ResumeOk *ok;
+	uint64_t reqs[8];
+	int k, nsync = 0;
+
+	login(f);
+	for (k = 0; k < 6; k++) {
+		deliver(f, (im_gid)(20 + k), 1, 0); /* known, at 1 */
+	}
+	drain(f);
+	reconnect(f);
+	ok = &env(f, f->out.req_id, im_Envelope_resume_ok_tag)->msg.resume_ok;
+	ok->truncated = true;
+	for (k = 0; k < 6; k++) {
+		ok->replay_ends[k].group = (im_gid)(20 + k);
+		ok->replay_ends[k].seq = 1; /* nothing replayed */
+	}
+	ok->replay_ends_count = 6;
+	feed(f);
+	assert_int_equal(f->state, IM_CLIENT_CONNECTED);
+	while (next_out(f)) {
+		if (f->out.which_msg == im_Envelope_sync_tag) {
+			assert_int_equal(f->out.msg.sync.after, 1);
+			reqs[nsync++] = f->out.req_id;
+		}
+	}
+	assert_int_equal(nsync, 4);
+	assert_int_equal(f->nerr, 1); /* the reconnect's, nothing since */
+	/* One ends (nothing more): a waiting one goes, and so on. */
+	for (k = 0; k < 2; k++) {
+		env(f, reqs[k], im_Envelope_sync_page_tag);
+		feed(f);
+		expect_out(f, im_Envelope_sync_tag);
+		assert_int_equal(f->out.msg.sync.after, 1);
+	}
+	env(f, reqs[2], im_Envelope_sync_page_tag);
+	feed(f);
+	expect_no_request(f);
+	assert_int_equal(f->nclose, 1); /* only the reconnect's */
+	fx_free(f);
+}
+
+static void
+test_core_group_created_while_away_is_synced_from_its_start(void **state)
+{
+	fx *f = fx_new(0, 0);
+	im_UserEvent *u;
+
+	login(f); /* user queue at 0 */
+	reconnect(f);
+	env(f, f->out.req_id, im_Envelope_resume_ok_tag)
+	        ->msg.resume_ok.uq_last_seq = 1;
+	feed(f);
+	u = &env(f, 0, im_Envelope_user_event_tag)->msg.user_event;
+	u->seq = 1;
+	u->type = im_EventType_EV_GROUP_CREATED;
+	u->group = 30;
+	feed(f); /* replayed: 30 may have messages no cursor brings */
+	assert_int_equal(f->nevent, 1);
+	expect_out(f, im_Envelope_sync_tag);
+	assert_int_equal(f->out.msg.sync.group, 30);
+	assert_int_equal(f->out.msg.sync.after, 0);
+	u = &env(f, 0, im_Envelope_user_event_tag)->msg.user_event;
+	u->seq = 2;
+	u->prev_seq = 1;
+	u->type = im_EventType_EV_GROUP_CREATED;
+	u->group = 31;
+	feed(f); /* live: its messages are pushed after it */
+	assert_int_equal(f->nevent, 2);
+	expect_no_request(f);
+	fx_free(f);
+}
+
+static void
+test_core_user_event_gap_is_repaired_from_the_cursor(void **state)
+{
+	fx *f = fx_new(0, 0);
+	im_SyncPage *sp;
+
+	login(f);
+	uevent(f, 1, 0);
+	uevent(f, 4, 2); /* 2 missed (seqs need not be contiguous) */
+	assert_int_equal(f->nevent, 1);
+	expect_out(f, im_Envelope_sync_tag);
+	assert_int_equal(f->out.msg.sync.group, 0);
+	assert_int_equal(f->out.msg.sync.after, 1);
+	uevent(f, 5, 4); /* during the repair: the repair brings it */
+	sp = &env(f, f->out.req_id, im_Envelope_sync_page_tag)->msg.sync_page;
+	sp->events[0].seq = 2;
+	sp->events[0].prev_seq = 1;
+	sp->events[1].seq = 4;
+	sp->events[1].prev_seq = 2;
+	sp->events[2].seq = 5;
+	sp->events[2].prev_seq = 4;
+	sp->events_count = 3;
+	feed(f);
+	assert_int_equal(f->nevent, 4);
+	assert_int_equal(f->evseq[1], 2);
+	assert_int_equal(f->evseq[3], 5);
+	uevent(f, 6, 5); /* live again */
+	uevent(f, 7, 0); /* an older server: prev_seq not said */
+	assert_int_equal(f->nevent, 6);
+	assert_int_equal(im__cc_cursor(f->cc, 0), 7);
+	fx_free(f);
+}
+
 /* ---- bad input from the server ---- */
 
 static void
@@ -949,6 +1175,18 @@ main(void)
 	                test_core_lost_session_logs_in_afresh_at_the_same_address),
 	        cmocka_unit_test(
 	                test_core_gap_seen_during_a_resume_is_repaired_once_resumed),
+	        cmocka_unit_test(
+	                test_core_cut_replay_is_synced_once_the_replay_reached_its_end),
+	        cmocka_unit_test(
+	                test_core_cut_replay_with_nothing_replayed_syncs_at_once),
+	        cmocka_unit_test(
+	                test_core_cut_user_queue_replay_is_synced_after_its_end),
+	        cmocka_unit_test(
+	                test_core_cut_replays_of_many_groups_take_half_the_slots_then_the_rest),
+	        cmocka_unit_test(
+	                test_core_group_created_while_away_is_synced_from_its_start),
+	        cmocka_unit_test(
+	                test_core_user_event_gap_is_repaired_from_the_cursor),
 	        cmocka_unit_test(
 	                test_core_oversize_frame_closes_with_a_clear_error),
 	        cmocka_unit_test(

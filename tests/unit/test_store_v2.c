@@ -407,10 +407,10 @@ test_store_node_ops_check_arguments_before_calling(void **state)
 }
 
 /* A backend compiled at version 2 ends before slot_cas_many: the wrapper
- * must not read past it and answers IM_ENOTSUP, so callers fall back to
- * one CAS per slot. */
+ * must not read past it and claims one slot at a time with slot_cas
+ * (callers never see IM_ENOTSUP). */
 static void
-test_store_v2_backend_answers_enotsup_for_slot_cas_many(void **state)
+test_store_v2_backend_gets_slot_cas_many_one_by_one(void **state)
 {
 	size_t n = offsetof(struct im_store_ops, slot_cas_many);
 	struct im_store_ops *t = malloc(n);
@@ -425,17 +425,19 @@ test_store_v2_backend_answers_enotsup_for_slot_cas_many(void **state)
 	assert_int_equal(im_store_init(&v.base, t), IM_OK);
 	assert_int_equal(im_store_slot_cas_many(&v.base, IM_KIND_USER, slots,
 						expect, 2, "n1", got),
-			 IM_ENOTSUP);
+			 IM_OK);
+	assert_int_equal(got[0], 1);
+	assert_int_equal(got[1], 1);
 	assert_int_equal(v.calls, 0);
 	free(t);
 }
 
 /* A backend compiled at version 3 ends before the version 4 ops: the
- * wrappers answer IM_ENOTSUP without reading past the table (the Chatter
- * then creates groups one at a time, the Connector takes one user-queue
- * segment per user and pages the queue at login). */
+ * wrappers fall back to the version 1 ops without reading past the table
+ * (groups one at a time behind a fence check, one seg_take per key, the
+ * queue paged for its last seq). */
 static void
-test_store_v3_backend_answers_enotsup_for_the_batched_ops(void **state)
+test_store_v3_backend_gets_the_batched_ops_one_by_one(void **state)
 {
 	size_t n = offsetof(struct im_store_ops, group_create_many);
 	struct im_store_ops *t = malloc(n);
@@ -464,12 +466,15 @@ test_store_v3_backend_answers_enotsup_for_the_batched_ops(void **state)
 	g.members = m;
 	g.nmembers = 1;
 	assert_int_equal(im_store_init(&v.base, t), IM_OK);
+	/* The fence says epoch 1; this store has no slot rows (epoch 0). */
 	assert_int_equal(im_store_group_create_many(&v.base, &f, 1, &g, 1),
-			 IM_ENOTSUP);
-	assert_non_null(strstr(im_store_errmsg(&v.base), "not supported"));
+			 IM_ESTALE);
+	assert_non_null(strstr(im_store_errmsg(&v.base), "stale fence"));
 	assert_int_equal(im_store_seg_take_many(&v.base, &k, 1, 10, &seg),
-			 IM_ENOTSUP);
-	assert_int_equal(im_store_uq_last(&v.base, 5, &last), IM_ENOTSUP);
+			 IM_OK);
+	assert_int_equal(seg.first, 1);
+	assert_int_equal(seg.last, 10);
+	assert_int_equal(im_store_uq_last(&v.base, 5, &last), IM_OK);
 	assert_int_equal(last, 0);
 	/* Arguments are checked first, as for every op. */
 	g.group.gid = 0;
@@ -507,9 +512,9 @@ main(void)
 		cmocka_unit_test(
 			test_store_node_ops_check_arguments_before_calling),
 		cmocka_unit_test(
-			test_store_v2_backend_answers_enotsup_for_slot_cas_many),
+			test_store_v2_backend_gets_slot_cas_many_one_by_one),
 		cmocka_unit_test(
-			test_store_v3_backend_answers_enotsup_for_the_batched_ops),
+			test_store_v3_backend_gets_the_batched_ops_one_by_one),
 		cmocka_unit_test(test_store_init_refuses_a_table_from_the_future),
 	};
 

@@ -9,9 +9,11 @@
  *
  * Versioning (as SQLite's VFS): `version` is the IM_STORE_OPS_VERSION the
  * backend was compiled against. Ops are only ever appended; the core calls
- * an op added in version N only when `ops->version >= N && op != NULL` and
- * returns IM_ENOTSUP otherwise, so a backend written against an older header
- * keeps working. im_store_init() rejects version 0, versions newer than this
+ * an op added in version N only when `ops->version >= N && op != NULL`;
+ * otherwise the batched ops (slot_cas_many, group_create_many,
+ * seg_take_many, uq_last) fall back to the version 1 ops inside the
+ * wrapper, and the others (node_*) return IM_ENOTSUP, so a backend written
+ * against an older header keeps working. im_store_init() rejects version 0, versions newer than this
  * build, and any NULL among the version 1 ops.
  *
  * Every op receives arguments already checked by the im_store_* wrapper
@@ -121,8 +123,8 @@ struct im_store_ops {
 	int (*node_list)(im_store *st, im_node_cb cb, void *payload);
 	/* Methods above are valid for version 2 */
 	/**
-	 * May be NULL (then im_store_slot_cas_many answers IM_ENOTSUP and
-	 * callers claim one slot at a time). All or nothing in one
+	 * May be NULL (then im_store_slot_cas_many claims one slot at a
+	 * time with slot_cas; callers never see IM_ENOTSUP). All or nothing in one
 	 * transaction: every slot's epoch must equal its expect, else nothing
 	 * changes and the op returns IM_ECONFLICT with epochs_out holding the
 	 * current epochs.
@@ -132,7 +134,8 @@ struct im_store_ops {
 			     const char *owner, im_epoch *epochs_out);
 	/* Methods above are valid for version 3 */
 	/**
-	 * May be NULL (IM_ENOTSUP; callers create one group at a time). One
+	 * May be NULL (the wrapper then creates one group at a time with
+	 * group_create and member_add; callers never see IM_ENOTSUP). One
 	 * transaction with the fences checked inside it, as msg_append;
 	 * idempotent as documented in store.h. Each group arrives with its
 	 * members as given: a uid may repeat (store it once); gids are
@@ -141,10 +144,12 @@ struct im_store_ops {
 	int (*group_create_many)(im_store *st, const im_fence *fences,
 				 size_t nfences, const im_group_new *groups,
 				 size_t n);
-	/** May be NULL (IM_ENOTSUP). One transaction; keys are distinct. */
+	/** May be NULL (the wrapper then calls seg_take per key). One
+	 * transaction; keys are distinct. */
 	int (*seg_take_many)(im_store *st, const im_seg_key *keys, size_t n,
 			     uint32_t step, im_seg *segs_out);
-	/** May be NULL (IM_ENOTSUP). *last_out = 0 for an empty queue. */
+	/** May be NULL (the wrapper then pages uq_read, bounded). *last_out
+	 * = 0 for an empty queue. */
 	int (*uq_last)(im_store *st, im_uid user, im_seq *last_out);
 	/* Methods above are valid for version 4 */
 	/* A new op is also added to libim's list of ops, from which the

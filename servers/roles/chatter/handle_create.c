@@ -47,31 +47,6 @@ chatter__queue_create(chatter *c, const role_op *op)
 	c->ncpend++;
 }
 
-/* A store without group_create_many (ops version < 4): the old way, one
- * transaction per row, unfenced. ok[k] tells which groups made it. */
-static void
-create_one_by_one(chatter *c, uint32_t n, bool *ok)
-{
-	uint32_t k, j;
-
-	for (k = 0; k < n; k++) {
-		const im_group_new *g = &c->cnew[k];
-		int rc = im_store_group_create(c->st, &g->group);
-
-		for (j = 0; rc == IM_OK && j < g->nmembers; j++) {
-			rc = im_store_member_add(c->st, g->group.gid,
-			                         g->members[j], NULL);
-		}
-		c->stats.create_commits += 1 + j;
-		ok[k] = rc == IM_OK;
-		if (rc != IM_OK) {
-			LOG_W("chatter: create group %llu: %s (%s)",
-			      (unsigned long long)g->group.gid, im_strerror(rc),
-			      im_store_errmsg(c->st));
-		}
-	}
-}
-
 /*
  * Give each pending creation a group id in a slot we own, and collect the
  * fences of those slots (one per slot). A creation without an id gets its
@@ -116,21 +91,20 @@ creates_assign(chatter *c, uint32_t n, uint32_t *nf, uint32_t *nrep)
 	return nnew;
 }
 
-/* Write the nnew groups of c->cnew; ok[k] tells which made it. */
+/* Write the nnew groups of c->cnew; ok[k] tells which made it (all or
+ * none with the batched op, each its own on a store without it). */
 static void
 creates_store(chatter *c, uint32_t nnew, uint32_t nf, bool *ok)
 {
+	int rcs[CREATE_BATCH_MAX];
 	uint32_t k;
 	int rc;
 
-	rc = im_store_group_create_many(c->st, c->cfences, nf, c->cnew, nnew);
-	if (rc == IM_ENOTSUP) {
-		create_one_by_one(c, nnew, ok);
-		return;
-	}
+	rc = im_store_group_create_each(c->st, c->cfences, nf, c->cnew, nnew,
+	                                rcs);
 	c->stats.create_commits++;
 	for (k = 0; k < nnew; k++) {
-		ok[k] = rc == IM_OK;
+		ok[k] = rc != IM_EINVAL && rcs[k] == IM_OK;
 	}
 	if (rc != IM_OK) {
 		LOG_W("chatter: creating %u groups: %s (%s)", nnew,

@@ -565,8 +565,7 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 }
 
 int
-connector_listen(connector *cn, const char *addr, uint16_t port,
-                 uint16_t *port_out)
+connector_bind(const char *addr, uint16_t port, int *fd_out, uint16_t *port_out)
 {
 	struct sockaddr_in sa;
 	socklen_t slen = sizeof(sa);
@@ -584,6 +583,9 @@ connector_listen(connector *cn, const char *addr, uint16_t port,
 		LOG_E("socket: %s", strerror(errno));
 		return IM_ERR;
 	}
+	/* listen() at once, not only bind(): two sockets bound with
+	 * SO_REUSEADDR and not listening may share a port on Linux, so only
+	 * a listening socket makes a second server fail here. */
 	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
 	    listen(fd, 512) < 0 ||
@@ -592,14 +594,32 @@ connector_listen(connector *cn, const char *addr, uint16_t port,
 		close(fd);
 		return IM_ERR;
 	}
-	cn->lfd = fd;
-	ev_io_init(&cn->accept_w, accept_cb, fd, EV_READ);
-	cn->accept_w.data = cn;
-	ev_io_start(cn->loop, &cn->accept_w);
+	*fd_out = fd;
 	if (port_out != NULL) {
 		*port_out = ntohs(sa.sin_port);
 	}
 	return IM_OK;
+}
+
+void
+connector_listen_fd(connector *cn, int fd)
+{
+	cn->lfd = fd;
+	ev_io_init(&cn->accept_w, accept_cb, fd, EV_READ);
+	cn->accept_w.data = cn;
+	ev_io_start(cn->loop, &cn->accept_w);
+}
+
+int
+connector_listen(connector *cn, const char *addr, uint16_t port,
+                 uint16_t *port_out)
+{
+	int fd, rc = connector_bind(addr, port, &fd, port_out);
+
+	if (rc == IM_OK) {
+		connector_listen_fd(cn, fd);
+	}
+	return rc;
 }
 
 void

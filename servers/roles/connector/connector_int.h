@@ -299,7 +299,8 @@ void conn__fill_deliver(im_Deliver *d, const im_msg *m);
 int conn__uev_scratch_init(struct uev_scratch *sc, size_t cap);
 void conn__uev_scratch_finish(struct uev_scratch *sc);
 /* A user queue item as a UserEvent frame in cn->obuf; 0 if undecodable. */
-size_t conn__uevent_frame(connector *cn, const im_uq_item *item);
+size_t conn__uevent_frame(connector *cn, const im_uq_item *item,
+                          im_seq prev_seq);
 /* An event this Connector raised for ev->user: appended and pushed here
  * when the map gives the user to this node, else sent to the router. */
 void conn__uevent_raise(connector *cn, const role_uevent *ev);

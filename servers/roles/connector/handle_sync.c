@@ -15,6 +15,7 @@ struct sync_ctx {
 	im_SyncPage *p;
 	uint32_t limit;
 	im_seq until;
+	im_seq prev; /* the user queue's chain: the seq before the next */
 };
 
 static int
@@ -54,6 +55,8 @@ sync_uq_cb(const im_uq_item *item, void *payload)
 		memset(ev, 0, sizeof(*ev));
 	}
 	ev->seq = item->seq;
+	ev->prev_seq = sc->prev;
+	sc->prev = item->seq;
 	ev->time_ms = ev->time_ms ? ev->time_ms : item->time_ms;
 	sc->p->events_count++;
 	return 0;
@@ -70,6 +73,7 @@ conn__handle_sync(struct conn *c, uint64_t req_id, const im_Sync *sy)
 	cn->page->group = sy->group;
 	sc.p = cn->page;
 	sc.until = sy->until;
+	sc.prev = sy->after; /* the first event read follows `after` */
 	if (sy->group == 0) {
 		sc.limit = sy->limit == 0 || sy->limit > SYNC_EVENTS_MAX
 		                   ? SYNC_EVENTS_MAX

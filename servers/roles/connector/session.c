@@ -100,23 +100,6 @@ conn__user_drop_sessions(struct user *u)
 	}
 }
 
-struct uq_last_ctx {
-	im_seq last;
-	uint32_t rows;
-};
-
-static int
-uq_last_cb(const im_uq_item *item, void *payload)
-{
-	struct uq_last_ctx *ul = payload;
-
-	if (item->seq > ul->last) {
-		ul->last = item->seq;
-	}
-	ul->rows++;
-	return 0;
-}
-
 /* What an online user needs: the conversation list and where the user
  * queue ends. */
 int
@@ -142,24 +125,14 @@ conn__user_online(connector *cn, struct user *u)
 	}
 	if (!u->uq_last_known) {
 		/* Where the user's queue ends: one index read (a store
-		 * without uq_last: page the queue, bounded; a page that is
-		 * not full was the last one). */
-		struct uq_last_ctx ul = {0, 0};
-		int pages = 0;
+		 * without uq_last is paged by the wrapper, bounded). */
+		im_seq last = 0;
 
-		rc = im_store_uq_last(cn->st, u->uid, &ul.last);
-		if (rc == IM_ENOTSUP) {
-			do {
-				ul.rows = 0;
-				rc = im_store_uq_read(cn->st, u->uid, ul.last,
-				                      1000, uq_last_cb, &ul);
-			} while (rc == IM_OK && ul.rows == 1000 &&
-			         ++pages < 1000);
-		}
+		rc = im_store_uq_last(cn->st, u->uid, &last);
 		if (rc != IM_OK) {
 			return rc;
 		}
-		u->uq_last = ul.last;
+		u->uq_last = last;
 		u->uq_last_known = true;
 	}
 	return IM_OK;

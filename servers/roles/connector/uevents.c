@@ -22,7 +22,7 @@ _Static_assert(UEV_BATCH_MAX <= IM_STORE_SEG_MANY_MAX,
                "a chunk's first segments are taken in one call");
 
 size_t
-conn__uevent_frame(connector *cn, const im_uq_item *item)
+conn__uevent_frame(connector *cn, const im_uq_item *item, im_seq prev_seq)
 {
 	im_UserEvent ev = im_UserEvent_init_zero;
 	pb_istream_t is = pb_istream_from_buffer(item->body, item->body_len);
@@ -31,6 +31,7 @@ conn__uevent_frame(connector *cn, const im_uq_item *item)
 		return 0;
 	}
 	ev.seq = item->seq;
+	ev.prev_seq = prev_seq;
 	return conn__encode_frame(cn, 0, im_Envelope_user_event_tag,
 	                          im_UserEvent_fields, &ev);
 }
@@ -108,8 +109,9 @@ uevent_ours(connector *cn, const role_uevent *ev)
  * Take the first user-queue segment of every user of the batch that has
  * none yet in ONE transaction (im_store_seg_take_many), instead of one
  * seg_take (and fsync) per user: a batch of GroupCreated events reaches
- * many offline users at once. Users it cannot serve (a backend without the
- * op, a failure) are left to the per-user refill (uevent_seq).
+ * many offline users at once (a backend without the op gets one seg_take
+ * per user from the wrapper). Users it cannot serve (a failure) are left
+ * to the per-user refill (uevent_seq).
  */
 static void
 uq_take_first(connector *cn, struct uev_scratch *sc, const role_uevent *evs,
@@ -143,7 +145,7 @@ uq_take_first(connector *cn, struct uev_scratch *sc, const role_uevent *evs,
 		}
 		sc->takers[i]->uq_taking = false;
 	}
-	if (rc != IM_OK && rc != IM_ENOTSUP) {
+	if (rc != IM_OK) {
 		LOG_W("user queues: taking %zu segments: %s", k,
 		      im_store_errmsg(cn->st));
 	}
@@ -297,6 +299,11 @@ uevents_publish(connector *cn, struct uev_scratch *sc, const role_uevent *evs,
 	for (i = 0; i < nitems; i++) {
 		struct user *u = sc->users[i];
 		const role_uevent *ev = &evs[sc->evidx[i]];
+		/* The chain the client checks: the seq before this one in
+		 * the user's queue. Every user with a session is online, so
+		 * uq_last is known (conn__user_online); 0 otherwise, which
+		 * the client takes as "not said". */
+		im_seq prev = u->uq_last_known ? u->uq_last : 0;
 
 		if (u->uq_last_known && sc->items[i].seq > u->uq_last) {
 			u->uq_last = sc->items[i].seq;
@@ -305,7 +312,7 @@ uevents_publish(connector *cn, struct uev_scratch *sc, const role_uevent *evs,
 			conn__name_put(cn, ev->group, ev->name);
 		}
 		apply_uevent(cn, u, ev);
-		len = conn__uevent_frame(cn, &sc->items[i]);
+		len = conn__uevent_frame(cn, &sc->items[i], prev);
 		if (len == 0) {
 			continue;
 		}
