@@ -313,7 +313,7 @@ serve(struct imd *d)
 	LOG_I("imd listening on %s:%u, db %s (sync %s%s%s)", cfg->listen, port,
 	      cfg->store, cfg->sync, cfg->exclusive ? ", exclusive" : "",
 	      d->cst != NULL ? ", commit thread" : "");
-	imd_mem_start(&d->mem, d->loop, d->cn, cfg->stats_interval,
+	imd_mem_start(&d->mem, d->loop, d->cn, d->ch, cfg->stats_interval,
 	              cfg->trim_interval);
 	ev_run(d->loop, 0);
 	imd_mem_stop(&d->mem, d->loop);

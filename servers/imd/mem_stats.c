@@ -35,21 +35,28 @@ stats_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	struct imd_mem *m = w->data;
 	connector_stats st;
 	connector_mem cm;
+	chatter_mem hm;
 	size_t rss = imd_mem_rss();
 	size_t sq = (size_t)sqlite3_memory_used();
+	size_t known;
 
 	(void)loop;
 	(void)revents;
 	connector_get_stats(m->cn, &st);
 	connector_get_mem(m->cn, &cm);
+	chatter_get_mem(m->ch, &hm);
+	known = cm.total + hm.total + sq;
 	LOG_I("mem: rss %llu KiB; connector %llu KiB (users %llu, sessions "
 	      "%llu, pushqs %llu with %llu unacked, convlists %llu, conns %llu, "
-	      "conn bufs %llu, fixed %llu); sqlite %llu KiB; other %llu KiB; "
-	      "%u conns, %u users",
+	      "conn bufs %llu, fixed %llu); chatter %llu KiB (groups %llu, "
+	      "members %llu, dedup %llu, arenas %llu of %llu, fixed %llu); "
+	      "sqlite %llu KiB; other %llu KiB; %u conns, %u users",
 	      kib(rss), kib(cm.total), kib(cm.users), kib(cm.sessions),
 	      kib(cm.pushqs), kib(cm.pushq_live), kib(cm.convlists),
-	      kib(cm.conns), kib(cm.conn_bufs), kib(cm.fixed), kib(sq),
-	      rss > cm.total + sq ? kib(rss - cm.total - sq) : 0ULL, st.conns,
+	      kib(cm.conns), kib(cm.conn_bufs), kib(cm.fixed), kib(hm.total),
+	      kib(hm.groups), kib(hm.members), kib(hm.dedup),
+	      kib(hm.arenas_live), kib(hm.arenas_reserved), kib(hm.fixed),
+	      kib(sq), rss > known ? kib(rss - known) : 0ULL, st.conns,
 	      st.users);
 }
 
@@ -64,9 +71,10 @@ trim_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 void
 imd_mem_start(struct imd_mem *m, struct ev_loop *loop, const connector *cn,
-              double stats_s, double trim_s)
+              const chatter *ch, double stats_s, double trim_s)
 {
 	m->cn = cn;
+	m->ch = ch;
 	ev_timer_init(&m->stats_w, stats_cb, stats_s, stats_s);
 	m->stats_w.data = m;
 	ev_timer_init(&m->trim_w, trim_cb, trim_s, trim_s);
