@@ -553,3 +553,14 @@ im_convlist_list(const im_convlist *cl, im_conv_entry *out, size_t max,
 		*n_out = n;
 	}
 }
+
+size_t
+im_convlist_mem(const im_convlist *cl)
+{
+	if (cl == NULL) {
+		return 0;
+	}
+	return sizeof(*cl) + (size_t)cl->t.cap * sizeof(im_conv_entry) +
+	       (cl->t.idx != NULL ? ((size_t)cl->t.mask + 1) * sizeof(uint32_t)
+	                          : 0);
+}

@@ -344,3 +344,13 @@ im_dedup_count(const im_dedup *d)
 {
 	return d != NULL ? d->count : 0;
 }
+
+size_t
+im_dedup_mem(const im_dedup *d)
+{
+	if (d == NULL) {
+		return 0;
+	}
+	return sizeof(*d) + ((size_t)d->mask + 1) * sizeof(*d->buckets) +
+	       (size_t)d->capacity * sizeof(*d->entries);
+}

@@ -682,3 +682,36 @@ im_pushq_bytes(const im_pushq *q)
 {
 	return q != NULL ? (size_t)q->bytes : 0;
 }
+
+size_t
+im_pushq_mem(const im_pushq *q)
+{
+	if (q == NULL) {
+		return 0;
+	}
+	return (size_t)q->icap * sizeof(struct item) + (size_t)q->bcap +
+	       (size_t)q->ccap * (sizeof(struct conv) + 2 * sizeof(uint32_t));
+}
+
+size_t
+im_pushq_shrink(im_pushq *q, size_t keep)
+{
+	size_t before = im_pushq_mem(q);
+
+	/* Only an empty queue gives its arrays back: no item or payload is
+	 * referenced then (every conversation chain and the transmission
+	 * list are empty), so nothing has to move. The conversation records
+	 * stay: they carry last_seq, the duplicate check. */
+	if (q == NULL || q->count != 0 ||
+	    (size_t)q->icap * sizeof(struct item) + (size_t)q->bcap <= keep) {
+		return 0;
+	}
+	assert(q->thead == NIL && q->bytes == 0);
+	im__free(&q->opts.alloc, q->items);
+	im__free(&q->opts.alloc, q->buf);
+	q->items = NULL;
+	q->buf = NULL;
+	q->icap = q->ihead = q->iend = 0;
+	q->bcap = q->bend = 0;
+	return before - im_pushq_mem(q);
+}

@@ -119,6 +119,9 @@ IM_API int im_convlist_lookup(const im_convlist *cl, im_gid conv,
 
 /** Number of conversations. */
 IM_API size_t im_convlist_count(const im_convlist *cl);
+/** Heap bytes the list holds (the list itself, its entries, live or
+ *  reserved, and its index). Cannot fail; 0 for NULL. */
+IM_API size_t im_convlist_mem(const im_convlist *cl);
 
 /** Sum of unread over conversations that are not muted (kept up to date
  *  on every change: O(1)). */

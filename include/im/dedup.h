@@ -90,6 +90,11 @@ IM_API size_t im_dedup_forget_conv(im_dedup *d, im_gid conv);
 /** Entries held (live or not yet expired out). */
 IM_API size_t im_dedup_count(const im_dedup *d);
 
+/** Heap bytes the cache holds: fixed at create (entries and buckets are
+ *  allocated for the whole capacity up front), so the bound is the
+ *  capacity. Cannot fail; 0 for NULL. */
+IM_API size_t im_dedup_mem(const im_dedup *d);
+
 #ifdef __cplusplus
 }
 #endif

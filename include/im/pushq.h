@@ -10,7 +10,8 @@
  * policy is then to drop the session and let the client resync from the
  * store (never unbounded growth).
  *
- * Memory is taken lazily (an idle session holds none) and kept for reuse.
+ * Memory is taken lazily (an idle session holds none) and kept for reuse;
+ * im_pushq_shrink gives a burst's arrays back once the queue is empty.
  *
  * Thread-safety: one thread at a time per queue.
  */
@@ -146,6 +147,21 @@ IM_API im_seq im_pushq_last_seq(const im_pushq *q, im_gid conv);
 IM_API size_t im_pushq_count(const im_pushq *q);
 /** Payload bytes queued (unacked), the quantity max_bytes bounds. */
 IM_API size_t im_pushq_bytes(const im_pushq *q);
+
+/**
+ * Heap bytes q holds now (item slots, payload buffer, conversation records
+ * and their index), live or kept for reuse. Cannot fail; 0 for NULL.
+ */
+IM_API size_t im_pushq_mem(const im_pushq *q);
+
+/**
+ * Give back the item and payload arrays of an empty queue when together
+ * they hold more than keep bytes (a burst grew them; an idle session should
+ * not keep them). A queue with items is left alone. The conversation
+ * records stay (they carry the duplicate check). Never allocates; the next
+ * push allocates small again. Returns the bytes released (0: nothing).
+ */
+IM_API size_t im_pushq_shrink(im_pushq *q, size_t keep);
 
 #ifdef __cplusplus
 }

@@ -63,6 +63,12 @@ static const srv_key keys[] = {
             "(imctl, sqlite3) can open it; faster reads"),
         NUM("wal_autocheckpoint", ROLE_KEY_U32, wal_autocheckpoint, SRV_IMDS,
             0, 0, "WAL pages between checkpoints, 0 = sqlite's 1000"),
+        NUM("stats_interval", ROLE_KEY_U32, stats_interval, SRV_IMDS, 0,
+            86400, "seconds between 'mem:' info lines (RSS by part), "
+                   "0 = off"),
+        NUM("trim_interval", ROLE_KEY_U32, trim_interval, SRV_IMDS, 0,
+            86400, "seconds between malloc_trim calls (freed heap back "
+                   "to the kernel), 0 = off"),
         NUM("slot_watch_ms", ROLE_KEY_U32, slot_watch_ms, SRV_IMDS, 0, 3600000,
             "reload the slot map this often and log an ERROR naming the "
             "slots another process took (never taken back), 0 = off"),
@@ -104,6 +110,7 @@ srv_config_init(srv_config *cfg, unsigned who)
 		snprintf(cfg->sync, sizeof(cfg->sync), "full");
 		cfg->exclusive = true;
 		cfg->wal_autocheckpoint = 10000;
+		cfg->trim_interval = 10;
 		cfg->slot_watch_ms = 1000;
 		cfg->ttl = 86400;
 	} else {

@@ -48,6 +48,8 @@ typedef struct srv_config {
 	char sync[16];               /* full | normal */
 	bool exclusive;              /* sqlite locking_mode=EXCLUSIVE */
 	uint32_t wal_autocheckpoint; /* pages; 0 = sqlite's 1000 */
+	uint32_t stats_interval;     /* s between memory lines; 0 = off */
+	uint32_t trim_interval;      /* s between malloc_trim; 0 = off */
 	uint32_t slot_watch_ms;      /* slot map reload period, 0 = off */
 	/* imd token */
 	uint64_t ttl; /* seconds */

@@ -27,6 +27,7 @@
 #include "im/shard.h"
 #include "im/store.h"
 #include "im/token.h"
+#include "mem_stats.h"
 #include "router_local.h"
 #include "slot_policy.h"
 #include "slot_watch.h"
@@ -45,6 +46,7 @@ struct imd {
 	connector *cn;
 	ev_signal sigterm_w;
 	ev_signal sigint_w;
+	struct imd_mem mem;
 	slot_watch watch; /* slots another process took */
 	char owner[IM_OWNER_MAX + 1];
 	int lfd;       /* the bound client port, until the Connector has it */
@@ -339,7 +341,10 @@ serve(struct imd *d)
 	LOG_I("imd listening on %s:%u, db %s (sync %s%s%s)", cfg->listen, port,
 	      cfg->store, cfg->sync, cfg->exclusive ? ", exclusive" : "",
 	      d->cst != NULL ? ", commit thread" : "");
+	imd_mem_start(&d->mem, d->loop, d->cn, d->ch, cfg->stats_interval,
+	              cfg->trim_interval);
 	ev_run(d->loop, 0);
+	imd_mem_stop(&d->mem, d->loop);
 	return 0;
 }
 

@@ -127,6 +127,17 @@ typedef struct chatter_stats {
 } chatter_stats;
 void chatter_get_stats(const chatter *c, chatter_stats *out);
 
+/* Heap bytes by part (servers/roles/chatter/memory.c), for the imd
+ * stats line. Bounds: groups and members by max_groups and group size,
+ * dedup fixed by dedup_capacity, arenas by max_batch x IM_MSG_BODY_MAX
+ * per batch buffer (resident only as far as a batch wrote). total counts
+ * the live arena bytes, not the reserve. */
+typedef struct chatter_mem {
+	size_t groups, members, dedup, arenas_live, arenas_reserved, fixed;
+	size_t total;
+} chatter_mem;
+void chatter_get_mem(const chatter *c, chatter_mem *out);
+
 /* Stop the Chatter. A commit in flight is waited for (it is durable) but
  * never answered; what is still gathering is dropped unanswered: call
  * chatter_flush first to have both acked. Joins the commit thread. */

@@ -151,6 +151,21 @@ typedef struct connector_stats {
 } connector_stats;
 void connector_get_stats(const connector *cn, connector_stats *out);
 
+/*
+ * Heap bytes the Connector holds, by part (docs/operations.md, "Memory"):
+ * users (struct user and the hash), sessions (struct session), pushqs
+ * (push queues' arrays, live or kept; pushq_live: unacked payload bytes
+ * in them), convlists (conversation lists of online users), conns and
+ * conn_bufs (connections, their write buffers and partial frames), fixed
+ * (sized at create: connection table, scratch, group-name cache).
+ * A walk over every user and connection: for a periodic line only.
+ */
+typedef struct connector_mem {
+	size_t users, sessions, pushqs, pushq_live, convlists;
+	size_t conns, conn_bufs, fixed, total;
+} connector_mem;
+void connector_get_mem(const connector *cn, connector_mem *out);
+
 /* Close every connection and free everything. */
 void connector_destroy(connector *cn);
 

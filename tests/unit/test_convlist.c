@@ -1115,6 +1115,34 @@ test_convlist_unread_matches_a_reference_model(void **state)
 	}
 }
 
+static void
+test_convlist_mem_grows_with_conversations_and_stays_bounded(void **state)
+{
+	im_convlist *cl = make(64);
+	size_t empty, prev, m;
+	im_gid g;
+
+	(void)state;
+	empty = im_convlist_mem(cl);
+	assert_true(empty > 0);
+	assert_true(empty < 256); /* no entry memory before the first one */
+	assert_int_equal(im_convlist_mem(NULL), 0);
+	prev = empty;
+	for (g = 1; g <= 64; g++) {
+		im_conv_row r = row(g, 0, 0, 5, 1, 0, 0);
+
+		assert_int_equal(im_convlist_apply_row(cl, &r), IM_OK);
+		m = im_convlist_mem(cl);
+		assert_true(m >= prev);
+		assert_true(m >= empty + g * sizeof(im_conv_entry));
+		prev = m;
+	}
+	/* Full at max_convs: entries for exactly 64 plus an index of 128. */
+	assert_int_equal(m, empty + 64 * sizeof(im_conv_entry) +
+	                            128 * sizeof(uint32_t));
+	im_convlist_destroy(cl);
+}
+
 int
 main(void)
 {
@@ -1155,6 +1183,8 @@ main(void)
 			test_convlist_load_from_sqlite_matches_deliveries),
 		cmocka_unit_test(
 			test_convlist_unread_matches_a_reference_model),
+		cmocka_unit_test(
+			test_convlist_mem_grows_with_conversations_and_stays_bounded),
 	};
 
 	seed = test_seed();

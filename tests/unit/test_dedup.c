@@ -413,6 +413,32 @@ test_dedup_lookup_and_insert_never_allocate(void **state)
 	assert_int_equal(fa.live, 0);
 }
 
+/* The accounted bytes are fixed by the capacity (everything is allocated
+ * at create) and cover at least one entry's keys per slot. */
+static void
+test_dedup_mem_is_fixed_at_create_and_grows_with_capacity(void **state)
+{
+	im_dedup *small, *big;
+	size_t before;
+	uint64_t i;
+
+	(void)state;
+	assert_int_equal(im_dedup_mem(NULL), 0);
+	small = make(10, 0);
+	big = make(1000, 0);
+	assert_true(im_dedup_mem(small) > 10 * 3 * sizeof(uint64_t));
+	assert_true(im_dedup_mem(big) > 1000 * 3 * sizeof(uint64_t));
+	assert_true(im_dedup_mem(big) > 50 * im_dedup_mem(small));
+	before = im_dedup_mem(big);
+	for (i = 0; i < 2000; i++) {
+		put(big, i % 7, i, i, i, i);
+	}
+	assert_int_equal(im_dedup_count(big), 1000);
+	assert_int_equal(im_dedup_mem(big), before);
+	im_dedup_destroy(small);
+	im_dedup_destroy(big);
+}
+
 /*
  * Reference model: a plain array scanned linearly, with explicit use and
  * insert ticks standing for the LRU and age lists.
@@ -618,6 +644,8 @@ main(void)
 		cmocka_unit_test(
 			test_dedup_create_survives_allocation_failure_at_every_step),
 		cmocka_unit_test(test_dedup_lookup_and_insert_never_allocate),
+		cmocka_unit_test(
+			test_dedup_mem_is_fixed_at_create_and_grows_with_capacity),
 		cmocka_unit_test(
 			test_dedup_matches_a_reference_model_over_random_ops),
 	};

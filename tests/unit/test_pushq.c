@@ -873,6 +873,56 @@ test_pushq_matches_a_reference_model_over_random_ops(void **state)
 	}
 }
 
+static void
+test_pushq_shrink_gives_a_burst_back_once_the_queue_is_empty(void **state)
+{
+	im_pushq_opts o = IM_PUSHQ_OPTS_INIT;
+	im_pushq q;
+	uint8_t data[200];
+	size_t peak, small, released;
+	bool queued;
+	im_seq s;
+
+	(void)state;
+	memset(data, 7, sizeof(data));
+	assert_int_equal(im_pushq_init(&q, &o), IM_OK);
+	assert_int_equal(im_pushq_mem(&q), 0);
+	assert_int_equal(im_pushq_mem(NULL), 0);
+	assert_int_equal(im_pushq_push(&q, 5, 1, data, 10, 0, &queued), IM_OK);
+	small = im_pushq_mem(&q);
+	assert_true(small > 0 && small < 4096);
+	/* A burst of 1,000 unacked deliveries. */
+	for (s = 2; s <= 1000; s++) {
+		assert_int_equal(im_pushq_push(&q, 5, s, data, sizeof(data), 0,
+		                               &queued), IM_OK);
+	}
+	peak = im_pushq_mem(&q);
+	assert_true(peak >= 999 * sizeof(data));
+	/* Not empty yet: nothing is released. */
+	assert_int_equal(im_pushq_ack(&q, 5, 999), 999);
+	assert_int_equal(im_pushq_shrink(&q, 4096), 0);
+	assert_int_equal(im_pushq_mem(&q), peak);
+	assert_int_equal(im_pushq_ack(&q, 5, 1000), 1);
+	released = im_pushq_shrink(&q, 4096);
+	assert_int_equal(released, peak - im_pushq_mem(&q));
+	assert_true(im_pushq_mem(&q) < 4096);
+	/* The duplicate check survives the shrink. */
+	assert_int_equal(im_pushq_last_seq(&q, 5), 1000);
+	assert_int_equal(im_pushq_push(&q, 5, 1000, data, 10, 0, &queued),
+	                 IM_OK);
+	assert_false(queued);
+	/* And the queue works as before. */
+	assert_int_equal(im_pushq_push(&q, 5, 1001, data, 10, 0, &queued),
+	                 IM_OK);
+	assert_true(queued);
+	assert_int_equal(im_pushq_count(&q), 1);
+	assert_int_equal(im_pushq_bytes(&q), 10);
+	assert_int_equal(im_pushq_ack(&q, 5, 1001), 1);
+	/* Small arrays are kept for reuse: no churn per message. */
+	assert_int_equal(im_pushq_shrink(&q, 4096), 0);
+	im_pushq_finish(&q);
+}
+
 int
 main(void)
 {
@@ -907,6 +957,8 @@ main(void)
 			test_pushq_survives_allocation_failure_at_every_step),
 		cmocka_unit_test(
 			test_pushq_matches_a_reference_model_over_random_ops),
+		cmocka_unit_test(
+			test_pushq_shrink_gives_a_burst_back_once_the_queue_is_empty),
 	};
 
 	seed = test_seed();

@@ -10,6 +10,7 @@
  *   batch.c          one send batch: build, store, apply, answer
  *   commit.c         the pipeline: when batches commit (loop or thread)
  *   segment.c        seq segment prefetch/refill, new group ids
+ *   memory.c         heap bytes by part (chatter_get_mem)
  *
  * Sends are queued as they arrive and committed in an ev_prepare watcher,
  * i.e. once per loop turn, right before the loop would block: every send of

@@ -13,6 +13,7 @@
  *   deliver.c       fan-outs of committed messages to the sessions
  *   uevents.c       the user-event pipeline (user queues)
  *   convpage.c      conversation pages at login, group-name cache
+ *   memory.c        the heap by part (connector_get_mem)
  *
  * Lifetimes: connections are freed at the end of the loop turn they closed
  * in (the dead list), so a pointer taken in this turn stays valid; users
@@ -38,6 +39,10 @@
 #include "im/token.h"
 
 #define SESSION_ID_LEN 16
+/* A push queue emptied by an ack gives back arrays larger than this: a
+ * burst grew them, the steady state (a few deliveries in flight) fits
+ * in it, so a queue that drains every round trip never reallocates. */
+#define PUSHQ_KEEP_BYTES 4096
 #define UQ_BODY_CAP 256
 /* Largest push frame: a Deliver with a full body. */
 #define PUSH_MAX (IM_FRAME_HEADER + im_Deliver_size + 16)

@@ -223,6 +223,7 @@ conn__handle_resume(struct conn *c, uint64_t req_id, const im_Resume *rs)
 			(void)im_pushq_ack(&s->q, rs->cursors[i].group,
 			                   rs->cursors[i].seq);
 		}
+		(void)im_pushq_shrink(&s->q, PUSHQ_KEEP_BYTES);
 	}
 	conn__session_attach(c, s);
 	ok.user = u->uid;

@@ -168,6 +168,7 @@ conn__handle_frame(struct conn *c, const uint8_t *payload, uint32_t len)
 	case im_Envelope_deliver_ack_tag:
 		(void)im_pushq_ack(&c->sess->q, env->msg.deliver_ack.group,
 		                   env->msg.deliver_ack.seq);
+		(void)im_pushq_shrink(&c->sess->q, PUSHQ_KEEP_BYTES);
 		break;
 	case im_Envelope_mark_read_tag:
 		conn__handle_mark_read(c, req_id, &env->msg.mark_read);
