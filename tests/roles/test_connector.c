@@ -363,24 +363,33 @@ user_elsewhere(im_uid from)
 	return from;
 }
 
+/* MarkRead{GID, seq} as req_id, and its answer in fx->env: an Error
+ * with this req_id (code OK when done). */
 static void
-test_connector_read_of_an_owned_user_is_applied_without_the_router(void **state)
+client_mark_read(struct fx *fx, uint64_t req_id, im_seq seq)
 {
-	struct fx *fx = *state;
 	im_Envelope *env = calloc(1, sizeof(*env));
-	struct uq_count uc;
 
 	assert_non_null(env);
-	client_login(fx, READER);
-	env->req_id = 2;
+	env->req_id = req_id;
 	env->which_msg = im_Envelope_mark_read_tag;
 	env->msg.mark_read.group = GID;
-	env->msg.mark_read.seq = 20;
+	env->msg.mark_read.seq = seq;
 	client_send(fx, env);
 	free(env);
 	client_recv(fx);
 	assert_int_equal(fx->env->which_msg, im_Envelope_error_tag);
-	assert_int_equal(fx->env->req_id, 2);
+	assert_int_equal(fx->env->req_id, req_id);
+}
+
+static void
+test_connector_read_of_an_owned_user_is_applied_without_the_router(void **state)
+{
+	struct fx *fx = *state;
+	struct uq_count uc;
+
+	client_login(fx, READER);
+	client_mark_read(fx, 2, 20);
 	assert_int_equal(fx->env->msg.error.code, im_Code_OK);
 	/* The READ is in the user's queue and pushed to the session ... */
 	client_recv(fx);
@@ -403,31 +412,18 @@ static void
 test_connector_read_on_a_full_disk_is_store_full(void **state)
 {
 	struct fx *fx = *state;
-	im_Envelope *env = calloc(1, sizeof(*env));
 	faulty_plan plan = {STORE_OP_BIT(STORE_OP_CONV_UPDATE), 1, true,
 	                    IM_ENOSPC, FAULTY_BEFORE};
 
-	assert_non_null(env);
 	client_login(fx, READER);
 	faulty_store_arm(fx->faulty, &plan);
-	env->req_id = 2;
-	env->which_msg = im_Envelope_mark_read_tag;
-	env->msg.mark_read.group = GID;
-	env->msg.mark_read.seq = 20;
-	client_send(fx, env);
-	client_recv(fx);
-	assert_int_equal(fx->env->which_msg, im_Envelope_error_tag);
-	assert_int_equal(fx->env->req_id, 2);
+	client_mark_read(fx, 2, 20);
 	assert_int_equal(fx->env->msg.error.code, im_Code_ERR_STORE_FULL);
 	assert_string_equal(fx->env->msg.error.text, "store full");
 	assert_int_equal(faulty_store_faults(fx->faulty), 1);
 	assert_int_equal(uq_count(fx, READER).reads, 0);
 	faulty_store_arm(fx->faulty, NULL);
-	env->req_id = 3;
-	client_send(fx, env);
-	free(env);
-	client_recv(fx);
-	assert_int_equal(fx->env->req_id, 3);
+	client_mark_read(fx, 3, 20);
 	assert_int_equal(fx->env->msg.error.code, im_Code_OK);
 	assert_int_equal(uq_count(fx, READER).reads, 1);
 }
