@@ -693,14 +693,13 @@ assert_last_codes(const struct fx *fx, size_t n, int code)
  * runs; once space returns each is done again.
  */
 static void
-test_chatter_every_write_on_a_full_disk_is_answered_store_full(void **state)
+full_disk(bool threaded)
 {
-	struct fx *fx = fx_new(false, 'f', 64);
+	struct fx *fx = fx_new(threaded, 'f', 64);
 	faulty_plan plan = {FULL_OPS, 1, true, IM_ENOSPC, FAULTY_BEFORE};
 	unsigned long faults;
 	uint64_t d;
 
-	(void)state;
 	/* The groups hot with seq segments, and the gid segment taken by a
 	 * first creation: what follows writes only what it must. */
 	for (d = 1; d <= NGROUPS; d++) {
@@ -710,26 +709,29 @@ test_chatter_every_write_on_a_full_disk_is_answered_store_full(void **state)
 	run_until_replies(fx, NGROUPS + 1);
 	assert_last_codes(fx, NGROUPS + 1, ROLE_OK);
 
+	/* The first failure: no pause runs yet, the store is tried. */
 	faulty_store_arm(fx->mid, &plan);
+	other_op(fx, ROLE_OP_ADD_MEMBER, 101, 9);
+	run_until_replies(fx, NGROUPS + 2);
+	assert_last_codes(fx, 1, ROLE_ERR_STORE_FULL);
+	assert_int_equal(faulty_store_faults(fx->mid), 1);
+	/* Past its pause (50 ms): tried again, failed again. */
+	sleep_ms(STORE_FULL_BACKOFF_MIN_MS + 20);
+	other_op(fx, ROLE_OP_CREATE_GROUP, 102, 0);
+	run_until_replies(fx, NGROUPS + 3);
+	assert_last_codes(fx, 1, ROLE_ERR_STORE_FULL);
+	assert_int_equal(faulty_store_faults(fx->mid), 2);
+	/* Past the next (100 ms): a batch of sends, every one answered
+	 * (one commit or more, on the thread, each failed or paused). */
+	sleep_ms(2 * STORE_FULL_BACKOFF_MIN_MS + 20);
+	faults = faulty_store_faults(fx->mid);
 	for (d = 11; d <= 15; d++) {
 		send_one(fx, d);
 	}
-	run_until_replies(fx, NGROUPS + 6);
-	assert_last_codes(fx, 5, ROLE_ERR_STORE_FULL);
-	assert_int_equal(fx->r.ndelivered, NGROUPS);
-	/* Each of these tries the store (the pause is over) and fails. */
-	sleep_ms(STORE_FULL_BACKOFF_MIN_MS + 20);
-	faults = faulty_store_faults(fx->mid);
-	other_op(fx, ROLE_OP_ADD_MEMBER, 101, 9);
-	run_until_replies(fx, NGROUPS + 7);
-	assert_last_codes(fx, 1, ROLE_ERR_STORE_FULL);
-	assert_true(faulty_store_faults(fx->mid) > faults);
-	sleep_ms(2 * STORE_FULL_BACKOFF_MIN_MS + 20);
-	faults = faulty_store_faults(fx->mid);
-	other_op(fx, ROLE_OP_CREATE_GROUP, 102, 0);
 	run_until_replies(fx, NGROUPS + 8);
-	assert_last_codes(fx, 1, ROLE_ERR_STORE_FULL);
+	assert_last_codes(fx, 5, ROLE_ERR_STORE_FULL);
 	assert_true(faulty_store_faults(fx->mid) > faults);
+	assert_int_equal(fx->r.ndelivered, NGROUPS);
 	/* Right after a failure (the pause, or the store if this machine
 	 * was slow): the same answer. */
 	send_one(fx, 16);
@@ -748,6 +750,21 @@ test_chatter_every_write_on_a_full_disk_is_answered_store_full(void **state)
 	assert_last_codes(fx, 3, ROLE_OK);
 	assert_int_equal(fx->r.not_durable, 0);
 	fx_free(fx);
+}
+
+static void
+test_chatter_every_write_on_a_full_disk_is_store_full_on_the_loop(void **state)
+{
+	(void)state;
+	full_disk(false);
+}
+
+static void
+test_chatter_every_write_on_a_full_disk_is_store_full_on_the_thread(
+        void **state)
+{
+	(void)state;
+	full_disk(true);
 }
 
 /* A creation whose group id segment cannot be taken on a full disk is
@@ -929,7 +946,9 @@ main(void)
 	        cmocka_unit_test(
 	                test_chatter_without_a_commit_store_commits_on_the_loop),
 	        cmocka_unit_test(
-	                test_chatter_every_write_on_a_full_disk_is_answered_store_full),
+	                test_chatter_every_write_on_a_full_disk_is_store_full_on_the_loop),
+	        cmocka_unit_test(
+	                test_chatter_every_write_on_a_full_disk_is_store_full_on_the_thread),
 	        cmocka_unit_test(
 	                test_chatter_a_create_without_a_gid_on_a_full_disk_is_store_full),
 	        cmocka_unit_test(
