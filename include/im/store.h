@@ -414,6 +414,16 @@ IM_API int im_store_uq_read(im_store *st, im_uid user, im_seq after,
  * heartbeat's age. A node's name is also its slot owner string.
  */
 
+/** The liveness defaults every writer and reader of node rows shares: a
+ *  node heartbeats every IM_NODE_HEARTBEAT_MS and counts as dead once its
+ *  last heartbeat is older than IM_NODE_DEAD_AFTER_MS (six missed beats, so
+ *  a busy store or a loaded machine does not kill a healthy node). imnode's
+ *  heartbeat_ms and dead_after_ms and imctl's --dead-after start from these:
+ *  defined once, so the tool never calls a node alive that the Routers
+ *  already moved. */
+#define IM_NODE_HEARTBEAT_MS 250
+#define IM_NODE_DEAD_AFTER_MS 1500
+
 /** Longest node name (the slot owner string) and listen address. */
 #define IM_NODE_NAME_MAX IM_OWNER_MAX
 #define IM_NODE_ADDR_MAX 128

@@ -76,7 +76,8 @@ typedef struct cl_member_opts {
  * failover within 3 s). Six missed heartbeats make a node dead: a busy
  * store or a loaded machine does not kill healthy nodes.
  */
-#define CL_MEMBER_OPTS_INIT {CL_MEMBER_OPTS_VERSION, 250, 250, 1500, \
+#define CL_MEMBER_OPTS_INIT {CL_MEMBER_OPTS_VERSION, IM_NODE_HEARTBEAT_MS, \
+			     IM_NODE_HEARTBEAT_MS, IM_NODE_DEAD_AFTER_MS, \
 			     1024, true, NULL, NULL, NULL, NULL, false}
 
 /*

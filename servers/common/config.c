@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "im/shard.h"
+#include "im/store.h"
 #include "im/token.h"
 #include "tuning.h"
 
@@ -117,10 +118,10 @@ srv_config_init(srv_config *cfg, unsigned who)
 		/* The membership defaults (member.h) and the 250 ms balance
 		 * tick: failover within 3 s. */
 		cfg->expect = 1;
-		cfg->heartbeat_ms = 250;
-		cfg->refresh_ms = 250;
+		cfg->heartbeat_ms = IM_NODE_HEARTBEAT_MS;
+		cfg->refresh_ms = IM_NODE_HEARTBEAT_MS;
 		cfg->balance_ms = 250;
-		cfg->dead_after_ms = 1500;
+		cfg->dead_after_ms = IM_NODE_DEAD_AFTER_MS;
 	}
 }
 

@@ -368,9 +368,9 @@ usage(FILE *f)
 		"conninfo\n"
 		"  --slots N          slots per kind (default %u)\n"
 		"  --dead-after MS    heartbeat age that counts as dead "
-		"(default 3000)\n"
+		"(default %u, as the Routers)\n"
 		"  --now-ms MS        judge ages at this time (default: now)\n",
-		1024u);
+		1024u, (unsigned)IM_NODE_DEAD_AFTER_MS);
 }
 
 static bool
@@ -458,7 +458,7 @@ imctl_main(int argc, char **argv, FILE *out, FILE *err)
 
 	memset(&v, 0, sizeof(v));
 	v.nslots = 1024;
-	v.dead_after_ms = 3000;
+	v.dead_after_ms = IM_NODE_DEAD_AFTER_MS;
 	v.now_ms = wall_ms();
 	optind = 0; /* GNU: rescan from the start (imctl_main may rerun) */
 	opterr = 0;

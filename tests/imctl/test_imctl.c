@@ -89,7 +89,7 @@ populate(fx *f)
 			 IM_OK);
 	assert_int_equal(im_store_node_register(st, "chatter-1",
 						IM_NODE_CHATTER,
-						"127.0.0.1:7801", NOW - 2000,
+						"127.0.0.1:7801", NOW - 1200,
 						NULL),
 			 IM_OK);
 	assert_int_equal(im_store_node_register(st, "chatter-2",
@@ -224,6 +224,37 @@ test_imctl_dead_after_moves_the_liveness_line(void **state)
 	assert_int_equal(run(f, a), 0);
 	assert_words(line(f->out, "chatter-2", buf, sizeof(buf)),
 		     (const char *[]){"alive", NULL});
+}
+
+/* Without --dead-after imctl judges as the Routers do (one default,
+ * IM_NODE_DEAD_AFTER_MS): a node silent 1 ms longer is dead. imctl used
+ * its own 3000 ms and called such a node alive after it was moved. */
+static void
+test_imctl_default_dead_after_is_the_routers(void **state)
+{
+	fx *f = *state;
+	const char **a = ARGS("--store", f->path, "--now-ms", "1000000",
+			      "nodes");
+	im_store *st = NULL;
+	char buf[256];
+
+	populate(f);
+	assert_int_equal(im_store_sqlite_open(&st, f->path, NULL, NULL, 0),
+			 IM_OK);
+	assert_int_equal(im_store_node_register(
+				 st, "node-fresh", IM_NODE_CHATTER, "x:1",
+				 NOW - IM_NODE_DEAD_AFTER_MS, NULL),
+			 IM_OK);
+	assert_int_equal(im_store_node_register(
+				 st, "node-stale", IM_NODE_CHATTER, "x:2",
+				 NOW - IM_NODE_DEAD_AFTER_MS - 1, NULL),
+			 IM_OK);
+	im_store_close(st);
+	assert_int_equal(run(f, a), 0);
+	assert_words(line(f->out, "node-fresh", buf, sizeof(buf)),
+		     (const char *[]){"alive", NULL});
+	assert_words(line(f->out, "node-stale", buf, sizeof(buf)),
+		     (const char *[]){"dead", NULL});
 }
 
 static void
@@ -381,6 +412,7 @@ main(void)
 #define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
 		T(test_imctl_nodes_shows_liveness_from_heartbeat_age),
 		T(test_imctl_dead_after_moves_the_liveness_line),
+		T(test_imctl_default_dead_after_is_the_routers),
 		T(test_imctl_slots_counts_per_node_and_kind_with_epochs),
 		T(test_imctl_status_summarizes_and_warns_about_dead_owners),
 		T(test_imctl_user_tells_where_a_user_is_served),
