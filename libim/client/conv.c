@@ -2,15 +2,19 @@
  * Client core: the conversations and their cursors. Deliveries and
  * user-queue events go through here: duplicates dropped by cursor, gaps
  * (prev_seq != cursor) repaired by a sync before anything later is shown,
- * the list (last, read, unread, preview) kept, acks sent cumulatively up
- * to the cursor once per batch. Kept apart from the session because these
- * are the rules a port must follow exactly (docs/client-state-machine.md).
+ * the list (last, read, unread, preview, order) kept in an im_convlist as
+ * the Connector keeps it, acks sent cumulatively up to the cursor once per
+ * batch. Kept apart from the session because these are the rules a port
+ * must follow exactly (docs/client-state-machine.md).
  */
 #include "core.h"
 #include "internal.h"
 
 #include <stdio.h>
 #include <string.h>
+
+_Static_assert(IM_CLIENT_PREVIEW_MAX == IM_PREVIEW_MAX,
+               "a list preview is copied whole into im_client_conv");
 
 struct im__cc_conv *
 im__cc_conv_find(const im__cc *cc, im_gid g)
@@ -21,55 +25,109 @@ im__cc_conv_find(const im__cc *cc, im_gid g)
 	for (;;) {
 		struct im__cc_conv *c = &cc->convs[i];
 
-		if (!c->used) {
+		if (c->group == 0) {
 			return NULL;
 		}
-		if (c->c.group == g) {
+		if (c->group == g) {
 			return c;
 		}
 		i = (i + 1) & mask;
 	}
 }
 
-/* The conversation of g, added when new; NULL for g 0 or when max_convs
- * are tracked already. */
+/* The conversation of g, added when new; NULL for g 0, or when the list
+ * has no room for it (max_convs, or no memory to grow). */
 struct im__cc_conv *
 im__cc_conv_get(im__cc *cc, im_gid g)
 {
 	size_t mask = cc->conv_cap - 1;
 	size_t i = (size_t)im__mix64(g) & mask;
 	struct im__cc_conv *c;
+	im_conv_row row;
 
 	if (g == 0) {
 		return NULL;
 	}
 	for (;;) {
 		c = &cc->convs[i];
-		if (!c->used) {
+		if (c->group == 0) {
 			break;
 		}
-		if (c->c.group == g) {
+		if (c->group == g) {
 			return c;
 		}
 		i = (i + 1) & mask;
 	}
-	if (cc->nconvs >= cc->max_convs) {
+	/* Added to the list first: it holds the bound for both tables, and
+	 * the side table (twice max_convs) then always has a free slot. A
+	 * new conversation has no message and nothing read yet. */
+	memset(&row, 0, sizeof(row));
+	row.conv = g;
+	if (im_convlist_apply_row(cc->list, &row) != IM_OK) {
 		return NULL;
 	}
 	memset(c, 0, sizeof(*c));
-	c->used = true;
+	c->group = g;
 	c->member = true;
-	c->c.group = g;
-	cc->nconvs++;
 	return c;
 }
 
-void
-im__cc_conv_unread(struct im__cc_conv *c)
+/* The list's entry of g; zeroed if it has none. */
+static void
+entry_get(const im__cc *cc, im_gid g, im_conv_entry *e)
 {
-	c->c.unread = c->c.last_ordinal > c->c.read_ordinal
-	                      ? c->c.last_ordinal - c->c.read_ordinal
-	                      : 0;
+	if (im_convlist_lookup(cc->list, g, e) != IM_OK) {
+		memset(e, 0, sizeof(*e));
+	}
+}
+
+im_seq
+im__cc_conv_last(const im__cc *cc, im_gid g)
+{
+	im_conv_entry e;
+
+	entry_get(cc, g, &e);
+	return e.last.seq;
+}
+
+/*
+ * The client learns read pointers out of order with the chain: a read on
+ * another device (EV_READ on the user queue) may come before the pushes of
+ * the messages it read. im_convlist clamps a read pointer to its last
+ * message, the invariant the Connector's counts rest on (there the store
+ * writes both together), so the list is left as it is and the pointer
+ * past its last waits in read_ahead: the list's read goes to its last
+ * (unread 0, as the server counts it) and follows each delivery until one
+ * reaches the pointer, which then is the list's own.
+ */
+static void
+read_settle(im__cc *cc, struct im__cc_conv *c)
+{
+	im_conv_entry e;
+
+	if (c->read_ahead.seq == 0) {
+		return;
+	}
+	/* IM_EINVAL (an ordinal that contradicts the list's): nothing moves,
+	 * and the pointer is dropped below rather than kept forever. */
+	(void)im_convlist_read(cc->list, c->group, c->read_ahead.seq,
+	                       c->read_ahead.ordinal, NULL);
+	entry_get(cc, c->group, &e);
+	if (c->read_ahead.seq <= e.last.seq ||
+	    c->read_ahead.ordinal <= e.last.ordinal) {
+		memset(&c->read_ahead, 0, sizeof(c->read_ahead));
+	}
+}
+
+/* Move the read pointer of c forward to (seq, ordinal). */
+static void
+read_to(im__cc *cc, struct im__cc_conv *c, im_seq seq, uint64_t ordinal)
+{
+	if (seq > c->read_ahead.seq) {
+		c->read_ahead.seq = seq;
+		c->read_ahead.ordinal = ordinal;
+		read_settle(cc, c);
+	}
 }
 
 static void
@@ -77,7 +135,7 @@ mark_dirty(im__cc *cc, struct im__cc_conv *c)
 {
 	if (!c->dirty && cc->ndirty < cc->max_convs) {
 		c->dirty = true;
-		cc->dirty[cc->ndirty++] = c->c.group;
+		cc->dirty[cc->ndirty++] = c->group;
 	}
 }
 
@@ -85,21 +143,26 @@ mark_dirty(im__cc *cc, struct im__cc_conv *c)
 static void
 advance(im__cc *cc, struct im__cc_conv *c, const im_Deliver *d, bool own)
 {
+	im_msg m;
+
 	c->cursor = d->seq;
 	c->known = true;
-	if (d->seq > c->c.last_seq) {
-		c->c.last_seq = d->seq;
-		c->c.last_ordinal = d->ordinal;
-		c->c.last_sender = d->sender;
-		c->c.last_time_ms = d->time_ms;
-		c->c.preview_len = IM__MIN(d->body.size, IM_CLIENT_PREVIEW_MAX);
-		memcpy(c->c.preview, d->body.bytes, c->c.preview_len);
-		if (own && d->seq > c->c.read_seq) {
-			c->c.read_seq = d->seq;
-			c->c.read_ordinal = d->ordinal;
-		}
-		im__cc_conv_unread(c);
-	}
+	memset(&m, 0, sizeof(m));
+	m.conv = d->group;
+	m.seq = d->seq;
+	m.prev_seq = d->prev_seq;
+	m.ordinal = d->ordinal;
+	m.sender = d->sender;
+	m.time_ms = d->time_ms;
+	m.body_len = d->body.size;
+	m.body = d->body.bytes;
+	/* The list ignores seqs not above its last (a message it knows from
+	 * the login list). It refuses (IM_EINVAL) a message whose ordinal
+	 * is not above its last one's, or whose prev_seq is not below its
+	 * seq: the chain's rules took it, so it is shown and the cursor
+	 * moves, but the list keeps the last message it can count from. */
+	(void)im_convlist_deliver(cc->list, &m, own);
+	read_settle(cc, c);
 	mark_dirty(cc, c);
 }
 
@@ -174,7 +237,7 @@ im__cc_repair(im__cc *cc, struct im__cc_conv *c)
 		cc->repairs_waiting = cc->state == IM_CLIENT_CONNECTED;
 		return;
 	}
-	p->group = c != NULL ? c->c.group : 0;
+	p->group = c != NULL ? c->group : 0;
 	if (im__cc_send_sync(cc, p, c != NULL ? c->cursor : cc->uq_cursor) !=
 	    IM_OK) {
 		p->kind = P_FREE;
@@ -205,7 +268,7 @@ im__cc_repair_next(im__cc *cc)
 	     i++) {
 		struct im__cc_conv *c = &cc->convs[i];
 
-		if (c->used && c->want_repair) {
+		if (c->group != 0 && c->want_repair) {
 			c->want_repair = false;
 			im__cc_repair(cc, c);
 		}
@@ -306,11 +369,11 @@ im__cc_deliver(im__cc *cc, const im_Deliver *d)
 
 /* What a user-queue event changes in its conversation. */
 static void
-event_apply(struct im__cc_conv *c, const im_UserEvent *u)
+event_apply(im__cc *cc, struct im__cc_conv *c, const im_UserEvent *u)
 {
 	switch (u->type) {
 	case im_EventType_EV_GROUP_CREATED:
-		if (!c->known && c->c.last_seq == 0) {
+		if (!c->known && im__cc_conv_last(cc, c->group) == 0) {
 			c->known = true; /* a new group starts empty */
 		}
 		/* fall through */
@@ -322,18 +385,14 @@ event_apply(struct im__cc_conv *c, const im_UserEvent *u)
 		}
 		c->member = true;
 		if (u->name[0] != '\0') {
-			snprintf(c->c.name, sizeof(c->c.name), "%s", u->name);
+			snprintf(c->name, sizeof(c->name), "%s", u->name);
 		}
 		break;
 	case im_EventType_EV_LEFT:
 		c->member = false;
 		break;
 	case im_EventType_EV_READ:
-		if (u->read_seq > c->c.read_seq) {
-			c->c.read_seq = u->read_seq;
-			c->c.read_ordinal = u->read_ordinal;
-			im__cc_conv_unread(c);
-		}
+		read_to(cc, c, u->read_seq, u->read_ordinal);
 		break;
 	default:
 		break;
@@ -368,7 +427,7 @@ im__cc_event(im__cc *cc, const im_UserEvent *u, bool repair)
 	c = im__cc_conv_get(cc, u->group);
 	was_known = c != NULL && c->known;
 	if (c != NULL) {
-		event_apply(c, u);
+		event_apply(cc, c, u);
 	}
 	ev.seq = u->seq;
 	ev.type = (uint32_t)u->type;
@@ -394,6 +453,46 @@ im__cc_event(im__cc *cc, const im_UserEvent *u, bool repair)
 	}
 }
 
+/* The login's row of a conversation merged into the list: the server's
+ * last message unless the list knows a later one, the read pointer
+ * moved forward only (one past the last waits in read_ahead). */
+static void
+info_merge(im__cc *cc, struct im__cc_conv *c, const im_ConvInfo *ci)
+{
+	im_conv_entry e;
+	im_conv_row row;
+
+	entry_get(cc, c->group, &e);
+	memset(&row, 0, sizeof(row));
+	row.conv = c->group;
+	row.read_seq = e.read.seq;
+	row.read_ordinal = e.read.ordinal;
+	if (ci->read_seq >= e.read.seq) {
+		row.read_seq = ci->read_seq;
+		row.read_ordinal = ci->read_ordinal;
+	}
+	row.flags = ci->flags;
+	if (ci->last_seq >= e.last.seq) {
+		row.last.seq = ci->last_seq;
+		row.last.ordinal = ci->last_ordinal;
+		row.last_sender = ci->last_sender;
+		row.last_time_ms = ci->last_time_ms;
+		row.preview_len = ci->preview.size;
+		row.preview = ci->preview.bytes;
+	} else {
+		row.last = e.last;
+		row.last_sender = e.last_sender;
+		row.last_time_ms = e.last_time_ms;
+		row.preview_len = e.preview_len;
+		row.preview = e.preview;
+	}
+	/* IM_EINVAL (a last seq without its ordinal): the list keeps the
+	 * row it had; nothing else can fail for a group it holds. */
+	(void)im_convlist_apply_row(cc->list, &row);
+	read_settle(cc, c);
+	read_to(cc, c, ci->read_seq, ci->read_ordinal);
+}
+
 void
 im__cc_conv_info(im__cc *cc, const im_ConvInfo *ci)
 {
@@ -409,21 +508,14 @@ im__cc_conv_info(im__cc *cc, const im_ConvInfo *ci)
 		c->acked = ci->last_seq;
 		c->known = true;
 	}
-	if (ci->last_seq >= c->c.last_seq) {
-		c->c.last_seq = ci->last_seq;
-		c->c.last_ordinal = ci->last_ordinal;
-		c->c.last_sender = ci->last_sender;
-		c->c.last_time_ms = ci->last_time_ms;
-		c->c.preview_len = ci->preview.size;
-		memcpy(c->c.preview, ci->preview.bytes, ci->preview.size);
+	/* Behind the server's chain: repaired once the login is done. The
+	 * server's last seq decides, not the list's (which refuses a row it
+	 * cannot count from). */
+	if (c->cursor < ci->last_seq) {
+		c->want_repair = true;
 	}
-	if (ci->read_seq >= c->c.read_seq) {
-		c->c.read_seq = ci->read_seq;
-		c->c.read_ordinal = ci->read_ordinal;
-	}
-	c->c.flags = ci->flags;
-	snprintf(c->c.name, sizeof(c->c.name), "%s", ci->name);
-	c->c.unread = ci->unread;
+	info_merge(cc, c, ci);
+	snprintf(c->name, sizeof(c->name), "%s", ci->name);
 }
 
 /* The last page of a repair: live pushes flow again. */
@@ -545,7 +637,7 @@ im__cc_flush_acks(im__cc *cc)
 			continue;
 		}
 		if (c->cursor > c->acked) {
-			if (!ack(cc, c->c.group, c->cursor)) {
+			if (!ack(cc, c->group, c->cursor)) {
 				cc->dirty[keep++] = cc->dirty[i];
 				continue;
 			}
@@ -558,26 +650,47 @@ im__cc_flush_acks(im__cc *cc)
 
 /* ---- the application's reads ---- */
 
+static void
+to_client(const struct im__cc_conv *c, const im_conv_entry *e,
+          im_client_conv *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->group = e->conv;
+	out->last_seq = e->last.seq;
+	out->last_ordinal = e->last.ordinal;
+	out->read_seq = e->read.seq;
+	out->read_ordinal = e->read.ordinal;
+	if (c->read_ahead.seq != 0) {
+		/* The user's pointer as the server has it; the list's stops
+		 * at its last, which makes unread 0. */
+		out->read_seq = c->read_ahead.seq;
+		out->read_ordinal = c->read_ahead.ordinal;
+	}
+	out->unread = e->unread;
+	out->last_sender = e->last_sender;
+	out->last_time_ms = e->last_time_ms;
+	out->flags = e->flags;
+	snprintf(out->name, sizeof(out->name), "%s", c->name);
+	out->preview_len = e->preview_len;
+	memcpy(out->preview, e->preview, e->preview_len);
+}
+
 void
 im__cc_convs(const im__cc *cc, im_client_conv *out, size_t max, size_t *n_out)
 {
-	size_t i, n = 0, j;
+	size_t i, all = 0, n = 0;
 
 	if (cc != NULL && out != NULL) {
-		for (i = 0; i < cc->conv_cap && n < max; i++) {
-			const struct im__cc_conv *c = &cc->convs[i];
+		/* The list's order (pinned first, newest first); the groups
+		 * left are kept for their cursors but not shown. */
+		im_convlist_list(cc->list, cc->entries, cc->max_convs, &all);
+		for (i = 0; i < all && n < max; i++) {
+			const struct im__cc_conv *c =
+			        im__cc_conv_find(cc, cc->entries[i].conv);
 
-			if (!c->used || !c->member) {
-				continue;
+			if (c != NULL && c->member) {
+				to_client(c, &cc->entries[i], &out[n++]);
 			}
-			/* Insertion sort by group id: lists are short and
-			 * a stable order makes output diffable. */
-			for (j = n; j > 0 && out[j - 1].group > c->c.group;
-			     j--) {
-				out[j] = out[j - 1];
-			}
-			out[j] = c->c;
-			n++;
 		}
 	}
 	if (n_out != NULL) {
@@ -589,6 +702,7 @@ int
 im__cc_conv_lookup(const im__cc *cc, im_gid group, im_client_conv *out)
 {
 	const struct im__cc_conv *c;
+	im_conv_entry e;
 
 	if (group == 0) {
 		return IM_ENOTFOUND;
@@ -598,7 +712,8 @@ im__cc_conv_lookup(const im__cc *cc, im_gid group, im_client_conv *out)
 		return IM_ENOTFOUND;
 	}
 	if (out != NULL) {
-		*out = c->c;
+		entry_get(cc, group, &e);
+		to_client(c, &e, out);
 	}
 	return IM_OK;
 }
