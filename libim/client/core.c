@@ -776,16 +776,14 @@ alloc_tables(im__cc *cc)
 	        im__calloc(a, cc->max_convs, sizeof(*cc->login_convs));
 	if (cc->rbuf == NULL || cc->wbuf == NULL || cc->in == NULL ||
 	    cc->out == NULL || cc->convs == NULL || cc->entries == NULL ||
-	    cc->dirty == NULL ||
-	    cc->obox == NULL || cc->oorder == NULL || cc->oused == NULL ||
-	    cc->pend == NULL || cc->login_convs == NULL) {
+	    cc->dirty == NULL || cc->obox == NULL || cc->oorder == NULL ||
+	    cc->oused == NULL || cc->pend == NULL || cc->login_convs == NULL) {
 		return IM_ENOMEM;
 	}
 	lo.max_convs = (uint32_t)cc->max_convs;
 	lo.alloc = cc->alloc;
 	/* opts were checked (max_convs 1..2^24): only memory can fail. */
-	return im_convlist_create(&cc->list, &lo) == IM_OK ? IM_OK
-	                                                   : IM_ENOMEM;
+	return im_convlist_create(&cc->list, &lo) == IM_OK ? IM_OK : IM_ENOMEM;
 }
 
 int

@@ -108,7 +108,7 @@ struct im__cc_conv {
 	bool replay_cut;
 	im_seq replay_end;
 	/* A read pointer past the list's last message, {0, 0} if none: see
-	 * read_settle() in conv.c. */
+	 * read_settle() in list.c. */
 	im_msg_pos read_ahead;
 	char name[IM_CLIENT_NAME_MAX + 1];
 };
@@ -254,7 +254,7 @@ uint64_t im__cc_next_due(const im__cc *cc);
 /* "host:port" of the current (or next) connection. */
 const char *im__cc_server(im__cc *cc);
 
-/* ---- the application's calls (outbox.c, request.c, conv.c) ---- */
+/* ---- the application's calls (outbox.c, request.c, list.c) ---- */
 
 int im__cc_send(im__cc *cc, uint64_t now_ms, im_gid group, const void *body,
                 size_t len, im_seq reply_to, uint32_t type, uint64_t dedup_id,
@@ -296,10 +296,17 @@ bool im__cc_parse_addr(struct im__cc_addr *a, const char *s, size_t len);
 const struct im__cc_addr *im__cc_cur_addr(const im__cc *cc);
 bool im__cc_schedule_reconnect(im__cc *cc);
 
-/* conv.c: conversations, cursors, gap repair, cumulative acks */
+/* list.c: the conversations (side table and im_convlist) */
 struct im__cc_conv *im__cc_conv_find(const im__cc *cc, im_gid g);
 struct im__cc_conv *im__cc_conv_get(im__cc *cc, im_gid g);
 im_seq im__cc_conv_last(const im__cc *cc, im_gid g);
+void im__cc_list_deliver(im__cc *cc, struct im__cc_conv *c, const im_Deliver *d,
+                         bool own);
+void im__cc_list_read(im__cc *cc, struct im__cc_conv *c, im_seq seq,
+                      uint64_t ordinal);
+void im__cc_list_info(im__cc *cc, struct im__cc_conv *c, const im_ConvInfo *ci);
+
+/* conv.c: cursors, gap repair, cumulative acks */
 void im__cc_deliver(im__cc *cc, const im_Deliver *d);
 void im__cc_event(im__cc *cc, const im_UserEvent *u, bool repair);
 void im__cc_conv_info(im__cc *cc, const im_ConvInfo *ci);
