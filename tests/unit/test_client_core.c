@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "core.h"
+#include "fail_alloc.h"
 #include "im.pb.h"
 #include "im/frame.h"
 
@@ -172,8 +173,10 @@ on_reply(im_client *cl, const im_client_reply *r, void *payload)
 
 /* ---- helpers ---- */
 
+/* alloc NULL: the default allocator. */
 static fx *
-fx_new(uint32_t send_timeout_ms, uint32_t ping_ms)
+fx_new_with(uint32_t send_timeout_ms, uint32_t ping_ms,
+            const im_allocator *alloc)
 {
 	static const char *const servers[] = {"a.example:7600",
 	                                      "b.example:7601"};
@@ -202,9 +205,18 @@ fx_new(uint32_t send_timeout_ms, uint32_t ping_ms)
 	o.cb.on_login = on_login;
 	o.cb.on_event = on_event;
 	o.cb.on_reply = on_reply;
+	if (alloc != NULL) {
+		o.alloc = *alloc;
+	}
 	f->now = T0;
 	assert_int_equal(im__cc_create(&f->cc, &o, &fake_io, f, NULL), IM_OK);
 	return f;
+}
+
+static fx *
+fx_new(uint32_t send_timeout_ms, uint32_t ping_ms)
+{
+	return fx_new_with(send_timeout_ms, ping_ms, NULL);
 }
 
 static void
@@ -1170,8 +1182,8 @@ test_core_answers_nobody_asked_for_are_ignored(void **state)
 
 /* A login row whose ordinals are its seqs. */
 static void
-conv_row(im_ConvInfo *ci, im_gid g, im_seq last, im_seq read,
-         uint64_t time_ms, uint32_t flags)
+conv_row(im_ConvInfo *ci, im_gid g, im_seq last, im_seq read, uint64_t time_ms,
+         uint32_t flags)
 {
 	ci->group = g;
 	ci->last_seq = last;
@@ -1187,7 +1199,8 @@ conv_row(im_ConvInfo *ci, im_gid g, im_seq last, im_seq read,
 static void
 uevent_of(fx *f, im_seq seq, im_EventType type, im_gid g, im_seq read)
 {
-	im_UserEvent *u = &env(f, 0, im_Envelope_user_event_tag)->msg.user_event;
+	im_UserEvent *u =
+	        &env(f, 0, im_Envelope_user_event_tag)->msg.user_event;
 
 	u->seq = seq;
 	u->prev_seq = seq - 1;
@@ -1311,8 +1324,7 @@ test_core_convs_are_listed_pinned_first_then_newest_first(void **state)
 }
 
 static void
-test_core_push_the_list_cannot_count_is_shown_and_the_list_kept(
-        void **state)
+test_core_push_the_list_cannot_count_is_shown_and_the_list_kept(void **state)
 {
 	fx *f = fx_new(0, 0);
 	im_Deliver *d;
@@ -1336,6 +1348,38 @@ test_core_push_the_list_cannot_count_is_shown_and_the_list_kept(
 	assert_int_equal(c.unread, 6 - 2);
 	assert_int_equal(f->ndeliv, 2);
 	fx_free(f);
+}
+
+static void
+test_core_conversation_without_memory_is_shown_untracked(void **state)
+{
+	fail_alloc fa = {0, 0, 0};
+	im_allocator a = fail_alloc_allocator(&fa);
+	fx *f = fx_new_with(0, 0, &a);
+	im_gid g;
+
+	login(f); /* group 10 */
+	/* The list's first 8 entries came with its first growth. */
+	for (g = 11; g < 18; g++) {
+		deliver(f, g, 5, 4);
+	}
+	fa.fail_at = fa.calls + 1; /* the list's next growth fails */
+	deliver(f, 18, 5, 4);
+	assert_int_equal(f->ndeliv, 7 + 1); /* shown */
+	assert_int_equal(im__cc_conv_lookup(f->cc, 18, NULL), IM_ENOTFOUND);
+	assert_int_equal(im__cc_cursor(f->cc, 18), 0);
+	assert_int_equal(conv_of(f, 10).last_seq, 4); /* nothing else lost */
+	assert_int_equal(conv_of(f, 17).last_seq, 5);
+	/* Memory again: the same message, not deduplicated (nothing was
+	 * tracked), tracks the group from it on. */
+	deliver(f, 18, 5, 4);
+	assert_int_equal(f->ndeliv, 7 + 2);
+	assert_int_equal(conv_of(f, 18).last_seq, 5);
+	assert_int_equal(im__cc_cursor(f->cc, 18), 5);
+	deliver(f, 18, 5, 4);
+	assert_int_equal(f->ndeliv, 7 + 2);
+	fx_free(f);
+	assert_int_equal(fa.live, 0);
 }
 
 int
@@ -1410,6 +1454,8 @@ main(void)
 	                test_core_convs_are_listed_pinned_first_then_newest_first),
 	        cmocka_unit_test(
 	                test_core_push_the_list_cannot_count_is_shown_and_the_list_kept),
+	        cmocka_unit_test(
+	                test_core_conversation_without_memory_is_shown_untracked),
 	};
 
 	return cmocka_run_group_tests_name("client_core", tests, NULL, NULL);
