@@ -248,6 +248,15 @@ event_apply(im__cc *cc, struct im__cc_conv *c, const im_UserEvent *u)
 			 * not ours, take the chain from here */
 			c->known = false;
 		}
+		if (u->type == im_EventType_EV_JOINED && !c->known &&
+		    u->read_seq != 0) {
+			/* The join's read pointer is where our chain starts
+			 * (the group's last message then): the next push
+			 * follows it, or a gap shows. */
+			c->cursor = u->read_seq;
+			c->known = true;
+			im__cc_list_read(cc, c, u->read_seq, u->read_ordinal);
+		}
 		c->member = true;
 		if (u->name[0] != '\0') {
 			snprintf(c->name, sizeof(c->name), "%s", u->name);
@@ -306,11 +315,13 @@ im__cc_event(im__cc *cc, const im_UserEvent *u, bool repair)
 		cc->cb.on_event(cc->handle, &ev, cc->payload);
 	}
 	if (c != NULL && cc->gen == gen && !was_known &&
-	    u->type == im_EventType_EV_GROUP_CREATED &&
+	    (u->type == im_EventType_EV_GROUP_CREATED ||
+	     u->type == im_EventType_EV_JOINED) &&
 	    (repair || u->seq <= cc->uq_away_until)) {
-		/* Created while we were away: its messages so far were
-		 * pushed to no session of ours and no cursor replays them;
-		 * a live creation needs nothing (its pushes follow). */
+		/* Created or joined while we were away: its messages since
+		 * were pushed to no session of ours and no cursor replays
+		 * them (Sync from 0, or from the join's read pointer); a
+		 * live creation or join needs nothing (its pushes follow). */
 		im__cc_repair(cc, c);
 	}
 	if (!repair) {
