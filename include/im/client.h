@@ -6,7 +6,8 @@
  *
  * What it does for the caller:
  *  - login with a token, then keeps the user's conversation list (last and
- *    read positions, exact unread counts) up to date;
+ *    read positions, exact unread counts) up to date, by the rules of the
+ *    server's own list (im_convlist, include/im/convlist.h);
  *  - sends with an automatic dedup id (random 64-bit from a seeded PRNG)
  *    kept in a bounded outbox until acked; unacked sends are retried after
  *    a reconnect, after ERR_UNAVAILABLE, and after opts.send_timeout_ms
@@ -30,7 +31,10 @@
  *    was attached) until the condition holds or the timeout expires.
  *
  * Memory: one allocator per client (opts.alloc); every bound (outbox,
- * conversations, pending requests, buffers) is fixed at create.
+ * conversations, pending requests, buffers) is fixed at create. All is
+ * allocated at create but the list's entries, which grow by doubling up to
+ * max_convs; a conversation that finds no memory is handled as one over
+ * max_convs (shown, not deduplicated).
  *
  * Callbacks run inside the loop. They may call any im_client_* function
  * except im_client_destroy() and the blocking *_wait/run_until helpers.
@@ -127,9 +131,12 @@ typedef struct im_client_conv {
 	im_gid group;
 	im_seq last_seq; /**< last seq known (delivered or listed) */
 	uint64_t last_ordinal;
+	/** The user's read pointer. It may be past last_seq: a read on
+	 *  another device can come before the pushes it read; unread is 0
+	 *  until they arrive. */
 	im_seq read_seq;
 	uint64_t read_ordinal;
-	uint64_t unread; /**< last_ordinal - read_ordinal */
+	uint64_t unread; /**< last_ordinal - read_ordinal, never below 0 */
 	im_uid last_sender;
 	uint64_t last_time_ms;
 	uint32_t flags;
@@ -178,7 +185,8 @@ typedef struct im_client_reply {
 
 /** Callbacks; any may be NULL. payload is opts.payload. */
 typedef struct im_client_callbacks {
-	/** After Login: the user and the full conversation list. */
+	/** After Login: the user and the full conversation list, in the
+	 *  order of im_client_convs(). */
 	void (*on_login)(im_client *cl, im_uid user,
 	                 const im_client_conv *convs, size_t n, void *payload);
 	/** A message, in order per group, each (group, seq) once (unless
@@ -387,8 +395,13 @@ IM_API int im_client_sync(im_client *cl, im_gid group, im_seq after,
 IM_API int im_client_ping(im_client *cl, uint64_t *req_out);
 
 /**
- * Copy up to max conversations (in group id order) into out.
- * *n_out is the number copied.
+ * Copy up to max conversations into out, in the list's order: pinned
+ * (flags & 0x2, IM_CONV_PINNED of im/store.h) first, then by last activity
+ * (last_time_ms), newest first, ties by group id, lower first: the order
+ * im_convlist_list gives the server's list. Groups the user left are not
+ * listed.
+ * *n_out is the number copied. Sorts the whole list each call:
+ * O(n log n) for n conversations tracked; never allocates.
  */
 IM_API void im_client_convs(const im_client *cl, im_client_conv *out,
                             size_t max, size_t *n_out);

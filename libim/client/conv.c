@@ -2,9 +2,9 @@
  * Client core: the conversations and their cursors. Deliveries and
  * user-queue events go through here: duplicates dropped by cursor, gaps
  * (prev_seq != cursor) repaired by a sync before anything later is shown,
- * the list (last, read, unread, preview) kept, acks sent cumulatively up
- * to the cursor once per batch. Kept apart from the session because these
- * are the rules a port must follow exactly (docs/client-state-machine.md).
+ * the list moved (list.c), acks sent cumulatively up to the cursor once
+ * per batch. Kept apart from the session because these are the rules a port
+ * must follow exactly (docs/client-state-machine.md).
  */
 #include "core.h"
 #include "internal.h"
@@ -12,72 +12,12 @@
 #include <stdio.h>
 #include <string.h>
 
-struct im__cc_conv *
-im__cc_conv_find(const im__cc *cc, im_gid g)
-{
-	size_t mask = cc->conv_cap - 1;
-	size_t i = (size_t)im__mix64(g) & mask;
-
-	for (;;) {
-		struct im__cc_conv *c = &cc->convs[i];
-
-		if (!c->used) {
-			return NULL;
-		}
-		if (c->c.group == g) {
-			return c;
-		}
-		i = (i + 1) & mask;
-	}
-}
-
-/* The conversation of g, added when new; NULL for g 0 or when max_convs
- * are tracked already. */
-struct im__cc_conv *
-im__cc_conv_get(im__cc *cc, im_gid g)
-{
-	size_t mask = cc->conv_cap - 1;
-	size_t i = (size_t)im__mix64(g) & mask;
-	struct im__cc_conv *c;
-
-	if (g == 0) {
-		return NULL;
-	}
-	for (;;) {
-		c = &cc->convs[i];
-		if (!c->used) {
-			break;
-		}
-		if (c->c.group == g) {
-			return c;
-		}
-		i = (i + 1) & mask;
-	}
-	if (cc->nconvs >= cc->max_convs) {
-		return NULL;
-	}
-	memset(c, 0, sizeof(*c));
-	c->used = true;
-	c->member = true;
-	c->c.group = g;
-	cc->nconvs++;
-	return c;
-}
-
-void
-im__cc_conv_unread(struct im__cc_conv *c)
-{
-	c->c.unread = c->c.last_ordinal > c->c.read_ordinal
-	                      ? c->c.last_ordinal - c->c.read_ordinal
-	                      : 0;
-}
-
 static void
 mark_dirty(im__cc *cc, struct im__cc_conv *c)
 {
 	if (!c->dirty && cc->ndirty < cc->max_convs) {
 		c->dirty = true;
-		cc->dirty[cc->ndirty++] = c->c.group;
+		cc->dirty[cc->ndirty++] = c->group;
 	}
 }
 
@@ -87,19 +27,7 @@ advance(im__cc *cc, struct im__cc_conv *c, const im_Deliver *d, bool own)
 {
 	c->cursor = d->seq;
 	c->known = true;
-	if (d->seq > c->c.last_seq) {
-		c->c.last_seq = d->seq;
-		c->c.last_ordinal = d->ordinal;
-		c->c.last_sender = d->sender;
-		c->c.last_time_ms = d->time_ms;
-		c->c.preview_len = IM__MIN(d->body.size, IM_CLIENT_PREVIEW_MAX);
-		memcpy(c->c.preview, d->body.bytes, c->c.preview_len);
-		if (own && d->seq > c->c.read_seq) {
-			c->c.read_seq = d->seq;
-			c->c.read_ordinal = d->ordinal;
-		}
-		im__cc_conv_unread(c);
-	}
+	im__cc_list_deliver(cc, c, d, own);
 	mark_dirty(cc, c);
 }
 
@@ -174,7 +102,7 @@ im__cc_repair(im__cc *cc, struct im__cc_conv *c)
 		cc->repairs_waiting = cc->state == IM_CLIENT_CONNECTED;
 		return;
 	}
-	p->group = c != NULL ? c->c.group : 0;
+	p->group = c != NULL ? c->group : 0;
 	if (im__cc_send_sync(cc, p, c != NULL ? c->cursor : cc->uq_cursor) !=
 	    IM_OK) {
 		p->kind = P_FREE;
@@ -205,7 +133,7 @@ im__cc_repair_next(im__cc *cc)
 	     i++) {
 		struct im__cc_conv *c = &cc->convs[i];
 
-		if (c->used && c->want_repair) {
+		if (c->group != 0 && c->want_repair) {
 			c->want_repair = false;
 			im__cc_repair(cc, c);
 		}
@@ -306,11 +234,11 @@ im__cc_deliver(im__cc *cc, const im_Deliver *d)
 
 /* What a user-queue event changes in its conversation. */
 static void
-event_apply(struct im__cc_conv *c, const im_UserEvent *u)
+event_apply(im__cc *cc, struct im__cc_conv *c, const im_UserEvent *u)
 {
 	switch (u->type) {
 	case im_EventType_EV_GROUP_CREATED:
-		if (!c->known && c->c.last_seq == 0) {
+		if (!c->known && im__cc_conv_last(cc, c->group) == 0) {
 			c->known = true; /* a new group starts empty */
 		}
 		/* fall through */
@@ -320,20 +248,25 @@ event_apply(struct im__cc_conv *c, const im_UserEvent *u)
 			 * not ours, take the chain from here */
 			c->known = false;
 		}
+		if (u->type == im_EventType_EV_JOINED && !c->known &&
+		    u->read_seq != 0) {
+			/* The join's read pointer is where our chain starts
+			 * (the group's last message then): the next push
+			 * follows it, or a gap shows. */
+			c->cursor = u->read_seq;
+			c->known = true;
+			im__cc_list_read(cc, c, u->read_seq, u->read_ordinal);
+		}
 		c->member = true;
 		if (u->name[0] != '\0') {
-			snprintf(c->c.name, sizeof(c->c.name), "%s", u->name);
+			snprintf(c->name, sizeof(c->name), "%s", u->name);
 		}
 		break;
 	case im_EventType_EV_LEFT:
 		c->member = false;
 		break;
 	case im_EventType_EV_READ:
-		if (u->read_seq > c->c.read_seq) {
-			c->c.read_seq = u->read_seq;
-			c->c.read_ordinal = u->read_ordinal;
-			im__cc_conv_unread(c);
-		}
+		im__cc_list_read(cc, c, u->read_seq, u->read_ordinal);
 		break;
 	default:
 		break;
@@ -368,7 +301,7 @@ im__cc_event(im__cc *cc, const im_UserEvent *u, bool repair)
 	c = im__cc_conv_get(cc, u->group);
 	was_known = c != NULL && c->known;
 	if (c != NULL) {
-		event_apply(c, u);
+		event_apply(cc, c, u);
 	}
 	ev.seq = u->seq;
 	ev.type = (uint32_t)u->type;
@@ -382,11 +315,13 @@ im__cc_event(im__cc *cc, const im_UserEvent *u, bool repair)
 		cc->cb.on_event(cc->handle, &ev, cc->payload);
 	}
 	if (c != NULL && cc->gen == gen && !was_known &&
-	    u->type == im_EventType_EV_GROUP_CREATED &&
+	    (u->type == im_EventType_EV_GROUP_CREATED ||
+	     u->type == im_EventType_EV_JOINED) &&
 	    (repair || u->seq <= cc->uq_away_until)) {
-		/* Created while we were away: its messages so far were
-		 * pushed to no session of ours and no cursor replays them;
-		 * a live creation needs nothing (its pushes follow). */
+		/* Created or joined while we were away: its messages since
+		 * were pushed to no session of ours and no cursor replays
+		 * them (Sync from 0, or from the join's read pointer); a
+		 * live creation or join needs nothing (its pushes follow). */
 		im__cc_repair(cc, c);
 	}
 	if (!repair) {
@@ -409,21 +344,14 @@ im__cc_conv_info(im__cc *cc, const im_ConvInfo *ci)
 		c->acked = ci->last_seq;
 		c->known = true;
 	}
-	if (ci->last_seq >= c->c.last_seq) {
-		c->c.last_seq = ci->last_seq;
-		c->c.last_ordinal = ci->last_ordinal;
-		c->c.last_sender = ci->last_sender;
-		c->c.last_time_ms = ci->last_time_ms;
-		c->c.preview_len = ci->preview.size;
-		memcpy(c->c.preview, ci->preview.bytes, ci->preview.size);
+	/* Behind the server's chain: repaired once the login is done. The
+	 * server's last seq decides, not the list's (which refuses a row it
+	 * cannot count from). */
+	if (c->cursor < ci->last_seq) {
+		c->want_repair = true;
 	}
-	if (ci->read_seq >= c->c.read_seq) {
-		c->c.read_seq = ci->read_seq;
-		c->c.read_ordinal = ci->read_ordinal;
-	}
-	c->c.flags = ci->flags;
-	snprintf(c->c.name, sizeof(c->c.name), "%s", ci->name);
-	c->c.unread = ci->unread;
+	im__cc_list_info(cc, c, ci);
+	snprintf(c->name, sizeof(c->name), "%s", ci->name);
 }
 
 /* The last page of a repair: live pushes flow again. */
@@ -545,7 +473,7 @@ im__cc_flush_acks(im__cc *cc)
 			continue;
 		}
 		if (c->cursor > c->acked) {
-			if (!ack(cc, c->c.group, c->cursor)) {
+			if (!ack(cc, c->group, c->cursor)) {
 				cc->dirty[keep++] = cc->dirty[i];
 				continue;
 			}
@@ -554,53 +482,6 @@ im__cc_flush_acks(im__cc *cc)
 		c->dirty = false;
 	}
 	cc->ndirty = keep;
-}
-
-/* ---- the application's reads ---- */
-
-void
-im__cc_convs(const im__cc *cc, im_client_conv *out, size_t max, size_t *n_out)
-{
-	size_t i, n = 0, j;
-
-	if (cc != NULL && out != NULL) {
-		for (i = 0; i < cc->conv_cap && n < max; i++) {
-			const struct im__cc_conv *c = &cc->convs[i];
-
-			if (!c->used || !c->member) {
-				continue;
-			}
-			/* Insertion sort by group id: lists are short and
-			 * a stable order makes output diffable. */
-			for (j = n; j > 0 && out[j - 1].group > c->c.group;
-			     j--) {
-				out[j] = out[j - 1];
-			}
-			out[j] = c->c;
-			n++;
-		}
-	}
-	if (n_out != NULL) {
-		*n_out = n;
-	}
-}
-
-int
-im__cc_conv_lookup(const im__cc *cc, im_gid group, im_client_conv *out)
-{
-	const struct im__cc_conv *c;
-
-	if (group == 0) {
-		return IM_ENOTFOUND;
-	}
-	c = im__cc_conv_find(cc, group);
-	if (c == NULL || !c->member) {
-		return IM_ENOTFOUND;
-	}
-	if (out != NULL) {
-		*out = c->c;
-	}
-	return IM_OK;
 }
 
 im_seq

@@ -305,11 +305,11 @@ send_resume(im__cc *cc)
 		struct im__cc_conv *c = &cc->convs[i];
 
 		c->in_resume = false;
-		if (!c->used || !c->known || !c->member ||
+		if (c->group == 0 || !c->known || !c->member ||
 		    n >= IM__CC_RESUME_CURSORS_MAX) {
 			continue;
 		}
-		e->msg.resume.cursors[n].group = c->c.group;
+		e->msg.resume.cursors[n].group = c->group;
 		e->msg.resume.cursors[n].seq = c->cursor;
 		c->in_resume = true;
 		n++;
@@ -359,7 +359,7 @@ im__cc_connected(im__cc *cc, uint64_t now_ms)
 static void
 became_connected(im__cc *cc, bool login)
 {
-	size_t i, n = 0;
+	size_t i, n;
 
 	im__cc_timer_stop(cc, IM__CC_T_LOGIN);
 	cc->attempt = 0;
@@ -376,11 +376,11 @@ became_connected(im__cc *cc, bool login)
 	for (i = 0; i < cc->conv_cap && cc->link; i++) {
 		struct im__cc_conv *c = &cc->convs[i];
 
-		if (!c->used || !c->known || !c->member) {
+		if (c->group == 0 || !c->known || !c->member) {
 			continue;
 		}
 		if (c->want_repair || im__cc_replay_reached(cc, c) ||
-		    (login ? c->cursor < c->c.last_seq : !c->in_resume)) {
+		    (!login && !c->in_resume)) {
 			c->want_repair = false;
 			im__cc_repair(cc, c);
 		}
@@ -389,11 +389,7 @@ became_connected(im__cc *cc, bool login)
 		return;
 	}
 	if (login && cc->cb.on_login != NULL) {
-		for (i = 0; i < cc->conv_cap; i++) {
-			if (cc->convs[i].used && cc->convs[i].member) {
-				cc->login_convs[n++] = cc->convs[i].c;
-			}
-		}
+		im__cc_convs(cc, cc->login_convs, cc->max_convs, &n);
 		cc->cb.on_login(cc->handle, cc->user, cc->login_convs, n,
 		                cc->payload);
 		if (!cc->link) {
@@ -763,12 +759,14 @@ static int
 alloc_tables(im__cc *cc)
 {
 	const im_allocator *a = &cc->alloc;
+	im_convlist_opts lo = IM_CONVLIST_OPTS_INIT;
 
 	cc->rbuf = im__alloc(a, cc->frame_max + IM_FRAME_HEADER);
 	cc->wbuf = im__alloc(a, IM__CC_WBUF_CAP);
 	cc->in = im__alloc(a, sizeof(*cc->in));
 	cc->out = im__alloc(a, sizeof(*cc->out));
 	cc->convs = im__calloc(a, cc->conv_cap, sizeof(*cc->convs));
+	cc->entries = im__calloc(a, cc->max_convs, sizeof(*cc->entries));
 	cc->dirty = im__calloc(a, cc->max_convs, sizeof(im_gid));
 	cc->obox = im__calloc(a, cc->max_outbox, sizeof(*cc->obox));
 	cc->oorder = im__calloc(a, cc->max_outbox, sizeof(*cc->oorder));
@@ -777,12 +775,15 @@ alloc_tables(im__cc *cc)
 	cc->login_convs =
 	        im__calloc(a, cc->max_convs, sizeof(*cc->login_convs));
 	if (cc->rbuf == NULL || cc->wbuf == NULL || cc->in == NULL ||
-	    cc->out == NULL || cc->convs == NULL || cc->dirty == NULL ||
-	    cc->obox == NULL || cc->oorder == NULL || cc->oused == NULL ||
-	    cc->pend == NULL || cc->login_convs == NULL) {
+	    cc->out == NULL || cc->convs == NULL || cc->entries == NULL ||
+	    cc->dirty == NULL || cc->obox == NULL || cc->oorder == NULL ||
+	    cc->oused == NULL || cc->pend == NULL || cc->login_convs == NULL) {
 		return IM_ENOMEM;
 	}
-	return IM_OK;
+	lo.max_convs = (uint32_t)cc->max_convs;
+	lo.alloc = cc->alloc;
+	/* opts were checked (max_convs 1..2^24): only memory can fail. */
+	return im_convlist_create(&cc->list, &lo) == IM_OK ? IM_OK : IM_ENOMEM;
 }
 
 int
@@ -853,6 +854,8 @@ im__cc_destroy(im__cc *cc)
 	im__free(&a, cc->in);
 	im__free(&a, cc->out);
 	im__free(&a, cc->convs);
+	im_convlist_destroy(cc->list);
+	im__free(&a, cc->entries);
 	im__free(&a, cc->dirty);
 	im__free(&a, cc->obox);
 	im__free(&a, cc->oorder);

@@ -21,6 +21,7 @@
 #define IM_CLIENT_CORE_H
 
 #include "im/client.h"
+#include "im/convlist.h"
 
 #include "im.pb.h"
 #include "im_code.h" /* the wire codes and the im_err each means */
@@ -84,11 +85,17 @@ struct im__cc_pending {
 	uint64_t sent_at; /* now_ms when its request went out */
 };
 
+/*
+ * The client's own state of one conversation: how far the chain was
+ * handed over and acked, and the repairs. What the list shows (last
+ * message, read pointer, unread, preview, flags, order) is cc->list's,
+ * an im_convlist as the Connector keeps; this side table and the list
+ * hold the same groups. The name is the client's alone.
+ */
 struct im__cc_conv {
-	im_client_conv c;
+	im_gid group; /* 0: a free slot */
 	im_seq cursor;
 	im_seq acked;
-	bool used;
 	bool known; /* cursor is meaningful (else: take the first seen) */
 	bool member;
 	bool syncing;     /* a repair is in flight: drop live pushes */
@@ -100,6 +107,10 @@ struct im__cc_conv {
 	 * once the cursor gets there, Sync the rest. */
 	bool replay_cut;
 	im_seq replay_end;
+	/* A read pointer past the list's last message, {0, 0} if none: see
+	 * read_settle() in list.c. */
+	im_msg_pos read_ahead;
+	char name[IM_CLIENT_NAME_MAX + 1];
 };
 
 struct im__cc_obox {
@@ -187,9 +198,13 @@ typedef struct im__cc {
 	im_seq uq_replay_end;
 	uint64_t next_req;
 
+	/* The side table (open addressing, at least twice max_convs slots,
+	 * so a probe always ends) and the list; the list bounds both. */
 	struct im__cc_conv *convs;
 	size_t conv_cap; /* power of two */
-	size_t nconvs, max_convs;
+	size_t max_convs;
+	im_convlist *list;
+	im_conv_entry *entries; /* scratch for im_convlist_list */
 	im_gid *dirty;
 	size_t ndirty;
 
@@ -239,7 +254,7 @@ uint64_t im__cc_next_due(const im__cc *cc);
 /* "host:port" of the current (or next) connection. */
 const char *im__cc_server(im__cc *cc);
 
-/* ---- the application's calls (outbox.c, request.c, conv.c) ---- */
+/* ---- the application's calls (outbox.c, request.c, list.c) ---- */
 
 int im__cc_send(im__cc *cc, uint64_t now_ms, im_gid group, const void *body,
                 size_t len, im_seq reply_to, uint32_t type, uint64_t dedup_id,
@@ -281,10 +296,17 @@ bool im__cc_parse_addr(struct im__cc_addr *a, const char *s, size_t len);
 const struct im__cc_addr *im__cc_cur_addr(const im__cc *cc);
 bool im__cc_schedule_reconnect(im__cc *cc);
 
-/* conv.c: conversations, cursors, gap repair, cumulative acks */
+/* list.c: the conversations (side table and im_convlist) */
 struct im__cc_conv *im__cc_conv_find(const im__cc *cc, im_gid g);
 struct im__cc_conv *im__cc_conv_get(im__cc *cc, im_gid g);
-void im__cc_conv_unread(struct im__cc_conv *c);
+im_seq im__cc_conv_last(const im__cc *cc, im_gid g);
+void im__cc_list_deliver(im__cc *cc, struct im__cc_conv *c, const im_Deliver *d,
+                         bool own);
+void im__cc_list_read(im__cc *cc, struct im__cc_conv *c, im_seq seq,
+                      uint64_t ordinal);
+void im__cc_list_info(im__cc *cc, struct im__cc_conv *c, const im_ConvInfo *ci);
+
+/* conv.c: cursors, gap repair, cumulative acks */
 void im__cc_deliver(im__cc *cc, const im_Deliver *d);
 void im__cc_event(im__cc *cc, const im_UserEvent *u, bool repair);
 void im__cc_conv_info(im__cc *cc, const im_ConvInfo *ci);

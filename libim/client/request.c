@@ -128,7 +128,8 @@ im__cc_req_reply(im__cc *cc, const im_Envelope *e)
 
 		/* The creator is in it from now on; a new group starts
 		 * empty, so its chain is known from 0. */
-		if (c != NULL && !c->known && c->c.last_seq == 0) {
+		if (c != NULL && !c->known &&
+		    im__cc_conv_last(cc, c->group) == 0) {
 			c->known = true;
 		}
 		r.kind = IM_CLIENT_REPLY_CREATED;
@@ -151,13 +152,12 @@ im__cc_req_reply(im__cc *cc, const im_Envelope *e)
 static void
 read_done(im__cc *cc, const struct im__cc_pending *p)
 {
-	struct im__cc_conv *c = im__cc_conv_find(cc, p->group);
+	im_seq last = im__cc_conv_last(cc, p->group);
 
-	if (c != NULL && p->until >= c->c.last_seq &&
-	    c->c.last_seq > c->c.read_seq) {
-		c->c.read_seq = c->c.last_seq;
-		c->c.read_ordinal = c->c.last_ordinal;
-		im__cc_conv_unread(c);
+	/* The list moves a read at or past its last to its last (whose
+	 * ordinal it knows); one before waits for the echo's ordinal. */
+	if (last != 0 && p->until >= last) {
+		(void)im_convlist_read(cc->list, p->group, last, 0, NULL);
 	}
 }
 
@@ -422,18 +422,16 @@ im__cc_mark_read(im__cc *cc, uint64_t now_ms, im_gid group, im_seq seq,
 {
 	struct im__cc_pending *p;
 	im_Envelope *e;
-	struct im__cc_conv *c;
 	int rc;
 
 	if (group == 0) {
 		return IM_EINVAL;
 	}
-	c = im__cc_conv_find(cc, group);
 	if (seq == 0) {
-		if (c == NULL || c->c.last_seq == 0) {
+		seq = im__cc_conv_last(cc, group);
+		if (seq == 0) {
 			return IM_EINVAL;
 		}
-		seq = c->c.last_seq;
 	}
 	rc = req_begin(cc, now_ms, P_READ, im_Envelope_mark_read_tag, &p, &e);
 	if (rc != IM_OK) {

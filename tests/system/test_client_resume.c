@@ -6,8 +6,8 @@
  * and user 2 comes back: the server replays 256 and says where it cut
  * (ResumeOk.replay_ends); the client must Sync the rest by itself, so
  * every message and event arrives, in order, once, with no Sync asked
- * for by the test. Likewise the messages of a group created while away,
- * which no cursor of the Resume covers.
+ * for by the test. Likewise the messages of a group created or joined
+ * while away, which no cursor of the Resume covers.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -360,6 +360,63 @@ test_client_resume_gets_the_messages_of_a_group_created_while_away(
 	}
 }
 
+/* A group user 2 was ADDED to while away, with messages before and after
+ * the join: the client Syncs from the join's read pointer (EV_JOINED
+ * carries it), so the messages after the join arrive, chained, and none
+ * from before. It used to wait for the next message sent. */
+static void
+test_client_resume_gets_the_messages_of_a_group_joined_while_away(
+        void **state)
+{
+	struct fixture *f = *state;
+	struct seen *s2 = &f->seen[1];
+	im_seq last_before = 0;
+	uint64_t req;
+	int err = IM_ERR;
+	im_gid g;
+	char body[16];
+	size_t i;
+
+	(void)group_then_user2_away(f);
+	f->seen[0].created = 0;
+	assert_int_equal(im_client_create_group(f->cl[0], "joined while away",
+	                                        NULL, 0, &req),
+	                 IM_OK);
+	assert_int_equal(im_client_wait_reply(f->cl[0], req, T, &err), IM_OK);
+	assert_int_equal(err, IM_OK);
+	g = f->seen[0].created;
+	assert_true(g != 0);
+	for (i = 0; i < 3; i++) {
+		snprintf(body, sizeof(body), "b%zu", i);
+		assert_int_equal(im_client_send_wait(f->cl[0], g, body,
+		                                     strlen(body), T,
+		                                     &last_before),
+		                 IM_OK);
+	}
+	assert_int_equal(im_client_add_member(f->cl[0], g, 2, &req), IM_OK);
+	assert_int_equal(im_client_wait_reply(f->cl[0], req, T, &err), IM_OK);
+	assert_int_equal(err, IM_OK);
+	for (i = 0; i < 5; i++) {
+		snprintf(body, sizeof(body), "n%zu", i);
+		assert_int_equal(im_client_send_wait(f->cl[0], g, body,
+		                                     strlen(body), T, NULL),
+		                 IM_OK);
+	}
+	s2->watch = g;
+	s2->last = last_before; /* the chain starts at the join */
+	assert_int_equal(im_client_connect_wait(f->cl[1], T), IM_OK);
+	assert_int_equal(im_client_run_until(f->cl[1], T, delivered_5, s2),
+	                 IM_OK);
+	(void)im_client_run_until(f->cl[1], 300, NULL, NULL); /* no more */
+	assert_int_equal(s2->ndeliv, 5);
+	assert_true(s2->chain_ok);
+	for (i = 0; i < 5; i++) {
+		snprintf(body, sizeof(body), "n%zu", i);
+		assert_string_equal(s2->bodies[i], body);
+	}
+	assert_int_equal(im_client_cursor(f->cl[1], g), s2->seqs[4]);
+}
+
 int
 main(void)
 {
@@ -372,6 +429,9 @@ main(void)
 	                setup, teardown),
 	        cmocka_unit_test_setup_teardown(
 	                test_client_resume_gets_the_messages_of_a_group_created_while_away,
+	                setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_client_resume_gets_the_messages_of_a_group_joined_while_away,
 	                setup, teardown),
 	};
 

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "core.h"
+#include "fail_alloc.h"
 #include "im.pb.h"
 #include "im/frame.h"
 
@@ -47,6 +48,8 @@ typedef struct fx {
 	char errtext[256];
 	im_client_state state;
 	int nlogin, nevent, nreply;
+	im_gid login_groups[MAXSEEN]; /* on_login's list, in its order */
+	size_t nlogin_groups;
 	im_seq evseq[MAXSEEN];
 	im_client_reply reply;
 	/* scratch */
@@ -138,7 +141,14 @@ static void
 on_login(im_client *cl, im_uid user, const im_client_conv *convs, size_t n,
          void *payload)
 {
-	((fx *)payload)->nlogin++;
+	fx *f = payload;
+	size_t i;
+
+	f->nlogin++;
+	f->nlogin_groups = n;
+	for (i = 0; i < n && i < MAXSEEN; i++) {
+		f->login_groups[i] = convs[i].group;
+	}
 }
 
 static void
@@ -163,8 +173,10 @@ on_reply(im_client *cl, const im_client_reply *r, void *payload)
 
 /* ---- helpers ---- */
 
+/* alloc NULL: the default allocator. */
 static fx *
-fx_new(uint32_t send_timeout_ms, uint32_t ping_ms)
+fx_new_with(uint32_t send_timeout_ms, uint32_t ping_ms,
+            const im_allocator *alloc)
 {
 	static const char *const servers[] = {"a.example:7600",
 	                                      "b.example:7601"};
@@ -193,9 +205,18 @@ fx_new(uint32_t send_timeout_ms, uint32_t ping_ms)
 	o.cb.on_login = on_login;
 	o.cb.on_event = on_event;
 	o.cb.on_reply = on_reply;
+	if (alloc != NULL) {
+		o.alloc = *alloc;
+	}
 	f->now = T0;
 	assert_int_equal(im__cc_create(&f->cc, &o, &fake_io, f, NULL), IM_OK);
 	return f;
+}
+
+static fx *
+fx_new(uint32_t send_timeout_ms, uint32_t ping_ms)
+{
+	return fx_new_with(send_timeout_ms, ping_ms, NULL);
 }
 
 static void
@@ -286,8 +307,9 @@ drain(fx *f)
 	}
 }
 
+/* A push of seq (ordinal = seq) sent at time_ms. */
 static void
-deliver(fx *f, im_gid g, im_seq seq, im_seq prev)
+deliver_at(fx *f, im_gid g, im_seq seq, im_seq prev, uint64_t time_ms)
 {
 	im_Deliver *d = &env(f, 0, im_Envelope_deliver_tag)->msg.deliver;
 
@@ -296,17 +318,23 @@ deliver(fx *f, im_gid g, im_seq seq, im_seq prev)
 	d->prev_seq = prev;
 	d->ordinal = seq;
 	d->sender = 99;
+	d->time_ms = time_ms;
 	d->body.size = 1;
 	d->body.bytes[0] = (uint8_t)seq;
 	feed(f);
 }
 
-/* Connect, then a login that lists group 10 at seq 4 (read 2). */
 static void
-login(fx *f)
+deliver(fx *f, im_gid g, im_seq seq, im_seq prev)
 {
-	im_ConvPage *cp;
+	deliver_at(f, g, seq, prev, 0);
+}
 
+/* Connect and answer the Login; returns the login's ConvPage (in f->in)
+ * for the caller to fill, then login_done(). */
+static im_ConvPage *
+login_start(fx *f)
+{
 	im__cc_connect(f->cc, f->now);
 	assert_int_equal(f->state, IM_CLIENT_CONNECTING);
 	im__cc_connected(f->cc, f->now);
@@ -315,7 +343,25 @@ login(fx *f)
 	env(f, f->login_req, im_Envelope_login_ok_tag)->msg.login_ok.user = 7;
 	f->in.msg.login_ok.session[0] = 0x5e;
 	feed(f);
-	cp = &env(f, f->login_req, im_Envelope_conv_page_tag)->msg.conv_page;
+	return &env(f, f->login_req, im_Envelope_conv_page_tag)->msg.conv_page;
+}
+
+/* The login's last ConvPage (f->in) goes: connected. */
+static void
+login_done(fx *f)
+{
+	f->in.msg.conv_page.done = true;
+	feed(f);
+	assert_int_equal(f->state, IM_CLIENT_CONNECTED);
+	drain(f);
+}
+
+/* Connect, then a login that lists group 10 at seq 4 (read 2). */
+static void
+login(fx *f)
+{
+	im_ConvPage *cp = login_start(f);
+
 	cp->convs[0].group = 10;
 	cp->convs[0].last_seq = 4;
 	cp->convs[0].last_ordinal = 4;
@@ -323,10 +369,7 @@ login(fx *f)
 	cp->convs[0].read_ordinal = 2;
 	cp->convs[0].unread = 2;
 	cp->convs_count = 1;
-	cp->done = true;
-	feed(f);
-	assert_int_equal(f->state, IM_CLIENT_CONNECTED);
-	drain(f);
+	login_done(f);
 }
 
 /* The server drops the connection; the retry fires; the TCP connect
@@ -1135,6 +1178,210 @@ test_core_answers_nobody_asked_for_are_ignored(void **state)
 	fx_free(f);
 }
 
+/* ---- the conversation list (an im_convlist) ---- */
+
+/* A login row whose ordinals are its seqs. */
+static void
+conv_row(im_ConvInfo *ci, im_gid g, im_seq last, im_seq read, uint64_t time_ms,
+         uint32_t flags)
+{
+	ci->group = g;
+	ci->last_seq = last;
+	ci->last_ordinal = last;
+	ci->read_seq = read;
+	ci->read_ordinal = read;
+	ci->unread = last > read ? last - read : 0;
+	ci->last_time_ms = time_ms;
+	ci->flags = flags;
+}
+
+/* A user-queue event of group g, chained after seq - 1. */
+static void
+uevent_of(fx *f, im_seq seq, im_EventType type, im_gid g, im_seq read)
+{
+	im_UserEvent *u =
+	        &env(f, 0, im_Envelope_user_event_tag)->msg.user_event;
+
+	u->seq = seq;
+	u->prev_seq = seq - 1;
+	u->type = type;
+	u->group = g;
+	u->read_seq = read;
+	u->read_ordinal = read;
+	feed(f);
+}
+
+static im_client_conv
+conv_of(fx *f, im_gid g)
+{
+	im_client_conv c;
+
+	assert_int_equal(im__cc_conv_lookup(f->cc, g, &c), IM_OK);
+	return c;
+}
+
+static void
+test_core_read_on_another_device_ahead_of_the_pushes_waits_for_them(
+        void **state)
+{
+	fx *f = fx_new(0, 0);
+	im_client_conv c;
+
+	login(f); /* group 10: last 4, read 2 */
+	/* Another device read up to 7; 5..7 are not here yet. */
+	uevent_of(f, 1, im_EventType_EV_READ, 10, 7);
+	c = conv_of(f, 10);
+	assert_int_equal(c.last_seq, 4);
+	assert_int_equal(c.read_seq, 7);
+	assert_int_equal(c.read_ordinal, 7);
+	assert_int_equal(c.unread, 0);
+	deliver(f, 10, 5, 4);
+	assert_int_equal(conv_of(f, 10).unread, 0);
+	deliver(f, 10, 6, 5);
+	deliver(f, 10, 7, 6);
+	c = conv_of(f, 10);
+	assert_int_equal(c.last_seq, 7);
+	assert_int_equal(c.read_seq, 7);
+	assert_int_equal(c.unread, 0);
+	deliver(f, 10, 8, 7);
+	uevent_of(f, 2, im_EventType_EV_READ, 10, 3); /* moves nothing back */
+	c = conv_of(f, 10);
+	assert_int_equal(c.read_seq, 7);
+	assert_int_equal(c.read_ordinal, 7);
+	assert_int_equal(c.unread, 8 - 7);
+	assert_int_equal(f->ndeliv, 4);
+	fx_free(f);
+}
+
+static void
+test_core_login_row_read_past_its_last_counts_from_the_later_pushes(
+        void **state)
+{
+	fx *f = fx_new(0, 0);
+	im_ConvPage *cp = login_start(f);
+	im_client_conv c;
+
+	conv_row(&cp->convs[0], 10, 4, 6, 0, 0);
+	cp->convs_count = 1;
+	login_done(f);
+	c = conv_of(f, 10);
+	assert_int_equal(c.last_seq, 4);
+	assert_int_equal(c.read_seq, 6);
+	assert_int_equal(c.unread, 0);
+	deliver(f, 10, 5, 4);
+	deliver(f, 10, 6, 5);
+	assert_int_equal(conv_of(f, 10).unread, 0);
+	deliver(f, 10, 7, 6);
+	c = conv_of(f, 10);
+	assert_int_equal(c.read_seq, 6);
+	assert_int_equal(c.unread, 1);
+	fx_free(f);
+}
+
+/* The groups of im__cc_convs(f->cc, .., max) in order, as a string. */
+static const char *
+listed(fx *f, size_t max)
+{
+	static char s[128];
+	im_client_conv out[8];
+	size_t n = 0, i, len = 0;
+
+	im__cc_convs(f->cc, out, max, &n);
+	s[0] = '\0';
+	for (i = 0; i < n; i++) {
+		len += (size_t)snprintf(s + len, sizeof(s) - len, "%s%llu",
+		                        i > 0 ? " " : "",
+		                        (unsigned long long)out[i].group);
+	}
+	return s;
+}
+
+static void
+test_core_convs_are_listed_pinned_first_then_newest_first(void **state)
+{
+	fx *f = fx_new(0, 0);
+	im_ConvPage *cp = login_start(f);
+
+	conv_row(&cp->convs[0], 10, 4, 4, 100, 0);
+	conv_row(&cp->convs[1], 20, 4, 4, 300, 0);
+	conv_row(&cp->convs[2], 30, 4, 4, 200, IM_CONV_PINNED);
+	conv_row(&cp->convs[3], 40, 4, 4, 300, 0); /* tie: lower id first */
+	cp->convs_count = 4;
+	login_done(f);
+	assert_int_equal(f->nlogin_groups, 4);
+	assert_int_equal(f->login_groups[0], 30);
+	assert_int_equal(f->login_groups[1], 20);
+	assert_int_equal(f->login_groups[2], 40);
+	assert_int_equal(f->login_groups[3], 10);
+	assert_string_equal(listed(f, 8), "30 20 40 10");
+	deliver_at(f, 10, 5, 4, 400); /* newest now, still after the pin */
+	assert_string_equal(listed(f, 8), "30 10 20 40");
+	uevent_of(f, 1, im_EventType_EV_LEFT, 20, 0); /* left: not listed */
+	assert_string_equal(listed(f, 8), "30 10 40");
+	assert_string_equal(listed(f, 2), "30 10");
+	assert_int_equal(im__cc_conv_lookup(f->cc, 20, NULL), IM_ENOTFOUND);
+	fx_free(f);
+}
+
+static void
+test_core_push_the_list_cannot_count_is_shown_and_the_list_kept(void **state)
+{
+	fx *f = fx_new(0, 0);
+	im_Deliver *d;
+	im_client_conv c;
+
+	login(f); /* group 10: last 4 (ordinal 4), read 2 */
+	d = &env(f, 0, im_Envelope_deliver_tag)->msg.deliver;
+	d->group = 10;
+	d->seq = 5;
+	d->prev_seq = 4;
+	d->ordinal = 3; /* not above the last one's: im_convlist refuses it */
+	feed(f);
+	assert_int_equal(f->ndeliv, 1); /* the chain took it */
+	assert_int_equal(im__cc_cursor(f->cc, 10), 5);
+	c = conv_of(f, 10);
+	assert_int_equal(c.last_seq, 4);
+	assert_int_equal(c.unread, 2);
+	deliver(f, 10, 6, 5); /* the next one counts again */
+	c = conv_of(f, 10);
+	assert_int_equal(c.last_seq, 6);
+	assert_int_equal(c.unread, 6 - 2);
+	assert_int_equal(f->ndeliv, 2);
+	fx_free(f);
+}
+
+static void
+test_core_conversation_without_memory_is_shown_untracked(void **state)
+{
+	fail_alloc fa = {0, 0, 0};
+	im_allocator a = fail_alloc_allocator(&fa);
+	fx *f = fx_new_with(0, 0, &a);
+	im_gid g;
+
+	login(f); /* group 10 */
+	/* The list's first 8 entries came with its first growth. */
+	for (g = 11; g < 18; g++) {
+		deliver(f, g, 5, 4);
+	}
+	fa.fail_at = fa.calls + 1; /* the list's next growth fails */
+	deliver(f, 18, 5, 4);
+	assert_int_equal(f->ndeliv, 7 + 1); /* shown */
+	assert_int_equal(im__cc_conv_lookup(f->cc, 18, NULL), IM_ENOTFOUND);
+	assert_int_equal(im__cc_cursor(f->cc, 18), 0);
+	assert_int_equal(conv_of(f, 10).last_seq, 4); /* nothing else lost */
+	assert_int_equal(conv_of(f, 17).last_seq, 5);
+	/* Memory again: the same message, not deduplicated (nothing was
+	 * tracked), tracks the group from it on. */
+	deliver(f, 18, 5, 4);
+	assert_int_equal(f->ndeliv, 7 + 2);
+	assert_int_equal(conv_of(f, 18).last_seq, 5);
+	assert_int_equal(im__cc_cursor(f->cc, 18), 5);
+	deliver(f, 18, 5, 4);
+	assert_int_equal(f->ndeliv, 7 + 2);
+	fx_free(f);
+	assert_int_equal(fa.live, 0);
+}
+
 int
 main(void)
 {
@@ -1199,6 +1446,16 @@ main(void)
 	                test_core_bad_redirect_address_closes_with_a_protocol_error),
 	        cmocka_unit_test(
 	                test_core_answers_nobody_asked_for_are_ignored),
+	        cmocka_unit_test(
+	                test_core_read_on_another_device_ahead_of_the_pushes_waits_for_them),
+	        cmocka_unit_test(
+	                test_core_login_row_read_past_its_last_counts_from_the_later_pushes),
+	        cmocka_unit_test(
+	                test_core_convs_are_listed_pinned_first_then_newest_first),
+	        cmocka_unit_test(
+	                test_core_push_the_list_cannot_count_is_shown_and_the_list_kept),
+	        cmocka_unit_test(
+	                test_core_conversation_without_memory_is_shown_untracked),
 	};
 
 	return cmocka_run_group_tests_name("client_core", tests, NULL, NULL);

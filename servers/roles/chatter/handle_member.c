@@ -21,6 +21,15 @@ emit_event(chatter *c, im_uid user, uint32_t type, const struct group *g,
 	ev.group = g != NULL ? g->gid : gid;
 	ev.actor = actor;
 	snprintf(ev.name, sizeof(ev.name), "%s", g != NULL ? g->name : name);
+	if (type == UEV_JOINED && g != NULL) {
+		/* Where the joiner's chain starts: the read pointer the
+		 * store gave it, at the group's last message (the last
+		 * committed: a batch in flight only adds later seqs). A
+		 * client that was away Syncs from here; without it, the
+		 * messages sent after the join waited for the next one. */
+		ev.read_seq = g->last_seq;
+		ev.read_ordinal = g->last_ord;
+	}
 	c->router->ops->user_events(c->router, &ev, 1);
 }
 
