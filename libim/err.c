@@ -19,6 +19,7 @@ im_strerror(int err)
 	case IM_ETOOBIG: return "IM_ETOOBIG: size limit exceeded";
 	case IM_EAGAIN: return "IM_EAGAIN: not ready, try again";
 	case IM_EPERM: return "IM_EPERM: not allowed";
+	case IM_ENOSPC: return "IM_ENOSPC: store full (no space left)";
 	default: return "unknown libim error";
 	}
 }

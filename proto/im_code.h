@@ -38,7 +38,8 @@
 	X(ERR_FULL, IM_EFULL, "server bound reached")                          \
 	X(ERR_REDIRECT, IM_EAGAIN, "user is served by another node")           \
 	X(ERR_SESSION, IM_ENOTFOUND, "unknown or expired session")             \
-	X(ERR_TIMEOUT, IM_EAGAIN, "idle or login timeout")
+	X(ERR_TIMEOUT, IM_EAGAIN, "idle or login timeout")                     \
+	X(ERR_STORE_FULL, IM_ENOSPC, "store full")
 
 /* Every im.Code is in the table once (a name missing from im.proto or
  * listed twice does not compile: each becomes a case label). */
@@ -98,8 +99,9 @@ im_code_to_err(uint32_t code)
 /*
  * im_err -> code: what a server answers for a request whose call into
  * libim or its store failed with err, the request itself having been
- * checked already. A bound hit is ERR_FULL, which the client can act on;
- * any other failure leaves the client unable to know what happened, so it
+ * checked already. A bound hit is ERR_FULL and a full disk ERR_STORE_FULL
+ * (both certain: nothing was stored), which the client can act on; any
+ * other failure leaves the client unable to know what happened, so it
  * is ERR_UNAVAILABLE (retry with the same dedup id), never an error it
  * would give up on. Not the inverse of im_code_to_err: codes about the
  * request (bad, not allowed, not found) come from the server's checks,
@@ -113,6 +115,8 @@ im_code_of_err(int err)
 		return im_Code_OK;
 	case IM_EFULL:
 		return im_Code_ERR_FULL;
+	case IM_ENOSPC:
+		return im_Code_ERR_STORE_FULL;
 	default:
 		return im_Code_ERR_UNAVAILABLE;
 	}

@@ -182,6 +182,10 @@ on_error(im_client *cl, const im_client_error *e, void *payload)
 	if (e->dedup_id != 0) {
 		printf("error send %s group=%" PRIu64 " %s\n", err_name(e->err),
 		       e->group, e->text);
+		/* A refused send left the outbox like an acked one: a line
+		 * waiting for room goes on (when every send of a full
+		 * outbox is refused, as on a full store, no ack ever comes). */
+		run_queue(c);
 	} else {
 		printf("error client %s %s\n", err_name(e->err), e->text);
 	}
@@ -347,7 +351,7 @@ busy_on(cli *c, int rc, uint64_t req, const char *what)
 	}
 }
 
-/* false: the outbox is full, retry the line after an ack */
+/* false: the outbox is full, retry the line once a send is answered */
 static bool
 do_send(cli *c, im_gid g, const char *text)
 {

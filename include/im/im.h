@@ -50,6 +50,7 @@ typedef enum im_err {
 	IM_ETOOBIG = -12,   /**< a size limit was exceeded */
 	IM_EAGAIN = -13,    /**< not ready yet (e.g. waiting on a refill) */
 	IM_EPERM = -14,     /**< not allowed (not a member, bad token) */
+	IM_ENOSPC = -15,    /**< the store's disk is full; nothing was written */
 } im_err;
 
 /**

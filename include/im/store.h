@@ -195,7 +195,11 @@ typedef struct im_store_sqlite_opts {
 	 * WAL longer than this many pages copies it into the database (two
 	 * more fsyncs, and one more for the WAL header on the next commit).
 	 * Larger: fewer, longer checkpoints and a larger -wal file. 0 keeps
-	 * sqlite's default (1000 pages, 4 MB).
+	 * sqlite's default (1000 pages, 4 MB). Whatever is asked, the
+	 * interval is at most a quarter of the space free on the database's
+	 * filesystem at open (at least 64 pages), and journal_size_limit is
+	 * set to as many bytes, so the WAL alone never fills a small disk
+	 * (with any opts version).
 	 */
 	uint32_t wal_autocheckpoint;
 } im_store_sqlite_opts;
@@ -210,6 +214,8 @@ typedef struct im_store_sqlite_opts {
  *         stayed locked past busy_timeout while migrating)
  * Durability: IM_SQLITE_SYNC_FULL (default) makes every committed write
  * survive power loss; NORMAL only survives a crash of the process.
+ * IM_ENOSPC: the disk is full and the open had to write (a new database,
+ * a migration).
  * With opts->exclusive (version >= 2) the open fails with IM_EUNAVAIL when
  * another connection holds the file past busy_timeout, and the file stays
  * locked against everyone else until im_store_close().
@@ -313,6 +319,9 @@ IM_API int im_store_seg_take(im_store *st, const im_seg_key *key, uint32_t step,
  *                     broken chain); nothing stored
  * @retval IM_EUNAVAIL outcome unknown (connection lost at commit); retrying
  *                     the same batch is safe thanks to the dedup keys
+ * @retval IM_ENOSPC  the store's disk is full (sqlite SQLITE_FULL, PostgreSQL
+ *                     SQLSTATE 53100); nothing stored. Every write op may
+ *                     return it, with the same meaning.
  * @retval IM_ECONFLICT a seq of the batch already holds another message
  *                     (different dedup key): the writer reused a seq;
  *                     nothing stored (errmsg names the seq)

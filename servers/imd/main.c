@@ -136,6 +136,26 @@ stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
 	ev_break(loop, EVBREAK_ALL);
 }
 
+/*
+ * The exit status of a start-up that found the store's disk full: distinct
+ * (3), so that a supervisor can tell "free some space" from a crash or a
+ * bad setting, and said in words. imd does not serve read-only: claiming
+ * its slots is itself a write (a new epoch), and a node that cannot fence
+ * its writes must not serve.
+ */
+#define IMD_EXIT_DISK_FULL 3
+
+static int
+disk_full_at_start(const char *what, const char *detail)
+{
+	LOG_E("%s: the store's disk is full (%s): imd cannot start; free "
+	      "space on the filesystem of the database and start it again "
+	      "(exit status %d)",
+	      what, detail, IMD_EXIT_DISK_FULL);
+	return IMD_EXIT_DISK_FULL;
+}
+
+
 /* The settings nothing else checks. Returns 0 or 2 (a bad setting). */
 static int
 validate(const srv_config *cfg)
@@ -168,7 +188,7 @@ bind_port(struct imd *d)
 	return 0;
 }
 
-/* Returns 0, 1 (the store failed) or 2 (a bad setting). */
+/* Returns 0, 1 (the store failed) or 3 (disk full). */
 static int
 open_store(struct imd *d)
 {
@@ -183,6 +203,9 @@ open_store(struct imd *d)
 	so.exclusive = cfg->exclusive;
 	so.wal_autocheckpoint = cfg->wal_autocheckpoint;
 	rc = im_store_sqlite_open(&d->st, cfg->store, &so, err, sizeof(err));
+	if (rc == IM_ENOSPC) {
+		return disk_full_at_start(cfg->store, err);
+	}
 	if (rc != IM_OK) {
 		LOG_E("opening %s: %s (%s)", cfg->store, im_strerror(rc), err);
 		return 1;
@@ -207,7 +230,7 @@ load_map(struct imd *d)
 	if (rc != IM_OK) {
 		LOG_E("slot map: %s (%s)", im_strerror(rc),
 		      im_store_errmsg(d->st));
-		return -1;
+		return 1;
 	}
 	/* The owner recorded in the store is this process, not just the
 	 * node name: a restarted or duplicated imd is another owner, so an
@@ -221,7 +244,8 @@ load_map(struct imd *d)
 	return 0;
 }
 
-/* Every slot of both kinds claimed for this process (slot_policy.h). */
+/* Every slot of both kinds claimed for this process (slot_policy.h).
+ * Returns 0, 1 or 3 (disk full). */
 static int
 claim_slots(struct imd *d)
 {
@@ -231,11 +255,15 @@ claim_slots(struct imd *d)
 	int rc;
 
 	rc = slot_policy_claim_all(d->map, d->st, d->owner, &kind);
+	if (rc == IM_ENOSPC) {
+		return disk_full_at_start("claiming slots",
+		                          im_store_errmsg(d->st));
+	}
 	if (rc != IM_OK) {
 		LOG_E("claiming %s slots: %s (%s)",
 		      kind == IM_KIND_USER ? "user" : "group", im_strerror(rc),
 		      im_store_errmsg(d->st));
-		return -1;
+		return 1;
 	}
 	LOG_I("owner '%s' holds all %u slots of both kinds (%llu ms)", d->owner,
 	      cfg->slots, (unsigned long long)(role_now_ms() - t0));
@@ -400,8 +428,9 @@ run(srv_config *cfg)
 		close(d.lfd);
 		return status;
 	}
-	if (load_map(&d) != 0 || start_roles(&d) != 0 || claim_slots(&d) != 0 ||
-	    serve(&d) != 0) {
+	if (load_map(&d) != 0 || start_roles(&d) != 0) {
+		status = 1;
+	} else if ((status = claim_slots(&d)) == 0 && serve(&d) != 0) {
 		status = 1;
 	}
 	log_stats(&d);

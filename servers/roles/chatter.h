@@ -120,6 +120,10 @@ typedef struct chatter_stats {
 	 * had to wait for one (full batch, flush, drop). */
 	uint64_t thread_commits;
 	uint64_t waits;
+	/* The store's disk was full (store_full.h): sends refused with
+	 * ERR_STORE_FULL (failed or refused unwritten), warnings logged. */
+	uint64_t full_refused;
+	uint64_t full_lines;
 } chatter_stats;
 void chatter_get_stats(const chatter *c, chatter_stats *out);
 

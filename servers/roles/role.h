@@ -36,6 +36,17 @@
 enum role_code { IM_CODES(ROLE_CODE_) };
 #undef ROLE_CODE_
 
+/* The text of the answer to a request whose store call failed, for the
+ * code im_code_of_err gave: "store unavailable" where the client should
+ * retry, else the code's own ("store full" on a full disk: certain,
+ * nothing was written). */
+static inline const char *
+role_store_err_text(uint32_t code)
+{
+	return code == ROLE_ERR_UNAVAILABLE ? "store unavailable"
+	                                    : im_code_text(code);
+}
+
 /* Where a reply goes: the Connector (node index in the router's table; 0
  * in imd), an opaque tag the Connector understands (connection handle) and
  * the client's req_id. */

@@ -28,6 +28,7 @@
 #include "chatter.h"
 #include "faulty_store.h"
 #include "store/mux.h"
+#include "store_full.h"
 #include "wrap_store.h"
 
 #define NODE "chat-1"
@@ -631,6 +632,160 @@ test_chatter_without_a_commit_store_commits_on_the_loop(void **state)
 	fx_free(fx);
 }
 
+/* A membership change or a group creation, answered through rec_reply. */
+static void
+other_op(struct fx *fx, role_op_kind kind, uint64_t tag, im_uid target)
+{
+	role_op op;
+
+	memset(&op, 0, sizeof(op));
+	op.kind = kind;
+	op.route.tag = tag;
+	op.route.req_id = tag;
+	op.user = 1; /* a member and the creator of every fixture group */
+	if (kind == ROLE_OP_CREATE_GROUP) {
+		op.name = "full";
+	} else {
+		op.group = GID0;
+		op.target = target;
+	}
+	chatter_submit(fx->c, &op, 1);
+}
+
+/* Past the store-full pause that runs now (it grows to at most
+ * STORE_FULL_BACKOFF_MAX_MS): the next write tries the store. */
+static void
+sleep_ms(long ms)
+{
+	struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
+
+	nanosleep(&t, NULL);
+}
+
+/* The last n replies all carry code (and, if an error, a text). */
+static void
+assert_last_codes(const struct fx *fx, size_t n, int code)
+{
+	size_t i;
+
+	for (i = fx->r.nrep - n; i < fx->r.nrep; i++) {
+		assert_int_equal(fx->r.reps[i].code, code);
+		if (code == ROLE_ERR_STORE_FULL) {
+			assert_string_equal(fx->r.reps[i].text, "store full");
+		}
+	}
+}
+
+#define FULL_OPS                                                               \
+	(STORE_OP_BIT(STORE_OP_MSG_APPEND) |                                   \
+	 STORE_OP_BIT(STORE_OP_MEMBER_ADD) |                                   \
+	 STORE_OP_BIT(STORE_OP_MEMBER_REMOVE) |                                \
+	 STORE_OP_BIT(STORE_OP_GROUP_CREATE) |                                 \
+	 STORE_OP_BIT(STORE_OP_GROUP_CREATE_MANY) |                            \
+	 STORE_OP_BIT(STORE_OP_SEG_TAKE) |                                     \
+	 STORE_OP_BIT(STORE_OP_SEG_TAKE_MANY))
+
+/*
+ * A full disk: every write fails IM_ENOSPC. Every request is answered
+ * ERR_STORE_FULL "store full" (certain: nothing written), not
+ * ERR_UNAVAILABLE (which sends a client into retries): a batch of sends,
+ * an AddMember, a CreateGroup, and all of them again while the pause
+ * runs; once space returns each is done again.
+ */
+static void
+full_disk(bool threaded)
+{
+	struct fx *fx = fx_new(threaded, 'f', 64);
+	faulty_plan plan = {FULL_OPS, 1, true, IM_ENOSPC, FAULTY_BEFORE};
+	unsigned long faults;
+	uint64_t d;
+
+	/* The groups hot with seq segments, and the gid segment taken by a
+	 * first creation: what follows writes only what it must. */
+	for (d = 1; d <= NGROUPS; d++) {
+		send_one(fx, d);
+	}
+	other_op(fx, ROLE_OP_CREATE_GROUP, 100, 0);
+	run_until_replies(fx, NGROUPS + 1);
+	assert_last_codes(fx, NGROUPS + 1, ROLE_OK);
+
+	/* The first failure: no pause runs yet, the store is tried. */
+	faulty_store_arm(fx->mid, &plan);
+	other_op(fx, ROLE_OP_ADD_MEMBER, 101, 9);
+	run_until_replies(fx, NGROUPS + 2);
+	assert_last_codes(fx, 1, ROLE_ERR_STORE_FULL);
+	assert_int_equal(faulty_store_faults(fx->mid), 1);
+	/* Past its pause (50 ms): tried again, failed again. */
+	sleep_ms(STORE_FULL_BACKOFF_MIN_MS + 20);
+	other_op(fx, ROLE_OP_CREATE_GROUP, 102, 0);
+	run_until_replies(fx, NGROUPS + 3);
+	assert_last_codes(fx, 1, ROLE_ERR_STORE_FULL);
+	assert_int_equal(faulty_store_faults(fx->mid), 2);
+	/* Past the next (100 ms): a batch of sends, every one answered
+	 * (one commit or more, on the thread, each failed or paused). */
+	sleep_ms(2 * STORE_FULL_BACKOFF_MIN_MS + 20);
+	faults = faulty_store_faults(fx->mid);
+	for (d = 11; d <= 15; d++) {
+		send_one(fx, d);
+	}
+	run_until_replies(fx, NGROUPS + 8);
+	assert_last_codes(fx, 5, ROLE_ERR_STORE_FULL);
+	assert_true(faulty_store_faults(fx->mid) > faults);
+	assert_int_equal(fx->r.ndelivered, NGROUPS);
+	/* Right after a failure (the pause, or the store if this machine
+	 * was slow): the same answer. */
+	send_one(fx, 16);
+	other_op(fx, ROLE_OP_REMOVE_MEMBER, 103, 2);
+	other_op(fx, ROLE_OP_CREATE_GROUP, 104, 0);
+	run_until_replies(fx, NGROUPS + 11);
+	assert_last_codes(fx, 3, ROLE_ERR_STORE_FULL);
+
+	/* Space returns: within the longest pause, everything goes. */
+	faulty_store_arm(fx->mid, NULL);
+	sleep_ms(STORE_FULL_BACKOFF_MAX_MS + 20);
+	send_one(fx, 17);
+	other_op(fx, ROLE_OP_ADD_MEMBER, 105, 9);
+	other_op(fx, ROLE_OP_CREATE_GROUP, 106, 0);
+	run_until_replies(fx, NGROUPS + 14);
+	assert_last_codes(fx, 3, ROLE_OK);
+	assert_int_equal(fx->r.not_durable, 0);
+	fx_free(fx);
+}
+
+static void
+test_chatter_every_write_on_a_full_disk_is_store_full_on_the_loop(void **state)
+{
+	(void)state;
+	full_disk(false);
+}
+
+static void
+test_chatter_every_write_on_a_full_disk_is_store_full_on_the_thread(
+        void **state)
+{
+	(void)state;
+	full_disk(true);
+}
+
+/* A creation whose group id segment cannot be taken on a full disk is
+ * refused as store full too, not "no group id in a slot served here". */
+static void
+test_chatter_a_create_without_a_gid_on_a_full_disk_is_store_full(void **state)
+{
+	struct fx *fx = fx_new(false, 'f', 64);
+	faulty_plan plan = {STORE_OP_BIT(STORE_OP_SEG_TAKE) |
+	                            STORE_OP_BIT(STORE_OP_SEG_TAKE_MANY),
+	                    1, true, IM_ENOSPC, FAULTY_BEFORE};
+
+	(void)state;
+	faulty_store_arm(fx->mid, &plan);
+	other_op(fx, ROLE_OP_CREATE_GROUP, 1, 0);
+	run_until_replies(fx, 1);
+	assert_last_codes(fx, 1, ROLE_ERR_STORE_FULL);
+	assert_true(faulty_store_faults(fx->mid) > 0);
+	fx_free(fx);
+}
+
 /* store_mux on its own. */
 static void
 test_store_mux_refuses_null_and_forwards_with_its_own_error(void **state)
@@ -790,6 +945,12 @@ main(void)
 	                test_chatter_a_full_batch_waits_for_the_one_in_flight),
 	        cmocka_unit_test(
 	                test_chatter_without_a_commit_store_commits_on_the_loop),
+	        cmocka_unit_test(
+	                test_chatter_every_write_on_a_full_disk_is_store_full_on_the_loop),
+	        cmocka_unit_test(
+	                test_chatter_every_write_on_a_full_disk_is_store_full_on_the_thread),
+	        cmocka_unit_test(
+	                test_chatter_a_create_without_a_gid_on_a_full_disk_is_store_full),
 	        cmocka_unit_test(
 	                test_store_mux_refuses_null_and_forwards_with_its_own_error),
 	        cmocka_unit_test(

@@ -29,6 +29,7 @@
 #include <pb_encode.h>
 
 #include "connector.h"
+#include "faulty_store.h"
 #include "im.pb.h"
 #include "im/frame.h"
 #include "im/shard.h"
@@ -108,6 +109,7 @@ static const struct role_router_ops rec_ops = {
 struct fx {
 	struct ev_loop *loop;
 	im_store *st;
+	im_store *faulty; /* the Connector's: st, failing when armed */
 	im_shard_map *map;
 	connector *cn;
 	struct rec r;
@@ -194,8 +196,9 @@ fx_setup(void **state)
 	fx_group(fx);
 	fx->r.base.ops = &rec_ops;
 	co.max_conns = 16;
-	assert_int_equal(connector_create(&fx->cn, fx->loop, fx->st, fx->map,
-	                                  NODE, 0, &fx->r.base, secret,
+	assert_int_equal(faulty_store_wrap(&fx->faulty, fx->st, false), IM_OK);
+	assert_int_equal(connector_create(&fx->cn, fx->loop, fx->faulty,
+	                                  fx->map, NODE, 0, &fx->r.base, secret,
 	                                  sizeof(secret) - 1, &co),
 	                 IM_OK);
 	assert_int_equal(connector_listen(fx->cn, "127.0.0.1", 0, &fx->port),
@@ -215,6 +218,7 @@ fx_teardown(void **state)
 	connector_destroy(fx->cn);
 	ev_loop_destroy(fx->loop);
 	im_shard_destroy(fx->map);
+	im_store_close(fx->faulty);
 	im_store_close(fx->st);
 	free(fx->env);
 	free(fx);
@@ -359,24 +363,33 @@ user_elsewhere(im_uid from)
 	return from;
 }
 
+/* MarkRead{GID, seq} as req_id, and its answer in fx->env: an Error
+ * with this req_id (code OK when done). */
 static void
-test_connector_read_of_an_owned_user_is_applied_without_the_router(void **state)
+client_mark_read(struct fx *fx, uint64_t req_id, im_seq seq)
 {
-	struct fx *fx = *state;
 	im_Envelope *env = calloc(1, sizeof(*env));
-	struct uq_count uc;
 
 	assert_non_null(env);
-	client_login(fx, READER);
-	env->req_id = 2;
+	env->req_id = req_id;
 	env->which_msg = im_Envelope_mark_read_tag;
 	env->msg.mark_read.group = GID;
-	env->msg.mark_read.seq = 20;
+	env->msg.mark_read.seq = seq;
 	client_send(fx, env);
 	free(env);
 	client_recv(fx);
 	assert_int_equal(fx->env->which_msg, im_Envelope_error_tag);
-	assert_int_equal(fx->env->req_id, 2);
+	assert_int_equal(fx->env->req_id, req_id);
+}
+
+static void
+test_connector_read_of_an_owned_user_is_applied_without_the_router(void **state)
+{
+	struct fx *fx = *state;
+	struct uq_count uc;
+
+	client_login(fx, READER);
+	client_mark_read(fx, 2, 20);
 	assert_int_equal(fx->env->msg.error.code, im_Code_OK);
 	/* The READ is in the user's queue and pushed to the session ... */
 	client_recv(fx);
@@ -390,6 +403,29 @@ test_connector_read_of_an_owned_user_is_applied_without_the_router(void **state)
 	/* ... and never went to the router. */
 	assert_int_equal(fx->r.uevent_calls, 0);
 	assert_int_equal(fx->r.submits, 0);
+}
+
+/* A read pointer that cannot be written on a full disk: ERR_STORE_FULL
+ * "store full" (certain, it did not move), not ERR_UNAVAILABLE; once
+ * space returns the same MarkRead moves it. */
+static void
+test_connector_read_on_a_full_disk_is_store_full(void **state)
+{
+	struct fx *fx = *state;
+	faulty_plan plan = {STORE_OP_BIT(STORE_OP_CONV_UPDATE), 1, true,
+	                    IM_ENOSPC, FAULTY_BEFORE};
+
+	client_login(fx, READER);
+	faulty_store_arm(fx->faulty, &plan);
+	client_mark_read(fx, 2, 20);
+	assert_int_equal(fx->env->msg.error.code, im_Code_ERR_STORE_FULL);
+	assert_string_equal(fx->env->msg.error.text, "store full");
+	assert_int_equal(faulty_store_faults(fx->faulty), 1);
+	assert_int_equal(uq_count(fx, READER).reads, 0);
+	faulty_store_arm(fx->faulty, NULL);
+	client_mark_read(fx, 3, 20);
+	assert_int_equal(fx->env->msg.error.code, im_Code_OK);
+	assert_int_equal(uq_count(fx, READER).reads, 1);
 }
 
 static void
@@ -482,6 +518,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        T(test_connector_read_of_an_owned_user_is_applied_without_the_router),
+	        T(test_connector_read_on_a_full_disk_is_store_full),
 	        T(test_connector_event_for_a_user_owned_elsewhere_goes_back_to_the_router),
 	        T(test_connector_user_events_beyond_one_chunk_all_reach_their_queues),
 	        T(test_connector_bounce_into_a_router_that_calls_back_keeps_the_batch),

@@ -118,4 +118,14 @@ grep -q "^error send IM_ETOOBIG group=$big\$" "$tmp/big.out" ||
 	fail "an over-long send is not refused as too big"
 [ "$(grep -c "^ack $big " "$tmp/big.out")" -eq 1 ] ||
 	fail "the send after an over-long one was not acked"
+# More refused sends than the client's outbox holds (256): each is
+# answered with an error, none with an ack, and im-cli still reads on to
+# the end (a line waiting for outbox room must go on when a send is
+# refused, not only when one is acked; a full store refuses every send).
+for i in $(seq 1 600); do echo "/send 999999 refused $i"; done >"$tmp/refused"
+echo /wait >>"$tmp/refused"
+run_cli "$t1" refused <"$tmp/refused"
+[ "$(grep -c '^error send IM_ENOTFOUND group=999999 ' "$tmp/refused.out")" \
+	-eq 600 ] || fail "not every send to a missing group was refused"
+grep -q '^ok wait$' "$tmp/refused.out" || fail "/wait after refusals"
 echo "examples_chat: ok (group $gid)"

@@ -62,6 +62,7 @@ test_im_code_to_err_is_what_the_client_returns(void **state)
 	        {im_Code_ERR_REDIRECT, IM_EAGAIN},
 	        {im_Code_ERR_SESSION, IM_ENOTFOUND},
 	        {im_Code_ERR_TIMEOUT, IM_EAGAIN},
+	        {im_Code_ERR_STORE_FULL, IM_ENOSPC},
 	};
 	size_t i;
 
@@ -80,8 +81,11 @@ test_im_code_of_err_is_full_or_unavailable(void **state)
 	(void)state;
 	assert_int_equal(im_code_of_err(IM_OK), im_Code_OK);
 	assert_int_equal(im_code_of_err(IM_EFULL), im_Code_ERR_FULL);
-	for (err = IM_ERR; err >= IM_EPERM; err--) {
-		if (err != IM_EFULL) {
+	/* A full disk is certain too (nothing stored), and distinct from a
+	 * bound: the client tells its user "store full". */
+	assert_int_equal(im_code_of_err(IM_ENOSPC), im_Code_ERR_STORE_FULL);
+	for (err = IM_ERR; err >= IM_ENOSPC; err--) {
+		if (err != IM_EFULL && err != IM_ENOSPC) {
 			assert_int_equal(im_code_of_err(err),
 			                 im_Code_ERR_UNAVAILABLE);
 		}
@@ -100,6 +104,8 @@ test_im_code_texts_are_those_the_chatter_sent(void **state)
 	                    "server bound reached");
 	assert_string_equal(im_code_text(im_Code_ERR_UNAVAILABLE),
 	                    "store unavailable; retry with the same dedup id");
+	assert_string_equal(im_code_text(im_Code_ERR_STORE_FULL),
+	                    "store full");
 	assert_string_equal(im_code_text(im_Code_ERR_INTERNAL),
 	                    "internal error");
 }

@@ -255,7 +255,8 @@ bool im__pg_sqlstate_is(const PGresult *res, const char *code);
  * NULL for a statement without any), retry PG_ONCE or PG_AGAIN. On IM_OK
  * *out holds the result (caller PQclears). Unique violations and deadlocks
  * come back as IM_ECONFLICT with *out set, for the op to decide; a value
- * out of range is IM_EFULL, a lost connection IM_EUNAVAIL.
+ * out of range is IM_EFULL, a full disk (53100) IM_ENOSPC, a lost
+ * connection IM_EUNAVAIL.
  */
 int im__pg_run(struct pg_store *s, enum pg_stmt id, const struct pg_params *p,
                enum pg_retry retry, PGresult **out);

@@ -94,6 +94,12 @@ im__pg_run(struct pg_store *s, enum pg_stmt id, const struct pg_params *p,
 			*out = res;
 			return IM_ECONFLICT;
 		}
+		if (im__pg_sqlstate_is(res, "53100")) {
+			/* disk_full: the statement (its transaction) is
+			 * rolled back, nothing of it stored. */
+			PQclear(res);
+			return IM_ENOSPC;
+		}
 		if (im__pg_sqlstate_is(res, "22003")) {
 			/* numeric_value_out_of_range */
 			PQclear(res);

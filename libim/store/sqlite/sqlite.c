@@ -215,14 +215,13 @@ sq_pragmas(sq_store *sq, const im_store_sqlite_opts *opts)
 	if (rc != IM_OK) {
 		return rc;
 	}
-	if (opts->version >= 2 && opts->wal_autocheckpoint > 0) {
-		snprintf(sql, sizeof(sql), "PRAGMA wal_autocheckpoint=%u",
-		         (unsigned)IM__MIN(opts->wal_autocheckpoint,
-		                           (uint32_t)INT32_MAX));
-		rc = im__sq_exec_sql(sq, sql, "wal_autocheckpoint");
-		if (rc != IM_OK) {
-			return rc;
-		}
+	/* The WAL's bound against the free space (sqlite_space.c). */
+	rc = im__sq_space_pragmas(
+	        sq, opts->version >= 2 ? IM__MIN(opts->wal_autocheckpoint,
+	                                         (uint32_t)INT32_MAX)
+	                               : 0);
+	if (rc != IM_OK) {
+		return rc;
 	}
 	snprintf(sql, sizeof(sql), "PRAGMA synchronous=%s",
 	         opts->sync == IM_SQLITE_SYNC_NORMAL ? "NORMAL" : "FULL");
@@ -280,7 +279,8 @@ im_store_sqlite_open(im_store **out, const char *path,
 fail:
 	sq_errbuf(errbuf, errlen, sq->base.errmsg);
 	sq_close(&sq->base);
-	return rc == IM_EUNAVAIL || rc == IM_ESCHEMA || rc == IM_ENOMEM
+	return rc == IM_EUNAVAIL || rc == IM_ESCHEMA || rc == IM_ENOMEM ||
+	                       rc == IM_ENOSPC
 	               ? rc
 	               : IM_ERR;
 }

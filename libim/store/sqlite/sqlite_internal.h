@@ -59,6 +59,7 @@ typedef struct sq_store {
 	bool in_cb; /* a read is streaming rows to its callback */
 	struct sq_chain *chain;
 	size_t chain_cap;
+	uint32_t wal_pages; /* the WAL's checkpoint interval (sqlite_space.c) */
 } sq_store;
 
 static inline sq_store *
@@ -141,7 +142,8 @@ struct sq_reader {
 /*
  * Turn a sqlite failure into an im_err with detail. A lock still held when
  * busy_timeout ran out is IM_EUNAVAIL: the caller may retry, and for writes
- * nothing was committed.
+ * nothing was committed. No space left on the disk is IM_ENOSPC (the write
+ * is rolled back: nothing of it was committed).
  */
 int im__sq_fail(sq_store *sq, int rc, const char *what);
 
@@ -184,6 +186,28 @@ int im__sq_write_begin(sq_store *sq);
 
 /* Finish a write transaction: commit on success, roll back otherwise. */
 int im__sq_end(sq_store *sq, int rc);
+
+/* ---- a full disk (sqlite_space.c) ------------------------------------ */
+
+/* Whether a sqlite failure rc means "no space left" (IM_ENOSPC). */
+bool im__sq_is_full(sq_store *sq, int rc);
+
+/*
+ * The WAL's checkpoint interval in pages: configured (0: sqlite's 1000),
+ * but at most a quarter of free_bytes and at least 64 pages.
+ */
+uint32_t im__sq_wal_pages(uint32_t configured, uint64_t free_bytes,
+                          uint64_t page_size);
+
+/*
+ * Set wal_autocheckpoint to im__sq_wal_pages(configured, the space free on
+ * the database's filesystem now) and journal_size_limit to as many bytes.
+ */
+int im__sq_space_pragmas(sq_store *sq, uint32_t configured);
+
+/* After a write failed full and was rolled back: give the WAL's space
+ * back by a TRUNCATE checkpoint, if it can be done. */
+void im__sq_space_reclaim(sq_store *sq);
 
 /* ---- shared by the op files ------------------------------------------ */
 

@@ -91,6 +91,9 @@ im__sq_fail(sq_store *sq, int rc, const char *what)
 	if (prim == SQLITE_NOMEM) {
 		return IM_ENOMEM;
 	}
+	if (im__sq_is_full(sq, rc)) {
+		return IM_ENOSPC;
+	}
 	return IM_ERR;
 }
 
@@ -269,6 +272,9 @@ im__sq_end(sq_store *sq, int rc)
 	}
 	if (rc != IM_OK) {
 		sq_rollback(sq);
+	}
+	if (rc == IM_ENOSPC) {
+		im__sq_space_reclaim(sq);
 	}
 	return rc;
 }

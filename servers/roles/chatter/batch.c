@@ -181,14 +181,24 @@ chatter__build_batch(chatter *c, struct batch *b)
 			c->stats.dups++;
 			continue;
 		}
+		/* Known sends are answered above even on a full disk;
+		 * new ones wait for the pause to end (store_full.h). */
+		if (store_full_blocked(&c->full, b->now, 1)) {
+			reply_err(&b->replies[b->nrep++], p,
+			          ROLE_ERR_STORE_FULL,
+			          im_code_text(ROLE_ERR_STORE_FULL));
+			c->stats.full_refused++;
+			continue;
+		}
 		if (g->batch != b->gen) {
 			batch_touch(c, b, g);
 		}
 		if (im_idseg_next(&g->seg, &seq) != IM_OK &&
 		    !chatter__refill_inline(c, g, &seq)) {
-			reply_err(&b->replies[b->nrep++], p,
-			          ROLE_ERR_UNAVAILABLE,
-			          im_code_text(ROLE_ERR_UNAVAILABLE));
+			code = store_full_on(&c->full) ? ROLE_ERR_STORE_FULL
+			                               : ROLE_ERR_UNAVAILABLE;
+			reply_err(&b->replies[b->nrep++], p, code,
+			          im_code_text(code));
 			continue;
 		}
 		batch_add_msg(b, g, i, seq);
@@ -219,6 +229,29 @@ chatter__run_commit(struct batch *b, im_store *st, bool with_prefetch)
 }
 
 /*
+ * The disk is full: the batch was rolled back, nothing of it is stored,
+ * so every send is refused for certain (ERR_STORE_FULL) and the groups'
+ * state stays right (their last seq did not move; the seqs the batch took
+ * are skipped). The pause and the bounded warnings: store_full.h.
+ */
+static void
+answer_full(chatter *c, struct batch *b)
+{
+	uint32_t i;
+
+	store_full_failed(&c->full, role_now_ms(), b->nmsgs, "chatter",
+	                  b->err);
+	c->stats.full_refused += b->nmsgs;
+	for (i = 0; i < b->nmsgs; i++) {
+		reply_err(&b->replies[b->nrep++], &b->pend[b->msg_pend[i]],
+		          ROLE_ERR_STORE_FULL,
+		          im_code_text(ROLE_ERR_STORE_FULL));
+	}
+	b->ntouched = 0;
+	b->prefetch = NULL;
+}
+
+/*
  * The results of a committed (or failed) batch, on the loop thread:
  * group state, dedup cache, stats, and the replies. Returns the number of
  * fan-outs built in c->fans.
@@ -233,6 +266,7 @@ chatter__apply_batch(chatter *c, struct batch *b)
 	}
 	c->stats.commits++;
 	if (b->rc == IM_OK) {
+		store_full_ok(&c->full, role_now_ms(), "chatter");
 		for (i = 0; i < b->nmsgs; i++) {
 			struct group *g = b->msg_group[i];
 			const im_append_result *res = &b->res[i];
@@ -263,6 +297,10 @@ chatter__apply_batch(chatter *c, struct batch *b)
 			}
 		}
 		return build_fanouts(c, b);
+	}
+	if (b->rc == IM_ENOSPC) {
+		answer_full(c, b);
+		return 0;
 	}
 	/* Nothing was stored (fenced), or we cannot know (lost connection):
 	 * either way our idea of these groups may be wrong, so forget it

@@ -57,6 +57,7 @@ chatter_get_stats(const chatter *c, chatter_stats *out)
 {
 	*out = c->stats;
 	out->groups = c->ngroups;
+	out->full_lines = c->full.lines;
 }
 
 /* The hash table and every bound fixed at create: nothing on the message

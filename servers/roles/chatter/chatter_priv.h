@@ -46,6 +46,7 @@
 #include "im/dedup.h"
 #include "im/idseg.h"
 #include "im/sys/store.h"
+#include "store_full.h"
 
 struct group {
 	struct group *next; /* hash chain */
@@ -194,6 +195,9 @@ struct chatter {
 	im_fence *cfences;
 	role_reply *creplies;
 	role_uevent *cevs; /* CREATE_BATCH_MAX x (members + 1), malloc */
+
+	/* The disk is full: writes paused, warnings counted. */
+	store_full full;
 
 	chatter_stats stats;
 };

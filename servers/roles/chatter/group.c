@@ -207,6 +207,11 @@ chatter__group_get(chatter *c, im_gid gid, struct group **out)
 		*out = g;
 		return ROLE_OK;
 	}
+	/* Loading takes a seq segment (a write): not while the disk is
+	 * full and paused (store_full.h). */
+	if (store_full_blocked(&c->full, role_now_ms(), 1)) {
+		return ROLE_ERR_STORE_FULL;
+	}
 	rc = im_store_group_lookup(c->st, gid, &meta);
 	if (rc == IM_ENOTFOUND) {
 		return ROLE_ERR_NOT_FOUND;
@@ -250,10 +255,15 @@ chatter__group_get(chatter *c, im_gid gid, struct group **out)
 		rc = im_idseg_refill(&g->seg, c->st);
 		c->stats.refills++;
 	}
-	if (rc != IM_OK) {
+	if (rc == IM_ENOSPC) {
+		store_full_failed(&c->full, role_now_ms(), 1, "chatter",
+		                  im_store_errmsg(c->st));
+	} else if (rc != IM_OK) {
 		LOG_W("chatter: loading group %llu: %s (%s)",
 		      (unsigned long long)gid, im_strerror(rc),
 		      im_store_errmsg(c->st));
+	}
+	if (rc != IM_OK) {
 		group_free(g);
 		return (int)im_code_of_err(rc);
 	}

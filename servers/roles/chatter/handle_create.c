@@ -70,8 +70,14 @@ creates_assign(chatter *c, uint32_t n, uint32_t *nf, uint32_t *nrep)
 			memset(r, 0, sizeof(*r));
 			r->route = p->route;
 			r->kind = ROLE_OP_CREATE_GROUP;
-			r->code = ROLE_ERR_UNAVAILABLE;
-			r->text = "no group id in a slot served here";
+			/* A gid segment that could not be taken on a full
+			 * disk: certain, nothing was created. */
+			r->code = store_full_on(&c->full)
+			                  ? ROLE_ERR_STORE_FULL
+			                  : ROLE_ERR_UNAVAILABLE;
+			r->text = r->code == ROLE_ERR_STORE_FULL
+			                  ? im_code_text(r->code)
+			                  : "no group id in a slot served here";
 			continue;
 		}
 		memset(g, 0, sizeof(*g));
@@ -91,10 +97,11 @@ creates_assign(chatter *c, uint32_t n, uint32_t *nf, uint32_t *nrep)
 	return nnew;
 }
 
-/* Write the nnew groups of c->cnew; ok[k] tells which made it (all or
- * none with the batched op, each its own on a store without it). */
+/* Write the nnew groups of c->cnew; code[k] tells which made it (all or
+ * none with the batched op, each its own on a store without it): ROLE_OK,
+ * ROLE_ERR_STORE_FULL on a full disk, else ROLE_ERR_UNAVAILABLE. */
 static void
-creates_store(chatter *c, uint32_t nnew, uint32_t nf, bool *ok)
+creates_store(chatter *c, uint32_t nnew, uint32_t nf, uint32_t *code)
 {
 	int rcs[CREATE_BATCH_MAX];
 	uint32_t k;
@@ -104,9 +111,15 @@ creates_store(chatter *c, uint32_t nnew, uint32_t nf, bool *ok)
 	                                rcs);
 	c->stats.create_commits++;
 	for (k = 0; k < nnew; k++) {
-		ok[k] = rc != IM_EINVAL && rcs[k] == IM_OK;
+		code[k] = im_code_of_err(rc == IM_EINVAL ? rc : rcs[k]);
 	}
-	if (rc != IM_OK) {
+	if (rc == IM_OK) {
+		store_full_ok(&c->full, role_now_ms(), "chatter");
+	} else if (rc == IM_ENOSPC) {
+		/* The pause and one warning per 10 s (store_full.h). */
+		store_full_failed(&c->full, role_now_ms(), nnew, "chatter",
+		                  im_store_errmsg(c->st));
+	} else {
 		LOG_W("chatter: creating %u groups: %s (%s)", nnew,
 		      im_strerror(rc), im_store_errmsg(c->st));
 	}
@@ -119,7 +132,7 @@ creates_store(chatter *c, uint32_t nnew, uint32_t nf, bool *ok)
 /* The creators' replies (after the nrep errors already in c->creplies),
  * then the members' GroupCreated events. */
 static void
-creates_answer(chatter *c, uint32_t nnew, uint32_t nrep, const bool *ok)
+creates_answer(chatter *c, uint32_t nnew, uint32_t nrep, const uint32_t *code)
 {
 	size_t nev = 0;
 	uint32_t i, k;
@@ -131,9 +144,9 @@ creates_answer(chatter *c, uint32_t nnew, uint32_t nrep, const bool *ok)
 		memset(r, 0, sizeof(*r));
 		r->route = c->cpend[c->cidx[k]].route;
 		r->kind = ROLE_OP_CREATE_GROUP;
-		if (!ok[k]) {
-			r->code = ROLE_ERR_UNAVAILABLE;
-			r->text = "store unavailable";
+		if (code[k] != ROLE_OK) {
+			r->code = code[k];
+			r->text = role_store_err_text(code[k]);
 			continue;
 		}
 		r->code = ROLE_OK;
@@ -160,6 +173,24 @@ creates_answer(chatter *c, uint32_t nnew, uint32_t nrep, const bool *ok)
 	}
 }
 
+/* Every pending creation refused ERR_STORE_FULL, nothing tried. */
+static void
+creates_refuse_full(chatter *c, uint32_t n)
+{
+	uint32_t i;
+
+	for (i = 0; i < n; i++) {
+		role_reply *r = &c->creplies[i];
+
+		memset(r, 0, sizeof(*r));
+		r->route = c->cpend[i].route;
+		r->kind = ROLE_OP_CREATE_GROUP;
+		r->code = ROLE_ERR_STORE_FULL;
+		r->text = im_code_text(ROLE_ERR_STORE_FULL);
+	}
+	c->router->ops->reply(c->router, c->creplies, n);
+}
+
 /*
  * Commit the creations of this turn: ONE im_store_group_create_many for
  * all of them (groups and members, fenced by the new gids' slots, all or
@@ -171,16 +202,22 @@ void
 chatter__commit_creates(chatter *c)
 {
 	uint32_t n = c->ncpend, nnew, nf = 0, nrep = 0;
-	bool ok[CREATE_BATCH_MAX];
+	uint32_t code[CREATE_BATCH_MAX];
 
 	if (n == 0) {
 		return;
 	}
 	c->ncpend = 0;
+	/* The disk is full and the pause runs: refused unwritten, the
+	 * store not tried (store_full.h). */
+	if (store_full_blocked(&c->full, role_now_ms(), n)) {
+		creates_refuse_full(c, n);
+		return;
+	}
 	nnew = creates_assign(c, n, &nf, &nrep);
 	if (nnew > 0) {
-		creates_store(c, nnew, nf, ok);
+		creates_store(c, nnew, nf, code);
 	}
-	creates_answer(c, nnew, nrep, ok);
+	creates_answer(c, nnew, nrep, code);
 	chatter__gids_prefetch(c);
 }

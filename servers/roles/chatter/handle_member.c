@@ -58,6 +58,14 @@ chatter__do_member(chatter *c, const role_op *op)
 		                   op->group);
 		return;
 	}
+	/* The disk is full and the pause runs: refused unwritten, the
+	 * store not tried (store_full.h). */
+	if (store_full_blocked(&c->full, role_now_ms(), 1)) {
+		chatter__reply_one(c, op, ROLE_ERR_STORE_FULL,
+		                   im_code_text(ROLE_ERR_STORE_FULL),
+		                   op->group);
+		return;
+	}
 	if (op->kind == ROLE_OP_ADD_MEMBER) {
 		if (g->nmembers >= c->opts.max_members) {
 			chatter__reply_one(c, op, ROLE_ERR_FULL,
@@ -85,14 +93,22 @@ chatter__do_member(chatter *c, const role_op *op)
 			chatter__member_erase(g, op->target);
 		}
 	}
-	if (rc != IM_OK) {
+	if (rc == IM_ENOSPC) {
+		store_full_failed(&c->full, role_now_ms(), 1, "chatter",
+		                  im_store_errmsg(c->st));
+	} else if (rc != IM_OK) {
 		LOG_W("chatter: membership of %llu: %s (%s)",
 		      (unsigned long long)op->group, im_strerror(rc),
 		      im_store_errmsg(c->st));
-		chatter__reply_one(c, op, ROLE_ERR_UNAVAILABLE,
-		                   "store unavailable", op->group);
+	}
+	if (rc != IM_OK) {
+		code = (int)im_code_of_err(rc);
+		chatter__reply_one(c, op, code,
+		                   role_store_err_text((uint32_t)code),
+		                   op->group);
 		return;
 	}
+	store_full_ok(&c->full, role_now_ms(), "chatter");
 	chatter__reply_one(c, op, ROLE_OK, NULL, op->group);
 	if (changed) {
 		emit_event(c, op->target,

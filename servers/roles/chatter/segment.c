@@ -44,10 +44,17 @@ chatter__prefetch_pick(const struct batch *b)
 bool
 chatter__refill_inline(chatter *c, struct group *g, uint64_t *seq)
 {
+	int rc;
+
 	c->stats.refills++;
 	c->stats.refills_inline++;
-	if (im_idseg_refill(&g->seg, c->st) != IM_OK ||
-	    im_idseg_next(&g->seg, seq) != IM_OK) {
+	rc = im_idseg_refill(&g->seg, c->st);
+	if (rc == IM_ENOSPC) {
+		store_full_failed(&c->full, role_now_ms(), 1, "chatter",
+		                  im_store_errmsg(c->st));
+		return false;
+	}
+	if (rc != IM_OK || im_idseg_next(&g->seg, seq) != IM_OK) {
 		LOG_W("chatter: no seq for group %llu: %s",
 		      (unsigned long long)g->gid, im_store_errmsg(c->st));
 		return false;
@@ -65,11 +72,21 @@ bool
 chatter__new_gid(chatter *c, im_gid *gid, im_fence *fence)
 {
 	uint32_t tries, refills = 0;
+	int rc;
 
 	for (tries = 0; tries < GID_TRIES; tries++) {
 		if (im_idseg_next(&c->gids, gid) != IM_OK) {
-			if (refills++ == GID_REFILLS ||
-			    im_idseg_refill(&c->gids, c->st) != IM_OK ||
+			if (refills++ == GID_REFILLS) {
+				return false;
+			}
+			rc = im_idseg_refill(&c->gids, c->st);
+			if (rc == IM_ENOSPC) {
+				/* The caller answers ERR_STORE_FULL. */
+				store_full_failed(&c->full, role_now_ms(), 1,
+				                  "chatter",
+				                  im_store_errmsg(c->st));
+			}
+			if (rc != IM_OK ||
 			    im_idseg_next(&c->gids, gid) != IM_OK) {
 				return false;
 			}

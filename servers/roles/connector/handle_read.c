@@ -17,7 +17,7 @@ conn__handle_mark_read(struct conn *c, uint64_t req_id, const im_MarkRead *mr)
 	im_msg_pos pos = {0, 0};
 	role_uevent ev;
 	bool moved = false;
-	int rc;
+	int code, rc;
 
 	if (im_convlist_lookup(u->convs, mr->group, &e) != IM_OK) {
 		conn__error(c, req_id, im_Code_ERR_NOT_MEMBER,
@@ -37,8 +37,12 @@ conn__handle_mark_read(struct conn *c, uint64_t req_id, const im_MarkRead *mr)
 		rc = im_store_conv_update(cn->st, u->uid, mr->group, pos.seq,
 		                          pos.ordinal, e.flags);
 		if (rc != IM_OK) {
-			conn__error(c, req_id, im_Code_ERR_UNAVAILABLE,
-			            "store unavailable", mr->group, 0);
+			/* A full disk is ERR_STORE_FULL: certain, the
+			 * pointer did not move. */
+			code = (int)im_code_of_err(rc);
+			conn__error(c, req_id, code,
+			            role_store_err_text((uint32_t)code),
+			            mr->group, 0);
 			return;
 		}
 		(void)im_convlist_read(u->convs, mr->group, pos.seq,
