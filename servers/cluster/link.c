@@ -804,7 +804,12 @@ on_request(rpc_conn *c, uint64_t req_id, const imrpc_Rpc *m, void *payload)
 static void
 hello_done(rpc_conn *c, int status, const imrpc_Rpc *reply, void *payload)
 {
-	(void)c, (void)status, (void)reply, (void)payload;
+	(void)payload;
+	/* Connected is not yet served: a full Router accepts and closes. */
+	if (status == IM_OK && reply->which_body == imrpc_Rpc_ack_tag &&
+	    reply->body.ack.code == 0) {
+		LOG_I("router %s took our Hello", rpc_conn_peer(c));
+	}
 }
 
 static void
