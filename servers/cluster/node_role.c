@@ -36,7 +36,8 @@ typedef struct rolenode {
 	im_kind kind;
 	char owner[IM_OWNER_MAX + 1];
 	bool balanced; /* expect was reached once */
-	bool muted;    /* cut off from the Routers: no heartbeat (cut_off) */
+	bool muted;    /* no Router serves us: no heartbeat (judge_own_reach) */
+	ev_tstamp judged; /* the last judge_own_reach() */
 	uint64_t inc;  /* the incarnation rn.owner names */
 	ev_timer tick;
 	connector *cn;
@@ -370,10 +371,20 @@ routers_alive(const rolenode *rn)
 static void
 judge_own_reach(rolenode *rn)
 {
-	double quiet_ms = (ev_now(rn->loop) - cl_link_heard(rn->link)) * 1000.0;
-	size_t alive = routers_alive(rn);
-	bool off = alive > 0 && quiet_ms > (double)rn->c->dead_after_ms;
+	ev_tstamp now = ev_now(rn->loop), last = rn->judged;
+	double quiet_ms = (now - cl_link_heard(rn->link)) * 1000.0;
+	size_t alive;
+	bool off;
 
+	rn->judged = now;
+	/* After a stall of our own loop (a blocking store call, a pause)
+	 * what the Routers sent is still unread: not their silence. Judge
+	 * at the next tick, once it is read. */
+	if (last > 0 && (now - last) * 1000.0 > 2.0 * rn->c->balance_ms) {
+		return;
+	}
+	alive = routers_alive(rn);
+	off = alive > 0 && quiet_ms > (double)rn->c->dead_after_ms;
 	if (off == rn->muted) {
 		return;
 	}
