@@ -75,6 +75,9 @@ struct cl_link {
 	uint64_t replies_lost;   /* since the last warning about them */
 	ev_tstamp replies_warned;
 	bool destroying; /* calls failing now must not touch the peers */
+	/* When a Router last showed it serves us: took our Hello or sent
+	 * us something (its Heartbeats come every heartbeat_ms). */
+	ev_tstamp heard;
 	/* A Chatter acks a Forward only after the commit of the loop turn
 	 * that received it (ack_w runs after the Chatter's commit): a
 	 * Chatter dying in between leaves the Router's call unanswered, so
@@ -756,6 +759,7 @@ on_request(rpc_conn *c, uint64_t req_id, const imrpc_Rpc *m, void *payload)
 	static imrpc_Rpc ack;
 
 	l->st.received++;
+	l->heard = ev_now(l->loop);
 	switch (m->which_body) {
 	case imrpc_Rpc_forward_tag:
 		in_forward(l, &m->body.forward);
@@ -804,7 +808,14 @@ on_request(rpc_conn *c, uint64_t req_id, const imrpc_Rpc *m, void *payload)
 static void
 hello_done(rpc_conn *c, int status, const imrpc_Rpc *reply, void *payload)
 {
-	(void)c, (void)status, (void)reply, (void)payload;
+	cl_link *l = payload;
+
+	/* Connected is not yet served: a full Router accepts and closes. */
+	if (status == IM_OK && reply->which_body == imrpc_Rpc_ack_tag &&
+	    reply->body.ack.code == 0) {
+		l->heard = ev_now(l->loop);
+		LOG_I("router %s took our Hello", rpc_conn_peer(c));
+	}
 }
 
 static void
@@ -820,7 +831,7 @@ on_state(rpc_conn *c, bool up, int err, const char *why, void *payload)
 	/* First on every connection: who we are, so the Router can send us
 	 * what is ours. Frames keep their order on a connection, so what we
 	 * send next arrives after it. */
-	(void)rpc_conn_call(c, l->hello, 0, hello_done, NULL);
+	(void)rpc_conn_call(c, l->hello, 0, hello_done, l);
 	LOG_I("router %s connected", rpc_conn_peer(c));
 }
 
@@ -862,6 +873,7 @@ cl_link_create(cl_link **out, struct ev_loop *loop, cl_member *m,
 	l->nrctx_free = REPLY_CALLS_MAX;
 	l->base.ops = &link_ops;
 	l->loop = loop;
+	l->heard = ev_time(); /* ev_now may predate a slow start */
 	l->m = m;
 	l->role = role;
 	snprintf(l->owner, sizeof(l->owner), "%s", owner);
@@ -923,6 +935,12 @@ cl_link_routers_up(const cl_link *l)
 	return l != NULL ? cl_peers_up(l->routers) : 0;
 }
 
+ev_tstamp
+cl_link_heard(const cl_link *l)
+{
+	return l != NULL ? l->heard : 0.0;
+}
+
 void
 cl_link_get_stats(const cl_link *l, cl_link_stats *out)
 {
@@ -959,7 +977,7 @@ send_hello(rpc_conn *c, void *payload)
 	cl_link *l = payload;
 
 	if (rpc_conn_is_up(c)) {
-		(void)rpc_conn_call(c, l->hello, 0, hello_done, NULL);
+		(void)rpc_conn_call(c, l->hello, 0, hello_done, l);
 	}
 }
 

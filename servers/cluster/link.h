@@ -59,6 +59,12 @@ void cl_link_sync(cl_link *l);
 /* Routers connected and up. */
 size_t cl_link_routers_up(const cl_link *l);
 
+/* When (ev_now) a Router last showed it serves this node: it took our
+ * Hello or sent us anything (Routers heartbeat every node they have).
+ * Starts at the link's creation. Connected is not enough: a Router that
+ * is paused, or full and closing what it accepts, serves nobody. */
+ev_tstamp cl_link_heard(const cl_link *l);
+
 void cl_link_get_stats(const cl_link *l, cl_link_stats *out);
 
 void cl_link_destroy(cl_link *l);

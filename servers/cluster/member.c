@@ -17,6 +17,7 @@ struct cl_member {
 	uint64_t incarnation;
 	uint64_t last_beat; /* our last heartbeat (or register) stored */
 	uint64_t next_hb, next_refresh;
+	bool muted; /* cl_member_mute(): no heartbeats */
 	cl_node *nodes, *scratch;
 	size_t n, nscratch;
 	ev_timer timer;
@@ -146,7 +147,7 @@ cl_member_tick(cl_member *m)
 		return IM_EINVAL;
 	}
 	now = now_of(m);
-	if (now >= m->next_hb) {
+	if (now >= m->next_hb && !m->muted) {
 		uint64_t inc = m->incarnation;
 
 		m->next_hb = now + m->opts.heartbeat_ms;
@@ -273,6 +274,14 @@ cl_member_destroy(cl_member *m)
 	free(m->nodes);
 	free(m->scratch);
 	free(m);
+}
+
+void
+cl_member_mute(cl_member *m, bool mute)
+{
+	if (m != NULL) {
+		m->muted = mute;
+	}
 }
 
 uint64_t

@@ -104,6 +104,15 @@ void cl_member_destroy(cl_member *m);
  */
 int cl_member_tick(cl_member *m);
 
+/*
+ * Stop (mute = true) or resume heartbeating; the view is still reloaded.
+ * A muted node's row ages until the others judge it dead and move its
+ * slots: what a node that can no longer serve does (node_role.c). Resumed
+ * after more than dead_after_ms with opts.reincarnate, it comes back as a
+ * new incarnation at its next tick.
+ */
+void cl_member_mute(cl_member *m, bool mute);
+
 /* This node's incarnation (from the last register). */
 uint64_t cl_member_incarnation(const cl_member *m);
 

@@ -156,6 +156,9 @@ run_router(struct ev_loop *loop, im_store *st, const srv_config *c)
 	/* The Routers detect dead nodes and move their slots (router.h). */
 	ropts.heartbeat_ms = c->heartbeat_ms;
 	ropts.dead_after_ms = c->dead_after_ms;
+	ropts.limits.admit_ms = c->router_admit_ms;
+	ropts.limits.frame_ms = c->router_frame_ms;
+	ropts.limits.per_peer_max = c->router_per_peer_max;
 	rc = router_create(&r, loop, st, map, host, port, &ropts);
 	if (rc != IM_OK) {
 		fprintf(stderr, "imnode: router on %s: %s (%s)\n", c->listen,

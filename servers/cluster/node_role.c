@@ -36,6 +36,8 @@ typedef struct rolenode {
 	im_kind kind;
 	char owner[IM_OWNER_MAX + 1];
 	bool balanced; /* expect was reached once */
+	bool muted;    /* no Router serves us: no heartbeat (judge_own_reach) */
+	ev_tstamp judged; /* the last judge_own_reach() */
 	uint64_t inc;  /* the incarnation rn.owner names */
 	ev_timer tick;
 	connector *cn;
@@ -236,7 +238,7 @@ balance(rolenode *rn)
 	 * spreads evenly); after that a node that lost peers must go on
 	 * balancing, or the dead ones' slots would never be taken over.
 	 */
-	if (!rn->balanced && n < rn->c->expect) {
+	if (rn->muted || (!rn->balanced && n < rn->c->expect)) {
 		return;
 	}
 	rn->balanced = true;
@@ -333,6 +335,71 @@ on_member_change(cl_member *m, void *payload)
 	balance(rn);
 }
 
+/* Routers alive in the store (the view, fresh now). */
+static size_t
+routers_alive(const rolenode *rn)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < cl_member_count(rn->m); i++) {
+		const cl_node *x = cl_member_node(rn->m, i);
+
+		n += x->role == IM_NODE_ROUTER && cl_member_fresh(rn->m, x);
+	}
+	return n;
+}
+
+/*
+ * Liveness by ability to serve (issue 13). A node alive in the store but
+ * heard by no Router (their connection slots held by others, a partition
+ * between it and them while the store is reachable) keeps its slots and
+ * serves nothing: the Routers move slots only of nodes silent to them AND
+ * stale in the store (router.h). So such a node stops heartbeating the
+ * store once no Router has shown it serves us for dead_after_ms while
+ * Routers are alive there: it then meets both conditions and the Routers
+ * move its slots within the failover bound, by the path every dead node
+ * takes (plan over the live nodes, CAS, fencing). Why not release the
+ * slots itself: the Routers' plan already puts them where every Router
+ * agrees, the same for a node cut off from the store too, and a release
+ * would need writes that a half-broken node may not manage. It stops
+ * balancing too (no claims while it cannot serve). Once a Router serves it
+ * again it heartbeats again, as a new incarnation if it was silent past
+ * the timeout (cl_member reincarnate), and takes a share like a new node.
+ * With no Router alive in the store at all it never mutes: the nodes then
+ * take dead peers' slots themselves (the fallback).
+ */
+static void
+judge_own_reach(rolenode *rn)
+{
+	ev_tstamp now = ev_now(rn->loop), last = rn->judged;
+	double quiet_ms = (now - cl_link_heard(rn->link)) * 1000.0;
+	size_t alive;
+	bool off;
+
+	rn->judged = now;
+	/* After a stall of our own loop (a blocking store call, a pause)
+	 * what the Routers sent is still unread: not their silence. Judge
+	 * at the next tick, once it is read. */
+	if (last > 0 && (now - last) * 1000.0 > 2.0 * rn->c->balance_ms) {
+		return;
+	}
+	alive = routers_alive(rn);
+	off = alive > 0 && quiet_ms > (double)rn->c->dead_after_ms;
+	if (off == rn->muted) {
+		return;
+	}
+	rn->muted = off;
+	cl_member_mute(rn->m, off);
+	if (off) {
+		LOG_W("%s: no Router serves us for %.0f ms though %zu are "
+		      "alive: store heartbeat stopped, so the Routers move "
+		      "our slots", rn->owner, quiet_ms, alive);
+	} else {
+		LOG_W("%s: a Router serves us again (or none is alive): "
+		      "heartbeating again", rn->owner);
+	}
+}
+
 static void
 on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -340,6 +407,7 @@ on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 
 	(void)loop;
 	(void)revents;
+	judge_own_reach(rn);
 	/* After a pause this timer may fire before the membership's: let
 	 * it heartbeat first, so a node silent past the timeout comes back
 	 * as a new incarnation before it balances under its old name. */

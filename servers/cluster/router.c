@@ -630,6 +630,7 @@ on_request(rpc_conn *c, uint64_t req_id, const imrpc_Rpc *m, void *payload)
 					? m->body.hello.route_id
 					: router_node_id(n->name);
 			n->hello = true;
+			rpc_conn_admit(c);
 			if (n->role == imrpc_Role_ROLE_CONNECTOR ||
 			    n->role == imrpc_Role_ROLE_CHATTER) {
 				router__heard(r, n->name);
@@ -680,8 +681,11 @@ on_state(rpc_conn *c, bool up, int err, const char *why, void *payload)
 	router *r = payload;
 	uint32_t i;
 
-	(void)err;
-	(void)why;
+	/* A deadline or bound closed it (rpc_server_limits), or the
+	 * socket failed: say so, the operator sees who holds the slots. */
+	if (!up && err != IM_OK) {
+		fprintf(stderr, "router: %s\n", why);
+	}
 	if (up) {
 		for (i = 0; i < r->opts.max_conns; i++) {
 			if (r->nodes[i].conn == NULL) {
@@ -865,6 +869,7 @@ router_create(router **out, struct ev_loop *loop, im_store *st,
 		free_router(r);
 		return rc;
 	}
+	rpc_server_set_limits(r->srv, &opts->limits);
 	ev_init(&r->refresh, on_refresh);
 	r->refresh.data = r;
 	if (opts->refresh_ms > 0) {
@@ -887,6 +892,7 @@ router_get_stats(const router *r, router_stats *out)
 {
 	if (r != NULL && out != NULL) {
 		*out = r->stats;
+		rpc_server_get_stats(r->srv, &out->rpc);
 	}
 }
 

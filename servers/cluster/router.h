@@ -104,10 +104,17 @@ typedef struct router_opts {
 	uint32_t max_nodes;     /* node rows read and owners watched */
 	uint64_t (*now_ms)(void *clock); /* wall clock ms; NULL: ev_time() */
 	void *clock;
+	/* What a connection must do to keep its place (rpc.h): say Hello
+	 * within admit_ms, finish a frame begun and read what it is sent
+	 * within frame_ms, at most per_peer_max from one address. When
+	 * max_conns are up, the oldest that has not said Hello makes room.
+	 * Each connection closed so is logged on stderr. */
+	rpc_server_limits limits;
 } router_opts;
 
 #define ROUTER_OPTS_INIT {ROUTER_OPTS_VERSION, 256, 4096, 1000, 5000, \
-			  RPC_OPTS_INIT, 250, 1500, 1024, NULL, NULL}
+			  RPC_OPTS_INIT, 250, 1500, 1024, NULL, NULL, \
+			  {2000, 5000, 64}}
 
 typedef struct router_stats {
 	uint64_t forwards;      /* Forward messages sent to Chatters */
@@ -128,6 +135,7 @@ typedef struct router_stats {
 	uint64_t parked;        /* user events kept for an owner not
 				   connected yet (routed at a map reload,
 				   dropped after 10 s) */
+	rpc_server_stats rpc;   /* connections closed by opts.limits */
 } router_stats;
 
 /*

@@ -87,6 +87,16 @@ static const srv_key keys[] = {
         NUM("dead_after_ms", ROLE_KEY_U32, dead_after_ms, SRV_NODE, 10,
             60000, "a node silent this long is dead: Routers move its "
                    "slots"),
+        NUM("router_admit_ms", ROLE_KEY_U32, router_admit_ms, SRV_NODE, 0,
+            600000, "router: a connection that has not said Hello this "
+                    "long is closed, 0 = never"),
+        NUM("router_frame_ms", ROLE_KEY_U32, router_frame_ms, SRV_NODE, 0,
+            600000, "router: a frame begun must arrive whole, and the "
+                    "peer must read what it is sent, within this, "
+                    "0 = never"),
+        NUM("router_per_peer_max", ROLE_KEY_U32, router_per_peer_max,
+            SRV_NODE, 0, 65536, "router: connections at a time from one "
+                                "address, 0 = no bound but the 256 in all"),
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -122,6 +132,13 @@ srv_config_init(srv_config *cfg, unsigned who)
 		cfg->refresh_ms = IM_NODE_HEARTBEAT_MS;
 		cfg->balance_ms = 250;
 		cfg->dead_after_ms = IM_NODE_DEAD_AFTER_MS;
+		/* ROUTER_OPTS_INIT's limits (servers/cluster/router.h,
+		 * which this table does not link): a Hello within 2 s, a
+		 * frame within 5 s (the RPC call timeout), 64 connections
+		 * from one host (nodes sharing a host, Routers' peers). */
+		cfg->router_admit_ms = 2000;
+		cfg->router_frame_ms = 5000;
+		cfg->router_per_peer_max = 64;
 	}
 }
 

@@ -60,6 +60,10 @@ typedef struct srv_config {
 	uint32_t refresh_ms;    /* membership view reload period */
 	uint32_t balance_ms;    /* slot balance period */
 	uint32_t dead_after_ms; /* silence after which a node is dead */
+	/* router: what an RPC connection must do to keep its place */
+	uint32_t router_admit_ms;
+	uint32_t router_frame_ms;
+	uint32_t router_per_peer_max;
 	/* Connector and Chatter tuning (servers/roles/tuning.h) */
 	connector_opts cn;
 	chatter_opts ch;

@@ -54,6 +54,12 @@ struct rpc_conn {
 	int fd;
 	ev_io rio, wio;
 	ev_timer retry;
+	/* Deadlines of an accepted connection (rpc_server_limits). */
+	ev_timer admit_t; /* until rpc_conn_admit() */
+	ev_timer rd_t;    /* the frame begun must arrive whole */
+	ev_timer wr_t;    /* queued output must move */
+	uint32_t frame_ms;
+	bool admitted;
 	struct sockaddr_in addr;
 	uint32_t attempt; /* connects failed in a row, for the backoff */
 	uint64_t rng;
@@ -82,7 +88,9 @@ struct rpc_server {
 	uint16_t port;
 	uint32_t max_conns;
 	uint32_t nconns;
-	rpc_conn *conns;
+	rpc_conn *conns; /* newest first */
+	rpc_server_limits lim;
+	rpc_server_stats st;
 };
 
 static void *
@@ -202,6 +210,9 @@ drop_socket(rpc_conn *c)
 {
 	ev_io_stop(c->loop, &c->rio);
 	ev_io_stop(c->loop, &c->wio);
+	ev_timer_stop(c->loop, &c->admit_t);
+	ev_timer_stop(c->loop, &c->rd_t);
+	ev_timer_stop(c->loop, &c->wr_t);
 	if (c->fd >= 0) {
 		close(c->fd);
 		c->fd = -1;
@@ -297,9 +308,24 @@ conn_down(rpc_conn *c, int err, const char *fmt, ...)
 	leave(c);
 }
 
+/* (Re)start the one-shot deadline t of frame_ms when restart or when it
+ * is not running; 0 frame_ms: none. */
+static void
+arm_deadline(rpc_conn *c, ev_timer *t, bool restart)
+{
+	if (c->frame_ms == 0 || (!restart && ev_is_active(t))) {
+		return;
+	}
+	ev_timer_stop(c->loop, t);
+	ev_timer_set(t, (double)c->frame_ms / 1000.0, 0.0);
+	ev_timer_start(c->loop, t);
+}
+
 static void
 flush(rpc_conn *c)
 {
+	bool moved = false;
+
 	while (c->out_len > 0) {
 		ssize_t n = send(c->fd, c->out + c->out_head, c->out_len,
 				 MSG_NOSIGNAL);
@@ -307,6 +333,7 @@ flush(rpc_conn *c)
 		if (n > 0) {
 			c->out_head += (size_t)n;
 			c->out_len -= (size_t)n;
+			moved = true;
 			continue;
 		}
 		if (n < 0 && errno == EINTR) {
@@ -315,6 +342,11 @@ flush(rpc_conn *c)
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 			c->st.out_bytes = (uint32_t)c->out_len;
 			ev_io_start(c->loop, &c->wio);
+			/* The peer must keep reading: the clock restarts
+			 * whenever bytes leave. */
+			if (moved) {
+				arm_deadline(c, &c->wr_t, true);
+			}
 			return;
 		}
 		conn_down(c, IM_ERR, "rpc %s: write failed: %s", c->peer,
@@ -324,6 +356,7 @@ flush(rpc_conn *c)
 	c->out_head = 0;
 	c->st.out_bytes = 0;
 	ev_io_stop(c->loop, &c->wio);
+	ev_timer_stop(c->loop, &c->wr_t);
 }
 
 /* Encode msg as one frame at the end of the output buffer, or change
@@ -362,6 +395,9 @@ enqueue(rpc_conn *c, const imrpc_Rpc *msg)
 	/* Written when the loop comes back to the socket, so the frames of
 	 * one loop turn leave in as few writes as possible. */
 	ev_io_start(c->loop, &c->wio);
+	/* From now the peer must take some of it within frame_ms (the
+	 * socket may never turn writable again: no EAGAIN to see). */
+	arm_deadline(c, &c->wr_t, false);
 	return IM_OK;
 }
 
@@ -456,9 +492,19 @@ process(rpc_conn *c)
 		c->st.frames_in++;
 		dispatch(c, c->rx);
 	}
-	if (c->state == ST_UP && off > 0) {
+	if (c->state != ST_UP) {
+		return;
+	}
+	if (off > 0) {
 		memmove(c->in, c->in + off, c->in_len - off);
 		c->in_len -= off;
+	}
+	/* What is left is the start of a frame: it has frame_ms from its
+	 * first byte, which came after the last whole frame. */
+	if (c->in_len == 0) {
+		ev_timer_stop(c->loop, &c->rd_t);
+	} else {
+		arm_deadline(c, &c->rd_t, off > 0);
 	}
 }
 
@@ -590,6 +636,46 @@ on_retry(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 static void
+on_admit_deadline(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	rpc_conn *c = w->data;
+
+	(void)loop;
+	(void)revents;
+	if (c->server != NULL) {
+		c->server->st.admit_timeouts++;
+		conn_down(c, IM_EUNAVAIL,
+			  "rpc %s: not admitted (no Hello) within %u ms; "
+			  "closing",
+			  c->peer, (unsigned)c->server->lim.admit_ms);
+	}
+}
+
+static void
+on_frame_deadline(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	rpc_conn *c = w->data;
+	bool rd = w == &c->rd_t;
+
+	(void)loop;
+	(void)revents;
+	if (c->server != NULL) {
+		c->server->st.frame_timeouts++;
+	}
+	if (rd) {
+		conn_down(c, IM_EUNAVAIL,
+			  "rpc %s: a frame begun did not arrive whole within "
+			  "%u ms; closing",
+			  c->peer, (unsigned)c->frame_ms);
+	} else {
+		conn_down(c, IM_EUNAVAIL,
+			  "rpc %s: the peer read none of %zu queued bytes "
+			  "for %u ms; closing",
+			  c->peer, c->out_len, (unsigned)c->frame_ms);
+	}
+}
+
+static void
 conn_free(rpc_conn *c)
 {
 	im_allocator a = c->opts.alloc;
@@ -642,6 +728,12 @@ conn_new(rpc_conn **out, struct ev_loop *loop, const rpc_opts *opts)
 	c->wio.data = c;
 	ev_init(&c->retry, on_retry);
 	c->retry.data = c;
+	ev_init(&c->admit_t, on_admit_deadline);
+	c->admit_t.data = c;
+	ev_init(&c->rd_t, on_frame_deadline);
+	c->rd_t.data = c;
+	ev_init(&c->wr_t, on_frame_deadline);
+	c->wr_t.data = c;
 	c->rng = opts->seed ^ (uint64_t)(uintptr_t)c;
 	*out = c;
 	return IM_OK;
@@ -800,6 +892,40 @@ rpc_conn_user(const rpc_conn *c)
 	return c != NULL ? c->user : NULL;
 }
 
+/*
+ * May a connection from sa be accepted? Within per_peer_max, and within
+ * max_conns once the oldest connection not admitted yet (if any) is
+ * closed: a peer that never says Hello must not keep a node out.
+ */
+static bool
+make_room(rpc_server *s, const struct sockaddr_in *sa)
+{
+	rpc_conn *c, *oldest = NULL;
+	uint32_t same = 0;
+
+	for (c = s->conns; c != NULL; c = c->next) {
+		same += c->addr.sin_addr.s_addr == sa->sin_addr.s_addr;
+		if (!c->admitted) {
+			oldest = c;
+		}
+	}
+	if (s->lim.per_peer_max > 0 && same >= s->lim.per_peer_max) {
+		return false;
+	}
+	if (s->nconns < s->max_conns) {
+		return true;
+	}
+	if (oldest == NULL) {
+		return false;
+	}
+	s->st.evicted++;
+	conn_down(oldest, IM_EUNAVAIL,
+		  "rpc %s: not admitted yet and the server is full (%u); "
+		  "closed for a newer connection",
+		  oldest->peer, (unsigned)s->max_conns);
+	return true;
+}
+
 static void
 on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
@@ -821,8 +947,9 @@ on_accept(struct ev_loop *loop, ev_io *w, int revents)
 			 * again on the next wake-up. */
 			return;
 		}
-		if (s->nconns >= s->max_conns ||
+		if (!make_room(s, &sa) ||
 		    conn_new(&c, s->loop, &s->opts) != IM_OK) {
+			s->st.refused++;
 			close(fd);
 			continue;
 		}
@@ -837,6 +964,14 @@ on_accept(struct ev_loop *loop, ev_io *w, int revents)
 		}
 		s->conns = c;
 		s->nconns++;
+		c->frame_ms = s->lim.frame_ms;
+		if (s->lim.admit_ms > 0) {
+			ev_timer_set(&c->admit_t,
+				     (double)s->lim.admit_ms / 1000.0, 0.0);
+			ev_timer_start(s->loop, &c->admit_t);
+		} else {
+			c->admitted = true;
+		}
 		c->busy++;
 		conn_up(c);
 		leave(c);
@@ -888,6 +1023,35 @@ fail:
 	}
 	xfree(&opts->alloc, s);
 	return IM_ERR;
+}
+
+void
+rpc_server_set_limits(rpc_server *s, const rpc_server_limits *lim)
+{
+	if (s != NULL && lim != NULL) {
+		s->lim = *lim;
+	}
+}
+
+void
+rpc_server_get_stats(const rpc_server *s, rpc_server_stats *out)
+{
+	if (out != NULL) {
+		if (s != NULL) {
+			*out = s->st;
+		} else {
+			memset(out, 0, sizeof(*out));
+		}
+	}
+}
+
+void
+rpc_conn_admit(rpc_conn *c)
+{
+	if (c != NULL && !c->admitted) {
+		c->admitted = true;
+		ev_timer_stop(c->loop, &c->admit_t);
+	}
 }
 
 uint16_t

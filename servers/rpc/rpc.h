@@ -175,6 +175,48 @@ int rpc_server_open(rpc_server **out, struct ev_loop *loop, const char *host,
 		    uint16_t port, uint32_t max_conns, const rpc_opts *opts);
 
 /*
+ * What an accepted connection must do to keep its place (issue 13: idle
+ * peers that connect and never speak held all of a Router's slots, so the
+ * nodes that mattered could not get in). Each breach closes the
+ * connection through on_state(up = false, IM_EUNAVAIL, why) with why
+ * naming the peer and the deadline:
+ *  - admit_ms: the application must call rpc_conn_admit() (the Router
+ *    does on Hello) within admit_ms of the accept; 0 = no deadline;
+ *  - frame_ms: a frame whose first byte arrived must arrive whole within
+ *    frame_ms of it (or of the previous complete frame), and bytes queued
+ *    for the peer must move at least once every frame_ms (a peer that
+ *    stopped reading); 0 = no deadline;
+ *  - per_peer_max: connections at a time from one IPv4 address; one more
+ *    is closed at once; 0 = only the server's max_conns.
+ * When max_conns connections are up, a new one takes the place of the
+ * oldest connection not admitted yet (closed as above); when every one is
+ * admitted, the new one is closed at once. Counted in
+ * rpc_server_get_stats().
+ */
+typedef struct rpc_server_limits {
+	uint32_t admit_ms;
+	uint32_t frame_ms;
+	uint32_t per_peer_max;
+} rpc_server_limits;
+
+typedef struct rpc_server_stats {
+	uint64_t admit_timeouts; /* closed: not admitted within admit_ms */
+	uint64_t frame_timeouts; /* closed: a frame or output stalled */
+	uint64_t evicted;        /* closed unadmitted to make room */
+	uint64_t refused;        /* closed at accept: a bound was hit */
+} rpc_server_stats;
+
+/* Apply limits to the connections accepted from now on (and the admit
+ * deadline to none already accepted). Defaults: all 0. */
+void rpc_server_set_limits(rpc_server *s, const rpc_server_limits *lim);
+void rpc_server_get_stats(const rpc_server *s, rpc_server_stats *out);
+
+/* The application accepts c as a peer (rpc_server_limits.admit_ms):
+ * stops its admit deadline; it is no longer evicted to make room. No-op
+ * for an outgoing connection or one already admitted. */
+void rpc_conn_admit(rpc_conn *c);
+
+/*
  * The reconnect delay after `attempt` failures in a row (0 = first retry):
  * min_ms doubled per attempt, capped at max_ms, then "equal jitter": a
  * value in [d/2, d] picked by r (a random number). Pure; exposed for tests.

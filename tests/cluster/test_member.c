@@ -147,6 +147,47 @@ test_member_silent_too_long_comes_back_anew(void **state)
 	cl_member_destroy(k);
 }
 
+/* A muted node (no Router serves it, node_role.c) stops heartbeating
+ * while it goes on ticking: the others see it die by heartbeat age. Its
+ * row is untouched; unmuted past the timeout it comes back anew. */
+static void
+test_member_muted_stops_heartbeating_and_comes_back_anew(void **state)
+{
+	env *e = *state;
+	cl_member_opts o = opts_of(e);
+	cl_member *z = NULL, *w = NULL;
+	const cl_node *n;
+	int i;
+
+	o.reincarnate = true;
+	assert_int_equal(cl_member_create(&z, e->loop, e->st, "chatter-z",
+					  IM_NODE_CHATTER, "-", &o),
+			 IM_OK);
+	w = join(e, e->st, "chatter-w", IM_NODE_CHATTER, "-");
+	cl_member_mute(z, true);
+	for (i = 0; i < 4; i++) {
+		e->now += 1000;
+		assert_int_equal(cl_member_tick(z), IM_OK);
+		assert_int_equal(cl_member_tick(w), IM_OK);
+	}
+	/* 4 s without a heartbeat of z's: dead for w (dead_after 3 s) */
+	n = cl_member_find(w, "chatter-z");
+	assert_non_null(n);
+	assert_false(cl_member_fresh(w, n));
+	assert_int_equal(n->heartbeat_ms, 1000000);
+	assert_int_equal(cl_member_incarnation(z), 1);
+	cl_member_mute(z, false);
+	e->now += 1000;
+	assert_int_equal(cl_member_tick(z), IM_OK);
+	assert_int_equal(cl_member_incarnation(z), 2);
+	assert_int_equal(cl_member_tick(w), IM_OK);
+	n = cl_member_find(w, "chatter-z");
+	assert_non_null(n);
+	assert_true(cl_member_fresh(w, n));
+	cl_member_destroy(z);
+	cl_member_destroy(w);
+}
+
 static void
 test_member_registers_and_sees_itself_alive(void **state)
 {
@@ -568,6 +609,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 #define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
 		T(test_member_registers_and_sees_itself_alive),
+		T(test_member_muted_stops_heartbeating_and_comes_back_anew),
 		T(test_member_judges_peers_alive_by_heartbeat_age),
 		T(test_member_fresh_judges_heartbeat_age_now),
 		T(test_member_silent_too_long_comes_back_anew),

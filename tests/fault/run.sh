@@ -10,9 +10,11 @@
 # supervisor would: a new incarnation), and runs check.py over the history.
 # Fault kinds: kill-chatter kill-connector kill-router stop-chatter
 # stop-connector pg-restart partition-chatter (pg-restart and
-# partition-chatter need PostgreSQL; partition-chatter needs root and
-# ip netns: one Chatter, picked by the seed, runs in its own network
-# namespace from the start, and the fault takes its link down), and
+# partition-* need PostgreSQL; partition-* need root, ip netns and tc:
+# one Chatter, picked by the seed, runs in its own network namespace
+# from the start, and the fault takes its link down), partition-routers
+# (that Chatter's Routers cut, both ways, its store reachable: it must
+# give its slots up, issue 13) and partition-store (the reverse), and
 # kill-connector-stay (kill -9, never restarted: its clients go on to the
 # other Connector; later connector faults pick the live one). Targets are
 # picked by the seed.
@@ -31,6 +33,7 @@ LOAD=$BUILD/tests/fault/fault_load
 mode=pg
 faults="kill-chatter kill-connector kill-router stop-chatter"
 faults="$faults stop-connector pg-restart partition-chatter"
+faults="$faults partition-routers partition-store"
 seed=${IM_TEST_SEED:-$(date +%s)}
 spacing=8
 keep=
@@ -53,16 +56,18 @@ drop_fault() {
 	faults=$(echo "$faults" | tr ' ' '\n' | grep -v "^$1\$" |
 		tr '\n' ' ' || true)
 }
+partitions="partition-chatter partition-routers partition-store"
 if [ "$mode" = --sqlite ]; then
 	drop_fault pg-restart
-	drop_fault partition-chatter
+	for k in $partitions; do drop_fault "$k"; done
 fi
 netns_node=
-if echo " $faults " | grep -q ' partition-chatter '; then
-	if [ "$(id -u)" -ne 0 ] || ! command -v ip >/dev/null; then
-		echo "WARNING: partition-chatter needs root and ip (iproute2):" \
+if echo " $faults " | grep -q ' partition-'; then
+	if [ "$(id -u)" -ne 0 ] || ! command -v ip >/dev/null ||
+		! command -v tc >/dev/null; then
+		echo "WARNING: partition-* need root, ip and tc (iproute2):" \
 			"not run" >&2
-		drop_fault partition-chatter
+		for k in $partitions; do drop_fault "$k"; done
 	else
 		# From the seed but not from RANDOM: the other faults' targets
 		# stay those of the same seed without a partition.
@@ -149,7 +154,7 @@ fault() {
 	stop-chatter) pick chatter 3 ;;
 	stop-connector) pick connector 2 ;;
 	pg-restart) target=postgresql ;;
-	partition-chatter) target=$netns_node ;;
+	partition-*) target=$netns_node ;;
 	*) echo "unknown fault $kind" >&2; return 1 ;;
 	esac
 	case " $down " in # never the one that is gone: the other one
@@ -180,6 +185,13 @@ fault() {
 		# are gone for it (and it for them) until healed, past the
 		# heartbeat timeout
 		"$ROOT/scripts/cluster" cut "$cl"
+		(sleep $((spacing / 2)); "$ROOT/scripts/cluster" heal "$cl") &
+		;;
+	partition-routers | partition-store)
+		# half a partition: the Routers (it must give its slots up:
+		# no Router serves it) or the store (the Routers judge it
+		# by its stale heartbeat) gone for it, until healed
+		"$ROOT/scripts/cluster" "cut-${kind#partition-}" "$cl"
 		(sleep $((spacing / 2)); "$ROOT/scripts/cluster" heal "$cl") &
 		;;
 	pg-restart)
@@ -237,7 +249,9 @@ if [ -n "$netns_node" ]; then
 		"$(grep 'commit of .* failed' "$log" | grep -vc IM_ESTALE ||
 			true) failed otherwise," \
 		"$(grep -c 'silent past the heartbeat timeout' "$log" ||
-			true) comebacks as a new incarnation"
+			true) comebacks as a new incarnation," \
+		"$(grep -c 'no Router serves us' "$log" || true) give-ups" \
+		"(no Router served it: heartbeat stopped)"
 fi
 if [ $rc -ne 0 ] && [ -z "$keep" ]; then
 	tail -n 15 "$cl"/*.log >&2 || true
