@@ -20,15 +20,8 @@ else
 	NS="unshare -rn"
 fi
 $NS true 2>/dev/null || { echo "no network namespace here: skipped"; exit 77; }
-dir=$(mktemp -d /tmp/imnode-cut.XXXXXX)
-pids=
-cleanup() {
-	for p in $pids; do
-		kill -9 "$p" 2>/dev/null || true
-	done
-	rm -rf "$dir"
-}
-trap cleanup EXIT
+. "$(dirname "$0")/lib.sh"
+imnode_scratch cut
 fail() {
 	"$IMCTL" --store "$dir/s.db" --slots 16 slots || true
 	for f in "$dir"/*.log "$dir"/*.out; do

@@ -8,15 +8,8 @@
 set -eu
 IMNODE=$1
 IMCTL=$2
-dir=$(mktemp -d /tmp/imnode-fo.XXXXXX)
-pids=
-cleanup() {
-	for p in $pids; do
-		kill -9 "$p" 2>/dev/null || true
-	done
-	rm -rf "$dir"
-}
-trap cleanup EXIT
+. "$(dirname "$0")/lib.sh"
+imnode_scratch fo
 P="--slots 16 --heartbeat-ms 100 --refresh-ms 100 --balance-ms 100"
 P="$P --dead-after-ms 600 --log-level info"
 

@@ -6,15 +6,8 @@
 set -eu
 IMNODE=$1
 IMCTL=$2
-dir=$(mktemp -d /tmp/imnode-port.XXXXXX)
-pids=
-cleanup() {
-	for p in $pids; do
-		kill -9 "$p" 2>/dev/null || true
-	done
-	rm -rf "$dir"
-}
-trap cleanup EXIT
+. "$(dirname "$0")/lib.sh"
+imnode_scratch port
 st=$dir/s.db
 printf 'imnode-port-test-secret-0123456789\n' >"$dir/secret"
 P="--store $st --slots 16 --heartbeat-ms 100 --refresh-ms 100"

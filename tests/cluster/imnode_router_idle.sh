@@ -11,15 +11,8 @@
 set -eu
 IMNODE=$1
 PYTHON=${3:-python3}
-dir=$(mktemp -d /tmp/imnode-idle.XXXXXX)
-pids=
-cleanup() {
-	for p in $pids; do
-		kill -9 "$p" 2>/dev/null || true
-	done
-	rm -rf "$dir"
-}
-trap cleanup EXIT
+. "$(dirname "$0")/lib.sh"
+imnode_scratch idle
 
 # wait_for CMD...: up to 10 s for CMD to succeed
 wait_for() {
