@@ -526,6 +526,40 @@ im_store_group_create_each(im_store *st, const im_fence *fences,
 	return rc;
 }
 
+/* Version 5: keyed group creation. No fallback: without a durable
+ * unique key a retried create would make a second group, which is what
+ * the key is for; the caller hears IM_ENOTSUP and decides. */
+int
+im_store_group_create_dedup(im_store *st, const im_fence *fences,
+			    size_t nfences, const im_group_new *groups,
+			    const uint64_t *dedup_ids, size_t n,
+			    im_group_created *res_out)
+{
+	size_t i, j;
+	int rc;
+
+	CHECK(dedup_ids != NULL && res_out != NULL);
+	if ((rc = check_group_news(st, fences, nfences, groups, n)) != IM_OK) {
+		return rc;
+	}
+	for (i = 1; i < n; i++) {
+		for (j = 0; j < i && dedup_ids[i] != 0; j++) {
+			CHECK(dedup_ids[i] != dedup_ids[j] ||
+			      groups[i].group.creator !=
+				      groups[j].group.creator);
+		}
+	}
+	memset(res_out, 0, n * sizeof(*res_out));
+	if (!HAS_OP(group_create_dedup)) {
+		im_store_set_error(st, "%s: no keyed group creation "
+				   "(store ops version %u < 5)",
+				   st->ops->name, (unsigned)st->ops->version);
+		return IM_ENOTSUP;
+	}
+	return st->ops->group_create_dedup(st, fences, nfences, groups,
+					   dedup_ids, n, res_out);
+}
+
 int
 im_store_seg_take_many(im_store *st, const im_seg_key *keys, size_t n,
 		       uint32_t step, im_seg *segs_out)

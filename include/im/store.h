@@ -46,7 +46,7 @@ extern "C" {
 typedef struct im_store im_store;
 
 /** Highest schema version this build knows (see libim/store/schema/). */
-#define IM_STORE_SCHEMA_VERSION 3
+#define IM_STORE_SCHEMA_VERSION 4
 
 /**
  * A write fence: a slot the writer owns and the epoch it owns it at. Writes
@@ -542,6 +542,46 @@ IM_API int im_store_group_create_each(im_store *st, const im_fence *fences,
 				      size_t nfences,
 				      const im_group_new *groups, size_t n,
 				      int *rcs_out);
+
+/*
+ * Keyed group creation (store ops version 5): a retried CreateGroup
+ * (answer lost, reconnect) must not make a second group. The client gives
+ * each create a dedup id; (creator, dedup_id) is a durable unique key, as
+ * (conv, sender, dedup_id) is for messages.
+ */
+
+/** What im_store_group_create_dedup did with one row. */
+typedef struct im_group_created {
+	im_gid gid; /**< the group created, or the first one of its key */
+	bool dup;   /**< the key existed: nothing was written for this row */
+} im_group_created;
+
+/**
+ * im_store_group_create_many with a create key per row: dedup_ids[i] != 0
+ * makes (groups[i].group.creator, dedup_ids[i]) a durable unique key.
+ * When the key exists, row i writes nothing and res_out[i] holds the gid
+ * the key was first stored with and dup = true; else the row is created as
+ * by im_store_group_create_many (with its key, in the same transaction)
+ * and res_out[i] = {its gid, false}. dedup_ids[i] == 0 is an unkeyed row
+ * (always created). One transaction, fences checked inside it: all or
+ * nothing. Retrying a call whose outcome was unknown (IM_EUNAVAIL) with
+ * the same rows is safe: the keyed rows come back dup with their gids.
+ *
+ * @retval IM_OK        res_out[0..n) filled
+ * @retval IM_ESTALE    a fence is stale; nothing stored
+ * @retval IM_ECONFLICT a gid belongs to another group; nothing stored
+ * @retval IM_EINVAL    as im_store_group_create_many, also dedup_ids or
+ *                      res_out NULL, or one (creator, dedup_id) given twice
+ * @retval IM_ENOTSUP   the backend predates version 5 (no key can be kept;
+ *                      nothing stored)
+ * @retval IM_EUNAVAIL  outcome unknown; retrying the same rows is safe
+ * @retval IM_ENOSPC, IM_ENOMEM, IM_ERR
+ */
+IM_API int im_store_group_create_dedup(im_store *st, const im_fence *fences,
+				       size_t nfences,
+				       const im_group_new *groups,
+				       const uint64_t *dedup_ids, size_t n,
+				       im_group_created *res_out);
 
 /**
  * Take one segment of `step` ids for each of n distinct keys in one

@@ -99,7 +99,12 @@
 	  (const im_seg_key *keys, size_t n, uint32_t step, im_seg *segs_out),\
 	  (keys, n, step, segs_out))                                          \
 	X(4, uq_last, UQ_LAST,                                                \
-	  (im_uid user, im_seq *last_out), (user, last_out))
+	  (im_uid user, im_seq *last_out), (user, last_out))                  \
+	X(5, group_create_dedup, GROUP_CREATE_DEDUP,                          \
+	  (const im_fence *fences, size_t nfences,                            \
+	   const im_group_new *groups, const uint64_t *dedup_ids, size_t n,   \
+	   im_group_created *res_out),                                        \
+	  (fences, nfences, groups, dedup_ids, n, res_out))
 /* clang-format on */
 
 #endif

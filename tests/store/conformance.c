@@ -1594,6 +1594,124 @@ test_group_create_many_stores_groups_and_members_fenced_and_atomic(
 	assert_string_equal(got, "1:none;2:none;3:none;");
 }
 
+/* Keyed creation: a key used again creates nothing and names the first
+ * group; the key is the creator's (another creator with the same dedup id
+ * makes its own group); unkeyed rows (dedup id 0) always create. */
+static void
+test_group_create_dedup_same_key_gives_the_first_group_once(void **state)
+{
+	im_store *st = st_of(state);
+	im_fence f = {IM_KIND_GROUP, 1, 0};
+	im_group_new g[3];
+	im_group_created res[3];
+	uint64_t keys[3] = {77, 77, 0};
+	char got[512];
+
+	f.epoch = claim(st, IM_KIND_GROUP, 1);
+	create_batch(g, 300);
+	/* Creators 11, 12, 13: the same dedup id 77 for two creators. */
+	assert_int_equal(im_store_group_create_dedup(st, &f, 1, g, keys, 3,
+	                                             res),
+	                 IM_OK);
+	for (size_t i = 0; i < 3; i++) {
+		assert_int_equal(res[i].gid, 301 + i);
+		assert_false(res[i].dup);
+	}
+	dump_groups(st, 300, got, sizeof(got));
+	assert_string_equal(got, "1:11/5000/batch 0:11,12,13,;"
+	                         "2:12/5001/batch 1:12,14,;"
+	                         "3:13/5002/batch 2:15,;");
+	/* The retry of the creates after a lost answer: new gids (a new
+	 * try took new ids), the same keys. */
+	create_batch(g, 400);
+	assert_int_equal(im_store_group_create_dedup(st, &f, 1, g, keys, 3,
+	                                             res),
+	                 IM_OK);
+	assert_int_equal(res[0].gid, 301);
+	assert_true(res[0].dup);
+	assert_int_equal(res[1].gid, 302);
+	assert_true(res[1].dup);
+	assert_int_equal(res[2].gid, 403); /* unkeyed: created */
+	assert_false(res[2].dup);
+	dump_groups(st, 400, got, sizeof(got));
+	assert_string_equal(got, "1:none;2:none;3:13/5002/batch 2:15,;");
+	/* The same creator with a new key makes a new group. */
+	create_batch(g, 500);
+	keys[0] = 78;
+	assert_int_equal(im_store_group_create_dedup(st, &f, 1, g, keys, 1,
+	                                             res),
+	                 IM_OK);
+	assert_int_equal(res[0].gid, 501);
+	assert_false(res[0].dup);
+	/* One key twice in one call is refused, nothing stored. */
+	create_batch(g, 600);
+	g[1].group.creator = g[0].group.creator;
+	keys[1] = keys[0] = 90;
+	assert_int_equal(im_store_group_create_dedup(st, &f, 1, g, keys, 2,
+	                                             res),
+	                 IM_EINVAL);
+	assert_int_equal(im_store_group_create_dedup(st, &f, 1, g, NULL, 2,
+	                                             res),
+	                 IM_EINVAL);
+	assert_int_equal(im_store_group_create_dedup(st, &f, 1, g, keys, 2,
+	                                             NULL),
+	                 IM_EINVAL);
+	dump_groups(st, 600, got, sizeof(got));
+	assert_string_equal(got, "1:none;2:none;3:none;");
+}
+
+/* Fenced like group_create_many: a stale owner stores neither the group
+ * nor its key (the key stays free for the new owner). */
+static void
+test_group_create_dedup_with_a_stale_fence_stores_nothing(void **state)
+{
+	im_store *st = st_of(state);
+	im_fence f = {IM_KIND_GROUP, 1, 0}, stale;
+	im_group_new g[3];
+	im_group_created res[3];
+	uint64_t keys[3] = {5, 6, 7};
+	char got[512];
+	im_epoch e;
+
+	f.epoch = claim(st, IM_KIND_GROUP, 1);
+	stale = f;
+	assert_int_equal(im_store_slot_cas(st, IM_KIND_GROUP, 1, f.epoch,
+	                                   "node-b", &e),
+	                 IM_OK);
+	create_batch(g, 700);
+	assert_int_equal(im_store_group_create_dedup(st, &stale, 1, g, keys, 3,
+	                                             res),
+	                 IM_ESTALE);
+	dump_groups(st, 700, got, sizeof(got));
+	assert_string_equal(got, "1:none;2:none;3:none;");
+	/* The new owner's try with the same keys creates them, not dup. */
+	f.epoch = e;
+	create_batch(g, 800);
+	assert_int_equal(im_store_group_create_dedup(st, &f, 1, g, keys, 3,
+	                                             res),
+	                 IM_OK);
+	for (size_t i = 0; i < 3; i++) {
+		assert_int_equal(res[i].gid, 801 + i);
+		assert_false(res[i].dup);
+	}
+	/* A gid of another group: nothing of the call is stored. */
+	create_batch(g, 900);
+	keys[0] = 15;
+	keys[1] = 16;
+	keys[2] = 17;
+	make_group(st, 902);
+	assert_int_equal(im_store_group_create_dedup(st, &f, 1, g, keys, 3,
+	                                             res),
+	                 IM_ECONFLICT);
+	dump_groups(st, 900, got, sizeof(got));
+	assert_string_equal(got, "1:none;2:1/123/group 902:;3:none;");
+	create_batch(g, 910);
+	assert_int_equal(im_store_group_create_dedup(st, &f, 1, g, keys, 3,
+	                                             res),
+	                 IM_OK);
+	assert_false(res[0].dup); /* key 15 was not kept by the failure */
+}
+
 /*
  * A fault before the call (nothing happened) or after it (committed, the
  * caller hears IM_EUNAVAIL), at the first or second call of two batches;
@@ -2044,6 +2162,8 @@ static const struct CMUnitTest tests[] = {
         T(test_retries_after_a_fault_at_any_append_converge_to_one_state),
         T(test_group_create_many_stores_groups_and_members_fenced_and_atomic),
         T(test_group_create_many_retried_after_a_fault_ends_in_the_fault_free_state),
+        T(test_group_create_dedup_same_key_gives_the_first_group_once),
+        T(test_group_create_dedup_with_a_stale_fence_stores_nothing),
         T(test_seg_take_many_takes_one_fresh_segment_per_key_in_one_call),
         T(test_uq_last_is_the_largest_seq_of_the_users_queue),
         T(test_node_register_then_list_shows_role_address_and_times),

@@ -89,6 +89,8 @@ struct args {
 	uint32_t slots[2];
 	im_epoch expect[2], epochs[2], epoch;
 	im_append_result res;
+	im_group_created created;
+	uint64_t dedup;
 	im_msg_pos pos;
 	im_seg segs[2];
 	im_seq seq;
@@ -112,6 +114,7 @@ args_init(struct args *a)
 	a->item.seq = 1;
 	a->group.gid = 1;
 	a->gnew.group.gid = 1;
+	a->dedup = 7;
 	a->key = (im_seg_key){IM_SEG_GROUP_SEQ, 1};
 	a->slots[0] = 1;
 	a->slots[1] = 2;
@@ -181,6 +184,9 @@ call_op(im_store *st, enum store_op op)
 		return im_store_seg_take_many(st, &a.key, 1, 10, a.segs);
 	case STORE_OP_UQ_LAST:
 		return im_store_uq_last(st, 1, &a.seq);
+	case STORE_OP_GROUP_CREATE_DEDUP:
+		return im_store_group_create_dedup(st, &a.gfence, 1, &a.gnew,
+		                                   &a.dedup, 1, &a.created);
 	case STORE_OP_COUNT:
 		break;
 	}

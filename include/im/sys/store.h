@@ -12,7 +12,7 @@
  * an op added in version N only when `ops->version >= N && op != NULL`;
  * otherwise the batched ops (slot_cas_many, group_create_many,
  * seg_take_many, uq_last) fall back to the version 1 ops inside the
- * wrapper, and the others (node_*) return IM_ENOTSUP, so a backend written
+ * wrapper, and the others (node_*, group_create_dedup) return IM_ENOTSUP, so a backend written
  * against an older header keeps working. im_store_init() rejects version 0, versions newer than this
  * build, and any NULL among the version 1 ops.
  *
@@ -34,7 +34,7 @@
 extern "C" {
 #endif
 
-#define IM_STORE_OPS_VERSION 4
+#define IM_STORE_OPS_VERSION 5
 #define IM_STORE_ERRMSG_MAX 256
 
 struct im_store_ops;
@@ -152,6 +152,21 @@ struct im_store_ops {
 	 * = 0 for an empty queue. */
 	int (*uq_last)(im_store *st, im_uid user, im_seq *last_out);
 	/* Methods above are valid for version 4 */
+	/**
+	 * May be NULL (the wrapper then answers IM_ENOTSUP: a create key
+	 * cannot be kept without a durable unique key, and the caller
+	 * decides what to do; the Chatter creates unkeyed). One transaction
+	 * with the fences checked inside it, as group_create_many; a keyed
+	 * row whose (creator, dedup_id) exists writes nothing and reports
+	 * the first gid with dup set. Two writers racing on one key: exactly
+	 * one creates, the other's transaction sees the key (or fails and is
+	 * retried). Keys within one call are distinct (the wrapper checks).
+	 */
+	int (*group_create_dedup)(im_store *st, const im_fence *fences,
+				  size_t nfences, const im_group_new *groups,
+				  const uint64_t *dedup_ids, size_t n,
+				  im_group_created *res_out);
+	/* Methods above are valid for version 5 */
 	/* A new op is also added to libim's list of ops, from which the
 	 * forwarding stores are generated; the build fails until both agree. */
 };

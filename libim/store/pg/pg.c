@@ -321,6 +321,8 @@ static const struct im_store_ops pg_ops = {
         .group_create_many = im__pg_group_create_many,
         .seg_take_many = im__pg_seg_take_many,
         .uq_last = im__pg_uq_last,
+        /* version 5 */
+        .group_create_dedup = im__pg_group_create_dedup,
 };
 
 static void

@@ -60,8 +60,9 @@ im__pg_group_lookup(im_store *st, im_gid gid, im_group *out)
 	return rc;
 }
 
-/* Encode the parameters of PG_GROUP_CREATE_MANY after the fences. */
-static void
+/* Encode the parameters of PG_GROUP_CREATE_MANY after the fences; returns
+ * the end of what was written. */
+static unsigned char *
 groups_encode(unsigned char *p, const im_group_new *groups, size_t n, size_t nm,
               struct pg_params *par)
 {
@@ -99,35 +100,48 @@ groups_encode(unsigned char *p, const im_group_new *groups, size_t n, size_t nm,
 		}
 		pg_param_arr(par, 7 + c, start, p);
 	}
+	return p;
 }
 
 /* A stale fence (kind 1) wins over a gid taken by another group (kind 3),
- * wherever the rows stand. */
+ * wherever the rows stand. Kind 4 (keyed creation only): row idx's key
+ * exists with that gid. */
 struct create_rows {
 	struct pg_store *s;
 	bool taken;
 	uint64_t taken_gid;
+	im_group_created *res; /* NULL without keys */
+	size_t n;
 };
 
 static int
 create_row(const PGresult *res, int r, void *arg)
 {
 	struct create_rows *c = arg;
+	uint64_t kind = pg_col_u64(res, r, 0);
 
-	if (pg_col_u64(res, r, 0) == 3 && !c->taken) {
+	if (kind == 3 && !c->taken) {
 		c->taken = true;
 		c->taken_gid = pg_col_u64(res, r, 1);
+	}
+	if (kind == 4 && c->res != NULL) {
+		uint64_t idx = pg_col_u64(res, r, 1);
+
+		if (idx >= 1 && idx <= c->n) {
+			c->res[idx - 1].gid = pg_col_u64(res, r, 2);
+			c->res[idx - 1].dup = true;
+		}
 	}
 	return im__pg_fence_row(res, r, c->s);
 }
 
-int
-im__pg_group_create_many(im_store *st, const im_fence *fences, size_t nfences,
-                         const im_group_new *groups, size_t n)
+/* Reserve and encode fences and groups ($1..$9) of a batch; extra bytes
+ * stay free after them for the caller's parameters. */
+static int
+groups_prepare(struct pg_store *s, const im_fence *fences, size_t nfences,
+               const im_group_new *groups, size_t n, size_t extra,
+               struct pg_params *par, unsigned char **end_out)
 {
-	struct pg_store *s = PG(st);
-	struct create_rows c = {s, false, 0};
-	struct pg_params par;
 	unsigned char *p;
 	size_t i, nm = 0, names = 0, need;
 	int rc;
@@ -137,20 +151,82 @@ im__pg_group_create_many(im_store *st, const im_fence *fences, size_t nfences,
 		names += strlen(groups[i].group.name);
 	}
 	need = im__pg_fence_size(nfences) + 3 * (ARR_HEAD + n * ARR_I8) +
-	       ARR_HEAD + n * 4 + names + 2 * (ARR_HEAD + nm * ARR_I8);
+	       ARR_HEAD + n * 4 + names + 2 * (ARR_HEAD + nm * ARR_I8) + extra;
 	if ((rc = im__pg_buf_reserve(s, need)) != IM_OK) {
 		return rc;
 	}
-	p = im__pg_fence_encode(s->buf, fences, nfences, &par);
-	groups_encode(p, groups, n, nm, &par);
+	p = im__pg_fence_encode(s->buf, fences, nfences, par);
+	*end_out = groups_encode(p, groups, n, nm, par);
+	return IM_OK;
+}
+
+static int
+create_taken(im_store *st, int rc, const struct create_rows *c)
+{
+	if (rc == IM_OK && c->taken) {
+		im_store_set_error(st, "pg: group %llu exists (another group)",
+		                   (unsigned long long)c->taken_gid);
+		return IM_ECONFLICT;
+	}
+	return rc;
+}
+
+int
+im__pg_group_create_many(im_store *st, const im_fence *fences, size_t nfences,
+                         const im_group_new *groups, size_t n)
+{
+	struct pg_store *s = PG(st);
+	struct create_rows c = {s, false, 0, NULL, 0};
+	struct pg_params par;
+	unsigned char *end;
+	int rc;
+
+	rc = groups_prepare(s, fences, nfences, groups, n, 0, &par, &end);
+	if (rc != IM_OK) {
+		return rc;
+	}
 	/* Idempotent (see the statement): a lost connection or a race on a
 	 * unique key is answered by running it again. */
 	rc = im__pg_exec(s, PG_GROUP_CREATE_MANY, &par, PG_RACES, create_row,
 	                 &c, NULL);
-	if (rc == IM_OK && c.taken) {
-		im_store_set_error(st, "pg: group %llu exists (another group)",
-		                   (unsigned long long)c.taken_gid);
-		return IM_ECONFLICT;
+	return create_taken(st, rc, &c);
+}
+
+int
+im__pg_group_create_dedup(im_store *st, const im_fence *fences,
+                          size_t nfences, const im_group_new *groups,
+                          const uint64_t *dedup_ids, size_t n,
+                          im_group_created *res_out)
+{
+	struct pg_store *s = PG(st);
+	struct create_rows c = {s, false, 0, res_out, n};
+	struct pg_params par;
+	unsigned char *p, *start;
+	size_t i;
+	int rc;
+
+	rc = groups_prepare(s, fences, nfences, groups, n,
+	                    ARR_HEAD + n * ARR_I8, &par, &p);
+	if (rc != IM_OK) {
+		return rc;
+	}
+	start = p;
+	p = pg_arr_head(p, OID_INT8, (uint32_t)n);
+	for (i = 0; i < n; i++) {
+		p = pg_arr_i8(p, dedup_ids[i]);
+	}
+	pg_param_arr(&par, 9, start, p);
+	for (i = 0; i < n; i++) {
+		res_out[i].gid = groups[i].group.gid;
+		res_out[i].dup = false;
+	}
+	/* Idempotent like the batch without keys; a race on a key is run
+	 * again and then finds the key (kind 4 rows, create_row). */
+	rc = im__pg_exec(s, PG_GROUP_CREATE_DEDUP, &par, PG_RACES, create_row,
+	                 &c, NULL);
+	rc = create_taken(st, rc, &c);
+	if (rc != IM_OK) {
+		memset(res_out, 0, n * sizeof(*res_out));
 	}
 	return rc;
 }

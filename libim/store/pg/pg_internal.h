@@ -68,6 +68,8 @@ enum pg_stmt {
 	PG_GROUP_CREATE_MANY,
 	PG_SEG_TAKE_MANY,
 	PG_UQ_LAST,
+	/* ops version 5 */
+	PG_GROUP_CREATE_DEDUP,
 	PG_NSTMT
 };
 

@@ -254,6 +254,51 @@ const struct pg_stmt_def im__pg_stmts[PG_NSTMT] = {
 		9, {OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR,
 		    OID_INT8_ARR, OID_INT8_ARR, OID_TEXT_ARR, OID_INT8_ARR,
 		    OID_INT8_ARR}},
+	/* group_create_many with a create key per row ($10, 0 = none): a
+	 * row whose key exists writes nothing and comes back as kind 4 (its
+	 * index from 1, the key's gid). Two statements racing on one new key:
+	 * the second's key insert waits for the first and fails with a unique
+	 * violation (PG_RACES runs it again and it then sees the key). */
+	[PG_GROUP_CREATE_DEDUP] = {"im_group_create_dedup",
+		"WITH " FENCE_CTE ","
+		" gi AS (SELECT * FROM unnest($4::int8[], $5::int8[], $6::int8[],"
+		" $7::text[], $10::int8[]) WITH ORDINALITY"
+		" AS g(gid, creator, created_ms, name, dedup_id, idx)),"
+		" old AS MATERIALIZED (SELECT gi.idx, k.gid FROM gi"
+		" JOIN im_group_keys k ON k.creator = gi.creator"
+		" AND k.dedup_id = gi.dedup_id WHERE gi.dedup_id <> 0),"
+		" gn AS MATERIALIZED (SELECT * FROM gi WHERE gi.idx NOT IN"
+		" (SELECT idx FROM old)),"
+		" conf AS MATERIALIZED (SELECT gn.gid FROM gn JOIN im_groups x"
+		" ON x.gid = gn.gid WHERE x.creator <> gn.creator"
+		" OR x.created_ms <> gn.created_ms),"
+		" ok AS (SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM bad)"
+		" AND NOT EXISTS (SELECT 1 FROM conf)),"
+		" ig AS (INSERT INTO im_groups (gid, creator, created_ms, name)"
+		" SELECT gid, creator, created_ms, name FROM gn"
+		" WHERE EXISTS (SELECT 1 FROM ok)"
+		" ON CONFLICT (gid) DO NOTHING RETURNING 1),"
+		" ik AS (INSERT INTO im_group_keys (creator, dedup_id, gid)"
+		" SELECT creator, dedup_id, gid FROM gn WHERE dedup_id <> 0"
+		" AND EXISTS (SELECT 1 FROM ok) RETURNING 1),"
+		" im AS (INSERT INTO im_members (gid, uid, read_seq, read_ordinal,"
+		" flags, joined_ms) SELECT m.gid, m.uid, coalesce(l.seq, 0),"
+		" coalesce(l.ordinal, 0), 0,"
+		" (extract(epoch FROM clock_timestamp()) * 1000)::int8"
+		" FROM (SELECT DISTINCT * FROM unnest($8::int8[], $9::int8[])"
+		" AS u(gid, uid)) m LEFT JOIN LATERAL (SELECT seq, ordinal"
+		" FROM im_messages WHERE conv = m.gid ORDER BY seq DESC LIMIT 1)"
+		" l ON true WHERE EXISTS (SELECT 1 FROM ok)"
+		" AND m.gid IN (SELECT gid FROM gn)"
+		" ON CONFLICT (gid, uid) DO NOTHING RETURNING 1)"
+		" SELECT 1::int8, kind, slot, cur FROM bad"
+		" UNION ALL SELECT 3, gid, 0, 0 FROM conf"
+		" UNION ALL SELECT 4, idx, gid, 0 FROM old"
+		" UNION ALL SELECT 2, (SELECT count(*) FROM ig),"
+		" (SELECT count(*) FROM im), (SELECT count(*) FROM ik)",
+		10, {OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR,
+		    OID_INT8_ARR, OID_INT8_ARR, OID_TEXT_ARR, OID_INT8_ARR,
+		    OID_INT8_ARR, OID_INT8_ARR}},
 	/* Keys in (space, id) order, so two batches lock rows in the same
 	 * order; the overflow of a counter raises 22003 (IM_EFULL). */
 	[PG_SEG_TAKE_MANY] = {"im_seg_take_many",

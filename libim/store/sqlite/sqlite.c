@@ -182,6 +182,8 @@ static const struct im_store_ops sq_ops = {
         .group_create_many = im__sq_group_create_many,
         .seg_take_many = im__sq_seg_take_many,
         .uq_last = im__sq_uq_last,
+        /* version 5 */
+        .group_create_dedup = im__sq_group_create_dedup,
 };
 
 static void

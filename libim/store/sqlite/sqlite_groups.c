@@ -168,13 +168,65 @@ group_put(sq_store *sq, const im_group *g, bool *existed_out)
 	return IM_OK;
 }
 
+/* One row of a batch: the group (or its earlier try) and its members. */
+static int
+group_new_put(sq_store *sq, const im_group_new *g, uint64_t now)
+{
+	im_msg_pos last = {0, 0};
+	bool existed = false;
+	size_t j;
+	int rc;
+
+	rc = group_put(sq, &g->group, &existed);
+	if (rc == IM_OK && existed) {
+		rc = im__sq_last(sq, g->group.gid, IM_SEQ_MAX, &last);
+		rc = rc == IM_ENOTFOUND ? IM_OK : rc;
+	}
+	for (j = 0; j < g->nmembers && rc == IM_OK; j++) {
+		rc = member_insert(sq, g->group.gid, g->members[j], &last, now,
+		                   "group_create_many");
+	}
+	return rc;
+}
+
 int
 im__sq_group_create_many(im_store *st, const im_fence *fences, size_t nfences,
                          const im_group_new *groups, size_t n)
 {
 	sq_store *sq = sq_of(st);
 	uint64_t now = now_ms();
-	size_t i, j;
+	size_t i;
+	int rc;
+
+	if ((rc = im__sq_write_begin(sq)) != IM_OK) {
+		return rc;
+	}
+	rc = im__sq_check_fences(sq, fences, nfences);
+	for (i = 0; i < n && rc == IM_OK; i++) {
+		rc = group_new_put(sq, &groups[i], now);
+	}
+	return im__sq_end(sq, rc);
+}
+
+static int
+gkey_row(sqlite3_stmt *s, void *arg)
+{
+	im_group_created *r = arg;
+
+	r->gid = sq_col_u64(s, 0);
+	r->dup = true;
+	return 0;
+}
+
+int
+im__sq_group_create_dedup(im_store *st, const im_fence *fences,
+                          size_t nfences, const im_group_new *groups,
+                          const uint64_t *dedup_ids, size_t n,
+                          im_group_created *res_out)
+{
+	sq_store *sq = sq_of(st);
+	uint64_t now = now_ms();
+	size_t i;
 	int rc;
 
 	if ((rc = im__sq_write_begin(sq)) != IM_OK) {
@@ -183,18 +235,30 @@ im__sq_group_create_many(im_store *st, const im_fence *fences, size_t nfences,
 	rc = im__sq_check_fences(sq, fences, nfences);
 	for (i = 0; i < n && rc == IM_OK; i++) {
 		const im_group_new *g = &groups[i];
-		im_msg_pos last = {0, 0};
-		bool existed = false;
+		im_group_created *r = &res_out[i];
 
-		rc = group_put(sq, &g->group, &existed);
-		if (rc == IM_OK && existed) {
-			rc = im__sq_last(sq, g->group.gid, IM_SEQ_MAX, &last);
-			rc = rc == IM_ENOTFOUND ? IM_OK : rc;
+		r->gid = g->group.gid;
+		r->dup = false;
+		if (dedup_ids[i] != 0) {
+			rc = im__sq_run(sq, SQ_GKEY_GET,
+			                SQ_ARGS(SQ_INT(g->group.creator),
+			                        SQ_INT(dedup_ids[i])),
+			                "group_create_dedup", gkey_row, r);
+			if (rc != IM_OK || r->dup) {
+				continue; /* the key's first group stands */
+			}
 		}
-		for (j = 0; j < g->nmembers && rc == IM_OK; j++) {
-			rc = member_insert(sq, g->group.gid, g->members[j],
-			                   &last, now, "group_create_many");
+		rc = group_new_put(sq, g, now);
+		if (rc == IM_OK && dedup_ids[i] != 0) {
+			rc = im__sq_run(sq, SQ_GKEY_INSERT,
+			                SQ_ARGS(SQ_INT(g->group.creator),
+			                        SQ_INT(dedup_ids[i]),
+			                        SQ_INT(g->group.gid)),
+			                "group_create_dedup", NULL, NULL);
 		}
+	}
+	if (rc != IM_OK) {
+		memset(res_out, 0, n * sizeof(*res_out));
 	}
 	return im__sq_end(sq, rc);
 }

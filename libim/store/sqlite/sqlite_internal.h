@@ -41,6 +41,8 @@ enum sq_stmt_id {
 	SQ_UQ_INSERT,
 	SQ_UQ_READ,
 	SQ_UQ_LAST,
+	SQ_GKEY_GET,
+	SQ_GKEY_INSERT,
 	SQ_NSTMT
 };
 

@@ -49,6 +49,10 @@ static const char *const sq_sql[SQ_NSTMT] = {
                             "ON CONFLICT DO NOTHING",
         [SQ_GROUP_GET] = "SELECT creator, created_ms, name FROM im_groups "
                          "WHERE gid = ?1",
+        [SQ_GKEY_GET] = "SELECT gid FROM im_group_keys "
+                        "WHERE creator = ?1 AND dedup_id = ?2",
+        [SQ_GKEY_INSERT] = "INSERT INTO im_group_keys (creator, dedup_id, "
+                           "gid) VALUES (?1, ?2, ?3)",
         [SQ_MEMBER_INSERT] = "INSERT INTO im_members (gid, uid, read_seq, "
                              "read_ordinal, flags, joined_ms) "
                              "VALUES (?1, ?2, ?3, ?4, 0, ?5) "
