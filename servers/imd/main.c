@@ -368,9 +368,11 @@ log_stats(struct imd *d)
 		      (unsigned long long)cs.refills_inline,
 		      (unsigned long long)cs.thread_commits,
 		      (unsigned long long)cs.waits);
-		LOG_I("chatter: created %llu groups in %llu commits",
+		LOG_I("chatter: created %llu groups in %llu commits, %llu "
+		      "retried creates answered with their first group",
 		      (unsigned long long)cs.groups_created,
-		      (unsigned long long)cs.create_commits);
+		      (unsigned long long)cs.create_commits,
+		      (unsigned long long)cs.create_dups);
 	}
 	if (d->cn != NULL) {
 		connector_stats ns;

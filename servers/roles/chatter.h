@@ -116,6 +116,8 @@ typedef struct chatter_stats {
 	uint64_t expired; /* hot groups dropped as idle */
 	uint64_t groups_created;
 	uint64_t create_commits; /* store transactions creating groups */
+	uint64_t create_dups;    /* keyed creates answered with an earlier
+	                            group (a client's retry) */
 	/* With the commit thread: commits made on it, and how often the loop
 	 * had to wait for one (full batch, flush, drop). */
 	uint64_t thread_commits;

@@ -72,7 +72,7 @@ typedef struct role_op {
 	role_route route;
 	im_uid user;  /* the acting user (sender, creator, caller) */
 	im_gid group; /* 0 for CREATE_GROUP */
-	/* SEND */
+	/* SEND; CREATE_GROUP: the create key (0 = unkeyed) */
 	uint64_t dedup_id;
 	im_seq reply_to;
 	uint32_t type;
@@ -87,7 +87,9 @@ typedef struct role_op {
 } role_op;
 
 /* The answer to one role_op. code ROLE_OK with kind SEND is a SendAck;
- * with CREATE_GROUP a GroupCreated; else a generic done/error. */
+ * with CREATE_GROUP a GroupCreated (dedup_id and dup as for a send: the
+ * create key, and whether it named an earlier group); else a generic
+ * done/error. */
 typedef struct role_reply {
 	role_route route;
 	role_op_kind kind;

@@ -786,6 +786,128 @@ test_chatter_a_create_without_a_gid_on_a_full_disk_is_store_full(void **state)
 	fx_free(fx);
 }
 
+/* A keyed CreateGroup by creator `user` (route tag = tag). */
+static void
+create_keyed(struct fx *fx, uint64_t tag, im_uid user, uint64_t dedup_id)
+{
+	role_op op;
+
+	memset(&op, 0, sizeof(op));
+	op.kind = ROLE_OP_CREATE_GROUP;
+	op.route.tag = tag;
+	op.route.req_id = tag;
+	op.user = user;
+	op.dedup_id = dedup_id;
+	op.name = "keyed";
+	chatter_submit(fx->c, &op, 1);
+}
+
+static int
+count_conv(const im_conv_row *row, void *payload)
+{
+	(void)row;
+	(*(size_t *)payload)++;
+	return 0;
+}
+
+/* Groups user is a member of, as the store says. */
+static size_t
+groups_of(struct fx *fx, im_uid user)
+{
+	size_t n = 0;
+
+	assert_int_equal(im_store_conv_load(fx->ls, user, count_conv, &n),
+	                 IM_OK);
+	return n;
+}
+
+/*
+ * A CreateGroup retried with its key (the answer was lost): the retry in a
+ * later turn, and one in the same turn as the first try, both get the
+ * first group back with dup set, and the store holds one group. Another
+ * creator's same dedup id is its own group; an unkeyed create (old
+ * clients) creates every time, as before.
+ */
+static void
+test_chatter_a_keyed_create_sent_twice_makes_one_group(void **state)
+{
+	struct fx *fx = fx_new(false, 'f', 64);
+	im_gid first;
+	size_t i;
+
+	(void)state;
+	create_keyed(fx, 1, 50, 777);
+	run_until_replies(fx, 1);
+	assert_int_equal(fx->r.reps[0].code, ROLE_OK);
+	assert_false(fx->r.reps[0].dup);
+	assert_int_equal(fx->r.reps[0].dedup_id, 777);
+	first = fx->r.reps[0].group;
+	assert_true(first != 0);
+	/* The retry, a turn later. */
+	create_keyed(fx, 2, 50, 777);
+	run_until_replies(fx, 2);
+	assert_int_equal(fx->r.reps[1].code, ROLE_OK);
+	assert_int_equal(fx->r.reps[1].group, first);
+	assert_true(fx->r.reps[1].dup);
+	/* A new key and its retry in the same turn. */
+	create_keyed(fx, 3, 50, 778);
+	create_keyed(fx, 4, 50, 778);
+	run_until_replies(fx, 4);
+	assert_int_equal(fx->r.reps[2].code, ROLE_OK);
+	assert_false(fx->r.reps[2].dup);
+	assert_int_equal(fx->r.reps[3].code, ROLE_OK);
+	assert_int_equal(fx->r.reps[3].group, fx->r.reps[2].group);
+	assert_true(fx->r.reps[3].dup);
+	assert_true(fx->r.reps[2].group != first);
+	assert_int_equal(groups_of(fx, 50), 2);
+	/* Another creator, the same dedup id: its own group. */
+	create_keyed(fx, 5, 51, 777);
+	run_until_replies(fx, 5);
+	assert_false(fx->r.reps[4].dup);
+	assert_true(fx->r.reps[4].group != first);
+	assert_int_equal(groups_of(fx, 51), 1);
+	/* Unkeyed: a group per try. */
+	create_keyed(fx, 6, 52, 0);
+	create_keyed(fx, 7, 52, 0);
+	run_until_replies(fx, 7);
+	for (i = 5; i < 7; i++) {
+		assert_int_equal(fx->r.reps[i].code, ROLE_OK);
+		assert_false(fx->r.reps[i].dup);
+	}
+	assert_int_equal(groups_of(fx, 52), 2);
+	assert_int_equal(groups_of(fx, 50), 2);
+	fx_free(fx);
+}
+
+/* A keyed create on a full disk is store full like any write; once space
+ * returns the retry with the same key creates the group once. */
+static void
+test_chatter_a_keyed_create_on_a_full_disk_is_store_full(void **state)
+{
+	struct fx *fx = fx_new(false, 'f', 64);
+	faulty_plan plan = {STORE_OP_BIT(STORE_OP_GROUP_CREATE_DEDUP), 1, true,
+	                    IM_ENOSPC, FAULTY_BEFORE};
+
+	(void)state;
+	create_keyed(fx, 1, 50, 1); /* the gid segment taken */
+	run_until_replies(fx, 1);
+	faulty_store_arm(fx->mid, &plan);
+	create_keyed(fx, 2, 50, 2);
+	run_until_replies(fx, 2);
+	assert_last_codes(fx, 1, ROLE_ERR_STORE_FULL);
+	assert_int_equal(faulty_store_faults(fx->mid), 1);
+	faulty_store_arm(fx->mid, NULL);
+	sleep_ms(STORE_FULL_BACKOFF_MAX_MS + 20);
+	create_keyed(fx, 3, 50, 2);
+	create_keyed(fx, 4, 50, 2);
+	run_until_replies(fx, 4);
+	assert_last_codes(fx, 2, ROLE_OK);
+	assert_false(fx->r.reps[2].dup);
+	assert_true(fx->r.reps[3].dup);
+	assert_int_equal(groups_of(fx, 50), 2);
+	fx_free(fx);
+}
+
 /* store_mux on its own. */
 static void
 test_store_mux_refuses_null_and_forwards_with_its_own_error(void **state)
@@ -951,6 +1073,10 @@ main(void)
 	                test_chatter_every_write_on_a_full_disk_is_store_full_on_the_thread),
 	        cmocka_unit_test(
 	                test_chatter_a_create_without_a_gid_on_a_full_disk_is_store_full),
+	        cmocka_unit_test(
+	                test_chatter_a_keyed_create_sent_twice_makes_one_group),
+	        cmocka_unit_test(
+	                test_chatter_a_keyed_create_on_a_full_disk_is_store_full),
 	        cmocka_unit_test(
 	                test_store_mux_refuses_null_and_forwards_with_its_own_error),
 	        cmocka_unit_test(

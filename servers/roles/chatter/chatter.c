@@ -75,6 +75,8 @@ alloc_bufs(chatter *c)
 	c->cpend = calloc(CREATE_BATCH_MAX, sizeof(*c->cpend));
 	c->cnew = calloc(CREATE_BATCH_MAX, sizeof(*c->cnew));
 	c->cidx = calloc(CREATE_BATCH_MAX, sizeof(*c->cidx));
+	c->ckeys = calloc(CREATE_BATCH_MAX, sizeof(*c->ckeys));
+	c->cmade = calloc(CREATE_BATCH_MAX, sizeof(*c->cmade));
 	c->cfences = calloc(CREATE_BATCH_MAX, sizeof(*c->cfences));
 	c->creplies = calloc(CREATE_BATCH_MAX, sizeof(*c->creplies));
 	c->cevs = malloc((size_t)CREATE_BATCH_MAX *
@@ -82,6 +84,7 @@ alloc_bufs(chatter *c)
 	if (c->buckets == NULL || c->fan_msgs == NULL || c->fans == NULL ||
 	    c->fan_count == NULL || c->cpend == NULL || c->cnew == NULL ||
 	    c->cidx == NULL || c->cfences == NULL || c->creplies == NULL ||
+	    c->ckeys == NULL || c->cmade == NULL ||
 	    c->cevs == NULL ||
 	    chatter__batch_init(&c->bufs[0], mb, c->arena_cap) != IM_OK ||
 	    (c->threaded &&
@@ -188,6 +191,8 @@ chatter_destroy(chatter *c)
 	free(c->cpend);
 	free(c->cnew);
 	free(c->cidx);
+	free(c->ckeys);
+	free(c->cmade);
 	free(c->cfences);
 	free(c->creplies);
 	free(c->cevs);

@@ -125,6 +125,7 @@ enum {
 struct cpend {
 	role_route route;
 	im_uid creator;
+	uint64_t dedup_id; /* the create key, 0 = unkeyed */
 	uint32_t nmembers; /* with the creator, distinct */
 	im_uid members[ROLE_CREATE_MEMBERS_MAX + 1];
 	char name[IM_GROUP_NAME_MAX + 1];
@@ -192,12 +193,15 @@ struct chatter {
 	uint32_t ncpend;
 	im_group_new *cnew;
 	uint32_t *cidx; /* cnew[k] is cpend[cidx[k]] */
+	uint64_t *ckeys;          /* cnew[k]'s create key */
+	im_group_created *cmade;  /* what the store did with cnew[k] */
 	im_fence *cfences;
 	role_reply *creplies;
 	role_uevent *cevs; /* CREATE_BATCH_MAX x (members + 1), malloc */
 
 	/* The disk is full: writes paused, warnings counted. */
 	store_full full;
+	bool warned_unkeyed; /* the store has no create keys: said once */
 
 	chatter_stats stats;
 };

@@ -3,11 +3,32 @@
  * loop turn for every creation of the turn (one fenced transaction), with
  * the creators' replies and the members' GroupCreated events. Its own file
  * because creations never touch the hot group state or the send batches.
+ *
+ * A keyed create (the client's dedup id, resent with the same id after a
+ * lost answer or a reconnect) goes through im_store_group_create_dedup:
+ * (creator, dedup id) is a durable unique key, so a retry, here or on
+ * another Chatter after a failover, gets the first group back (dup) and
+ * creates nothing. A dup answers only the creator: the members heard
+ * GroupCreated when the group was made.
  */
 #include "chatter_priv.h"
 
 #include <stdio.h>
 #include <string.h>
+
+static bool
+key_pending(const chatter *c, im_uid creator, uint64_t dedup_id)
+{
+	uint32_t i;
+
+	for (i = 0; i < c->ncpend; i++) {
+		if (c->cpend[i].creator == creator &&
+		    c->cpend[i].dedup_id == dedup_id) {
+			return true;
+		}
+	}
+	return false;
+}
 
 /* Check a CreateGroup and queue it for this turn's creation commit. */
 void
@@ -25,12 +46,17 @@ chatter__queue_create(chatter *c, const role_op *op)
 		                   0);
 		return;
 	}
-	if (c->ncpend == CREATE_BATCH_MAX) {
+	/* A batch is full, or holds this key already (a retry that came
+	 * before the first try's commit): commit it first, so the keys of one
+	 * store call are distinct and the retry finds the first group. */
+	if (c->ncpend == CREATE_BATCH_MAX ||
+	    (op->dedup_id != 0 && key_pending(c, op->user, op->dedup_id))) {
 		chatter_flush(c);
 	}
 	p = &c->cpend[c->ncpend];
 	p->route = op->route;
 	p->creator = op->user;
+	p->dedup_id = op->dedup_id;
 	p->nmembers = 0;
 	p->members[p->nmembers++] = op->user;
 	for (i = 0; i < op->nmembers; i++) {
@@ -87,6 +113,7 @@ creates_assign(chatter *c, uint32_t n, uint32_t *nf, uint32_t *nrep)
 		memcpy(g->group.name, p->name, sizeof(g->group.name));
 		g->members = p->members;
 		g->nmembers = p->nmembers;
+		c->ckeys[nnew] = p->dedup_id;
 		c->cidx[nnew++] = i;
 		for (k = 0; k < *nf && c->cfences[k].slot != f.slot; k++) {
 		}
@@ -95,6 +122,45 @@ creates_assign(chatter *c, uint32_t n, uint32_t *nf, uint32_t *nrep)
 		}
 	}
 	return nnew;
+}
+
+/*
+ * Write the nnew groups of c->cnew with their keys, one fenced
+ * transaction; c->cmade[k] says which group each stands for (a keyed one
+ * may name the group of an earlier try). A store without keyed creation
+ * (ops version < 5: IM_ENOTSUP, nothing written) creates them unkeyed,
+ * as before keys existed: a retry may then make a second group.
+ */
+static int
+creates_write(chatter *c, uint32_t nnew, uint32_t nf, int *rcs)
+{
+	uint32_t k;
+	int rc = IM_ENOTSUP;
+
+	for (k = 0; k < nnew && c->ckeys[k] == 0; k++) {
+	}
+	if (k < nnew) {
+		rc = im_store_group_create_dedup(c->st, c->cfences, nf, c->cnew,
+		                                 c->ckeys, nnew, c->cmade);
+		for (k = 0; k < nnew && rc != IM_ENOTSUP; k++) {
+			rcs[k] = rc;
+		}
+		if (rc == IM_ENOTSUP && !c->warned_unkeyed) {
+			c->warned_unkeyed = true;
+			LOG_W("chatter: the store keeps no create keys (%s): "
+			      "a retried CreateGroup may make a second group",
+			      im_store_errmsg(c->st));
+		}
+	}
+	if (rc == IM_ENOTSUP) {
+		rc = im_store_group_create_each(c->st, c->cfences, nf, c->cnew,
+		                                nnew, rcs);
+		for (k = 0; k < nnew; k++) {
+			c->cmade[k].gid = c->cnew[k].group.gid;
+			c->cmade[k].dup = false;
+		}
+	}
+	return rc;
 }
 
 /* Write the nnew groups of c->cnew; code[k] tells which made it (all or
@@ -107,8 +173,7 @@ creates_store(chatter *c, uint32_t nnew, uint32_t nf, uint32_t *code)
 	uint32_t k;
 	int rc;
 
-	rc = im_store_group_create_each(c->st, c->cfences, nf, c->cnew, nnew,
-	                                rcs);
+	rc = creates_write(c, nnew, nf, rcs);
 	c->stats.create_commits++;
 	for (k = 0; k < nnew; k++) {
 		code[k] = im_code_of_err(rc == IM_EINVAL ? rc : rcs[k]);
@@ -150,7 +215,17 @@ creates_answer(chatter *c, uint32_t nnew, uint32_t nrep, const uint32_t *code)
 			continue;
 		}
 		r->code = ROLE_OK;
-		r->group = g->group.gid;
+		r->group = c->cmade[k].gid;
+		r->dedup_id = c->ckeys[k];
+		r->dup = c->cmade[k].dup;
+		if (r->dup) {
+			c->stats.create_dups++;
+			LOG_D("group %llu: create key %llu of %llu used again",
+			      (unsigned long long)r->group,
+			      (unsigned long long)r->dedup_id,
+			      (unsigned long long)g->group.creator);
+			continue;
+		}
 		c->stats.groups_created++;
 		LOG_D("group %llu created by %llu with %u members",
 		      (unsigned long long)g->group.gid,

@@ -17,6 +17,7 @@ conn__handle_create_group(struct conn *c, uint64_t req_id,
 
 	memset(&op, 0, sizeof(op));
 	op.kind = ROLE_OP_CREATE_GROUP;
+	op.dedup_id = cg->dedup_id;
 	op.name = cg->name;
 	op.members = cg->members;
 	op.nmembers = cg->members_count;

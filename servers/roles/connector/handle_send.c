@@ -72,6 +72,8 @@ connector_reply(connector *cn, const role_reply *reps, size_t n)
 			im_GroupCreated gc;
 
 			gc.group = r->group;
+			gc.dedup_id = r->dedup_id;
+			gc.dup = r->dup;
 			conn__send(c, r->route.req_id,
 			           im_Envelope_group_created_tag,
 			           im_GroupCreated_fields, &gc);
