@@ -70,6 +70,9 @@ typedef struct im_client im_client;
 #define IM_CLIENT_BODY_MAX 4096
 /** Largest group name. */
 #define IM_CLIENT_NAME_MAX 64
+/** CreateGroups waiting for their answer (each kept across reconnects and
+ *  sent again with its key until answered); one more is IM_EFULL. */
+#define IM_CLIENT_CREATES_MAX 16
 /** Largest login token. */
 #define IM_CLIENT_TOKEN_MAX 256
 /** Bytes of a body kept as a conversation preview. */
@@ -181,6 +184,8 @@ typedef struct im_client_reply {
 	size_t nusers;
 	bool more; /**< MEMBERS: ask again after the last user */
 	uint64_t server_time_ms;
+	uint64_t dedup_id; /**< CREATED, or ERROR of a create: its key */
+	bool dup; /**< CREATED: a retry; group is its first try's group */
 } im_client_reply;
 
 /** Callbacks; any may be NULL. payload is opts.payload. */
@@ -368,9 +373,18 @@ IM_API size_t im_client_outbox_count(const im_client *cl);
  * req_id through req_out (may be NULL) and is answered through on_reply.
  * A request lost with its connection, or not answered within
  * opts.send_timeout_ms, is answered with kind ERROR and err IM_EUNAVAIL
- * (not repeated: its outcome is unknown).
+ * (not repeated: its outcome is unknown) -- except a create group:
+ *
+ * im_client_create_group() gives the create a dedup id (its key) and keeps
+ * it, like a send in the outbox, until the server answers: lost with its
+ * connection it goes again on the next one, unanswered within
+ * send_timeout_ms or refused ERR_UNAVAILABLE it goes again, always with the
+ * same key, so the server makes one group and answers a retry with it
+ * (reply.dup). It is answered exactly once, CREATED or ERROR (refused for
+ * good: bad request, store full).
  * @retval IM_OK, IM_EINVAL, IM_EAGAIN (not connected),
- *         IM_EFULL (too many requests in flight)
+ *         IM_EFULL (too many requests in flight; for a create:
+ *         IM_CLIENT_CREATES_MAX creates wait for their answer)
  */
 IM_API int im_client_create_group(im_client *cl, const char *name,
                                   const im_uid *members, size_t n,

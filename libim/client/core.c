@@ -171,8 +171,8 @@ close_link(im__cc *cc)
 	cc->gen++;
 }
 
-/* Forget what was in flight: sends go again on the next connection with
- * the same dedup ids; repairs are asked again after the next login;
+/* Forget what was in flight: sends and creates go again on the next
+ * connection with the same dedup ids; repairs are asked again after the next login;
  * requests are answered as unavailable. */
 static void
 drop_inflight(im__cc *cc)
@@ -180,6 +180,7 @@ drop_inflight(im__cc *cc)
 	size_t i;
 
 	im__cc_outbox_unsent(cc);
+	im__cc_creates_unsent(cc);
 	for (i = 0; i < cc->conv_cap; i++) {
 		cc->convs[i].syncing = false;
 		cc->convs[i].want_repair = false;
@@ -511,7 +512,8 @@ handle_error(im__cc *cc, uint64_t req_id, const im_Error *er)
 {
 	struct im__cc_pending *p;
 
-	if (im__cc_outbox_error(cc, req_id, er)) {
+	if (im__cc_outbox_error(cc, req_id, er) ||
+	    im__cc_creates_error(cc, req_id, er)) {
 		return;
 	}
 	p = im__cc_pend_find(cc, req_id);
@@ -641,6 +643,9 @@ handle_env(im__cc *cc, const im_Envelope *e)
 		}
 		break;
 	case im_Envelope_group_created_tag:
+		(void)im__cc_creates_reply(cc, e->req_id,
+		                           &e->msg.group_created);
+		break;
 	case im_Envelope_members_tag:
 	case im_Envelope_pong_tag:
 		if (p != NULL) {

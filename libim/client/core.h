@@ -39,7 +39,7 @@ enum im__cc_timer {
 	IM__CC_T_RETRY,  /* reconnect backoff */
 	IM__CC_T_LOGIN,  /* connect + login deadline */
 	IM__CC_T_PING,   /* ping interval, silence check */
-	IM__CC_T_RESEND, /* sends refused with ERR_UNAVAILABLE */
+	IM__CC_T_RESEND, /* sends and creates refused with ERR_UNAVAILABLE */
 	/* One deadline for every send and request in flight: due no later
 	 * than the oldest one's (send_timeout after it went out). */
 	IM__CC_T_ANSWER,
@@ -67,7 +67,6 @@ enum im__cc_pkind {
 	P_RESUME,
 	P_REPAIR, /* gap repair: applies through the cursor */
 	P_HIST,   /* history for the caller: history = true */
-	P_CREATE,
 	P_DONE, /* add, remove: Error{OK} */
 	P_READ, /* mark read: Error{OK} */
 	P_MEMBERS,
@@ -124,6 +123,18 @@ struct im__cc_obox {
 	uint8_t body[IM_CLIENT_BODY_MAX];
 };
 
+/* A CreateGroup until answered (creates.c); user_req 0: a free entry. */
+#define IM__CC_CREATE_MEMBERS_MAX 64
+struct im__cc_create {
+	uint64_t user_req; /* what the caller got */
+	uint64_t req_id;   /* this try's; 0: not on this connection yet */
+	uint64_t dedup_id; /* the create key, the same on every try */
+	uint64_t sent_at;  /* now_ms when req_id went out */
+	uint32_t nmembers;
+	im_uid members[IM__CC_CREATE_MEMBERS_MAX];
+	char name[IM_CLIENT_NAME_MAX + 1];
+};
+
 struct im__cc_addr {
 	char host[256];
 	char port[8];
@@ -166,7 +177,8 @@ typedef struct im__cc {
 	uint64_t now;
 	uint64_t due[IM__CC_T_N]; /* IM__CC_NEVER: not armed */
 	uint32_t send_timeout_ms; /* 0: no answer deadline */
-	uint64_t resends;         /* sends tried again after the deadline */
+	uint64_t resends;         /* sends and creates tried again after the
+	                             deadline */
 	bool link;                /* a connection is open (or connecting) */
 	bool connecting;          /* TCP connect in progress */
 	uint64_t gen;             /* bumps on every close */
@@ -215,6 +227,8 @@ typedef struct im__cc {
 
 	struct im__cc_pending *pend;
 	size_t max_pending;
+
+	struct im__cc_create creates[IM_CLIENT_CREATES_MAX];
 
 	im_client_conv *login_convs; /* scratch for on_login */
 
@@ -325,6 +339,15 @@ void im__cc_send_ack(im__cc *cc, uint64_t req_id, const im_SendAck *a);
 bool im__cc_outbox_error(im__cc *cc, uint64_t req_id, const im_Error *er);
 void im__cc_outbox_unsent(im__cc *cc);
 bool im__cc_outbox_expire(im__cc *cc, uint64_t *next, bool *waiting);
+
+/* creates.c: CreateGroups until answered, retried with the same key */
+void im__cc_creates_pump(im__cc *cc);
+bool im__cc_creates_reply(im__cc *cc, uint64_t req_id,
+                          const im_GroupCreated *gc);
+bool im__cc_creates_error(im__cc *cc, uint64_t req_id, const im_Error *er);
+void im__cc_creates_unsent(im__cc *cc);
+bool im__cc_creates_expire(im__cc *cc, uint64_t *next, bool *waiting);
+size_t im__cc_creates_count(const im__cc *cc);
 
 /* request.c: requests in flight and their replies */
 struct im__cc_pending *im__cc_pend_new(im__cc *cc, enum im__cc_pkind kind);

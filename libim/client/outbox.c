@@ -116,7 +116,8 @@ im__cc_send(im__cc *cc, uint64_t now_ms, im_gid group, const void *body,
 }
 
 /* Send every queued send not on this connection yet, in queue order,
- * while the output has room (the driver's drain pumps again). */
+ * then every create (creates.c), while the output has room (the driver's
+ * drain pumps again). */
 void
 im__cc_pump(im__cc *cc)
 {
@@ -148,6 +149,7 @@ im__cc_pump(im__cc *cc)
 		o->sent_at = cc->now;
 		im__cc_answer_arm(cc);
 	}
+	im__cc_creates_pump(cc);
 }
 
 void

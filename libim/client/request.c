@@ -2,8 +2,9 @@
  * Client core: requests in flight (login, resume, gap repairs, history
  * syncs and the application's requests) in a bounded table keyed by
  * req_id, their replies, and the answer deadline they share with the
- * outbox. A request is never repeated by the client (a CreateGroup has no
- * dedup id) except a gap repair, which is a read.
+ * outbox and the creates. A request is never repeated by the client
+ * except a gap repair, which is a read (a CreateGroup is, with its key:
+ * creates.c).
  */
 #include "core.h"
 #include "internal.h"
@@ -109,7 +110,8 @@ im__cc_send_sync(im__cc *cc, struct im__cc_pending *p, im_seq after)
 	return im__cc_put(cc, e);
 }
 
-/* GroupCreated, Members, Pong: the answer of the request it names. */
+/* Members, Pong: the answer of the request it names (GroupCreated:
+ * creates.c). */
 void
 im__cc_req_reply(im__cc *cc, const im_Envelope *e)
 {
@@ -122,19 +124,7 @@ im__cc_req_reply(im__cc *cc, const im_Envelope *e)
 	p->kind = P_FREE;
 	memset(&r, 0, sizeof(r));
 	r.req_id = p->user_req;
-	if (e->which_msg == im_Envelope_group_created_tag) {
-		struct im__cc_conv *c =
-		        im__cc_conv_get(cc, e->msg.group_created.group);
-
-		/* The creator is in it from now on; a new group starts
-		 * empty, so its chain is known from 0. */
-		if (c != NULL && !c->known &&
-		    im__cc_conv_last(cc, c->group) == 0) {
-			c->known = true;
-		}
-		r.kind = IM_CLIENT_REPLY_CREATED;
-		r.group = e->msg.group_created.group;
-	} else if (e->which_msg == im_Envelope_members_tag) {
+	if (e->which_msg == im_Envelope_members_tag) {
 		r.kind = IM_CLIENT_REPLY_MEMBERS;
 		r.group = e->msg.members.group;
 		r.users = e->msg.members.users;
@@ -198,7 +188,7 @@ im__cc_req_error(im__cc *cc, struct im__cc_pending *p, const im_Error *er)
 static bool
 is_user_request(enum im__cc_pkind k)
 {
-	return k == P_HIST || k == P_CREATE || k == P_DONE || k == P_READ ||
+	return k == P_HIST || k == P_DONE || k == P_READ ||
 	       k == P_MEMBERS || k == P_PING;
 }
 
@@ -265,9 +255,10 @@ req_expire(im__cc *cc, uint64_t *next, bool *waiting)
  * user). A send goes again on this connection with the same dedup id (the
  * server stores it once; a late answer of the first try or the retry's
  * dup=true ack both find it by dedup id, the second finds nothing). A gap
- * repair (a read) is asked again. The caller's requests are not repeated
- * (a CreateGroup carries no dedup id): they are answered with IM_EUNAVAIL,
- * outcome unknown. Then re-armed for the oldest deadline left.
+ * repair (a read) is asked again, and so is a CreateGroup, with its key
+ * (creates.c). The caller's other requests are not repeated: they are
+ * answered with IM_EUNAVAIL, outcome unknown. Then re-armed for the oldest
+ * deadline left.
  */
 void
 im__cc_answer_due(im__cc *cc)
@@ -280,6 +271,7 @@ im__cc_answer_due(im__cc *cc)
 		return; /* a new connection sends everything again */
 	}
 	resend = im__cc_outbox_expire(cc, &next, &waiting);
+	resend |= im__cc_creates_expire(cc, &next, &waiting);
 	req_expire(cc, &next, &waiting);
 	if (cc->gen != gen || !cc->link) {
 		return; /* a callback closed the connection */
@@ -331,38 +323,6 @@ req_end(struct im__cc_pending *p, int rc, uint64_t *req_out)
 		*req_out = p->user_req;
 	}
 	return IM_OK;
-}
-
-int
-im__cc_create_group(im__cc *cc, uint64_t now_ms, const char *name,
-                    const im_uid *members, size_t n, uint64_t *req_out)
-{
-	struct im__cc_pending *p;
-	im_Envelope *e;
-	size_t i;
-	int rc;
-
-	if (name == NULL || strlen(name) > IM_CLIENT_NAME_MAX || n > 64 ||
-	    (members == NULL && n > 0)) {
-		return IM_EINVAL;
-	}
-	for (i = 0; i < n; i++) {
-		if (members[i] == 0) {
-			return IM_EINVAL;
-		}
-	}
-	rc = req_begin(cc, now_ms, P_CREATE, im_Envelope_create_group_tag, &p,
-	               &e);
-	if (rc != IM_OK) {
-		return rc;
-	}
-	snprintf(e->msg.create_group.name, sizeof(e->msg.create_group.name),
-	         "%s", name);
-	for (i = 0; i < n; i++) {
-		e->msg.create_group.members[i] = members[i];
-	}
-	e->msg.create_group.members_count = (pb_size_t)n;
-	return req_end(p, im__cc_put(cc, e), req_out);
 }
 
 int

@@ -318,6 +318,8 @@ typedef struct seen {
 	im_seq ack_seq;
 	bool ack_dup;
 	int reply_err;
+	uint64_t reply_dedup;
+	bool reply_dup;
 } seen;
 
 static void
@@ -376,6 +378,8 @@ on_reply(im_client *cl, const im_client_reply *r, void *payload)
 
 	s->reply_kind = r->kind;
 	s->reply_group = r->group;
+	s->reply_dedup = r->dedup_id;
+	s->reply_dup = r->dup;
 	s->reply_nusers = r->nusers;
 	s->reply_err = r->err;
 	s->nreplies++;
@@ -1639,9 +1643,9 @@ test_client_default_options_leave_a_hung_server_within_15_s(void **state)
 	free(fs);
 }
 
-/* A server that answers nothing: each send goes again once per deadline
- * (bounded by the time run, no busy loop); a CreateGroup is not repeated
- * but answered unavailable. */
+/* A server that answers nothing: each send and each CreateGroup goes
+ * again once per deadline (bounded by the time run, no busy loop), the
+ * create with its key, unanswered meanwhile. */
 static void
 test_client_unanswered_sends_are_resent_once_per_deadline(void **state)
 {
@@ -1665,54 +1669,172 @@ test_client_unanswered_sends_are_resent_once_per_deadline(void **state)
 	max = 4 * (int)((now_s() - t0) * 1000 / 50 + 2);
 	assert_int_equal(im_client_outbox_count(cl), 4);
 	assert_int_equal(s.nacks, 0);
-	/* the create's ERROR came before the pong's reply */
-	assert_int_equal(s.nreplies, 2);
+	/* only the pong answered: the create waits for its answer */
+	assert_int_equal(s.nreplies, 1);
 	im_client_destroy(cl);
 	fs_join(fs);
 	assert_true(fs->ndedup >= 8);
 	assert_true(fs->ndedup <= max);
-	assert_int_equal(fs->nsync, 1);
+	assert_true(fs->nsync >= 2); /* the create's tries */
+	assert_true(fs->nsync <= max / 4);
 	free(fs);
 }
 
+/*
+ * A CreateGroup unanswered within the deadline goes again with the same
+ * key; the late answer of the first try (matched by its key) answers it,
+ * once: the retry's answer (dup) finds nothing waiting.
+ */
 static void
-on_reply_create(im_client *cl, const im_client_reply *r, void *payload)
+script_create_late_answer(fsrv *fs)
 {
-	seen *s = payload;
+	uint64_t req[2];
+	int i;
 
-	if (s->nreplies++ == 0) {
-		s->reply_kind = r->kind;
-		s->reply_err = r->err;
+	FS_CHECK(fs, fs_login(fs) == 0);
+	for (i = 0; i < 2; i++) {
+		FS_CHECK(fs, fs_recv_req(fs) == 0);
+		FS_CHECK(fs, fs->in.which_msg == im_Envelope_create_group_tag);
+		FS_CHECK(fs, fs->in.msg.create_group.members_count == 1);
+		FS_CHECK(fs, strcmp(fs->in.msg.create_group.name, "g") == 0);
+		req[i] = fs->in.req_id;
+		fs->dedup[fs->ndedup++] = fs->in.msg.create_group.dedup_id;
 	}
+	for (i = 0; i < 2; i++) {
+		fs_env(fs, req[i], im_Envelope_group_created_tag);
+		fs->out.msg.group_created.group = 77;
+		fs->out.msg.group_created.dedup_id = fs->dedup[i];
+		fs->out.msg.group_created.dup = i == 1;
+		FS_CHECK(fs, fs_send(fs) == 0);
+	}
+	/* A third try may have left before the answers came (a slow
+	 * machine); none after them: counted until the test's ping. */
+	do {
+		FS_CHECK(fs, fs_recv(fs) == 0); /* fs_recv_req skips pings */
+		fs->nsync += fs->in.which_msg == im_Envelope_create_group_tag;
+	} while (fs->in.which_msg == im_Envelope_create_group_tag ||
+	         fs->in.which_msg == im_Envelope_deliver_ack_tag);
+	FS_CHECK(fs, fs->in.which_msg == im_Envelope_ping_tag);
+	fs_env(fs, fs->in.req_id, im_Envelope_pong_tag);
+	FS_CHECK(fs, fs_send(fs) == 0);
+	(void)fs_recv(fs);
 }
 
 static void
-test_client_unanswered_create_group_times_out_unavailable(void **state)
+test_client_unanswered_create_group_goes_again_with_its_key(void **state)
 {
-	fsrv *fs = fs_start(script_count_until_ping);
-	im_client_opts o;
+	fsrv *fs = fs_start(script_create_late_answer);
 	seen s;
-	im_client *cl = NULL;
+	im_client *cl =
+	        mk_client_timeout(fs->port, IM_CLIENT_OPTS_VERSION, 100, &s);
 	static const im_uid mem[1] = {8};
-	uint64_t req;
+	uint64_t req, dedup;
 	int err = 1;
 
-	base_opts(&o, &s);
-	o.port = fs->port;
-	o.send_timeout_ms = 30;
-	o.cb.on_reply = on_reply_create;
-	assert_int_equal(im_client_create(&cl, &o), IM_OK);
 	assert_int_equal(im_client_connect_wait(cl, WAIT_MS), IM_OK);
 	assert_int_equal(im_client_create_group(cl, "g", mem, 1, &req), IM_OK);
 	assert_int_equal(im_client_wait_reply(cl, req, WAIT_MS, &err), IM_OK);
-	assert_int_equal(err, IM_EUNAVAIL);
-	assert_int_equal(s.reply_kind, IM_CLIENT_REPLY_ERROR);
-	assert_int_equal(s.reply_err, IM_EUNAVAIL);
-	run_then_ping(cl, 200);
+	assert_int_equal(err, IM_OK);
+	assert_int_equal(s.reply_kind, IM_CLIENT_REPLY_CREATED);
+	assert_int_equal(s.reply_group, 77);
+	assert_false(s.reply_dup); /* the first try's answer came first */
+	dedup = s.reply_dedup;
+	run_then_ping(cl, 100);
 	assert_int_equal(s.nreplies, 2); /* the create's, then the pong */
 	im_client_destroy(cl);
 	fs_join(fs);
-	assert_int_equal(fs->nsync, 1); /* never repeated */
+	assert_int_equal(fs->failed, 0);
+	assert_int_equal(fs->ndedup, 2);
+	assert_true(fs->nsync <= 1);
+	assert_true(fs->dedup[0] != 0);
+	assert_int_equal(fs->dedup[1], fs->dedup[0]);
+	assert_int_equal(dedup, fs->dedup[0]);
+	free(fs);
+}
+
+/*
+ * The connection drops while a CreateGroup waits for its answer: it goes
+ * again on the next connection (after the resume) with the same key, and
+ * is answered once, with the server's group (dup: the first try made it).
+ */
+static void
+script_create_dropped(fsrv *fs)
+{
+	FS_CHECK(fs, fs_login(fs) == 0);
+	FS_CHECK(fs, fs_recv_req(fs) == 0);
+	FS_CHECK(fs, fs->in.which_msg == im_Envelope_create_group_tag);
+	fs->dedup[fs->ndedup++] = fs->in.msg.create_group.dedup_id;
+	/* drop it unanswered */
+	FS_CHECK(fs, fs_accept(fs) >= 0);
+	FS_CHECK(fs, fs_recv_req(fs) == 0);
+	FS_CHECK(fs, fs->in.which_msg == im_Envelope_resume_tag);
+	fs->nresume++;
+	fs_env(fs, fs->in.req_id, im_Envelope_resume_ok_tag);
+	fs->out.msg.resume_ok.user = 7;
+	fs->out.msg.resume_ok.resumed = true;
+	memset(fs->out.msg.resume_ok.session, 0xab, 16);
+	FS_CHECK(fs, fs_send(fs) == 0);
+	FS_CHECK(fs, fs_recv_req(fs) == 0);
+	FS_CHECK(fs, fs->in.which_msg == im_Envelope_create_group_tag);
+	FS_CHECK(fs, strcmp(fs->in.msg.create_group.name, "kept") == 0);
+	fs->dedup[fs->ndedup++] = fs->in.msg.create_group.dedup_id;
+	fs_env(fs, fs->in.req_id, im_Envelope_group_created_tag);
+	fs->out.msg.group_created.group = 91;
+	fs->out.msg.group_created.dedup_id = fs->dedup[1];
+	fs->out.msg.group_created.dup = true;
+	FS_CHECK(fs, fs_send(fs) == 0);
+	(void)fs_recv(fs);
+}
+
+static void
+test_client_create_group_survives_a_reconnect_with_its_key(void **state)
+{
+	fsrv *fs = fs_start(script_create_dropped);
+	seen s;
+	im_client *cl = mk_client(fs->port, &s);
+	uint64_t req;
+	int err = 1;
+
+	assert_int_equal(im_client_connect_wait(cl, WAIT_MS), IM_OK);
+	assert_int_equal(im_client_create_group(cl, "kept", NULL, 0, &req),
+	                 IM_OK);
+	assert_int_equal(im_client_wait_reply(cl, req, WAIT_MS, &err), IM_OK);
+	assert_int_equal(err, IM_OK);
+	assert_int_equal(s.nreplies, 1); /* not answered "connection lost" */
+	assert_int_equal(s.reply_kind, IM_CLIENT_REPLY_CREATED);
+	assert_int_equal(s.reply_group, 91);
+	assert_true(s.reply_dup);
+	im_client_destroy(cl);
+	fs_join(fs);
+	assert_int_equal(fs->failed, 0);
+	assert_int_equal(fs->nresume, 1);
+	assert_int_equal(fs->ndedup, 2);
+	assert_true(fs->dedup[0] != 0);
+	assert_int_equal(fs->dedup[1], fs->dedup[0]);
+	free(fs);
+}
+
+/* At most IM_CLIENT_CREATES_MAX creates wait for their answers; one more
+ * is refused IM_EFULL at once, and nothing of it is sent. */
+static void
+test_client_create_group_beyond_the_bound_is_efull(void **state)
+{
+	fsrv *fs = fs_start(script_count_until_ping);
+	seen s;
+	im_client *cl = mk_client(fs->port, &s);
+	int i;
+
+	assert_int_equal(im_client_connect_wait(cl, WAIT_MS), IM_OK);
+	for (i = 0; i < IM_CLIENT_CREATES_MAX; i++) {
+		assert_int_equal(im_client_create_group(cl, "g", NULL, 0, NULL),
+		                 IM_OK);
+	}
+	assert_int_equal(im_client_create_group(cl, "g", NULL, 0, NULL),
+	                 IM_EFULL);
+	run_then_ping(cl, 50);
+	im_client_destroy(cl);
+	fs_join(fs);
+	assert_int_equal(fs->nsync, IM_CLIENT_CREATES_MAX);
 	free(fs);
 }
 
@@ -2286,7 +2408,11 @@ main(void)
 	        cmocka_unit_test(
 	                test_client_unanswered_sends_are_resent_once_per_deadline),
 	        cmocka_unit_test(
-	                test_client_unanswered_create_group_times_out_unavailable),
+	                test_client_unanswered_create_group_goes_again_with_its_key),
+	        cmocka_unit_test(
+	                test_client_create_group_survives_a_reconnect_with_its_key),
+	        cmocka_unit_test(
+	                test_client_create_group_beyond_the_bound_is_efull),
 	        cmocka_unit_test(
 	                test_client_unanswered_gap_repair_is_asked_again),
 	        cmocka_unit_test(
