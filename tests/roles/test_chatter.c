@@ -908,6 +908,30 @@ test_chatter_a_keyed_create_on_a_full_disk_is_store_full(void **state)
 	fx_free(fx);
 }
 
+/* A store without keyed creation (ops version < 5: IM_ENOTSUP, nothing
+ * written) still creates: unkeyed, as before keys existed, so a retry
+ * makes a second group (logged once). */
+static void
+test_chatter_a_store_without_create_keys_creates_unkeyed(void **state)
+{
+	struct fx *fx = fx_new(false, 'f', 64);
+	faulty_plan plan = {STORE_OP_BIT(STORE_OP_GROUP_CREATE_DEDUP), 1, true,
+	                    IM_ENOTSUP, FAULTY_BEFORE};
+
+	(void)state;
+	faulty_store_arm(fx->mid, &plan);
+	create_keyed(fx, 1, 50, 9);
+	create_keyed(fx, 2, 50, 9);
+	run_until_replies(fx, 2);
+	assert_last_codes(fx, 2, ROLE_OK);
+	assert_false(fx->r.reps[0].dup);
+	assert_false(fx->r.reps[1].dup);
+	assert_true(fx->r.reps[0].group != fx->r.reps[1].group);
+	assert_int_equal(groups_of(fx, 50), 2);
+	assert_true(faulty_store_faults(fx->mid) >= 1);
+	fx_free(fx);
+}
+
 /* store_mux on its own. */
 static void
 test_store_mux_refuses_null_and_forwards_with_its_own_error(void **state)
@@ -1077,6 +1101,8 @@ main(void)
 	                test_chatter_a_keyed_create_sent_twice_makes_one_group),
 	        cmocka_unit_test(
 	                test_chatter_a_keyed_create_on_a_full_disk_is_store_full),
+	        cmocka_unit_test(
+	                test_chatter_a_store_without_create_keys_creates_unkeyed),
 	        cmocka_unit_test(
 	                test_store_mux_refuses_null_and_forwards_with_its_own_error),
 	        cmocka_unit_test(

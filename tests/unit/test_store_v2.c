@@ -484,6 +484,47 @@ test_store_v3_backend_gets_the_batched_ops_one_by_one(void **state)
 	free(t);
 }
 
+/* A backend compiled at version 4 ends before group_create_dedup: the
+ * wrapper answers IM_ENOTSUP without reading past the table and writes
+ * nothing (no fallback: without a unique key a retry could not be made
+ * safe; the Chatter then creates unkeyed). Arguments are checked first. */
+static void
+test_store_v4_backend_answers_enotsup_for_keyed_creation(void **state)
+{
+	size_t n = offsetof(struct im_store_ops, group_create_dedup);
+	struct im_store_ops *t = malloc(n);
+	im_fence f = {IM_KIND_GROUP, 1, 1};
+	im_group_new g;
+	im_group_created res = {77, true};
+	uint64_t key = 5;
+	v_store v;
+
+	(void)state;
+	static const struct im_store_ops v4_ops = {
+		.version = 4,
+		V1_OPS,
+	};
+
+	assert_non_null(t);
+	memcpy(t, &v4_ops, n);
+	memset(&v, 0, sizeof(v));
+	memset(&g, 0, sizeof(g));
+	g.group.gid = 9;
+	assert_int_equal(im_store_init(&v.base, t), IM_OK);
+	assert_int_equal(im_store_group_create_dedup(&v.base, &f, 1, &g, &key,
+						     1, &res),
+			 IM_ENOTSUP);
+	assert_non_null(strstr(im_store_errmsg(&v.base), "version 4 < 5"));
+	assert_int_equal(res.gid, 0);
+	assert_false(res.dup);
+	g.group.gid = 0;
+	assert_int_equal(im_store_group_create_dedup(&v.base, &f, 1, &g, &key,
+						     1, &res),
+			 IM_EINVAL);
+	assert_int_equal(v.calls, 0);
+	free(t);
+}
+
 static void
 test_store_init_refuses_a_table_from_the_future(void **state)
 {
@@ -515,6 +556,8 @@ main(void)
 			test_store_v2_backend_gets_slot_cas_many_one_by_one),
 		cmocka_unit_test(
 			test_store_v3_backend_gets_the_batched_ops_one_by_one),
+		cmocka_unit_test(
+			test_store_v4_backend_answers_enotsup_for_keyed_creation),
 		cmocka_unit_test(test_store_init_refuses_a_table_from_the_future),
 	};
 
