@@ -20,6 +20,19 @@
 	" FROM fx LEFT JOIN f ON f.kind = fx.kind AND f.slot = fx.slot"      \
 	" WHERE f.epoch IS DISTINCT FROM fx.epoch)"
 
+/* The members of a batch of new groups ($8 gids, $9 uids), each read
+ * pointer at its group's last message, only when the CTE `ok` has a row;
+ * the caller adds more conditions and the conflict clause. */
+#define MEMBERS_INSERT_OK                                                  \
+	"INSERT INTO im_members (gid, uid, read_seq, read_ordinal,"          \
+	" flags, joined_ms) SELECT m.gid, m.uid, coalesce(l.seq, 0),"        \
+	" coalesce(l.ordinal, 0), 0,"                                        \
+	" (extract(epoch FROM clock_timestamp()) * 1000)::int8"              \
+	" FROM (SELECT DISTINCT * FROM unnest($8::int8[], $9::int8[])"       \
+	" AS u(gid, uid)) m LEFT JOIN LATERAL (SELECT seq, ordinal"          \
+	" FROM im_messages WHERE conv = m.gid ORDER BY seq DESC LIMIT 1)"    \
+	" l ON true WHERE EXISTS (SELECT 1 FROM ok)"
+
 /* Types of the message arrays $4..$13 of the appends. */
 #define MSG_ARR_TYPES                                                      \
 	OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR,            \
@@ -238,14 +251,7 @@ const struct pg_stmt_def im__pg_stmts[PG_NSTMT] = {
 		" SELECT gid, creator, created_ms, name FROM gi"
 		" WHERE EXISTS (SELECT 1 FROM ok)"
 		" ON CONFLICT (gid) DO NOTHING RETURNING 1),"
-		" im AS (INSERT INTO im_members (gid, uid, read_seq, read_ordinal,"
-		" flags, joined_ms) SELECT m.gid, m.uid, coalesce(l.seq, 0),"
-		" coalesce(l.ordinal, 0), 0,"
-		" (extract(epoch FROM clock_timestamp()) * 1000)::int8"
-		" FROM (SELECT DISTINCT * FROM unnest($8::int8[], $9::int8[])"
-		" AS u(gid, uid)) m LEFT JOIN LATERAL (SELECT seq, ordinal"
-		" FROM im_messages WHERE conv = m.gid ORDER BY seq DESC LIMIT 1)"
-		" l ON true WHERE EXISTS (SELECT 1 FROM ok)"
+		" im AS (" MEMBERS_INSERT_OK
 		" ON CONFLICT (gid, uid) DO NOTHING RETURNING 1)"
 		" SELECT 1::int8, kind, slot, cur FROM bad"
 		" UNION ALL SELECT 3, gid, 0, 0 FROM conf"
@@ -281,14 +287,7 @@ const struct pg_stmt_def im__pg_stmts[PG_NSTMT] = {
 		" ik AS (INSERT INTO im_group_keys (creator, dedup_id, gid)"
 		" SELECT creator, dedup_id, gid FROM gn WHERE dedup_id <> 0"
 		" AND EXISTS (SELECT 1 FROM ok) RETURNING 1),"
-		" im AS (INSERT INTO im_members (gid, uid, read_seq, read_ordinal,"
-		" flags, joined_ms) SELECT m.gid, m.uid, coalesce(l.seq, 0),"
-		" coalesce(l.ordinal, 0), 0,"
-		" (extract(epoch FROM clock_timestamp()) * 1000)::int8"
-		" FROM (SELECT DISTINCT * FROM unnest($8::int8[], $9::int8[])"
-		" AS u(gid, uid)) m LEFT JOIN LATERAL (SELECT seq, ordinal"
-		" FROM im_messages WHERE conv = m.gid ORDER BY seq DESC LIMIT 1)"
-		" l ON true WHERE EXISTS (SELECT 1 FROM ok)"
+		" im AS (" MEMBERS_INSERT_OK
 		" AND m.gid IN (SELECT gid FROM gn)"
 		" ON CONFLICT (gid, uid) DO NOTHING RETURNING 1)"
 		" SELECT 1::int8, kind, slot, cur FROM bad"

@@ -189,25 +189,6 @@ group_new_put(sq_store *sq, const im_group_new *g, uint64_t now)
 	return rc;
 }
 
-int
-im__sq_group_create_many(im_store *st, const im_fence *fences, size_t nfences,
-                         const im_group_new *groups, size_t n)
-{
-	sq_store *sq = sq_of(st);
-	uint64_t now = now_ms();
-	size_t i;
-	int rc;
-
-	if ((rc = im__sq_write_begin(sq)) != IM_OK) {
-		return rc;
-	}
-	rc = im__sq_check_fences(sq, fences, nfences);
-	for (i = 0; i < n && rc == IM_OK; i++) {
-		rc = group_new_put(sq, &groups[i], now);
-	}
-	return im__sq_end(sq, rc);
-}
-
 static int
 gkey_row(sqlite3_stmt *s, void *arg)
 {
@@ -218,14 +199,18 @@ gkey_row(sqlite3_stmt *s, void *arg)
 	return 0;
 }
 
-int
-im__sq_group_create_dedup(im_store *st, const im_fence *fences,
-                          size_t nfences, const im_group_new *groups,
-                          const uint64_t *dedup_ids, size_t n,
-                          im_group_created *res_out)
+/*
+ * A fenced batch of groups in one transaction; with dedup_ids (NULL: none
+ * keyed) a keyed row whose key exists writes nothing and res_out (NULL
+ * without keys) names the key's group.
+ */
+static int
+groups_write(sq_store *sq, const im_fence *fences, size_t nfences,
+             const im_group_new *groups, const uint64_t *dedup_ids, size_t n,
+             im_group_created *res_out)
 {
-	sq_store *sq = sq_of(st);
 	uint64_t now = now_ms();
+	im_group_created scratch;
 	size_t i;
 	int rc;
 
@@ -235,32 +220,49 @@ im__sq_group_create_dedup(im_store *st, const im_fence *fences,
 	rc = im__sq_check_fences(sq, fences, nfences);
 	for (i = 0; i < n && rc == IM_OK; i++) {
 		const im_group_new *g = &groups[i];
-		im_group_created *r = &res_out[i];
+		uint64_t key = dedup_ids != NULL ? dedup_ids[i] : 0;
+		im_group_created *r = res_out != NULL ? &res_out[i] : &scratch;
 
 		r->gid = g->group.gid;
 		r->dup = false;
-		if (dedup_ids[i] != 0) {
+		if (key != 0) {
 			rc = im__sq_run(sq, SQ_GKEY_GET,
 			                SQ_ARGS(SQ_INT(g->group.creator),
-			                        SQ_INT(dedup_ids[i])),
+			                        SQ_INT(key)),
 			                "group_create_dedup", gkey_row, r);
 			if (rc != IM_OK || r->dup) {
 				continue; /* the key's first group stands */
 			}
 		}
 		rc = group_new_put(sq, g, now);
-		if (rc == IM_OK && dedup_ids[i] != 0) {
+		if (rc == IM_OK && key != 0) {
 			rc = im__sq_run(sq, SQ_GKEY_INSERT,
 			                SQ_ARGS(SQ_INT(g->group.creator),
-			                        SQ_INT(dedup_ids[i]),
-			                        SQ_INT(g->group.gid)),
+			                        SQ_INT(key), SQ_INT(g->group.gid)),
 			                "group_create_dedup", NULL, NULL);
 		}
 	}
-	if (rc != IM_OK) {
+	if (rc != IM_OK && res_out != NULL) {
 		memset(res_out, 0, n * sizeof(*res_out));
 	}
 	return im__sq_end(sq, rc);
+}
+
+int
+im__sq_group_create_many(im_store *st, const im_fence *fences, size_t nfences,
+                         const im_group_new *groups, size_t n)
+{
+	return groups_write(sq_of(st), fences, nfences, groups, NULL, n, NULL);
+}
+
+int
+im__sq_group_create_dedup(im_store *st, const im_fence *fences,
+                          size_t nfences, const im_group_new *groups,
+                          const uint64_t *dedup_ids, size_t n,
+                          im_group_created *res_out)
+{
+	return groups_write(sq_of(st), fences, nfences, groups, dedup_ids, n,
+	                    res_out);
 }
 
 int
