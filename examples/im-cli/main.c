@@ -244,7 +244,10 @@ on_reply(im_client *cl, const im_client_reply *r, void *payload)
 	}
 	switch (r->kind) {
 	case IM_CLIENT_REPLY_CREATED:
-		printf("created %" PRIu64 "\n", r->group);
+		/* dup: a retry (same create key) found the first try's
+		 * group; still one group. */
+		printf("created %" PRIu64 "%s\n", r->group,
+		       r->dup ? " dup" : "");
 		break;
 	case IM_CLIENT_REPLY_MEMBERS:
 		if (c->members_group != r->group) {
