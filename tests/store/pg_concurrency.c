@@ -754,6 +754,83 @@ test_pg_same_dedup_key_from_two_processes_is_stored_once(void **state)
 	shared_unmap(sh, sizeof(struct dup_data));
 }
 
+/* The same create key from several Chatters at once (a client's retry
+ * racing its first try after a failover): one group, every racer answered
+ * with its gid. Each racer picked its own gid, as Chatters do. */
+struct ckey_data {
+	im_group_created res[DUP_ROUNDS][DUP_PROCS];
+};
+
+static im_gid
+ckey_gid(int round, int id)
+{
+	return 100000 + (im_gid)round * MAX_PROCS + (im_gid)id;
+}
+
+static void
+ckey_child(struct shared *sh, int id, const pg_fixture *fx)
+{
+	struct ckey_data *d = (struct ckey_data *)(void *)sh->data;
+	im_store *st = child_open(sh, id, fx);
+	im_fence f = {IM_KIND_GROUP, 11, 1};
+	static const im_uid member = 9;
+	int r, rc;
+
+	for (r = 0; r < DUP_ROUNDS; r++) {
+		im_group_new g;
+		uint64_t key = 0xc0deULL + (uint64_t)r;
+
+		memset(&g, 0, sizeof(g));
+		g.group.gid = ckey_gid(r, id);
+		g.group.creator = 8;
+		g.group.created_ms = 100 + (uint64_t)id;
+		snprintf(g.group.name, sizeof(g.group.name), "race");
+		g.members = &member;
+		g.nmembers = 1;
+		pthread_barrier_wait(&sh->barrier);
+		rc = im_store_group_create_dedup(st, &f, 1, &g, &key, 1,
+		                                 &d->res[r][id]);
+		if (rc != IM_OK) {
+			child_fail(sh, id, "round %d: create %d %s", r, rc,
+			           im_store_errmsg(st));
+		}
+	}
+	im_store_close(st);
+}
+
+static void
+test_pg_same_create_key_from_racing_writers_makes_one_group(void **state)
+{
+	const pg_fixture *fx = *state;
+	struct shared *sh = shared_map(DUP_PROCS, sizeof(struct ckey_data));
+	struct ckey_data *d = (struct ckey_data *)(void *)sh->data;
+	im_store *st = parent_open(fx);
+	im_epoch e;
+	int r, p;
+
+	assert_int_equal(im_store_slot_cas(st, IM_KIND_GROUP, 11, 0, "a", &e),
+	                 IM_OK);
+	run_children(sh, DUP_PROCS, fx, ckey_child);
+	for (r = 0; r < DUP_ROUNDS; r++) {
+		int made = 0, exist = 0;
+		im_group g;
+
+		for (p = 0; p < DUP_PROCS; p++) {
+			made += !d->res[r][p].dup;
+			assert_int_equal(d->res[r][p].gid, d->res[r][0].gid);
+			exist += im_store_group_lookup(st, ckey_gid(r, p), &g) ==
+			         IM_OK;
+		}
+		assert_int_equal(made, 1);
+		assert_int_equal(exist, 1);
+		assert_int_equal(im_store_group_lookup(st, d->res[r][0].gid,
+		                                       &g),
+		                 IM_OK);
+	}
+	im_store_close(st);
+	shared_unmap(sh, sizeof(struct ckey_data));
+}
+
 /* ---- backend specifics: migration, reconnect ------------------------- */
 
 static void
@@ -1038,6 +1115,9 @@ main(void)
 	                setup, teardown),
 	        cmocka_unit_test_setup_teardown(
 	                test_pg_same_dedup_key_from_two_processes_is_stored_once,
+	                setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_pg_same_create_key_from_racing_writers_makes_one_group,
 	                setup, teardown),
 	        cmocka_unit_test_setup_teardown(
 	                test_pg_concurrent_openers_migrate_a_fresh_schema_once,
