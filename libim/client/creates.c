@@ -144,17 +144,24 @@ im__cc_creates_reply(im__cc *cc, uint64_t req_id, const im_GroupCreated *gc)
 
 /* An Error for a create: refused for good (on_reply with ERROR), or
  * outcome unknown (ERR_UNAVAILABLE): tried again after backoff_min with
- * the same key. false: not about a pending create. */
+ * the same key. The Error of an earlier try is found by its key: unknown,
+ * it is ignored (the later try is in flight or queued). false: not about
+ * a pending create. */
 bool
 im__cc_creates_error(im__cc *cc, uint64_t req_id, const im_Error *er)
 {
+	bool unknown =
+	        er->code == im_Code_ERR_UNAVAILABLE || er->code == im_Code_OK;
 	struct im__cc_create *k = create_find(cc, req_id, 0);
 	im_client_reply r;
 
 	if (k == NULL) {
-		return false;
+		k = er->dedup_id != 0 ? create_find(cc, 0, er->dedup_id) : NULL;
+		if (k == NULL || unknown) {
+			return k != NULL;
+		}
 	}
-	if (er->code == im_Code_ERR_UNAVAILABLE || er->code == im_Code_OK) {
+	if (unknown) {
 		k->req_id = 0;
 		if (cc->due[IM__CC_T_RESEND] == IM__CC_NEVER) {
 			im__cc_timer_set(cc, IM__CC_T_RESEND,

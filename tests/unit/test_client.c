@@ -1814,6 +1814,56 @@ test_client_create_group_survives_a_reconnect_with_its_key(void **state)
 	free(fs);
 }
 
+/* ERR_UNAVAILABLE: the create goes again with its key; a final refusal
+ * (store full) answers it once, ERROR with the server's code. */
+static void
+script_create_errors(fsrv *fs)
+{
+	int i;
+
+	FS_CHECK(fs, fs_login(fs) == 0);
+	for (i = 0; i < 2; i++) {
+		im_Error *er;
+
+		FS_CHECK(fs, fs_recv_req(fs) == 0);
+		FS_CHECK(fs, fs->in.which_msg == im_Envelope_create_group_tag);
+		fs->dedup[fs->ndedup++] = fs->in.msg.create_group.dedup_id;
+		er = &fs_env(fs, fs->in.req_id, im_Envelope_error_tag)
+		              ->msg.error;
+		er->code = i == 0 ? im_Code_ERR_UNAVAILABLE
+		                  : im_Code_ERR_STORE_FULL;
+		er->dedup_id = fs->dedup[i];
+		FS_CHECK(fs, fs_send(fs) == 0);
+	}
+	(void)fs_recv(fs);
+}
+
+static void
+test_client_create_group_unavailable_goes_again_refused_ends(void **state)
+{
+	fsrv *fs = fs_start(script_create_errors);
+	seen s;
+	im_client *cl = mk_client(fs->port, &s);
+	uint64_t req;
+	int err = 1;
+
+	assert_int_equal(im_client_connect_wait(cl, WAIT_MS), IM_OK);
+	assert_int_equal(im_client_create_group(cl, "g", NULL, 0, &req),
+	                 IM_OK);
+	assert_int_equal(im_client_wait_reply(cl, req, WAIT_MS, &err), IM_OK);
+	assert_int_equal(err, IM_ENOSPC);
+	assert_int_equal(s.reply_kind, IM_CLIENT_REPLY_ERROR);
+	(void)im_client_run_until(cl, 50, NULL, NULL);
+	assert_int_equal(s.nreplies, 1);
+	im_client_destroy(cl);
+	fs_join(fs);
+	assert_int_equal(fs->failed, 0);
+	assert_int_equal(fs->ndedup, 2);
+	assert_true(fs->dedup[0] != 0);
+	assert_int_equal(fs->dedup[1], fs->dedup[0]);
+	free(fs);
+}
+
 /* At most IM_CLIENT_CREATES_MAX creates wait for their answers; one more
  * is refused IM_EFULL at once, and nothing of it is sent. */
 static void
@@ -2411,6 +2461,8 @@ main(void)
 	                test_client_unanswered_create_group_goes_again_with_its_key),
 	        cmocka_unit_test(
 	                test_client_create_group_survives_a_reconnect_with_its_key),
+	        cmocka_unit_test(
+	                test_client_create_group_unavailable_goes_again_refused_ends),
 	        cmocka_unit_test(
 	                test_client_create_group_beyond_the_bound_is_efull),
 	        cmocka_unit_test(

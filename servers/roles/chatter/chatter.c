@@ -20,6 +20,7 @@ chatter__reply_one(chatter *c, const role_op *op, int code, const char *text,
 	r.code = code;
 	r.text = text;
 	r.group = gid;
+	r.dedup_id = op->dedup_id; /* a send's or a create's key */
 	c->router->ops->reply(c->router, &r, 1);
 }
 

@@ -96,6 +96,7 @@ creates_assign(chatter *c, uint32_t n, uint32_t *nf, uint32_t *nrep)
 			memset(r, 0, sizeof(*r));
 			r->route = p->route;
 			r->kind = ROLE_OP_CREATE_GROUP;
+			r->dedup_id = p->dedup_id;
 			/* A gid segment that could not be taken on a full
 			 * disk: certain, nothing was created. */
 			r->code = store_full_on(&c->full)
@@ -209,6 +210,7 @@ creates_answer(chatter *c, uint32_t nnew, uint32_t nrep, const uint32_t *code)
 		memset(r, 0, sizeof(*r));
 		r->route = c->cpend[c->cidx[k]].route;
 		r->kind = ROLE_OP_CREATE_GROUP;
+		r->dedup_id = c->ckeys[k];
 		if (code[k] != ROLE_OK) {
 			r->code = code[k];
 			r->text = role_store_err_text(code[k]);
@@ -216,7 +218,6 @@ creates_answer(chatter *c, uint32_t nnew, uint32_t nrep, const uint32_t *code)
 		}
 		r->code = ROLE_OK;
 		r->group = c->cmade[k].gid;
-		r->dedup_id = c->ckeys[k];
 		r->dup = c->cmade[k].dup;
 		if (r->dup) {
 			c->stats.create_dups++;
@@ -260,6 +261,7 @@ creates_refuse_full(chatter *c, uint32_t n)
 		memset(r, 0, sizeof(*r));
 		r->route = c->cpend[i].route;
 		r->kind = ROLE_OP_CREATE_GROUP;
+		r->dedup_id = c->cpend[i].dedup_id;
 		r->code = ROLE_ERR_STORE_FULL;
 		r->text = im_code_text(ROLE_ERR_STORE_FULL);
 	}
