@@ -60,14 +60,7 @@ pg)
 	exit 2
 	;;
 esac
-fail() {
-	"$IMCTL" --store "$store" --slots 16 slots || true
-	for f in "$dir"/*.log "$dir"/*.out; do
-		[ -f "$f" ] && { echo "--- $f"; cat "$f"; }
-	done
-	echo "FAIL: $*"
-	exit 1
-}
+fail() { imnode_fail "$@"; }
 # Every node inherits them; the Chatters' hook reads them.
 IM_TEST_HOLD_ARM=$dir/arm
 IM_TEST_HOLD_RELEASE=$dir/release
