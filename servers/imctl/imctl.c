@@ -311,7 +311,7 @@ typedef struct slot_pick {
 } slot_pick;
 
 static int
-on_user_slot(const im_slot_row *row, void *payload)
+on_slot_pick(const im_slot_row *row, void *payload)
 {
 	slot_pick *p = payload;
 
@@ -324,11 +324,12 @@ on_user_slot(const im_slot_row *row, void *payload)
 	return 0;
 }
 
-/* Where a user is served: its slot, the owner and the owner's address
- * (the Connector's client address: where the user connects). The
- * address is the last field, for scripts. */
+/* Where a user or a group is served: its slot, the owner and the owner's
+ * address (a user's Connector: where its clients connect; a Chatter's RPC
+ * address). The address is the last field, for scripts. */
 static int
-print_user(const view *v, im_store *st, uint64_t uid, FILE *out, FILE *err)
+print_owner_of(const view *v, im_store *st, im_kind kind, uint64_t id,
+	       FILE *out, FILE *err)
 {
 	slot_pick p;
 	char name[IM_OWNER_MAX + 1];
@@ -336,24 +337,24 @@ print_user(const view *v, im_store *st, uint64_t uid, FILE *out, FILE *err)
 	int rc;
 
 	memset(&p, 0, sizeof(p));
-	p.slot = im_shard_slot_of(uid, v->nslots);
-	rc = im_store_slot_load(st, IM_KIND_USER, on_user_slot, &p);
+	p.slot = im_shard_slot_of(id, v->nslots);
+	rc = im_store_slot_load(st, kind, on_slot_pick, &p);
 	if (rc != IM_OK && rc != 1) {
-		fprintf(err, "imctl: reading user slots: %s\n",
+		fprintf(err, "imctl: reading %s slots: %s\n", kind_name(kind),
 			im_store_errmsg(st));
 		return rc;
 	}
 	if (!p.found) {
-		fprintf(out, "user %llu: slot %u, unowned\n",
-			(unsigned long long)uid, p.slot);
+		fprintf(out, "%s %llu: slot %u, unowned\n", kind_name(kind),
+			(unsigned long long)id, p.slot);
 		return IM_OK;
 	}
 	snprintf(name, sizeof(name), "%s", p.owner);
 	name[strcspn(name, "/")] = '\0';
 	n = find_node(v, name);
-	fprintf(out, "user %llu: slot %u, epoch %llu, owner %s (%s), %s\n",
-		(unsigned long long)uid, p.slot, (unsigned long long)p.epoch,
-		p.owner, owner_state(v, p.owner),
+	fprintf(out, "%s %llu: slot %u, epoch %llu, owner %s (%s), %s\n",
+		kind_name(kind), (unsigned long long)id, p.slot,
+		(unsigned long long)p.epoch, p.owner, owner_state(v, p.owner),
 		n != NULL ? n->address : "-");
 	return IM_OK;
 }
@@ -363,7 +364,7 @@ usage(FILE *f)
 {
 	fprintf(f,
 		"usage: imctl --store CONNINFO_OR_PATH [options] "
-		"nodes|slots|status|user UID\n"
+		"nodes|slots|status|user UID|group GID\n"
 		"  --store S          sqlite file (must exist) or PostgreSQL "
 		"conninfo\n"
 		"  --slots N          slots per kind (default %u)\n"
@@ -452,7 +453,7 @@ imctl_main(int argc, char **argv, FILE *out, FILE *err)
 	const char *spec = NULL, *cmd;
 	view v;
 	im_store *st = NULL;
-	uint64_t num, uid = 0;
+	uint64_t num, id = 0;
 	uint32_t schema = 0;
 	int c, k, ret = 1;
 
@@ -500,10 +501,10 @@ imctl_main(int argc, char **argv, FILE *out, FILE *err)
 		return 2;
 	}
 	cmd = argv[optind];
-	if (strcmp(cmd, "user") == 0) {
-		if (optind != argc - 2 || !parse_u64(argv[optind + 1], &uid) ||
-		    uid == 0) {
-			fprintf(err, "imctl: user needs one nonzero UID\n");
+	if (strcmp(cmd, "user") == 0 || strcmp(cmd, "group") == 0) {
+		if (optind != argc - 2 || !parse_u64(argv[optind + 1], &id) ||
+		    id == 0) {
+			fprintf(err, "imctl: %s needs one nonzero id\n", cmd);
 			return 2;
 		}
 	} else if (optind != argc - 1) {
@@ -531,8 +532,10 @@ imctl_main(int argc, char **argv, FILE *out, FILE *err)
 							      IM_OK) {
 		goto out;
 	}
-	if (strcmp(cmd, "user") == 0) {
-		if (print_user(&v, st, uid, out, err) != IM_OK) {
+	if (strcmp(cmd, "user") == 0 || strcmp(cmd, "group") == 0) {
+		if (print_owner_of(&v, st,
+				   cmd[0] == 'u' ? IM_KIND_USER : IM_KIND_GROUP,
+				   id, out, err) != IM_OK) {
 			goto out;
 		}
 	} else if (strcmp(cmd, "nodes") == 0) {

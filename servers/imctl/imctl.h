@@ -1,7 +1,7 @@
 /*
  * imctl: show a libim cluster as the store sees it.
  *
- *   imctl --store CONNINFO_OR_PATH [options] nodes|slots|status
+ *   imctl --store CONNINFO_OR_PATH [options] nodes|slots|status|user|group
  *
  * nodes   every registered node: role, address, incarnation, heartbeat
  *         age and liveness (alive while the age is within --dead-after)
@@ -11,6 +11,8 @@
  *         a node that is dead or not registered)
  * user UID  where a user is served: slot, owner, its state and address
  *         (the Connector a client of that user connects to; last field)
+ * group GID where a group is served: slot, epoch, owner (the Chatter), its
+ *         state and address
  *
  * The store is a sqlite path (must exist: imctl never creates a store) or
  * a PostgreSQL conninfo ("postgres://..." or "key=value ...").

@@ -22,14 +22,8 @@ fi
 $NS true 2>/dev/null || { echo "no network namespace here: skipped"; exit 77; }
 . "$(dirname "$0")/lib.sh"
 imnode_scratch cut
-fail() {
-	"$IMCTL" --store "$dir/s.db" --slots 16 slots || true
-	for f in "$dir"/*.log "$dir"/*.out; do
-		[ -f "$f" ] && { echo "--- $f"; cat "$f"; }
-	done
-	echo "FAIL: $*"
-	exit 1
-}
+store=$dir/s.db
+fail() { imnode_fail "$@"; }
 P="--slots 16 --heartbeat-ms 100 --refresh-ms 100 --balance-ms 100"
 P="$P --dead-after-ms 800 --log-level info --store $dir/s.db"
 

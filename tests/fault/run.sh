@@ -16,7 +16,10 @@
 # (that Chatter's Routers cut, both ways, its store reachable: it must
 # give its slots up, issue 13) and partition-store (the reverse), and
 # kill-connector-stay (kill -9, never restarted: its clients go on to the
-# other Connector; later connector faults pick the live one). Targets are
+# other Connector; later connector faults pick the live one), and
+# hold-commit-zombie (a test build's hook holds a Chatter's commit in
+# flight, the Chatter is paused with it held, then resumed and the commit
+# released: the store must refuse it, IM_ESTALE; issue 13). Targets are
 # picked by the seed.
 # Prints the checker's report; exit status 0 only with zero violations.
 # Every wait is bounded (the whole run: 3 + SPACING * faults + 30 s plus
@@ -34,6 +37,7 @@ mode=pg
 faults="kill-chatter kill-connector kill-router stop-chatter"
 faults="$faults stop-connector pg-restart partition-chatter"
 faults="$faults partition-routers partition-store"
+faults="$faults hold-commit-zombie"
 seed=${IM_TEST_SEED:-$(date +%s)}
 spacing=8
 keep=
@@ -60,6 +64,14 @@ partitions="partition-chatter partition-routers partition-store"
 if [ "$mode" = --sqlite ]; then
 	drop_fault pg-restart
 	for k in $partitions; do drop_fault "$k"; done
+fi
+# The held commit needs the test hooks (meson option test_hooks, not in
+# release builds).
+if echo " $faults " | grep -q ' hold-commit-zombie ' &&
+	! grep -q IM_TEST_HOLD_RELEASE "$IMNODE"; then
+	echo "WARNING: hold-commit-zombie needs a build with the test hooks:" \
+		"not run" >&2
+	drop_fault hold-commit-zombie
 fi
 netns_node=
 if echo " $faults " | grep -q ' partition-'; then
@@ -109,6 +121,10 @@ trap 'exit 1' INT TERM # cleanup once, by EXIT, and stop here
 
 now_ms() { date +%s%3N; }
 
+# Every node inherits them; the Chatters' test hook reads them
+# (servers/roles/chatter/test_hold.c): hold-commit-zombie arms it.
+export IM_TEST_HOLD_ARM=$dir/hold-arm IM_TEST_HOLD_RELEASE=$dir/hold-release
+
 if ! "$ROOT/scripts/cluster" start "$cl" $([ "$mode" = --sqlite ] &&
 	echo --sqlite) ${netns_node:+--netns "$netns_node"} \
 	>"$dir/cluster.out" 2>&1; then
@@ -144,6 +160,93 @@ pick() {
 	target="$1-$((RANDOM % $2 + 1))"
 }
 
+# pick_held: a load group picked by the seed (hold_gid) and the Chatter
+# that owns it now (target); the next group if one is between owners.
+hold_gid=
+pick_held() {
+	local gids n i g owner
+	gids=($(awk '$1 == "G" {print $2}' "$dir/history"))
+	n=${#gids[@]}
+	i=$((RANDOM % n))
+	for _ in "${gids[@]}"; do
+		g=${gids[$i]}
+		owner=$("$BUILD/servers/imctl/imctl" --store "$store" \
+			--slots "$SLOTS" group "$g" |
+			sed -n 's/.* owner \(chatter-[0-9]*\)\/.*/\1/p')
+		if [ -n "$owner" ]; then
+			hold_gid=$g target=$owner
+			return 0
+		fi
+		i=$(((i + 1) % n))
+	done
+	target=chatter-1 # none owned: the hold below finds nothing
+}
+
+# hold_arm: arm the hook for hold_gid and wait until target holds a
+# commit to it (bounded: 5 s; the load sends to every group far more
+# often). Before the fault's F line: the fault is the pause that follows,
+# and the group's sends before the hold are acked as usual.
+hold_ok=
+holds() { # NAME GID: how many commits to GID NAME's hook held so far
+	grep -c "test hook: holding commit .* group $2 " "$cl/$1.log" || true
+}
+hold_arm() {
+	local i n
+	hold_ok=
+	n=$(holds "$target" "$hold_gid")
+	echo "$hold_gid" >"$dir/hold-arm.tmp"
+	mv "$dir/hold-arm.tmp" "$dir/hold-arm"
+	for i in $(seq 1 100); do
+		[ "$(holds "$target" "$hold_gid")" -gt "$n" ] && break
+		sleep 0.05
+	done
+	if [ "$(holds "$target" "$hold_gid")" -le "$n" ]; then
+		rm -f "$dir/hold-arm"
+		echo "hold-commit-zombie: $target held no commit of group" \
+			"$hold_gid" >>"$dir/hold.fail"
+		return 0
+	fi
+	hold_ok=1
+}
+
+# hold_zombie: pause target with its commit held; spacing/2 later resume
+# it and release the commit.
+hold_zombie() {
+	local pid
+	[ -n "$hold_ok" ] || return 0
+	pid=$(pid_of "$target")
+	kill -STOP "$pid"
+	(sleep $((spacing / 2)); kill -CONT "$pid"
+		touch "$dir/hold-release") &
+	held="$held $target:$hold_gid"
+}
+
+# hold_report: every commit held was refused (IM_ESTALE) when released
+# (the hook logs the outcome of exactly the commit it held).
+held=
+hold_report() {
+	local h name gid n bad=0
+	[ -f "$dir/hold.fail" ] && { cat "$dir/hold.fail"; bad=1; }
+	for h in $(echo $held | tr ' ' '\n' | sort -u); do
+		name=${h%%:*} gid=${h#*:}
+		n=$(grep -c "test hook: the held commit of group $gid: " \
+			"$cl/$name.log" || true)
+		if [ "$n" -gt 0 ] && [ "$n" -eq "$(grep \
+			"test hook: the held commit of group $gid: " \
+			"$cl/$name.log" | grep -c ': IM_ESTALE')" ]; then
+			echo "hold-commit-zombie $name: $n commit(s) held to" \
+				"group $gid, refused (IM_ESTALE) when released"
+		else
+			echo "hold-commit-zombie $name: a commit held to group" \
+				"$gid was not refused:"
+			grep "test hook: the held commit of group $gid: " \
+				"$cl/$name.log" || echo "  (no outcome logged)"
+			bad=1
+		fi
+	done
+	return $bad
+}
+
 down= # Connectors killed for good (kill-connector-stay)
 fault() {
 	local kind=$1 t pid target
@@ -155,6 +258,7 @@ fault() {
 	stop-connector) pick connector 2 ;;
 	pg-restart) target=postgresql ;;
 	partition-*) target=$netns_node ;;
+	hold-commit-zombie) pick_held; hold_arm ;;
 	*) echo "unknown fault $kind" >&2; return 1 ;;
 	esac
 	case " $down " in # never the one that is gone: the other one
@@ -193,6 +297,9 @@ fault() {
 		# by its stale heartbeat) gone for it, until healed
 		"$ROOT/scripts/cluster" "cut-${kind#partition-}" "$cl"
 		(sleep $((spacing / 2)); "$ROOT/scripts/cluster" heal "$cl") &
+		;;
+	hold-commit-zombie)
+		hold_zombie
 		;;
 	pg-restart)
 		eval "$("$ROOT/scripts/pg" env "$cl/pg")"
@@ -237,6 +344,7 @@ python3 "$ROOT/tests/fault/check.py" --json "$dir/history" "$dir/faults" \
 rc=$?
 set -e
 cat "$dir/check.out"
+hold_report || rc=1
 if [ -n "$netns_node" ]; then
 	# What the cut-off Chatter did (tests/fault/README.md): its commits
 	# that the store fenced (IM_ESTALE), those that failed otherwise, and

@@ -320,34 +320,74 @@ test_imctl_status_summarizes_and_warns_about_dead_owners(void **state)
 	assert_non_null(line(f->out, "KIND", buf, sizeof(buf)));
 }
 
+/* The first id from 1 whose slot (of 16) is in [lo, hi). */
+static uint64_t
+id_in_slots(uint32_t lo, uint32_t hi)
+{
+	uint64_t id = 1;
+
+	while (im_shard_slot_of(id, 16) < lo || im_shard_slot_of(id, 16) >= hi) {
+		id++;
+	}
+	return id;
+}
+
+/* Run `imctl ... CMD ID` (user or group) on the populated store and
+ * return its line, "CMD ID: ...", copied into buf. */
+static const char *
+owner_line(fx *f, const char *cmd, uint64_t id, char *buf, size_t len)
+{
+	char ids[32], want[64];
+
+	snprintf(ids, sizeof(ids), "%llu", (unsigned long long)id);
+	assert_int_equal(run(f, ARGS("--store", f->path, "--slots", "16",
+				     "--now-ms", "1000000", cmd, ids)),
+			 0);
+	snprintf(want, sizeof(want), "%s %s:", cmd, ids);
+	return line(f->out, want, buf, len);
+}
+
 static void
 test_imctl_user_tells_where_a_user_is_served(void **state)
 {
 	fx *f = *state;
-	char buf[256], uid[32], want[64];
-	uint64_t u;
+	char buf[256];
 
 	populate(f);
 	/* A user in a slot of connector-1 (user slots 0-9 of 16). */
-	for (u = 1; im_shard_slot_of(u, 16) >= 10; u++) {
-	}
-	snprintf(uid, sizeof(uid), "%llu", (unsigned long long)u);
-	assert_int_equal(run(f, ARGS("--store", f->path, "--slots", "16",
-				     "--now-ms", "1000000", "user", uid)),
-			 0);
-	snprintf(want, sizeof(want), "user %s:", uid);
-	assert_words(line(f->out, want, buf, sizeof(buf)),
+	assert_words(owner_line(f, "user", id_in_slots(0, 10), buf,
+				sizeof(buf)),
 		     (const char *[]){"owner connector-1 (alive)",
 				      "127.0.0.1:7600", NULL});
-	for (u = 1; im_shard_slot_of(u, 16) < 10; u++) {
-	}
-	snprintf(uid, sizeof(uid), "%llu", (unsigned long long)u);
-	assert_int_equal(run(f, ARGS("--store", f->path, "--slots", "16",
-				     "user", uid)),
-			 0);
-	assert_non_null(strstr(f->out, "unowned"));
+	assert_words(owner_line(f, "user", id_in_slots(10, 16), buf,
+				sizeof(buf)),
+		     (const char *[]){"unowned", NULL});
 	assert_int_equal(run(f, ARGS("--store", f->path, "user", "0")), 2);
 	assert_int_equal(run(f, ARGS("--store", f->path, "user")), 2);
+}
+
+/* Where a group is served: a test waits on it for a Chatter's slot to
+ * move (tests/cluster/imnode_hold_zombie.sh). */
+static void
+test_imctl_group_tells_which_chatter_owns_a_group(void **state)
+{
+	fx *f = *state;
+	char buf[256];
+
+	populate(f);
+	/* Slot 7: chatter-2's, moved to chatter-1 (epoch 2). */
+	assert_words(owner_line(f, "group", id_in_slots(7, 8), buf,
+				sizeof(buf)),
+		     (const char *[]){"slot 7,", "epoch 2,",
+				      "owner chatter-1 (alive)",
+				      "127.0.0.1:7801", NULL});
+	/* Group slots 11-15 are nobody's. */
+	assert_words(owner_line(f, "group", id_in_slots(11, 16), buf,
+				sizeof(buf)),
+		     (const char *[]){"unowned", NULL});
+	assert_int_equal(run(f, ARGS("--store", f->path, "group", "0")), 2);
+	assert_int_equal(run(f, ARGS("--store", f->path, "group", "x")), 2);
+	assert_int_equal(run(f, ARGS("--store", f->path, "group")), 2);
 }
 
 static void
@@ -416,6 +456,7 @@ main(void)
 		T(test_imctl_slots_counts_per_node_and_kind_with_epochs),
 		T(test_imctl_status_summarizes_and_warns_about_dead_owners),
 		T(test_imctl_user_tells_where_a_user_is_served),
+		T(test_imctl_group_tells_which_chatter_owns_a_group),
 		T(test_imctl_on_an_empty_store_says_so),
 		T(test_imctl_refuses_a_missing_store_without_creating_it),
 		T(test_imctl_usage_errors_exit_2),

@@ -144,6 +144,9 @@ chatter_create(chatter **out, struct ev_loop *loop, im_store *st,
 		goto fail;
 	}
 	c->gather = &c->bufs[0];
+#ifdef IM_TEST_HOOKS
+	chatter__test_hold_init(&c->hold);
+#endif
 	dopts.capacity = o.dedup_capacity;
 	dopts.ttl_ms = o.dedup_ttl_ms;
 	dopts.seed = o.seed;

@@ -11,6 +11,7 @@
  *   commit.c         the pipeline: when batches commit (loop or thread)
  *   segment.c        seq segment prefetch/refill, new group ids
  *   memory.c         heap bytes by part (chatter_get_mem)
+ *   test_hold.c      test builds only: hold a commit in flight
  *
  * Sends are queued as they arrive and committed in an ev_prepare watcher,
  * i.e. once per loop turn, right before the loop would block: every send of
@@ -131,6 +132,17 @@ struct cpend {
 	char name[IM_GROUP_NAME_MAX + 1];
 };
 
+#ifdef IM_TEST_HOOKS
+/* test_hold.c (meson option test_hooks): its settings, from the
+ * environment at create, read-only after. */
+#define TEST_HOLD_PATH_MAX 512
+struct test_hold {
+	bool on;
+	char arm[TEST_HOLD_PATH_MAX];
+	char release[TEST_HOLD_PATH_MAX];
+};
+#endif
+
 /* Creations committed per transaction (bounds the scratch below). */
 #define CREATE_BATCH_MAX 128
 /* Group ids tried per creation for one that falls in a slot we own (a
@@ -204,6 +216,9 @@ struct chatter {
 	bool warned_unkeyed; /* the store has no create keys: said once */
 
 	chatter_stats stats;
+#ifdef IM_TEST_HOOKS
+	struct test_hold hold;
+#endif
 };
 
 /* chatter.c */
@@ -242,6 +257,15 @@ void chatter__make_room(chatter *c);
 void chatter__settle(chatter *c);
 int chatter__pipeline_start(chatter *c);
 void chatter__pipeline_stop(chatter *c);
+
+#ifdef IM_TEST_HOOKS
+/* test_hold.c: init reads the environment; run_commit stands in for
+ * chatter__run_commit (loop or commit thread) and may wait before it. */
+void chatter__test_hold_init(struct test_hold *h);
+void chatter__test_run_commit(const struct test_hold *h, const char *node,
+                              struct batch *b, im_store *st,
+                              bool with_prefetch);
+#endif
 
 /* segment.c */
 struct group *chatter__prefetch_pick(const struct batch *b);
