@@ -181,6 +181,10 @@ conn__fail(struct conn *c, uint64_t req_id, int code, const char *text)
 		return;
 	}
 	LOG_D("conn %s: closing: %s", c->peer, text);
+	if (!c->tr->established(c)) {
+		conn__close(c, text);
+		return;
+	}
 	conn__error(c, req_id, code, text, 0, 0);
 	close_after_write(c);
 }

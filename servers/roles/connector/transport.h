@@ -49,6 +49,10 @@ struct conn_transport {
 	 * again (at a possibly moved address, possibly with more after
 	 * them): conn.c's write buffer only ever grows at its end. */
 	ssize_t (*write)(struct conn *c, const void *buf, size_t len);
+	/* Can frames be written yet? False while a TLS handshake is under
+	 * way: a final Error then has no way to the client, the connection
+	 * is just closed (the TLS alert, if any, is its goodbye). */
+	bool (*established)(const struct conn *c);
 	/* Decoded bytes already taken off the socket, waiting inside the
 	 * transport: libev sees only the socket, so the reader must ask. */
 	bool (*pending)(const struct conn *c);

@@ -53,6 +53,12 @@ plain_write(struct conn *c, const void *buf, size_t len)
 }
 
 static bool
+plain_established(const struct conn *c)
+{
+	return true;
+}
+
+static bool
 plain_pending(const struct conn *c)
 {
 	return false;
@@ -68,6 +74,7 @@ const struct conn_transport conn__tr_plain = {
         .open = plain_open,
         .read = plain_read,
         .write = plain_write,
+        .established = plain_established,
         .pending = plain_pending,
         .shutdown = NULL,
         .close = plain_close,

@@ -266,6 +266,12 @@ tls_write(struct conn *c, const void *buf, size_t len)
 }
 
 static bool
+tls_established(const struct conn *c)
+{
+	return SSL_is_init_finished(c->tr_state);
+}
+
+static bool
 tls_pending(const struct conn *c)
 {
 	return SSL_pending(c->tr_state) > 0;
@@ -295,6 +301,7 @@ const struct conn_transport conn__tr_tls = {
         .open = tls_open,
         .read = tls_read,
         .write = tls_write,
+        .established = tls_established,
         .pending = tls_pending,
         .shutdown = tls_shutdown,
         .close = tls_close,
