@@ -544,6 +544,37 @@ test_tls_client_certificate_required(void **state)
 	im_client_destroy(c3);
 }
 
+/* Files that do not load are refused at create, before any connection. */
+static void
+test_tls_client_refuses_files_that_do_not_load(void **state)
+{
+	struct fixture *f = *state;
+	im_client_opts o = IM_CLIENT_OPTS_INIT;
+	char ca[340], cert[340], key[340];
+	im_client *cl = NULL;
+
+	path(f, "ca.pem", ca, sizeof(ca));
+	path(f, "client.pem", cert, sizeof(cert));
+	path(f, "client.key", key, sizeof(key));
+	o.token = "1.2.3";
+	o.tls = true;
+	o.tls_ca_file = "/nonexistent/ca.pem";
+	assert_int_equal(im_client_create(&cl, &o), IM_EINVAL);
+	o.tls_ca_file = ca;
+	o.tls_cert_file = cert; /* without its key */
+	assert_int_equal(im_client_create(&cl, &o), IM_EINVAL);
+	o.tls_key_file = f->live_key; /* the server's: not the cert's key */
+	assert_int_equal(im_client_create(&cl, &o), IM_EINVAL);
+	o.tls_key_file = key;
+	assert_int_equal(im_client_create(&cl, &o), IM_OK);
+	im_client_destroy(cl);
+	/* A version 3 caller gets plain TCP, whatever follows in memory. */
+	o.version = 3;
+	o.tls_ca_file = "/nonexistent/ca.pem";
+	assert_int_equal(im_client_create(&cl, &o), IM_OK);
+	im_client_destroy(cl);
+}
+
 #define TLS_TEST(fn, args)                                                     \
 	{                                                                      \
 		#fn, fn, setup, teardown, (void *)(uintptr_t)(args)            \
@@ -570,6 +601,8 @@ main(void)
 	        TLS_TEST(test_tls_sighup_with_a_broken_key_keeps_the_old_certificate,
 	                 &plain_setup),
 	        TLS_TEST(test_tls_client_certificate_required, &require_setup),
+	        TLS_TEST(test_tls_client_refuses_files_that_do_not_load,
+	                 &plain_setup),
 	};
 
 	return cmocka_run_group_tests_name("system_tls", tests, NULL, NULL);
