@@ -18,12 +18,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <time.h>
 
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <openssl/ssl.h>
+#include <pb_decode.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "harness.h"
 #include "im/client.h"
+#include "im/frame.h"
 
 #define T H_TIMEOUT_MS
 
@@ -544,6 +553,122 @@ test_tls_client_certificate_required(void **state)
 	im_client_destroy(c3);
 }
 
+/* A raw blocking TLS client (OpenSSL, trusting ca.pem) for bytes the
+ * library would never send. */
+struct raw_tls {
+	int fd;
+	SSL_CTX *ctx;
+	SSL *ssl;
+};
+
+static void
+raw_open(struct fixture *f, struct raw_tls *r)
+{
+	struct sockaddr_in sa;
+	struct timeval tv = {T / 1000, 0};
+	char ca[340];
+
+	path(f, "ca.pem", ca, sizeof(ca));
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons(f->imd.port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	r->fd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(r->fd >= 0);
+	/* Every read is bounded. */
+	assert_int_equal(setsockopt(r->fd, SOL_SOCKET, SO_RCVTIMEO, &tv,
+	                            sizeof(tv)),
+	                 0);
+	assert_int_equal(connect(r->fd, (struct sockaddr *)&sa, sizeof(sa)),
+	                 0);
+	r->ctx = SSL_CTX_new(TLS_client_method());
+	assert_non_null(r->ctx);
+	assert_int_equal(SSL_CTX_load_verify_locations(r->ctx, ca, NULL), 1);
+	SSL_CTX_set_verify(r->ctx, SSL_VERIFY_PEER, NULL);
+	r->ssl = SSL_new(r->ctx);
+	assert_non_null(r->ssl);
+	SSL_set_fd(r->ssl, r->fd);
+	assert_int_equal(SSL_connect(r->ssl), 1);
+}
+
+static void
+raw_close(struct raw_tls *r)
+{
+	SSL_free(r->ssl);
+	SSL_CTX_free(r->ctx);
+	close(r->fd);
+}
+
+/*
+ * Read what the server sends until it closes: the code of the last Error
+ * frame (-1 if none) in *code; true if the server closed (close_notify or
+ * EOF) within the socket's read timeout.
+ */
+static bool
+raw_until_closed(struct raw_tls *r, int *code)
+{
+	static uint8_t buf[IM_FRAME_HEADER + IM_FRAME_MAX];
+	static im_Envelope env;
+	size_t have = 0;
+
+	*code = -1;
+	for (;;) {
+		const uint8_t *payload;
+		uint32_t plen;
+		size_t used;
+		int n = SSL_read(r->ssl, buf + have, (int)(sizeof(buf) - have));
+
+		if (n <= 0) {
+			int e = SSL_get_error(r->ssl, n);
+
+			return e == SSL_ERROR_ZERO_RETURN ||
+			       (e == SSL_ERROR_SYSCALL && errno == 0) ||
+			       e == SSL_ERROR_SSL;
+		}
+		have += (size_t)n;
+		while (im_frame_parse(buf, have, IM_FRAME_MAX, &payload, &plen,
+		                      &used) == IM_OK) {
+			pb_istream_t is = pb_istream_from_buffer(payload, plen);
+
+			memset(&env, 0, sizeof(env));
+			if (pb_decode(&is, im_Envelope_fields, &env) &&
+			    env.which_msg == im_Envelope_error_tag) {
+				*code = (int)env.msg.error.code;
+			}
+			memmove(buf, buf + used, have - used);
+			have -= used;
+		}
+	}
+}
+
+static void
+test_tls_the_frame_limits_hold_over_tls(void **state)
+{
+	struct fixture *f = *state;
+	/* A length prefix over frame_max (8192): refused by the prefix. */
+	static const uint8_t big[] = {0x00, 0x01, 0x00, 0x00, 0x0a};
+	/* Half a frame, then the client's close_notify: truncated. */
+	static const uint8_t half[] = {0x00, 0x00, 0x00, 0x10, 0x0a};
+	struct raw_tls r;
+	int code;
+
+	raw_open(f, &r);
+	assert_int_equal(SSL_write(r.ssl, big, sizeof(big)), (int)sizeof(big));
+	assert_true(raw_until_closed(&r, &code));
+	assert_int_equal(code, im_Code_ERR_TOO_BIG);
+	raw_close(&r);
+
+	raw_open(f, &r);
+	assert_int_equal(SSL_write(r.ssl, half, sizeof(half)),
+	                 (int)sizeof(half));
+	(void)SSL_shutdown(r.ssl);
+	assert_true(raw_until_closed(&r, &code));
+	assert_int_equal(code, im_Code_ERR_BAD_REQUEST);
+	raw_close(&r);
+	assert_true(log_count(f, "truncated frame") >= 1);
+	server_still_serves(f);
+}
+
 /* Files that do not load are refused at create, before any connection. */
 static void
 test_tls_client_refuses_files_that_do_not_load(void **state)
@@ -601,6 +726,8 @@ main(void)
 	        TLS_TEST(test_tls_sighup_with_a_broken_key_keeps_the_old_certificate,
 	                 &plain_setup),
 	        TLS_TEST(test_tls_client_certificate_required, &require_setup),
+	        TLS_TEST(test_tls_the_frame_limits_hold_over_tls,
+	                 &plain_setup),
 	        TLS_TEST(test_tls_client_refuses_files_that_do_not_load,
 	                 &plain_setup),
 	};
