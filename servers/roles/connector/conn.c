@@ -222,6 +222,7 @@ conn__flush_one(struct conn *c)
 		if (n == TR_WANT_READ) {
 			/* A TLS record must be read first: the next read
 			 * marks c dirty again (conn_read). */
+			c->write_wants_read = true;
 			if (ev_is_active(&c->wio) && !c->read_wants_write) {
 				ev_io_stop(cn->loop, &c->wio);
 			}
@@ -556,7 +557,8 @@ conn_read(struct conn *c)
 	for (i = 0; i < 64 && read_some(c); i++) {
 	}
 	/* A write that waited for a read (TLS) can go on now. */
-	if (!c->closed && c->woff < c->wlen) {
+	if (c->write_wants_read && !c->closed) {
+		c->write_wants_read = false;
 		conn_mark_dirty(c);
 	}
 }

@@ -118,6 +118,7 @@ struct conn {
 	const struct conn_transport *tr;
 	void *tr_state;         /* the transport's (TLS: its SSL) */
 	bool read_wants_write;  /* a read waits for writability */
+	bool write_wants_read;  /* a write waits for a read */
 	uint32_t index;
 	uint64_t tag;
 	uint8_t *rbuf; /* an incomplete frame, or NULL */
