@@ -3,6 +3,7 @@
 # one sqlite store) with tls_cert/tls_key; two im-cli users chat over TLS
 # through it, a plain-text im-cli is refused, and SIGHUP reloads the
 # certificate without dropping the Connector. Every wait is bounded.
+# First, imd refuses to start with a certificate that does not load.
 set -eu
 IMNODE=$1
 IMD=$2
@@ -12,6 +13,17 @@ CERTS=$4
 imnode_scratch tls
 "$CERTS" "$dir/certs" >/dev/null
 secret=0123456789abcdef0123456789abcdef
+
+# A certificate that does not load stops imd at start (status 2, the file
+# named) before it takes any slot.
+rc=0
+"$IMD" --db "$dir/imd.db" --secret "$secret" --port 0 --slots 16 \
+	--tls-cert "$dir/certs/nonexistent.pem" \
+	--tls-key "$dir/certs/server.key" >"$dir/imd.err" 2>&1 || rc=$?
+[ "$rc" -eq 2 ] && grep -q "tls: $dir/certs/nonexistent.pem" "$dir/imd.err" &&
+	grep -q "stopping before taking any slot" "$dir/imd.err" || {
+	cat "$dir/imd.err"; echo "imd: status $rc for a missing certificate"
+	exit 1; }
 P="--slots 16 --heartbeat-ms 100 --refresh-ms 100 --balance-ms 100"
 P="$P --store $dir/s.db --log-level debug"
 
