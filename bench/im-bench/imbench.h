@@ -72,6 +72,7 @@ enum {
 	IMB_C_OPEN_BEHIND,   /* open loop: sends issued > 10 ms late */
 	IMB_C_REDIRECTS,     /* Redirect followed (cluster: not the owner) */
 	IMB_C_BAD_REDIRECT,  /* Redirect unparsable, off loopback, or a loop */
+	IMB_C_TLS_FAIL,      /* --tls: handshake or TLS read/write failed */
 	IMB_C_COUNT
 };
 extern const char *const imb_cnt_names[IMB_C_COUNT];

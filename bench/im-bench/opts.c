@@ -80,6 +80,11 @@ imb_opts_usage(FILE *f)
 	      "not counted\n"
 	      "                           in RSS per connection (Routers, "
 	      "Chatters)\n"
+	      "  --tls CAFILE             TLS to the targets, certificate "
+	      "checked against\n"
+	      "                           CAFILE and for the target's IP "
+	      "(handshake in\n"
+	      "                           the login latency)\n"
 	      "  --json FILE              write the results as JSON\n"
 	      "  --no-baseline            skip the sqlite raw-insert baseline\n"
 	      "  --baseline-secs S        default 3\n"
@@ -382,6 +387,7 @@ enum {
 	O_SETUP_WINDOW,
 	O_OTHER_PID,
 	O_BASELINE_PG,
+	O_TLS,
 };
 
 static const struct option longopts[] = {
@@ -422,6 +428,7 @@ static const struct option longopts[] = {
         {"setup-window", required_argument, NULL, O_SETUP_WINDOW},
         {"other-pid", required_argument, NULL, O_OTHER_PID},
         {"baseline-pg", required_argument, NULL, O_BASELINE_PG},
+        {"tls", required_argument, NULL, O_TLS},
         {NULL, 0, NULL, 0},
 };
 
@@ -548,6 +555,9 @@ imb_opts_parse(imb_opts *o, int argc, char **argv, int *help, char *err,
 			break;
 		case O_BASELINE_PG:
 			o->baseline_pg = a;
+			break;
+		case O_TLS:
+			o->tls_ca = a;
 			break;
 		case O_SERVER_NAME:
 			o->server_name = a;

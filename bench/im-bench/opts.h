@@ -56,6 +56,9 @@ typedef struct imb_opts {
 	int other_pids[IMB_MAX_SERVER_PIDS];
 	uint32_t nother_pids;
 	const char *server_name;
+	/* --tls CAFILE: TLS to every target, its certificate checked
+	 * against CAFILE and for the target's IP address; NULL = plain */
+	const char *tls_ca;
 	/* baseline */
 	int baseline; /* run the sqlite baseline */
 	double baseline_secs;

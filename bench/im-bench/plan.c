@@ -34,6 +34,7 @@ const char *const imb_cnt_names[IMB_C_COUNT] = {
         [IMB_C_OPEN_BEHIND] = "open_loop_late_sends",
         [IMB_C_REDIRECTS] = "redirects",
         [IMB_C_BAD_REDIRECT] = "bad_redirects",
+        [IMB_C_TLS_FAIL] = "tls_failures",
 };
 
 const unsigned char imb_cnt_is_error[IMB_C_COUNT] = {
@@ -43,6 +44,7 @@ const unsigned char imb_cnt_is_error[IMB_C_COUNT] = {
         [IMB_C_LOGIN_TIMEOUT] = 1, [IMB_C_SETUP_FAIL] = 1,
         [IMB_C_DRAIN_LEFT] = 1,    [IMB_C_NOT_CAUGHT_UP] = 1,
         [IMB_C_BAD_REDIRECT] = 1,
+        [IMB_C_TLS_FAIL] = 1,
 };
 
 uint64_t

@@ -5,6 +5,10 @@
  * frame or unsent bytes. Nothing is stored per request: a Send's req_id
  * carries its intended send time, and its body carries the same time for
  * the recipients, so latency needs no lookup table.
+ *
+ * --tls: each connection gets an SSL (OpenSSL, non-blocking) after its
+ * TCP connect and logs in once the handshake is done, so the handshake
+ * is part of the login latency; io_read/io_write stand in for read/write.
  */
 #include "imbench.h"
 
@@ -21,6 +25,9 @@
 #include <unistd.h>
 
 #include <ev.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <pb_encode.h>
 
 #include "im.pb.h"
@@ -39,6 +46,7 @@ enum { K_LOGIN = 1, K_RESUME, K_SEND, K_CREATE, K_ADD, K_PING };
 enum {
 	CS_IDLE = 0,
 	CS_CONNECTING,
+	CS_TLS,   /* --tls: handshake under way */
 	CS_LOGIN, /* Login/Resume sent */
 	CS_LIST,  /* LoginOk got, ConvPages coming */
 	CS_READY,
@@ -88,6 +96,7 @@ typedef struct conn {
 	uint64_t t_start;
 	uint64_t uq_seq;
 	uint8_t session[16];
+	SSL *ssl; /* --tls */
 } conn;
 
 typedef struct ackent {
@@ -115,6 +124,7 @@ static struct worker {
 	 * the owner). */
 	imb_addr tg[TARGETS_MAX];
 	uint32_t ntg;
+	SSL_CTX *tls; /* --tls */
 	/* keepalive: W.c[ping_k] is next; a round over all takes
 	 * PING_EVERY_US from ping_t0 */
 	uint32_t ping_k;
@@ -226,6 +236,73 @@ set_events(conn *c, int events)
 
 static void close_conn(conn *c, int by_server);
 
+/* write() through the connection's SSL when there is one. A TLS "want"
+ * either way is EAGAIN: reads and writes wait for their usual events (a
+ * TLS 1.3 session past its handshake, no renegotiation, needs nothing
+ * else). A TLS failure is EPIPE (counted). */
+static ssize_t
+io_write(conn *c, const void *p, size_t n)
+{
+	int r, e;
+
+	if (c->ssl == NULL) {
+		return write(c->io.fd, p, n);
+	}
+	ERR_clear_error();
+	r = SSL_write(c->ssl, p, (int)n);
+	if (r > 0) {
+		return r;
+	}
+	e = SSL_get_error(c->ssl, r);
+	if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+		errno = EAGAIN;
+		return -1;
+	}
+	cnt(IMB_C_TLS_FAIL);
+	ERR_clear_error();
+	errno = EPIPE;
+	return -1;
+}
+
+/* read() through the connection's SSL: 0 at the end, -1 EAGAIN. */
+static ssize_t
+io_read(conn *c, void *p, size_t n)
+{
+	int r, e;
+
+	if (c->ssl == NULL) {
+		return read(c->io.fd, p, n);
+	}
+	ERR_clear_error();
+	r = SSL_read(c->ssl, p, (int)n);
+	if (r > 0) {
+		return r;
+	}
+	e = SSL_get_error(c->ssl, r);
+	if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+		errno = EAGAIN;
+		return -1;
+	}
+	if (e != SSL_ERROR_ZERO_RETURN) {
+		cnt(IMB_C_TLS_FAIL);
+		ERR_clear_error();
+		errno = EPIPE;
+		return -1;
+	}
+	return 0;
+}
+
+static void
+tls_free(conn *c)
+{
+	if (c->ssl != NULL) {
+		SSL_set_quiet_shutdown(c->ssl, 1);
+		SSL_free(c->ssl);
+		c->ssl = NULL;
+		ERR_clear_error();
+	}
+}
+
 static void
 conn_write(conn *c, const uint8_t *p, size_t n)
 {
@@ -236,7 +313,7 @@ conn_write(conn *c, const uint8_t *p, size_t n)
 		return;
 	}
 	if (c->wlen == 0) {
-		k = write(c->io.fd, p, n);
+		k = io_write(c, p, n);
 		if (k < 0) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK) {
 				close_conn(c, 1);
@@ -289,7 +366,7 @@ flush_wbuf(conn *c)
 		set_events(c, EV_READ);
 		return;
 	}
-	k = write(c->io.fd, c->wbuf + c->woff, c->wlen);
+	k = io_write(c, c->wbuf + c->woff, c->wlen);
 	if (k < 0) {
 		if (errno != EAGAIN && errno != EWOULDBLOCK) {
 			close_conn(c, 1);
@@ -426,6 +503,7 @@ close_conn(conn *c, int by_server)
 		W.txc = NULL;
 	}
 	ev_io_stop(W.loop, &c->io);
+	tls_free(c);
 	close(c->io.fd);
 	free(c->rbuf);
 	free(c->wbuf);
@@ -437,7 +515,8 @@ close_conn(conn *c, int by_server)
 	if (by_server && !c->closing) {
 		cnt(IMB_C_CLOSED);
 	}
-	if (was == CS_CONNECTING || was == CS_LOGIN || was == CS_LIST) {
+	if (was == CS_CONNECTING || was == CS_TLS || was == CS_LOGIN ||
+	    was == CS_LIST) {
 		login_finished(c, 0, 0);
 	} else if (was == CS_READY && !c->setup && W.ready_now > 0) {
 		W.ready_now--;
@@ -500,6 +579,56 @@ send_login(conn *c, uint64_t now)
 	}
 }
 
+/* --tls: one handshake step; done, the login goes out. */
+static void
+tls_step(conn *c, uint64_t now)
+{
+	int r, e;
+
+	ERR_clear_error();
+	r = SSL_do_handshake(c->ssl);
+	if (r == 1) {
+		set_events(c, EV_READ);
+		send_login(c, now);
+		return;
+	}
+	e = SSL_get_error(c->ssl, r);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		set_events(c, e == SSL_ERROR_WANT_READ ? EV_READ : EV_WRITE);
+		return;
+	}
+	cnt(IMB_C_TLS_FAIL);
+	c->closing = 1;
+	close_conn(c, 0);
+}
+
+/* TCP is up: log in, or with --tls start the handshake first. */
+static void
+connected(conn *c, uint64_t now)
+{
+	char ip[INET_ADDRSTRLEN];
+	struct in_addr a;
+
+	if (W.tls == NULL) {
+		set_events(c, EV_READ);
+		send_login(c, now);
+		return;
+	}
+	a.s_addr = W.tg[c->tgt].ip;
+	inet_ntop(AF_INET, &a, ip, sizeof(ip));
+	c->ssl = SSL_new(W.tls);
+	if (c->ssl == NULL || SSL_set_fd(c->ssl, c->io.fd) != 1 ||
+	    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), ip) != 1) {
+		cnt(IMB_C_TLS_FAIL);
+		c->closing = 1;
+		close_conn(c, 0);
+		return;
+	}
+	SSL_set_connect_state(c->ssl);
+	c->state = CS_TLS;
+	tls_step(c, now);
+}
+
 static int
 conn_open(conn *c, uint64_t now)
 {
@@ -535,10 +664,9 @@ conn_open(conn *c, uint64_t now)
 	}
 	ev_io_init(&c->io, on_io, fd, r == 0 ? EV_READ : EV_WRITE);
 	ev_io_start(W.loop, &c->io);
+	c->state = CS_CONNECTING;
 	if (r == 0) {
-		send_login(c, now);
-	} else {
-		c->state = CS_CONNECTING;
+		connected(c, now);
 	}
 	return 0;
 fail:
@@ -599,6 +727,7 @@ conn_drop(conn *c)
 		W.txc = NULL;
 	}
 	ev_io_stop(W.loop, &c->io);
+	tls_free(c);
 	close(c->io.fd);
 	free(c->rbuf);
 	free(c->wbuf);
@@ -944,7 +1073,7 @@ do_read(conn *c)
 		c->rbuf = NULL;
 		c->rlen = 0;
 	}
-	n = read(c->io.fd, W.rx + have, RX_CAP - have);
+	n = io_read(c, W.rx + have, RX_CAP - have);
 	if (n <= 0) {
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 			n = 0;
@@ -1006,8 +1135,11 @@ on_io(struct ev_loop *loop, ev_io *w, int revents)
 			close_conn(c, 0);
 			return;
 		}
-		set_events(c, EV_READ);
-		send_login(c, imb_now_us(W.p));
+		connected(c, imb_now_us(W.p));
+		return;
+	}
+	if (c->state == CS_TLS) {
+		tls_step(c, imb_now_us(W.p));
 		return;
 	}
 	if (revents & EV_WRITE) {
@@ -1017,7 +1149,14 @@ on_io(struct ev_loop *loop, ev_io *w, int revents)
 		}
 	}
 	if (revents & EV_READ) {
-		do_read(c);
+		int i = 0;
+
+		/* Decrypted bytes OpenSSL holds wake no event (bounded: each
+		 * read takes at least one of at most a record's). */
+		do {
+			do_read(c);
+		} while (c->ssl != NULL && c->state != CS_CLOSED &&
+		         !c->reopen && SSL_pending(c->ssl) > 0 && ++i < 64);
 		if (c->reopen) {
 			conn_reopen(c);
 		}
@@ -1509,6 +1648,21 @@ imb_worker_run(const imb_plan *p, uint32_t w, imb_result *r)
 	}
 	clock_gettime(CLOCK_REALTIME, &ts);
 	W.expiry = (uint64_t)ts.tv_sec + o->token_ttl;
+	if (o->tls_ca != NULL) {
+		W.tls = SSL_CTX_new(TLS_client_method());
+		if (W.tls == NULL ||
+		    SSL_CTX_load_verify_locations(W.tls, o->tls_ca, NULL) != 1) {
+			fprintf(stderr, "im-bench: --tls %s: cannot load it\n",
+			        o->tls_ca);
+			return -1;
+		}
+		SSL_CTX_set_min_proto_version(W.tls, TLS1_2_VERSION);
+		SSL_CTX_set_verify(W.tls, SSL_VERIFY_PEER, NULL);
+		SSL_CTX_set_options(W.tls, SSL_OP_IGNORE_UNEXPECTED_EOF);
+		/* Unsent bytes move from W.tx to c->wbuf between tries. */
+		SSL_CTX_set_mode(W.tls, SSL_MODE_ENABLE_PARTIAL_WRITE |
+		                                SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	}
 	W.loop = ev_loop_new(EVBACKEND_EPOLL | EVFLAG_NOENV);
 	if (W.loop == NULL) {
 		return -1;
@@ -1531,6 +1685,7 @@ imb_worker_run(const imb_plan *p, uint32_t w, imb_result *r)
 	}
 	r->cpu_us_total = cpu_us();
 	ev_loop_destroy(W.loop);
+	SSL_CTX_free(W.tls);
 	free(W.c);
 	free(W.last);
 	free(W.senders);

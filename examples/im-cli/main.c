@@ -28,6 +28,12 @@
  * IM_CLIENT_SERVERS_MAX in all) gives several servers, e.g. every
  * Connector of a cluster: the client moves on to the next one when one
  * fails. Without it, --host/--port name the one server.
+ *
+ * --tls speaks TLS and checks the server's certificate: against the CAs
+ * of --ca FILE (default: the system's), for the name --server-name NAME
+ * (default: the host connected to). --cert FILE --key FILE present a
+ * client certificate to a server that asks for one. A failed check is an
+ * `error client EPROTO tls: ...` line, and the client tries again.
  */
 #include <im/client.h>
 
@@ -58,6 +64,8 @@ typedef struct cli {
 	uint32_t nsrv;
 	const char *device;
 	uint64_t seed;
+	bool tls;
+	const char *ca, *server_name, *cert, *key;
 	ev_io in;
 	ev_timer tick;    /* the exit grace */
 	ev_timer sleep_t; /* /sleep */
@@ -309,6 +317,11 @@ make_client(cli *c, const char *token)
 	o.token = token;
 	o.device = c->device;
 	o.seed = c->seed;
+	o.tls = c->tls;
+	o.tls_ca_file = c->ca;
+	o.tls_server_name = c->server_name;
+	o.tls_cert_file = c->cert;
+	o.tls_key_file = c->key;
 	o.cb.on_login = on_login;
 	o.cb.on_deliver = on_deliver;
 	o.cb.on_ack = on_ack;
@@ -710,6 +723,8 @@ usage(void)
 	                "[--device D] [--seed N]\n"
 	                "              [--connect H:P[,H:P...]]... "
 	                "[--linger-ms MS] [--wait-ms MS]\n"
+	                "              [--tls [--ca FILE] [--server-name NAME] "
+	                "[--cert FILE --key FILE]]\n"
 	                "commands on stdin: /login TOKEN, /list, /open G, "
 	                "/send G TEXT, TEXT,\n"
 	                "  /create NAME [UID...], /add G UID, /remove G UID, "
@@ -741,6 +756,38 @@ add_servers(cli *c, const char *list)
 	}
 }
 
+/* The TLS flags, checked here so that a typo in a path gets its own
+ * message (the library only says IM_EINVAL). */
+static int
+check_tls_files(const cli *c)
+{
+	const char *files[] = {c->ca, c->cert, c->key};
+	size_t i;
+
+	if (!c->tls && (c->ca || c->server_name || c->cert || c->key)) {
+		fprintf(stderr, "im-cli: --ca, --server-name, --cert and --key "
+		                "need --tls\n");
+		return -1;
+	}
+	if ((c->cert == NULL) != (c->key == NULL)) {
+		fprintf(stderr, "im-cli: --cert and --key go together\n");
+		return -1;
+	}
+	for (i = 0; i < 3; i++) {
+		FILE *f = files[i] != NULL ? fopen(files[i], "r") : NULL;
+
+		if (files[i] != NULL && f == NULL) {
+			fprintf(stderr, "im-cli: %s: %s\n", files[i],
+			        strerror(errno));
+			return -1;
+		}
+		if (f != NULL) {
+			fclose(f);
+		}
+	}
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -763,6 +810,10 @@ main(int argc, char **argv)
 			usage();
 			return 0;
 		}
+		if (strcmp(argv[i], "--tls") == 0) {
+			c.tls = true;
+			continue;
+		}
 		if (val == NULL) {
 			usage();
 			return 2;
@@ -779,6 +830,14 @@ main(int argc, char **argv)
 			token = val;
 		} else if (strcmp(argv[i], "--device") == 0) {
 			c.device = val;
+		} else if (strcmp(argv[i], "--ca") == 0) {
+			c.ca = val;
+		} else if (strcmp(argv[i], "--server-name") == 0) {
+			c.server_name = val;
+		} else if (strcmp(argv[i], "--cert") == 0) {
+			c.cert = val;
+		} else if (strcmp(argv[i], "--key") == 0) {
+			c.key = val;
 		} else if (strcmp(argv[i], "--seed") == 0 &&
 		           parse_u64(val, &v) == 0) {
 			c.seed = v;
@@ -793,6 +852,9 @@ main(int argc, char **argv)
 			return 2;
 		}
 		i++;
+	}
+	if (check_tls_files(&c) != 0) {
+		return 2;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	c.loop = ev_default_loop(0);

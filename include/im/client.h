@@ -219,8 +219,9 @@ typedef struct im_client_callbacks {
  * compiled against version 1 passes version 1 and gets the version 1
  * behaviour (the one host/port, retried forever). Version 3 appended
  * `send_timeout_ms`; versions 1 and 2 get no answer deadline (0).
+ * Version 4 appended the `tls*` fields; earlier versions get plain TCP.
  */
-#define IM_CLIENT_OPTS_VERSION 3
+#define IM_CLIENT_OPTS_VERSION 4
 typedef struct im_client_opts {
 	uint32_t version;
 	const char *host; /**< server address (copied); unused when
@@ -284,6 +285,29 @@ typedef struct im_client_opts {
 	 * out" (outcome unknown). One timer serves them all.
 	 */
 	uint32_t send_timeout_ms;
+	/* Fields above are valid for version 3 */
+	/**
+	 * Version 4. Speak TLS (1.2 or 1.3) to every server address, a
+	 * Redirect's too, and check its certificate: it must chain to a
+	 * trusted CA, be valid now, and carry the server name. A failed
+	 * handshake or check is a lost connection: on_error with err
+	 * IM_EPROTO and a text saying why, e.g. "tls: certificate verify
+	 * failed: Hostname mismatch" or "...: certificate has expired"
+	 * (then the usual retry and backoff). The handshake counts against
+	 * login_timeout_ms. There is no way to turn the check off.
+	 */
+	bool tls;
+	/** PEM file of the CAs to trust (copied); NULL = the system's
+	 *  store (OpenSSL's default paths). */
+	const char *tls_ca_file;
+	/** The name the server's certificate must carry (copied), a DNS
+	 *  name or an IP address; NULL = the host of the address being
+	 *  connected to. Also sent as SNI when it is a DNS name. */
+	const char *tls_server_name;
+	/** A client certificate (PEM chain) and its PEM key, for servers
+	 *  that ask for one (copied); NULL = none. Both or neither. */
+	const char *tls_cert_file;
+	const char *tls_key_file;
 } im_client_opts;
 
 #define IM_CLIENT_OPTS_INIT                                                    \
@@ -291,7 +315,8 @@ typedef struct im_client_opts {
 		IM_CLIENT_OPTS_VERSION, "127.0.0.1", 7600, NULL, "libim", 256, \
 		        4096, 256, 65536, 200, 30000, IM_CLIENT_PING_MS,       \
 		        10000, 0, true,                                        \
-		        {0, 0, 0, 0, 0, 0, 0}, NULL, {0, 0}, NULL, 0, 0, 5000  \
+		        {0, 0, 0, 0, 0, 0, 0}, NULL, {0, 0}, NULL, 0, 0, 5000, \
+		        false, NULL, NULL, NULL, NULL                          \
 	}
 
 /**
@@ -302,7 +327,10 @@ typedef struct im_client_opts {
  *         newer than IM_CLIENT_OPTS_VERSION; version 2: nservers over
  *         IM_CLIENT_SERVERS_MAX, servers NULL with nservers > 0, an
  *         address that is not "host:port" with a port in 1..65535 or is
- *         longer than IM_CLIENT_ADDR_MAX), IM_ENOMEM
+ *         longer than IM_CLIENT_ADDR_MAX; version 4 with tls: a CA
+ *         file, client certificate or key that does not load, a
+ *         certificate without its key or a key that does not match it),
+ *         IM_ENOMEM
  */
 IM_API int im_client_create(im_client **out, const im_client_opts *opts);
 

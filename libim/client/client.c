@@ -3,12 +3,14 @@
  * socket-free core (core.h). It opens and closes TCP connections when the
  * core asks, moves bytes between the socket and the core's buffers, runs
  * one ev_timer for the core's earliest timer, and hands the core the
- * loop's time. Every protocol decision is the core's; a TLS or WebSocket
- * transport would be another file like this one.
+ * loop's time. Every protocol decision is the core's. With opts.tls the
+ * bytes go through TLS (tls.h): the handshake runs between the TCP
+ * connect and im__cc_connected(), so the core sees the same events.
  */
 #include "im/client.h"
 #include "core.h"
 #include "internal.h"
+#include "tls.h"
 
 #include <errno.h>
 #include <ev.h>
@@ -29,6 +31,10 @@ struct im_client {
 	ev_io rio, wio;
 	ev_timer timer; /* the core's earliest due timer */
 	int fd;
+	im__tls tls;
+	bool handshaking;      /* TLS: connected, handshake under way */
+	bool read_wants_write; /* TLS: a read waits for writability */
+	bool write_wants_read; /* TLS: a write waits for readability */
 };
 
 static uint64_t
@@ -90,6 +96,10 @@ io_close(void *ud)
 		ev_io_stop(cl->loop, &cl->rio);
 		ev_io_stop(cl->loop, &cl->wio);
 	}
+	im__tls_stop(&cl->tls);
+	cl->handshaking = false;
+	cl->read_wants_write = false;
+	cl->write_wants_read = false;
 	if (cl->fd >= 0) {
 		close(cl->fd);
 		cl->fd = -1;
@@ -104,9 +114,9 @@ io_want_write(void *ud, bool on)
 	if (cl->fd < 0 || cl->loop == NULL) {
 		return;
 	}
-	if (on) {
+	if (on && !cl->write_wants_read) {
 		ev_io_start(cl->loop, &cl->wio);
-	} else {
+	} else if (!on && !cl->read_wants_write && !cl->handshaking) {
 		ev_io_stop(cl->loop, &cl->wio);
 	}
 }
@@ -140,6 +150,76 @@ static const im__cc_io ev_io_ops = {
 
 /* ---- libev callbacks ---- */
 
+/* TLS: one handshake step; done, the core gets the connection. */
+static void
+handshake_step(im_client *cl)
+{
+	char text[400];
+	int rc = im__tls_handshake(&cl->tls, text, sizeof(text));
+
+	if (rc == IM__TLS_FAIL) {
+		im__cc_lost(cl->cc, now_ms(cl), IM_EPROTO, text);
+		return;
+	}
+	if (rc == IM__TLS_WANT_WRITE) {
+		ev_io_start(cl->loop, &cl->wio);
+		return;
+	}
+	ev_io_stop(cl->loop, &cl->wio);
+	if (rc == IM__TLS_DONE) {
+		cl->handshaking = false;
+		im__cc_connected(cl->cc, now_ms(cl));
+	}
+}
+
+/* TLS: decrypted bytes to the core, including what OpenSSL already holds
+ * (the socket will not wake us for those). */
+static void
+tls_read(im_client *cl)
+{
+	uint64_t gen = cl->cc->gen;
+	char text[400];
+	int i;
+
+	/* Each pass takes at least a byte of at most a record (16 KiB)
+	 * held: the bound only caps one callback's work. */
+	for (i = 0; i < 64; i++) {
+		size_t cap;
+		uint8_t *p = im__cc_rspace(cl->cc, &cap);
+		ssize_t n;
+
+		if (cap == 0) {
+			break;
+		}
+		n = im__tls_read(&cl->tls, p, cap, text, sizeof(text));
+		if (n == IM__TLS_WANT_READ) {
+			break;
+		}
+		if (n == IM__TLS_WANT_WRITE) {
+			cl->read_wants_write = true;
+			ev_io_start(cl->loop, &cl->wio);
+			break;
+		}
+		if (n == IM__TLS_DONE) {
+			im__cc_lost(cl->cc, now_ms(cl), IM_EUNAVAIL,
+			            "connection closed by server");
+			return;
+		}
+		if (n < 0) {
+			im__cc_lost(cl->cc, now_ms(cl), IM_EPROTO, text);
+			return;
+		}
+		im__cc_received(cl->cc, now_ms(cl), (size_t)n);
+		if (cl->cc->gen != gen || !im__tls_pending(&cl->tls)) {
+			break;
+		}
+	}
+	if (cl->cc->gen == gen && cl->write_wants_read) {
+		cl->write_wants_read = false;
+		ev_io_start(cl->loop, &cl->wio);
+	}
+}
+
 static void
 read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
@@ -149,6 +229,14 @@ read_cb(struct ev_loop *loop, ev_io *w, int revents)
 	ssize_t n;
 	char text[400];
 
+	if (cl->handshaking) {
+		handshake_step(cl);
+		return;
+	}
+	if (im__tls_on(&cl->tls)) {
+		tls_read(cl);
+		return;
+	}
 	n = read(cl->fd, p, cap);
 	if (n == 0) {
 		im__cc_lost(cl->cc, now_ms(cl), IM_EUNAVAIL,
@@ -186,7 +274,41 @@ connect_done(im_client *cl)
 	}
 	(void)setsockopt(cl->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	ev_io_start(cl->loop, &cl->rio);
+	if (im__tls_on(&cl->tls)) {
+		if (im__tls_start(&cl->tls, cl->fd, a->host, text,
+		                  sizeof(text)) != IM_OK) {
+			im__cc_lost(cl->cc, now_ms(cl), IM_ENOMEM, text);
+			return;
+		}
+		cl->handshaking = true;
+		handshake_step(cl);
+		return;
+	}
 	im__cc_connected(cl->cc, now_ms(cl));
+}
+
+/* TLS: write what the core has; false when the connection was lost. */
+static bool
+tls_write(im_client *cl, const uint8_t *p, size_t len, ssize_t *n_out)
+{
+	char text[400];
+	ssize_t n = im__tls_write(&cl->tls, p, len, text, sizeof(text));
+
+	*n_out = 0;
+	if (n == IM__TLS_WANT_READ) {
+		cl->write_wants_read = true;
+		ev_io_stop(cl->loop, &cl->wio);
+		return false;
+	}
+	if (n == IM__TLS_WANT_WRITE) {
+		return false;
+	}
+	if (n < 0) {
+		im__cc_lost(cl->cc, now_ms(cl), IM_EPROTO, text);
+		return false;
+	}
+	*n_out = n;
+	return true;
 }
 
 static void
@@ -198,12 +320,29 @@ write_cb(struct ev_loop *loop, ev_io *w, int revents)
 	ssize_t n = 0;
 	char text[400];
 
-	if (cl->cc->connecting) {
+	if (cl->cc->connecting && !cl->handshaking) {
 		connect_done(cl);
 		return;
 	}
+	if (cl->handshaking) {
+		handshake_step(cl);
+		return;
+	}
+	if (cl->read_wants_write) {
+		uint64_t gen = cl->cc->gen;
+
+		cl->read_wants_write = false;
+		tls_read(cl);
+		if (cl->cc->gen != gen) {
+			return;
+		}
+	}
 	p = im__cc_output(cl->cc, &len);
-	if (len > 0) {
+	if (len > 0 && im__tls_on(&cl->tls)) {
+		if (!tls_write(cl, p, len, &n)) {
+			return;
+		}
+	} else if (len > 0) {
 		/* MSG_NOSIGNAL: a peer that went away is an error code
 		 * here, not a SIGPIPE that kills the caller's process. */
 		n = send(cl->fd, p, len, MSG_NOSIGNAL);
@@ -253,6 +392,12 @@ im_client_create(im_client **out, const im_client_opts *opts)
 		im__cc_destroy(cc);
 		return IM_ENOMEM;
 	}
+	rc = im__tls_init(&cl->tls, opts);
+	if (rc != IM_OK) {
+		im__free(&opts->alloc, cl);
+		im__cc_destroy(cc);
+		return rc;
+	}
 	cl->alloc = opts->alloc;
 	cl->cc = cc;
 	cl->fd = -1;
@@ -281,6 +426,7 @@ im_client_destroy(im_client *cl)
 			ev_loop_destroy(cl->loop);
 		}
 	}
+	im__tls_finish(&cl->tls);
 	im__cc_destroy(cl->cc);
 	a = cl->alloc;
 	im__free(&a, cl);

@@ -2,7 +2,7 @@
 IM_DEB_PACKAGES="meson ninja-build pkg-config gcc libc6-dev python3
  libsqlite3-dev sqlite3 libcmocka-dev libev-dev libnanopb-dev nanopb
  python3-protobuf libpq-dev postgresql postgresql-contrib libssl-dev
- iproute2 procps"
+ openssl iproute2 procps"
 
 im_install_deps() {
 	local missing=() p

@@ -8,6 +8,7 @@
 #include "node_role.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -43,6 +44,9 @@ typedef struct rolenode {
 	connector *cn;
 	chatter *ch;
 	int lfd; /* a Connector's bound client port, until the role has it */
+	connector_tls_opts tls; /* a Connector's, when tls_on */
+	bool tls_on;
+	ev_signal sighup; /* reload the TLS files */
 } rolenode;
 
 /* The owner string of this node's current incarnation. The roles hold
@@ -466,7 +470,38 @@ pick_role(rolenode *rn, srv_config *c, char *host, size_t hostlen,
 		fprintf(stderr, "imnode: connector: %s\n", err);
 		return 2;
 	}
+	switch (srv_config_tls(c, &rn->tls, err, sizeof(err))) {
+	case 1:
+		rn->tls_on = true;
+		break;
+	case 0:
+		break;
+	default:
+		fprintf(stderr, "imnode: connector: %s\n", err);
+		return 2;
+	}
 	return 0;
+}
+
+/* SIGHUP: new clients get the TLS files as they are now; files that fail
+ * to load keep the old ones (and say why). */
+static void
+on_sighup(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	rolenode *rn = w->data;
+	char err[SRV_PATH_MAX + 256];
+
+	if (rn->cn == NULL || !rn->tls_on) {
+		LOG_I("SIGHUP: nothing to reload (TLS is off)");
+		return;
+	}
+	if (connector_tls_reload(rn->cn, err, sizeof(err)) != IM_OK) {
+		LOG_E("SIGHUP: TLS reload failed, still serving the previous "
+		      "certificate: %s", err);
+		return;
+	}
+	LOG_I("SIGHUP: TLS certificate %s reloaded for new connections",
+	      rn->c->tls_cert);
 }
 
 /* The slot map, this node's row in the store and its link to the
@@ -558,6 +593,16 @@ start_role(rolenode *rn)
 				      rn->owner, router_node_id(rn->owner),
 				      cl_link_router(rn->link), c->secret,
 				      strlen(c->secret), &co);
+		if (rc == IM_OK && rn->tls_on) {
+			char err[SRV_PATH_MAX + 256];
+
+			if (connector_tls_enable(rn->cn, &rn->tls, err,
+						 sizeof(err)) != IM_OK) {
+				fprintf(stderr, "imnode: connector: %s\n",
+					err);
+				return -1;
+			}
+		}
 		if (rc == IM_OK) {
 			cl_link_set_connector(rn->link, rn->cn);
 			connector_set_redirect(rn->cn, owner_address, rn);
@@ -586,6 +631,7 @@ static void
 stop(rolenode *rn)
 {
 	ev_timer_stop(rn->loop, &rn->tick);
+	ev_signal_stop(rn->loop, &rn->sighup);
 	if (rn->ch != NULL) {
 		chatter_stats cs;
 
@@ -631,6 +677,8 @@ run(struct ev_loop *loop, im_store *st, srv_config *c)
 	rn.lfd = -1;
 	ev_timer_init(&rn.tick, on_tick, period, period);
 	rn.tick.data = &rn;
+	ev_signal_init(&rn.sighup, on_sighup, SIGHUP);
+	rn.sighup.data = &rn;
 	if ((ret = pick_role(&rn, c, host, sizeof(host), &port)) != 0) {
 		return ret;
 	}
@@ -641,6 +689,7 @@ run(struct ev_loop *loop, im_store *st, srv_config *c)
 	}
 	balance(&rn);
 	ev_timer_start(loop, &rn.tick);
+	ev_signal_start(loop, &rn.sighup);
 	if (c->port_file[0] != '\0' &&
 	    srv_port_file_write(c->port_file, port) != 0) {
 		fprintf(stderr, "imnode: %s: %s\n", c->port_file,

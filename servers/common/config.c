@@ -73,6 +73,16 @@ static const srv_key keys[] = {
         NUM("slot_watch_ms", ROLE_KEY_U32, slot_watch_ms, SRV_IMDS, 0, 3600000,
             "reload the slot map this often and log an ERROR naming the "
             "slots another process took (never taken back), 0 = off"),
+        STR("tls_cert", tls_cert, SRV_ALL, 0,
+            "connector: PEM certificate chain; set, the client port "
+            "speaks TLS only (SIGHUP reloads the TLS files)"),
+        STR("tls_key", tls_key, SRV_ALL, 0,
+            "connector: PEM private key of tls_cert"),
+        STR("tls_client_ca", tls_client_ca, SRV_ALL, 0,
+            "connector: PEM CA certificates that sign client "
+            "certificates"),
+        STR("tls_client_auth", tls_client_auth, SRV_ALL, 0,
+            "connector: client certificates: none | optional | require"),
         NUM("ttl", ROLE_KEY_U64, ttl, SRV_TOKEN, 1, UINT64_MAX,
             "seconds the token is valid"),
         NUM("expect", ROLE_KEY_U32, expect, SRV_NODE, 1, 4096,
@@ -113,6 +123,7 @@ srv_config_init(srv_config *cfg, unsigned who)
 	cfg->slots = IM_SHARD_SLOTS_DEFAULT;
 	cfg->cn = cn;
 	cfg->ch = ch;
+	snprintf(cfg->tls_client_auth, sizeof(cfg->tls_client_auth), "none");
 	if (who & SRV_IMDS) {
 		snprintf(cfg->listen, sizeof(cfg->listen), "127.0.0.1");
 		cfg->port = 7600;
@@ -370,6 +381,48 @@ srv_config_secret(srv_config *cfg, char *err, size_t errlen)
 		return -1;
 	}
 	return 0;
+}
+
+int
+srv_config_tls(const srv_config *cfg, connector_tls_opts *out, char *err,
+               size_t errlen)
+{
+	static const char *const modes[] = {"none", "optional", "require"};
+	size_t i;
+
+	memset(out, 0, sizeof(*out));
+	for (i = 0; i < 3 && strcmp(cfg->tls_client_auth, modes[i]) != 0;
+	     i++) {
+	}
+	if (i == 3) {
+		snprintf(err, errlen, "tls_client_auth must be none, optional "
+		                      "or require, not '%s'",
+		         cfg->tls_client_auth);
+		return -1;
+	}
+	if (cfg->tls_cert[0] == '\0') {
+		if (cfg->tls_key[0] != '\0' || cfg->tls_client_ca[0] != '\0' ||
+		    i != 0) {
+			snprintf(err, errlen, "tls_key, tls_client_ca and "
+			                      "tls_client_auth need tls_cert");
+			return -1;
+		}
+		return 0;
+	}
+	if (cfg->tls_key[0] == '\0') {
+		snprintf(err, errlen, "tls_cert needs tls_key");
+		return -1;
+	}
+	if (i != 0 && cfg->tls_client_ca[0] == '\0') {
+		snprintf(err, errlen, "tls_client_auth %s needs tls_client_ca",
+		         modes[i]);
+		return -1;
+	}
+	out->cert = cfg->tls_cert;
+	out->key = cfg->tls_key;
+	out->client_ca = cfg->tls_client_ca;
+	out->client_auth = (connector_tls_client)i;
+	return 1;
 }
 
 int

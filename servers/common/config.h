@@ -64,6 +64,11 @@ typedef struct srv_config {
 	uint32_t router_admit_ms;
 	uint32_t router_frame_ms;
 	uint32_t router_per_peer_max;
+	/* Connector: TLS on the client port (connector_tls_enable) */
+	char tls_cert[SRV_PATH_MAX];
+	char tls_key[SRV_PATH_MAX];
+	char tls_client_ca[SRV_PATH_MAX];
+	char tls_client_auth[16]; /* none | optional | require */
 	/* Connector and Chatter tuning (servers/roles/tuning.h) */
 	connector_opts cn;
 	chatter_opts ch;
@@ -98,6 +103,16 @@ int srv_config_parse(srv_config *cfg, int argc, char **argv, int first,
  * Returns 0, or -1 with a message in err.
  */
 int srv_config_secret(srv_config *cfg, char *err, size_t errlen);
+
+/*
+ * The Connector's TLS settings as connector_tls_opts (pointing into cfg).
+ * Returns 1 when TLS is on (tls_cert set), 0 when off, -1 with a message
+ * in err for settings that do not go together (a certificate without a
+ * key, a client_auth other than none | optional | require, optional or
+ * require without tls_client_ca, client settings without tls_cert).
+ */
+int srv_config_tls(const srv_config *cfg, connector_tls_opts *out, char *err,
+                   size_t errlen);
 
 /* Set the process's log level from cfg->log_level. Returns 0, or -1 with
  * a message in err. */

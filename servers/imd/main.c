@@ -46,6 +46,9 @@ struct imd {
 	connector *cn;
 	ev_signal sigterm_w;
 	ev_signal sigint_w;
+	ev_signal sighup_w; /* reload the TLS files */
+	connector_tls_opts tls;
+	bool tls_on;
 	struct imd_mem mem;
 	slot_watch watch; /* slots another process took */
 	char owner[IM_OWNER_MAX + 1];
@@ -156,10 +159,40 @@ disk_full_at_start(const char *what, const char *detail)
 }
 
 
+/* SIGHUP: new connections get the TLS files as they are now; a file that
+ * fails to load keeps the old ones (and says why). */
+static void
+reload_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	struct imd *d = w->data;
+	char err[SRV_PATH_MAX + 256];
+
+	if (!d->tls_on) {
+		LOG_I("SIGHUP: nothing to reload (TLS is off)");
+		return;
+	}
+	if (connector_tls_reload(d->cn, err, sizeof(err)) != IM_OK) {
+		LOG_E("SIGHUP: TLS reload failed, still serving the previous "
+		      "certificate: %s", err);
+		return;
+	}
+	LOG_I("SIGHUP: TLS certificate %s reloaded for new connections",
+	      d->cfg->tls_cert);
+}
+
 /* The settings nothing else checks. Returns 0 or 2 (a bad setting). */
 static int
-validate(const srv_config *cfg)
+validate(struct imd *d)
 {
+	const srv_config *cfg = d->cfg;
+	char err[256];
+	int tls = srv_config_tls(cfg, &d->tls, err, sizeof(err));
+
+	if (tls < 0) {
+		LOG_E("%s", err);
+		return 2;
+	}
+	d->tls_on = tls == 1;
 	if (strcmp(cfg->sync, "normal") != 0 &&
 	    strcmp(cfg->sync, "full") != 0) {
 		LOG_E("sync must be full or normal, not '%s'", cfg->sync);
@@ -313,6 +346,23 @@ start_roles(struct imd *d)
 	return 0;
 }
 
+/* TLS files loaded before any slot is taken: a server that cannot serve
+ * its clients must not fence off the one that can. Returns 0 or 2. */
+static int
+start_tls(struct imd *d)
+{
+	char err[SRV_PATH_MAX + 256];
+
+	if (!d->tls_on) {
+		return 0;
+	}
+	if (connector_tls_enable(d->cn, &d->tls, err, sizeof(err)) != IM_OK) {
+		LOG_E("%s: stopping before taking any slot", err);
+		return 2;
+	}
+	return 0;
+}
+
 /* Listen, say where, and run until SIGTERM or SIGINT. */
 static int
 serve(struct imd *d)
@@ -338,8 +388,12 @@ serve(struct imd *d)
 	ev_signal_init(&d->sigint_w, stop_cb, SIGINT);
 	d->sigint_w.data = d;
 	ev_signal_start(d->loop, &d->sigint_w);
-	LOG_I("imd listening on %s:%u, db %s (sync %s%s%s)", cfg->listen, port,
-	      cfg->store, cfg->sync, cfg->exclusive ? ", exclusive" : "",
+	ev_signal_init(&d->sighup_w, reload_cb, SIGHUP);
+	d->sighup_w.data = d;
+	ev_signal_start(d->loop, &d->sighup_w);
+	LOG_I("imd listening on %s:%u%s, db %s (sync %s%s%s)", cfg->listen,
+	      port, d->tls_on ? " (TLS)" : "", cfg->store, cfg->sync,
+	      cfg->exclusive ? ", exclusive" : "",
 	      d->cst != NULL ? ", commit thread" : "");
 	imd_mem_start(&d->mem, d->loop, d->cn, d->ch, cfg->stats_interval,
 	              cfg->trim_interval);
@@ -397,6 +451,7 @@ stop(struct imd *d)
 	if (d->loop != NULL) {
 		ev_signal_stop(d->loop, &d->sigterm_w);
 		ev_signal_stop(d->loop, &d->sigint_w);
+		ev_signal_stop(d->loop, &d->sighup_w);
 		ev_loop_destroy(d->loop);
 	}
 	im_shard_destroy(d->map);
@@ -420,7 +475,7 @@ run(srv_config *cfg)
 	memset(&d, 0, sizeof(d));
 	d.cfg = cfg;
 	d.lfd = -1;
-	if ((status = validate(cfg)) != 0) {
+	if ((status = validate(&d)) != 0) {
 		return status;
 	}
 	if (bind_port(&d) != 0) {
@@ -432,6 +487,8 @@ run(srv_config *cfg)
 	}
 	if (load_map(&d) != 0 || start_roles(&d) != 0) {
 		status = 1;
+	} else if ((status = start_tls(&d)) != 0) {
+		/* said why */
 	} else if ((status = claim_slots(&d)) == 0 && serve(&d) != 0) {
 		status = 1;
 	}

@@ -76,6 +76,49 @@ int connector_bind(const char *addr, uint16_t port, int *fd_out,
  * it from now on (closed by connector_stop_accepting or destroy). */
 void connector_listen_fd(connector *cn, int fd);
 
+/*
+ * TLS on the client port. Once enabled the port speaks TLS 1.2 or 1.3
+ * only (a plain-text client fails the handshake and is closed); the
+ * handshake counts against login_timeout and every limit of a plain
+ * connection holds. cert: PEM certificate chain, key: its PEM private
+ * key; client_ca: PEM CA certificates that sign client certificates,
+ * needed unless client_auth is NONE. OPTIONAL asks for a client
+ * certificate and checks one that is sent; REQUIRE refuses a client
+ * without one. A client certificate authenticates the transport only:
+ * the Login token still names the user. Paths are copied (a reload reads
+ * them again).
+ */
+typedef enum connector_tls_client {
+	CONNECTOR_TLS_CLIENT_NONE = 0,
+	CONNECTOR_TLS_CLIENT_OPTIONAL = 1,
+	CONNECTOR_TLS_CLIENT_REQUIRE = 2
+} connector_tls_client;
+
+typedef struct connector_tls_opts {
+	const char *cert;
+	const char *key;
+	const char *client_ca;
+	connector_tls_client client_auth;
+} connector_tls_opts;
+
+/*
+ * Turn TLS on, before connector_listen_fd. Every file is loaded and
+ * checked now (the key must match the certificate).
+ * @retval IM_OK, IM_EINVAL (a missing setting, a file that does not load:
+ *         why in err, e.g. "tls: /path/key.pem: no such file"), IM_ENOMEM
+ */
+int connector_tls_enable(connector *cn, const connector_tls_opts *o, char *err,
+                         size_t errlen);
+
+/*
+ * Load the TLS files again (SIGHUP): new connections get the new
+ * certificate, key and client CAs; open connections go on with the ones
+ * they started with. A file that does not load changes nothing (the old
+ * context stays in use) and the reason is in err.
+ * @retval IM_OK, IM_EINVAL (TLS is off, or a file failed)
+ */
+int connector_tls_reload(connector *cn, char *err, size_t errlen);
+
 /* Stop accepting (shutdown begins). */
 void connector_stop_accepting(connector *cn);
 

@@ -139,6 +139,50 @@ test_config_secret_file_replaces_the_secret_and_must_be_long_enough(
 }
 
 static void
+test_config_tls_settings_must_go_together(void **state)
+{
+	srv_config c;
+	connector_tls_opts t;
+	char err[256];
+
+	(void)state;
+	srv_config_init(&c, SRV_NODE);
+	assert_int_equal(srv_config_tls(&c, &t, err, sizeof(err)), 0);
+	assert_null(t.cert);
+	assert_int_equal(srv_config_set(&c, "tls-key", "k.pem", err,
+					sizeof(err)),
+			 0);
+	assert_int_equal(srv_config_tls(&c, &t, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "need tls_cert"));
+	assert_int_equal(srv_config_set(&c, "tls_cert", "c.pem", err,
+					sizeof(err)),
+			 0);
+	assert_int_equal(srv_config_tls(&c, &t, err, sizeof(err)), 1);
+	assert_string_equal(t.cert, "c.pem");
+	assert_string_equal(t.key, "k.pem");
+	assert_int_equal(t.client_auth, CONNECTOR_TLS_CLIENT_NONE);
+	assert_int_equal(srv_config_set(&c, "tls_client_auth", "sometimes",
+					err, sizeof(err)),
+			 0);
+	assert_int_equal(srv_config_tls(&c, &t, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "none, optional or require"));
+	assert_int_equal(srv_config_set(&c, "tls_client_auth", "require", err,
+					sizeof(err)),
+			 0);
+	assert_int_equal(srv_config_tls(&c, &t, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "needs tls_client_ca"));
+	assert_int_equal(srv_config_set(&c, "tls_client_ca", "ca.pem", err,
+					sizeof(err)),
+			 0);
+	assert_int_equal(srv_config_tls(&c, &t, err, sizeof(err)), 1);
+	assert_int_equal(t.client_auth, CONNECTOR_TLS_CLIENT_REQUIRE);
+	assert_string_equal(t.client_ca, "ca.pem");
+	c.tls_key[0] = '\0';
+	assert_int_equal(srv_config_tls(&c, &t, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "tls_cert needs tls_key"));
+}
+
+static void
 test_config_help_lists_every_default(void **state)
 {
 	char buf[16384];
@@ -170,6 +214,7 @@ main(void)
 			test_config_flags_override_the_file_and_required_ones_are_checked),
 		cmocka_unit_test(
 			test_config_secret_file_replaces_the_secret_and_must_be_long_enough),
+		cmocka_unit_test(test_config_tls_settings_must_go_together),
 		cmocka_unit_test(test_config_help_lists_every_default),
 	};
 

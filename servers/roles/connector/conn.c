@@ -12,6 +12,10 @@
  * Half-close: EOF with no frame half sent stops the reading only; the
  * connection closes once the requests it made are answered (read_shut).
  *
+ * Transport: the bytes go through c->tr (transport.h: plain TCP or TLS),
+ * whose reads and writes may wait for the other direction; every limit
+ * here is the same for each.
+ *
  * Reads: one shared read buffer per Connector; a connection only holds the
  * bytes of a frame that has not completely arrived yet (allocated while it
  * is incomplete), so an idle connection costs its struct and nothing else.
@@ -177,6 +181,10 @@ conn__fail(struct conn *c, uint64_t req_id, int code, const char *text)
 		return;
 	}
 	LOG_D("conn %s: closing: %s", c->peer, text);
+	if (!c->tr->established(c)) {
+		conn__close(c, text);
+		return;
+	}
 	conn__error(c, req_id, code, text, 0, 0);
 	close_after_write(c);
 }
@@ -202,14 +210,21 @@ conn__flush_one(struct conn *c)
 	connector *cn = c->cn;
 
 	while (!c->closed && c->woff < c->wlen) {
-		ssize_t n = write(c->fd, c->wbuf + c->woff, c->wlen - c->woff);
+		ssize_t n = c->tr->write(c, c->wbuf + c->woff,
+		                         c->wlen - c->woff);
 
-		if (n < 0 && errno == EINTR) {
-			continue;
-		}
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+		if (n == TR_WANT_WRITE) {
 			if (!ev_is_active(&c->wio)) {
 				ev_io_start(cn->loop, &c->wio);
+			}
+			return;
+		}
+		if (n == TR_WANT_READ) {
+			/* A TLS record must be read first: the next read
+			 * marks c dirty again (conn_read). */
+			c->write_wants_read = true;
+			if (ev_is_active(&c->wio) && !c->read_wants_write) {
+				ev_io_stop(cn->loop, &c->wio);
 			}
 			return;
 		}
@@ -230,7 +245,7 @@ conn__flush_one(struct conn *c)
 	free(c->wbuf);
 	c->wbuf = NULL;
 	c->wcap = 0;
-	if (ev_is_active(&c->wio)) {
+	if (ev_is_active(&c->wio) && !c->read_wants_write) {
 		ev_io_stop(cn->loop, &c->wio);
 	}
 	if (c->closing) {
@@ -242,12 +257,25 @@ conn__flush_one(struct conn *c)
 	}
 }
 
+static void conn_read(struct conn *c);
+
 static void
 write_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct conn *c = w->data;
 
-	conn__flush_one(c);
+	if (c->read_wants_write) {
+		c->read_wants_write = false;
+		conn_read(c);
+		if (c->closed) {
+			return;
+		}
+	}
+	if (c->woff < c->wlen) {
+		conn__flush_one(c);
+	} else if (!c->read_wants_write) {
+		ev_io_stop(loop, &c->wio);
+	}
 }
 
 void
@@ -260,6 +288,9 @@ conn__close(struct conn *c, const char *why)
 	}
 	LOG_D("conn %s closed: %s", c->peer, why);
 	c->closed = true;
+	if (c->tr->shutdown != NULL) {
+		c->tr->shutdown(c);
+	}
 	ev_io_stop(cn->loop, &c->rio);
 	ev_io_stop(cn->loop, &c->wio);
 	ev_timer_stop(cn->loop, &c->timer);
@@ -275,6 +306,7 @@ conn__close(struct conn *c, const char *why)
 		     i++) {
 		}
 	}
+	c->tr->close(c);
 	close(c->fd);
 	c->fd = -1;
 	cn->conns[c->index] = NULL;
@@ -468,10 +500,11 @@ keep_partial(struct conn *c, const uint8_t *rest, size_t len, bool new)
 	}
 }
 
-static void
-read_cb(struct ev_loop *loop, ev_io *w, int revents)
+/* One read from the transport, its frames handled. Returns true when the
+ * transport holds more decoded bytes that no socket event will announce. */
+static bool
+read_some(struct conn *c)
 {
-	struct conn *c = w->data;
 	connector *cn = c->cn;
 	uint8_t *buf = cn->rbuf;
 	size_t have = c->rlen, off;
@@ -480,31 +513,60 @@ read_cb(struct ev_loop *loop, ev_io *w, int revents)
 	if (have > 0) {
 		memcpy(buf, c->rbuf, have);
 	}
-	do {
-		n = read(c->fd, buf + have, cn->rcap - have);
-	} while (n < 0 && errno == EINTR);
-	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-		return;
+	n = c->tr->read(c, buf + have, cn->rcap - have);
+	if (n == TR_WANT_READ) {
+		return false;
 	}
-	if (n == 0 && have > 0) {
+	if (n == TR_WANT_WRITE) {
+		c->read_wants_write = true;
+		if (!ev_is_active(&c->wio)) {
+			ev_io_start(cn->loop, &c->wio);
+		}
+		return false;
+	}
+	if (n == TR_EOF && have > 0) {
 		conn__fail(c, 0, im_Code_ERR_BAD_REQUEST, "truncated frame");
-		return;
+		return false;
 	}
-	if (n == 0) {
+	if (n == TR_EOF) {
 		read_shut(c);
-		return;
+		return false;
 	}
 	if (n < 0) {
 		conn__close(c, "read error");
-		return;
+		return false;
 	}
 	have += (size_t)n;
-	c->last_rx = ev_now(loop);
+	c->last_rx = ev_now(cn->loop);
 	off = parse_frames(c, buf, have);
 	if (c->closed || c->closing) {
-		return;
+		return false;
 	}
 	keep_partial(c, buf + off, have - off, off > 0 || c->rlen == 0);
+	return !c->closed && c->tr->pending(c);
+}
+
+static void
+conn_read(struct conn *c)
+{
+	int i;
+
+	/* Pending bytes are at most one TLS record (16 KiB) and each read
+	 * takes at least one, so this ends; the bound only caps the work of
+	 * one callback. */
+	for (i = 0; i < 64 && read_some(c); i++) {
+	}
+	/* A write that waited for a read (TLS) can go on now. */
+	if (c->write_wants_read && !c->closed) {
+		c->write_wants_read = false;
+		conn_mark_dirty(c);
+	}
+}
+
+static void
+read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	conn_read(w->data);
 }
 
 static void
@@ -544,6 +606,14 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		                 sizeof(one));
 		c->cn = cn;
 		c->fd = fd;
+		c->tr = cn->tr;
+		if (c->tr->open(c) != IM_OK) {
+			LOG_W("accept: out of memory for a %s connection",
+			      c->tr->name);
+			free(c);
+			close(fd);
+			continue;
+		}
 		c->index = cn->free_idx[--cn->nfree];
 		c->tag = (++cn->tag_gen << 32) | c->index;
 		c->accepted = ev_now(loop);

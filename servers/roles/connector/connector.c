@@ -103,6 +103,7 @@ connector_create(connector **out, struct ev_loop *loop, im_store *st,
 	cn->router = router;
 	cn->o = o;
 	cn->lfd = -1;
+	cn->tr = &conn__tr_plain;
 	cn->nub = 1024;
 	while (cn->nub < o.max_conns && cn->nub < (1u << 20)) {
 		cn->nub <<= 1;
@@ -183,5 +184,6 @@ connector_destroy(connector *cn)
 	free(cn->names);
 	conn__uev_scratch_finish(&cn->uev);
 	im_token_verifier_destroy(cn->tokens);
+	conn__tls_destroy(cn->tls);
 	free(cn);
 }

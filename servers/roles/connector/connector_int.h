@@ -6,6 +6,8 @@
  *   connector.c     create, destroy, the end-of-turn flush, stats
  *   conn.c          connections and framing: accept, read, frame parse,
  *                   write buffers, back-pressure, login/idle timeouts
+ *   transport_*.c   the bytes on the socket: plain TCP or TLS
+ *                   (transport.h, the seam conn.c reads and writes by)
  *   session.c       users and sessions: push queues, retransmit, grace
  *   slots.c         cluster handover: redirect, shed, drop a slot
  *   read_handle.c   one decoded client frame to its handler
@@ -37,6 +39,7 @@
 #include "im/idseg.h"
 #include "im/pushq.h"
 #include "im/token.h"
+#include "transport.h"
 
 #define SESSION_ID_LEN 16
 /* A push queue emptied by an ack gives back arrays larger than this: a
@@ -112,6 +115,10 @@ struct conn {
 	ev_timer timer; /* login, idle, linger */
 	connector *cn;
 	int fd;
+	const struct conn_transport *tr;
+	void *tr_state;         /* the transport's (TLS: its SSL) */
+	bool read_wants_write;  /* a read waits for writability */
+	bool write_wants_read;  /* a write waits for a read */
 	uint32_t index;
 	uint64_t tag;
 	uint8_t *rbuf; /* an incomplete frame, or NULL */
@@ -171,6 +178,8 @@ struct connector {
 
 	int lfd;
 	ev_io accept_w;
+	const struct conn_transport *tr; /* of new connections */
+	struct conn_tls *tls;            /* NULL: plain TCP */
 	ev_prepare flush_w;
 
 	struct conn **conns;
