@@ -941,6 +941,16 @@ cl_link_heard(const cl_link *l)
 	return l != NULL ? l->heard : 0.0;
 }
 
+size_t
+cl_link_calls_pending(const cl_link *l)
+{
+	if (l == NULL) {
+		return 0;
+	}
+	return (size_t)(CALLS_MAX - l->nctx_free) +
+	       (size_t)(REPLY_CALLS_MAX - l->nrctx_free);
+}
+
 void
 cl_link_get_stats(const cl_link *l, cl_link_stats *out)
 {

@@ -67,6 +67,10 @@ ev_tstamp cl_link_heard(const cl_link *l);
 
 void cl_link_get_stats(const cl_link *l, cl_link_stats *out);
 
+/* Calls to the Routers not answered yet (Forwards, Replies batches): a
+ * node stopping gracefully waits for them, within its bound. */
+size_t cl_link_calls_pending(const cl_link *l);
+
 void cl_link_destroy(cl_link *l);
 
 /* Tell every Router to reload the slot map now (after claims or a

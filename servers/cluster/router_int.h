@@ -133,6 +133,12 @@ void router__abandon_moved(router *r);
 /* router.c: the map changed: route the parked user events again. */
 void router__retry_parked(router *r);
 
+/* router_judge.c: a node moved slots itself (a handover: to a node that
+ * joined, or all of them as it stops) and asked us to reload: every other
+ * Connector and Chatter reloads now too, so a new owner serves its slots
+ * at once rather than at its next balance tick. */
+void router__relay_reload(router *r, const rpc_conn *from);
+
 /* router_judge.c: owner answered this Router now (Hello, Heartbeat). */
 void router__heard(router *r, const char *owner);
 

@@ -149,9 +149,11 @@ is_in(const char *const *set, size_t n, const char *owner)
 	return false;
 }
 
-/* Tell every connected Connector and Chatter what moved (they reload). */
+/* Tell every connected Connector and Chatter but `except` (may be NULL)
+ * what moved (they reload). */
 static void
-notify_moves(router *r, const imrpc_SlotChange *ch, size_t n, bool reload)
+notify_moves_but(router *r, const imrpc_SlotChange *ch, size_t n,
+		 bool reload, const rpc_conn *except)
 {
 	uint32_t i;
 
@@ -165,7 +167,7 @@ notify_moves(router *r, const imrpc_SlotChange *ch, size_t n, bool reload)
 	for (i = 0; i < r->opts.max_conns; i++) {
 		rnode *x = &r->nodes[i];
 
-		if (x->conn == NULL || !x->hello ||
+		if (x->conn == NULL || x->conn == except || !x->hello ||
 		    (x->role != imrpc_Role_ROLE_CONNECTOR &&
 		     x->role != imrpc_Role_ROLE_CHATTER) ||
 		    !rpc_conn_is_up(x->conn)) {
@@ -175,6 +177,18 @@ notify_moves(router *r, const imrpc_SlotChange *ch, size_t n, bool reload)
 			r->stats.notified++;
 		}
 	}
+}
+
+static void
+notify_moves(router *r, const imrpc_SlotChange *ch, size_t n, bool reload)
+{
+	notify_moves_but(r, ch, n, reload, NULL);
+}
+
+void
+router__relay_reload(router *r, const rpc_conn *from)
+{
+	notify_moves_but(r, NULL, 0, true, from);
 }
 
 /* One judgement's moves (slot_policy_ops payload). */
