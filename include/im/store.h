@@ -421,8 +421,8 @@ IM_API int im_store_uq_read(im_store *st, im_uid user, im_seq after,
  *  heartbeat_ms and dead_after_ms and imctl's --dead-after start from these:
  *  defined once, so the tool never calls a node alive that the Routers
  *  already moved. */
-#define IM_NODE_HEARTBEAT_MS 250
-#define IM_NODE_DEAD_AFTER_MS 1500
+#define IM_NODE_HEARTBEAT_MS 100
+#define IM_NODE_DEAD_AFTER_MS 1000
 
 /** Longest node name (the slot owner string) and listen address. */
 #define IM_NODE_NAME_MAX IM_OWNER_MAX

@@ -706,6 +706,10 @@ on_state(rpc_conn *c, bool up, int err, const char *why, void *payload)
 	if (rpc_conn_user(c) != NULL) {
 		rnode *n = rpc_conn_user(c);
 
+		if (n->hello && (n->role == imrpc_Role_ROLE_CONNECTOR ||
+				 n->role == imrpc_Role_ROLE_CHATTER)) {
+			router__closed(r, n->name);
+		}
 		n->conn = NULL;
 		n->hello = false;
 		r->stats.conns--;

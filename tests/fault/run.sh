@@ -23,6 +23,8 @@
 # previous is up again: one F line per node). Targets are picked by the
 # seed. --max-unavail-ms N also fails the run when a fault's
 # unavailability (for a group or a client) is over N ms.
+# A false failover (a Router judged dead a node no kill-*, stop-* or
+# partition-* hit) is a violation too: "false failovers: N" is printed.
 # Prints the checker's report; exit status 0 only with zero violations.
 # Every wait is bounded (the whole run: 3 + SPACING * faults + 30 s plus
 # the cluster's start).
@@ -306,6 +308,21 @@ python3 "$ROOT/tests/fault/check.py" --json "$dir/history" "$dir/faults" \
 rc=$?
 set -e
 cat "$dir/check.out"
+# False failovers (issue 13): a Router judged a node dead ("X/INC is
+# dead") that no crash-like fault hit (kill-*, stop-*, partition-*): a
+# live node lost its slots (a graceful stop's node counts too: it hands
+# its slots over, it must not need a failover). Each owner counts once
+# however many Routers and ticks logged it. A violation.
+false_fo=$(awk '$1 == "F" && $3 ~ /^(kill|stop|partition)-/ {print $4}' \
+	"$dir/faults" | sort -u)
+false_list=$(cat "$cl"/router-*.log 2>/dev/null |
+	sed -n 's/^router: \([^ /]*\)\(\/[^ ]*\) is dead .*/\1\2/p' |
+	sort -u | while read -r owner; do
+		echo "$false_fo" | grep -qx "${owner%%/*}" || echo "$owner"
+	done)
+nfalse=$(echo "$false_list" | grep -c . || true)
+echo "false failovers: $nfalse${false_list:+ ($(echo $false_list))}"
+[ "$nfalse" -eq 0 ] || rc=1
 if [ $rc -eq 0 ] && [ -n "$max_unavail" ]; then
 	# every fault's window under the bound, for groups and clients
 	python3 - "$max_unavail" "$dir/check.out" <<'PY' || rc=1
