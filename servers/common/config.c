@@ -128,8 +128,9 @@ srv_config_init(srv_config *cfg, unsigned who)
 		cfg->slot_watch_ms = 1000;
 		cfg->ttl = 86400;
 	} else {
-		/* The membership defaults (member.h) and the 250 ms balance
-		 * tick: failover within 3 s. */
+		/* The membership defaults (include/im/store.h: failover of
+		 * a crash in about 0.4 s, of a pause in about 1.1 s) and the
+		 * 250 ms balance tick (handovers, the no-Router fallback). */
 		cfg->expect = 1;
 		cfg->heartbeat_ms = IM_NODE_HEARTBEAT_MS;
 		cfg->refresh_ms = IM_NODE_HEARTBEAT_MS;
