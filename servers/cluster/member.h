@@ -70,9 +70,9 @@ typedef struct cl_member_opts {
 } cl_member_opts;
 
 /*
- * Defaults (include/im/store.h): a node is dead 1 s after its last
+ * Defaults (include/im/store.h): a node is dead 1.5 s after its last
  * heartbeat and everyone sees it within 100 ms more (the Routers judge a
- * killed one sooner: router.h). Ten missed heartbeats make a node dead: a
+ * killed one sooner: router.h). Fifteen missed heartbeats make a node dead: a
  * busy store or a loaded machine does not kill healthy nodes (the fault
  * runs count false failovers, and require none).
  */

@@ -50,7 +50,7 @@
  * is what every node can see; requiring (a) too means a Router never moves
  * slots of a node that still answers it. A node that is really gone
  * (killed, paused, cut off from the store and the Routers) meets both
- * within dead_after_ms + heartbeat_ms (1000 + 100 with the defaults), a
+ * within dead_after_ms + heartbeat_ms (1500 + 100 with the defaults), a
  * killed one within 4 heartbeat periods (0.4 s).
  *
  * A dead owner's slots go where im_shard_plan() puts them over the live

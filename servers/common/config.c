@@ -129,7 +129,7 @@ srv_config_init(srv_config *cfg, unsigned who)
 		cfg->ttl = 86400;
 	} else {
 		/* The membership defaults (include/im/store.h: failover of
-		 * a crash in about 0.4 s, of a pause in about 1.1 s) and the
+		 * a crash in about 0.4 s, of a pause in about 1.6 s) and the
 		 * 250 ms balance tick (handovers, the no-Router fallback). */
 		cfg->expect = 1;
 		cfg->heartbeat_ms = IM_NODE_HEARTBEAT_MS;
