@@ -941,14 +941,26 @@ cl_link_heard(const cl_link *l)
 	return l != NULL ? l->heard : 0.0;
 }
 
-size_t
-cl_link_calls_pending(const cl_link *l)
+static void
+add_out_bytes(rpc_conn *c, void *payload)
 {
+	rpc_stats st;
+
+	rpc_conn_get_stats(c, &st);
+	*(size_t *)payload += st.out_bytes;
+}
+
+bool
+cl_link_idle(cl_link *l)
+{
+	size_t out = 0;
+
 	if (l == NULL) {
-		return 0;
+		return true;
 	}
-	return (size_t)(CALLS_MAX - l->nctx_free) +
-	       (size_t)(REPLY_CALLS_MAX - l->nrctx_free);
+	cl_peers_each(l->routers, add_out_bytes, &out);
+	return l->nctx_free == CALLS_MAX && l->nrctx_free == REPLY_CALLS_MAX &&
+	       out == 0;
 }
 
 void

@@ -67,9 +67,10 @@ ev_tstamp cl_link_heard(const cl_link *l);
 
 void cl_link_get_stats(const cl_link *l, cl_link_stats *out);
 
-/* Calls to the Routers not answered yet (Forwards, Replies batches): a
- * node stopping gracefully waits for them, within its bound. */
-size_t cl_link_calls_pending(const cl_link *l);
+/* Nothing pending towards the Routers: every call (Forwards, Replies
+ * batches) answered, every byte (a SlotMap reload too) written. A node
+ * stopping gracefully waits for this, within its bound. */
+bool cl_link_idle(cl_link *l);
 
 void cl_link_destroy(cl_link *l);
 

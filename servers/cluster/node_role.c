@@ -136,7 +136,58 @@ typedef struct balance_pass {
 	bool routers; /* a Router is up: dead nodes' slots are theirs */
 	uint32_t claimed;
 	uint32_t handed;
+	int checked; /* 0: not yet, 1: fresh_now holds them, -1: read failed */
 } balance_pass;
+
+/* Owners whose store row is fresh now (one read per balance pass that
+ * hands over: handovers are rare). */
+static char fresh_now[BALANCE_NODES][IM_OWNER_MAX + 1];
+static size_t nfresh_now;
+
+static int
+collect_fresh(const im_node_row *row, void *payload)
+{
+	const rolenode *rn = payload;
+	uint64_t now = (uint64_t)(ev_time() * 1000.0);
+
+	if (nfresh_now < BALANCE_NODES && row->role == rn->role &&
+	    (now <= row->heartbeat_ms ||
+	     now - row->heartbeat_ms <= rn->c->dead_after_ms)) {
+		cl_owner_of(fresh_now[nfresh_now], IM_OWNER_MAX + 1,
+			    row->name, row->incarnation);
+		nfresh_now++;
+	}
+	return 0;
+}
+
+/*
+ * Is the node a handover would give a slot to alive in the store now?
+ * Our view may be a reload behind (a loaded machine delays it): a node
+ * that has just left (a graceful stop writes heartbeat 0 to its row, then
+ * hands its slots to the others) still looks fresh there, and the plan
+ * over the view would hand it slots back after it has gone, for the
+ * Routers to fail over later. One read of the rows per pass settles it;
+ * when the read fails, nothing is handed over this pass.
+ */
+static bool
+handover_target_alive(balance_pass *b, const char *to)
+{
+	size_t i;
+
+	if (b->checked == 0) {
+		nfresh_now = 0;
+		b->checked = im_store_node_list(b->rn->st, collect_fresh,
+						b->rn) == IM_OK
+				     ? 1
+				     : -1;
+	}
+	for (i = 0; b->checked > 0 && i < nfresh_now; i++) {
+		if (strcmp(fresh_now[i], to) == 0) {
+			return true;
+		}
+	}
+	return false;
+}
 
 static bool
 balance_admit(void *payload, im_kind kind, const im_shard_move *mv,
@@ -159,6 +210,9 @@ balance_admit(void *payload, im_kind kind, const im_shard_move *mv,
 		 * is queued, before the CAS moves the slot. Anything of ours
 		 * for the slot after that is fenced (epoch + 1).
 		 */
+		if (!handover_target_alive(b, mv->to)) {
+			return false;
+		}
 		if (b->handed == 0 && rn->ch != NULL) {
 			chatter_flush(rn->ch);
 		} else if (b->handed == 0 && rn->cn != NULL) {
@@ -233,7 +287,7 @@ balance(rolenode *rn)
 	static const slot_policy_ops ops = {balance_admit, balance_moved};
 	const char *nodes[BALANCE_NODES];
 	im_shard_move moves[BALANCE_MOVES];
-	balance_pass b = {rn, cl_link_routers_up(rn->link) > 0, 0, 0};
+	balance_pass b = {rn, cl_link_routers_up(rn->link) > 0, 0, 0, 0};
 	slot_policy_result res;
 	uint32_t gained;
 	size_t n = live_owners(rn, nodes);
@@ -613,8 +667,9 @@ start_role(rolenode *rn)
  *     moves at once and resumes there from the store. Then the Routers
  *     are told (SlotMap reload; they pass it on to every node, so the new
  *     owners serve at once instead of at their next tick). Repeated each
- *     step while a slot is still ours (a lost CAS, a slot handed to us in
- *     the reload window).
+ *     step until we exit while a slot is ours (a lost CAS, a slot handed
+ *     to us in the reload window; peers check the store before they hand
+ *     a slot over, handover_target_alive(), so that is rare).
  *  3. Drain: wait until the calls to the Routers are answered (a
  *     Chatter's replies reach the clients) and a Connector's redirected
  *     connections are written and closed; then the loop stops and
@@ -647,7 +702,7 @@ leave_handover(rolenode *rn)
 	static const slot_policy_ops ops = {balance_admit, balance_moved};
 	const char *nodes[BALANCE_NODES];
 	im_shard_move moves[BALANCE_MOVES];
-	balance_pass b = {rn, cl_link_routers_up(rn->link) > 0, 0, 0};
+	balance_pass b = {rn, cl_link_routers_up(rn->link) > 0, 0, 0, 0};
 	slot_policy_result res;
 	uint32_t gained;
 	size_t n = live_owners(rn, nodes);
@@ -680,12 +735,14 @@ leave_handover(rolenode *rn)
 	return im_shard_count(rn->map, rn->kind, rn->owner) == 0;
 }
 
-/* Nothing of ours in flight: the Routers answered our calls, and a
- * Connector's redirected clients got their Redirect (closed). */
+/* Nothing of ours in flight: the Routers answered our calls and got our
+ * SlotMap reload (else they would judge us by a stale map once our
+ * connections close), and a Connector's redirected clients got their
+ * Redirect (closed). */
 static bool
 leave_drained(rolenode *rn)
 {
-	if (cl_link_calls_pending(rn->link) > 0) {
+	if (!cl_link_idle(rn->link)) {
 		return false;
 	}
 	if (rn->cn != NULL) {
@@ -714,10 +771,12 @@ on_leave_step(struct ev_loop *loop, ev_timer *w, int revents)
 	if (now < rn->handover_at) {
 		return;
 	}
+	/* Every step until we exit: a slot handed to us meanwhile (a peer
+	 * that planned before it saw us leave) goes too. */
+	if (!leave_handover(rn)) {
+		return;
+	}
 	if (rn->handed_at == 0) {
-		if (!leave_handover(rn)) {
-			return;
-		}
 		rn->handed_at = now;
 	}
 	if (leave_drained(rn)) {

@@ -338,6 +338,22 @@ suspects(router *r, uint64_t now, const char **seen, size_t *nseen)
 	return any;
 }
 
+/* One of the silent owners is silent since its connection closed. */
+static bool
+closed_suspect(router *r, uint64_t now, const char **seen, size_t nseen)
+{
+	size_t i;
+
+	for (i = 0; i < nseen; i++) {
+		const rwatch *w = watch_find(r, seen[i]);
+
+		if (w != NULL && w->closed && silent(r, seen[i], now)) {
+			return true;
+		}
+	}
+	return false;
+}
+
 /* Judge every slot owner of the map; move the dead ones' slots. */
 static int
 judge(router *r, uint64_t now)
@@ -348,6 +364,14 @@ judge(router *r, uint64_t now)
 	int k, rc = IM_OK;
 
 	if (!suspects(r, now, seen, &nseen)) {
+		return IM_OK;
+	}
+	/* Our map may be a reload behind the store: a node that handed its
+	 * slots over as it stopped (node_role.c leave()) and closed its
+	 * connection is silent now but owns nothing; judge the owners the
+	 * store has. */
+	if (closed_suspect(r, now, seen, nseen) && router_reload(r) == IM_OK &&
+	    !suspects(r, now, seen, &nseen)) {
 		return IM_OK;
 	}
 	/* (b): what the store says right now. */

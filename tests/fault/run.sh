@@ -271,10 +271,9 @@ fault() {
 
 nf=$(echo $faults | wc -w)
 duration=$((3 + spacing * nf + 3))
-# restart-rolling takes about 2.5 s a node (stop, start, settle)
-case " $faults " in *" restart-rolling "*)
-	duration=$((duration + $(echo $ROLL_NODES | wc -w) * 5 / 2)) ;;
-esac
+# each restart-rolling takes about 3 s a node (stop, start, settle)
+nroll=$(echo $faults | tr ' ' '\n' | grep -c '^restart-rolling$' || true)
+duration=$((duration + nroll * $(echo $ROLL_NODES | wc -w) * 3))
 : >"$dir/faults"
 "$LOAD" --ports "$(cat "$cl/connector-1.port"),$(cat "$cl/connector-2.port")" \
 	--secret-file "$cl/secret" --store "$store" --out "$dir/history" \
