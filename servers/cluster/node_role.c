@@ -140,7 +140,13 @@ typedef struct balance_pass {
 } balance_pass;
 
 /* Owners whose store row is fresh now (one read per balance pass that
- * hands over: handovers are rare). */
+ * hands over: handovers are rare). Fresh for a handover is a heartbeat at
+ * most HANDOVER_BEATS periods old, the age by which a Router judges a
+ * node whose connection closed (router_judge.c): a killed node, whose
+ * slots a Router moved after that age while our view still shows it
+ * alive, must not be handed them back. A live node late with a beat only
+ * gets its share at a later pass. */
+#define HANDOVER_BEATS 3
 static char fresh_now[BALANCE_NODES][IM_OWNER_MAX + 1];
 static size_t nfresh_now;
 
@@ -149,10 +155,13 @@ collect_fresh(const im_node_row *row, void *payload)
 {
 	const rolenode *rn = payload;
 	uint64_t now = (uint64_t)(ev_time() * 1000.0);
+	uint64_t max_age = HANDOVER_BEATS * (uint64_t)rn->c->heartbeat_ms;
 
+	if (max_age > rn->c->dead_after_ms) {
+		max_age = rn->c->dead_after_ms;
+	}
 	if (nfresh_now < BALANCE_NODES && row->role == rn->role &&
-	    (now <= row->heartbeat_ms ||
-	     now - row->heartbeat_ms <= rn->c->dead_after_ms)) {
+	    (now <= row->heartbeat_ms || now - row->heartbeat_ms <= max_age)) {
 		cl_owner_of(fresh_now[nfresh_now], IM_OWNER_MAX + 1,
 			    row->name, row->incarnation);
 		nfresh_now++;
