@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Fault soak: N seeded randomized fault scenarios (tests/fault/run.sh on a
 # local cluster with PostgreSQL), then a results table per fault kind:
-# runs, violations, unavailability p50/max (ms).
+# runs, violations, unavailability p50/p90/max (ms), and the false
+# failovers of every run (a Router judged dead a node no fault hit;
+# run.sh prints them and counts them as violations).
 #
 #   bench/fault-soak.sh [N] [SEED] [FAULTS_PER_RUN]   (default 20 1 3)
 #   bench/fault-soak.sh --table RUNS_FILE              (the table again)
 #
 # Scenario i uses seed SEED+i: it picks FAULTS_PER_RUN fault kinds (with
 # repetition, in order) from kill-chatter kill-connector kill-router
-# stop-chatter stop-connector pg-restart partition-chatter (KINDS="..."
-# draws from those instead), and the run picks their targets from the
+# stop-chatter stop-connector pg-restart partition-chatter restart-rolling
+# (KINDS="..." draws from those instead), and the run picks their targets from the
 # same seed: `tests/fault/run.sh --seed S --faults "..." --spacing 6`
 # replays one. partition-chatter needs root (ip netns).
 # Results go to bench/fault-soak.out/ (one check report per run, and
@@ -24,11 +26,17 @@ import json, sys
 rows = {}
 bad_runs = 0
 n = 0
+false_fo = 0
 for line in open(sys.argv[1]):
-    s, rc, js = line.split(" ", 2)
-    r = json.loads(js)
+    s, rc, rest = line.split(" ", 2)
+    ff = 0
+    if not rest.startswith("{"):  # "FALSE_FAILOVERS JSON" since issue 13
+        ff, rest = rest.split(" ", 1)
+        ff = max(int(ff), 0)
+        false_fo += ff
+    r = json.loads(rest)
     n += 1
-    v = r["violations"]
+    v = r["violations"] + ff  # a false failover is a violation
     if v != 0:
         bad_runs += 1
     for f in r["faults"]:
@@ -38,20 +46,21 @@ for line in open(sys.argv[1]):
         x["viol"] += 1 if v != 0 else 0
         x["u"].append(f["unavail_ms"])
         x["c"].append(f.get("client_unavail_ms", 0))
-def p50(u):
+def pct(u, q):
     u = sorted(u)
-    return u[len(u) // 2] if u else 0
-print("%d scenarios, %d with violations (a failed run counts as one)"
-      % (n, bad_runs))
+    return u[min(len(u) - 1, int(len(u) * q))] if u else 0
+print("%d scenarios, %d with violations (a failed run counts as one), "
+      "%d false failovers" % (n, bad_runs, false_fo))
 print()
-print("| fault | runs | runs with violations | group unavailable p50 / max"
-      " (ms) | client waited p50 / max (ms) |")
+print("| fault | runs | runs with violations | group unavailable p50 / p90"
+      " / max (ms) | client waited p50 / p90 / max (ms) |")
 print("|---|---:|---:|---:|---:|")
 for k in sorted(rows):
     x = rows[k]
-    print("| %s | %d | %d | %d / %d | %d / %d |"
-          % (k, x["runs"], x["viol"], p50(x["u"]), max(x["u"]),
-             p50(x["c"]), max(x["c"])))
+    print("| %s | %d | %d | %d / %d / %d | %d / %d / %d |"
+          % (k, x["runs"], x["viol"], pct(x["u"], 0.5), pct(x["u"], 0.9),
+             max(x["u"]), pct(x["c"], 0.5), pct(x["c"], 0.9),
+             max(x["c"])))
 EOF
 }
 if [ "${1:-}" = "--table" ]; then
@@ -65,7 +74,7 @@ out=${OUT:-$ROOT/bench/fault-soak.out}
 mkdir -p "$out"
 # shellcheck disable=SC2206 # KINDS is a list of words
 kinds=(${KINDS:-kill-chatter kill-connector kill-router stop-chatter
-	stop-connector pg-restart partition-chatter})
+	stop-connector pg-restart partition-chatter restart-rolling})
 : >"$out/runs.txt"
 for i in $(seq 1 "$n"); do
 	s=$((seed0 + i))
@@ -78,10 +87,12 @@ for i in $(seq 1 "$n"); do
 	rc=0
 	timeout 400 "$ROOT/tests/fault/run.sh" --seed "$s" --faults "$f" \
 		--spacing 6 >"$out/run-$s.txt" 2>&1 || rc=$?
-	grep -E '^(fault |violations|partitioned )' "$out/run-$s.txt" || true
+	grep -E '^(fault |violations|partitioned |false failovers)' \
+		"$out/run-$s.txt" || true
 	res=$(grep '^RESULT ' "$out/run-$s.txt" | cut -c8- || true)
 	[ -n "$res" ] || res='{"violations": -1, "faults": []}'
-	echo "$s $rc $res" >>"$out/runs.txt"
+	ff=$(sed -n 's/^false failovers: \([0-9]*\).*/\1/p' "$out/run-$s.txt")
+	echo "$s $rc ${ff:--1} $res" >>"$out/runs.txt"
 done
 table "$out/runs.txt" >"$out/table.md"
 cat "$out/table.md"

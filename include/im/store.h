@@ -416,12 +416,13 @@ IM_API int im_store_uq_read(im_store *st, im_uid user, im_seq after,
 
 /** The liveness defaults every writer and reader of node rows shares: a
  *  node heartbeats every IM_NODE_HEARTBEAT_MS and counts as dead once its
- *  last heartbeat is older than IM_NODE_DEAD_AFTER_MS (six missed beats, so
- *  a busy store or a loaded machine does not kill a healthy node). imnode's
+ *  last heartbeat is older than IM_NODE_DEAD_AFTER_MS (fifteen missed beats, so
+ *  a busy store or a loaded machine does not kill a healthy node; a Router
+ *  judges a node whose connection closed sooner, servers/cluster/router.h). imnode's
  *  heartbeat_ms and dead_after_ms and imctl's --dead-after start from these:
  *  defined once, so the tool never calls a node alive that the Routers
  *  already moved. */
-#define IM_NODE_HEARTBEAT_MS 250
+#define IM_NODE_HEARTBEAT_MS 100
 #define IM_NODE_DEAD_AFTER_MS 1500
 
 /** Longest node name (the slot owner string) and listen address. */

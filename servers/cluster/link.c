@@ -941,6 +941,28 @@ cl_link_heard(const cl_link *l)
 	return l != NULL ? l->heard : 0.0;
 }
 
+static void
+add_out_bytes(rpc_conn *c, void *payload)
+{
+	rpc_stats st;
+
+	rpc_conn_get_stats(c, &st);
+	*(size_t *)payload += st.out_bytes;
+}
+
+bool
+cl_link_idle(cl_link *l)
+{
+	size_t out = 0;
+
+	if (l == NULL) {
+		return true;
+	}
+	cl_peers_each(l->routers, add_out_bytes, &out);
+	return l->nctx_free == CALLS_MAX && l->nrctx_free == REPLY_CALLS_MAX &&
+	       out == 0;
+}
+
 void
 cl_link_get_stats(const cl_link *l, cl_link_stats *out)
 {

@@ -67,6 +67,11 @@ ev_tstamp cl_link_heard(const cl_link *l);
 
 void cl_link_get_stats(const cl_link *l, cl_link_stats *out);
 
+/* Nothing pending towards the Routers: every call (Forwards, Replies
+ * batches) answered, every byte (a SlotMap reload too) written. A node
+ * stopping gracefully waits for this, within its bound. */
+bool cl_link_idle(cl_link *l);
+
 void cl_link_destroy(cl_link *l);
 
 /* Tell every Router to reload the slot map now (after claims or a

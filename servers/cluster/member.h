@@ -70,11 +70,11 @@ typedef struct cl_member_opts {
 } cl_member_opts;
 
 /*
- * Defaults: a node is dead 1.5 s after its last heartbeat and everyone
- * sees it within 250 ms more, so with the 250 ms balance tick of imnode a
- * dead Chatter's groups are served again within about 2 s (issue 6:
- * failover within 3 s). Six missed heartbeats make a node dead: a busy
- * store or a loaded machine does not kill healthy nodes.
+ * Defaults (include/im/store.h): a node is dead 1.5 s after its last
+ * heartbeat and everyone sees it within 100 ms more (the Routers judge a
+ * killed one sooner: router.h). Fifteen missed heartbeats make a node dead: a
+ * busy store or a loaded machine does not kill healthy nodes (the fault
+ * runs count false failovers, and require none).
  */
 #define CL_MEMBER_OPTS_INIT {CL_MEMBER_OPTS_VERSION, IM_NODE_HEARTBEAT_MS, \
 			     IM_NODE_HEARTBEAT_MS, IM_NODE_DEAD_AFTER_MS, \

@@ -185,6 +185,15 @@ run_router(struct ev_loop *loop, im_store *st, const srv_config *c)
 	}
 	fprintf(stderr, "imnode: router %s listening on %s\n", c->name, addr);
 	ev_run(loop, 0);
+	/* Stopped (a signal): leave the view now rather than by age, so
+	 * the nodes drop us at their next view reload and imctl does not
+	 * count us; they already use the other Routers once our
+	 * connections close below. */
+	cl_member_mute(m, true);
+	if (im_store_node_heartbeat(st, c->name, 0) != IM_OK) {
+		fprintf(stderr, "imnode: leave the view: %s\n",
+			im_store_errmsg(st));
+	}
 	ret = 0;
 out:
 	cl_member_destroy(m);

@@ -38,6 +38,9 @@ typedef struct rolenode {
 	char owner[IM_OWNER_MAX + 1];
 	bool balanced; /* expect was reached once */
 	bool muted;    /* no Router serves us: no heartbeat (judge_own_reach) */
+	bool leaving;  /* graceful stop under way (leave()) */
+	ev_tstamp leave_start, handover_at, handed_at;
+	ev_timer leave_timer;
 	ev_tstamp judged; /* the last judge_own_reach() */
 	uint64_t inc;  /* the incarnation rn.owner names */
 	ev_timer tick;
@@ -136,7 +139,67 @@ typedef struct balance_pass {
 	bool routers; /* a Router is up: dead nodes' slots are theirs */
 	uint32_t claimed;
 	uint32_t handed;
+	int checked; /* 0: not yet, 1: fresh_now holds them, -1: read failed */
 } balance_pass;
+
+/* Owners whose store row is fresh now (one read per balance pass that
+ * hands over: handovers are rare). Fresh for a handover is a heartbeat at
+ * most HANDOVER_BEATS periods old, the age by which a Router judges a
+ * node whose connection closed (router_judge.c): a killed node, whose
+ * slots a Router moved after that age while our view still shows it
+ * alive, must not be handed them back. A live node late with a beat only
+ * gets its share at a later pass. */
+#define HANDOVER_BEATS 3
+static char fresh_now[BALANCE_NODES][IM_OWNER_MAX + 1];
+static size_t nfresh_now;
+
+static int
+collect_fresh(const im_node_row *row, void *payload)
+{
+	const rolenode *rn = payload;
+	uint64_t now = (uint64_t)(ev_time() * 1000.0);
+	uint64_t max_age = HANDOVER_BEATS * (uint64_t)rn->c->heartbeat_ms;
+
+	if (max_age > rn->c->dead_after_ms) {
+		max_age = rn->c->dead_after_ms;
+	}
+	if (nfresh_now < BALANCE_NODES && row->role == rn->role &&
+	    (now <= row->heartbeat_ms || now - row->heartbeat_ms <= max_age)) {
+		cl_owner_of(fresh_now[nfresh_now], IM_OWNER_MAX + 1,
+			    row->name, row->incarnation);
+		nfresh_now++;
+	}
+	return 0;
+}
+
+/*
+ * Is the node a handover would give a slot to alive in the store now?
+ * Our view may be a reload behind (a loaded machine delays it): a node
+ * that has just left (a graceful stop writes heartbeat 0 to its row, then
+ * hands its slots to the others) still looks fresh there, and the plan
+ * over the view would hand it slots back after it has gone, for the
+ * Routers to fail over later. One read of the rows per pass settles it;
+ * when the read fails, nothing is handed over this pass.
+ */
+static bool
+handover_target_alive(balance_pass *b, const char *to)
+{
+	size_t i;
+
+	if (b->checked == 0) {
+		nfresh_now = 0;
+		b->checked = im_store_node_list(b->rn->st, collect_fresh,
+						b->rn) == IM_OK
+				     ? 1
+				     : -1;
+	}
+	for (i = 0; b->checked > 0 && i < nfresh_now; i++) {
+		if (strcmp(fresh_now[i], to) == 0) {
+			return true;
+		}
+	}
+	return false;
+}
 
 static bool
 balance_admit(void *payload, im_kind kind, const im_shard_move *mv,
@@ -159,6 +222,9 @@ balance_admit(void *payload, im_kind kind, const im_shard_move *mv,
 		 * is queued, before the CAS moves the slot. Anything of ours
 		 * for the slot after that is fenced (epoch + 1).
 		 */
+		if (!handover_target_alive(b, mv->to)) {
+			return false;
+		}
 		if (b->handed == 0 && rn->ch != NULL) {
 			chatter_flush(rn->ch);
 		} else if (b->handed == 0 && rn->cn != NULL) {
@@ -200,7 +266,7 @@ balance_moved(void *payload, im_kind kind, const im_shard_move *mv,
 
 /* The nodes of our role that are fresh now, as owner strings. Fresh now,
  * not only at the view's last reload: a node a Router just judged dead
- * must not get slots handed over. */
+ * must not get slots handed over. A node leaving is not among them. */
 static size_t
 live_owners(rolenode *rn, const char **nodes)
 {
@@ -210,7 +276,9 @@ live_owners(rolenode *rn, const char **nodes)
 	for (i = 0; i < cl_member_count(rn->m) && n < BALANCE_NODES; i++) {
 		const cl_node *x = cl_member_node(rn->m, i);
 
-		if (x->role == rn->role && cl_member_fresh(rn->m, x)) {
+		/* A node leaving plans over the others only (leave()). */
+		if (x->role == rn->role && cl_member_fresh(rn->m, x) &&
+		    !(rn->leaving && strcmp(x->name, rn->c->name) == 0)) {
 			cl_owner_of(owners[n], sizeof(owners[n]), x->name,
 				    x->incarnation);
 			nodes[n] = owners[n];
@@ -231,7 +299,7 @@ balance(rolenode *rn)
 	static const slot_policy_ops ops = {balance_admit, balance_moved};
 	const char *nodes[BALANCE_NODES];
 	im_shard_move moves[BALANCE_MOVES];
-	balance_pass b = {rn, cl_link_routers_up(rn->link) > 0, 0, 0};
+	balance_pass b = {rn, cl_link_routers_up(rn->link) > 0, 0, 0, 0};
 	slot_policy_result res;
 	uint32_t gained;
 	size_t n = live_owners(rn, nodes);
@@ -242,7 +310,8 @@ balance(rolenode *rn)
 	 * spreads evenly); after that a node that lost peers must go on
 	 * balancing, or the dead ones' slots would never be taken over.
 	 */
-	if (rn->muted || (!rn->balanced && n < rn->c->expect)) {
+	if (rn->muted || rn->leaving ||
+	    (!rn->balanced && n < rn->c->expect)) {
 		return;
 	}
 	rn->balanced = true;
@@ -329,7 +398,7 @@ on_member_change(cl_member *m, void *payload)
 {
 	rolenode *rn = payload;
 
-	if (rn->link != NULL && rn->inc != 0 &&
+	if (!rn->leaving && rn->link != NULL && rn->inc != 0 &&
 	    cl_member_incarnation(m) != rn->inc) {
 		reincarnate(rn);
 	}
@@ -627,6 +696,187 @@ start_role(rolenode *rn)
 	return 0;
 }
 
+/*
+ * Graceful stop (SIGTERM or SIGINT; issue 13). A crash costs the node's
+ * clients the failure detector's timeout; a stop need not: the node says
+ * it is leaving, hands every slot over by CAS to the live nodes of its
+ * role while it still serves, and exits once that is done, within
+ * c->stop_ms (after which it exits anyway, and the Routers fail over as
+ * for a crash). In order:
+ *
+ *  1. Leave the view: stop heartbeating and write heartbeat 0 to our row,
+ *     so every node and Router sees us dead at its next view reload (no
+ *     one hands us slots from then on: live_owners() skips stale rows)
+ *     and no tool counts us. The Routers do not move our slots: we still
+ *     answer their heartbeats (router.h: silent AND stale). A Connector
+ *     stops accepting clients.
+ *  2. After one view reload period (refresh_ms + a margin), every node's
+ *     plan is without us: hand over. The plan over the live others
+ *     (slot_policy_rebalance, the same path as a handover to a node that
+ *     joined) commits what is pending (Chatter) or writes what is queued
+ *     (Connector) first, moves each slot by CAS (epoch + 1: anything of
+ *     ours for it later is fenced), drops our state for it and, for a
+ *     Connector, sends its clients Redirect{new owner} so im_client
+ *     moves at once and resumes there from the store. Then the Routers
+ *     are told (SlotMap reload; they pass it on to every node, so the new
+ *     owners serve at once instead of at their next tick). Repeated each
+ *     step until we exit while a slot is ours (a lost CAS, a slot handed
+ *     to us in the reload window; peers check the store before they hand
+ *     a slot over, handover_target_alive(), so that is rare).
+ *  3. Drain: wait until the calls to the Routers are answered (a
+ *     Chatter's replies reach the clients) and a Connector's redirected
+ *     connections are written and closed; then the loop stops and
+ *     stop() flushes and closes.
+ *
+ * With no live node of our role there is nobody to hand over to: we exit
+ * at once and the slots wait for the next node (a whole-cluster stop).
+ * A second signal during this stops at once (node_main.c breaks the loop
+ * again). A loop blocked in the store past the bound is ended by the
+ * alarm (on_stop_alarm): a plain exit, as a crash would be.
+ */
+#define LEAVE_STEP_MS 10
+#define LEAVE_MARGIN_MS 50
+
+static void
+on_stop_alarm(int sig)
+{
+	static const char msg[] = "imnode: graceful stop did not finish in "
+				  "time: exiting without it\n";
+
+	(void)sig;
+	(void)!write(2, msg, sizeof(msg) - 1);
+	_exit(1);
+}
+
+/* Hand every slot of ours to the live others; true once none is ours. */
+static bool
+leave_handover(rolenode *rn)
+{
+	static const slot_policy_ops ops = {balance_admit, balance_moved};
+	const char *nodes[BALANCE_NODES];
+	im_shard_move moves[BALANCE_MOVES];
+	balance_pass b = {rn, cl_link_routers_up(rn->link) > 0, 0, 0, 0};
+	slot_policy_result res;
+	uint32_t gained;
+	size_t n = live_owners(rn, nodes);
+	int rc;
+
+	if (map_reload(rn, &gained) != IM_OK) {
+		return false;
+	}
+	if (im_shard_count(rn->map, rn->kind, rn->owner) == 0) {
+		return true;
+	}
+	if (n == 0) {
+		LOG_W("%s stopping: no live %s to hand %u slots to: they wait "
+		      "for the next one", rn->owner, rn->c->role,
+		      im_shard_count(rn->map, rn->kind, rn->owner));
+		return true;
+	}
+	rc = slot_policy_rebalance(rn->map, rn->st, rn->kind, nodes, n, moves,
+				   BALANCE_MOVES, &ops, &b, &res);
+	if (rc != IM_OK) {
+		LOG_W("stopping: handover: %s (%s)", im_strerror(rc),
+		      im_store_errmsg(rn->st));
+	}
+	if (b.handed > 0) {
+		cl_link_notify_slots(rn->link);
+		LOG_I("%s stopping: handed %u %s slots over to %zu live "
+		      "nodes", rn->owner, b.handed,
+		      rn->kind == IM_KIND_USER ? "user" : "group", n);
+	}
+	return im_shard_count(rn->map, rn->kind, rn->owner) == 0;
+}
+
+/* Nothing of ours in flight: the Routers answered our calls and got our
+ * SlotMap reload (else they would judge us by a stale map once our
+ * connections close), and a Connector's redirected clients got their
+ * Redirect (closed). */
+static bool
+leave_drained(rolenode *rn)
+{
+	if (!cl_link_idle(rn->link)) {
+		return false;
+	}
+	if (rn->cn != NULL) {
+		connector_stats cs;
+
+		connector_get_stats(rn->cn, &cs);
+		return cs.conns == 0;
+	}
+	return true;
+}
+
+static void
+on_leave_step(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	rolenode *rn = w->data;
+	ev_tstamp now = ev_now(loop);
+
+	(void)revents;
+	if ((now - rn->leave_start) * 1000.0 >= (double)rn->c->stop_ms) {
+		LOG_W("%s stopping: not done within %u ms (%u slots still "
+		      "ours): exiting anyway", rn->owner, rn->c->stop_ms,
+		      im_shard_count(rn->map, rn->kind, rn->owner));
+		ev_break(loop, EVBREAK_ALL);
+		return;
+	}
+	if (now < rn->handover_at) {
+		return;
+	}
+	/* Every step until we exit: a slot handed to us meanwhile (a peer
+	 * that planned before it saw us leave) goes too. */
+	if (!leave_handover(rn)) {
+		return;
+	}
+	if (rn->handed_at == 0) {
+		rn->handed_at = now;
+	}
+	if (leave_drained(rn)) {
+		LOG_I("%s stopped gracefully in %.0f ms (handover %.0f ms "
+		      "after the signal)", rn->owner,
+		      (now - rn->leave_start) * 1000.0,
+		      (rn->handed_at - rn->leave_start) * 1000.0);
+		ev_break(loop, EVBREAK_ALL);
+	}
+}
+
+static void
+leave(rolenode *rn)
+{
+	const srv_config *c = rn->c;
+	double step = LEAVE_STEP_MS / 1000.0;
+	int rc;
+
+	if (c->stop_ms == 0) {
+		return;
+	}
+	signal(SIGALRM, on_stop_alarm);
+	alarm((c->stop_ms + 999) / 1000 + 1);
+	rn->leaving = true;
+	ev_now_update(rn->loop);
+	rn->leave_start = ev_now(rn->loop);
+	ev_timer_stop(rn->loop, &rn->tick);
+	if (rn->cn != NULL) {
+		connector_stop_accepting(rn->cn);
+	}
+	cl_member_mute(rn->m, true);
+	rc = im_store_node_heartbeat(rn->st, c->name, 0);
+	if (rc != IM_OK) {
+		LOG_W("stopping: leave the view: %s (%s)", im_strerror(rc),
+		      im_store_errmsg(rn->st));
+	}
+	rn->handover_at = rn->leave_start +
+			  (c->refresh_ms + LEAVE_MARGIN_MS) / 1000.0;
+	LOG_I("%s stopping: leaving the view, handover in %u ms", rn->owner,
+	      c->refresh_ms + LEAVE_MARGIN_MS);
+	ev_timer_init(&rn->leave_timer, on_leave_step, step, step);
+	rn->leave_timer.data = rn;
+	ev_timer_start(rn->loop, &rn->leave_timer);
+	ev_run(rn->loop, 0);
+	ev_timer_stop(rn->loop, &rn->leave_timer);
+}
+
 static void
 stop(rolenode *rn)
 {
@@ -699,6 +949,7 @@ run(struct ev_loop *loop, im_store *st, srv_config *c)
 	fprintf(stderr, "imnode: %s %s (%s) up\n", c->role, c->name,
 		rn.owner);
 	ev_run(loop, 0);
+	leave(&rn);
 	ret = 0;
 out:
 	stop(&rn);

@@ -595,7 +595,7 @@ router__retry_parked(router *r)
 }
 
 static void
-handle_slot_map(router *r, const imrpc_SlotMap *sm)
+handle_slot_map(router *r, rpc_conn *from, const imrpc_SlotMap *sm)
 {
 	uint32_t i;
 
@@ -607,8 +607,8 @@ handle_slot_map(router *r, const imrpc_SlotMap *sm)
 					     ch->slot, ch->epoch, ch->owner);
 		}
 	}
-	if (sm->reload) {
-		(void)router_reload(r);
+	if (sm->reload && router_reload(r) == IM_OK) {
+		router__relay_reload(r, from);
 	}
 }
 
@@ -658,7 +658,7 @@ on_request(rpc_conn *c, uint64_t req_id, const imrpc_Rpc *m, void *payload)
 		answer(r, c, req_id, 0, NULL);
 		break;
 	case imrpc_Rpc_slot_map_tag:
-		handle_slot_map(r, &m->body.slot_map);
+		handle_slot_map(r, c, &m->body.slot_map);
 		answer(r, c, req_id, 0, NULL);
 		break;
 	case imrpc_Rpc_heartbeat_tag:
@@ -706,6 +706,10 @@ on_state(rpc_conn *c, bool up, int err, const char *why, void *payload)
 	if (rpc_conn_user(c) != NULL) {
 		rnode *n = rpc_conn_user(c);
 
+		if (n->hello && (n->role == imrpc_Role_ROLE_CONNECTOR ||
+				 n->role == imrpc_Role_ROLE_CHATTER)) {
+			router__closed(r, n->name);
+		}
 		n->conn = NULL;
 		n->hello = false;
 		r->stats.conns--;

@@ -34,6 +34,12 @@
  *   (b) the store says so, read at that moment: no node row is that owner
  *       (the node re-registered as a newer incarnation, or its row is
  *       gone), or the row's heartbeat is older than dead_after_ms.
+ * Once the owner's connection to this Router closed (after its Hello),
+ * both ages are 3 * heartbeat_ms instead (when that is shorter), until it
+ * is heard again: a killed process closes its sockets at once, so a crash
+ * is judged in 3 periods, not dead_after_ms; a pause or a cut keeps the
+ * connection open and waits the full timeout. The close alone never
+ * decides: a live node heartbeats the store every period (b).
  * Silence is counted only while the Router listens: when its own loop
  * stalled (ticks more than two periods apart: a blocking store call, a
  * pause), the gap is credited to every owner.
@@ -44,8 +50,8 @@
  * is what every node can see; requiring (a) too means a Router never moves
  * slots of a node that still answers it. A node that is really gone
  * (killed, paused, cut off from the store and the Routers) meets both
- * within dead_after_ms + heartbeat_ms, which with the defaults (1500 +
- * 250) leaves failover well within 3 s.
+ * within dead_after_ms + heartbeat_ms (1500 + 100 with the defaults), a
+ * killed one within 4 heartbeat periods (0.4 s).
  *
  * A dead owner's slots go where im_shard_plan() puts them over the live
  * nodes of its role (store rows with a fresh heartbeat, the same set on
@@ -113,7 +119,8 @@ typedef struct router_opts {
 } router_opts;
 
 #define ROUTER_OPTS_INIT {ROUTER_OPTS_VERSION, 256, 4096, 1000, 5000, \
-			  RPC_OPTS_INIT, 250, 1500, 1024, NULL, NULL, \
+			  RPC_OPTS_INIT, IM_NODE_HEARTBEAT_MS, \
+			  IM_NODE_DEAD_AFTER_MS, 1024, NULL, NULL, \
 			  {2000, 5000, 64}}
 
 typedef struct router_stats {

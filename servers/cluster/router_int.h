@@ -47,6 +47,7 @@ typedef struct rnode {
 typedef struct rwatch {
 	char owner[IM_NODE_NAME_MAX + 1];
 	uint64_t heard_ms;
+	bool closed; /* its connection closed since we last heard it */
 } rwatch;
 
 /* A node row as the judge reads it. */
@@ -133,8 +134,18 @@ void router__abandon_moved(router *r);
 /* router.c: the map changed: route the parked user events again. */
 void router__retry_parked(router *r);
 
+/* router_judge.c: a node moved slots itself (a handover: to a node that
+ * joined, or all of them as it stops) and asked us to reload: every other
+ * Connector and Chatter reloads now too, so a new owner serves its slots
+ * at once rather than at its next balance tick. */
+void router__relay_reload(router *r, const rpc_conn *from);
+
 /* router_judge.c: owner answered this Router now (Hello, Heartbeat). */
 void router__heard(router *r, const char *owner);
+
+/* router_judge.c: the connection of owner (it said Hello) closed: judged
+ * by the short timeout from now on, until heard again (router.h). */
+void router__closed(router *r, const char *owner);
 
 /* router_judge.c: the clock default, the start of silence for owners
  * never heard of, and the heartbeat timer (opts.heartbeat_ms). */

@@ -66,6 +66,31 @@ watch_heard(router *r, const char *owner, uint64_t now)
 		snprintf(w->owner, sizeof(w->owner), "%s", owner);
 	}
 	w->heard_ms = now;
+	w->closed = false;
+}
+
+/*
+ * The timeout owner is judged by (router.h): dead_after_ms, or the short
+ * one, CLOSED_BEATS heartbeat periods, once its connection to us closed.
+ * A process that is killed or crashes closes its sockets at once: its
+ * connection closing is strong evidence, but not proof (a Router's own
+ * limits close connections, a network fails), so condition (b) stays:
+ * its store heartbeat must be as old too, which a live node's never is
+ * (it heartbeats every period).
+ */
+#define CLOSED_BEATS 3
+
+static uint64_t
+timeout_of(router *r, const char *owner)
+{
+	const rwatch *w = watch_find(r, owner);
+	uint64_t fast = CLOSED_BEATS * (uint64_t)r->opts.heartbeat_ms;
+
+	if (w != NULL && w->closed && fast > 0 &&
+	    fast < r->opts.dead_after_ms) {
+		return fast;
+	}
+	return r->opts.dead_after_ms;
 }
 
 /* Silent towards this Router past the timeout: condition (a). */
@@ -75,7 +100,7 @@ silent(router *r, const char *owner, uint64_t now)
 	const rwatch *w = watch_find(r, owner);
 	uint64_t heard = w != NULL ? w->heard_ms : r->started_ms;
 
-	return now > heard && now - heard > r->opts.dead_after_ms;
+	return now > heard && now - heard > timeout_of(r, owner);
 }
 
 static void
@@ -120,15 +145,19 @@ row_fresh(const router *r, const rrow *x, uint64_t now)
 	       now - x->heartbeat_ms <= r->opts.dead_after_ms;
 }
 
-/* Condition (b), over the rows just read. */
+/* Condition (b), over the rows just read, by owner's timeout. */
 static bool
-store_says_dead(const router *r, const char *owner, uint64_t now)
+store_says_dead(router *r, const char *owner, uint64_t now)
 {
+	uint64_t timeout = timeout_of(r, owner);
 	uint32_t i;
 
 	for (i = 0; i < r->nrows; i++) {
-		if (strcmp(r->rows[i].owner, owner) == 0) {
-			return !row_fresh(r, &r->rows[i], now);
+		const rrow *x = &r->rows[i];
+
+		if (strcmp(x->owner, owner) == 0) {
+			return now > x->heartbeat_ms &&
+			       now - x->heartbeat_ms > timeout;
 		}
 	}
 	/* No row is this owner: a newer incarnation replaced it, or the
@@ -149,9 +178,25 @@ is_in(const char *const *set, size_t n, const char *owner)
 	return false;
 }
 
-/* Tell every connected Connector and Chatter what moved (they reload). */
+/* By value (is_in() compares interned pointers). */
+static bool
+is_in_str(const char *const *set, size_t n, const char *owner)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (strcmp(set[i], owner) == 0) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Tell every connected Connector and Chatter but `except` (may be NULL)
+ * what moved (they reload). */
 static void
-notify_moves(router *r, const imrpc_SlotChange *ch, size_t n, bool reload)
+notify_moves_but(router *r, const imrpc_SlotChange *ch, size_t n,
+		 bool reload, const rpc_conn *except)
 {
 	uint32_t i;
 
@@ -165,7 +210,7 @@ notify_moves(router *r, const imrpc_SlotChange *ch, size_t n, bool reload)
 	for (i = 0; i < r->opts.max_conns; i++) {
 		rnode *x = &r->nodes[i];
 
-		if (x->conn == NULL || !x->hello ||
+		if (x->conn == NULL || x->conn == except || !x->hello ||
 		    (x->role != imrpc_Role_ROLE_CONNECTOR &&
 		     x->role != imrpc_Role_ROLE_CHATTER) ||
 		    !rpc_conn_is_up(x->conn)) {
@@ -175,6 +220,18 @@ notify_moves(router *r, const imrpc_SlotChange *ch, size_t n, bool reload)
 			r->stats.notified++;
 		}
 	}
+}
+
+static void
+notify_moves(router *r, const imrpc_SlotChange *ch, size_t n, bool reload)
+{
+	notify_moves_but(r, ch, n, reload, NULL);
+}
+
+void
+router__relay_reload(router *r, const rpc_conn *from)
+{
+	notify_moves_but(r, NULL, 0, true, from);
 }
 
 /* One judgement's moves (slot_policy_ops payload). */
@@ -236,7 +293,11 @@ move_kind(router *r, uint64_t now, im_kind kind, judgement *j)
 	int rc;
 
 	for (i = 0; i < r->nrows && nlive < OWNERS_MAX; i++) {
-		if (r->rows[i].role == role && row_fresh(r, &r->rows[i], now)) {
+		/* Not the owners just judged dead: one judged by the short
+		 * timeout (its connection closed) may look fresh by the
+		 * long one, and would be planned its own slots back. */
+		if (r->rows[i].role == role && row_fresh(r, &r->rows[i], now) &&
+		    !is_in_str(j->dead, j->ndead, r->rows[i].owner)) {
 			live[nlive++] = r->rows[i].owner;
 		}
 	}
@@ -277,6 +338,22 @@ suspects(router *r, uint64_t now, const char **seen, size_t *nseen)
 	return any;
 }
 
+/* One of the silent owners is silent since its connection closed. */
+static bool
+closed_suspect(router *r, uint64_t now, const char **seen, size_t nseen)
+{
+	size_t i;
+
+	for (i = 0; i < nseen; i++) {
+		const rwatch *w = watch_find(r, seen[i]);
+
+		if (w != NULL && w->closed && silent(r, seen[i], now)) {
+			return true;
+		}
+	}
+	return false;
+}
+
 /* Judge every slot owner of the map; move the dead ones' slots. */
 static int
 judge(router *r, uint64_t now)
@@ -287,6 +364,14 @@ judge(router *r, uint64_t now)
 	int k, rc = IM_OK;
 
 	if (!suspects(r, now, seen, &nseen)) {
+		return IM_OK;
+	}
+	/* Our map may be a reload behind the store: a node that handed its
+	 * slots over as it stopped (node_role.c leave()) and closed its
+	 * connection is silent now but owns nothing; judge the owners the
+	 * store has. */
+	if (closed_suspect(r, now, seen, nseen) && router_reload(r) == IM_OK &&
+	    !suspects(r, now, seen, &nseen)) {
 		return IM_OK;
 	}
 	/* (b): what the store says right now. */
@@ -306,8 +391,12 @@ judge(router *r, uint64_t now)
 			r->stats.dead++;
 			fprintf(stderr,
 				"router: %s is dead (silent and stale in the "
-				"store): moving its slots\n",
-				seen[i]);
+				"store for %llu ms%s): moving its slots\n",
+				seen[i],
+				(unsigned long long)timeout_of(r, seen[i]),
+				timeout_of(r, seen[i]) < r->opts.dead_after_ms
+					? ", its connection closed"
+					: "");
 		}
 	}
 	for (k = 0; k < IM_KIND_COUNT && j.ndead > 0 && rc == IM_OK; k++) {
@@ -400,6 +489,16 @@ void
 router__heard(router *r, const char *owner)
 {
 	watch_heard(r, owner, now_of(r));
+}
+
+void
+router__closed(router *r, const char *owner)
+{
+	rwatch *w = watch_find(r, owner);
+
+	if (w != NULL) {
+		w->closed = true;
+	}
 }
 
 void

@@ -97,6 +97,9 @@ static const srv_key keys[] = {
         NUM("dead_after_ms", ROLE_KEY_U32, dead_after_ms, SRV_NODE, 10,
             60000, "a node silent this long is dead: Routers move its "
                    "slots"),
+        NUM("stop_ms", ROLE_KEY_U32, stop_ms, SRV_NODE, 0, 60000,
+            "SIGTERM: hand the slots over and exit within this, ms "
+            "(then exit anyway; 0 = exit at once, no handover)"),
         NUM("router_admit_ms", ROLE_KEY_U32, router_admit_ms, SRV_NODE, 0,
             600000, "router: a connection that has not said Hello this "
                     "long is closed, 0 = never"),
@@ -136,13 +139,15 @@ srv_config_init(srv_config *cfg, unsigned who)
 		cfg->slot_watch_ms = 1000;
 		cfg->ttl = 86400;
 	} else {
-		/* The membership defaults (member.h) and the 250 ms balance
-		 * tick: failover within 3 s. */
+		/* The membership defaults (include/im/store.h: failover of
+		 * a crash in about 0.4 s, of a pause in about 1.6 s) and the
+		 * 250 ms balance tick (handovers, the no-Router fallback). */
 		cfg->expect = 1;
 		cfg->heartbeat_ms = IM_NODE_HEARTBEAT_MS;
 		cfg->refresh_ms = IM_NODE_HEARTBEAT_MS;
 		cfg->balance_ms = 250;
 		cfg->dead_after_ms = IM_NODE_DEAD_AFTER_MS;
+		cfg->stop_ms = 2000;
 		/* ROUTER_OPTS_INIT's limits (servers/cluster/router.h,
 		 * which this table does not link): a Hello within 2 s, a
 		 * frame within 5 s (the RPC call timeout), 64 connections

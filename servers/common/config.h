@@ -60,6 +60,7 @@ typedef struct srv_config {
 	uint32_t refresh_ms;    /* membership view reload period */
 	uint32_t balance_ms;    /* slot balance period */
 	uint32_t dead_after_ms; /* silence after which a node is dead */
+	uint32_t stop_ms;       /* SIGTERM: graceful stop bound (node_leave.h) */
 	/* router: what an RPC connection must do to keep its place */
 	uint32_t router_admit_ms;
 	uint32_t router_frame_ms;

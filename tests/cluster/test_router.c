@@ -1270,6 +1270,78 @@ test_router_does_not_count_its_own_stall_as_silence(void **state)
 	assert_int_equal(st.moved, 5);
 }
 
+static bool
+conn_gone(env *e)
+{
+	router_stats st;
+
+	router_get_stats(e->r, &st);
+	return st.conns == 3;
+}
+
+/* The Router with a 100 ms period (so 3 periods, 300 ms, is shorter than
+ * the 1500 ms timeout), the nodes connected, chatter-2's connection
+ * closed as a killed process's is; chatter-2 beats the store or not. */
+static void
+fd_close_chatter_2(env *e)
+{
+	router_destroy(e->r);
+	im_shard_destroy(e->map);
+	fd_router_hb(e, &e->r, &e->map, 100);
+	fd_start(e);
+	assert_int_equal(router_tick(e->r), IM_OK);
+	fake_stop(&e->ch2);
+	assert_true(run_until(e, conn_gone));
+}
+
+/* A killed Chatter (its connection closed, its store heartbeat stopped)
+ * is dead after 3 periods, not after the full timeout (issue 13). */
+static void
+test_router_judges_an_owner_whose_connection_closed_in_three_periods(
+	void **state)
+{
+	env *e = *state;
+	router_stats st;
+	int i;
+
+	fd_close_chatter_2(e);
+	for (i = 0; i < 2; i++) {
+		fd_advance(e, 100, true, false, true);
+		assert_int_equal(router_tick(e->r), IM_OK);
+	}
+	router_get_stats(e->r, &st);
+	assert_int_equal(st.dead, 0); /* 200 ms: not yet */
+	for (i = 0; i < 2; i++) {
+		fd_advance(e, 100, true, false, true);
+		assert_int_equal(router_tick(e->r), IM_OK);
+	}
+	router_get_stats(e->r, &st);
+	assert_int_equal(st.dead, 1); /* 400 ms, far below 1500 */
+	assert_int_equal(st.moved, 5);
+	assert_moved_once_fairly(e);
+}
+
+/* A closed connection alone is no death: a node that still beats the
+ * store keeps its slots past the short timeout and the long one (its
+ * connection may have been closed by a network fault or by us). */
+static void
+test_router_keeps_the_slots_of_a_closed_owner_that_beats_the_store(
+	void **state)
+{
+	env *e = *state;
+	router_stats st;
+	int i;
+
+	fd_close_chatter_2(e);
+	for (i = 0; i < 20; i++) {
+		fd_advance(e, 100, true, true, true);
+		assert_int_equal(router_tick(e->r), IM_OK);
+	}
+	router_get_stats(e->r, &st);
+	assert_int_equal(st.dead, 0);
+	assert_int_equal(st.moved, 0);
+}
+
 /* A dead Connector's user slots go to the live Connectors; with none
  * left, nothing moves (the next tick retries). */
 static void
@@ -1324,6 +1396,8 @@ main(void)
 		F(test_two_routers_deciding_at_once_move_each_dead_slot_once),
 		F(test_router_moves_nothing_when_no_node_of_the_role_is_live),
 		F(test_router_does_not_count_its_own_stall_as_silence),
+		F(test_router_judges_an_owner_whose_connection_closed_in_three_periods),
+		F(test_router_keeps_the_slots_of_a_closed_owner_that_beats_the_store),
 #undef F
 	};
 

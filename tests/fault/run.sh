@@ -16,11 +16,18 @@
 # (that Chatter's Routers cut, both ways, its store reachable: it must
 # give its slots up, issue 13) and partition-store (the reverse), and
 # kill-connector-stay (kill -9, never restarted: its clients go on to the
-# other Connector; later connector faults pick the live one), and
+# other Connector; later connector faults pick the live one),
 # hold-commit-zombie (a test build's hook holds a Chatter's commit in
 # flight, the Chatter is paused with it held, then resumed and the commit
-# released: the store must refuse it, IM_ESTALE; issue 13). Targets are
-# picked by the seed.
+# released: the store must refuse it, IM_ESTALE; issue 13),
+# term-chatter and term-connector (SIGTERM: a graceful stop, restarted
+# spacing/2 after it exited) and restart-rolling (SIGTERM and restart
+# every Chatter, Connector and Router one after the other, each once the
+# previous is up again: one F line per node). Targets are picked by the
+# seed. --max-unavail-ms N also fails the run when a fault's
+# unavailability (for a group or a client) is over N ms.
+# A false failover (a Router judged dead a node no kill-*, stop-* or
+# partition-* or hold-* hit) is a violation too: "false failovers: N" is printed.
 # Prints the checker's report; exit status 0 only with zero violations.
 # Every wait is bounded (the whole run: 3 + SPACING * faults + 30 s plus
 # the cluster's start).
@@ -36,13 +43,14 @@ LOAD=$BUILD/tests/fault/fault_load
 mode=pg
 faults="kill-chatter kill-connector kill-router stop-chatter"
 faults="$faults stop-connector pg-restart partition-chatter"
-faults="$faults partition-routers partition-store"
+faults="$faults partition-routers partition-store restart-rolling"
 faults="$faults hold-commit-zombie"
 seed=${IM_TEST_SEED:-$(date +%s)}
 spacing=8
 keep=
 clients=12
 groups=8
+max_unavail=
 while [ $# -gt 0 ]; do
 	case $1 in
 	--sqlite) mode=--sqlite; shift ;;
@@ -52,6 +60,7 @@ while [ $# -gt 0 ]; do
 	--keep) keep=$2; shift 2 ;;
 	--clients) clients=$2; shift 2 ;;
 	--groups) groups=$2; shift 2 ;;
+	--max-unavail-ms) max_unavail=$2; shift 2 ;;
 	*) echo "usage: $0 [--sqlite] [--faults K...] [--seed N]" \
 		"[--spacing S] [--keep DIR]" >&2; exit 2 ;;
 	esac
@@ -247,6 +256,54 @@ hold_report() {
 	return $bad
 }
 
+# wait_exit PID: until the process is gone (a graceful stop: bounded by
+# its stop_ms, 2 s; 10 s here), 0 if it went
+wait_exit() {
+	local i
+	for i in $(seq 1 100); do
+		kill -0 "$1" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# restart_up NAME: restart it and wait (bounded) until its new
+# incarnation says it is up
+restart_up() {
+	local name=$1 log=$cl/$1.log n i
+	n=$(grep -cE ' up$|listening on' "$log" || true)
+	restart "$name"
+	for i in $(seq 1 100); do
+		[ "$(grep -cE ' up$|listening on' "$log" || true)" -gt "$n" ] &&
+			return 0
+		sleep 0.1
+	done
+	echo "restart-rolling: $name did not come up" >&2
+	return 1
+}
+
+# restart-rolling: each node in turn gets SIGTERM (it hands its slots
+# over and exits), a supervisor starts it again, and the next goes once
+# it is up and took its share back (ROLL_SETTLE seconds). One F line per
+# node: check.py reports each one's unavailability.
+ROLL_NODES="chatter-1 chatter-2 chatter-3 connector-1 connector-2"
+ROLL_NODES="$ROLL_NODES router-1 router-2"
+ROLL_SETTLE=1.5
+rolling() {
+	local name pid
+	for name in $ROLL_NODES; do
+		case " $down " in *" $name "*) continue ;; esac
+		pid=$(pid_of "$name")
+		echo "F $(now_ms) restart-rolling $name" >>"$dir/faults"
+		echo "  $(date +%T) restart-rolling $name"
+		kill -TERM "$pid"
+		wait_exit "$pid" ||
+			{ echo "restart-rolling: $name did not exit" >&2; return 1; }
+		restart_up "$name" || return 1
+		sleep "$ROLL_SETTLE"
+	done
+}
+
 down= # Connectors killed for good (kill-connector-stay)
 fault() {
 	local kind=$1 t pid target
@@ -254,6 +311,9 @@ fault() {
 	kill-chatter) pick chatter 3 ;;
 	kill-connector | kill-connector-stay) pick connector 2 ;;
 	kill-router) pick router 2 ;;
+	term-chatter) pick chatter 3 ;;
+	term-connector) pick connector 2 ;;
+	restart-rolling) rolling; return ;;
 	stop-chatter) pick chatter 3 ;;
 	stop-connector) pick connector 2 ;;
 	pg-restart) target=postgresql ;;
@@ -277,6 +337,13 @@ fault() {
 			# a supervisor restarts it once the others took over
 			(sleep $((spacing / 2)); restart "$target") &
 		fi
+		;;
+	term-*)
+		pid=$(pid_of "$target")
+		kill -TERM "$pid"
+		# a supervisor starts it again once it has exited
+		(wait_exit "$pid" && sleep $((spacing / 2)) &&
+			restart "$target") &
 		;;
 	stop-chatter | stop-connector)
 		pid=$(pid_of "$target")
@@ -311,6 +378,9 @@ fault() {
 
 nf=$(echo $faults | wc -w)
 duration=$((3 + spacing * nf + 3))
+# each restart-rolling takes about 3 s a node (stop, start, settle)
+nroll=$(echo $faults | tr ' ' '\n' | grep -c '^restart-rolling$' || true)
+duration=$((duration + nroll * $(echo $ROLL_NODES | wc -w) * 3))
 : >"$dir/faults"
 "$LOAD" --ports "$(cat "$cl/connector-1.port"),$(cat "$cl/connector-2.port")" \
 	--secret-file "$cl/secret" --store "$store" --out "$dir/history" \
@@ -345,6 +415,38 @@ rc=$?
 set -e
 cat "$dir/check.out"
 hold_report || rc=1
+# False failovers (issue 13): a Router judged a node dead ("X/INC is
+# dead") that no crash-like fault hit (kill-*, stop-*, partition-*): a
+# live node lost its slots (a graceful stop's node counts too: it hands
+# its slots over, it must not need a failover). Each owner counts once
+# however many Routers and ticks logged it. A violation.
+false_fo=$(awk '$1 == "F" && $3 ~ /^(kill|stop|partition|hold)-/ {print $4}' \
+	"$dir/faults" | sort -u)
+false_list=$(cat "$cl"/router-*.log 2>/dev/null |
+	sed -n 's/^router: \([^ /]*\)\(\/[^ ]*\) is dead .*/\1\2/p' |
+	sort -u | while read -r owner; do
+		echo "$false_fo" | grep -qx "${owner%%/*}" || echo "$owner"
+	done)
+nfalse=$(echo "$false_list" | grep -c . || true)
+echo "false failovers: $nfalse${false_list:+ ($(echo $false_list))}"
+[ "$nfalse" -eq 0 ] || rc=1
+if [ $rc -eq 0 ] && [ -n "$max_unavail" ]; then
+	# every fault's window under the bound, for groups and clients
+	python3 - "$max_unavail" "$dir/check.out" <<'PY' || rc=1
+import json, sys
+bound = int(sys.argv[1])
+for line in open(sys.argv[2]):
+    if line.startswith("RESULT "):
+        over = [f for f in json.loads(line[7:])["faults"]
+                if max(f["unavail_ms"], f["client_unavail_ms"]) > bound]
+        for f in over:
+            print("OVER BOUND: fault %s %s: %d ms (group), %d ms (client)"
+                  " > %d ms" % (f["kind"], f["target"], f["unavail_ms"],
+                                f["client_unavail_ms"], bound))
+        sys.exit(1 if over else 0)
+sys.exit(1)
+PY
+fi
 if [ -n "$netns_node" ]; then
 	# What the cut-off Chatter did (tests/fault/README.md): its commits
 	# that the store fenced (IM_ESTALE), those that failed otherwise, and

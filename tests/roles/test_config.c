@@ -48,13 +48,14 @@ test_config_each_binary_takes_its_own_rows(void **state)
 
 	srv_config_init(&c, SRV_NODE);
 	assert_int_equal(c.expect, 1);
-	assert_int_equal(c.dead_after_ms, 1500);
+	assert_int_equal(c.dead_after_ms, IM_NODE_DEAD_AFTER_MS);
+	assert_int_equal(c.stop_ms, 2000);
 	assert_int_equal(srv_config_set(&c, "db", "a.db", err, sizeof(err)),
 			 -1);
 	assert_int_equal(srv_config_set(&c, "heartbeat-ms", "5", err,
 					sizeof(err)),
 			 -1);
-	assert_int_equal(c.heartbeat_ms, 250);
+	assert_int_equal(c.heartbeat_ms, IM_NODE_HEARTBEAT_MS);
 	assert_int_equal(srv_config_set(&c, "port_file", "p", err,
 					sizeof(err)),
 			 0);
