@@ -99,7 +99,19 @@
 	  (const im_seg_key *keys, size_t n, uint32_t step, im_seg *segs_out),\
 	  (keys, n, step, segs_out))                                          \
 	X(4, uq_last, UQ_LAST,                                                \
-	  (im_uid user, im_seq *last_out), (user, last_out))
+	  (im_uid user, im_seq *last_out), (user, last_out))                  \
+	X(6, member_add_fenced, MEMBER_ADD_FENCED,                            \
+	  (const im_fence *fences, size_t nfences, im_gid gid, im_uid user,   \
+	   bool *added_out),                                                  \
+	  (fences, nfences, gid, user, added_out))                            \
+	X(6, member_remove_fenced, MEMBER_REMOVE_FENCED,                      \
+	  (const im_fence *fences, size_t nfences, im_gid gid, im_uid user,   \
+	   bool *removed_out),                                                \
+	  (fences, nfences, gid, user, removed_out))                          \
+	X(6, conv_update_fenced, CONV_UPDATE_FENCED,                          \
+	  (const im_fence *fences, size_t nfences, im_uid user, im_gid conv,  \
+	   im_seq read_seq, uint64_t read_ordinal, uint32_t flags),           \
+	  (fences, nfences, user, conv, read_seq, read_ordinal, flags))
 /* clang-format on */
 
 #endif

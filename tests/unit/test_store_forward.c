@@ -181,6 +181,15 @@ call_op(im_store *st, enum store_op op)
 		return im_store_seg_take_many(st, &a.key, 1, 10, a.segs);
 	case STORE_OP_UQ_LAST:
 		return im_store_uq_last(st, 1, &a.seq);
+	case STORE_OP_MEMBER_ADD_FENCED:
+		return im_store_member_add_fenced(st, &a.gfence, 1, 1, 2,
+		                                  &a.flag);
+	case STORE_OP_MEMBER_REMOVE_FENCED:
+		return im_store_member_remove_fenced(st, &a.gfence, 1, 1, 2,
+		                                     &a.flag);
+	case STORE_OP_CONV_UPDATE_FENCED:
+		return im_store_conv_update_fenced(st, &a.ufence, 1, 1, 1, 1, 1,
+		                                   0);
 	case STORE_OP_COUNT:
 		break;
 	}

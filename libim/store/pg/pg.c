@@ -321,6 +321,10 @@ static const struct im_store_ops pg_ops = {
         .group_create_many = im__pg_group_create_many,
         .seg_take_many = im__pg_seg_take_many,
         .uq_last = im__pg_uq_last,
+        /* version 6 */
+        .member_add_fenced = im__pg_member_add_fenced,
+        .member_remove_fenced = im__pg_member_remove_fenced,
+        .conv_update_fenced = im__pg_conv_update_fenced,
 };
 
 static void

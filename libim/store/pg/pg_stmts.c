@@ -270,6 +270,46 @@ const struct pg_stmt_def im__pg_stmts[PG_NSTMT] = {
 	[PG_UQ_LAST] = {"im_uq_last",
 		"SELECT coalesce(max(seq), 0)::int8 FROM im_userq WHERE uid = $1",
 		1, {OID_INT8}},
+	/* ops version 6: membership and read pointers, fenced as the
+	 * appends (a stale fence is a row of kind 1 and writes nothing);
+	 * the row of kind 2 says what was written. */
+	[PG_MEMBER_ADD_FENCED] = {"im_member_add_fenced",
+		"WITH " FENCE_CTE ","
+		" g AS (SELECT gid FROM im_groups WHERE gid = $4),"
+		" l AS (SELECT seq, ordinal FROM im_messages WHERE conv = $4"
+		" ORDER BY seq DESC LIMIT 1),"
+		" ins AS (INSERT INTO im_members (gid, uid, read_seq,"
+		" read_ordinal, flags, joined_ms) SELECT g.gid, $5,"
+		" coalesce((SELECT seq FROM l), 0),"
+		" coalesce((SELECT ordinal FROM l), 0), 0,"
+		" (extract(epoch FROM clock_timestamp()) * 1000)::int8 FROM g"
+		" WHERE NOT EXISTS (SELECT 1 FROM bad)"
+		" ON CONFLICT (gid, uid) DO NOTHING RETURNING 1)"
+		" SELECT 1::int8, kind, slot, cur FROM bad"
+		" UNION ALL SELECT 2, (SELECT count(*) FROM g),"
+		" (SELECT count(*) FROM ins), 0",
+		5, {OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR, OID_INT8,
+		    OID_INT8}},
+	[PG_MEMBER_REMOVE_FENCED] = {"im_member_remove_fenced",
+		"WITH " FENCE_CTE ","
+		" del AS (DELETE FROM im_members WHERE gid = $4 AND uid = $5"
+		" AND NOT EXISTS (SELECT 1 FROM bad) RETURNING 1)"
+		" SELECT 1::int8, kind, slot, cur FROM bad"
+		" UNION ALL SELECT 2, 1, (SELECT count(*) FROM del), 0",
+		5, {OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR, OID_INT8,
+		    OID_INT8}},
+	[PG_CONV_UPDATE_FENCED] = {"im_conv_update_fenced",
+		"WITH " FENCE_CTE ","
+		" up AS (UPDATE im_members SET"
+		" read_ordinal = CASE WHEN $6 > read_seq THEN $7"
+		" ELSE read_ordinal END,"
+		" read_seq = greatest(read_seq, $6), flags = $8"
+		" WHERE gid = $5 AND uid = $4"
+		" AND NOT EXISTS (SELECT 1 FROM bad) RETURNING 1)"
+		" SELECT 1::int8, kind, slot, cur FROM bad"
+		" UNION ALL SELECT 2, 1, (SELECT count(*) FROM up), 0",
+		8, {OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR, OID_INT8,
+		    OID_INT8, OID_INT8, OID_INT8, OID_INT8}},
 };
 
 /* clang-format on */

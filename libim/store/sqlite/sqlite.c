@@ -182,6 +182,10 @@ static const struct im_store_ops sq_ops = {
         .group_create_many = im__sq_group_create_many,
         .seg_take_many = im__sq_seg_take_many,
         .uq_last = im__sq_uq_last,
+        /* version 6 */
+        .member_add_fenced = im__sq_member_add_fenced,
+        .member_remove_fenced = im__sq_member_remove_fenced,
+        .conv_update_fenced = im__sq_conv_update_fenced,
 };
 
 static void
