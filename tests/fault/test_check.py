@@ -160,8 +160,9 @@ class CheckerCatchesEveryViolation(unittest.TestCase):
 # 7 by its creator 1 (the first try unanswered, the second done), removed
 # again (done), then added once more (done); user 2 marks group 7 read up
 # to seq 5, then 9, and gets the READ events; at the end 3 is a member,
-# both pointers are at 9 and user 2's client counts 0 unread, as the
-# store implies.
+# user 2's pointers are at 9 and its client counts 0 unread, as the store
+# implies; user 1 never marked read, but sent both messages: its own
+# messages count as read (the client's pointer is at its last one).
 CHURN = CLEAN + """
 B 1300 1 7 3 add 41
 R 6300 1 41 1011
@@ -183,7 +184,7 @@ N 7 1 2 3
 P 2 7 9 2 9 2
 U 2 7 9 2 9 2 0
 P 1 7 0 0 9 2
-U 1 7 0 0 9 2 2
+U 1 7 9 2 9 2 0
 """
 
 
@@ -231,8 +232,19 @@ class CheckerCatchesMembershipAndReadViolations(unittest.TestCase):
                          ["event-phantom"])
 
     def test_an_unread_count_other_than_the_store_implies_is_caught(self):
-        self.assertEqual(kinds(edit(CHURN, "U 1 7 0 0 9 2 2",
-                                    "U 1 7 0 0 9 2 1")),
+        self.assertEqual(kinds(edit(CHURN, "U 1 7 9 2 9 2 0",
+                                    "U 1 7 9 2 9 2 1")),
+                         ["unread-mismatch"])
+
+    def test_a_message_of_another_member_after_the_pointer_is_unread(self):
+        # user 2 read up to 5 only: user 1's message 9 is unread for it
+        text = CHURN.replace("K 7100 2 7 9 45\nR 7110 2 45 0\n"
+                             "V 7111 2 4 7 9 2\n", "")
+        text = edit(text, "P 2 7 9 2 9 2", "P 2 7 5 1 9 2")
+        self.assertEqual(kinds(edit(text, "U 2 7 9 2 9 2 0",
+                                    "U 2 7 5 1 9 2 1")), [])
+        self.assertEqual(kinds(edit(text, "U 2 7 9 2 9 2 0",
+                                    "U 2 7 5 1 9 2 0")),
                          ["unread-mismatch"])
 
     def test_new_lines_must_be_well_formed(self):
