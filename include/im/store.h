@@ -311,6 +311,10 @@ IM_API int im_store_seg_take(im_store *st, const im_seg_key *key, uint32_t step,
  * the original seq, and the later messages of that conv in this batch are
  * rechained (their prev_seq and ordinal shift down) so the chain stored has
  * no hole. res_out (n entries, caller memory) reports what was stored.
+ * A stored message is read for its sender: in the same transaction the
+ * sender's read pointer in that conv (when a member) moves forward to it,
+ * as the conversation lists count a user's own message (im_convlist
+ * deliver with own), so unread after a login agrees with the live count.
  *
  * @retval IM_OK       everything durable (or dup)
  * @retval IM_ESTALE   a fence's epoch is not its slot's epoch; nothing stored

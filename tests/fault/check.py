@@ -29,9 +29,9 @@ the fault script's F lines) and proves over the whole history:
               least that far, every JOINED/LEFT event a change asked for
               that user and group (no phantom event);
   unread      at the end, each client's unread count of each of its
-              groups equals what the store implies: the stored messages
-              after the read pointer, a message of the user's own
-              counting as read (as the server's list counts unread).
+              groups equals what the store implies: last ordinal - read
+              ordinal (as the server counts unread; a message of the
+              user's own is read, in the lists and in the store).
 
 Each violation names its kind and the events involved. For every fault
 (F t kind target) it reports the unavailability window: the longest time
@@ -350,30 +350,18 @@ def check_reads(h, bad):
                     "pointer ends at %d, behind a READ at %d"
                     % (uid, gid, what, r[0], e[4]), ("V",) + e,
                     (what[0].upper(), uid, gid) + r)
-    # The server's unread (libim/convlist.c): the messages after the read
-    # pointer, where a message the user sent counts as read (the
-    # Connector's list moves the pointer to it, so does the client's).
-    # What the store implies: its messages after the later of the stored
-    # pointer and the user's own last message there.
-    seqs = {}       # gid -> sorted stored seqs
-    own_last = {}   # (uid, gid) -> the user's last stored seq
-    for m in h.stored:
-        seqs.setdefault(m[0], []).append(m[1])
-        k = (m[3], m[0])
-        own_last[k] = max(own_last.get(k, 0), m[1])
-    for v in seqs.values():
-        v.sort()
+    # The server's unread (libim/convlist.c): last ordinal - read
+    # ordinal, where a message the user sent counts as read (its list
+    # moves the pointer to it, and so does the store's msg_append).
     for (uid, gid), c in sorted(h.client_reads.items()):
         s = h.store_reads.get((uid, gid))
         if s is None:
             continue
-        read = max(s[0], own_last.get((uid, gid), 0))
-        unread = sum(1 for x in seqs.get(gid, []) if x > read)
+        unread = max(0, s[3] - s[1])
         if c[4] != unread:
             bad("unread-mismatch", "user %d group %d: the client counts "
-                "%d unread, the store implies %d (%d stored after seq %d:"
-                " the read pointer %d or the user's own last message)"
-                % (uid, gid, c[4], unread, unread, read, s[0]),
+                "%d unread, the store implies %d (last ordinal %d, read "
+                "ordinal %d)" % (uid, gid, c[4], unread, s[3], s[1]),
                 ("U", uid, gid) + c, ("P", uid, gid) + s)
 
 

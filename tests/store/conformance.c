@@ -1097,6 +1097,49 @@ test_conv_load_returns_each_group_with_its_last_message(void **state)
 	                 IM_EINVAL);
 }
 
+/*
+ * A message is read for its sender (the conversation lists count it so):
+ * the sender's read pointer, when a member, moves to its message in the
+ * append's transaction, never backwards; a duplicate moves nothing.
+ */
+static void
+test_msg_append_moves_the_senders_read_pointer_to_its_message(void **state)
+{
+	im_store *st = st_of(state);
+	im_fence f = {IM_KIND_GROUP, 1, 0};
+	im_msg m[3];
+	im_append_result r[3];
+	convs c = {0};
+
+	f.epoch = claim(st, IM_KIND_GROUP, 1);
+	make_group(st, 100);
+	assert_int_equal(im_store_member_add(st, 100, 5, NULL), IM_OK);
+	assert_int_equal(im_store_member_add(st, 100, 6, NULL), IM_OK);
+	m[0] = mk(100, 4, 0, 1, 5, 1, "mine");
+	m[1] = mk(100, 8, 4, 2, 6, 1, "theirs");
+	m[2] = mk(100, 9, 8, 3, 5, 2, "mine again");
+	assert_int_equal(im_store_msg_append(st, &f, 1, m, 3, r), IM_OK);
+	assert_int_equal(im_store_conv_load(st, 5, collect_conv, &c), IM_OK);
+	assert_int_equal(c.row[0].read_seq, 9);
+	assert_int_equal(c.row[0].read_ordinal, 3);
+	assert_int_equal(c.row[0].last.ordinal - c.row[0].read_ordinal, 0);
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(im_store_conv_load(st, 6, collect_conv, &c), IM_OK);
+	assert_int_equal(c.row[0].read_seq, 8);
+	assert_int_equal(c.row[0].read_ordinal, 2);
+	assert_int_equal(c.row[0].last.ordinal - c.row[0].read_ordinal, 1);
+	/* User 6 read everything; its old message again (a retry) is a
+	 * duplicate and moves nothing back. */
+	assert_int_equal(im_store_conv_update(st, 6, 100, 9, 3, 0), IM_OK);
+	m[0] = mk(100, 12, 9, 4, 6, 1, "theirs");
+	assert_int_equal(im_store_msg_append(st, &f, 1, m, 1, r), IM_OK);
+	assert_true(r[0].dup);
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(im_store_conv_load(st, 6, collect_conv, &c), IM_OK);
+	assert_int_equal(c.row[0].read_seq, 9);
+	assert_int_equal(c.row[0].read_ordinal, 3);
+}
+
 static void
 test_conv_update_moves_the_read_pointer_only_forward(void **state)
 {
@@ -2209,6 +2252,7 @@ static const struct CMUnitTest tests[] = {
         T(test_member_add_starts_the_read_pointer_at_the_last_message),
         T(test_conv_load_returns_each_group_with_its_last_message),
         T(test_conv_update_moves_the_read_pointer_only_forward),
+        T(test_msg_append_moves_the_senders_read_pointer_to_its_message),
         T(test_member_add_and_remove_fenced_write_only_at_the_current_epoch),
         T(test_conv_update_fenced_moves_the_pointer_only_at_the_current_epoch),
         T(test_uq_append_is_fenced_idempotent_and_read_in_order),

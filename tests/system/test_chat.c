@@ -285,6 +285,52 @@ test_system_offline_user_gets_exact_unread_counts_then_syncs_in_order(
 	free(env);
 }
 
+/*
+ * Sending is reading: a user's own message moves its read pointer, live
+ * (the lists) and in the store alike, so a login after a restart (lists
+ * loaded from the store, as on a new device or another Connector) counts
+ * what the user sent as read, as the session that sent it did.
+ */
+static void
+test_system_own_messages_are_read_after_a_fresh_login(void **state)
+{
+	struct fixture *f = *state;
+	const uint64_t members[1] = {2};
+	const im_ConvInfo *ci;
+	im_ConvInfo convs[4];
+	size_t n = 0;
+	tclient a, b;
+	int64_t g, s1, s2, s3;
+
+	login_as(f, &a, 1, NULL, 0, NULL);
+	login_as(f, &b, 2, NULL, 0, NULL);
+	g = tc_create_group(&a, "mine", members, 1);
+	assert_true(g > 0);
+	s1 = tc_send_msg(&b, (uint64_t)g, 1, "from 2", NULL);
+	s2 = tc_send_msg(&a, (uint64_t)g, 1, "from 1", NULL);
+	s3 = tc_send_msg(&b, (uint64_t)g, 2, "from 2 again", NULL);
+	assert_true(s1 > 0 && s2 > s1 && s3 > s2);
+	tc_close(&a);
+	tc_close(&b);
+	/* A restart: the lists are loaded from the store, not kept. */
+	assert_int_equal(imd_stop(&f->imd, SIGTERM), 0);
+	assert_int_equal(imd_start(&f->imd), 0);
+	/* User 1 read up to its own message: one unread after it. */
+	login_as(f, &a, 1, convs, 4, &n);
+	ci = find_conv(convs, n, (uint64_t)g);
+	assert_non_null(ci);
+	assert_int_equal(ci->read_seq, s2);
+	assert_int_equal(ci->unread, 1);
+	tc_close(&a);
+	/* User 2 sent the last one: nothing unread. */
+	login_as(f, &b, 2, convs, 4, &n);
+	ci = find_conv(convs, n, (uint64_t)g);
+	assert_non_null(ci);
+	assert_int_equal(ci->read_seq, s3);
+	assert_int_equal(ci->unread, 0);
+	tc_close(&b);
+}
+
 struct seen {
 	uint64_t last;
 	int count;
@@ -1589,6 +1635,9 @@ main(void)
 	        cmocka_unit_test_setup_teardown(
 	                test_system_a_second_imd_fences_off_group_creation,
 	                setup_shared, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_system_own_messages_are_read_after_a_fresh_login,
+	                setup, teardown),
 	        cmocka_unit_test_setup_teardown(
 	                test_system_a_second_imd_fences_off_membership_changes,
 	                setup_shared_unwatched, teardown),

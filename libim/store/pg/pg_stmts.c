@@ -26,6 +26,16 @@
 	OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR,            \
 	OID_INT8_ARR, OID_BYTEA_ARR
 
+/* A message is read for its sender: the read pointer of each sender that
+ * is a member moves forward to its last message inserted (ins returns
+ * conv, sender, seq, ordinal), as the conversation lists count unread. */
+#define OWN_READ                                                           \
+	" own AS (UPDATE im_members mm SET read_seq = x.seq,"                \
+	" read_ordinal = x.ord FROM (SELECT conv, sender, max(seq) AS seq,"  \
+	" max(ordinal) AS ord FROM ins GROUP BY conv, sender) x"             \
+	" WHERE mm.gid = x.conv AND mm.uid = x.sender"                       \
+	" AND mm.read_seq < x.seq RETURNING 1)"
+
 /* The fast appends: insert $4..$13 as given unless a fence is stale. */
 #define FAST_INSERT                                                        \
 	" ins AS (INSERT INTO im_messages (conv, seq, prev_seq, ordinal,"    \
@@ -33,7 +43,9 @@
 	" SELECT * FROM unnest($4::int8[], $5::int8[], $6::int8[],"          \
 	" $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[],"     \
 	" $12::int8[], $13::bytea[])"                                        \
-	" WHERE NOT EXISTS (SELECT 1 FROM bad) RETURNING 1)"                 \
+	" WHERE NOT EXISTS (SELECT 1 FROM bad)"                              \
+	" RETURNING conv, sender, seq, ordinal),"                            \
+	OWN_READ                                                             \
 	" SELECT 1::int8, kind, slot, cur FROM bad"                          \
 	" UNION ALL SELECT 2, count(*), 0, 0 FROM ins"
 
@@ -107,7 +119,8 @@ const struct pg_stmt_def im__pg_stmts[PG_NSTMT] = {
 		" sender, dedup_id, reply_to, time_ms, type, body)"
 		" SELECT conv, seq, pseq, ord, sender, dedup_id, reply_to,"
 		" time_ms, type, body FROM k WHERE NOT EXISTS (SELECT 1 FROM bad)"
-		" RETURNING 1)"
+		" RETURNING conv, sender, seq, ordinal),"
+		OWN_READ
 		" SELECT 0::int8, idx, seq, prev_seq, ordinal, time_ms FROM o"
 		" UNION ALL SELECT 1, kind, slot, cur, 0, 0 FROM bad"
 		" UNION ALL SELECT 2, count(*), 0, 0, 0, 0 FROM ins",
