@@ -5,9 +5,9 @@
  * added them and the op is not NULL, else IM_ENOTSUP. The version test comes
  * first: a table compiled against an older header ends before the newer
  * ops, so they must not even be read. The batched ops (slot_cas_many,
- * group_create_many, seg_take_many, uq_last) never answer IM_ENOTSUP: on a
- * backend without them the wrapper runs their one-at-a-time fallback
- * (store_fallback.c), so callers carry none.
+ * group_create_many, seg_take_many, uq_last) and the fenced membership and
+ * read-pointer ops never answer IM_ENOTSUP: on a backend without them the
+ * wrapper runs their fallback (store_fallback.c), so callers carry none.
  */
 #include "im/sys/store.h"
 #include "internal.h"
@@ -599,4 +599,78 @@ im_store_uq_last(im_store *st, im_uid user, im_seq *last_out)
 		return im__store_uq_last_scan(st, user, last_out);
 	}
 	return st->ops->uq_last(st, user, last_out);
+}
+
+/* Version 6: fenced membership and read pointers. */
+
+int
+im_store_member_add_fenced(im_store *st, const im_fence *fences,
+			   size_t nfences, im_gid gid, im_uid user,
+			   bool *added_out)
+{
+	bool ignored;
+	int rc;
+
+	CHECK(st != NULL);
+	CHECK(gid != 0 && user != 0);
+	if ((rc = check_fences(st, fences, nfences)) != IM_OK) {
+		return rc;
+	}
+	added_out = added_out != NULL ? added_out : &ignored;
+	if (!HAS_OP(member_add_fenced)) {
+		rc = im__store_fences_hold(st, fences, nfences);
+		return rc != IM_OK ? rc
+				   : st->ops->member_add(st, gid, user,
+							 added_out);
+	}
+	return st->ops->member_add_fenced(st, fences, nfences, gid, user,
+					  added_out);
+}
+
+int
+im_store_member_remove_fenced(im_store *st, const im_fence *fences,
+			      size_t nfences, im_gid gid, im_uid user,
+			      bool *removed_out)
+{
+	bool ignored;
+	int rc;
+
+	CHECK(st != NULL);
+	CHECK(gid != 0 && user != 0);
+	if ((rc = check_fences(st, fences, nfences)) != IM_OK) {
+		return rc;
+	}
+	removed_out = removed_out != NULL ? removed_out : &ignored;
+	if (!HAS_OP(member_remove_fenced)) {
+		rc = im__store_fences_hold(st, fences, nfences);
+		return rc != IM_OK ? rc
+				   : st->ops->member_remove(st, gid, user,
+							    removed_out);
+	}
+	return st->ops->member_remove_fenced(st, fences, nfences, gid, user,
+					     removed_out);
+}
+
+int
+im_store_conv_update_fenced(im_store *st, const im_fence *fences,
+			    size_t nfences, im_uid user, im_gid conv,
+			    im_seq read_seq, uint64_t read_ordinal,
+			    uint32_t flags)
+{
+	int rc;
+
+	CHECK(st != NULL);
+	CHECK(user != 0 && conv != 0);
+	if ((rc = check_fences(st, fences, nfences)) != IM_OK) {
+		return rc;
+	}
+	if (!HAS_OP(conv_update_fenced)) {
+		rc = im__store_fences_hold(st, fences, nfences);
+		return rc != IM_OK ? rc
+				   : st->ops->conv_update(st, user, conv,
+							  read_seq,
+							  read_ordinal, flags);
+	}
+	return st->ops->conv_update_fenced(st, fences, nfences, user, conv,
+					   read_seq, read_ordinal, flags);
 }

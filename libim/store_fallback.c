@@ -124,9 +124,8 @@ fence_epoch_cb(const im_slot_row *row, void *payload)
 	return 0;
 }
 
-/* IM_ESTALE when a fence's slot is no longer at the fence's epoch. */
-static int
-fences_hold(im_store *st, const im_fence *fences, size_t nfences)
+int
+im__store_fences_hold(im_store *st, const im_fence *fences, size_t nfences)
 {
 	im_epoch *now = calloc(nfences, sizeof(*now));
 	struct fence_ctx fc = {fences, nfences, IM_KIND_USER, now};
@@ -198,7 +197,7 @@ im__store_group_create_one_by_one(im_store *st, const im_fence *fences,
 	size_t k;
 	int rc, first = IM_OK;
 
-	rc = fences_hold(st, fences, nfences);
+	rc = im__store_fences_hold(st, fences, nfences);
 	if (rc != IM_OK) {
 		for (k = 0; rcs_out != NULL && k < n; k++) {
 			rcs_out[k] = rc;

@@ -59,4 +59,14 @@ int im__store_seg_take_one_by_one(im_store *st, const im_seg_key *keys,
 #define IM__UQ_LAST_SCAN_PAGES 1000
 int im__store_uq_last_scan(im_store *st, im_uid user, im_seq *last_out);
 
+/*
+ * IM_ESTALE (with the detail set) when a fence's slot is not at the
+ * fence's epoch by im_store_slot_load, or the fence's epoch is 0; IM_OK
+ * when all hold. The fenced membership and read-pointer ops of a backend
+ * without them call this before the version 1 op: a check before the
+ * write, not inside it.
+ */
+int im__store_fences_hold(im_store *st, const im_fence *fences,
+			  size_t nfences);
+
 #endif

@@ -311,6 +311,10 @@ IM_API int im_store_seg_take(im_store *st, const im_seg_key *key, uint32_t step,
  * the original seq, and the later messages of that conv in this batch are
  * rechained (their prev_seq and ordinal shift down) so the chain stored has
  * no hole. res_out (n entries, caller memory) reports what was stored.
+ * A stored message is read for its sender: in the same transaction the
+ * sender's read pointer in that conv (when a member) moves forward to it,
+ * as the conversation lists count a user's own message (im_convlist
+ * deliver with own), so unread after a login agrees with the live count.
  *
  * @retval IM_OK       everything durable (or dup)
  * @retval IM_ESTALE   a fence's epoch is not its slot's epoch; nothing stored
@@ -609,6 +613,47 @@ IM_API int im_store_seg_take_many(im_store *st, const im_seg_key *keys,
  * @retval IM_OK, IM_EINVAL, IM_ERR, IM_EUNAVAIL
  */
 IM_API int im_store_uq_last(im_store *st, im_uid user, im_seq *last_out);
+
+/*
+ * Fenced membership and read pointers (store ops version 6). The owner of
+ * a group slot (a Chatter) changes members, and the owner of a user slot
+ * (a Connector) moves that user's read pointers; each passes the fences of
+ * the slots it writes for, so a zombie owner (paused, partitioned, or a
+ * second process that took the slots) writes nothing after a takeover.
+ * Backend without the ops (version < 6, or the op NULL): the fences are
+ * checked with im_store_slot_load before the version 1 op is called, not
+ * inside its transaction, so a slot lost between the two is not seen.
+ */
+
+/**
+ * im_store_member_add, fenced: the fences (the caller's group slot) are
+ * checked inside the write's transaction.
+ * @retval IM_OK, IM_ESTALE (a fence is stale; nothing written),
+ *         IM_ENOTFOUND (no such group), IM_EINVAL (also fences NULL or
+ *         nfences 0), IM_EUNAVAIL, IM_ERR
+ */
+IM_API int im_store_member_add_fenced(im_store *st, const im_fence *fences,
+				      size_t nfences, im_gid gid, im_uid user,
+				      bool *added_out);
+
+/**
+ * im_store_member_remove, fenced as im_store_member_add_fenced.
+ * @retval IM_OK, IM_ESTALE (nothing removed), IM_EINVAL, IM_EUNAVAIL, IM_ERR
+ */
+IM_API int im_store_member_remove_fenced(im_store *st, const im_fence *fences,
+					 size_t nfences, im_gid gid,
+					 im_uid user, bool *removed_out);
+
+/**
+ * im_store_conv_update, fenced (the user's slot): the read pointer still
+ * only moves forward.
+ * @retval IM_OK, IM_ESTALE (nothing written), IM_ENOTFOUND (not a member),
+ *         IM_EINVAL, IM_EUNAVAIL, IM_ERR
+ */
+IM_API int im_store_conv_update_fenced(im_store *st, const im_fence *fences,
+				       size_t nfences, im_uid user,
+				       im_gid conv, im_seq read_seq,
+				       uint64_t read_ordinal, uint32_t flags);
 
 #ifdef __cplusplus
 }

@@ -104,7 +104,19 @@
 	  (const im_fence *fences, size_t nfences,                            \
 	   const im_group_new *groups, const uint64_t *dedup_ids, size_t n,   \
 	   im_group_created *res_out),                                        \
-	  (fences, nfences, groups, dedup_ids, n, res_out))
+	  (fences, nfences, groups, dedup_ids, n, res_out))                   \
+	X(6, member_add_fenced, MEMBER_ADD_FENCED,                            \
+	  (const im_fence *fences, size_t nfences, im_gid gid, im_uid user,   \
+	   bool *added_out),                                                  \
+	  (fences, nfences, gid, user, added_out))                            \
+	X(6, member_remove_fenced, MEMBER_REMOVE_FENCED,                      \
+	  (const im_fence *fences, size_t nfences, im_gid gid, im_uid user,   \
+	   bool *removed_out),                                                \
+	  (fences, nfences, gid, user, removed_out))                          \
+	X(6, conv_update_fenced, CONV_UPDATE_FENCED,                          \
+	  (const im_fence *fences, size_t nfences, im_uid user, im_gid conv,  \
+	   im_seq read_seq, uint64_t read_ordinal, uint32_t flags),           \
+	  (fences, nfences, user, conv, read_seq, read_ordinal, flags))
 /* clang-format on */
 
 #endif

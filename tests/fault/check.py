@@ -16,7 +16,22 @@ the fault script's F lines) and proves over the whole history:
               stored chain is unbroken (prev_seq = previous stored seq);
   no phantom  no ack and no delivery of a message that is not stored
               (committed) as it was acked or delivered;
-  liveness    every send is acked by the end of the drain.
+  liveness    every send is acked by the end of the drain;
+  membership  no member lost (a member whose last change answered done
+              was an add, with no remove asked after it, is in the
+              store's final members) and no phantom member (one in the
+              store whose last done change was a remove with no add asked
+              after it, or that nobody ever added);
+  reads       read pointers never go back: the READ events a client gets
+              for a group never move backwards, and neither the store's
+              final pointer nor the client's is behind any of them; every
+              READ event answers a MarkRead of that user that asked at
+              least that far, every JOINED/LEFT event a change asked for
+              that user and group (no phantom event);
+  unread      at the end, each client's unread count of each of its
+              groups equals what the store implies: last ordinal - read
+              ordinal (as the server counts unread; a message of the
+              user's own is read, in the lists and in the store).
 
 Each violation names its kind and the events involved. For every fault
 (F t kind target) it reports the unavailability window: the longest time
@@ -31,7 +46,11 @@ import sys
 
 KINDS = ("lost-ack", "ack-seq-mismatch", "ack-conflict", "store-dup",
          "store-chain", "deliver-dup", "deliver-order", "deliver-chain",
-         "deliver-phantom", "loss", "unacked")
+         "deliver-phantom", "loss", "unacked", "member-lost",
+         "member-phantom", "read-backwards", "event-phantom",
+         "unread-mismatch")
+
+EV_JOINED, EV_LEFT, EV_CREATED, EV_READ = 1, 2, 3, 4
 
 
 class History:
@@ -43,13 +62,22 @@ class History:
         self.stored = []      # (gid, seq, prev, sender, dedup)
         self.faults = []      # (t, kind, target)
         self.phases = {}      # name -> t
+        self.changes = []     # (t, actor, gid, user, "add"|"remove", req)
+        self.reads = []       # (t, uid, gid, seq, req)
+        self.replies = {}     # (uid, req) -> (t, code)
+        self.events = []      # (t, uid, type, gid, read_seq, actor)
+        self.final_members = {}  # gid -> set of uids (store, at the end)
+        self.store_reads = {}    # (uid, gid) -> (rseq, rord, lseq, lord)
+        self.client_reads = {}   # (uid, gid) -> (rseq, rord, lseq, lord,
+                                 #                unread)
 
     def parse_line(self, line, where="?"):
         f = line.split()
         if not f or f[0].startswith("#"):
             return
         k = f[0]
-        need = {"G": 2, "S": 5, "A": 7, "D": 8, "M": 6, "F": 3, "X": 3}
+        need = {"G": 2, "S": 5, "A": 7, "D": 8, "M": 6, "F": 3, "X": 3,
+                "B": 7, "K": 6, "R": 5, "V": 7, "N": 2, "P": 7, "U": 8}
         try:
             if len(f) < need.get(k, 1):
                 raise ValueError("too few fields")
@@ -68,6 +96,26 @@ class History:
                                     f[3] if len(f) > 3 else ""))
             elif k == "X":
                 self.phases[f[2]] = int(f[1])
+            elif k == "B":
+                if f[5] not in ("add", "remove"):
+                    raise ValueError("bad change " + f[5])
+                self.changes.append((int(f[1]), int(f[2]), int(f[3]),
+                                     int(f[4]), f[5], int(f[6])))
+            elif k == "K":
+                self.reads.append(tuple(int(x) for x in f[1:6]))
+            elif k == "R":
+                self.replies[(int(f[2]), int(f[3]))] = (int(f[1]),
+                                                        int(f[4]))
+            elif k == "V":
+                self.events.append(tuple(int(x) for x in f[1:7]))
+            elif k == "N":
+                self.final_members[int(f[1])] = {int(x) for x in f[2:]}
+            elif k == "P":
+                self.store_reads[(int(f[1]), int(f[2]))] = tuple(
+                    int(x) for x in f[3:7])
+            elif k == "U":
+                self.client_reads[(int(f[1]), int(f[2]))] = tuple(
+                    int(x) for x in f[3:8])
             elif k in ("C", "E"):
                 pass
             else:
@@ -179,6 +227,9 @@ def check(h):
                 bad("loss", "member %d never got group %d seq %d"
                     % (uid, gid, seq), ("M",) + m)
 
+    check_members(h, bad)
+    check_reads(h, bad)
+
     # unavailability per fault: fault to the first ack in each group
     faults = []
     acks_by_group = {}
@@ -217,6 +268,103 @@ def check(h):
     return v, faults
 
 
+def check_members(h, bad):
+    """No lost and no phantom member, from the changes asked (B), their
+    answers (R) and the store's final members (N)."""
+    if not h.final_members:
+        return
+    per_pair = {}
+    for c in sorted(h.changes):
+        per_pair.setdefault((c[2], c[3]), []).append(c)
+    for (gid, user), cs in sorted(per_pair.items()):
+        if gid not in h.final_members:
+            continue
+        done = [i for i, c in enumerate(cs)
+                if h.replies.get((c[1], c[5]), (0, None))[1] == 0]
+        present = user in h.final_members[gid]
+        if not done:
+            if present and not any(c[4] == "add" for c in cs):
+                bad("member-phantom", "user %d is in group %d, never "
+                    "added" % (user, gid), ("N", gid, user))
+            continue
+        last = cs[done[-1]]
+        later = {c[4] for c in cs[done[-1] + 1:]}
+        want = last[4] == "add"
+        if ("remove" if want else "add") in later:
+            continue  # the opposite asked later, never done: unknown
+        if want and not present:
+            bad("member-lost", "user %d added to group %d (answered "
+                "done) is not a member at the end" % (user, gid),
+                ("B",) + last, ("N", gid, "without", user))
+        elif not want and present:
+            bad("member-phantom", "user %d removed from group %d "
+                "(answered done) is a member at the end" % (user, gid),
+                ("B",) + last, ("N", gid, "with", user))
+    # members nobody added: not in the group's first members, no change
+    for gid, users in h.final_members.items():
+        for user in users:
+            if user in h.groups.get(gid, []) or (gid, user) in per_pair:
+                continue
+            bad("member-phantom", "user %d is in group %d, never added"
+                % (user, gid), ("N", gid, user))
+
+
+def check_reads(h, bad):
+    """Read pointers never go back, user events answer a request, and
+    unread counts equal what the store implies."""
+    asked = {}   # (uid, gid) -> [(t, seq)] MarkReads asked
+    for t, uid, gid, seq, req in h.reads:
+        asked.setdefault((uid, gid), []).append((t, seq))
+    changed = {}  # (user, gid, kind) -> first time asked
+    for t, actor, gid, user, kind, req in h.changes:
+        changed.setdefault((user, gid, kind), t)
+    high = {}    # (uid, gid) -> the READ event with the highest pointer
+    for e in sorted(h.events):
+        t, uid, typ, gid, rseq, actor = e
+        if typ == EV_READ:
+            p = high.get((uid, gid))
+            if p is not None and rseq < p[4]:
+                bad("read-backwards", "user %d group %d: a READ event at "
+                    "seq %d after one at %d" % (uid, gid, rseq, p[4]),
+                    ("V",) + p, ("V",) + e)
+            if p is None or rseq > p[4]:
+                high[(uid, gid)] = e
+            if not any(s >= rseq and at <= t
+                       for at, s in asked.get((uid, gid), [])):
+                bad("event-phantom", "user %d got a READ of group %d at "
+                    "seq %d that no MarkRead asked" % (uid, gid, rseq),
+                    ("V",) + e)
+        elif typ in (EV_JOINED, EV_LEFT):
+            kind = "add" if typ == EV_JOINED else "remove"
+            at = changed.get((uid, gid, kind))
+            if at is None or at > t:
+                bad("event-phantom", "user %d got %s for group %d that "
+                    "nobody asked" % (uid, "JOINED" if typ == EV_JOINED
+                                      else "LEFT", gid), ("V",) + e)
+    for (uid, gid), e in sorted(high.items()):
+        for what, seen in (("store", h.store_reads), ("client",
+                                                      h.client_reads)):
+            r = seen.get((uid, gid))
+            if r is not None and r[0] < e[4]:
+                bad("read-backwards", "user %d group %d: the %s's read "
+                    "pointer ends at %d, behind a READ at %d"
+                    % (uid, gid, what, r[0], e[4]), ("V",) + e,
+                    (what[0].upper(), uid, gid) + r)
+    # The server's unread (libim/convlist.c): last ordinal - read
+    # ordinal, where a message the user sent counts as read (its list
+    # moves the pointer to it, and so does the store's msg_append).
+    for (uid, gid), c in sorted(h.client_reads.items()):
+        s = h.store_reads.get((uid, gid))
+        if s is None:
+            continue
+        unread = max(0, s[3] - s[1])
+        if c[4] != unread:
+            bad("unread-mismatch", "user %d group %d: the client counts "
+                "%d unread, the store implies %d (last ordinal %d, read "
+                "ordinal %d)" % (uid, gid, c[4], unread, s[3], s[1]),
+                ("U", uid, gid) + c, ("P", uid, gid) + s)
+
+
 def main(argv):
     as_json = False
     paths = []
@@ -240,6 +388,17 @@ def main(argv):
           "%d stored, %d faults" % (len(h.groups), len(h.sends),
                                     len(h.acks), len(h.delivers),
                                     len(h.stored), len(h.faults)))
+    print("history: %d membership changes asked (%d answered done), "
+          "%d MarkReads asked (%d done), %d user events, %d unread "
+          "counts compared"
+          % (len(h.changes),
+             sum(1 for c in h.changes
+                 if h.replies.get((c[1], c[5]), (0, None))[1] == 0),
+             len(h.reads),
+             sum(1 for r in h.reads
+                 if h.replies.get((r[1], r[4]), (0, None))[1] == 0),
+             len(h.events),
+             sum(1 for k in h.client_reads if k in h.store_reads)))
     shown = {}
     for x in v:
         shown[x["kind"]] = shown.get(x["kind"], 0) + 1

@@ -20,6 +20,32 @@
  *   E t uid err code                   a client error report
  *   X t phase                          driver phases (load, drain, done)
  *   M gid seq prev sender dedup        a message as stored
+ *   B t actor gid user add|remove req  a membership change was asked
+ *   K t uid gid seq req                a MarkRead was asked
+ *   R t uid req code                   a request's answer (0 done, else
+ *                                      the server's code, or 1000 - err
+ *                                      for a request the client failed)
+ *   V t uid type gid read_seq actor    a user event (1 joined, 2 left,
+ *                                      3 group created, 4 read)
+ *   N gid uid...                       a group's members as stored, at
+ *                                      the end
+ *   P uid gid read_seq read_ord last_seq last_ord
+ *                                      a member's read pointer and the
+ *                                      group's last message as stored,
+ *                                      at the end
+ *   U uid gid read_seq read_ord last_seq last_ord unread
+ *                                      the same as the client sees it,
+ *                                      at the end
+ *
+ * Membership churn (--churn N, default 2): N extra users, in no group at
+ * the start, are added to a group by its creator and removed again, one
+ * group after the other, each change asked again until it is answered
+ * done (AddMember and RemoveMember are idempotent), so every change ends
+ * acked and the store's final members follow from the history. Their
+ * deliveries are not written (they are members for a while only); the
+ * checker proves no member lost and no phantom member from B, R and N.
+ * Every client marks a group read up to its cursor every --read-ms
+ * (jittered; 0: never).
  *
  * Every wait is bounded; only the given (127.0.0.1) addresses are used.
  */
@@ -42,14 +68,31 @@
 #define FL_MAX_MEMBERS 16
 #define FL_MAX_PORTS 8 /* <= IM_CLIENT_SERVERS_MAX */
 
+#define FL_MAX_CHURN 16
+
 typedef struct fl_client {
 	struct fl *fl;
 	im_client *cl;
 	im_uid uid;
 	double next_send;
+	double next_read;
+	bool churner; /* one of the --churn users: deliveries not written */
+	uint32_t reads_out; /* MarkReads asked and not answered yet */
 	uint32_t ngroups;
 	uint32_t groups[FL_MAX_GROUPS]; /* indexes into fl->gid */
 } fl_client;
+
+/* One churn user's cycle: added to group `group` by its creator, held
+ * for a while, removed, then the next group. */
+typedef struct fl_churn {
+	uint32_t client; /* index into fl->c of the churn user */
+	uint32_t group;  /* index into fl->gid */
+	bool in;         /* the change asked (or done) is an add */
+	bool pending;    /* asked, not answered yet */
+	bool done;       /* the last change asked was answered done */
+	uint64_t req;
+	double next;     /* when to ask (again) */
+} fl_churn;
 
 typedef struct fl {
 	struct ev_loop *loop;
@@ -61,7 +104,10 @@ typedef struct fl {
 	uint32_t inflight; /* unacked sends per client */
 	uint64_t rng;
 	bool sending;
-	fl_client c[FL_MAX_CLIENTS];
+	uint32_t nchurn;
+	double read_every; /* seconds between MarkReads of one client, 0 off */
+	fl_churn churn[FL_MAX_CHURN];
+	fl_client c[FL_MAX_CLIENTS + FL_MAX_CHURN];
 	im_gid gid[FL_MAX_GROUPS];
 	uint64_t req[FL_MAX_GROUPS];
 	uint32_t members[FL_MAX_GROUPS][FL_MAX_MEMBERS];
@@ -98,7 +144,7 @@ on_deliver(im_client *cl, const im_client_msg *m, void *payload)
 {
 	fl_client *c = of(cl, payload);
 
-	if (m->history) {
+	if (m->history || c->churner) {
 		return;
 	}
 	c->fl->delivers++;
@@ -142,12 +188,39 @@ on_state(im_client *cl, im_client_state st, void *payload)
 		(unsigned long long)c->uid, (int)st);
 }
 
+static bool churn_answered(fl *f, fl_client *c, const im_client_reply *r);
+
+static void
+on_event(im_client *cl, const im_client_event *ev, void *payload)
+{
+	fl_client *c = of(cl, payload);
+
+	fprintf(c->fl->out, "V %llu %llu %u %llu %llu %llu\n",
+		(unsigned long long)now_ms(), (unsigned long long)c->uid,
+		ev->type, (unsigned long long)ev->group,
+		(unsigned long long)ev->read_seq,
+		(unsigned long long)ev->actor);
+}
+
 static void
 on_reply(im_client *cl, const im_client_reply *r, void *payload)
 {
 	fl_client *c = of(cl, payload);
 	uint32_t i;
 
+	if (r->kind == IM_CLIENT_REPLY_DONE ||
+	    r->kind == IM_CLIENT_REPLY_ERROR) {
+		fprintf(c->fl->out, "R %llu %llu %llu %d\n",
+			(unsigned long long)now_ms(),
+			(unsigned long long)c->uid,
+			(unsigned long long)r->req_id,
+			r->kind == IM_CLIENT_REPLY_DONE ? 0
+			: r->server_code != 0		? (int)r->server_code
+							: 1000 - r->err);
+		if (!churn_answered(c->fl, c, r) && c->reads_out > 0) {
+			c->reads_out--; /* the other requests are MarkReads */
+		}
+	}
 	if (r->kind != IM_CLIENT_REPLY_CREATED) {
 		return;
 	}
@@ -200,6 +273,206 @@ tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	}
 }
 
+/* ---- membership churn and reads ---------------------------------------- */
+
+/* The creator of group g: it adds and removes the churn users. */
+static fl_client *
+creator_of(fl *f, uint32_t g)
+{
+	return &f->c[f->members[g][0]];
+}
+
+/* Whether r answers a churn change (then it is taken into account). */
+static bool
+churn_answered(fl *f, fl_client *c, const im_client_reply *r)
+{
+	uint32_t i;
+
+	for (i = 0; i < f->nchurn; i++) {
+		fl_churn *ch = &f->churn[i];
+
+		if (!ch->pending || ch->req != r->req_id ||
+		    creator_of(f, ch->group) != c) {
+			continue;
+		}
+		ch->pending = false;
+		if (r->kind == IM_CLIENT_REPLY_DONE) {
+			ch->done = true;
+			/* held in (or out) about a second */
+			ch->next = ev_now(f->loop) + 0.5 +
+				   (double)(rnd(f) % 1000) / 1000.0;
+		} else {
+			/* not done (refused, or unknown): ask again soon */
+			ch->next = ev_now(f->loop) + 0.2;
+		}
+		return true;
+	}
+	return false;
+}
+
+/* Ask a churn user's next change, or the same again after a failure.
+ * Once the load stops, only a change not yet done is asked again. */
+static void
+churn_step(fl *f, fl_churn *ch, double now)
+{
+	fl_client *cr;
+	uint64_t req = 0;
+	int rc;
+
+	if (ch->pending || now < ch->next || (ch->done && !f->sending)) {
+		return;
+	}
+	if (ch->done) {
+		/* the next change: out of this group, or into the next */
+		if (!ch->in) {
+			ch->group = (ch->group + 1) % f->g;
+		}
+		ch->in = !ch->in;
+		ch->done = false;
+	}
+	cr = creator_of(f, ch->group);
+	rc = ch->in ? im_client_add_member(cr->cl, f->gid[ch->group],
+					   f->c[ch->client].uid, &req)
+		    : im_client_remove_member(cr->cl, f->gid[ch->group],
+					      f->c[ch->client].uid, &req);
+	if (rc != IM_OK) {
+		ch->next = now + 0.2; /* not connected: later */
+		return;
+	}
+	ch->pending = true;
+	ch->req = req;
+	fprintf(f->out, "B %llu %llu %llu %llu %s %llu\n",
+		(unsigned long long)now_ms(), (unsigned long long)cr->uid,
+		(unsigned long long)f->gid[ch->group],
+		(unsigned long long)f->c[ch->client].uid,
+		ch->in ? "add" : "remove", (unsigned long long)req);
+}
+
+/* A client marks one of its groups read up to what it has seen. */
+static void
+read_step(fl *f, fl_client *c, double now)
+{
+	uint64_t req = 0;
+	im_gid gid;
+	im_seq seq;
+
+	if (f->read_every <= 0 || c->ngroups == 0 || now < c->next_read) {
+		return;
+	}
+	c->next_read = now + f->read_every * (0.5 + (double)(rnd(f) % 1000) /
+						    1000.0);
+	gid = f->gid[c->groups[rnd(f) % c->ngroups]];
+	seq = im_client_cursor(c->cl, gid);
+	if (seq == 0 || im_client_mark_read(c->cl, gid, seq, &req) != IM_OK) {
+		return;
+	}
+	c->reads_out++;
+	fprintf(f->out, "K %llu %llu %llu %llu %llu\n",
+		(unsigned long long)now_ms(), (unsigned long long)c->uid,
+		(unsigned long long)gid, (unsigned long long)seq,
+		(unsigned long long)req);
+}
+
+static void
+churn_tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	fl *f = w->data;
+	double now = ev_now(loop);
+	uint32_t i;
+
+	(void)revents;
+	for (i = 0; i < f->nchurn; i++) {
+		churn_step(f, &f->churn[i], now);
+	}
+	for (i = 0; f->sending && i < f->k; i++) {
+		read_step(f, &f->c[i], now);
+	}
+}
+
+/* Every churn change asked was answered done. */
+static bool
+churn_settled(fl *f)
+{
+	uint32_t i;
+
+	for (i = 0; i < f->nchurn; i++) {
+		if (f->churn[i].pending || !f->churn[i].done) {
+			return false;
+		}
+	}
+	return true;
+}
+
+static int
+dump_member(im_uid user, void *payload)
+{
+	fprintf(payload, " %llu", (unsigned long long)user);
+	return 0;
+}
+
+typedef struct conv_dump {
+	FILE *out;
+	im_uid uid;
+} conv_dump;
+
+static int
+dump_conv(const im_conv_row *row, void *payload)
+{
+	conv_dump *d = payload;
+
+	fprintf(d->out, "P %llu %llu %llu %llu %llu %llu\n",
+		(unsigned long long)d->uid, (unsigned long long)row->conv,
+		(unsigned long long)row->read_seq,
+		(unsigned long long)row->read_ordinal,
+		(unsigned long long)row->last.seq,
+		(unsigned long long)row->last.ordinal);
+	return 0;
+}
+
+/* The end state: members per group and the read pointers as stored, and
+ * the conversations as each (non-churn) client sees them. */
+static int
+dump_state(fl *f, im_store *st)
+{
+	im_client_conv cv;
+	uint32_t i, j;
+	int rc;
+
+	for (i = 0; i < f->g; i++) {
+		fprintf(f->out, "N %llu", (unsigned long long)f->gid[i]);
+		rc = im_store_member_list(st, f->gid[i], dump_member, f->out);
+		fprintf(f->out, "\n");
+		if (rc != IM_OK) {
+			return rc;
+		}
+	}
+	for (i = 0; i < f->k; i++) {
+		conv_dump d = {f->out, f->c[i].uid};
+
+		if ((rc = im_store_conv_load(st, f->c[i].uid, dump_conv, &d)) !=
+		    IM_OK) {
+			return rc;
+		}
+		for (j = 0; j < f->c[i].ngroups; j++) {
+			if (im_client_conv_lookup(f->c[i].cl,
+						  f->gid[f->c[i].groups[j]],
+						  &cv) != IM_OK) {
+				continue;
+			}
+			fprintf(f->out,
+				"U %llu %llu %llu %llu %llu %llu %llu\n",
+				(unsigned long long)f->c[i].uid,
+				(unsigned long long)cv.group,
+				(unsigned long long)cv.read_seq,
+				(unsigned long long)cv.read_ordinal,
+				(unsigned long long)cv.last_seq,
+				(unsigned long long)cv.last_ordinal,
+				(unsigned long long)cv.unread);
+		}
+	}
+	return IM_OK;
+}
+
 typedef bool (*fl_pred)(fl *f, void *arg);
 
 /* Run the loop until pred holds or timeout_s passes. */
@@ -223,7 +496,7 @@ all_connected(fl *f, void *arg)
 	uint32_t i;
 
 	(void)arg;
-	for (i = 0; i < f->k; i++) {
+	for (i = 0; i < f->k + f->nchurn; i++) {
 		if (im_client_get_state(f->c[i].cl) != IM_CLIENT_CONNECTED) {
 			return false;
 		}
@@ -274,14 +547,17 @@ drained(fl *f, void *arg)
 		return false;
 	}
 	for (i = 0; i < f->k; i++) {
-		if (im_client_outbox_count(f->c[i].cl) != 0) {
+		if (im_client_outbox_count(f->c[i].cl) != 0 ||
+		    f->c[i].reads_out != 0) {
 			return false;
 		}
 	}
-	return true;
+	return churn_settled(f);
 }
 
-/* every member's cursor reached the store's last seq of the group */
+/* every member's cursor reached the store's last seq of the group, and
+ * every client's user-queue cursor its queue's last seq (uq_last, after
+ * the FL_MAX_GROUPS group entries of last) */
 static bool
 caught_up(fl *f, void *arg)
 {
@@ -289,6 +565,10 @@ caught_up(fl *f, void *arg)
 	uint32_t i, j;
 
 	for (i = 0; i < f->k; i++) {
+		if (im_client_cursor(f->c[i].cl, 0) <
+		    last[FL_MAX_GROUPS + i]) {
+			return false;
+		}
 		for (j = 0; j < f->c[i].ngroups; j++) {
 			uint32_t g = f->c[i].groups[j];
 
@@ -374,7 +654,8 @@ usage(void)
 		"  [--clients K] [--groups G] [--members M] "
 		"[--duration S] [--drain S]\n"
 		"  [--interval-ms MS] [--inflight N] [--seed N] "
-		"[--base-uid U]\n");
+		"[--base-uid U]\n"
+		"  [--churn N] [--read-ms MS]\n");
 }
 
 int
@@ -385,12 +666,12 @@ main(int argc, char **argv)
 	char secret[256] = "", tok[IM_TOKEN_BUF], *p;
 	double duration = 10, drain = 20, t_end;
 	uint64_t seed = 1, base_uid = 1000;
-	static im_seq last[FL_MAX_GROUPS];
+	static im_seq last[FL_MAX_GROUPS + FL_MAX_CLIENTS];
 	static char addr[FL_MAX_PORTS][32];
 	uint32_t i, j;
 	im_store *st = NULL;
 	FILE *sf;
-	ev_timer tick;
+	ev_timer tick, churn_tick;
 	int rc = 1;
 
 	f.k = 8;
@@ -398,6 +679,8 @@ main(int argc, char **argv)
 	f.m = 3;
 	f.interval = 0.1;
 	f.inflight = 2;
+	f.nchurn = 2;
+	f.read_every = 0.5;
 	for (i = 1; i + 1 < (uint32_t)argc; i += 2) {
 		const char *k = argv[i], *v = argv[i + 1];
 
@@ -434,6 +717,10 @@ main(int argc, char **argv)
 			seed = strtoull(v, NULL, 10);
 		} else if (strcmp(k, "--base-uid") == 0) {
 			base_uid = strtoull(v, NULL, 10);
+		} else if (strcmp(k, "--churn") == 0) {
+			f.nchurn = (uint32_t)strtoul(v, NULL, 10);
+		} else if (strcmp(k, "--read-ms") == 0) {
+			f.read_every = strtod(v, NULL) / 1000.0;
 		} else {
 			usage();
 			return 2;
@@ -443,7 +730,7 @@ main(int argc, char **argv)
 	    out == NULL || f.nports == 0 || f.k == 0 ||
 	    f.k > FL_MAX_CLIENTS || f.g == 0 || f.g > FL_MAX_GROUPS ||
 	    f.m == 0 || f.m > FL_MAX_MEMBERS || f.m > f.k ||
-	    f.inflight == 0) {
+	    f.inflight == 0 || f.nchurn > FL_MAX_CHURN) {
 		usage();
 		return 2;
 	}
@@ -478,7 +765,14 @@ main(int argc, char **argv)
 		snprintf(addr[i], sizeof(addr[i]), "127.0.0.1:%u",
 			 (unsigned)f.ports[i]);
 	}
-	for (i = 0; i < f.k; i++) {
+	for (i = 0; i < f.nchurn; i++) {
+		f.churn[i].client = f.k + i;
+		f.churn[i].group = i % f.g;
+		f.churn[i].in = false; /* the first change is an add */
+		f.churn[i].done = true;
+		f.c[f.k + i].churner = true;
+	}
+	for (i = 0; i < f.k + f.nchurn; i++) {
 		im_client_opts o = IM_CLIENT_OPTS_INIT;
 		const char *srv[FL_MAX_PORTS];
 
@@ -511,6 +805,7 @@ main(int argc, char **argv)
 		o.cb.on_error = on_error;
 		o.cb.on_state = on_state;
 		o.cb.on_reply = on_reply;
+		o.cb.on_event = on_event;
 		o.payload = &f.c[i];
 		if (im_client_create(&f.c[i].cl, &o) != IM_OK ||
 		    im_client_attach(f.c[i].cl, f.loop) != IM_OK ||
@@ -559,6 +854,14 @@ main(int argc, char **argv)
 	ev_timer_init(&tick, tick_cb, 0.005, 0.005);
 	tick.data = &f;
 	ev_timer_start(f.loop, &tick);
+	ev_timer_init(&churn_tick, churn_tick_cb, 0.05, 0.05);
+	churn_tick.data = &f;
+	ev_timer_start(f.loop, &churn_tick);
+	for (i = 0; i < f.nchurn; i++) {
+		/* the first change once the load runs, spread over 1 s */
+		f.churn[i].next = ev_now(f.loop) + (double)i / f.nchurn;
+		f.churn[i].group = (f.churn[i].group + f.g - 1) % f.g;
+	}
 	f.sending = true;
 	t_end = ev_time() + duration;
 	while (ev_time() < t_end) {
@@ -583,12 +886,26 @@ main(int argc, char **argv)
 			goto out;
 		}
 	}
+	for (i = 0; i < f.k; i++) {
+		if (im_store_uq_last(st, f.c[i].uid,
+				     &last[FL_MAX_GROUPS + i]) != IM_OK) {
+			fprintf(stderr, "fault_load: user queue: %s\n",
+				im_store_errmsg(st));
+			goto out;
+		}
+	}
 	if (!run_until(&f, t_end - ev_time() > 5 ? t_end - ev_time() : 5,
 		       caught_up, last)) {
 		fprintf(stderr, "fault_load: members did not catch up "
 				"(the checker reports them)\n");
 	}
+	ev_timer_stop(f.loop, &churn_tick);
 	fprintf(f.out, "X %llu done\n", (unsigned long long)now_ms());
+	if (dump_state(&f, st) != IM_OK) {
+		fprintf(stderr, "fault_load: end state: %s\n",
+			im_store_errmsg(st));
+		goto out;
+	}
 	for (i = 0; i < f.g; i++) {
 		if (read_group(st, f.gid[i], f.out, &last[i]) != IM_OK) {
 			fprintf(stderr, "fault_load: read: %s\n",
@@ -602,7 +919,7 @@ main(int argc, char **argv)
 	rc = 0;
 out:
 	im_store_close(st);
-	for (i = 0; i < f.k; i++) {
+	for (i = 0; i < f.k + f.nchurn; i++) {
 		im_client_destroy(f.c[i].cl);
 	}
 	if (f.out != NULL) {

@@ -463,6 +463,13 @@ if [ -n "$netns_node" ]; then
 		"$(grep -c 'no Router serves us' "$log" || true) give-ups" \
 		"(no Router served it: heartbeat stopped)"
 fi
+# Membership changes and read pointers the store refused as stale over
+# every node (issue 13: a zombie owner writes none of them).
+echo "fenced owner writes (all nodes):" \
+	"$(cat "$cl"/*.log | grep -c 'membership of .* fenced' || true)" \
+	"membership changes," \
+	"$(cat "$cl"/*.log | grep -c 'MarkRead of .* fenced' || true)" \
+	"MarkReads"
 if [ $rc -ne 0 ] && [ -z "$keep" ]; then
 	tail -n 15 "$cl"/*.log >&2 || true
 fi

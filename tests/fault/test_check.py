@@ -156,5 +156,103 @@ class CheckerCatchesEveryViolation(unittest.TestCase):
             os.unlink(f.name)
 
 
+# The same load with membership churn and reads: user 3 is added to group
+# 7 by its creator 1 (the first try unanswered, the second done), removed
+# again (done), then added once more (done); user 2 marks group 7 read up
+# to seq 5, then 9, and gets the READ events; at the end 3 is a member,
+# user 2's pointers are at 9 and its client counts 0 unread, as the store
+# implies; user 1 never marked read, but sent both messages: its own
+# messages count as read (both pointers are at its last one).
+CHURN = CLEAN + """
+B 1300 1 7 3 add 41
+R 6300 1 41 1011
+B 6500 1 7 3 add 42
+R 6510 1 42 0
+V 6511 3 1 7 0 1
+K 6600 2 7 5 43
+R 6610 2 43 0
+V 6611 2 4 7 5 2
+B 7000 1 7 3 remove 44
+R 7010 1 44 0
+V 7011 3 2 7 0 1
+K 7100 2 7 9 45
+R 7110 2 45 0
+V 7111 2 4 7 9 2
+B 7500 1 7 3 add 46
+R 7510 1 46 0
+N 7 1 2 3
+P 2 7 9 2 9 2
+U 2 7 9 2 9 2 0
+P 1 7 9 2 9 2
+U 1 7 9 2 9 2 0
+"""
+
+
+class CheckerCatchesMembershipAndReadViolations(unittest.TestCase):
+    def test_a_clean_churn_history_has_no_violation(self):
+        v, _ = run(CHURN)
+        self.assertEqual(v, [])
+
+    def test_an_added_member_missing_at_the_end_is_lost(self):
+        self.assertEqual(kinds(edit(CHURN, "N 7 1 2 3", "N 7 1 2")),
+                         ["member-lost"])
+
+    def test_a_removed_member_still_there_is_a_phantom(self):
+        text = edit(CHURN, "B 7500 1 7 3 add 46\nR 7510 1 46 0\n", "")
+        self.assertEqual(kinds(text), ["member-phantom"])
+        self.assertEqual(kinds(edit(text, "N 7 1 2 3", "N 7 1 2")), [])
+
+    def test_a_member_nobody_added_is_a_phantom(self):
+        self.assertEqual(kinds(edit(CHURN, "N 7 1 2 3", "N 7 1 2 3 4")),
+                         ["member-phantom"])
+
+    def test_a_change_with_an_unknown_outcome_allows_either_end(self):
+        # the last remove was never answered: 3 may or may not be there
+        text = edit(CHURN, "R 7510 1 46 0\n", "") + \
+            "B 7600 1 7 3 remove 47\n"
+        self.assertEqual(kinds(text), [])
+        self.assertEqual(kinds(edit(text, "N 7 1 2 3", "N 7 1 2")), [])
+
+    def test_a_read_event_moving_back_is_caught(self):
+        self.assertIn("read-backwards",
+                      kinds(CHURN + "V 7200 2 4 7 5 2\n"))
+
+    def test_a_store_pointer_behind_a_read_seen_is_caught(self):
+        text = edit(CHURN, "P 2 7 9 2 9 2", "P 2 7 5 1 9 2")
+        self.assertIn("read-backwards", kinds(text))
+
+    def test_a_read_event_nobody_asked_for_is_a_phantom(self):
+        self.assertEqual(kinds(CHURN + "V 7200 1 4 7 9 1\n"),
+                         ["event-phantom"])
+        self.assertEqual(kinds(CHURN + "V 7200 2 4 7 9 2\n"), [])
+
+    def test_a_join_event_nobody_asked_for_is_a_phantom(self):
+        self.assertEqual(kinds(CHURN + "V 7200 4 1 7 0 1\n"),
+                         ["event-phantom"])
+
+    def test_an_unread_count_other_than_the_store_implies_is_caught(self):
+        self.assertEqual(kinds(edit(CHURN, "U 1 7 9 2 9 2 0",
+                                    "U 1 7 9 2 9 2 1")),
+                         ["unread-mismatch"])
+
+    def test_a_message_of_another_member_after_the_pointer_is_unread(self):
+        # user 2 read up to 5 only: user 1's message 9 is unread for it
+        text = CHURN.replace("K 7100 2 7 9 45\nR 7110 2 45 0\n"
+                             "V 7111 2 4 7 9 2\n", "")
+        text = edit(text, "P 2 7 9 2 9 2", "P 2 7 5 1 9 2")
+        self.assertEqual(kinds(edit(text, "U 2 7 9 2 9 2 0",
+                                    "U 2 7 5 1 9 2 1")), [])
+        self.assertEqual(kinds(edit(text, "U 2 7 9 2 9 2 0",
+                                    "U 2 7 5 1 9 2 0")),
+                         ["unread-mismatch"])
+
+    def test_new_lines_must_be_well_formed(self):
+        h = check.History()
+        with self.assertRaises(ValueError):
+            h.parse_line("B 1 1 7 3 join 4")
+        with self.assertRaises(ValueError):
+            h.parse_line("P 1 7 0")
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -680,6 +680,8 @@ assert_last_codes(const struct fx *fx, size_t n, int code)
 	(STORE_OP_BIT(STORE_OP_MSG_APPEND) |                                   \
 	 STORE_OP_BIT(STORE_OP_MEMBER_ADD) |                                   \
 	 STORE_OP_BIT(STORE_OP_MEMBER_REMOVE) |                                \
+	 STORE_OP_BIT(STORE_OP_MEMBER_ADD_FENCED) |                            \
+	 STORE_OP_BIT(STORE_OP_MEMBER_REMOVE_FENCED) |                         \
 	 STORE_OP_BIT(STORE_OP_GROUP_CREATE) |                                 \
 	 STORE_OP_BIT(STORE_OP_GROUP_CREATE_MANY) |                            \
 	 STORE_OP_BIT(STORE_OP_SEG_TAKE) |                                     \

@@ -412,8 +412,9 @@ static void
 test_connector_read_on_a_full_disk_is_store_full(void **state)
 {
 	struct fx *fx = *state;
-	faulty_plan plan = {STORE_OP_BIT(STORE_OP_CONV_UPDATE), 1, true,
-	                    IM_ENOSPC, FAULTY_BEFORE};
+	faulty_plan plan = {STORE_OP_BIT(STORE_OP_CONV_UPDATE) |
+	                            STORE_OP_BIT(STORE_OP_CONV_UPDATE_FENCED),
+	                    1, true, IM_ENOSPC, FAULTY_BEFORE};
 
 	client_login(fx, READER);
 	faulty_store_arm(fx->faulty, &plan);

@@ -1097,6 +1097,49 @@ test_conv_load_returns_each_group_with_its_last_message(void **state)
 	                 IM_EINVAL);
 }
 
+/*
+ * A message is read for its sender (the conversation lists count it so):
+ * the sender's read pointer, when a member, moves to its message in the
+ * append's transaction, never backwards; a duplicate moves nothing.
+ */
+static void
+test_msg_append_moves_the_senders_read_pointer_to_its_message(void **state)
+{
+	im_store *st = st_of(state);
+	im_fence f = {IM_KIND_GROUP, 1, 0};
+	im_msg m[3];
+	im_append_result r[3];
+	convs c = {0};
+
+	f.epoch = claim(st, IM_KIND_GROUP, 1);
+	make_group(st, 100);
+	assert_int_equal(im_store_member_add(st, 100, 5, NULL), IM_OK);
+	assert_int_equal(im_store_member_add(st, 100, 6, NULL), IM_OK);
+	m[0] = mk(100, 4, 0, 1, 5, 1, "mine");
+	m[1] = mk(100, 8, 4, 2, 6, 1, "theirs");
+	m[2] = mk(100, 9, 8, 3, 5, 2, "mine again");
+	assert_int_equal(im_store_msg_append(st, &f, 1, m, 3, r), IM_OK);
+	assert_int_equal(im_store_conv_load(st, 5, collect_conv, &c), IM_OK);
+	assert_int_equal(c.row[0].read_seq, 9);
+	assert_int_equal(c.row[0].read_ordinal, 3);
+	assert_int_equal(c.row[0].last.ordinal - c.row[0].read_ordinal, 0);
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(im_store_conv_load(st, 6, collect_conv, &c), IM_OK);
+	assert_int_equal(c.row[0].read_seq, 8);
+	assert_int_equal(c.row[0].read_ordinal, 2);
+	assert_int_equal(c.row[0].last.ordinal - c.row[0].read_ordinal, 1);
+	/* User 6 read everything; its old message again (a retry) is a
+	 * duplicate and moves nothing back. */
+	assert_int_equal(im_store_conv_update(st, 6, 100, 9, 3, 0), IM_OK);
+	m[0] = mk(100, 12, 9, 4, 6, 1, "theirs");
+	assert_int_equal(im_store_msg_append(st, &f, 1, m, 1, r), IM_OK);
+	assert_true(r[0].dup);
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(im_store_conv_load(st, 6, collect_conv, &c), IM_OK);
+	assert_int_equal(c.row[0].read_seq, 9);
+	assert_int_equal(c.row[0].read_ordinal, 3);
+}
+
 static void
 test_conv_update_moves_the_read_pointer_only_forward(void **state)
 {
@@ -1126,6 +1169,178 @@ test_conv_update_moves_the_read_pointer_only_forward(void **state)
 	assert_int_equal(im_store_conv_update(st, 5, 101, 60, 6, 0),
 	                 IM_ENOTFOUND);
 	assert_int_equal(im_store_conv_update(st, 0, 100, 60, 6, 0), IM_EINVAL);
+}
+
+/* The members of gid as "u1,u2,": what the fenced tests compare. */
+static void
+members_of(im_store *st, im_gid gid, char *out, size_t cap)
+{
+	uids s = {0};
+	size_t i, len = 0;
+
+	assert_int_equal(im_store_member_list(st, gid, collect_uid, &s), IM_OK);
+	out[0] = '\0';
+	for (i = 0; i < s.n; i++) {
+		len += (size_t)snprintf(out + len, cap - len, "%llu,",
+		                        (unsigned long long)s.u[i]);
+		assert_true(len < cap);
+	}
+}
+
+/*
+ * Membership is an owner write like a message: a Chatter that lost the
+ * group slot (its epoch moved on) adds and removes nobody, and the store
+ * says IM_ESTALE; the owner at the current epoch does both.
+ */
+static void
+test_member_add_and_remove_fenced_write_only_at_the_current_epoch(
+        void **state)
+{
+	im_store *st = st_of(state);
+	im_fence f = {IM_KIND_GROUP, 1, 0}, stale, both[2];
+	im_fence never = {IM_KIND_GROUP, 9, 0};
+	bool added = false, removed = true;
+	char got[64];
+	im_epoch e;
+
+	f.epoch = claim(st, IM_KIND_GROUP, 1);
+	make_group(st, 10);
+	assert_int_equal(im_store_member_add_fenced(st, &f, 1, 10, 5, &added),
+	                 IM_OK);
+	assert_true(added);
+	assert_int_equal(im_store_member_add_fenced(st, &f, 1, 10, 5, &added),
+	                 IM_OK);
+	assert_false(added);
+	assert_int_equal(im_store_member_add_fenced(st, &f, 1, 11, 5, NULL),
+	                 IM_ENOTFOUND);
+	assert_int_equal(im_store_member_add_fenced(st, &f, 1, 10, 7, NULL),
+	                 IM_OK);
+	/* Another owner took the slot over: the old epoch writes nothing. */
+	stale = f;
+	assert_int_equal(im_store_slot_cas(st, IM_KIND_GROUP, 1, f.epoch,
+	                                   "node-b", &e),
+	                 IM_OK);
+	assert_int_equal(im_store_member_add_fenced(st, &stale, 1, 10, 6,
+	                                            &added),
+	                 IM_ESTALE);
+	assert_non_null(strstr(im_store_errmsg(st), "1"));
+	assert_int_equal(im_store_member_remove_fenced(st, &stale, 1, 10, 5,
+	                                               &removed),
+	                 IM_ESTALE);
+	/* Stale also when only one of several fences is. */
+	both[0] = (im_fence){IM_KIND_GROUP, 1, e};
+	both[1] = (im_fence){IM_KIND_GROUP, 2, claim(st, IM_KIND_GROUP, 2)};
+	assert_int_equal(im_store_slot_cas(st, IM_KIND_GROUP, 2, both[1].epoch,
+	                                   "node-b", NULL),
+	                 IM_OK);
+	assert_int_equal(im_store_member_add_fenced(st, both, 2, 10, 6, NULL),
+	                 IM_ESTALE);
+	assert_int_equal(im_store_member_remove_fenced(st, both, 2, 10, 7,
+	                                               NULL),
+	                 IM_ESTALE);
+	/* A slot nobody owns fences everyone, epoch 0 included. */
+	assert_int_equal(im_store_member_add_fenced(st, &never, 1, 10, 6, NULL),
+	                 IM_ESTALE);
+	never.epoch = 1;
+	assert_int_equal(im_store_member_remove_fenced(st, &never, 1, 10, 5,
+	                                               NULL),
+	                 IM_ESTALE);
+	members_of(st, 10, got, sizeof(got));
+	assert_string_equal(got, "5,7,");
+	/* The new owner's epoch writes. */
+	f.epoch = e;
+	assert_int_equal(im_store_member_add_fenced(st, &f, 1, 10, 6, &added),
+	                 IM_OK);
+	assert_true(added);
+	assert_int_equal(im_store_member_remove_fenced(st, &f, 1, 10, 5,
+	                                               &removed),
+	                 IM_OK);
+	assert_true(removed);
+	assert_int_equal(im_store_member_remove_fenced(st, &f, 1, 10, 5,
+	                                               &removed),
+	                 IM_OK);
+	assert_false(removed);
+	members_of(st, 10, got, sizeof(got));
+	assert_string_equal(got, "6,7,");
+	/* Bad arguments reach nothing. */
+	assert_int_equal(im_store_member_add_fenced(st, NULL, 1, 10, 8, NULL),
+	                 IM_EINVAL);
+	assert_int_equal(im_store_member_add_fenced(st, &f, 0, 10, 8, NULL),
+	                 IM_EINVAL);
+	assert_int_equal(im_store_member_add_fenced(st, &f, 1, 0, 8, NULL),
+	                 IM_EINVAL);
+	assert_int_equal(im_store_member_remove_fenced(st, &f, 1, 10, 0, NULL),
+	                 IM_EINVAL);
+	assert_int_equal(im_store_member_remove_fenced(NULL, &f, 1, 10, 6,
+	                                               NULL),
+	                 IM_EINVAL);
+	members_of(st, 10, got, sizeof(got));
+	assert_string_equal(got, "6,7,");
+}
+
+/*
+ * A read pointer is written by the owner of the user's slot: a Connector
+ * that lost it moves no pointer (IM_ESTALE), and under the current epoch
+ * the pointer still only moves forward.
+ */
+static void
+test_conv_update_fenced_moves_the_pointer_only_at_the_current_epoch(
+        void **state)
+{
+	im_store *st = st_of(state);
+	im_fence f = {IM_KIND_USER, 3, 0}, stale;
+	im_fence group_kind = {IM_KIND_GROUP, 3, 0};
+	convs c = {0};
+	im_epoch e;
+
+	f.epoch = claim(st, IM_KIND_USER, 3);
+	make_group(st, 100);
+	assert_int_equal(im_store_member_add(st, 100, 5, NULL), IM_OK);
+	assert_int_equal(im_store_conv_update_fenced(st, &f, 1, 5, 100, 50, 5,
+	                                             IM_CONV_PINNED),
+	                 IM_OK);
+	stale = f;
+	assert_int_equal(im_store_slot_cas(st, IM_KIND_USER, 3, f.epoch,
+	                                   "node-b", &e),
+	                 IM_OK);
+	assert_int_equal(im_store_conv_update_fenced(st, &stale, 1, 5, 100, 60,
+	                                             6, 0),
+	                 IM_ESTALE);
+	/* Kinds are separate: a group slot of that number was never owned. */
+	group_kind.epoch = e;
+	assert_int_equal(im_store_conv_update_fenced(st, &group_kind, 1, 5,
+	                                             100, 60, 6, 0),
+	                 IM_ESTALE);
+	assert_int_equal(im_store_conv_load(st, 5, collect_conv, &c), IM_OK);
+	assert_int_equal(c.n, 1);
+	assert_int_equal(c.row[0].read_seq, 50);
+	assert_int_equal(c.row[0].read_ordinal, 5);
+	assert_int_equal(c.row[0].flags, IM_CONV_PINNED);
+	/* The owner at the new epoch: forward only, flags as given. */
+	f.epoch = e;
+	assert_int_equal(im_store_conv_update_fenced(st, &f, 1, 5, 100, 60, 6,
+	                                             0),
+	                 IM_OK);
+	assert_int_equal(im_store_conv_update_fenced(st, &f, 1, 5, 100, 40, 4,
+	                                             IM_CONV_MUTED),
+	                 IM_OK);
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(im_store_conv_load(st, 5, collect_conv, &c), IM_OK);
+	assert_int_equal(c.row[0].read_seq, 60);
+	assert_int_equal(c.row[0].read_ordinal, 6);
+	assert_int_equal(c.row[0].flags, IM_CONV_MUTED);
+	assert_int_equal(im_store_conv_update_fenced(st, &f, 1, 6, 100, 60, 6,
+	                                             0),
+	                 IM_ENOTFOUND);
+	assert_int_equal(im_store_conv_update_fenced(st, NULL, 0, 5, 100, 70,
+	                                             7, 0),
+	                 IM_EINVAL);
+	assert_int_equal(im_store_conv_update_fenced(st, &f, 1, 5, 0, 70, 7,
+	                                             0),
+	                 IM_EINVAL);
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(im_store_conv_load(st, 5, collect_conv, &c), IM_OK);
+	assert_int_equal(c.row[0].read_seq, 60);
 }
 
 /* ---- user queues ----------------------------------------------------- */
@@ -2155,6 +2370,9 @@ static const struct CMUnitTest tests[] = {
         T(test_member_add_starts_the_read_pointer_at_the_last_message),
         T(test_conv_load_returns_each_group_with_its_last_message),
         T(test_conv_update_moves_the_read_pointer_only_forward),
+        T(test_msg_append_moves_the_senders_read_pointer_to_its_message),
+        T(test_member_add_and_remove_fenced_write_only_at_the_current_epoch),
+        T(test_conv_update_fenced_moves_the_pointer_only_at_the_current_epoch),
         T(test_uq_append_is_fenced_idempotent_and_read_in_order),
         T(test_fake_store_counts_each_op_it_forwards),
         T(test_failed_append_leaves_nothing_and_a_retry_stores_once),

@@ -74,6 +74,16 @@ for _ in $(seq 1 200); do
 	sleep 0.1
 done
 [ "$owned" = 2 ] || fail "the cluster did not take its slots in 20 s"
+# The Router forwards a creation only once the Chatter said Hello to it:
+# owning the slots comes before that, and a create sent in between is
+# answered "no chatter for the group".
+for _ in $(seq 1 200); do
+	grep -q "took our Hello" "$tmp/chatter.log" &&
+		grep -q "took our Hello" "$tmp/connector.log" && break
+	sleep 0.1
+done
+grep -q "took our Hello" "$tmp/chatter.log" ||
+	fail "the chatter did not reach the router in 20 s"
 token=$("$imd" token 1 --secret_file "$tmp/secret")
 df_create_group
 # Random text, which PostgreSQL cannot compress: ~4 KB a row on its pages.

@@ -301,6 +301,10 @@ static const struct {
          "test_cluster_router)"},
         {"test_system_a_second_imd_fences_off_group_creation",
          "as test_system_a_second_imd_fences_off_the_first"},
+        {"test_system_a_second_imd_fences_off_membership_changes",
+         "as test_system_a_second_imd_fences_off_the_first"},
+        {"test_system_a_second_imd_fences_off_read_pointers",
+         "as test_system_a_second_imd_fences_off_the_first"},
         {"test_system_a_second_imd_cannot_open_the_database_of_an_exclusive_"
          "one",
          "imd's exclusive sqlite lock; cluster nodes share the store by "

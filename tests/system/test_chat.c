@@ -285,6 +285,52 @@ test_system_offline_user_gets_exact_unread_counts_then_syncs_in_order(
 	free(env);
 }
 
+/*
+ * Sending is reading: a user's own message moves its read pointer, live
+ * (the lists) and in the store alike, so a login after a restart (lists
+ * loaded from the store, as on a new device or another Connector) counts
+ * what the user sent as read, as the session that sent it did.
+ */
+static void
+test_system_own_messages_are_read_after_a_fresh_login(void **state)
+{
+	struct fixture *f = *state;
+	const uint64_t members[1] = {2};
+	const im_ConvInfo *ci;
+	im_ConvInfo convs[4];
+	size_t n = 0;
+	tclient a, b;
+	int64_t g, s1, s2, s3;
+
+	login_as(f, &a, 1, NULL, 0, NULL);
+	login_as(f, &b, 2, NULL, 0, NULL);
+	g = tc_create_group(&a, "mine", members, 1);
+	assert_true(g > 0);
+	s1 = tc_send_msg(&b, (uint64_t)g, 1, "from 2", NULL);
+	s2 = tc_send_msg(&a, (uint64_t)g, 1, "from 1", NULL);
+	s3 = tc_send_msg(&b, (uint64_t)g, 2, "from 2 again", NULL);
+	assert_true(s1 > 0 && s2 > s1 && s3 > s2);
+	tc_close(&a);
+	tc_close(&b);
+	/* A restart: the lists are loaded from the store, not kept. */
+	assert_int_equal(imd_stop(&f->imd, SIGTERM), 0);
+	assert_int_equal(imd_start(&f->imd), 0);
+	/* User 1 read up to its own message: one unread after it. */
+	login_as(f, &a, 1, convs, 4, &n);
+	ci = find_conv(convs, n, (uint64_t)g);
+	assert_non_null(ci);
+	assert_int_equal(ci->read_seq, s2);
+	assert_int_equal(ci->unread, 1);
+	tc_close(&a);
+	/* User 2 sent the last one: nothing unread. */
+	login_as(f, &b, 2, convs, 4, &n);
+	ci = find_conv(convs, n, (uint64_t)g);
+	assert_non_null(ci);
+	assert_int_equal(ci->read_seq, s3);
+	assert_int_equal(ci->unread, 0);
+	tc_close(&b);
+}
+
 struct seen {
 	uint64_t last;
 	int count;
@@ -1200,6 +1246,137 @@ test_system_a_second_imd_fences_off_group_creation(void **state)
 	assert_int_equal(imd_stop(&second, SIGTERM), 0);
 }
 
+/* A second imd on the fixture's database, on its own port and log: it
+ * claims every slot, fencing the first off. */
+static void
+start_second(struct fixture *f, imd_proc *second)
+{
+	*second = f->imd;
+	second->pid = 0;
+	snprintf(second->port_file, sizeof(second->port_file), "%s/port2",
+	         f->imd.dir);
+	snprintf(second->log, sizeof(second->log), "%s/imd2.log", f->imd.dir);
+	assert_int_equal(imd_start(second), 0);
+}
+
+static void
+login_at(const imd_proc *p, tclient *c, uint64_t uid, im_ConvInfo *convs,
+         size_t max, size_t *n)
+{
+	char tok[IM_TOKEN_BUF];
+
+	imd_token(p, uid, 3600, tok, sizeof(tok));
+	assert_int_equal(tc_connect(c, p->port), 0);
+	assert_int_equal(tc_login(c, tok, convs, max, n), 1);
+}
+
+/*
+ * Membership is fenced like a send: once a second imd took every slot (the
+ * first one's slot watch is off, so only the store's fence can stop it),
+ * the first one adds and removes nobody, and the caller is told to retry.
+ */
+static void
+test_system_a_second_imd_fences_off_membership_changes(void **state)
+{
+	struct fixture *f = *state;
+	imd_proc second;
+	const uint64_t members[1] = {2};
+	im_Envelope *env = calloc(1, sizeof(*env));
+	im_ConvInfo convs[4];
+	size_t n = 0;
+	tclient a, b;
+	int64_t g;
+
+	assert_non_null(env);
+	login_as(f, &a, 1, NULL, 0, NULL);
+	g = tc_create_group(&a, "members", members, 1);
+	assert_true(g > 0);
+	start_second(f, &second);
+
+	env->which_msg = im_Envelope_add_member_tag;
+	env->msg.add_member.group = (uint64_t)g;
+	env->msg.add_member.user = 3;
+	assert_int_equal(tc_simple(&a, env), im_Code_ERR_UNAVAILABLE);
+	memset(env, 0, sizeof(*env));
+	env->which_msg = im_Envelope_remove_member_tag;
+	env->msg.remove_member.group = (uint64_t)g;
+	env->msg.remove_member.user = 2;
+	assert_int_equal(tc_simple(&a, env), im_Code_ERR_UNAVAILABLE);
+
+	/* The store holds the members from before: 3 is in no group, 2 is
+	 * still in g. */
+	login_at(&second, &b, 3, convs, 4, &n);
+	assert_int_equal(n, 0);
+	tc_close(&b);
+	login_at(&second, &b, 2, convs, 4, &n);
+	assert_int_equal(n, 1);
+	assert_int_equal(convs[0].group, (uint64_t)g);
+	tc_close(&b);
+	/* The new owner changes membership. */
+	login_at(&second, &b, 1, NULL, 0, NULL);
+	memset(env, 0, sizeof(*env));
+	env->which_msg = im_Envelope_add_member_tag;
+	env->msg.add_member.group = (uint64_t)g;
+	env->msg.add_member.user = 3;
+	assert_int_equal(tc_simple(&b, env), im_Code_OK);
+	tc_close(&b);
+	tc_close(&a);
+	free(env);
+	assert_int_equal(imd_stop(&second, SIGTERM), 0);
+}
+
+/*
+ * A read pointer is the user's owner's write: a first imd fenced off by a
+ * second one moves no pointer (the unread count stays), and the client is
+ * told to retry elsewhere.
+ */
+static void
+test_system_a_second_imd_fences_off_read_pointers(void **state)
+{
+	struct fixture *f = *state;
+	imd_proc second;
+	const uint64_t members[1] = {2};
+	im_Envelope *env = calloc(1, sizeof(*env));
+	const im_ConvInfo *ci;
+	im_ConvInfo convs[4];
+	size_t n = 0;
+	tclient a, b;
+	int64_t g, s1;
+
+	assert_non_null(env);
+	login_as(f, &a, 1, NULL, 0, NULL);
+	login_as(f, &b, 2, NULL, 0, NULL);
+	g = tc_create_group(&a, "reads", members, 1);
+	assert_true(g > 0);
+	s1 = tc_send_msg(&a, (uint64_t)g, 1, "unread", NULL);
+	assert_true(s1 > 0);
+	start_second(f, &second);
+
+	env->which_msg = im_Envelope_mark_read_tag;
+	env->msg.mark_read.group = (uint64_t)g;
+	env->msg.mark_read.seq = (uint64_t)s1;
+	assert_int_equal(tc_simple(&b, env), im_Code_ERR_UNAVAILABLE);
+	tc_close(&b);
+
+	login_at(&second, &b, 2, convs, 4, &n);
+	ci = find_conv(convs, n, (uint64_t)g);
+	assert_non_null(ci);
+	assert_int_equal(ci->unread, 1);
+	assert_int_equal(ci->read_seq, 0);
+	/* At the new owner the read counts. */
+	assert_int_equal(tc_simple(&b, env), im_Code_OK);
+	tc_close(&b);
+	login_at(&second, &b, 2, convs, 4, &n);
+	ci = find_conv(convs, n, (uint64_t)g);
+	assert_non_null(ci);
+	assert_int_equal(ci->unread, 0);
+	assert_int_equal(ci->read_seq, (uint64_t)s1);
+	tc_close(&b);
+	tc_close(&a);
+	free(env);
+	assert_int_equal(imd_stop(&second, SIGTERM), 0);
+}
+
 /* Two imds on one file need shared locking (exclusive is the default). */
 static const char *const shared_db[] = {
         "--seq-step", "4", "--uq-step", "4", "--exclusive", "false", NULL};
@@ -1208,6 +1385,18 @@ static int
 setup_shared(void **state)
 {
 	return setup_with(state, shared_db);
+}
+
+/* Shared, and the first imd never reloads its slot map by itself: only
+ * the store's fences stand between it and the second one's slots. */
+static const char *const shared_db_unwatched[] = {
+        "--seq-step", "4",     "--uq-step",       "4",
+        "--exclusive", "false", "--slot_watch_ms", "0", NULL};
+
+static int
+setup_shared_unwatched(void **state)
+{
+	return setup_with(state, shared_db_unwatched);
 }
 
 static void
@@ -1446,6 +1635,15 @@ main(void)
 	        cmocka_unit_test_setup_teardown(
 	                test_system_a_second_imd_fences_off_group_creation,
 	                setup_shared, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_system_own_messages_are_read_after_a_fresh_login,
+	                setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_system_a_second_imd_fences_off_membership_changes,
+	                setup_shared_unwatched, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_system_a_second_imd_fences_off_read_pointers,
+	                setup_shared_unwatched, teardown),
 	        cmocka_unit_test_setup_teardown(
 	                test_system_a_second_imd_cannot_open_the_database_of_an_exclusive_one,
 	                setup, teardown),

@@ -2,7 +2,8 @@
  * The batched store ops on a backend that lacks them: the im_store_*
  * wrappers fall back to the one-at-a-time ops (libim/store_fallback.c).
  * Two real sqlite stores side by side, one whole and one whose batched ops
- * are NULL (a wrap_store over it), get the same calls; the fallback must
+ * and fenced membership and read-pointer ops are NULL (a wrap_store over
+ * it), get the same calls; the fallback must
  * give the batched op's results and contract (conflicts, stale fences,
  * idempotent retries), differing only where the header says it does (not
  * all or nothing).
@@ -41,6 +42,9 @@ setup(void **state)
 	p->lacking.ops.group_create_many = NULL;
 	p->lacking.ops.seg_take_many = NULL;
 	p->lacking.ops.uq_last = NULL;
+	p->lacking.ops.member_add_fenced = NULL;
+	p->lacking.ops.member_remove_fenced = NULL;
+	p->lacking.ops.conv_update_fenced = NULL;
 	*state = p;
 	return 0;
 }
@@ -327,6 +331,66 @@ test_uq_last_falls_back_to_a_bounded_scan(void **state)
 	assert_int_equal(last[1], last[0]);
 }
 
+/* The fenced membership and read-pointer ops: the fallback checks the
+ * fences first, so a stale owner writes nothing there either. */
+static void
+test_fenced_member_and_read_ops_fall_back_with_the_same_contract(void **state)
+{
+	struct pair *p = *state;
+	im_fence g = {IM_KIND_GROUP, 2, 0}, u = {IM_KIND_USER, 2, 0};
+	im_group grp = {.gid = 8, .creator = 1, .created_ms = 1};
+	bool added, removed;
+	im_epoch e;
+	im_store *st;
+
+	EACH_STORE(p, st)
+	{
+		assert_int_equal(im_store_slot_cas(st, IM_KIND_GROUP, 2, 0, "a",
+						   &g.epoch),
+				 IM_OK);
+		assert_int_equal(im_store_slot_cas(st, IM_KIND_USER, 2, 0, "a",
+						   &u.epoch),
+				 IM_OK);
+		assert_int_equal(im_store_group_create(st, &grp), IM_OK);
+		assert_int_equal(im_store_member_add_fenced(st, &g, 1, 8, 4,
+							    &added),
+				 IM_OK);
+		assert_true(added);
+		assert_int_equal(im_store_member_add_fenced(st, &g, 1, 9, 4,
+							    NULL),
+				 IM_ENOTFOUND);
+		assert_int_equal(im_store_conv_update_fenced(st, &u, 1, 4, 8,
+							     3, 1, 0),
+				 IM_OK);
+		/* Both slots move on: the old epochs write nothing. */
+		assert_int_equal(im_store_slot_cas(st, IM_KIND_GROUP, 2,
+						   g.epoch, "b", &e),
+				 IM_OK);
+		assert_int_equal(im_store_slot_cas(st, IM_KIND_USER, 2,
+						   u.epoch, "b", NULL),
+				 IM_OK);
+		assert_int_equal(im_store_member_add_fenced(st, &g, 1, 8, 5,
+							    NULL),
+				 IM_ESTALE);
+		assert_int_equal(im_store_member_remove_fenced(st, &g, 1, 8, 4,
+							       NULL),
+				 IM_ESTALE);
+		assert_int_equal(im_store_conv_update_fenced(st, &u, 1, 4, 8,
+							     9, 2, 0),
+				 IM_ESTALE);
+		assert_int_equal(epoch_now(st, IM_KIND_GROUP, 2), e);
+		g.epoch = e;
+		assert_int_equal(im_store_member_remove_fenced(st, &g, 1, 8, 4,
+							       &removed),
+				 IM_OK);
+		assert_true(removed);
+		assert_int_equal(im_store_member_remove_fenced(st, &g, 1, 8, 5,
+							       &removed),
+				 IM_OK);
+		assert_false(removed);
+	}
+}
+
 int
 main(void)
 {
@@ -343,6 +407,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(
 			test_uq_last_falls_back_to_a_bounded_scan, setup,
 			teardown),
+		cmocka_unit_test_setup_teardown(
+			test_fenced_member_and_read_ops_fall_back_with_the_same_contract,
+			setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -187,6 +187,15 @@ call_op(im_store *st, enum store_op op)
 	case STORE_OP_GROUP_CREATE_DEDUP:
 		return im_store_group_create_dedup(st, &a.gfence, 1, &a.gnew,
 		                                   &a.dedup, 1, &a.created);
+	case STORE_OP_MEMBER_ADD_FENCED:
+		return im_store_member_add_fenced(st, &a.gfence, 1, 1, 2,
+		                                  &a.flag);
+	case STORE_OP_MEMBER_REMOVE_FENCED:
+		return im_store_member_remove_fenced(st, &a.gfence, 1, 1, 2,
+		                                     &a.flag);
+	case STORE_OP_CONV_UPDATE_FENCED:
+		return im_store_conv_update_fenced(st, &a.ufence, 1, 1, 1, 1, 1,
+		                                   0);
 	case STORE_OP_COUNT:
 		break;
 	}

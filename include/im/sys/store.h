@@ -11,8 +11,9 @@
  * backend was compiled against. Ops are only ever appended; the core calls
  * an op added in version N only when `ops->version >= N && op != NULL`;
  * otherwise the batched ops (slot_cas_many, group_create_many,
- * seg_take_many, uq_last) fall back to the version 1 ops inside the
- * wrapper, and the others (node_*, group_create_dedup) return IM_ENOTSUP, so a backend written
+ * seg_take_many, uq_last) and the fenced membership and read-pointer ops
+ * (version 6) fall back to the version 1 ops inside the wrapper, and the
+ * others (node_*, group_create_dedup) return IM_ENOTSUP, so a backend written
  * against an older header keeps working. im_store_init() rejects version 0, versions newer than this
  * build, and any NULL among the version 1 ops.
  *
@@ -34,7 +35,7 @@
 extern "C" {
 #endif
 
-#define IM_STORE_OPS_VERSION 5
+#define IM_STORE_OPS_VERSION 6
 #define IM_STORE_ERRMSG_MAX 256
 
 struct im_store_ops;
@@ -167,6 +168,26 @@ struct im_store_ops {
 				  const uint64_t *dedup_ids, size_t n,
 				  im_group_created *res_out);
 	/* Methods above are valid for version 5 */
+	/**
+	 * May be NULL (the wrapper then checks the fences with slot_load
+	 * before calling member_add, member_remove or conv_update: a slot
+	 * lost between the check and the write is not seen). The version 1
+	 * op, with the fences checked inside its transaction as msg_append
+	 * does: IM_ESTALE and nothing written when one is stale.
+	 */
+	int (*member_add_fenced)(im_store *st, const im_fence *fences,
+				 size_t nfences, im_gid gid, im_uid user,
+				 bool *added_out);
+	/** May be NULL; as member_add_fenced. */
+	int (*member_remove_fenced)(im_store *st, const im_fence *fences,
+				    size_t nfences, im_gid gid, im_uid user,
+				    bool *removed_out);
+	/** May be NULL; as member_add_fenced. */
+	int (*conv_update_fenced)(im_store *st, const im_fence *fences,
+				  size_t nfences, im_uid user, im_gid conv,
+				  im_seq read_seq, uint64_t read_ordinal,
+				  uint32_t flags);
+	/* Methods above are valid for version 6 */
 	/* A new op is also added to libim's list of ops, from which the
 	 * forwarding stores are generated; the build fails until both agree. */
 };

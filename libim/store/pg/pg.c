@@ -323,6 +323,10 @@ static const struct im_store_ops pg_ops = {
         .uq_last = im__pg_uq_last,
         /* version 5 */
         .group_create_dedup = im__pg_group_create_dedup,
+        /* version 6 */
+        .member_add_fenced = im__pg_member_add_fenced,
+        .member_remove_fenced = im__pg_member_remove_fenced,
+        .conv_update_fenced = im__pg_conv_update_fenced,
 };
 
 static void

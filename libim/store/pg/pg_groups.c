@@ -1,7 +1,8 @@
 /*
  * Groups, members and conversation state on PostgreSQL: creating groups
  * (one, or a fenced batch with their members), membership, and the
- * per-user conversation rows with their read pointers.
+ * per-user conversation rows with their read pointers (each write also
+ * fenced, ops version 6).
  */
 #include "store/pg/pg_internal.h"
 
@@ -337,6 +338,120 @@ im__pg_conv_update(im_store *st, im_uid user, im_gid conv, im_seq read_seq,
 	rc = im__pg_exec(PG(st), PG_CONV_UPDATE, &p, PG_AGAIN, NULL, NULL,
 	                 &rows);
 	if (rc == IM_OK && rows == 0) {
+		im_store_set_error(st, "pg: user %llu is not in group %llu",
+		                   (unsigned long long)user,
+		                   (unsigned long long)conv);
+		return IM_ENOTFOUND;
+	}
+	return rc;
+}
+
+/* ---- ops version 6: the same writes, fenced --------------------------- */
+
+/* What a fenced write's statement answered: a stale fence (row kind 1)
+ * or its counts (row kind 2: whether the group exists, rows written). */
+struct fenced_rows {
+	struct pg_store *s;
+	uint64_t found;
+	uint64_t written;
+};
+
+static int
+fenced_row(const PGresult *res, int r, void *arg)
+{
+	struct fenced_rows *f = arg;
+
+	if (pg_col_u64(res, r, 0) == 2) {
+		f->found = pg_col_u64(res, r, 1);
+		f->written = pg_col_u64(res, r, 2);
+		return IM_OK;
+	}
+	return im__pg_fence_row(res, r, f->s);
+}
+
+/* Run a fenced statement whose parameters after the fences are the
+ * nparams scalars of v. */
+static int
+fenced_exec(struct pg_store *s, enum pg_stmt id, const im_fence *fences,
+            size_t nfences, const uint64_t *v, int nparams,
+            enum pg_retry retry, struct fenced_rows *out)
+{
+	struct pg_params par;
+	int rc, i;
+
+	if (nfences > PG_BATCH_MAX) {
+		im_store_set_error(&s->base, "pg: %zu fences are too many",
+		                   nfences);
+		return IM_EINVAL;
+	}
+	if ((rc = im__pg_buf_reserve(s, im__pg_fence_size(nfences))) !=
+	    IM_OK) {
+		return rc;
+	}
+	(void)im__pg_fence_encode(s->buf, fences, nfences, &par);
+	for (i = 0; i < nparams; i++) {
+		pg_param_u64(&par, 3 + i, v[i]);
+	}
+	out->s = s;
+	out->found = 0;
+	out->written = 0;
+	return im__pg_exec(s, id, &par, retry, fenced_row, out, NULL);
+}
+
+int
+im__pg_member_add_fenced(im_store *st, const im_fence *fences, size_t nfences,
+                         im_gid gid, im_uid user, bool *added_out)
+{
+	const uint64_t v[2] = {gid, user};
+	struct fenced_rows f;
+	int rc;
+
+	rc = fenced_exec(PG(st), PG_MEMBER_ADD_FENCED, fences, nfences, v, 2,
+	                 PG_ONCE, &f);
+	if (rc != IM_OK) {
+		return rc;
+	}
+	if (f.found == 0) {
+		im_store_set_error(st, "pg: no group %llu",
+		                   (unsigned long long)gid);
+		return IM_ENOTFOUND;
+	}
+	*added_out = f.written == 1;
+	return IM_OK;
+}
+
+int
+im__pg_member_remove_fenced(im_store *st, const im_fence *fences,
+                            size_t nfences, im_gid gid, im_uid user,
+                            bool *removed_out)
+{
+	const uint64_t v[2] = {gid, user};
+	struct fenced_rows f;
+	int rc;
+
+	rc = fenced_exec(PG(st), PG_MEMBER_REMOVE_FENCED, fences, nfences, v,
+	                 2, PG_ONCE, &f);
+	if (rc == IM_OK) {
+		*removed_out = f.written > 0;
+	}
+	return rc;
+}
+
+int
+im__pg_conv_update_fenced(im_store *st, const im_fence *fences,
+                          size_t nfences, im_uid user, im_gid conv,
+                          im_seq read_seq, uint64_t read_ordinal,
+                          uint32_t flags)
+{
+	const uint64_t v[5] = {user, conv, pg_clamp_seq(read_seq),
+	                       read_ordinal, flags};
+	struct fenced_rows f;
+	int rc;
+
+	/* A monotonic pointer and absolute flags: replaying is harmless. */
+	rc = fenced_exec(PG(st), PG_CONV_UPDATE_FENCED, fences, nfences, v, 5,
+	                 PG_AGAIN, &f);
+	if (rc == IM_OK && f.written == 0) {
 		im_store_set_error(st, "pg: user %llu is not in group %llu",
 		                   (unsigned long long)user,
 		                   (unsigned long long)conv);

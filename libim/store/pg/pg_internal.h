@@ -70,6 +70,10 @@ enum pg_stmt {
 	PG_UQ_LAST,
 	/* ops version 5 */
 	PG_GROUP_CREATE_DEDUP,
+	/* ops version 6 */
+	PG_MEMBER_ADD_FENCED,
+	PG_MEMBER_REMOVE_FENCED,
+	PG_CONV_UPDATE_FENCED,
 	PG_NSTMT
 };
 

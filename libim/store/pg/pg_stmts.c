@@ -39,6 +39,16 @@
 	OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR,            \
 	OID_INT8_ARR, OID_BYTEA_ARR
 
+/* A message is read for its sender: the read pointer of each sender that
+ * is a member moves forward to its last message inserted (ins returns
+ * conv, sender, seq, ordinal), as the conversation lists count unread. */
+#define OWN_READ                                                           \
+	" own AS (UPDATE im_members mm SET read_seq = x.seq,"                \
+	" read_ordinal = x.ord FROM (SELECT conv, sender, max(seq) AS seq,"  \
+	" max(ordinal) AS ord FROM ins GROUP BY conv, sender) x"             \
+	" WHERE mm.gid = x.conv AND mm.uid = x.sender"                       \
+	" AND mm.read_seq < x.seq RETURNING 1)"
+
 /* The fast appends: insert $4..$13 as given unless a fence is stale. */
 #define FAST_INSERT                                                        \
 	" ins AS (INSERT INTO im_messages (conv, seq, prev_seq, ordinal,"    \
@@ -46,7 +56,9 @@
 	" SELECT * FROM unnest($4::int8[], $5::int8[], $6::int8[],"          \
 	" $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[],"     \
 	" $12::int8[], $13::bytea[])"                                        \
-	" WHERE NOT EXISTS (SELECT 1 FROM bad) RETURNING 1)"                 \
+	" WHERE NOT EXISTS (SELECT 1 FROM bad)"                              \
+	" RETURNING conv, sender, seq, ordinal),"                            \
+	OWN_READ                                                             \
 	" SELECT 1::int8, kind, slot, cur FROM bad"                          \
 	" UNION ALL SELECT 2, count(*), 0, 0 FROM ins"
 
@@ -120,7 +132,8 @@ const struct pg_stmt_def im__pg_stmts[PG_NSTMT] = {
 		" sender, dedup_id, reply_to, time_ms, type, body)"
 		" SELECT conv, seq, pseq, ord, sender, dedup_id, reply_to,"
 		" time_ms, type, body FROM k WHERE NOT EXISTS (SELECT 1 FROM bad)"
-		" RETURNING 1)"
+		" RETURNING conv, sender, seq, ordinal),"
+		OWN_READ
 		" SELECT 0::int8, idx, seq, prev_seq, ordinal, time_ms FROM o"
 		" UNION ALL SELECT 1, kind, slot, cur, 0, 0 FROM bad"
 		" UNION ALL SELECT 2, count(*), 0, 0, 0, 0 FROM ins",
@@ -314,6 +327,46 @@ const struct pg_stmt_def im__pg_stmts[PG_NSTMT] = {
 	[PG_UQ_LAST] = {"im_uq_last",
 		"SELECT coalesce(max(seq), 0)::int8 FROM im_userq WHERE uid = $1",
 		1, {OID_INT8}},
+	/* ops version 6: membership and read pointers, fenced as the
+	 * appends (a stale fence is a row of kind 1 and writes nothing);
+	 * the row of kind 2 says what was written. */
+	[PG_MEMBER_ADD_FENCED] = {"im_member_add_fenced",
+		"WITH " FENCE_CTE ","
+		" g AS (SELECT gid FROM im_groups WHERE gid = $4),"
+		" l AS (SELECT seq, ordinal FROM im_messages WHERE conv = $4"
+		" ORDER BY seq DESC LIMIT 1),"
+		" ins AS (INSERT INTO im_members (gid, uid, read_seq,"
+		" read_ordinal, flags, joined_ms) SELECT g.gid, $5,"
+		" coalesce((SELECT seq FROM l), 0),"
+		" coalesce((SELECT ordinal FROM l), 0), 0,"
+		" (extract(epoch FROM clock_timestamp()) * 1000)::int8 FROM g"
+		" WHERE NOT EXISTS (SELECT 1 FROM bad)"
+		" ON CONFLICT (gid, uid) DO NOTHING RETURNING 1)"
+		" SELECT 1::int8, kind, slot, cur FROM bad"
+		" UNION ALL SELECT 2, (SELECT count(*) FROM g),"
+		" (SELECT count(*) FROM ins), 0",
+		5, {OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR, OID_INT8,
+		    OID_INT8}},
+	[PG_MEMBER_REMOVE_FENCED] = {"im_member_remove_fenced",
+		"WITH " FENCE_CTE ","
+		" del AS (DELETE FROM im_members WHERE gid = $4 AND uid = $5"
+		" AND NOT EXISTS (SELECT 1 FROM bad) RETURNING 1)"
+		" SELECT 1::int8, kind, slot, cur FROM bad"
+		" UNION ALL SELECT 2, 1, (SELECT count(*) FROM del), 0",
+		5, {OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR, OID_INT8,
+		    OID_INT8}},
+	[PG_CONV_UPDATE_FENCED] = {"im_conv_update_fenced",
+		"WITH " FENCE_CTE ","
+		" up AS (UPDATE im_members SET"
+		" read_ordinal = CASE WHEN $6 > read_seq THEN $7"
+		" ELSE read_ordinal END,"
+		" read_seq = greatest(read_seq, $6), flags = $8"
+		" WHERE gid = $5 AND uid = $4"
+		" AND NOT EXISTS (SELECT 1 FROM bad) RETURNING 1)"
+		" SELECT 1::int8, kind, slot, cur FROM bad"
+		" UNION ALL SELECT 2, 1, (SELECT count(*) FROM up), 0",
+		8, {OID_INT8_ARR, OID_INT8_ARR, OID_INT8_ARR, OID_INT8,
+		    OID_INT8, OID_INT8, OID_INT8, OID_INT8}},
 };
 
 /* clang-format on */

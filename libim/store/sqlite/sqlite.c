@@ -184,6 +184,10 @@ static const struct im_store_ops sq_ops = {
         .uq_last = im__sq_uq_last,
         /* version 5 */
         .group_create_dedup = im__sq_group_create_dedup,
+        /* version 6 */
+        .member_add_fenced = im__sq_member_add_fenced,
+        .member_remove_fenced = im__sq_member_remove_fenced,
+        .conv_update_fenced = im__sq_conv_update_fenced,
 };
 
 static void

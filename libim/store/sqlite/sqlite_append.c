@@ -95,7 +95,12 @@ append_one(sq_store *sq, const im_msg *msgs, size_t i, im_append_result *res)
 		*res = (im_append_result){m->seq, prev, ord, m->time_ms, false};
 		c->next_prev = m->seq;
 		c->next_ord = ord + 1;
-		return IM_OK;
+		/* Read for its sender, as the conversation lists count it:
+		 * unread after a login then agrees with the live count. */
+		return im__sq_run(sq, SQ_CONV_READ_OWN,
+		                  SQ_ARGS(SQ_INT(m->conv), SQ_INT(m->sender),
+		                          SQ_INT(m->seq), SQ_INT(ord)),
+		                  "msg_append", NULL, NULL);
 	}
 	/*
 	 * The insert hit a unique index: only a dedup key seen before is a

@@ -1,7 +1,8 @@
 /*
  * Groups, members and conversation state on sqlite: creating groups (one,
  * or a fenced batch with their members), membership, and the per-user
- * conversation rows with their read pointers.
+ * conversation rows with their read pointers (each write also fenced,
+ * ops version 6).
  */
 #include "store/sqlite/sqlite_internal.h"
 
@@ -113,15 +114,21 @@ im__sq_group_lookup(im_store *st, im_gid gid, im_group *out)
 	return group_get(sq, gid, out);
 }
 
-int
-im__sq_member_add(im_store *st, im_gid gid, im_uid user, bool *added_out)
+/* member_add, with the fences (none: nfences 0) checked inside its
+ * transaction; member_remove and conv_update below do the same. */
+static int
+member_add(sq_store *sq, const im_fence *fences, size_t nfences, im_gid gid,
+           im_uid user, bool *added_out)
 {
-	sq_store *sq = sq_of(st);
 	im_msg_pos last;
 	int rc;
 
 	if ((rc = im__sq_write_begin(sq)) != IM_OK) {
 		return rc;
+	}
+	if (nfences > 0 &&
+	    (rc = im__sq_check_fences(sq, fences, nfences)) != IM_OK) {
+		goto out;
 	}
 	if ((rc = group_get(sq, gid, NULL)) != IM_OK) {
 		goto out;
@@ -136,6 +143,19 @@ im__sq_member_add(im_store *st, im_gid gid, im_uid user, bool *added_out)
 	}
 out:
 	return im__sq_end(sq, rc);
+}
+
+int
+im__sq_member_add(im_store *st, im_gid gid, im_uid user, bool *added_out)
+{
+	return member_add(sq_of(st), NULL, 0, gid, user, added_out);
+}
+
+int
+im__sq_member_add_fenced(im_store *st, const im_fence *fences, size_t nfences,
+                         im_gid gid, im_uid user, bool *added_out)
+{
+	return member_add(sq_of(st), fences, nfences, gid, user, added_out);
 }
 
 /*
@@ -265,14 +285,18 @@ im__sq_group_create_dedup(im_store *st, const im_fence *fences,
 	                    res_out);
 }
 
-int
-im__sq_member_remove(im_store *st, im_gid gid, im_uid user, bool *removed_out)
+static int
+member_remove(sq_store *sq, const im_fence *fences, size_t nfences,
+              im_gid gid, im_uid user, bool *removed_out)
 {
-	sq_store *sq = sq_of(st);
 	int rc;
 
 	if ((rc = im__sq_write_begin(sq)) != IM_OK) {
 		return rc;
+	}
+	if (nfences > 0 &&
+	    (rc = im__sq_check_fences(sq, fences, nfences)) != IM_OK) {
+		return im__sq_end(sq, rc);
 	}
 	rc = im__sq_run(sq, SQ_MEMBER_DELETE,
 	                SQ_ARGS(SQ_INT(gid), SQ_INT(user)), "member_remove",
@@ -281,6 +305,21 @@ im__sq_member_remove(im_store *st, im_gid gid, im_uid user, bool *removed_out)
 		*removed_out = sqlite3_changes(sq->db) == 1;
 	}
 	return im__sq_end(sq, rc);
+}
+
+int
+im__sq_member_remove(im_store *st, im_gid gid, im_uid user, bool *removed_out)
+{
+	return member_remove(sq_of(st), NULL, 0, gid, user, removed_out);
+}
+
+int
+im__sq_member_remove_fenced(im_store *st, const im_fence *fences,
+                            size_t nfences, im_gid gid, im_uid user,
+                            bool *removed_out)
+{
+	return member_remove(sq_of(st), fences, nfences, gid, user,
+	                     removed_out);
 }
 
 static int
@@ -340,15 +379,19 @@ im__sq_conv_load(im_store *st, im_uid user, im_conv_cb cb, void *payload)
 	                  "conv_load", conv_row, &l);
 }
 
-int
-im__sq_conv_update(im_store *st, im_uid user, im_gid conv, im_seq read_seq,
-                   uint64_t read_ordinal, uint32_t flags)
+static int
+conv_update(sq_store *sq, const im_fence *fences, size_t nfences, im_uid user,
+            im_gid conv, im_seq read_seq, uint64_t read_ordinal,
+            uint32_t flags)
 {
-	sq_store *sq = sq_of(st);
 	int rc;
 
 	if ((rc = im__sq_write_begin(sq)) != IM_OK) {
 		return rc;
+	}
+	if (nfences > 0 &&
+	    (rc = im__sq_check_fences(sq, fences, nfences)) != IM_OK) {
+		return im__sq_end(sq, rc);
 	}
 	rc = im__sq_run(sq, SQ_CONV_UPDATE,
 	                SQ_ARGS(SQ_INT(user), SQ_INT(conv),
@@ -356,10 +399,29 @@ im__sq_conv_update(im_store *st, im_uid user, im_gid conv, im_seq read_seq,
 	                        SQ_INT(sq_bound(read_ordinal)), SQ_INT(flags)),
 	                "conv_update", NULL, NULL);
 	if (rc == IM_OK && sqlite3_changes(sq->db) == 0) {
-		im_store_set_error(st, "user %llu is not a member of %llu",
+		im_store_set_error(&sq->base,
+		                   "user %llu is not a member of %llu",
 		                   (unsigned long long)user,
 		                   (unsigned long long)conv);
 		rc = IM_ENOTFOUND;
 	}
 	return im__sq_end(sq, rc);
+}
+
+int
+im__sq_conv_update(im_store *st, im_uid user, im_gid conv, im_seq read_seq,
+                   uint64_t read_ordinal, uint32_t flags)
+{
+	return conv_update(sq_of(st), NULL, 0, user, conv, read_seq,
+	                   read_ordinal, flags);
+}
+
+int
+im__sq_conv_update_fenced(im_store *st, const im_fence *fences,
+                          size_t nfences, im_uid user, im_gid conv,
+                          im_seq read_seq, uint64_t read_ordinal,
+                          uint32_t flags)
+{
+	return conv_update(sq_of(st), fences, nfences, user, conv, read_seq,
+	                   read_ordinal, flags);
 }

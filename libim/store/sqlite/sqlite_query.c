@@ -74,6 +74,10 @@ static const char *const sq_sql[SQ_NSTMT] = {
                            "ELSE read_ordinal END, "
                            "read_seq = MAX(read_seq, ?3), flags = ?5 "
                            "WHERE gid = ?2 AND uid = ?1",
+        /* A message is read for its sender (see msg_append). */
+        [SQ_CONV_READ_OWN] = "UPDATE im_members SET read_seq = ?3, "
+                             "read_ordinal = ?4 "
+                             "WHERE gid = ?1 AND uid = ?2 AND read_seq < ?3",
         [SQ_UQ_INSERT] = "INSERT INTO im_userq (uid, seq, time_ms, type, "
                          "body) VALUES (?1, ?2, ?3, ?4, ?5) "
                          "ON CONFLICT DO NOTHING",

@@ -1,8 +1,8 @@
 /*
  * AddMember / RemoveMember: run at once against the store (after the
- * pending commits, to keep their order), then the hot state and the
- * target's user event. Its own file: membership bypasses the group
- * commit.
+ * pending commits, to keep their order), fenced by the group's slot like
+ * a commit, then the hot state and the target's user event. Its own file:
+ * membership bypasses the group commit.
  */
 #include "chatter_priv.h"
 
@@ -33,12 +33,28 @@ emit_event(chatter *c, im_uid user, uint32_t type, const struct group *g,
 	c->router->ops->user_events(c->router, &ev, 1);
 }
 
+/*
+ * The store refused the write as stale: another Chatter owns the group's
+ * slot now (we were paused, cut off, or a second process took the slots).
+ * As after a fenced commit: reload the map, forget the slot's groups, and
+ * the caller is answered ERR_UNAVAILABLE, so the client retries at the
+ * new owner.
+ */
+static void
+member_fenced(chatter *c, uint32_t slot)
+{
+	c->stats.stale++;
+	(void)im_shard_load(c->map, c->st);
+	chatter__drop_slot_now(c, slot);
+}
+
 /* Membership checks (the caller must be a member; only the creator or
  * the user may remove), the store write, then the hot state. */
 void
 chatter__do_member(chatter *c, const role_op *op)
 {
 	struct group *g = NULL;
+	im_fence fence = {IM_KIND_GROUP, 0, 0};
 	bool changed = false;
 	int code, rc;
 
@@ -66,13 +82,18 @@ chatter__do_member(chatter *c, const role_op *op)
 		                   op->group);
 		return;
 	}
+	/* Fenced with the epoch the hot state was loaded under, as a
+	 * commit is (batch.c): a slot lost since then writes nothing. */
+	fence.slot = g->slot;
+	fence.epoch = g->epoch;
 	if (op->kind == ROLE_OP_ADD_MEMBER) {
 		if (g->nmembers >= c->opts.max_members) {
 			chatter__reply_one(c, op, ROLE_ERR_FULL,
 			                   "group is full", op->group);
 			return;
 		}
-		rc = im_store_member_add(c->st, g->gid, op->target, &changed);
+		rc = im_store_member_add_fenced(c->st, &fence, 1, g->gid,
+		                                op->target, &changed);
 		if (rc == IM_OK &&
 		    chatter__member_insert(c, g, op->target) != IM_OK) {
 			/* Stored but not cached: reload on next use. */
@@ -87,8 +108,8 @@ chatter__do_member(chatter *c, const role_op *op)
 			        op->group);
 			return;
 		}
-		rc = im_store_member_remove(c->st, g->gid, op->target,
-		                            &changed);
+		rc = im_store_member_remove_fenced(c->st, &fence, 1, g->gid,
+		                                   op->target, &changed);
 		if (rc == IM_OK) {
 			chatter__member_erase(g, op->target);
 		}
@@ -96,6 +117,11 @@ chatter__do_member(chatter *c, const role_op *op)
 	if (rc == IM_ENOSPC) {
 		store_full_failed(&c->full, role_now_ms(), 1, "chatter",
 		                  im_store_errmsg(c->st));
+	} else if (rc == IM_ESTALE) {
+		LOG_W("chatter: membership of %llu fenced: %s",
+		      (unsigned long long)op->group, im_store_errmsg(c->st));
+		member_fenced(c, fence.slot);
+		g = NULL;
 	} else if (rc != IM_OK) {
 		LOG_W("chatter: membership of %llu: %s (%s)",
 		      (unsigned long long)op->group, im_strerror(rc),
